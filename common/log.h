@@ -1,0 +1,50 @@
+// Logging: levelled lines on stderr, as plain text or as JSON lines.
+//
+//   LOOM_LOG(kInfo) << "listening on " << addr;
+//
+// A line is formatted into a local buffer and written with one write(2), so lines
+// from different threads never interleave. Thread-safe.
+#pragma once
+
+#include <sstream>
+#include <string_view>
+
+namespace loom::log {
+
+enum class Level { kDebug = 0, kInfo, kWarning, kError };
+enum class Format { kText, kJson };
+
+void SetLevel(Level level);
+Level GetLevel();
+void SetFormat(Format format);
+// Parses "debug|info|warning|error"; false when `name` is none of them.
+bool ParseLevel(std::string_view name, Level* level);
+
+// Redirects output to `fd` (default 2). For tests.
+void SetOutputFd(int fd);
+
+class Line {
+ public:
+  Line(Level level, const char* file, int line);
+  ~Line();
+  Line(const Line&) = delete;
+  Line& operator=(const Line&) = delete;
+  template <typename T>
+  Line& operator<<(const T& v) {
+    stream_ << v;
+    return *this;
+  }
+
+ private:
+  Level level_;
+  const char* file_;
+  int line_;
+  std::ostringstream stream_;
+};
+
+}  // namespace loom::log
+
+#define LOOM_LOG(level)                                          \
+  if (::loom::log::Level::level < ::loom::log::GetLevel()) {    \
+  } else                                                         \
+    ::loom::log::Line(::loom::log::Level::level, __FILE__, __LINE__)
