@@ -19,10 +19,14 @@ std::atomic<int> g_fd{2};
 
 const char* LevelName(Level level) {
   switch (level) {
-    case Level::kDebug: return "debug";
-    case Level::kInfo: return "info";
-    case Level::kWarning: return "warning";
-    case Level::kError: return "error";
+    case Level::kDebug:
+      return "debug";
+    case Level::kInfo:
+      return "info";
+    case Level::kWarning:
+      return "warning";
+    case Level::kError:
+      return "error";
   }
   return "?";
 }
@@ -67,10 +71,8 @@ Line::~Line() {
   std::string where = std::string(base ? base + 1 : file_) + ":" + std::to_string(line_);
   std::string out;
   if (g_format == Format::kJson) {
-    nlohmann::json j = {{"ts", Timestamp()},
-                        {"level", LevelName(level_)},
-                        {"src", where},
-                        {"msg", stream_.str()}};
+    nlohmann::json j = {
+        {"ts", Timestamp()}, {"level", LevelName(level_)}, {"src", where}, {"msg", stream_.str()}};
     out = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
   } else {
     out = Timestamp() + " " + LevelName(level_) + " " + where + "] " + stream_.str() + "\n";

@@ -44,7 +44,7 @@ class Line {
 
 }  // namespace loom::log
 
-#define LOOM_LOG(level)                                          \
-  if (::loom::log::Level::level < ::loom::log::GetLevel()) {    \
-  } else                                                         \
+#define LOOM_LOG(level)                                      \
+  if (::loom::log::Level::level < ::loom::log::GetLevel()) { \
+  } else                                                     \
     ::loom::log::Line(::loom::log::Level::level, __FILE__, __LINE__)
