@@ -1,0 +1,148 @@
+// SQLite, the way loomd uses it: one database file in WAL mode, numbered
+// migrations applied in order at open, prepared statements, and transactions
+// that are either committed or rolled back (RAII).
+//
+// A Db is one connection: thread-compatible (use it from one thread at a time).
+// Components that write from a dedicated thread open their own Db on the same
+// file; WAL lets readers proceed while a writer commits. Durability: commits
+// use synchronous=FULL, so a row whose commit returned survives kill -9 and
+// power loss.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace loom {
+
+struct Migration {
+  int version;      // 1, 2, 3, ... applied in order, each exactly once
+  std::string sql;  // may hold several statements
+};
+
+class Statement;
+
+class Db {
+ public:
+  enum class Durability { kFull, kNormal };
+  struct Options {
+    Durability durability = Durability::kFull;
+    int busy_timeout_ms = 5000;
+    bool read_only = false;
+  };
+
+  // Opens (creating if needed) the database at `path` and applies the
+  // migrations it has not seen (tracked in PRAGMA user_version). A database
+  // newer than the migrations known to this binary is refused.
+  static Result<std::unique_ptr<Db>> Open(const std::string& path,
+                                          const std::vector<Migration>& migrations,
+                                          Options options);
+  static Result<std::unique_ptr<Db>> Open(const std::string& path,
+                                          const std::vector<Migration>& migrations) {
+    return Open(path, migrations, Options{});
+  }
+  ~Db();
+  Db(const Db&) = delete;
+  Db& operator=(const Db&) = delete;
+
+  // Runs statements that return no rows.
+  Status Exec(std::string_view sql);
+  // Prepares one statement (cached: preparing the same SQL again is cheap).
+  Result<Statement*> Prepare(std::string_view sql);
+  int64_t LastInsertRowId() const;
+  int Changes() const;
+  int SchemaVersion() const { return schema_version_; }
+  const std::string& path() const { return path_; }
+
+  Status Begin();  // BEGIN IMMEDIATE: takes the write lock now, not at the first write
+  Status Commit();
+  Status Rollback();
+
+ private:
+  Db() = default;
+  Status Migrate(const std::vector<Migration>& migrations);
+  Status Error(std::string_view what) const;
+
+  struct Closer {
+    void operator()(sqlite3* db) const;
+  };
+  std::unique_ptr<sqlite3, Closer> db_;
+  std::vector<std::pair<std::string, std::unique_ptr<Statement>>> cache_;
+  std::string path_;
+  int schema_version_ = 0;
+  friend class Statement;
+};
+
+// A prepared statement owned by its Db. Bind parameters by 1-based index,
+// Step() through rows, read columns by 0-based index. Reset() happens on the
+// next Bind*/Step after the last row, or explicitly.
+class Statement {
+ public:
+  ~Statement();
+  Statement& Bind(int index, int64_t v);
+  Statement& Bind(int index, double v);
+  Statement& Bind(int index, std::string_view v);
+  Statement& Bind(int index, const char* v) { return Bind(index, std::string_view(v)); }
+  Statement& Bind(int index, const std::optional<std::string>& v);
+  Statement& BindNull(int index);
+  // Binds several values from index 1.
+  template <typename... Args>
+  Statement& BindAll(const Args&... args) {
+    int i = 0;
+    (Bind(++i, args), ...);
+    return *this;
+  }
+
+  // true: a row is ready; false: done. Errors (constraint, busy, I/O) as Status.
+  Result<bool> Step();
+  // Steps to completion, for statements that return no rows.
+  Status Run();
+  void Reset();
+
+  bool IsNull(int col) const;
+  int64_t Int(int col) const;
+  double Double(int col) const;
+  std::string Text(int col) const;
+  std::optional<std::string> OptionalText(int col) const;
+
+ private:
+  friend class Db;
+  Statement(Db* db, sqlite3_stmt* stmt) : db_(db), stmt_(stmt) {}
+  void ResetIfDone();
+  Db* db_;
+  sqlite3_stmt* stmt_;
+  bool done_ = false;
+  Status bind_error_;
+};
+
+// Rolls back unless Commit() was called.
+class Transaction {
+ public:
+  explicit Transaction(Db* db) : db_(db) {}
+  ~Transaction() {
+    if (active_) (void)db_->Rollback();
+  }
+  Status Begin() {
+    LOOM_RETURN_IF_ERROR(db_->Begin());
+    active_ = true;
+    return Status::Ok();
+  }
+  Status Commit() {
+    active_ = false;
+    return db_->Commit();
+  }
+
+ private:
+  Db* db_;
+  bool active_ = false;
+};
+
+}  // namespace loom

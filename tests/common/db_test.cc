@@ -1,0 +1,73 @@
+#include "common/db.h"
+
+#include <gtest/gtest.h>
+
+#include "tests/support/temp_dir.h"
+
+namespace loom {
+namespace {
+
+const std::vector<Migration> kV1 = {
+    {1, "CREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT UNIQUE)"}};
+const std::vector<Migration> kV2 = {kV1[0], {2, "ALTER TABLE t ADD COLUMN n INTEGER DEFAULT 7"}};
+
+TEST(DbTest, AppliesMigrationsOnceAndInOrder) {
+  testing::TempDir dir;
+  {
+    auto db = Db::Open(dir.File("x.db"), kV1);
+    ASSERT_TRUE(db.ok()) << db.status().ToString();
+    EXPECT_EQ((*db)->SchemaVersion(), 1);
+    auto* ins = *(*db)->Prepare("INSERT INTO t(name) VALUES(?)");
+    ASSERT_TRUE(ins->BindAll("a").Run().ok());
+  }
+  auto db = Db::Open(dir.File("x.db"), kV2);
+  ASSERT_TRUE(db.ok()) << db.status().ToString();
+  EXPECT_EQ((*db)->SchemaVersion(), 2);
+  auto* q = *(*db)->Prepare("SELECT name, n FROM t");
+  ASSERT_TRUE(*q->Step());
+  EXPECT_EQ(q->Text(0), "a");
+  EXPECT_EQ(q->Int(1), 7);
+}
+
+TEST(DbTest, RefusesADatabaseNewerThanTheBinary) {
+  testing::TempDir dir;
+  ASSERT_TRUE(Db::Open(dir.File("x.db"), kV2).ok());
+  auto db = Db::Open(dir.File("x.db"), kV1);
+  ASSERT_FALSE(db.ok());
+  EXPECT_EQ(db.status().code(), StatusCode::kFailedPrecondition);
+}
+
+TEST(DbTest, UncommittedTransactionIsRolledBack) {
+  testing::TempDir dir;
+  auto db = std::move(Db::Open(dir.File("x.db"), kV1)).value();
+  {
+    Transaction tx(db.get());
+    ASSERT_TRUE(tx.Begin().ok());
+    ASSERT_TRUE((*db->Prepare("INSERT INTO t(name) VALUES('gone')"))->Run().ok());
+  }
+  auto* q = *db->Prepare("SELECT count(*) FROM t");
+  ASSERT_TRUE(*q->Step());
+  EXPECT_EQ(q->Int(0), 0);
+}
+
+TEST(DbTest, ConstraintViolationIsAlreadyExists) {
+  testing::TempDir dir;
+  auto db = std::move(Db::Open(dir.File("x.db"), kV1)).value();
+  auto* ins = *db->Prepare("INSERT INTO t(name) VALUES(?)");
+  ASSERT_TRUE(ins->BindAll("dup").Run().ok());
+  Status s = ins->BindAll("dup").Run();
+  EXPECT_EQ(s.code(), StatusCode::kAlreadyExists) << s.ToString();
+}
+
+TEST(DbTest, GarbageFileIsCorruption) {
+  testing::TempDir dir;
+  FILE* f = std::fopen(dir.File("bad.db").c_str(), "w");
+  std::fputs("this is not a database, just some text that is long enough to look like a header", f);
+  std::fclose(f);
+  auto db = Db::Open(dir.File("bad.db"), kV1);
+  ASSERT_FALSE(db.ok());
+  EXPECT_NE(db.status().message().find("bad.db"), std::string::npos) << db.status().ToString();
+}
+
+}  // namespace
+}  // namespace loom
