@@ -91,6 +91,8 @@ class Statement {
   Statement& Bind(int index, double v);
   Statement& Bind(int index, std::string_view v);
   Statement& Bind(int index, const char* v) { return Bind(index, std::string_view(v)); }
+  Statement& Bind(int index, const std::string& v) { return Bind(index, std::string_view(v)); }
+  Statement& Bind(int index, int v) { return Bind(index, static_cast<int64_t>(v)); }
   Statement& Bind(int index, const std::optional<std::string>& v);
   Statement& BindNull(int index);
   // Binds several values from index 1.

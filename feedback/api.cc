@@ -1,0 +1,133 @@
+#include "feedback/api.h"
+
+#include <charconv>
+
+namespace loom::feedback {
+namespace {
+
+std::optional<int64_t> ParseId(std::string_view s) {
+  int64_t v = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || p != s.data() + s.size() || v <= 0) return std::nullopt;
+  return v;
+}
+
+}  // namespace
+
+Api::Api(Store* store, TokenStore* tokens, RateLimiter* limiter, MetricsRegistry* metrics,
+         Limits limits)
+    : store_(store), tokens_(tokens), limiter_(limiter), limits_(limits) {
+  submitted_ = metrics->NewCounter("loom_feedback_submitted_total",
+                                   "Feedback items stored, by kind and outcome (new or duplicate).",
+                                   {"kind", "status"});
+  rejected_ = metrics->NewCounter("loom_feedback_rejected_total",
+                                  "Feedback submissions refused, by reason.", {"reason"});
+  items_ = metrics->NewGauge("loom_feedback_items", "Feedback items in the store, by status.",
+                             {"status"});
+}
+
+Status Api::LoadCounts() {
+  LOOM_ASSIGN_OR_RETURN(Counts counts, store_->CountByStatus());
+  for (const auto& [status, n] : counts.by_status) items_->Set({status}, static_cast<double>(n));
+  return Status::Ok();
+}
+
+void Api::Register(Router& router) {
+  router.Add("POST", "/v1/feedback", [this](HttpRequest& r, std::shared_ptr<HttpExchange> ex) {
+    Submit(r, std::move(ex));
+  });
+  router.Add("GET", "/v1/feedback",
+             [this](HttpRequest& r, std::shared_ptr<HttpExchange> ex) { List(r, std::move(ex)); });
+  router.Add("GET", "/v1/feedback/{id}",
+             [this](HttpRequest& r, std::shared_ptr<HttpExchange> ex) { Show(r, std::move(ex)); });
+}
+
+void Api::Submit(HttpRequest& req, std::shared_ptr<HttpExchange> ex) {
+  auto who = tokens_->Authenticate(req);
+  if (!who.ok()) {
+    rejected_->Add({"auth"});
+    return ex->Respond(ErrorResponse(who.status()));
+  }
+  if (int64_t wait_ms = limiter_->Acquire("token:" + std::to_string(who->token_id)); wait_ms > 0) {
+    rejected_->Add({"rate_limited"});
+    HttpResponse r = ErrorResponse(Status::ResourceExhausted(
+        "too many submissions from this token; retry after " + std::to_string(wait_ms) + " ms"));
+    r.headers.emplace_back("Retry-After", std::to_string((wait_ms + 999) / 1000));
+    return ex->Respond(std::move(r));
+  }
+  auto parsed = ParseSubmission(req.body, limits_);
+  if (auto* bad = std::get_if<Invalid>(&parsed)) {
+    rejected_->Add({"invalid"});
+    return ex->Respond(ErrorResponse(Status::InvalidArgument(bad->message), bad->field));
+  }
+  Item item = std::move(std::get<Item>(parsed));
+  item.token_id = who->token_id;
+  std::string kind = item.kind;
+  store_->Submit(std::move(item), std::string(req.Header("Idempotency-Key")),
+                 [this, ex, kind](Result<SubmitResult> r) {
+                   if (!r.ok()) return ex->Respond(ErrorResponse(r.status()));
+                   Json body = {{"id", r->id}, {"status", r->status}};
+                   if (r->duplicate_of) body["duplicate_of"] = *r->duplicate_of;
+                   if (!r->replayed) {
+                     submitted_->Add({kind, r->status});
+                     items_->Add({r->status}, 1);
+                   }
+                   ex->Respond(HttpResponse::Json(r->replayed ? 200 : 201, DumpJson(body)));
+                 });
+}
+
+void Api::List(HttpRequest& req, std::shared_ptr<HttpExchange> ex) {
+  auto who = tokens_->Authenticate(req);
+  if (!who.ok()) return ex->Respond(ErrorResponse(who.status()));
+  ListQuery q;
+  auto opt = [&](const char* name) -> std::optional<std::string> {
+    auto it = req.query.find(name);
+    if (it == req.query.end() || it->second.empty()) return std::nullopt;
+    return it->second;
+  };
+  q.status = opt("status");
+  q.kind = opt("kind");
+  q.repo = opt("repo");
+  if (auto after = opt("after")) {
+    auto v = ParseId(*after);
+    if (!v)
+      return ex->Respond(
+          ErrorResponse(Status::InvalidArgument("after must be an item id"), "after"));
+    q.after_id = *v;
+  }
+  if (auto limit = opt("limit")) {
+    auto v = ParseId(*limit);
+    if (!v || *v > 500) {
+      return ex->Respond(
+          ErrorResponse(Status::InvalidArgument("limit must be between 1 and 500"), "limit"));
+    }
+    q.limit = static_cast<int>(*v);
+  }
+  if (!who->AtLeast(Role::kEngineer)) q.token_id = who->token_id;
+  auto items = store_->List(q);
+  if (!items.ok()) return ex->Respond(ErrorResponse(items.status()));
+  Json out = {{"items", Json::array()}};
+  for (const auto& it : *items) out["items"].push_back(it.ToJson());
+  if (static_cast<int>(items->size()) == q.limit) {
+    out["next_after"] = items->back().id;
+  } else {
+    out["next_after"] = nullptr;
+  }
+  ex->Respond(HttpResponse::Json(200, DumpJson(out)));
+}
+
+void Api::Show(HttpRequest& req, std::shared_ptr<HttpExchange> ex) {
+  auto who = tokens_->Authenticate(req);
+  if (!who.ok()) return ex->Respond(ErrorResponse(who.status()));
+  auto id = ParseId(req.params["id"]);
+  if (!id)
+    return ex->Respond(ErrorResponse(Status::NotFound("no feedback item " + req.params["id"])));
+  auto item = store_->Get(*id);
+  // A reporter may not learn that other people's items exist: same 404.
+  if (!item.ok() || (!who->AtLeast(Role::kEngineer) && item->token_id != who->token_id)) {
+    return ex->Respond(ErrorResponse(Status::NotFound("no feedback item " + std::to_string(*id))));
+  }
+  ex->Respond(HttpResponse::Json(200, DumpJson(item->ToJson())));
+}
+
+}  // namespace loom::feedback

@@ -1,0 +1,129 @@
+// Feedback intake: what an app user files, validated, fingerprinted, stored
+// durably and deduplicated.
+//
+// Submissions are written by one writer thread that group-commits: every
+// submission that arrived while the previous commit was syncing goes into the
+// next transaction, so a durable write (fsync) is shared by many requests.
+// The caller's callback runs after the commit that holds its item returned: an
+// id that was answered is on disk. Reads use their own connection (WAL lets
+// them run while the writer commits). FeedbackStore is thread-safe.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <variant>
+#include <vector>
+
+#include "common/db.h"
+#include "common/json.h"
+#include "common/status.h"
+
+namespace loom::feedback {
+
+struct Item {
+  int64_t id = 0;
+  std::string kind;  // bug | feature | question
+  std::string title;
+  std::string body;
+  std::optional<std::string> reporter, app_version, commit, url, logs, stack_trace, repo;
+  Json context = Json::object();
+  std::string status;  // new | duplicate (later: triaged, in_progress, review, merged, rejected)
+  std::string fingerprint;
+  std::optional<int64_t> duplicate_of;
+  int64_t reporter_count = 1;
+  int64_t token_id = 0;
+  int64_t created_at_ms = 0;
+
+  Json ToJson() const;
+};
+
+// Field limits, in bytes of UTF-8.
+struct Limits {
+  size_t title = 300;
+  size_t body = 64 << 10;
+  size_t short_field = 200;  // reporter, app_version, commit, repo
+  size_t url = 2048;
+  size_t logs = 256 << 10;
+  size_t stack_trace = 64 << 10;
+  size_t context = 32 << 10;  // serialised
+};
+
+// A validation failure: what is wrong and which field.
+struct Invalid {
+  std::string field;
+  std::string message;
+};
+
+// Parses a POST /v1/feedback body into an Item (id, status, fingerprint and
+// token unset). Rejects malformed JSON, invalid UTF-8, unknown or missing
+// fields, wrong types, unknown kinds and over-long fields.
+std::variant<Item, Invalid> ParseSubmission(std::string_view body, const Limits& limits);
+
+// Groups duplicates: the kind, the normalised title (lower case, numbers and
+// hex ids blanked, punctuation and repeated spaces dropped) and the top three
+// normalised stack frames, hashed.
+std::string Fingerprint(const Item& item);
+
+struct SubmitResult {
+  int64_t id = 0;
+  std::string status;
+  std::optional<int64_t> duplicate_of;
+  bool replayed = false;  // an earlier submission with the same idempotency key
+};
+
+struct ListQuery {
+  std::optional<std::string> status, kind, repo;
+  std::optional<int64_t> token_id;  // only this token's items (reporters)
+  int64_t after_id = 0;             // paging cursor: items with id > after_id
+  int limit = 50;
+};
+
+struct Counts {
+  std::vector<std::pair<std::string, int64_t>> by_status;
+};
+
+class Store {
+ public:
+  static Result<std::unique_ptr<Store>> Open(const std::string& db_path);
+  ~Store();  // flushes pending submissions and joins the writer
+
+  using Callback = std::function<void(Result<SubmitResult>)>;
+  // Queues `item` for the next group commit; `done` runs on the writer thread
+  // once the item is durable (or with the error). An idempotency key makes a
+  // retried submission from the same token return the first item.
+  void Submit(Item item, std::string idempotency_key, Callback done);
+  Result<SubmitResult> SubmitAndWait(Item item, std::string idempotency_key = "");
+
+  Result<Item> Get(int64_t id);
+  Result<std::vector<Item>> List(const ListQuery& query);
+  Result<Counts> CountByStatus();
+
+ private:
+  struct Pending {
+    Item item;
+    std::string idempotency_key;
+    Callback done;
+  };
+  Store(std::unique_ptr<Db> writer, std::unique_ptr<Db> reader);
+  void WriterLoop();
+  Result<SubmitResult> Insert(Item& item, const std::string& idempotency_key);
+
+  std::unique_ptr<Db> writer_db_;  // writer thread only
+  std::mutex read_mu_;
+  std::unique_ptr<Db> reader_db_;  // GUARDED_BY(read_mu_)
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Pending> queue_;  // GUARDED_BY(mu_)
+  bool stop_ = false;          // GUARDED_BY(mu_)
+  std::thread writer_;
+};
+
+}  // namespace loom::feedback

@@ -1,0 +1,82 @@
+#include "orchestrator/cli/api_client.h"
+
+#include <iostream>
+
+namespace loom::cli {
+
+ApiReply CallApi(const GlobalOptions& global, const std::string& method, const std::string& path,
+                 const Json* body, const std::string& idempotency_key) {
+  ApiReply reply;
+  std::vector<std::pair<std::string, std::string>> headers = {{"Accept", "application/json"}};
+  if (!global.token.empty()) headers.emplace_back("Authorization", "Bearer " + global.token);
+  if (body) headers.emplace_back("Content-Type", "application/json");
+  if (!idempotency_key.empty()) headers.emplace_back("Idempotency-Key", idempotency_key);
+  HttpClient client;
+  std::string server = global.server;
+  while (!server.empty() && server.back() == '/') server.pop_back();
+  auto r = client.Call(method, server + path, body ? DumpJson(*body) : "", headers);
+  if (!r.ok()) {
+    reply.exit_code = kExitUnavailable;
+    reply.error = r.status().message() + " (is loomd running? set --server or LOOM_SERVER)";
+    return reply;
+  }
+  reply.http_status = r->status;
+  auto parsed = ParseJson(r->body);
+  if (parsed.ok()) reply.body = std::move(parsed).value();
+  if (r->status >= 200 && r->status < 300) return reply;
+  std::string message = "HTTP " + std::to_string(r->status);
+  if (reply.body.is_object() && reply.body.contains("error") && reply.body["error"].is_object()) {
+    const Json& e = reply.body["error"];
+    message = e.value("message", message);
+    if (e.contains("field") && e["field"].is_string()) {
+      message += " (field: " + e["field"].get<std::string>() + ")";
+    }
+  }
+  reply.error = message;
+  switch (r->status) {
+    case 401:
+    case 403:
+      reply.exit_code = kExitAuth;
+      break;
+    case 404:
+      reply.exit_code = kExitNotFound;
+      break;
+    case 400:
+    case 413:
+    case 422:
+      reply.exit_code = kExitUsage;
+      break;
+    default:
+      reply.exit_code = kExitError;
+  }
+  if (r->status == 401) reply.error += " (pass --token or set LOOM_TOKEN)";
+  return reply;
+}
+
+int ReportFailure(const GlobalOptions& global, const ApiReply& reply) {
+  if (global.json) {
+    std::cout << DumpJson(Json{
+                     {"error", {{"message", reply.error}, {"http_status", reply.http_status}}}})
+              << "\n";
+  } else {
+    std::cerr << "loom: " << reply.error << "\n";
+  }
+  return reply.exit_code;
+}
+
+std::string UrlEncode(const std::string& s) {
+  static const char* kHex = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+  }
+  return out;
+}
+
+}  // namespace loom::cli

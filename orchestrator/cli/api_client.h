@@ -1,0 +1,33 @@
+// How `loom` commands talk to loomd: JSON over HTTP with the bearer token, and
+// errors turned into a message plus an exit code scripts can rely on.
+#pragma once
+
+#include <string>
+
+#include "common/json.h"
+#include "orchestrator/cli/commands.h"
+#include "orchestrator/http_client.h"
+
+namespace loom::cli {
+
+struct ApiReply {
+  int exit_code = kExitOk;
+  int http_status = 0;
+  Json body;
+  std::string error;  // set when exit_code != 0
+};
+
+// Calls loomd at global.server + path. Maps transport failures to
+// kExitUnavailable, 401/403 to kExitAuth, 404 to kExitNotFound, 400/413/422 to
+// kExitUsage and other failures to kExitError.
+ApiReply CallApi(const GlobalOptions& global, const std::string& method, const std::string& path,
+                 const Json* body = nullptr, const std::string& idempotency_key = "");
+
+// Prints the error of a failed reply to stderr (or as JSON on stdout with --json)
+// and returns its exit code.
+int ReportFailure(const GlobalOptions& global, const ApiReply& reply);
+
+// Percent-encodes a query parameter value.
+std::string UrlEncode(const std::string& s);
+
+}  // namespace loom::cli

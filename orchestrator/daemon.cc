@@ -1,0 +1,173 @@
+// loomd's wiring: config -> data dir -> database-backed stores -> HTTP routes.
+#include "orchestrator/daemon.h"
+
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <mutex>
+
+#include "common/auth.h"
+#include "common/http_server.h"
+#include "common/log.h"
+#include "common/metrics.h"
+#include "common/rate_limiter.h"
+#include "common/schema.h"
+#include "feedback/api.h"
+#include "feedback/intake.h"
+
+namespace loom {
+
+std::vector<Config::Key> DaemonConfigSchema() {
+  using T = Config::Type;
+  return {
+      {"data_dir", T::kString, ".loom", "Directory for the database and task workspaces."},
+      {"listen", T::kString, "127.0.0.1:7700", "HTTP listen address, host:port."},
+      {"log.level", T::kString, "info", "debug, info, warning or error."},
+      {"log.json", T::kBool, "false", "Write logs as JSON lines."},
+      {"http.threads", T::kInt, "2", "HTTP I/O threads."},
+      {"http.max_body_bytes", T::kInt, "1048576", "Largest accepted request body (413 above)."},
+      {"http.header_timeout_ms", T::kInt, "10000", "Time allowed to send a request head."},
+      {"http.idle_timeout_ms", T::kInt, "60000", "Keep-alive wait for the next request."},
+      {"http.drain_ms", T::kInt, "10000", "On SIGTERM, how long in-flight requests may finish."},
+      {"feedback.rate_per_minute", T::kDouble, "600",
+       "Submissions allowed per token per minute (0: unlimited)."},
+      {"feedback.burst", T::kDouble, "60", "Submissions a token may make at once."},
+  };
+}
+
+namespace {
+
+Status ParseListen(const std::string& listen, std::string* host, uint16_t* port) {
+  auto colon = listen.rfind(':');
+  if (colon == std::string::npos) {
+    return Status::InvalidArgument("listen: expected host:port, got '" + listen + "'");
+  }
+  *host = listen.substr(0, colon);
+  int p = 0;
+  try {
+    p = std::stoi(listen.substr(colon + 1));
+  } catch (...) {
+    p = -1;
+  }
+  if (p < 0 || p > 65535) return Status::InvalidArgument("listen: bad port in '" + listen + "'");
+  if (host->size() > 2 && host->front() == '[') *host = host->substr(1, host->size() - 2);
+  *port = static_cast<uint16_t>(p);
+  return Status::Ok();
+}
+
+class DaemonImpl : public Daemon {
+ public:
+  Status Init(const Config& config) {
+    data_dir_ = config.GetString("data_dir");
+    std::error_code ec;
+    std::filesystem::create_directories(data_dir_, ec);
+    if (ec) return Status::IoError("cannot create data_dir " + data_dir_ + ": " + ec.message());
+    ::chmod(data_dir_.c_str(), 0700);
+    std::string db_path = DatabasePath(data_dir_);
+    LOOM_ASSIGN_OR_RETURN(tokens_, TokenStore::Open(db_path));
+    LOOM_ASSIGN_OR_RETURN(feedback_, feedback::Store::Open(db_path));
+    limiter_ =
+        std::make_unique<RateLimiter>(config.GetDouble("feedback.rate_per_minute") / 60.0,
+                                      config.GetDouble("feedback.burst"), SystemClock::Default());
+    requests_ =
+        metrics_.NewCounter("loom_http_requests_total", "HTTP requests by route and status.",
+                            {"method", "route", "status"});
+    latency_ = metrics_.NewHistogram("loom_http_request_duration_seconds",
+                                     "HTTP request latency by route.", {"route"},
+                                     MetricsRegistry::LatencyBuckets());
+    feedback_api_ = std::make_unique<feedback::Api>(feedback_.get(), tokens_.get(), limiter_.get(),
+                                                    &metrics_, feedback::Limits{});
+    LOOM_RETURN_IF_ERROR(feedback_api_->LoadCounts());
+
+    router_.Add("GET", "/healthz", [](HttpRequest&, std::shared_ptr<HttpExchange> ex) {
+      ex->Respond(HttpResponse::Json(200, "{\"status\":\"ok\"}"));
+    });
+    router_.Add("GET", "/metrics", [this](HttpRequest&, std::shared_ptr<HttpExchange> ex) {
+      HttpResponse r = HttpResponse::Text(200, metrics_.Render());
+      r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+      ex->Respond(std::move(r));
+    });
+    router_.Add("POST", "/v1/tokens",
+                [this](HttpRequest& r, std::shared_ptr<HttpExchange> ex) { CreateToken(r, ex); });
+    feedback_api_->Register(router_);
+
+    HttpServerOptions opts;
+    LOOM_RETURN_IF_ERROR(ParseListen(config.GetString("listen"), &opts.host, &opts.port));
+    opts.io_threads = static_cast<int>(config.GetInt("http.threads"));
+    opts.max_body_bytes = static_cast<size_t>(config.GetInt("http.max_body_bytes"));
+    opts.header_timeout = std::chrono::milliseconds(config.GetInt("http.header_timeout_ms"));
+    opts.idle_timeout = std::chrono::milliseconds(config.GetInt("http.idle_timeout_ms"));
+    opts.on_complete = [this](const HttpRequest& req, int status, std::chrono::nanoseconds took) {
+      std::string route = router_.RouteLabel(req);
+      requests_->Add({req.method, route, std::to_string(status)});
+      latency_->Observe({route}, std::chrono::duration<double>(took).count());
+    };
+    LOOM_ASSIGN_OR_RETURN(
+        server_, HttpServer::Start(opts, [this](HttpRequest& r, std::shared_ptr<HttpExchange> ex) {
+          router_.Dispatch(r, std::move(ex));
+        }));
+    LOOM_LOG(kInfo) << "loomd listening on http://" << opts.host << ":" << server_->port()
+                    << " (data in " << data_dir_ << ")";
+    return Status::Ok();
+  }
+
+  uint16_t port() const override { return server_->port(); }
+  const std::string& data_dir() const override { return data_dir_; }
+
+  void Stop(std::chrono::milliseconds drain) override {
+    std::lock_guard<std::mutex> lock(stop_mu_);
+    if (server_) server_->Shutdown(drain);
+    feedback_api_.reset();
+    feedback_.reset();  // flushes queued submissions
+  }
+
+  ~DaemonImpl() override { Stop(std::chrono::milliseconds(0)); }
+
+ private:
+  void CreateToken(HttpRequest& req, std::shared_ptr<HttpExchange> ex) {
+    auto who = tokens_->Authenticate(req);
+    if (!who.ok()) return ex->Respond(ErrorResponse(who.status()));
+    if (!who->AtLeast(Role::kAdmin)) {
+      return ex->Respond(
+          ErrorResponse(Status::PermissionDenied("creating tokens needs an admin token")));
+    }
+    auto body = ParseJson(req.body);
+    if (!body.ok() || !body->is_object()) {
+      return ex->Respond(
+          ErrorResponse(Status::InvalidArgument("expected a JSON object with a role")));
+    }
+    auto role_it = body->find("role");
+    if (role_it == body->end() || !role_it->is_string()) {
+      return ex->Respond(ErrorResponse(Status::InvalidArgument("role is required"), "role"));
+    }
+    auto role = ParseRole(role_it->get<std::string>());
+    if (!role.ok()) return ex->Respond(ErrorResponse(role.status(), "role"));
+    std::string name = body->value("name", "");
+    auto token = tokens_->Create(*role, name);
+    if (!token.ok()) return ex->Respond(ErrorResponse(token.status()));
+    ex->Respond(HttpResponse::Json(
+        201, DumpJson({{"token", *token}, {"role", RoleName(*role)}, {"name", name}})));
+  }
+
+  std::string data_dir_;
+  MetricsRegistry metrics_;
+  Counter* requests_ = nullptr;
+  Histogram* latency_ = nullptr;
+  std::unique_ptr<TokenStore> tokens_;
+  std::unique_ptr<feedback::Store> feedback_;
+  std::unique_ptr<RateLimiter> limiter_;
+  std::unique_ptr<feedback::Api> feedback_api_;
+  Router router_;
+  std::unique_ptr<HttpServer> server_;
+  std::mutex stop_mu_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Daemon>> Daemon::Start(const Config& config) {
+  auto d = std::make_unique<DaemonImpl>();
+  LOOM_RETURN_IF_ERROR(d->Init(config));
+  return std::unique_ptr<Daemon>(std::move(d));
+}
+
+}  // namespace loom

@@ -1,0 +1,31 @@
+// loomd: builds the daemon's parts from its configuration and runs them.
+//
+// Start() opens the data directory and its database, then serves HTTP; Stop()
+// drains in-flight requests and flushes pending writes. Owned by loomd's main
+// (and by tests, which start it on port 0 in a temp dir).
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "common/config.h"
+#include "common/status.h"
+
+namespace loom {
+
+// The configuration keys loomd understands (see docs/operator-guide.md).
+std::vector<Config::Key> DaemonConfigSchema();
+
+class Daemon {
+ public:
+  static Result<std::unique_ptr<Daemon>> Start(const Config& config);
+  virtual ~Daemon() = default;
+  virtual uint16_t port() const = 0;
+  virtual const std::string& data_dir() const = 0;
+  // Stops accepting, lets in-flight requests finish for up to `drain`, and
+  // flushes pending writes. Idempotent.
+  virtual void Stop(std::chrono::milliseconds drain) = 0;
+};
+
+}  // namespace loom

@@ -1,0 +1,72 @@
+// loomd: parse flags, load config, start the daemon, wait for SIGTERM/SIGINT.
+#include <signal.h>
+
+#include <CLI/CLI.hpp>
+#include <iostream>
+
+#include "common/log.h"
+#include "orchestrator/daemon.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"loomd: the Loom daemon (HTTP API, feedback intake, agents)"};
+  std::string config_path;
+  std::vector<std::string> sets;
+  bool help_config = false;
+  app.add_option("--config", config_path, "loom.toml to load (default: ./loom.toml if present)");
+  app.add_option("--set", sets, "Override a key: --set http.threads=4 (repeatable)");
+  app.add_flag("--help-config", help_config, "List every configuration key and exit");
+  std::string data_dir, listen;
+  app.add_option("--data-dir", data_dir, "Same as --set data_dir=DIR");
+  app.add_option("--listen", listen, "Same as --set listen=HOST:PORT");
+  CLI11_PARSE(app, argc, argv);
+
+  loom::Config config(loom::DaemonConfigSchema());
+  if (help_config) {
+    std::cout << config.Describe();
+    return 0;
+  }
+  auto fail = [](const loom::Status& s) {
+    std::cerr << "loomd: " << s.message() << "\n";
+    return 2;
+  };
+  if (!config_path.empty()) {
+    if (auto s = config.LoadFile(config_path); !s.ok()) return fail(s);
+  } else if (auto s = config.LoadFile("loom.toml");
+             !s.ok() && s.code() != loom::StatusCode::kNotFound) {
+    return fail(s);
+  }
+  if (auto s = config.LoadEnvironment(); !s.ok()) return fail(s);
+  for (const auto& kv : sets) {
+    auto eq = kv.find('=');
+    if (eq == std::string::npos)
+      return fail(loom::Status::InvalidArgument("--set expects KEY=VALUE, got " + kv));
+    if (auto s = config.Set(kv.substr(0, eq), kv.substr(eq + 1), "flag --set"); !s.ok())
+      return fail(s);
+  }
+  if (!data_dir.empty()) (void)config.Set("data_dir", data_dir, "flag --data-dir");
+  if (!listen.empty()) (void)config.Set("listen", listen, "flag --listen");
+
+  loom::log::Level level;
+  if (!loom::log::ParseLevel(config.GetString("log.level"), &level)) {
+    return fail(loom::Status::InvalidArgument("log.level: expected debug, info, warning or error"));
+  }
+  loom::log::SetLevel(level);
+  if (config.GetBool("log.json")) loom::log::SetFormat(loom::log::Format::kJson);
+
+  // Block the signals before any thread starts so that only sigwait sees them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  auto daemon = loom::Daemon::Start(config);
+  if (!daemon.ok()) return fail(daemon.status());
+  int sig = 0;
+  sigwait(&signals, &sig);
+  LOOM_LOG(kInfo) << "received " << (sig == SIGTERM ? "SIGTERM" : "SIGINT") << ", draining";
+  (*daemon)->Stop(std::chrono::milliseconds(config.GetInt("http.drain_ms")));
+  LOOM_LOG(kInfo) << "loomd stopped";
+  return 0;
+}
