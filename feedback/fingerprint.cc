@@ -13,7 +13,7 @@ namespace loom::feedback {
 namespace {
 
 // Lower-cases, turns runs of digits (and hex-looking words) into '#', drops
-// punctuation other than '_' '.' ':' '/', and collapses whitespace.
+// punctuation other than '_', and collapses whitespace.
 std::string Normalise(std::string_view s) {
   std::string out;
   bool space = false;
@@ -33,7 +33,7 @@ std::string Normalise(std::string_view s) {
       ++i;
       continue;
     }
-    if (std::isalpha(c) || c == '_' || c == '.' || c == ':' || c == '/' || c >= 0x80) {
+    if (std::isalpha(c) || c == '_' || c >= 0x80) {
       if (space && !out.empty()) out += ' ';
       space = false;
       out += static_cast<char>(std::tolower(c));

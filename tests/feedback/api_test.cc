@@ -1,0 +1,166 @@
+// The /v1/feedback API through a real loomd on loopback.
+#include <gtest/gtest.h>
+
+#include "common/json.h"
+#include "tests/support/daemon_fixture.h"
+
+namespace loom {
+namespace {
+
+class FeedbackApiTest : public testing::DaemonFixture {
+ protected:
+  static std::string Bug(const std::string& title) {
+    return DumpJson({{"kind", "bug"}, {"title", title}, {"body", "steps"}});
+  }
+  Json Body(const testing::ClientResponse& r) { return ParseJson(r.body).value_or(Json()); }
+  size_t CountItems() {
+    return Body(Call("GET", "/v1/feedback?limit=500", admin_))["items"].size();
+  }
+};
+
+TEST_F(FeedbackApiTest, SubmitReturns201WithIdAndStatus) {
+  StartDaemon();
+  auto r = Call("POST", "/v1/feedback", reporter_, Bug("Crash"));
+  ASSERT_EQ(r.status, 201) << r.body;
+  Json j = Body(r);
+  EXPECT_GT(j["id"].get<int64_t>(), 0);
+  EXPECT_EQ(j["status"], "new");
+  EXPECT_FALSE(j.contains("duplicate_of"));
+}
+
+TEST_F(FeedbackApiTest, DuplicateNamesTheOriginal) {
+  StartDaemon();
+  int64_t first = Body(Call("POST", "/v1/feedback", reporter_, Bug("Crash 1")))["id"];
+  auto r = Call("POST", "/v1/feedback", other_reporter_, Bug("crash 2"));
+  EXPECT_EQ(Body(r)["duplicate_of"], first);
+  EXPECT_EQ(Body(Call("GET", "/v1/feedback/" + std::to_string(first), admin_))["reporter_count"],
+            2);
+}
+
+TEST_F(FeedbackApiTest, MissingOrWrongTokenIs401AndNothingIsStored) {
+  StartDaemon();
+  auto r = Call("POST", "/v1/feedback", "", Bug("x"));
+  EXPECT_EQ(r.status, 401);
+  EXPECT_EQ(Body(r)["error"]["code"], "unauthenticated");
+  EXPECT_EQ(Call("POST", "/v1/feedback", "loom_wrong", Bug("x")).status, 401);
+  EXPECT_EQ(Call("GET", "/v1/feedback", "").status, 401);
+  EXPECT_EQ(CountItems(), 0u);
+}
+
+TEST_F(FeedbackApiTest, ReporterCannotCreateTokens) {
+  StartDaemon();
+  EXPECT_EQ(Call("POST", "/v1/tokens", reporter_, R"({"role":"admin"})").status, 403);
+  auto r = Call("POST", "/v1/tokens", admin_, R"({"role":"reporter","name":"app"})");
+  ASSERT_EQ(r.status, 201);
+  std::string fresh = Body(r)["token"];
+  EXPECT_EQ(Call("POST", "/v1/feedback", fresh, Bug("via new token")).status, 201);
+}
+
+TEST_F(FeedbackApiTest, ReportersSeeOnlyTheirOwnItems) {
+  StartDaemon();
+  int64_t mine = Body(Call("POST", "/v1/feedback", reporter_, Bug("Mine")))["id"];
+  int64_t theirs =
+      Body(Call("POST", "/v1/feedback", other_reporter_, Bug("Theirs, different")))["id"];
+  auto list = Body(Call("GET", "/v1/feedback", reporter_))["items"];
+  ASSERT_EQ(list.size(), 1u);
+  EXPECT_EQ(list[0]["id"], mine);
+  EXPECT_EQ(Call("GET", "/v1/feedback/" + std::to_string(theirs), reporter_).status, 404);
+  EXPECT_EQ(Call("GET", "/v1/feedback/" + std::to_string(theirs), engineer_).status, 200);
+  EXPECT_EQ(Body(Call("GET", "/v1/feedback", engineer_))["items"].size(), 2u);
+}
+
+TEST_F(FeedbackApiTest, EachBadInputGetsAClearErrorAndStoresNothing) {
+  StartDaemon();
+  struct Case {
+    std::string body;
+    std::string field;
+  };
+  std::vector<Case> cases = {
+      {R"({"kind":"bug","title":"t",)", ""},                    // malformed JSON
+      {R"({"kind":"bug","title":7,"body":"b"})", "title"},      // wrong type
+      {R"({"kind":"bug","body":"b"})", "title"},                // missing field
+      {R"({"kind":"praise","title":"t","body":"b"})", "kind"},  // unknown kind
+      {R"({"kind":"bug","title":")" + std::string(400, 'x') + R"(","body":"b"})", "title"},  // long
+      {"{\"kind\":\"bug\",\"title\":\"\xc3\x28\",\"body\":\"b\"}", ""},  // invalid UTF-8
+      {R"({"kind":"bug","title":"t","body":"b","extra":1})", "extra"},   // unknown field
+      {"", ""},                                                          // empty body
+  };
+  for (const auto& c : cases) {
+    auto r = Call("POST", "/v1/feedback", reporter_, c.body);
+    EXPECT_EQ(r.status, 400) << c.body.substr(0, 60);
+    Json e = Body(r)["error"];
+    EXPECT_EQ(e["code"], "invalid_request") << r.body;
+    EXPECT_FALSE(e["message"].get<std::string>().empty());
+    if (!c.field.empty()) {
+      EXPECT_EQ(e.value("field", ""), c.field) << r.body;
+    }
+  }
+  EXPECT_EQ(CountItems(), 0u);
+  EXPECT_EQ(Call("GET", "/healthz", "").status, 200);
+}
+
+TEST_F(FeedbackApiTest, BodyOverTheLimitIs413) {
+  StartDaemon({{"http.max_body_bytes", "4096"}});
+  auto r = Call("POST", "/v1/feedback", reporter_,
+                R"({"kind":"bug","title":"t","body":")" + std::string(8000, 'b') + "\"}");
+  EXPECT_EQ(r.status, 413);
+  EXPECT_EQ(Body(r)["error"]["code"], "body_too_large");
+  EXPECT_EQ(CountItems(), 0u);
+}
+
+TEST_F(FeedbackApiTest, RateLimitAnswers429WithRetryAfter) {
+  StartDaemon({{"feedback.rate_per_minute", "6"}, {"feedback.burst", "2"}});
+  EXPECT_EQ(Call("POST", "/v1/feedback", reporter_, Bug("a")).status, 201);
+  EXPECT_EQ(Call("POST", "/v1/feedback", reporter_, Bug("b different")).status, 201);
+  auto r = Call("POST", "/v1/feedback", reporter_, Bug("c other"));
+  EXPECT_EQ(r.status, 429);
+  ASSERT_TRUE(r.headers.count("Retry-After"));
+  EXPECT_GE(std::stoi(r.headers["Retry-After"]), 1);
+  // Another token has its own bucket.
+  EXPECT_EQ(Call("POST", "/v1/feedback", other_reporter_, Bug("d")).status, 201);
+}
+
+TEST_F(FeedbackApiTest, IdempotencyKeyMakesRetriesSafe) {
+  StartDaemon();
+  auto a = Call("POST", "/v1/feedback", reporter_, Bug("retry me"), {{"Idempotency-Key", "k1"}});
+  auto b = Call("POST", "/v1/feedback", reporter_, Bug("retry me"), {{"Idempotency-Key", "k1"}});
+  EXPECT_EQ(a.status, 201);
+  EXPECT_EQ(b.status, 200);
+  EXPECT_EQ(Body(a)["id"], Body(b)["id"]);
+  EXPECT_EQ(CountItems(), 1u);
+}
+
+TEST_F(FeedbackApiTest, ListFiltersValidatesAndPages) {
+  StartDaemon();
+  for (int i = 0; i < 3; ++i) {
+    Call("POST", "/v1/feedback", reporter_,
+         DumpJson(
+             {{"kind", "feature"}, {"title", "want " + std::string(i + 1, 'x')}, {"body", "b"}}));
+  }
+  Call("POST", "/v1/feedback", reporter_, Bug("bug"));
+  EXPECT_EQ(Body(Call("GET", "/v1/feedback?kind=feature", admin_))["items"].size(), 3u);
+  auto page = Body(Call("GET", "/v1/feedback?limit=2", admin_));
+  EXPECT_EQ(page["items"].size(), 2u);
+  int64_t next = page["next_after"];
+  auto rest = Body(Call("GET", "/v1/feedback?limit=2&after=" + std::to_string(next), admin_));
+  EXPECT_EQ(rest["items"].size(), 2u);
+  EXPECT_EQ(Call("GET", "/v1/feedback?limit=0", admin_).status, 400);
+  EXPECT_EQ(Call("GET", "/v1/feedback?after=abc", admin_).status, 400);
+}
+
+TEST_F(FeedbackApiTest, MetricsCountRequestsAndFeedback) {
+  StartDaemon();
+  Call("POST", "/v1/feedback", reporter_, Bug("m"));
+  Call("POST", "/v1/feedback", "", Bug("m"));
+  std::string m = Call("GET", "/metrics", "").body;
+  EXPECT_NE(
+      m.find(R"(loom_http_requests_total{method="POST",route="/v1/feedback",status="201"} 1)"),
+      std::string::npos)
+      << m;
+  EXPECT_NE(m.find(R"(loom_feedback_submitted_total{kind="bug",status="new"} 1)"),
+            std::string::npos);
+  EXPECT_NE(m.find("loom_http_request_duration_seconds_bucket"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace loom
