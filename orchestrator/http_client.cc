@@ -14,8 +14,22 @@ struct SlistDeleter {
   void operator()(curl_slist* l) const { curl_slist_free_all(l); }
 };
 
+struct Sink {
+  std::string* body;
+  const HttpClient::DataCallback* on_data;
+  bool aborted = false;
+};
+
 size_t WriteBody(char* data, size_t size, size_t n, void* user) {
-  static_cast<std::string*>(user)->append(data, size * n);
+  auto* sink = static_cast<Sink*>(user);
+  if (sink->on_data) {
+    if (!(*sink->on_data)(std::string_view(data, size * n))) {
+      sink->aborted = true;
+      return 0;  // makes curl abort with CURLE_WRITE_ERROR
+    }
+  } else {
+    sink->body->append(data, size * n);
+  }
   return size * n;
 }
 
@@ -49,6 +63,20 @@ Result<HttpResult> HttpClient::Call(const std::string& method, const std::string
                                     const std::string& body,
                                     const std::vector<std::pair<std::string, std::string>>& headers,
                                     std::chrono::milliseconds timeout) {
+  return Perform(method, url, body, headers, timeout, nullptr);
+}
+
+Result<HttpResult> HttpClient::Stream(
+    const std::string& method, const std::string& url, const std::string& body,
+    const std::vector<std::pair<std::string, std::string>>& headers,
+    std::chrono::milliseconds timeout, const DataCallback& on_data) {
+  return Perform(method, url, body, headers, timeout, &on_data);
+}
+
+Result<HttpResult> HttpClient::Perform(
+    const std::string& method, const std::string& url, const std::string& body,
+    const std::vector<std::pair<std::string, std::string>>& headers,
+    std::chrono::milliseconds timeout, const DataCallback* on_data) {
   CURL* c = impl_->curl.get();
   if (!c) return Status::Internal("curl_easy_init failed");
   curl_easy_reset(c);
@@ -66,7 +94,8 @@ Result<HttpResult> HttpClient::Call(const std::string& method, const std::string
   }
   curl_easy_setopt(c, CURLOPT_HTTPHEADER, list.get());
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, WriteBody);
-  curl_easy_setopt(c, CURLOPT_WRITEDATA, &result.body);
+  Sink sink{&result.body, on_data};
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, &sink);
   curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, WriteHeader);
   curl_easy_setopt(c, CURLOPT_HEADERDATA, &result);
   curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout.count()));
@@ -77,6 +106,7 @@ Result<HttpResult> HttpClient::Call(const std::string& method, const std::string
     return Status::DeadlineExceeded(url + " did not answer within " +
                                     std::to_string(timeout.count()) + " ms");
   }
+  if (sink.aborted) return Status::Cancelled("transfer from " + url + " stopped by the reader");
   if (rc != CURLE_OK) {
     return Status::Unavailable("cannot reach " + url + ": " + curl_easy_strerror(rc));
   }

@@ -3,8 +3,10 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -32,7 +34,20 @@ class HttpClient {
                           const std::vector<std::pair<std::string, std::string>>& headers,
                           std::chrono::milliseconds timeout = std::chrono::seconds(30));
 
+  // Like Call, but hands the body to `on_data` as it arrives (for server-sent
+  // events) instead of collecting it; returning false from `on_data` aborts
+  // the transfer (Cancelled). HttpResult::body stays empty.
+  using DataCallback = std::function<bool(std::string_view)>;
+  Result<HttpResult> Stream(const std::string& method, const std::string& url,
+                            const std::string& body,
+                            const std::vector<std::pair<std::string, std::string>>& headers,
+                            std::chrono::milliseconds timeout, const DataCallback& on_data);
+
  private:
+  Result<HttpResult> Perform(const std::string& method, const std::string& url,
+                             const std::string& body,
+                             const std::vector<std::pair<std::string, std::string>>& headers,
+                             std::chrono::milliseconds timeout, const DataCallback* on_data);
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

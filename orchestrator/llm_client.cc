@@ -1,0 +1,237 @@
+// OpenAI-compatible chat client over libcurl, with retries and SSE streaming.
+#include "orchestrator/llm_client.h"
+
+#include <random>
+#include <thread>
+
+#include "common/log.h"
+#include "orchestrator/http_client.h"
+
+namespace loom {
+namespace {
+
+bool Retryable(int status) { return status == 429 || status == 408 || status >= 500; }
+
+void ReadUsage(const Json& j, ChatReply* reply) {
+  if (auto u = j.find("usage"); u != j.end() && u->is_object()) {
+    reply->prompt_tokens = u->value("prompt_tokens", reply->prompt_tokens);
+    reply->completion_tokens = u->value("completion_tokens", reply->completion_tokens);
+  }
+}
+
+// Accumulates streamed chat.completion.chunk deltas into a reply.
+class StreamAccumulator {
+ public:
+  // Feeds raw bytes; false once the stream is malformed.
+  bool Feed(std::string_view data) {
+    buffer_.append(data);
+    size_t pos;
+    while ((pos = buffer_.find('\n')) != std::string::npos) {
+      std::string line = buffer_.substr(0, pos);
+      buffer_.erase(0, pos + 1);
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      if (line.rfind("data:", 0) != 0) continue;
+      std::string payload = line.substr(5);
+      while (!payload.empty() && payload.front() == ' ') payload.erase(0, 1);
+      if (payload == "[DONE]") {
+        done_ = true;
+        continue;
+      }
+      auto chunk = ParseJson(payload);
+      if (!chunk.ok() || !chunk->is_object()) return false;
+      ++events_;
+      Apply(*chunk);
+    }
+    return true;
+  }
+  bool done() const { return done_; }
+  int events() const { return events_; }
+  ChatReply Take() { return std::move(reply_); }
+
+ private:
+  void Apply(const Json& chunk) {
+    ReadUsage(chunk, &reply_);
+    auto choices = chunk.find("choices");
+    if (choices == chunk.end() || !choices->is_array() || choices->empty()) return;
+    const Json& choice = (*choices)[0];
+    if (choice.contains("finish_reason") && choice["finish_reason"].is_string()) {
+      reply_.finish_reason = choice["finish_reason"];
+    }
+    auto delta = choice.find("delta");
+    if (delta == choice.end() || !delta->is_object()) return;
+    if (delta->contains("content") && (*delta)["content"].is_string()) {
+      reply_.content += (*delta)["content"].get<std::string>();
+    }
+    if (auto tcs = delta->find("tool_calls"); tcs != delta->end() && tcs->is_array()) {
+      for (const auto& tc : *tcs) {
+        size_t index = tc.value("index", 0);
+        if (index >= reply_.tool_calls.size()) reply_.tool_calls.resize(index + 1);
+        ToolCall& call = reply_.tool_calls[index];
+        if (tc.contains("id") && tc["id"].is_string()) call.id = tc["id"];
+        if (auto fn = tc.find("function"); fn != tc.end() && fn->is_object()) {
+          if (fn->contains("name") && (*fn)["name"].is_string())
+            call.name += (*fn)["name"].get<std::string>();
+          if (fn->contains("arguments") && (*fn)["arguments"].is_string()) {
+            call.arguments += (*fn)["arguments"].get<std::string>();
+          }
+        }
+      }
+    }
+  }
+  std::string buffer_;
+  ChatReply reply_;
+  bool done_ = false;
+  int events_ = 0;
+};
+
+class OpenAiClient : public LlmClient {
+ public:
+  explicit OpenAiClient(LlmOptions options) : options_(std::move(options)) {
+    while (!options_.url.empty() && options_.url.back() == '/') options_.url.pop_back();
+  }
+
+  Result<ChatReply> Chat(const Json& messages, const Json& tools) override {
+    Json request = {{"model", options_.model},
+                    {"messages", messages},
+                    {"max_tokens", options_.max_tokens},
+                    {"temperature", options_.temperature}};
+    if (tools.is_array() && !tools.empty()) {
+      request["tools"] = tools;
+      request["tool_choice"] = "auto";
+    }
+    if (options_.stream) {
+      request["stream"] = true;
+      request["stream_options"] = {{"include_usage", true}};
+    }
+    std::string body = DumpJson(request);
+    std::vector<std::pair<std::string, std::string>> headers = {
+        {"Content-Type", "application/json"}};
+    if (!options_.api_key.empty())
+      headers.emplace_back("Authorization", "Bearer " + options_.api_key);
+    std::string url = options_.url + "/chat/completions";
+
+    HttpClient http;
+    std::mt19937 rng(std::random_device{}());
+    Status last;
+    for (int attempt = 0; attempt <= options_.max_retries; ++attempt) {
+      if (attempt > 0) {
+        auto base = options_.backoff * (1 << std::min(attempt - 1, 10));
+        auto jitter = std::chrono::milliseconds(rng() % (base.count() / 2 + 1));
+        std::this_thread::sleep_for(base + jitter);
+      }
+      Result<ChatReply> r = Attempt(http, url, body, headers);
+      if (r.ok()) {
+        r->attempts = attempt + 1;
+        return r;
+      }
+      last = r.status();
+      if (last.code() != StatusCode::kUnavailable && last.code() != StatusCode::kDeadlineExceeded) {
+        return last;  // not transient: a bad request or a malformed reply
+      }
+      LOOM_LOG(kWarning) << "LLM call failed (attempt " << attempt + 1 << "): " << last.message();
+    }
+    return Status::Unavailable("the model endpoint " + options_.url + " failed " +
+                               std::to_string(options_.max_retries + 1) +
+                               " times; last error: " + last.message());
+  }
+
+ private:
+  Result<ChatReply> Attempt(HttpClient& http, const std::string& url, const std::string& body,
+                            const std::vector<std::pair<std::string, std::string>>& headers) {
+    if (!options_.stream) {
+      LOOM_ASSIGN_OR_RETURN(HttpResult res,
+                            http.Call("POST", url, body, headers, options_.timeout));
+      if (res.status == 200) return ParseCompletion(res.body);
+      return StatusFor(res.status, res.body);
+    }
+    StreamAccumulator acc;
+    bool malformed = false;
+    std::string error_body;
+    auto r = http.Stream("POST", url, body, headers, options_.timeout, [&](std::string_view d) {
+      error_body.append(d.substr(0, 4096 - std::min<size_t>(4096, error_body.size())));
+      if (!acc.Feed(d)) {
+        malformed = true;
+        return false;
+      }
+      return true;
+    });
+    if (malformed) return Status::Corruption("the model's stream is not valid server-sent JSON");
+    if (!r.ok()) return r.status();
+    if (r->status != 200) return StatusFor(r->status, error_body);
+    if (acc.events() == 0 && !acc.done()) {
+      return Status::Corruption("the model's reply is not an event stream: " +
+                                error_body.substr(0, 200));
+    }
+    if (!acc.done()) return Status::Unavailable("the model's stream ended before [DONE]");
+    return acc.Take();
+  }
+
+  static Status StatusFor(int status, const std::string& body) {
+    std::string msg =
+        "the model endpoint answered HTTP " + std::to_string(status) + ": " + body.substr(0, 300);
+    if (Retryable(status)) return Status::Unavailable(msg);
+    if (status == 401 || status == 403) return Status::PermissionDenied(msg);
+    return Status::InvalidArgument(msg);
+  }
+
+  LlmOptions options_;
+};
+
+}  // namespace
+
+Json ChatReply::ToMessage() const {
+  Json m = {{"role", "assistant"}, {"content", content}};
+  if (!tool_calls.empty()) {
+    m["tool_calls"] = Json::array();
+    for (const auto& tc : tool_calls) {
+      m["tool_calls"].push_back({{"id", tc.id},
+                                 {"type", "function"},
+                                 {"function", {{"name", tc.name}, {"arguments", tc.arguments}}}});
+    }
+  }
+  return m;
+}
+
+Result<ChatReply> ParseCompletion(std::string_view body) {
+  auto parsed = ParseJson(body);
+  if (!parsed.ok())
+    return Status::Corruption("the model's reply is not JSON: " + parsed.status().message());
+  const Json& j = *parsed;
+  auto choices = j.find("choices");
+  if (!j.is_object() || choices == j.end() || !choices->is_array() || choices->empty() ||
+      !(*choices)[0].is_object() || !(*choices)[0].contains("message") ||
+      !(*choices)[0]["message"].is_object()) {
+    return Status::Corruption("the model's reply has no choices[0].message");
+  }
+  ChatReply reply;
+  const Json& choice = (*choices)[0];
+  const Json& msg = choice["message"];
+  if (msg.contains("content") && msg["content"].is_string()) reply.content = msg["content"];
+  if (choice.contains("finish_reason") && choice["finish_reason"].is_string()) {
+    reply.finish_reason = choice["finish_reason"];
+  }
+  if (auto tcs = msg.find("tool_calls"); tcs != msg.end() && tcs->is_array()) {
+    for (const auto& tc : *tcs) {
+      if (!tc.is_object()) return Status::Corruption("a tool call is not an object");
+      ToolCall call;
+      if (tc.contains("id") && tc["id"].is_string()) call.id = tc["id"];
+      auto fn = tc.find("function");
+      if (fn == tc.end() || !fn->is_object())
+        return Status::Corruption("a tool call has no function");
+      if (fn->contains("name") && (*fn)["name"].is_string()) call.name = (*fn)["name"];
+      if (fn->contains("arguments")) {
+        const Json& a = (*fn)["arguments"];
+        call.arguments = a.is_string() ? a.get<std::string>() : DumpJson(a);
+      }
+      reply.tool_calls.push_back(std::move(call));
+    }
+  }
+  ReadUsage(j, &reply);
+  return reply;
+}
+
+std::unique_ptr<LlmClient> MakeOpenAiClient(LlmOptions options) {
+  return std::make_unique<OpenAiClient>(std::move(options));
+}
+
+}  // namespace loom

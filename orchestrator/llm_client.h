@@ -1,0 +1,64 @@
+// The agents' link to a model: any OpenAI-compatible /v1/chat/completions
+// endpoint with tools (loom-infer, vLLM, SGLang, llama.cpp, a hosted API).
+//
+// Transient failures (connection refused or reset, timeouts, 429, 5xx) are
+// retried with exponential backoff; when retries run out the call fails with
+// Unavailable, which the orchestrator turns into an escalation ("no inference
+// backend") rather than a failed task. A reply that is not a valid completion
+// is Corruption: the agent counts it as a malformed reply. LlmClient objects
+// are thread-safe (each call uses its own connection).
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/json.h"
+#include "common/status.h"
+
+namespace loom {
+
+struct ToolCall {
+  std::string id;
+  std::string name;
+  std::string arguments;  // JSON text as the model produced it (may be malformed)
+};
+
+struct ChatReply {
+  std::string content;
+  std::vector<ToolCall> tool_calls;
+  std::string finish_reason;
+  int64_t prompt_tokens = 0;
+  int64_t completion_tokens = 0;
+  int attempts = 1;  // HTTP attempts it took (retries + 1)
+
+  // The assistant message to append to the conversation (OpenAI format).
+  Json ToMessage() const;
+};
+
+struct LlmOptions {
+  std::string url = "http://127.0.0.1:8000/v1";  // base URL; /chat/completions is appended
+  std::string model = "default";
+  std::string api_key;  // sent as a bearer token when set
+  std::chrono::milliseconds timeout{std::chrono::minutes(5)};
+  int max_retries = 4;
+  std::chrono::milliseconds backoff{500};  // doubled per retry, with jitter
+  bool stream = false;                     // use SSE streaming
+  int max_tokens = 4096;
+  double temperature = 0.0;
+};
+
+class LlmClient {
+ public:
+  virtual ~LlmClient() = default;
+  // `messages` and `tools` are in OpenAI's format.
+  virtual Result<ChatReply> Chat(const Json& messages, const Json& tools) = 0;
+};
+
+std::unique_ptr<LlmClient> MakeOpenAiClient(LlmOptions options);
+
+// Parses a non-streaming completion body. Corruption when it is not one.
+Result<ChatReply> ParseCompletion(std::string_view body);
+
+}  // namespace loom

@@ -1,0 +1,99 @@
+// The LLM client against the scripted model server on loopback.
+#include "orchestrator/llm_client.h"
+
+#include <gtest/gtest.h>
+
+#include "orchestrator/replay_model.h"
+#include "tests/support/subprocess.h"
+
+namespace loom {
+namespace {
+
+Json Script() {
+  return ParseJson(R"({"conversations": [
+    {"match": "flaky", "replies": [
+       {"fail": {"status": 503, "times": 2}, "message": {"content": "recovered"}}]},
+    {"match": "garbage", "replies": [{"raw": "<html>oops</html>"}]},
+    {"match": "slow", "replies": [{"delay_ms": 1500, "message": {"content": "late"}}]},
+    {"replies": [
+       {"message": {"content": "", "tool_calls": [{"name": "read_file", "arguments": {"path": "a.py"}}]}},
+       {"message": {"content": "All done."}}]}]})")
+      .value();
+}
+
+Json Messages(const std::string& user, int assistant_turns = 0) {
+  Json m = Json::array(
+      {{{"role", "system"}, {"content", "sys"}}, {{"role", "user"}, {"content", user}}});
+  for (int i = 0; i < assistant_turns; ++i) {
+    m.push_back({{"role", "assistant"}, {"content", "x"}});
+    m.push_back({{"role", "user"}, {"content", "more"}});
+  }
+  return m;
+}
+
+class LlmClientTest : public ::testing::TestWithParam<bool> {
+ protected:
+  void SetUp() override {
+    auto m = ReplayModel::Start(Script());
+    ASSERT_TRUE(m.ok()) << m.status().ToString();
+    model_ = std::move(m).value();
+  }
+  std::unique_ptr<LlmClient> Client(int retries = 3, int timeout_ms = 5000) {
+    LlmOptions o;
+    o.url = model_->url();
+    o.max_retries = retries;
+    o.backoff = std::chrono::milliseconds(10);
+    o.timeout = std::chrono::milliseconds(timeout_ms);
+    o.stream = GetParam();
+    return MakeOpenAiClient(o);
+  }
+  std::unique_ptr<ReplayModel> model_;
+};
+
+TEST_P(LlmClientTest, ParsesToolCallsAndUsage) {
+  auto r = Client()->Chat(Messages("fix it"), Json::array());
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_EQ(r->tool_calls.size(), 1u);
+  EXPECT_EQ(r->tool_calls[0].name, "read_file");
+  EXPECT_EQ(ParseJson(r->tool_calls[0].arguments).value()["path"], "a.py");
+  EXPECT_GT(r->prompt_tokens, 0);
+  auto second = Client()->Chat(Messages("fix it", 1), Json::array());
+  ASSERT_TRUE(second.ok());
+  EXPECT_EQ(second->content, "All done.");
+}
+
+TEST_P(LlmClientTest, RetriesTransientFailures) {
+  auto r = Client()->Chat(Messages("flaky"), Json::array());
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->content, "recovered");
+  EXPECT_EQ(r->attempts, 3);
+}
+
+TEST_P(LlmClientTest, GarbageIsCorruptionNotACrash) {
+  auto r = Client()->Chat(Messages("garbage"), Json::array());
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kCorruption) << r.status().ToString();
+}
+
+TEST_P(LlmClientTest, SlowServerTimesOutAsUnavailable) {
+  auto r = Client(/*retries=*/0, /*timeout_ms=*/300)->Chat(Messages("slow"), Json::array());
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kUnavailable) << r.status().ToString();
+}
+
+TEST_P(LlmClientTest, ServerDownIsUnavailableAfterRetries) {
+  LlmOptions o;
+  o.url = "http://127.0.0.1:" + std::to_string(testing::FreePort()) + "/v1";
+  o.max_retries = 2;
+  o.backoff = std::chrono::milliseconds(5);
+  o.stream = GetParam();
+  auto r = MakeOpenAiClient(o)->Chat(Messages("x"), Json::array());
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kUnavailable);
+  EXPECT_NE(r.status().message().find("3 times"), std::string::npos) << r.status().message();
+}
+
+INSTANTIATE_TEST_SUITE_P(PlainAndStreaming, LlmClientTest, ::testing::Bool());
+
+}  // namespace
+}  // namespace loom
