@@ -44,6 +44,64 @@ const std::vector<Migration>& LoomMigrations() {
           PRIMARY KEY(feedback_id, reporter)
         ) WITHOUT ROWID;
       )sql"},
+      {2, R"sql(
+        CREATE TABLE repos(
+          id INTEGER PRIMARY KEY,
+          name TEXT NOT NULL UNIQUE,
+          path TEXT NOT NULL,
+          target_branch TEXT NOT NULL,
+          test_command TEXT NOT NULL,
+          created_at INTEGER NOT NULL
+        );
+        CREATE TABLE tasks(
+          id INTEGER PRIMARY KEY,
+          repo TEXT NOT NULL,
+          kind TEXT NOT NULL,               -- bug | feature | question (from the feedback)
+          title TEXT NOT NULL,
+          instructions TEXT NOT NULL,       -- what the agent is asked to do
+          state TEXT NOT NULL,              -- see orchestrator/task_store.h
+          reason TEXT NOT NULL DEFAULT '',  -- why it is in this state
+          branch TEXT,
+          base_commit TEXT,
+          steps INTEGER NOT NULL DEFAULT 0,
+          prompt_tokens INTEGER NOT NULL DEFAULT 0,
+          completion_tokens INTEGER NOT NULL DEFAULT 0,
+          test_runs INTEGER NOT NULL DEFAULT 0,
+          requested_by INTEGER,             -- token id of the first reporter
+          created_at INTEGER NOT NULL,
+          updated_at INTEGER NOT NULL
+        );
+        CREATE INDEX tasks_state ON tasks(state, id);
+        CREATE TABLE task_feedback(
+          task_id INTEGER NOT NULL REFERENCES tasks(id),
+          feedback_id INTEGER NOT NULL REFERENCES feedback(id),
+          PRIMARY KEY(task_id, feedback_id)
+        ) WITHOUT ROWID;
+        ALTER TABLE feedback ADD COLUMN task_id INTEGER REFERENCES tasks(id);
+        CREATE TABLE events(
+          id INTEGER PRIMARY KEY,
+          task_id INTEGER NOT NULL REFERENCES tasks(id),
+          seq INTEGER NOT NULL,             -- 1, 2, 3, ... per task
+          type TEXT NOT NULL,
+          data TEXT NOT NULL,               -- JSON
+          created_at INTEGER NOT NULL,
+          UNIQUE(task_id, seq)
+        );
+        CREATE TABLE escalations(
+          id INTEGER PRIMARY KEY,
+          task_id INTEGER REFERENCES tasks(id),
+          kind TEXT NOT NULL,               -- api_key | gpu | network | approval | question
+          summary TEXT NOT NULL,
+          secret_name TEXT,
+          raised_by TEXT NOT NULL,          -- agent | orchestrator
+          state TEXT NOT NULL DEFAULT 'open',  -- open | answered
+          answer TEXT,                      -- JSON
+          answered_by INTEGER,
+          created_at INTEGER NOT NULL,
+          answered_at INTEGER
+        );
+        CREATE INDEX escalations_state ON escalations(state, id);
+      )sql"},
   };
   return kMigrations;
 }

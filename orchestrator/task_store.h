@@ -1,0 +1,144 @@
+// Tasks, their state machine and their event log, in loomd's database.
+//
+// States (DESIGN.md, "Life of a feedback item"):
+//   queued -> running -> (blocked <-> queued) -> verifying -> review
+//   review -> merged | changes_requested -> queued | rejected
+//   failed (budget spent or unrecoverable), which an engineer may retry (-> queued)
+// Every transition is one SQLite transaction that checks the current state
+// (compare-and-set), writes the new state and appends an event, before the
+// caller acts on it. The event log is the task's memory: the agent rebuilds its
+// conversation from it after a restart. TaskStore is thread-safe (one
+// connection behind a mutex; transactions are short).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/db.h"
+#include "common/json.h"
+#include "common/status.h"
+
+namespace loom {
+
+enum class TaskState {
+  kQueued,
+  kRunning,
+  kBlocked,
+  kVerifying,
+  kReview,
+  kChangesRequested,
+  kMerged,
+  kRejected,
+  kFailed,
+};
+std::string_view TaskStateName(TaskState s);
+Result<TaskState> ParseTaskState(std::string_view name);
+bool TransitionAllowed(TaskState from, TaskState to);
+
+struct Task {
+  int64_t id = 0;
+  std::string repo;
+  std::string kind;
+  std::string title;
+  std::string instructions;
+  TaskState state = TaskState::kQueued;
+  std::string reason;
+  std::optional<std::string> branch, base_commit;
+  int64_t steps = 0, prompt_tokens = 0, completion_tokens = 0, test_runs = 0;
+  std::optional<int64_t> requested_by;
+  std::vector<int64_t> feedback_ids;
+  int64_t created_at_ms = 0, updated_at_ms = 0;
+  Json ToJson() const;
+};
+
+struct Event {
+  int64_t task_id = 0;
+  int64_t seq = 0;
+  std::string type;
+  Json data;
+  int64_t created_at_ms = 0;
+  Json ToJson() const;
+};
+
+struct RepoEntry {
+  std::string name, path, target_branch, test_command;
+  Json ToJson() const;
+};
+
+struct Escalation {
+  int64_t id = 0;
+  std::optional<int64_t> task_id;
+  std::string kind, summary, raised_by, state;
+  std::optional<std::string> secret_name;
+  Json answer;
+  int64_t created_at_ms = 0;
+  Json ToJson() const;
+};
+
+// Usage to add to a task's counters along with an event.
+struct Usage {
+  int64_t steps = 0, prompt_tokens = 0, completion_tokens = 0, test_runs = 0;
+};
+
+class TaskStore {
+ public:
+  static Result<std::unique_ptr<TaskStore>> Open(const std::string& db_path);
+
+  // Repositories.
+  Status AddRepo(const RepoEntry& repo);
+  Result<RepoEntry> GetRepo(const std::string& name);
+  Result<std::vector<RepoEntry>> ListRepos();
+
+  // Triage: turns every untriaged feedback item into a task (an original) or
+  // links it to its original's task (a duplicate). Items naming no repository go
+  // to the only registered repository, or wait when there are several. Returns
+  // the ids of the tasks created.
+  Result<std::vector<int64_t>> Triage();
+
+  Result<Task> Get(int64_t id);
+  Result<std::vector<Task>> List(std::optional<TaskState> state, int64_t after_id, int limit);
+
+  // Moves `id` from `from` to `to` with an event {type: "state", from, to,
+  // reason, ...extra}. FailedPrecondition when the task is no longer in `from`
+  // (someone else moved it) or the transition is not allowed.
+  Status Transition(int64_t id, TaskState from, TaskState to, const std::string& reason,
+                    Json extra = Json::object());
+  // The oldest queued task moved to running, or nullopt when none is queued.
+  Result<std::optional<Task>> LeaseNext();
+  // After a restart: running and verifying tasks go back to queued (nothing runs
+  // them any more). Returns how many.
+  Result<int> RecoverInterrupted();
+  Status SetBranch(int64_t id, const std::string& branch, const std::string& base_commit);
+
+  // Appends an event and adds `usage` to the task's counters in one
+  // transaction; returns the event's seq.
+  Result<int64_t> AppendEvent(int64_t task_id, const std::string& type, const Json& data,
+                              Usage usage = {});
+  Result<std::vector<Event>> Events(int64_t task_id, int64_t after_seq = 0, int limit = 100000);
+
+  // Escalations (minimal; answered by people through the API).
+  Result<int64_t> Escalate(std::optional<int64_t> task_id, const std::string& kind,
+                           const std::string& summary, const std::string& raised_by,
+                           std::optional<std::string> secret_name = std::nullopt);
+  Result<std::vector<Escalation>> ListEscalations(bool open_only);
+  Result<Escalation> GetEscalation(int64_t id);
+  // Records the answer and requeues the blocked task, in one transaction.
+  Status AnswerEscalation(int64_t id, const Json& answer, int64_t answered_by);
+
+ private:
+  explicit TaskStore(std::unique_ptr<Db> db) : db_(std::move(db)) {}
+  Result<Task> GetLocked(int64_t id);
+  Result<int64_t> AppendEventLocked(int64_t task_id, const std::string& type, const Json& data,
+                                    const Usage& usage);
+  Status TransitionLocked(int64_t id, TaskState from, TaskState to, const std::string& reason,
+                          Json extra);
+
+  std::mutex mu_;
+  std::unique_ptr<Db> db_;  // GUARDED_BY(mu_)
+};
+
+}  // namespace loom
