@@ -418,7 +418,9 @@ class WorkspaceImpl final : public Workspace {
   }
 
   Result<std::string> CommitToBranch(const CommitRequest& request) override {
-    std::string summary(Trim(request.summary));
+    std::string summary(request.summary);
+    summary.erase(0, summary.find_first_not_of(" \t\r\n"));
+    summary.erase(summary.find_last_not_of(" \t\r\n") + 1);
     if (summary.empty()) return Status::InvalidArgument("commit summary is empty");
     LOOM_ASSIGN_OR_RETURN(git_oid branch_head, BranchHead(repo_.get(), params_.branch));
     LOOM_ASSIGN_OR_RETURN(GitPtr<git_commit> parent, LookupCommit(repo_.get(), branch_head));

@@ -326,7 +326,7 @@ Status ConfinedDir::Rename(const RelPath& from, const RelPath& to) const {
 
 Result<std::vector<FileEntry>> ConfinedDir::List(const RelPath& dir_path) const {
   LOOM_ASSIGN_OR_RETURN(UniqueFd dir, OpenDir(dir_path, dir_path.parts.size(), CreateDirs::kNo));
-  int fd = fcntl(dir.get(), F_DUPFD_CLOEXEC, 0);
+  int fd = openat(dir.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   DIR* d = fd < 0 ? nullptr : fdopendir(fd);
   if (!d) {
     if (fd >= 0) close(fd);
@@ -367,7 +367,7 @@ Result<std::vector<FileEntry>> ConfinedDir::List(const RelPath& dir_path) const 
 Status ConfinedDir::WalkInto(int dir_fd, const std::string& prefix, int depth,
                              std::vector<std::string>* out) const {
   if (depth > kMaxWalkDepth) return Status::Ok();
-  int fd = fcntl(dir_fd, F_DUPFD_CLOEXEC, 0);
+  int fd = openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   DIR* d = fd < 0 ? nullptr : fdopendir(fd);
   if (!d) {
     if (fd >= 0) close(fd);
@@ -429,7 +429,7 @@ namespace {
 
 Status RemoveChildren(int dir_fd, const std::string& where, int depth) {
   if (depth > 4 * kMaxWalkDepth) return Status::ResourceExhausted("tree too deep: " + where);
-  int fd = fcntl(dir_fd, F_DUPFD_CLOEXEC, 0);
+  int fd = openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   DIR* d = fd < 0 ? nullptr : fdopendir(fd);
   if (!d) {
     if (fd >= 0) close(fd);
