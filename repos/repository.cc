@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 
 #include <filesystem>
+#include <mutex>
 
 #include "common/log.h"
 #include "repos/internal/confined_fs.h"
@@ -65,17 +66,11 @@ class RepositoryImpl final : public Repository {
       // Left over by a crash between mkdir and registration: nothing references it.
       LOOM_RETURN_IF_ERROR(internal::RemoveTreeNoFollow(path));
     }
-    git_worktree_add_options opts = GIT_WORKTREE_ADD_OPTIONS_INIT;
-    opts.ref = branch_ref.get();
-    opts.checkout_options.checkout_strategy = GIT_CHECKOUT_FORCE;
-    git_worktree* wt = nullptr;
-    rc = git_worktree_add(&wt, repo.get(), name.c_str(), path.c_str(), &opts);
-    if (rc < 0) {
-      Status s = GitError(rc, "cannot create the worktree for task " + std::string(task_id));
+    Status added = AddWorktree(repo.get(), branch_ref.get(), name, path);
+    if (!added.ok()) {
       CleanUpWorktree(repo.get(), name, path);
-      return s;
+      return added.WithContext("cannot create the worktree for task " + std::string(task_id));
     }
-    git_worktree_free(wt);
 
     // Start the snapshot chain at the branch head (a reused branch restarts it).
     const git_oid* tip = git_reference_target(branch_ref.get());
@@ -301,11 +296,9 @@ class RepositoryImpl final : public Repository {
 
   Result<WorkspaceInfo> Describe(git_repository* repo, const std::string& task_id) {
     git_worktree* wt = nullptr;
-    int rc = git_worktree_lookup(&wt, repo, internal::WorktreeName(task_id).c_str());
-    if (rc == GIT_ENOTFOUND) {
+    if (git_worktree_lookup(&wt, repo, internal::WorktreeName(task_id).c_str()) < 0) {
       return Status::NotFound("task " + task_id + " has no workspace");
     }
-    LOOM_GIT(rc, "cannot read the worktree of task " + task_id);
     GitPtr<git_worktree> owned(wt);
     if (git_worktree_validate(wt) < 0) {
       return Status::FailedPrecondition(
@@ -317,6 +310,31 @@ class RepositoryImpl final : public Repository {
     info.path = git_worktree_path(wt);
     LOOM_ASSIGN_OR_RETURN(info.branch, FindBranch(repo, task_id));
     return info;
+  }
+
+  // Registers the worktree (admin files + HEAD) under a process-wide lock, then
+  // checks it out without the lock. The lock exists because git_worktree_add asks
+  // whether the branch is checked out by reading every worktree's HEAD, and a
+  // half-registered sibling makes that check fail spuriously ("reference is already
+  // checked out"); the checkout, the slow part, still runs in parallel.
+  static Status AddWorktree(git_repository* repo, git_reference* branch, const std::string& name,
+                            const std::string& path) {
+    static std::mutex add_mu;
+    {
+      std::lock_guard<std::mutex> lock(add_mu);
+      git_worktree_add_options opts = GIT_WORKTREE_ADD_OPTIONS_INIT;
+      opts.ref = branch;
+      opts.checkout_options.checkout_strategy = GIT_CHECKOUT_NONE;
+      git_worktree* wt = nullptr;
+      LOOM_GIT(git_worktree_add(&wt, repo, name.c_str(), path.c_str(), &opts), "git_worktree_add");
+      git_worktree_free(wt);
+    }
+    LOOM_ASSIGN_OR_RETURN(GitPtr<git_repository> wrepo, internal::OpenRepo(path));
+    git_checkout_options co = GIT_CHECKOUT_OPTIONS_INIT;
+    // The directory is new and empty: FORCE writes every file without comparing.
+    co.checkout_strategy = GIT_CHECKOUT_FORCE;
+    LOOM_GIT(git_checkout_head(wrepo.get(), &co), "checkout");
+    return Status::Ok();
   }
 
   // Deletes a worktree's files (never following symlinks) and its admin files.

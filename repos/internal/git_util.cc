@@ -85,7 +85,7 @@ Result<git_oid> BranchHead(git_repository* repo, const std::string& branch) {
   git_oid oid;
   int rc = git_reference_name_to_id(&oid, repo, ("refs/heads/" + branch).c_str());
   if (rc == GIT_ENOTFOUND) {
-    if (git_repository_is_empty(repo) == 1) {
+    if (git_repository_head_unborn(repo) == 1) {
       return Status::FailedPrecondition("the repository is empty (no commits yet); commit to '" +
                                         branch + "' before registering it");
     }
