@@ -4,9 +4,9 @@
 // git_repository, because a libgit2 repository handle must not be shared between
 // threads; that makes Repository thread-safe and lets many workspaces be created
 // on one repository at once (their branches, worktree admin dirs and refs are
-// disjoint). Worktrees are checked out by libgit2's git_worktree_add with a FORCE
-// checkout into the fresh, empty directory. Removal deletes the working tree
-// with a walk that never follows symlinks (a test run may plant one) before
+// disjoint). git_worktree_add registers the worktree without checking it out;
+// internal/fast_checkout.cc then writes the files in parallel and the index once. Removal deletes
+// the working tree with a walk that never follows symlinks (a test run may plant one) before
 // pruning the admin files. Merges compare-and-swap the target ref, so a target that
 // moved meanwhile is never overwritten.
 #include <git2.h>
@@ -17,6 +17,7 @@
 
 #include "common/log.h"
 #include "repos/internal/confined_fs.h"
+#include "repos/internal/fast_checkout.h"
 #include "repos/internal/git_util.h"
 #include "repos/internal/workspace_impl.h"
 #include "repos/workspace.h"
@@ -329,12 +330,7 @@ class RepositoryImpl final : public Repository {
       LOOM_GIT(git_worktree_add(&wt, repo, name.c_str(), path.c_str(), &opts), "git_worktree_add");
       git_worktree_free(wt);
     }
-    LOOM_ASSIGN_OR_RETURN(GitPtr<git_repository> wrepo, internal::OpenRepo(path));
-    git_checkout_options co = GIT_CHECKOUT_OPTIONS_INIT;
-    // The directory is new and empty: FORCE writes every file without comparing.
-    co.checkout_strategy = GIT_CHECKOUT_FORCE;
-    LOOM_GIT(git_checkout_head(wrepo.get(), &co), "checkout");
-    return Status::Ok();
+    return internal::CheckoutIntoEmptyWorktree(path, OidHex(*git_reference_target(branch)), 0);
   }
 
   // Deletes a worktree's files (never following symlinks) and its admin files.

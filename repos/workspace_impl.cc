@@ -616,11 +616,8 @@ class WorkspaceImpl final : public Workspace {
                          static_cast<size_t>(git_blob_rawsize(braw)));
       return fs_.WriteSymlink(rel, target);
     }
-    git_blob_filter_options fopts = GIT_BLOB_FILTER_OPTIONS_INIT;
-    GitBuf out;
-    LOOM_GIT(git_blob_filter(out.get(), braw, rel.text.c_str(), &fopts),
-             "cannot filter '" + rel.text + "'");
-    return fs_.WriteFile(rel, out.view(), mode == GIT_FILEMODE_BLOB_EXECUTABLE ? 0755 : 0644,
+    LOOM_ASSIGN_OR_RETURN(std::string content, BlobForWorktree(braw, rel.text));
+    return fs_.WriteFile(rel, content, mode == GIT_FILEMODE_BLOB_EXECUTABLE ? 0755 : 0644,
                          ModePolicy::kForce);
   }
 

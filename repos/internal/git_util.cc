@@ -95,6 +95,19 @@ Result<git_oid> BranchHead(git_repository* repo, const std::string& branch) {
   return oid;
 }
 
+Result<std::string> BlobForWorktree(git_blob* blob, const std::string& path) {
+  const char* raw = static_cast<const char*>(git_blob_rawcontent(blob));
+  size_t size = static_cast<size_t>(git_blob_rawsize(blob));
+  // git_blob_filter with CHECK_FOR_BINARY yields an empty buffer for binary
+  // blobs, so binary content is returned as stored.
+  if (git_blob_is_binary(blob)) return std::string(raw, size);
+  git_blob_filter_options opts = GIT_BLOB_FILTER_OPTIONS_INIT;
+  opts.flags = 0;
+  GitBuf out;
+  LOOM_GIT(git_blob_filter(out.get(), blob, path.c_str(), &opts), "cannot filter '" + path + "'");
+  return std::string(out.view());
+}
+
 Status ValidateRepository(const std::string& path, const RepoSettings& settings) {
   if (settings.target_branch.empty()) return Status::InvalidArgument("target branch is empty");
   if (git_reference_is_valid_name(("refs/heads/" + settings.target_branch).c_str()) != 1) {

@@ -35,6 +35,10 @@ Result<GitPtr<git_tree>> CommitTree(git_commit* commit);
 // The commit a local branch points to; NotFound naming the branch when missing.
 Result<git_oid> BranchHead(git_repository* repo, const std::string& branch);
 
+// The content `blob` should have in a worktree at `path`: checkout filters (eol,
+// ident, ...) applied to text; binary blobs verbatim.
+Result<std::string> BlobForWorktree(git_blob* blob, const std::string& path);
+
 // Checks that `path` holds a readable repository with a commit on the target
 // branch; the error says whether it is missing, empty, corrupt or lacks the branch.
 Status ValidateRepository(const std::string& path, const RepoSettings& settings);

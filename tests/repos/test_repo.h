@@ -71,7 +71,8 @@ inline bool Exists(const std::string& path) {
   return std::filesystem::exists(std::filesystem::symlink_status(path, ec));
 }
 
-// A repository with a commit on `main`: text, CRLF, binary, unicode and nested files.
+// A repository with a commit on `main`: text, CRLF, binary, unicode and nested
+// files, an executable, a symlink, and a file with an eol=crlf attribute.
 inline std::string MakeFixtureRepo(const std::string& dir) {
   std::string repo = dir + "/origin";
   Sh("git init -q -b main " + repo);
@@ -85,7 +86,12 @@ inline std::string MakeFixtureRepo(const std::string& dir) {
                "/donn\xc3\xa9"
                "es/\xc3\xa9t\xc3\xa9.txt",
            "unicode\n");
-  Sh("cd " + repo + " && git -c core.autocrlf=false add -A && git commit -qm initial");
+  WriteRaw(repo + "/.gitattributes", "*.win text eol=crlf\n");
+  WriteRaw(repo + "/notes.win", "alpha\nbeta\n");
+  WriteRaw(repo + "/tool.sh", "#!/bin/sh\necho hi\n");
+  Sh("cd " + repo +
+     " && chmod +x tool.sh && ln -s README.md link.md && "
+     "git -c core.autocrlf=false add -A && git commit -qm initial");
   return repo;
 }
 

@@ -107,6 +107,33 @@ TEST_F(WorkspaceTest, ReplaceKeepsCrlfLineEndings) {
             "uno\r\ndos\r\nthree\r\n");
 }
 
+TEST_F(WorkspaceTest, CheckoutAppliesAttributesAndKeepsModesAndSymlinks) {
+  auto ws = Create("t15");
+  std::string wt = ws->info().path;
+  EXPECT_EQ(ReadRaw(wt + "/notes.win"), "alpha\r\nbeta\r\n");  // eol=crlf on checkout
+  EXPECT_TRUE(std::filesystem::is_symlink(wt + "/link.md"));
+  EXPECT_NE(
+      std::filesystem::status(wt + "/tool.sh").permissions() & std::filesystem::perms::owner_exec,
+      std::filesystem::perms::none);
+  EXPECT_EQ(Git(wt, "status --porcelain"), "");
+  // Reading through the tracked symlink is refused like any other symlink.
+  EXPECT_EQ(ws->ReadFile("link.md").status().code(), StatusCode::kPermissionDenied);
+  // Writing CRLF text to an eol=crlf file stores LF in the snapshot.
+  ASSERT_TRUE(ws->WriteFile("notes.win", "alpha\r\ngamma\r\n").ok());
+  EXPECT_EQ(Sh("git -C " + origin_ + " show refs/loom/snapshots/t15:notes.win"), "alpha\ngamma\n");
+  ASSERT_TRUE(ws->ReplaceInFile("tool.sh", "echo hi", "echo bye").ok());
+  EXPECT_NE(Sh("git -C " + origin_ + " ls-tree refs/loom/snapshots/t15 tool.sh").find("100755"),
+            std::string::npos);
+  // Deleting the tracked symlink removes the link, not its target.
+  ASSERT_TRUE(ws->DeleteFile("link.md").ok());
+  EXPECT_EQ(ReadRaw(wt + "/README.md"), "# demo\n");
+  ASSERT_TRUE(ws->WriteFile("data.bin", "now text").ok());
+  ASSERT_TRUE(ws->RollbackTo(0).ok());
+  EXPECT_EQ(ReadRaw(wt + "/data.bin"), std::string("\x00\x01\x02\xff\x00zz", 7));
+  EXPECT_TRUE(std::filesystem::is_symlink(wt + "/link.md"));
+  EXPECT_EQ(ReadRaw(wt + "/notes.win"), "alpha\r\nbeta\r\n");
+}
+
 TEST_F(WorkspaceTest, DeleteAndRenameAreSnapshotted) {
   auto ws = Create("t5");
   ASSERT_TRUE(ws->DeleteFile("docs/guide.md").ok());
@@ -184,10 +211,12 @@ TEST_F(WorkspaceTest, ListsAndSearchesFiles) {
   ASSERT_TRUE(root.ok());
   std::vector<std::string> names;
   for (const FileEntry& e : *root) names.push_back(e.path);
-  EXPECT_EQ(names, (std::vector<std::string>{"README.md", "crlf.txt", "data.bin", "docs",
-                                             "donn\xc3\xa9"
-                                             "es",
-                                             "src"}));
+  const std::string kUnicodeDir =
+      "donn\xc3\xa9"
+      "es";
+  EXPECT_EQ(names,
+            (std::vector<std::string>{".gitattributes", "README.md", "crlf.txt", "data.bin", "docs",
+                                      kUnicodeDir, "link.md", "notes.win", "src", "tool.sh"}));
   Result<std::vector<SearchMatch>> m = ws->Search("return", "src");
   ASSERT_TRUE(m.ok());
   ASSERT_EQ(m->size(), 1u);
