@@ -1,0 +1,374 @@
+// Repository: task workspaces (branch + linked worktree), branch diffs and merges.
+//
+// Design. The object is immutable after Open and every call opens its own
+// git_repository, because a libgit2 repository handle must not be shared between
+// threads; that makes Repository thread-safe and lets many workspaces be created
+// on one repository at once (their branches, worktree admin dirs and refs are
+// disjoint). git_worktree_add registers the worktree without checking it out;
+// internal/fast_checkout.cc then writes the files in parallel and the index once. Removal deletes
+// the working tree with a walk that never follows symlinks (a test run may plant one) before
+// pruning the admin files. Merges compare-and-swap the target ref, so a target that
+// moved meanwhile is never overwritten.
+#include <git2.h>
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <mutex>
+
+#include "common/log.h"
+#include "repos/internal/confined_fs.h"
+#include "repos/internal/fast_checkout.h"
+#include "repos/internal/git_util.h"
+#include "repos/internal/workspace_impl.h"
+#include "repos/workspace.h"
+
+namespace loom::repos {
+namespace {
+
+using internal::GitError;
+using internal::GitPtr;
+using internal::OidHex;
+
+class RepositoryImpl final : public Repository {
+ public:
+  RepositoryImpl(RepoRecord record, std::string worktrees_dir)
+      : record_(std::move(record)), worktrees_dir_(std::move(worktrees_dir)) {}
+
+  const RepoRecord& record() const override { return record_; }
+
+  Result<std::unique_ptr<Workspace>> CreateWorkspace(std::string_view task_id,
+                                                     std::string_view slug) override {
+    LOOM_RETURN_IF_ERROR(internal::ValidateTaskId(task_id));
+    LOOM_ASSIGN_OR_RETURN(GitPtr<git_repository> repo, internal::OpenRepo(record_.path));
+    const std::string name = internal::WorktreeName(task_id);
+    git_worktree* existing = nullptr;
+    if (git_worktree_lookup(&existing, repo.get(), name.c_str()) == 0) {
+      git_worktree_free(existing);
+      return Status::AlreadyExists("task " + std::string(task_id) +
+                                   " already has a workspace; reopen it with OpenWorkspace");
+    }
+    std::string branch = internal::BranchName(task_id, slug);
+    git_reference* bref = nullptr;
+    int rc = git_reference_lookup(&bref, repo.get(), ("refs/heads/" + branch).c_str());
+    if (rc == GIT_ENOTFOUND) {
+      LOOM_ASSIGN_OR_RETURN(git_oid head,
+                            internal::BranchHead(repo.get(), record_.settings.target_branch));
+      LOOM_ASSIGN_OR_RETURN(GitPtr<git_commit> commit, internal::LookupCommit(repo.get(), head));
+      rc = git_branch_create(&bref, repo.get(), branch.c_str(), commit.get(), 0);
+      if (rc < 0) return GitError(rc, "cannot create branch '" + branch + "'");
+    } else if (rc < 0) {
+      return GitError(rc, "cannot read branch '" + branch + "'");
+    }
+    GitPtr<git_reference> branch_ref(bref);
+
+    std::string path = worktrees_dir_ + "/" + name;
+    struct stat st;
+    if (lstat(path.c_str(), &st) == 0) {
+      // Left over by a crash between mkdir and registration: nothing references it.
+      LOOM_RETURN_IF_ERROR(internal::RemoveTreeNoFollow(path));
+    }
+    Status added = AddWorktree(repo.get(), branch_ref.get(), name, path);
+    if (!added.ok()) {
+      CleanUpWorktree(repo.get(), name, path);
+      return added.WithContext("cannot create the worktree for task " + std::string(task_id));
+    }
+
+    // Start the snapshot chain at the branch head (a reused branch restarts it).
+    const git_oid* tip = git_reference_target(branch_ref.get());
+    git_reference* sref = nullptr;
+    std::string ref_name = internal::SnapshotRefName(task_id);
+    rc = git_reference_create(&sref, repo.get(), ref_name.c_str(), tip, 1, "loom: new workspace");
+    if (rc < 0) return GitError(rc, "cannot create " + ref_name);
+    git_reference_free(sref);
+    return internal::OpenWorkspaceAt({path, std::string(task_id), branch, record_.settings},
+                                     internal::OpenMode::kNew);
+  }
+
+  Result<std::unique_ptr<Workspace>> OpenWorkspace(std::string_view task_id) override {
+    LOOM_RETURN_IF_ERROR(internal::ValidateTaskId(task_id));
+    LOOM_ASSIGN_OR_RETURN(GitPtr<git_repository> repo, internal::OpenRepo(record_.path));
+    LOOM_ASSIGN_OR_RETURN(WorkspaceInfo info, Describe(repo.get(), std::string(task_id)));
+    return internal::OpenWorkspaceAt({info.path, info.task_id, info.branch, record_.settings},
+                                     internal::OpenMode::kResume);
+  }
+
+  Result<std::vector<WorkspaceInfo>> ListWorkspaces() override {
+    LOOM_ASSIGN_OR_RETURN(GitPtr<git_repository> repo, internal::OpenRepo(record_.path));
+    git_strarray names{};
+    LOOM_GIT(git_worktree_list(&names, repo.get()), "cannot list worktrees");
+    std::vector<WorkspaceInfo> out;
+    for (size_t i = 0; i < names.count; ++i) {
+      std::string_view n = names.strings[i];
+      if (!n.starts_with("loom-")) continue;
+      Result<WorkspaceInfo> info = Describe(repo.get(), std::string(n.substr(5)));
+      if (info.ok()) out.push_back(std::move(*info));
+    }
+    git_strarray_dispose(&names);
+    return out;
+  }
+
+  Status RemoveWorkspace(std::string_view task_id, BranchDisposition disposition) override {
+    LOOM_RETURN_IF_ERROR(internal::ValidateTaskId(task_id));
+    LOOM_ASSIGN_OR_RETURN(GitPtr<git_repository> repo, internal::OpenRepo(record_.path));
+    const std::string name = internal::WorktreeName(task_id);
+    std::string branch;
+    Result<std::string> b = FindBranch(repo.get(), std::string(task_id));
+    if (b.ok()) branch = *b;
+    bool found = false;
+    git_worktree* wt = nullptr;
+    std::string path = worktrees_dir_ + "/" + name;
+    if (git_worktree_lookup(&wt, repo.get(), name.c_str()) == 0) {
+      found = true;
+      path = git_worktree_path(wt);
+      git_worktree_free(wt);
+    }
+    struct stat st;
+    found = found || lstat(path.c_str(), &st) == 0;
+    CleanUpWorktree(repo.get(), name, path);
+    std::string ref_name = internal::SnapshotRefName(task_id);
+    git_reference* sref = nullptr;
+    if (git_reference_lookup(&sref, repo.get(), ref_name.c_str()) == 0) {
+      found = true;
+      git_reference_delete(sref);
+      git_reference_free(sref);
+    }
+    if (disposition == BranchDisposition::kDelete && !branch.empty()) {
+      git_reference* bref = nullptr;
+      if (git_reference_lookup(&bref, repo.get(), ("refs/heads/" + branch).c_str()) == 0) {
+        found = true;
+        int rc = git_reference_delete(bref);
+        git_reference_free(bref);
+        if (rc < 0) return GitError(rc, "cannot delete branch '" + branch + "'");
+      }
+    }
+    if (!found) return Status::NotFound("task " + std::string(task_id) + " has no workspace");
+    return Status::Ok();
+  }
+
+  Result<DiffReport> DiffBranch(std::string_view task_id) override {
+    LOOM_ASSIGN_OR_RETURN(GitPtr<git_repository> repo, internal::OpenRepo(record_.path));
+    LOOM_ASSIGN_OR_RETURN(std::string branch, FindBranch(repo.get(), std::string(task_id)));
+    LOOM_ASSIGN_OR_RETURN(git_oid head, internal::BranchHead(repo.get(), branch));
+    LOOM_ASSIGN_OR_RETURN(git_oid target,
+                          internal::BranchHead(repo.get(), record_.settings.target_branch));
+    LOOM_ASSIGN_OR_RETURN(git_oid base, internal::MergeBase(repo.get(), head, target));
+    return internal::DiffCommits(repo.get(), base, head);
+  }
+
+  Result<MergeOutcome> MergeBranch(std::string_view task_id) override {
+    LOOM_ASSIGN_OR_RETURN(GitPtr<git_repository> repo, internal::OpenRepo(record_.path));
+    LOOM_ASSIGN_OR_RETURN(std::string branch, FindBranch(repo.get(), std::string(task_id)));
+    const std::string& target_name = record_.settings.target_branch;
+    LOOM_ASSIGN_OR_RETURN(git_oid head, internal::BranchHead(repo.get(), branch));
+    LOOM_ASSIGN_OR_RETURN(git_oid target, internal::BranchHead(repo.get(), target_name));
+    LOOM_ASSIGN_OR_RETURN(git_oid base, internal::MergeBase(repo.get(), head, target));
+    MergeOutcome out;
+    if (git_oid_equal(&base, &head)) {
+      out.kind = MergeOutcome::Kind::kUpToDate;
+      out.commit = OidHex(target);
+      return out;
+    }
+    git_oid result = head;
+    out.kind = MergeOutcome::Kind::kFastForward;
+    if (!git_oid_equal(&base, &target)) {
+      LOOM_ASSIGN_OR_RETURN(GitPtr<git_commit> tc, internal::LookupCommit(repo.get(), target));
+      LOOM_ASSIGN_OR_RETURN(GitPtr<git_commit> hc, internal::LookupCommit(repo.get(), head));
+      git_merge_options mopts = GIT_MERGE_OPTIONS_INIT;
+      git_index* iraw = nullptr;
+      LOOM_GIT(git_merge_commits(&iraw, repo.get(), tc.get(), hc.get(), &mopts),
+               "cannot merge '" + branch + "' into '" + target_name + "'");
+      GitPtr<git_index> index(iraw);
+      if (git_index_has_conflicts(index.get())) {
+        out.kind = MergeOutcome::Kind::kConflict;
+        out.conflicting_paths = ConflictPaths(index.get());
+        return out;
+      }
+      git_oid tree_id;
+      LOOM_GIT(git_index_write_tree_to(&tree_id, index.get(), repo.get()),
+               "cannot write the merged tree");
+      git_tree* traw = nullptr;
+      LOOM_GIT(git_tree_lookup(&traw, repo.get(), &tree_id), "cannot read the merged tree");
+      GitPtr<git_tree> tree(traw);
+      LOOM_ASSIGN_OR_RETURN(GitPtr<git_signature> sig, internal::MakeSignature(record_.settings));
+      std::string message = "Merge branch '" + branch + "' into " + target_name +
+                            "\n\nLoom-Task: " + std::string(task_id) + "\n";
+      const git_commit* parents[] = {tc.get(), hc.get()};
+      LOOM_GIT(git_commit_create(&result, repo.get(), nullptr, sig.get(), sig.get(), "UTF-8",
+                                 message.c_str(), tree.get(), 2, parents),
+               "cannot create the merge commit");
+      out.kind = MergeOutcome::Kind::kMergeCommit;
+    }
+    LOOM_RETURN_IF_ERROR(UpdateCheckedOutTarget(repo.get(), target, result));
+    git_reference* ref = nullptr;
+    int rc = git_reference_create_matching(&ref, repo.get(), ("refs/heads/" + target_name).c_str(),
+                                           &result, 1, &target, ("loom: merge " + branch).c_str());
+    if (rc == GIT_EMODIFIED) {
+      return Status::FailedPrecondition("'" + target_name +
+                                        "' moved while merging; nothing was changed, retry");
+    }
+    LOOM_GIT(rc, "cannot update '" + target_name + "'");
+    git_reference_free(ref);
+    out.commit = OidHex(result);
+    return out;
+  }
+
+ private:
+  static std::vector<std::string> ConflictPaths(git_index* index) {
+    std::vector<std::string> paths;
+    git_index_conflict_iterator* raw = nullptr;
+    if (git_index_conflict_iterator_new(&raw, index) < 0) return paths;
+    GitPtr<git_index_conflict_iterator> it(raw);
+    const git_index_entry *ancestor, *ours, *theirs;
+    while (git_index_conflict_next(&ancestor, &ours, &theirs, it.get()) == 0) {
+      const git_index_entry* e = ours ? ours : theirs ? theirs : ancestor;
+      if (e) paths.emplace_back(e->path);
+    }
+    return paths;
+  }
+
+  // When the target branch is checked out in the main work tree (a repository
+  // registered in place), update that work tree too, refusing (before any ref
+  // moves) when local changes would be overwritten.
+  Status UpdateCheckedOutTarget(git_repository* repo, const git_oid& old_commit,
+                                const git_oid& new_commit) {
+    if (git_repository_is_bare(repo)) return Status::Ok();
+    git_reference* head = nullptr;
+    if (git_reference_lookup(&head, repo, "HEAD") < 0) return Status::Ok();
+    GitPtr<git_reference> head_ref(head);
+    const char* sym = git_reference_symbolic_target(head);
+    if (!sym || std::string_view(sym) != "refs/heads/" + record_.settings.target_branch) {
+      return Status::Ok();
+    }
+    LOOM_ASSIGN_OR_RETURN(GitPtr<git_commit> oc, internal::LookupCommit(repo, old_commit));
+    LOOM_ASSIGN_OR_RETURN(GitPtr<git_tree> old_tree, internal::CommitTree(oc.get()));
+    LOOM_ASSIGN_OR_RETURN(GitPtr<git_commit> nc, internal::LookupCommit(repo, new_commit));
+    git_checkout_options co = GIT_CHECKOUT_OPTIONS_INIT;
+    co.checkout_strategy = GIT_CHECKOUT_SAFE;
+    co.baseline = old_tree.get();
+    int rc = git_checkout_tree(repo, reinterpret_cast<const git_object*>(nc.get()), &co);
+    if (rc == GIT_ECONFLICT) {
+      return Status::FailedPrecondition(
+          "'" + record_.settings.target_branch + "' is checked out at '" + record_.path +
+          "' with local changes the merge would overwrite; commit or discard them, then retry");
+    }
+    LOOM_GIT(rc, "cannot update the checked-out target branch");
+    return Status::Ok();
+  }
+
+  // The task branch: from the worktree's HEAD when the worktree exists, else the
+  // unique local branch named loom/<task>-*.
+  Result<std::string> FindBranch(git_repository* repo, const std::string& task_id) {
+    LOOM_RETURN_IF_ERROR(internal::ValidateTaskId(task_id));
+    git_worktree* wt = nullptr;
+    if (git_worktree_lookup(&wt, repo, internal::WorktreeName(task_id).c_str()) == 0) {
+      GitPtr<git_worktree> owned(wt);
+      git_repository* wraw = nullptr;
+      if (git_repository_open_from_worktree(&wraw, wt) == 0) {
+        GitPtr<git_repository> wrepo(wraw);
+        git_reference* head = nullptr;
+        if (git_reference_lookup(&head, wrepo.get(), "HEAD") == 0) {
+          GitPtr<git_reference> h(head);
+          const char* sym = git_reference_symbolic_target(head);
+          if (sym && std::string_view(sym).starts_with("refs/heads/")) {
+            return std::string(sym + 11);
+          }
+        }
+      }
+    }
+    std::vector<std::string> candidates;
+    git_reference_iterator* iraw = nullptr;
+    std::string glob = "refs/heads/loom/" + task_id + "-*";
+    LOOM_GIT(git_reference_iterator_glob_new(&iraw, repo, glob.c_str()), "cannot list branches");
+    GitPtr<git_reference_iterator> it(iraw);
+    const char* ref_name = nullptr;
+    while (git_reference_next_name(&ref_name, it.get()) == 0) {
+      candidates.emplace_back(ref_name + 11);
+    }
+    if (candidates.empty()) {
+      return Status::NotFound("task " + task_id + " has no branch (loom/" + task_id + "-...)");
+    }
+    if (candidates.size() > 1) {
+      std::string list;
+      for (const std::string& c : candidates) list += (list.empty() ? "" : ", ") + c;
+      return Status::FailedPrecondition("task " + task_id + " matches several branches: " + list);
+    }
+    return candidates.front();
+  }
+
+  Result<WorkspaceInfo> Describe(git_repository* repo, const std::string& task_id) {
+    git_worktree* wt = nullptr;
+    if (git_worktree_lookup(&wt, repo, internal::WorktreeName(task_id).c_str()) < 0) {
+      return Status::NotFound("task " + task_id + " has no workspace");
+    }
+    GitPtr<git_worktree> owned(wt);
+    if (git_worktree_validate(wt) < 0) {
+      return Status::FailedPrecondition(
+          GitError(-1, "the worktree of task " + task_id + " is damaged").message() +
+          "; remove it with RemoveWorkspace and create it again");
+    }
+    WorkspaceInfo info;
+    info.task_id = task_id;
+    info.path = git_worktree_path(wt);
+    LOOM_ASSIGN_OR_RETURN(info.branch, FindBranch(repo, task_id));
+    return info;
+  }
+
+  // Registers the worktree (admin files + HEAD) under a process-wide lock, then
+  // checks it out without the lock. The lock exists because git_worktree_add asks
+  // whether the branch is checked out by reading every worktree's HEAD, and a
+  // half-registered sibling makes that check fail spuriously ("reference is already
+  // checked out"); the checkout, the slow part, still runs in parallel.
+  static Status AddWorktree(git_repository* repo, git_reference* branch, const std::string& name,
+                            const std::string& path) {
+    static std::mutex add_mu;
+    {
+      std::lock_guard<std::mutex> lock(add_mu);
+      git_worktree_add_options opts = GIT_WORKTREE_ADD_OPTIONS_INIT;
+      opts.ref = branch;
+      opts.checkout_options.checkout_strategy = GIT_CHECKOUT_NONE;
+      git_worktree* wt = nullptr;
+      LOOM_GIT(git_worktree_add(&wt, repo, name.c_str(), path.c_str(), &opts), "git_worktree_add");
+      git_worktree_free(wt);
+    }
+    return internal::CheckoutIntoEmptyWorktree(path, OidHex(*git_reference_target(branch)), 0);
+  }
+
+  // Deletes a worktree's files (never following symlinks) and its admin files.
+  static void CleanUpWorktree(git_repository* repo, const std::string& name,
+                              const std::string& path) {
+    Status s = internal::RemoveTreeNoFollow(path);
+    if (!s.ok()) {
+      LOOM_LOG(kWarning) << "removing worktree: " << s.ToString();
+    }
+    git_worktree* wt = nullptr;
+    if (git_worktree_lookup(&wt, repo, name.c_str()) == 0) {
+      git_worktree_prune_options popts = GIT_WORKTREE_PRUNE_OPTIONS_INIT;
+      popts.flags = GIT_WORKTREE_PRUNE_VALID | GIT_WORKTREE_PRUNE_LOCKED;
+      if (git_worktree_prune(wt, &popts) < 0) {
+        LOOM_LOG(kWarning) << GitError(-1, "pruning worktree " + name).ToString();
+      }
+      git_worktree_free(wt);
+    }
+  }
+
+  const RepoRecord record_;
+  const std::string worktrees_dir_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Repository>> Repository::Open(RepoRecord record, std::string worktrees_dir) {
+  LOOM_RETURN_IF_ERROR(internal::ValidateRepository(record.path, record.settings));
+  std::error_code ec;
+  std::filesystem::path dir = std::filesystem::absolute(worktrees_dir, ec);
+  if (!ec) std::filesystem::create_directories(dir, ec);
+  if (ec) {
+    return Status::IoError("cannot create worktrees directory '" + worktrees_dir +
+                           "': " + ec.message());
+  }
+  dir = std::filesystem::canonical(dir, ec);
+  if (ec) return Status::IoError("cannot resolve '" + worktrees_dir + "': " + ec.message());
+  return std::unique_ptr<Repository>(new RepositoryImpl(std::move(record), dir.string()));
+}
+
+}  // namespace loom::repos

@@ -1,0 +1,238 @@
+// repos/workspace.h: the public interface of Loom's git layer.
+//
+// A RepoRegistry holds the registered repositories (the caller persists it as
+// JSON). A Repository opened from a RepoRecord creates one Workspace per agent
+// task: branch `loom/<task-id>-<slug>` plus a linked worktree checked out from the
+// target branch's head. Every agent edit goes through the Workspace, which confines
+// paths to the worktree (no `..`, absolute paths, symlinks anywhere on the path,
+// `.git`, or paths outside the allowed globs) and records a snapshot commit on
+// `refs/loom/snapshots/<task-id>` after each applied edit, so a crashed task resumes
+// exactly where its last completed edit left it. Reviews diff the branch against
+// its merge base and merge it into the target branch.
+//
+// All git work is done through libgit2; nothing here shells out to `git`. No
+// libgit2 type appears in this header: implementations live in repos/*.cc.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+
+namespace loom::repos {
+
+// Per-repository settings. Until policies/ provides them, the caller fills this in.
+struct RepoSettings {
+  std::string target_branch = "main";
+  // Glob patterns (relative to the worktree root) an edit may touch; empty means
+  // every path. `*` and `?` stay within one path segment, `**` spans segments,
+  // `dir/` means everything under dir. Reads are not limited by these globs.
+  std::vector<std::string> allowed_globs;
+  // Paths that are never edited, even when an allowed glob matches them.
+  std::vector<std::string> protected_globs;
+  std::string author_name = "Loom agent";
+  std::string author_email = "loom-agent@localhost";
+};
+
+// One registered repository, as the caller persists it.
+struct RepoRecord {
+  std::string name;    // [A-Za-z0-9._-]+, unique in a registry
+  std::string path;    // the repository on disk (a work tree or a bare repository)
+  std::string origin;  // the URL or path it was cloned from; empty when registered in place
+  RepoSettings settings;
+};
+
+// The set of registered repositories. Validates each repository when it is
+// registered (it opens, is not empty, has the target branch). Persistence is the
+// caller's: ToJson() / FromJson(). Thread-safe.
+class RepoRegistry {
+ public:
+  RepoRegistry() = default;
+
+  // Registers the existing repository at `path` (a work tree, or a bare repository).
+  Result<RepoRecord> RegisterLocal(std::string name, std::string path, RepoSettings settings);
+  // Clones `source` (a path or URL) into `dest` as a bare repository and registers it.
+  // `dest` must not exist. A bare clone has no checked-out branch that a merge
+  // would leave stale.
+  Result<RepoRecord> RegisterClone(std::string name, std::string source, std::string dest,
+                                   RepoSettings settings);
+  Status Unregister(std::string_view name);
+  Result<RepoRecord> Get(std::string_view name) const;
+  std::vector<RepoRecord> List() const;  // sorted by name
+
+  std::string ToJson() const;
+  // Replaces the contents with the records in `json` (as written by ToJson). Does
+  // not touch the disk: a repository that vanished is reported when opened.
+  Status LoadJson(std::string_view json);
+
+ private:
+  Status Add(RepoRecord record);
+
+  mutable std::mutex mu_;
+  std::map<std::string, RepoRecord, std::less<>> records_;  // GUARDED_BY(mu_)
+};
+
+struct FileEntry {
+  enum class Kind { kFile, kDirectory, kSymlink, kOther };
+  std::string path;  // relative to the worktree root, '/'-separated
+  Kind kind = Kind::kFile;
+  uint64_t size = 0;
+};
+
+struct SearchMatch {
+  std::string path;
+  int line = 0;  // 1-based
+  std::string text;
+};
+
+enum class SearchMode { kLiteral, kRegex };
+
+struct SearchOptions {
+  SearchMode mode = SearchMode::kLiteral;
+  size_t max_matches = 200;
+};
+
+// One step of a task's snapshot history. Step 0 is the commit the workspace was
+// created from; step N is the state after the Nth applied edit (or rollback).
+struct SnapshotInfo {
+  int step = 0;
+  std::string commit;   // hex id on refs/loom/snapshots/<task>
+  std::string summary;  // e.g. "write src/a.cc"
+};
+
+struct FileStat {
+  enum class Change { kAdded, kDeleted, kModified, kRenamed, kTypeChanged, kOther };
+  std::string path;
+  std::string old_path;  // differs from path for renames
+  Change change = Change::kModified;
+  int additions = 0;
+  int deletions = 0;
+  bool binary = false;
+};
+
+struct DiffReport {
+  std::string base_commit;  // merge base with the target branch (or previous snapshot)
+  std::string head_commit;
+  std::vector<FileStat> files;
+  std::string unified;  // `git diff` style patch text
+};
+
+struct SnapshotDetail {
+  SnapshotInfo info;
+  DiffReport diff;  // against the previous step
+};
+
+// What reopening a workspace found and did to make the worktree match its last
+// snapshot (an edit was written but the process died before its snapshot).
+struct ResumeReport {
+  int step = 0;
+  std::vector<std::string> restored_paths;  // rewritten or deleted to match the snapshot
+};
+
+struct WorkspaceInfo {
+  std::string task_id;
+  std::string branch;       // "loom/<task-id>-<slug>"
+  std::string path;         // absolute path of the worktree
+  std::string base_commit;  // the target head the workspace was created from
+};
+
+struct CommitRequest {
+  std::string summary;                    // the agent's summary: becomes the message
+  std::vector<std::string> feedback_ids;  // -> "Loom-Feedback: a, b"
+};
+
+struct MergeOutcome {
+  enum class Kind { kFastForward, kMergeCommit, kUpToDate, kConflict };
+  Kind kind = Kind::kUpToDate;
+  std::string commit;                          // new target head (empty on conflict)
+  std::vector<std::string> conflicting_paths;  // kConflict only; the target is untouched
+};
+
+enum class BranchDisposition { kKeep, kDelete };
+
+// One task's branch and worktree. Every path argument is relative to the worktree
+// root and confined to it; refusals are PermissionDenied (or InvalidArgument for a
+// malformed path) with a message that names the path and the reason.
+// Thread-compatible: one agent drives a workspace at a time; distinct workspaces
+// (even of one repository) may be used concurrently from different threads.
+class Workspace {
+ public:
+  virtual ~Workspace() = default;
+  virtual const WorkspaceInfo& info() const = 0;
+  // What Repository::OpenWorkspace restored; empty for a new workspace.
+  virtual const ResumeReport& resume_report() const = 0;
+
+  // Reads. `start_line`/`end_line` are 1-based and inclusive; 0 means open-ended.
+  virtual Result<std::string> ReadFile(std::string_view path, int start_line = 0,
+                                       int end_line = 0) = 0;
+  // Entries of directory `path` ("" for the root), sorted; `.git` is never listed.
+  virtual Result<std::vector<FileEntry>> ListFiles(std::string_view path) = 0;
+  // Lines matching `pattern` in regular, non-binary files under `path`.
+  virtual Result<std::vector<SearchMatch>> Search(std::string_view pattern,
+                                                  std::string_view path = "",
+                                                  SearchOptions options = {}) = 0;
+
+  // Edits. Each one, once applied, is recorded as the next snapshot step.
+  virtual Result<SnapshotInfo> WriteFile(std::string_view path, std::string_view content) = 0;
+  // Replaces the one exact occurrence of `old_text`. No occurrence, or several, is
+  // an InvalidArgument error that lists the nearest candidate lines or every match.
+  virtual Result<SnapshotInfo> ReplaceInFile(std::string_view path, std::string_view old_text,
+                                             std::string_view new_text) = 0;
+  virtual Result<SnapshotInfo> DeleteFile(std::string_view path) = 0;
+  // Refuses to overwrite an existing `to`.
+  virtual Result<SnapshotInfo> RenameFile(std::string_view from, std::string_view to) = 0;
+
+  // Snapshots, oldest first (step 0 first).
+  virtual Result<std::vector<SnapshotInfo>> ListSnapshots() = 0;
+  virtual Result<SnapshotDetail> InspectSnapshot(int step) = 0;
+  // Makes the worktree equal to step `step` and records that as a new step, so no
+  // history is lost.
+  virtual Result<SnapshotInfo> RollbackTo(int step) = 0;
+
+  // Commits the latest snapshot's tree to the task branch (author/committer from the
+  // settings; message = summary + `Loom-Task:` and `Loom-Feedback:` trailers).
+  // Returns the commit id. FailedPrecondition when nothing changed since the last
+  // branch commit.
+  virtual Result<std::string> CommitToBranch(const CommitRequest& request) = 0;
+  // The latest snapshot against the merge base with the target branch.
+  virtual Result<DiffReport> Diff() = 0;
+};
+
+// A registered repository. Thread-safe: each call opens its own libgit2 handle.
+class Repository {
+ public:
+  // Opens the repository of `record`; worktrees are created under `worktrees_dir`
+  // (created when missing). Errors say whether the repository is missing, empty,
+  // corrupt, or lacks the target branch.
+  static Result<std::unique_ptr<Repository>> Open(RepoRecord record, std::string worktrees_dir);
+
+  virtual ~Repository() = default;
+  virtual const RepoRecord& record() const = 0;
+
+  // Creates branch `loom/<task_id>-<slug>` at the target head (or reuses that branch
+  // when it already exists without a worktree) and its worktree. `task_id` is
+  // [A-Za-z0-9_.-]{1,64}; `slug` is normalised to lower-case words joined by '-'.
+  virtual Result<std::unique_ptr<Workspace>> CreateWorkspace(std::string_view task_id,
+                                                             std::string_view slug) = 0;
+  // Reopens a task's workspace after a restart and makes its worktree match the
+  // latest snapshot (see Workspace::resume_report).
+  virtual Result<std::unique_ptr<Workspace>> OpenWorkspace(std::string_view task_id) = 0;
+  virtual Result<std::vector<WorkspaceInfo>> ListWorkspaces() = 0;
+  // Removes the worktree directory, its admin files under .git/worktrees, the
+  // snapshot ref, and the branch when `branch` is kDelete.
+  virtual Status RemoveWorkspace(std::string_view task_id, BranchDisposition branch) = 0;
+
+  // The task branch's head against its merge base with the target branch.
+  virtual Result<DiffReport> DiffBranch(std::string_view task_id) = 0;
+  // Merges the task branch into the target branch: fast-forward when possible, else
+  // a merge commit. Conflicts come back as kConflict with the paths, target untouched.
+  virtual Result<MergeOutcome> MergeBranch(std::string_view task_id) = 0;
+};
+
+}  // namespace loom::repos

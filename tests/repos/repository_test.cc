@@ -1,0 +1,238 @@
+// Repository-level behaviour on real repositories: registration errors, the
+// registry's persistence, concurrent workspaces, removal, and merges.
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "repos/workspace.h"
+#include "test_repo.h"
+
+namespace loom::repos {
+namespace {
+
+using test_util::Exists;
+using test_util::MakeFixtureRepo;
+using test_util::ReadRaw;
+using test_util::Sh;
+using test_util::TempDir;
+using test_util::Trimmed;
+using test_util::WriteRaw;
+
+std::string Git(const std::string& dir, const std::string& args) {
+  return Trimmed(Sh("git -C '" + dir + "' " + args));
+}
+
+class RepositoryTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    origin_ = MakeFixtureRepo(tmp_.path());
+    Result<RepoRecord> rec = registry_.RegisterLocal("demo", origin_, RepoSettings{});
+    ASSERT_TRUE(rec.ok()) << rec.status().ToString();
+    Result<std::unique_ptr<Repository>> repo = Repository::Open(*rec, tmp_.path() + "/wts");
+    ASSERT_TRUE(repo.ok()) << repo.status().ToString();
+    repo_ = std::move(*repo);
+  }
+
+  // Creates a workspace, applies `edits` (path -> content) and commits them.
+  std::string Branch(const std::string& id, const std::map<std::string, std::string>& edits) {
+    Result<std::unique_ptr<Workspace>> ws = repo_->CreateWorkspace(id, "work");
+    EXPECT_TRUE(ws.ok()) << ws.status().ToString();
+    if (!ws.ok()) return "";
+    for (const auto& [path, content] : edits) EXPECT_TRUE((*ws)->WriteFile(path, content).ok());
+    Result<std::string> c = (*ws)->CommitToBranch({"change " + id, {"fb-" + id}});
+    EXPECT_TRUE(c.ok()) << c.status().ToString();
+    return c.ok() ? *c : "";
+  }
+
+  TempDir tmp_;
+  std::string origin_;
+  RepoRegistry registry_;
+  std::unique_ptr<Repository> repo_;
+};
+
+TEST(RegistryTest, ExplainsMissingEmptyCorruptAndBranchlessRepositories) {
+  TempDir tmp;
+  RepoRegistry reg;
+  Result<RepoRecord> missing = reg.RegisterLocal("a", tmp.path() + "/nope", {});
+  EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
+
+  Sh("git init -q -b main " + tmp.path() + "/empty");
+  Result<RepoRecord> empty = reg.RegisterLocal("b", tmp.path() + "/empty", {});
+  EXPECT_EQ(empty.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(empty.status().message().find("empty"), std::string::npos) << empty.status().message();
+
+  std::string repo = MakeFixtureRepo(tmp.path());
+  RepoSettings other;
+  other.target_branch = "release";
+  Result<RepoRecord> branchless = reg.RegisterLocal("c", repo, other);
+  EXPECT_EQ(branchless.status().code(), StatusCode::kNotFound);
+  EXPECT_NE(branchless.status().message().find("'release'"), std::string::npos);
+
+  // Damage the object that main's commit points to.
+  std::string tree = Git(repo, "rev-parse main^{tree}");
+  std::string obj = repo + "/.git/objects/" + tree.substr(0, 2) + "/" + tree.substr(2);
+  Sh("chmod u+w '" + obj + "' && printf garbage > '" + obj + "'");
+  Result<RepoRecord> corrupt = reg.RegisterLocal("d", repo, {});
+  EXPECT_EQ(corrupt.status().code(), StatusCode::kCorruption) << corrupt.status().ToString();
+
+  EXPECT_EQ(reg.RegisterLocal("bad/name", repo, {}).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_TRUE(reg.List().empty());
+}
+
+TEST(RegistryTest, PersistsAsJsonAndClonesBare) {
+  TempDir tmp;
+  std::string origin = MakeFixtureRepo(tmp.path());
+  Sh("git -C " + origin + " branch release");
+  RepoRegistry reg;
+  RepoSettings s;
+  s.target_branch = "release";
+  s.allowed_globs = {"src/**"};
+  Result<RepoRecord> cloned = reg.RegisterClone("cl", origin, tmp.path() + "/clone.git", s);
+  ASSERT_TRUE(cloned.ok()) << cloned.status().ToString();
+  EXPECT_EQ(Git(tmp.path() + "/clone.git", "rev-parse --is-bare-repository"), "true");
+  EXPECT_EQ(Git(tmp.path() + "/clone.git", "rev-parse release"), Git(origin, "rev-parse main"));
+  ASSERT_TRUE(reg.RegisterLocal("local", origin, {}).ok());
+  EXPECT_EQ(reg.RegisterLocal("local", origin, {}).status().code(), StatusCode::kAlreadyExists);
+  EXPECT_EQ(reg.RegisterClone("x", origin, tmp.path() + "/clone.git", s).status().code(),
+            StatusCode::kAlreadyExists);
+
+  RepoRegistry restored;
+  ASSERT_TRUE(restored.LoadJson(reg.ToJson()).ok());
+  std::vector<RepoRecord> list = restored.List();
+  ASSERT_EQ(list.size(), 2u);
+  EXPECT_EQ(list[0].name, "cl");
+  EXPECT_EQ(list[0].origin, origin);
+  EXPECT_EQ(list[0].settings.target_branch, "release");
+  EXPECT_EQ(list[0].settings.allowed_globs, std::vector<std::string>{"src/**"});
+  EXPECT_EQ(list[1].path, origin);
+  EXPECT_EQ(restored.LoadJson("{\"repositories\": [{\"name\": 3}]}").code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(restored.LoadJson("not json").code(), StatusCode::kInvalidArgument);
+  EXPECT_TRUE(restored.Unregister("cl").ok());
+  EXPECT_EQ(restored.Get("cl").status().code(), StatusCode::kNotFound);
+
+  // A workspace on the bare clone works the same way.
+  Result<std::unique_ptr<Repository>> repo = Repository::Open(*cloned, tmp.path() + "/wts");
+  ASSERT_TRUE(repo.ok()) << repo.status().ToString();
+  Result<std::unique_ptr<Workspace>> ws = (*repo)->CreateWorkspace("b1", "bare");
+  ASSERT_TRUE(ws.ok()) << ws.status().ToString();
+  ASSERT_TRUE((*ws)->WriteFile("src/n.cc", "n").ok());
+  ASSERT_TRUE((*ws)->CommitToBranch({"n", {}}).ok());
+  Result<MergeOutcome> m = (*repo)->MergeBranch("b1");
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_EQ(m->kind, MergeOutcome::Kind::kFastForward);
+}
+
+TEST_F(RepositoryTest, CreatesManyWorkspacesConcurrently) {
+  constexpr int kThreads = 8;
+  std::vector<Status> results(kThreads);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kThreads; ++i) {
+    threads.emplace_back([&, i] {
+      std::string id = "c" + std::to_string(i);
+      Result<std::unique_ptr<Workspace>> ws = repo_->CreateWorkspace(id, "parallel");
+      if (!ws.ok()) {
+        results[i] = ws.status();
+        return;
+      }
+      for (int k = 0; k < 5 && results[i].ok(); ++k) {
+        results[i] = (*ws)->WriteFile("own/" + id + ".txt", std::to_string(k)).status();
+      }
+      if (results[i].ok()) results[i] = (*ws)->CommitToBranch({"parallel " + id, {}}).status();
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  for (int i = 0; i < kThreads; ++i) EXPECT_TRUE(results[i].ok()) << results[i].ToString();
+  Result<std::vector<WorkspaceInfo>> list = repo_->ListWorkspaces();
+  ASSERT_TRUE(list.ok());
+  EXPECT_EQ(list->size(), static_cast<size_t>(kThreads));
+  for (int i = 0; i < kThreads; ++i) {
+    std::string id = "c" + std::to_string(i);
+    EXPECT_EQ(Sh("git -C " + origin_ + " show loom/" + id + "-parallel:own/" + id + ".txt"), "4");
+  }
+  EXPECT_EQ(Trimmed(Sh("git -C " + origin_ + " worktree list | wc -l")),
+            std::to_string(kThreads + 1));
+}
+
+TEST_F(RepositoryTest, RemovesWorkspaceCleanlyWithoutFollowingSymlinks) {
+  Result<std::unique_ptr<Workspace>> ws = repo_->CreateWorkspace("r1", "remove me");
+  ASSERT_TRUE(ws.ok());
+  std::string path = (*ws)->info().path, outside = tmp_.path() + "/keep";
+  WriteRaw(outside + "/precious.txt", "p");
+  Sh("ln -s '" + outside + "' '" + path + "/src/planted'");
+  ws->reset();
+  ASSERT_TRUE(repo_->RemoveWorkspace("r1", BranchDisposition::kKeep).ok());
+  EXPECT_FALSE(Exists(path));
+  EXPECT_FALSE(Exists(origin_ + "/.git/worktrees/loom-r1"));
+  EXPECT_EQ(ReadRaw(outside + "/precious.txt"), "p");
+  EXPECT_NE(Git(origin_, "branch --list loom/r1-remove-me").find("loom/r1-remove-me"),
+            std::string::npos);
+  EXPECT_EQ(Git(origin_, "for-each-ref refs/loom/snapshots/r1"), "");
+  EXPECT_EQ(repo_->OpenWorkspace("r1").status().code(), StatusCode::kNotFound);
+
+  // Recreating reuses the kept branch; removing with kDelete drops it.
+  ASSERT_TRUE(repo_->CreateWorkspace("r1", "remove me").ok());
+  ASSERT_TRUE(repo_->RemoveWorkspace("r1", BranchDisposition::kDelete).ok());
+  EXPECT_EQ(Git(origin_, "branch --list loom/r1-remove-me"), "");
+  EXPECT_EQ(repo_->RemoveWorkspace("r1", BranchDisposition::kDelete).code(), StatusCode::kNotFound);
+  EXPECT_EQ(Git(origin_, "worktree list --porcelain | grep -c '^worktree'"), "1");
+}
+
+TEST_F(RepositoryTest, FastForwardsWhenTargetDidNotMove) {
+  std::string head = Branch("m1", {{"src/new.cc", "new\n"}});
+  Result<MergeOutcome> m = repo_->MergeBranch("m1");
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_EQ(m->kind, MergeOutcome::Kind::kFastForward);
+  EXPECT_EQ(m->commit, head);
+  EXPECT_EQ(Git(origin_, "rev-parse main"), head);
+  // The checked-out target work tree follows the merge.
+  EXPECT_EQ(ReadRaw(origin_ + "/src/new.cc"), "new\n");
+  EXPECT_EQ(Git(origin_, "status --porcelain"), "");
+  EXPECT_EQ(repo_->MergeBranch("m1")->kind, MergeOutcome::Kind::kUpToDate);
+}
+
+TEST_F(RepositoryTest, CreatesMergeCommitWhenTargetMoved) {
+  std::string head = Branch("m2", {{"src/a.txt", "a\n"}});
+  Sh("cd " + origin_ + " && echo other > other.txt && git add other.txt && git commit -qm moved");
+  std::string moved = Git(origin_, "rev-parse main");
+  Result<MergeOutcome> m = repo_->MergeBranch("m2");
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_EQ(m->kind, MergeOutcome::Kind::kMergeCommit);
+  EXPECT_EQ(Git(origin_, "rev-parse main"), m->commit);
+  EXPECT_EQ(Git(origin_, "rev-parse main^1"), moved);
+  EXPECT_EQ(Git(origin_, "rev-parse main^2"), head);
+  EXPECT_EQ(Sh("git -C " + origin_ + " show main:src/a.txt"), "a\n");
+  EXPECT_EQ(Git(origin_, "status --porcelain"), "");
+  Result<DiffReport> d = repo_->DiffBranch("m2");
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->base_commit, head);  // merged: nothing left to review
+  EXPECT_TRUE(d->files.empty());
+}
+
+TEST_F(RepositoryTest, ReportsConflictsAndLeavesTargetUntouched) {
+  Branch("m3", {{"README.md", "# agent\n"}, {"docs/guide.md", "agent guide\n"}});
+  Sh("cd " + origin_ +
+     " && echo '# human' > README.md && echo 'human guide' > docs/guide.md "
+     "&& git commit -qam human");
+  std::string before = Git(origin_, "rev-parse main");
+  Result<MergeOutcome> m = repo_->MergeBranch("m3");
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_EQ(m->kind, MergeOutcome::Kind::kConflict);
+  EXPECT_EQ(m->conflicting_paths, (std::vector<std::string>{"README.md", "docs/guide.md"}));
+  EXPECT_EQ(Git(origin_, "rev-parse main"), before);
+  EXPECT_EQ(ReadRaw(origin_ + "/README.md"), "# human\n");
+  EXPECT_EQ(Git(origin_, "status --porcelain"), "");
+}
+
+TEST_F(RepositoryTest, RefusesMergeThatWouldClobberLocalChangesOfCheckedOutTarget) {
+  Branch("m4", {{"README.md", "# agent\n"}});
+  WriteRaw(origin_ + "/README.md", "# uncommitted human edit\n");
+  std::string before = Git(origin_, "rev-parse main");
+  Result<MergeOutcome> m = repo_->MergeBranch("m4");
+  EXPECT_EQ(m.status().code(), StatusCode::kFailedPrecondition) << m.status().ToString();
+  EXPECT_EQ(Git(origin_, "rev-parse main"), before);
+  EXPECT_EQ(ReadRaw(origin_ + "/README.md"), "# uncommitted human edit\n");
+}
+
+}  // namespace
+}  // namespace loom::repos

@@ -1,0 +1,352 @@
+// Workspace behaviour on real repositories: edits, confinement, snapshots,
+// crash-resume, branch commits and diffs.
+#include "repos/workspace.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include "test_repo.h"
+
+namespace loom::repos {
+namespace {
+
+using test_util::Exists;
+using test_util::MakeFixtureRepo;
+using test_util::ReadRaw;
+using test_util::Sh;
+using test_util::TempDir;
+using test_util::Trimmed;
+using test_util::WriteRaw;
+
+class WorkspaceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    origin_ = MakeFixtureRepo(tmp_.path());
+    Open(RepoSettings{});
+  }
+
+  void Open(RepoSettings settings) {
+    Result<RepoRecord> rec =
+        registry_.RegisterLocal("demo" + std::to_string(n_++), origin_, std::move(settings));
+    ASSERT_TRUE(rec.ok()) << rec.status().ToString();
+    Result<std::unique_ptr<Repository>> repo = Repository::Open(*rec, tmp_.path() + "/worktrees");
+    ASSERT_TRUE(repo.ok()) << repo.status().ToString();
+    repo_ = std::move(*repo);
+  }
+
+  std::unique_ptr<Workspace> Create(const std::string& id, const std::string& slug = "Fix it") {
+    Result<std::unique_ptr<Workspace>> ws = repo_->CreateWorkspace(id, slug);
+    EXPECT_TRUE(ws.ok()) << ws.status().ToString();
+    return ws.ok() ? std::move(*ws) : nullptr;
+  }
+
+  std::string Git(const std::string& dir, const std::string& args) {
+    return Trimmed(Sh("git -C '" + dir + "' " + args));
+  }
+
+  TempDir tmp_;
+  std::string origin_;
+  RepoRegistry registry_;
+  std::unique_ptr<Repository> repo_;
+  int n_ = 0;
+};
+
+TEST_F(WorkspaceTest, CreatesBranchAndCleanWorktreeFromTargetHead) {
+  auto ws = Create("t1", "Fix login bug!");
+  ASSERT_TRUE(ws);
+  EXPECT_EQ(ws->info().branch, "loom/t1-fix-login-bug");
+  EXPECT_EQ(Git(ws->info().path, "rev-parse HEAD"), Git(origin_, "rev-parse main"));
+  EXPECT_EQ(Git(ws->info().path, "symbolic-ref HEAD"), "refs/heads/loom/t1-fix-login-bug");
+  EXPECT_EQ(Git(ws->info().path, "status --porcelain"), "");
+  EXPECT_EQ(ReadRaw(ws->info().path + "/crlf.txt"), "one\r\ntwo\r\nthree\r\n");
+  EXPECT_EQ(Git(origin_, "rev-parse refs/loom/snapshots/t1"), Git(origin_, "rev-parse main"));
+  EXPECT_EQ(repo_->CreateWorkspace("t1", "again").status().code(), StatusCode::kAlreadyExists);
+  EXPECT_EQ(repo_->CreateWorkspace("../x", "s").status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST_F(WorkspaceTest, WriteFileIsReadableAndSnapshotted) {
+  auto ws = Create("t2");
+  Result<SnapshotInfo> s = ws->WriteFile("src/new/dir/file.txt", "hello\n");
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ(s->step, 1);
+  EXPECT_EQ(*ws->ReadFile("src/new/dir/file.txt"), "hello\n");
+  EXPECT_EQ(Sh("git -C " + origin_ + " show refs/loom/snapshots/t2:src/new/dir/file.txt"),
+            "hello\n");
+  EXPECT_EQ(*ws->ReadFile("src/app.cc", 2, 3), "  return a + b;\n}\n");
+  Result<std::vector<SnapshotInfo>> snaps = ws->ListSnapshots();
+  ASSERT_TRUE(snaps.ok());
+  ASSERT_EQ(snaps->size(), 2u);
+  EXPECT_EQ((*snaps)[0].step, 0);
+  EXPECT_EQ((*snaps)[1].summary, "write src/new/dir/file.txt");
+}
+
+TEST_F(WorkspaceTest, ReplaceInFileNeedsExactlyOneMatch) {
+  auto ws = Create("t3");
+  ASSERT_TRUE(ws->ReplaceInFile("src/app.cc", "return a + b;", "return a - b;").ok());
+  EXPECT_EQ(ReadRaw(ws->info().path + "/src/app.cc"),
+            "int Add(int a, int b) {\n  return a - b;\n}\n");
+
+  Status none = ws->ReplaceInFile("src/app.cc", "int Add(int a, int c)", "x").status();
+  EXPECT_EQ(none.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(none.message().find("not found"), std::string::npos);
+  EXPECT_NE(none.message().find("line 1: int Add(int a, int b) {"), std::string::npos)
+      << none.message();
+
+  Status many = ws->ReplaceInFile("src/dup.cc", "x = 1;", "x = 2;").status();
+  EXPECT_EQ(many.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(many.message().find("2 times (at lines 1, 2)"), std::string::npos) << many.message();
+  EXPECT_EQ(ReadRaw(ws->info().path + "/src/dup.cc"), "x = 1;\nx = 1;\n");
+  EXPECT_EQ(ws->ListSnapshots()->size(), 2u);  // failed edits record nothing
+}
+
+TEST_F(WorkspaceTest, ReplaceKeepsCrlfLineEndings) {
+  auto ws = Create("t4");
+  ASSERT_TRUE(ws->ReplaceInFile("crlf.txt", "one\ntwo\n", "uno\ndos\n").ok());
+  EXPECT_EQ(ReadRaw(ws->info().path + "/crlf.txt"), "uno\r\ndos\r\nthree\r\n");
+  EXPECT_EQ(Sh("git -C " + origin_ + " show refs/loom/snapshots/t4:crlf.txt"),
+            "uno\r\ndos\r\nthree\r\n");
+}
+
+TEST_F(WorkspaceTest, CheckoutAppliesAttributesAndKeepsModesAndSymlinks) {
+  auto ws = Create("t15");
+  std::string wt = ws->info().path;
+  EXPECT_EQ(ReadRaw(wt + "/notes.win"), "alpha\r\nbeta\r\n");  // eol=crlf on checkout
+  EXPECT_TRUE(std::filesystem::is_symlink(wt + "/link.md"));
+  EXPECT_NE(
+      std::filesystem::status(wt + "/tool.sh").permissions() & std::filesystem::perms::owner_exec,
+      std::filesystem::perms::none);
+  EXPECT_EQ(Git(wt, "status --porcelain"), "");
+  // Reading through the tracked symlink is refused like any other symlink.
+  EXPECT_EQ(ws->ReadFile("link.md").status().code(), StatusCode::kPermissionDenied);
+  // Writing CRLF text to an eol=crlf file stores LF in the snapshot.
+  ASSERT_TRUE(ws->WriteFile("notes.win", "alpha\r\ngamma\r\n").ok());
+  EXPECT_EQ(Sh("git -C " + origin_ + " show refs/loom/snapshots/t15:notes.win"), "alpha\ngamma\n");
+  ASSERT_TRUE(ws->ReplaceInFile("tool.sh", "echo hi", "echo bye").ok());
+  EXPECT_NE(Sh("git -C " + origin_ + " ls-tree refs/loom/snapshots/t15 tool.sh").find("100755"),
+            std::string::npos);
+  // Deleting the tracked symlink removes the link, not its target.
+  ASSERT_TRUE(ws->DeleteFile("link.md").ok());
+  EXPECT_EQ(ReadRaw(wt + "/README.md"), "# demo\n");
+  ASSERT_TRUE(ws->WriteFile("data.bin", "now text").ok());
+  ASSERT_TRUE(ws->RollbackTo(0).ok());
+  EXPECT_EQ(ReadRaw(wt + "/data.bin"), std::string("\x00\x01\x02\xff\x00zz", 7));
+  EXPECT_TRUE(std::filesystem::is_symlink(wt + "/link.md"));
+  EXPECT_EQ(ReadRaw(wt + "/notes.win"), "alpha\r\nbeta\r\n");
+}
+
+TEST_F(WorkspaceTest, DeleteAndRenameAreSnapshotted) {
+  auto ws = Create("t5");
+  ASSERT_TRUE(ws->DeleteFile("docs/guide.md").ok());
+  ASSERT_TRUE(ws->RenameFile("README.md", "doc/READ ME.md").ok());
+  EXPECT_FALSE(Exists(ws->info().path + "/docs"));
+  EXPECT_EQ(ReadRaw(ws->info().path + "/doc/READ ME.md"), "# demo\n");
+  std::string tree = Sh("git -C " + origin_ + " ls-tree -r --name-only refs/loom/snapshots/t5");
+  EXPECT_EQ(tree.find("docs/guide.md"), std::string::npos);
+  EXPECT_EQ(tree.find("README.md\n"), std::string::npos);
+  EXPECT_NE(tree.find("doc/READ ME.md"), std::string::npos);
+  EXPECT_EQ(ws->RenameFile("src/app.cc", "src/dup.cc").status().code(), StatusCode::kAlreadyExists);
+  EXPECT_EQ(ws->DeleteFile("nope.txt").status().code(), StatusCode::kNotFound);
+}
+
+TEST_F(WorkspaceTest, RefusesPathsOutsideTheWorktree) {
+  auto ws = Create("t6");
+  for (const char* bad : {"../escape.txt", "/tmp/abs.txt", "src/../../x", ".git/config",
+                          ".GIT/hooks/pre-commit", "src/.git/x"}) {
+    EXPECT_EQ(ws->WriteFile(bad, "x").status().code(), StatusCode::kPermissionDenied) << bad;
+    EXPECT_EQ(ws->ReadFile(bad).status().code(), StatusCode::kPermissionDenied) << bad;
+  }
+  EXPECT_FALSE(Exists(tmp_.path() + "/worktrees/escape.txt"));
+  EXPECT_FALSE(Exists("/tmp/abs.txt"));
+}
+
+TEST_F(WorkspaceTest, RefusesSymlinksPlantedLaterByATestRun) {
+  auto ws = Create("t7");
+  std::string wt = ws->info().path, outside = tmp_.path() + "/outside";
+  WriteRaw(outside + "/secret.txt", "secret");
+  ASSERT_TRUE(ws->WriteFile("gen/out.txt", "1").ok());
+  // A test run replaces gen/ with a symlink and plants a leaf symlink.
+  Sh("rm -rf '" + wt + "/gen' && ln -s '" + outside + "' '" + wt + "/gen'");
+  Sh("ln -s '" + outside + "/secret.txt' '" + wt + "/src/leak.txt'");
+
+  Status w = ws->WriteFile("gen/out.txt", "2").status();
+  EXPECT_EQ(w.code(), StatusCode::kPermissionDenied);
+  EXPECT_NE(w.message().find("symbolic link"), std::string::npos) << w.message();
+  EXPECT_EQ(ws->ReadFile("gen/secret.txt").status().code(), StatusCode::kPermissionDenied);
+  EXPECT_EQ(ws->ReadFile("src/leak.txt").status().code(), StatusCode::kPermissionDenied);
+  EXPECT_EQ(ws->WriteFile("src/leak.txt", "x").status().code(), StatusCode::kPermissionDenied);
+  EXPECT_EQ(ws->ReplaceInFile("src/leak.txt", "secret", "x").status().code(),
+            StatusCode::kPermissionDenied);
+  EXPECT_EQ(ws->ListFiles("gen").status().code(), StatusCode::kPermissionDenied);
+  EXPECT_EQ(ws->Search("secret", "gen").status().code(), StatusCode::kPermissionDenied);
+  Result<std::vector<SearchMatch>> all = ws->Search("secret");
+  ASSERT_TRUE(all.ok());
+  EXPECT_TRUE(all->empty());  // the walk never follows symlinks
+  EXPECT_EQ(ReadRaw(outside + "/secret.txt"), "secret");
+  EXPECT_FALSE(Exists(outside + "/out.txt"));
+}
+
+TEST_F(WorkspaceTest, RefusesPathsOutsideAllowedGlobsAndProtectedOnes) {
+  RepoSettings settings;
+  settings.allowed_globs = {"src/**", "**/*.md"};
+  settings.protected_globs = {"src/generated/**"};
+  Open(settings);
+  auto ws = Create("t8");
+  EXPECT_TRUE(ws->WriteFile("src/x.cc", "x").ok());
+  EXPECT_TRUE(ws->WriteFile("notes.md", "x").ok());
+  Status outside = ws->WriteFile("Makefile", "x").status();
+  EXPECT_EQ(outside.code(), StatusCode::kPermissionDenied);
+  EXPECT_NE(outside.message().find("outside the allowed paths (src/**, **/*.md)"),
+            std::string::npos);
+  Status prot = ws->WriteFile("src/generated/a.cc", "x").status();
+  EXPECT_EQ(prot.code(), StatusCode::kPermissionDenied);
+  EXPECT_NE(prot.message().find("protected"), std::string::npos);
+  EXPECT_EQ(ws->DeleteFile("crlf.txt").status().code(), StatusCode::kPermissionDenied);
+  EXPECT_EQ(ws->RenameFile("src/app.cc", "app.cc").status().code(), StatusCode::kPermissionDenied);
+  EXPECT_TRUE(ws->ReadFile("crlf.txt").ok());  // reads are not limited by globs
+}
+
+TEST_F(WorkspaceTest, ListsAndSearchesFiles) {
+  auto ws = Create("t9");
+  Result<std::vector<FileEntry>> root = ws->ListFiles("");
+  ASSERT_TRUE(root.ok());
+  std::vector<std::string> names;
+  for (const FileEntry& e : *root) names.push_back(e.path);
+  const std::string kUnicodeDir =
+      "donn\xc3\xa9"
+      "es";
+  EXPECT_EQ(names,
+            (std::vector<std::string>{".gitattributes", "README.md", "crlf.txt", "data.bin", "docs",
+                                      kUnicodeDir, "link.md", "notes.win", "src", "tool.sh"}));
+  Result<std::vector<SearchMatch>> m = ws->Search("return", "src");
+  ASSERT_TRUE(m.ok());
+  ASSERT_EQ(m->size(), 1u);
+  EXPECT_EQ((*m)[0].path, "src/app.cc");
+  EXPECT_EQ((*m)[0].line, 2);
+  Result<std::vector<SearchMatch>> re = ws->Search("^x = [0-9];$", "", {SearchMode::kRegex, 1});
+  ASSERT_TRUE(re.ok());
+  EXPECT_EQ(re->size(), 1u);
+  EXPECT_EQ(ws->Search("(", "", {SearchMode::kRegex, 10}).status().code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(*ws->ReadFile("donn\xc3\xa9"
+                          "es/\xc3\xa9t\xc3\xa9.txt"),
+            "unicode\n");
+}
+
+TEST_F(WorkspaceTest, RollbackRestoresAStepAndKeepsHistory) {
+  auto ws = Create("t10");
+  ASSERT_TRUE(ws->WriteFile("a.txt", "1").ok());
+  ASSERT_TRUE(ws->WriteFile("a.txt", "2").ok());
+  ASSERT_TRUE(ws->DeleteFile("README.md").ok());
+  ASSERT_TRUE(ws->WriteFile("b.txt", "b").ok());
+  Result<SnapshotInfo> r = ws->RollbackTo(1);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->step, 5);
+  EXPECT_EQ(ReadRaw(ws->info().path + "/a.txt"), "1");
+  EXPECT_EQ(ReadRaw(ws->info().path + "/README.md"), "# demo\n");
+  EXPECT_FALSE(Exists(ws->info().path + "/b.txt"));
+  EXPECT_EQ(ws->ListSnapshots()->size(), 6u);
+  Result<SnapshotDetail> d = ws->InspectSnapshot(2);
+  ASSERT_TRUE(d.ok());
+  ASSERT_EQ(d->diff.files.size(), 1u);
+  EXPECT_EQ(d->diff.files[0].path, "a.txt");
+  EXPECT_NE(d->diff.unified.find("+2"), std::string::npos);
+  EXPECT_EQ(ws->RollbackTo(99).status().code(), StatusCode::kNotFound);
+}
+
+TEST_F(WorkspaceTest, ResumesAfterCrashAtEveryStep) {
+  std::string path;
+  for (int step = 1; step <= 4; ++step) {
+    {
+      std::unique_ptr<Workspace> ws;
+      if (step == 1) {
+        ws = Create("t11");
+      } else {
+        Result<std::unique_ptr<Workspace>> r = repo_->OpenWorkspace("t11");
+        ASSERT_TRUE(r.ok()) << r.status().ToString();
+        ws = std::move(*r);
+      }
+      path = ws->info().path;
+      ASSERT_TRUE(ws->WriteFile("f.txt", "step " + std::to_string(step)).ok());
+    }
+    // The process dies after writing the next edit to disk, before its snapshot.
+    WriteRaw(path + "/f.txt", "half-done edit");
+    WriteRaw(path + "/stray.txt", "new file never snapshotted");
+    Sh("rm '" + path + "/README.md'");
+    Result<std::unique_ptr<Workspace>> ws = repo_->OpenWorkspace("t11");
+    ASSERT_TRUE(ws.ok()) << ws.status().ToString();
+    EXPECT_EQ((*ws)->resume_report().step, step);
+    EXPECT_EQ((*ws)->resume_report().restored_paths.size(), 3u);
+    EXPECT_EQ(ReadRaw(path + "/f.txt"), "step " + std::to_string(step));
+    EXPECT_EQ(ReadRaw(path + "/README.md"), "# demo\n");
+    EXPECT_FALSE(Exists(path + "/stray.txt"));
+    EXPECT_EQ(Sh("git -C '" + path + "' show refs/loom/snapshots/t11:f.txt"),
+              "step " + std::to_string(step));
+  }
+}
+
+TEST_F(WorkspaceTest, CommitToBranchWithTrailersAndDiff) {
+  RepoSettings settings;
+  settings.author_name = "Loom agent";
+  settings.author_email = "agent@loom.test";
+  Open(settings);
+  auto ws = Create("t12", "add feature");
+  ASSERT_TRUE(ws->ReplaceInFile("src/app.cc", "a + b", "b + a").ok());
+  ASSERT_TRUE(ws->WriteFile("data.bin", std::string("\x00\x07new", 5)).ok());
+  ASSERT_TRUE(ws->WriteFile("\xc3\xbcml\xc3\xa4ut.txt", "umlaut\n").ok());
+  Result<std::string> c = ws->CommitToBranch({"Swap operands\n", {"fb-1", "fb-2"}});
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  std::string wt = ws->info().path;
+  EXPECT_EQ(Git(wt, "rev-parse HEAD"), *c);
+  EXPECT_EQ(Git(wt, "log -1 --format=%an%n%ae%n%B"),
+            "Loom agent\nagent@loom.test\nSwap operands\n\nLoom-Task: t12\nLoom-Feedback: fb-1, "
+            "fb-2");
+  EXPECT_EQ(Git(wt, "status --porcelain"), "");  // index follows the branch
+  EXPECT_EQ(ws->CommitToBranch({"again", {}}).status().code(), StatusCode::kFailedPrecondition);
+
+  Result<DiffReport> d = repo_->DiffBranch("t12");
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  EXPECT_EQ(d->base_commit, Git(origin_, "rev-parse main"));
+  ASSERT_EQ(d->files.size(), 3u);
+  std::map<std::string, FileStat> by_path;
+  for (const FileStat& f : d->files) by_path[f.path] = f;
+  EXPECT_TRUE(by_path["data.bin"].binary);
+  EXPECT_EQ(by_path["src/app.cc"].additions, 1);
+  EXPECT_EQ(by_path["src/app.cc"].deletions, 1);
+  EXPECT_EQ(by_path["\xc3\xbcml\xc3\xa4ut.txt"].change, FileStat::Change::kAdded);
+  EXPECT_NE(d->unified.find("+  return b + a;"), std::string::npos);
+  EXPECT_EQ(d->unified, Sh("git -C " + origin_ + " diff main...loom/t12-add-feature"));
+}
+
+TEST_F(WorkspaceTest, LargeAndBinaryFilesRoundTrip) {
+  auto ws = Create("t13");
+  std::string big(20 << 20, 'x');
+  for (size_t i = 0; i < big.size(); i += 4096) big[i] = static_cast<char>(i % 251);
+  ASSERT_TRUE(ws->WriteFile("big/blob.bin", big).ok());
+  Result<std::string> back = ws->ReadFile("big/blob.bin");
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(*back, big);
+  EXPECT_EQ(Trimmed(Sh("git -C " + origin_ + " cat-file -s refs/loom/snapshots/t13:big/blob.bin")),
+            std::to_string(big.size()));
+}
+
+TEST_F(WorkspaceTest, LeavesSubmodulesAlone) {
+  std::string sub = tmp_.path() + "/sub";
+  Sh("git init -q -b main " + sub + " && cd " + sub +
+     " && echo s > s.txt && git add . && "
+     "git commit -qm s && cd " +
+     origin_ +
+     " && git -c protocol.file.allow=always submodule "
+     "add -q " +
+     sub + " vendor/sub && git commit -qm 'add submodule'");
+  auto ws = Create("t14");
+  Status s = ws->WriteFile("vendor/sub/s.txt", "x").status();
+  EXPECT_EQ(s.code(), StatusCode::kPermissionDenied);
+  EXPECT_NE(s.message().find("submodule"), std::string::npos) << s.message();
+  ASSERT_TRUE(ws->WriteFile("top.txt", "t").ok());
+  ASSERT_TRUE(ws->CommitToBranch({"top", {}}).ok());
+  EXPECT_NE(Sh("git -C " + origin_ + " ls-tree loom/t14-fix-it vendor/sub").find("commit"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace loom::repos
