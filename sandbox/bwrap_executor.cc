@@ -37,6 +37,8 @@
 #include <atomic>
 #include <cstring>
 #include <filesystem>
+#include <map>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -189,6 +191,75 @@ pid_t ParentOf(pid_t pid) {
   return ppid;
 }
 
+// Peak RSS and CPU time of a run's processes, sampled from /proc while it runs:
+// bwrap's pid 1 is not reaped by the outer bwrap, so wait4's rusage stops at bwrap
+// and only a cgroup's own counters are exact.
+class UsageSampler {
+ public:
+  void Sample(const std::vector<pid_t>& pids) {
+    for (pid_t pid : pids) {
+      std::string dir = "/proc/" + std::to_string(pid);
+      std::string status = ReadProcFile(dir + "/status");
+      auto pos = status.find("VmHWM:");
+      if (pos != std::string::npos) {
+        peak_rss_ = std::max<uint64_t>(peak_rss_,
+                                       std::strtoull(status.c_str() + pos + 6, nullptr, 10) * 1024);
+      }
+      std::string stat = ReadProcFile(dir + "/stat");
+      auto paren = stat.rfind(')');
+      if (paren == std::string::npos) continue;
+      // Fields after the command: state(3) ... utime(14) stime(15) cutime(16) cstime(17).
+      std::istringstream in(stat.substr(paren + 2));
+      std::string field;
+      int64_t ticks = 0;
+      for (int i = 3; i <= 17 && in >> field; ++i) {
+        if (i >= 14) ticks += std::strtoll(field.c_str(), nullptr, 10);
+      }
+      cpu_ticks_[pid] = ticks;
+    }
+  }
+  uint64_t peak_rss() const { return peak_rss_; }
+  int64_t cpu_ms() const {
+    int64_t ticks = 0;
+    for (const auto& [pid, t] : cpu_ticks_) ticks += t;
+    return ticks * 1000 / sysconf(_SC_CLK_TCK);
+  }
+
+ private:
+  static std::string ReadProcFile(const std::string& path) {
+    UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd.valid()) return {};
+    char buf[4096];
+    ssize_t n = read(fd.get(), buf, sizeof buf);
+    return n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string();
+  }
+
+  uint64_t peak_rss_ = 0;
+  std::map<pid_t, int64_t> cpu_ticks_;
+};
+
+// The processes of a run without a cgroup: pid 1 and its descendants, through
+// /proc/<pid>/task/<tid>/children.
+std::vector<pid_t> Descendants(pid_t root) {
+  std::vector<pid_t> out = {root};
+  for (size_t i = 0; i < out.size() && out.size() < 4096; ++i) {
+    std::string task_dir = "/proc/" + std::to_string(out[i]) + "/task";
+    std::error_code ec;
+    for (const auto& task : std::filesystem::directory_iterator(task_dir, ec)) {
+      UniqueFd fd(open((task.path().string() + "/children").c_str(), O_RDONLY | O_CLOEXEC));
+      if (!fd.valid()) continue;
+      char buf[4096];
+      ssize_t n = read(fd.get(), buf, sizeof buf - 1);
+      if (n <= 0) continue;
+      buf[n] = '\0';
+      std::istringstream in(buf);
+      pid_t child;
+      while (in >> child) out.push_back(child);
+    }
+  }
+  return out;
+}
+
 // Gives the worktree to the sandbox uid (root callers only), without following
 // symlinks. `.git` keeps its owner: it is bound read-only anyway.
 Status ChownWorktree(const std::string& worktree, uid_t uid, gid_t gid) {
@@ -244,9 +315,9 @@ struct ChildPlan {
     if (fd > max_source_fd) max_source_fd = fd;
     return 3 + n_fds++;
   }
-  void Limit(int resource, rlim_t value) {
+  void Limit(int resource, rlim_t value, rlim_t hard_extra = 0) {
     resources[n_rlimits] = resource;
-    rlimits[n_rlimits] = {value, value};
+    rlimits[n_rlimits] = {value, value == RLIM_INFINITY ? value : value + hard_extra};
     ++n_rlimits;
   }
 };
@@ -517,7 +588,8 @@ Result<Outcome> BwrapExecutor::Run(const RunSpec& spec) {
   plan.gid = gid;
   plan.parent_pid = getpid();
   const Limits& lim = spec.limits;
-  plan.Limit(RLIMIT_CPU, static_cast<rlim_t>(lim.cpu_time.count()));
+  // SIGXCPU at the limit; SIGKILL a second later for a payload that ignores it.
+  plan.Limit(RLIMIT_CPU, static_cast<rlim_t>(lim.cpu_time.count()), 1);
   plan.Limit(RLIMIT_AS, cgroup && cgroup->has_memory_controller()
                             ? RLIM_INFINITY
                             : static_cast<rlim_t>(lim.memory_bytes));
@@ -590,6 +662,10 @@ Result<Outcome> BwrapExecutor::Run(const RunSpec& spec) {
   std::optional<int> json_exit;
   LimitHit killed_for = LimitHit::kNone;
   const auto deadline = start + lim.wall_time;
+  UsageSampler sampler;
+  pid_t inner_pid = -1;
+  constexpr auto kSampleEvery = std::chrono::milliseconds(20);
+  auto next_sample = start + kSampleEvery;
 
   auto kill_everything = [&] {
     if (cgroup) cgroup->KillAll();
@@ -613,7 +689,10 @@ Result<Outcome> BwrapExecutor::Run(const RunSpec& spec) {
         pid_t inner = (*line)["child-pid"].get<pid_t>();
         UniqueFd fd(PidfdOpen(inner));
         // Only trust the pidfd if it is still bwrap's child (not a reused pid).
-        if (fd.valid() && ParentOf(inner) == pid) inner_pidfd = std::move(fd);
+        if (fd.valid() && ParentOf(inner) == pid) {
+          inner_pidfd = std::move(fd);
+          inner_pid = inner;
+        }
       }
       if (line->contains("exit-code") && (*line)["exit-code"].is_number_integer()) {
         json_exit = (*line)["exit-code"].get<int>();
@@ -659,8 +738,16 @@ Result<Outcome> BwrapExecutor::Run(const RunSpec& spec) {
       kill_everything();
       break;
     }
-    auto wait_ms =
-        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count() + 1;
+    if (now >= next_sample) {
+      if (cgroup) {
+        sampler.Sample(cgroup->Pids());
+      } else if (inner_pid > 0) {
+        sampler.Sample(Descendants(inner_pid));
+      }
+      next_sample = now + kSampleEvery;
+    }
+    auto wake = std::min(deadline, next_sample);
+    auto wait_ms = std::chrono::duration_cast<std::chrono::milliseconds>(wake - now).count() + 1;
     int rc =
         poll(pfds, static_cast<nfds_t>(n), static_cast<int>(std::min<int64_t>(wait_ms, 60000)));
     if (rc < 0 && errno != EINTR) {
@@ -712,10 +799,11 @@ Result<Outcome> BwrapExecutor::Run(const RunSpec& spec) {
   auto tv_ms = [](const timeval& tv) {
     return static_cast<int64_t>(tv.tv_sec) * 1000 + tv.tv_usec / 1000;
   };
-  outcome.cpu_ms = tv_ms(usage.ru_utime) + tv_ms(usage.ru_stime);
-  outcome.peak_memory_bytes = static_cast<uint64_t>(usage.ru_maxrss) * 1024;
+  outcome.cpu_ms = std::max(tv_ms(usage.ru_utime) + tv_ms(usage.ru_stime), sampler.cpu_ms());
+  outcome.peak_memory_bytes =
+      std::max(static_cast<uint64_t>(usage.ru_maxrss) * 1024, sampler.peak_rss());
   if (cgroup) {
-    if (auto cpu = cgroup->CpuUsageMs()) outcome.cpu_ms = std::max(outcome.cpu_ms, *cpu);
+    if (auto cpu = cgroup->CpuUsageMs()) outcome.cpu_ms = *cpu;
     if (auto peak = cgroup->PeakMemoryBytes()) outcome.peak_memory_bytes = *peak;
   }
 
@@ -749,7 +837,7 @@ Result<Outcome> BwrapExecutor::Run(const RunSpec& spec) {
 
   if (outcome.limit == LimitHit::kNone && !outcome.Succeeded()) {
     if (outcome.signal == SIGXCPU ||
-        (outcome.signal == SIGKILL && outcome.cpu_ms >= lim.cpu_time.count() * 1000)) {
+        (outcome.signal == SIGKILL && outcome.cpu_ms >= lim.cpu_time.count() * 900)) {
       outcome.limit = LimitHit::kCpu;
     } else if (outcome.signal == SIGXFSZ) {
       outcome.limit = LimitHit::kFileSize;

@@ -158,6 +158,16 @@ bool RunCgroup::WaitEmpty(std::chrono::milliseconds wait) {
   }
 }
 
+std::vector<pid_t> RunCgroup::Pids() const {
+  std::vector<pid_t> pids;
+  auto procs = ReadSmallFile(path_ + "/cgroup.procs");
+  if (!procs) return pids;
+  std::istringstream in(*procs);
+  pid_t pid;
+  while (in >> pid) pids.push_back(pid);
+  return pids;
+}
+
 bool RunCgroup::OomKilled() const {
   auto events = ReadSmallFile(path_ + "/memory.events");
   return events && KeyedValue(*events, "oom_kill").value_or(0) > 0;

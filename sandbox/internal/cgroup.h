@@ -3,11 +3,14 @@
 // enabled, to limit and measure memory, pids and CPU.
 #pragma once
 
+#include <sys/types.h>
+
 #include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "common/status.h"
 #include "sandbox/executor.h"
@@ -40,6 +43,8 @@ class RunCgroup {
   void KillAll();
   // True once no process is left (cgroup.events "populated 0"), waiting up to `wait`.
   bool WaitEmpty(std::chrono::milliseconds wait);
+
+  std::vector<pid_t> Pids() const;  // cgroup.procs
 
   bool OomKilled() const;                           // memory.events oom_kill > 0
   bool PidsMaxHit() const;                          // pids.events max > 0

@@ -181,6 +181,24 @@ TEST_F(SandboxTest, RunCgroupIsRemovedAfterTheRun) {
   }
 }
 
+// The battery's survivor check is real: it finds a process carrying the marker.
+TEST_F(SandboxTest, SurvivorCheckFindsALeftoverProcess) {
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    std::string env = "LOOM_TEST_MARKER=" + marker_;
+    char* const argv[] = {const_cast<char*>("/bin/sleep"), const_cast<char*>("30"), nullptr};
+    char* const envp[] = {env.data(), nullptr};
+    execve("/bin/sleep", argv, envp);
+    _exit(127);
+  }
+  for (int i = 0; i < 200 && Survivors().empty(); ++i) usleep(5000);
+  EXPECT_EQ(Survivors().size(), 1u);
+  kill(pid, SIGKILL);
+  waitpid(pid, nullptr, 0);
+  EXPECT_TRUE(Survivors().empty());
+}
+
 TEST(BwrapProbeTest, ReportsMissingBubblewrap) {
   BwrapOptions options;
   options.bwrap_path = "/nonexistent/bwrap";
