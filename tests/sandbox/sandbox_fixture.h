@@ -7,6 +7,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -49,8 +50,20 @@ class SandboxTest : public ::testing::Test {
     ASSERT_EQ(mkdir(outside_.c_str(), 0755), 0);
     std::random_device rd;
     marker_ = "m" + std::to_string(rd()) + std::to_string(rd());
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    uid_ = 64100 + static_cast<uint32_t>(std::hash<std::string>()(std::string(info->name())) % 800);
+    // A uid no concurrently running test holds (ctest -j runs test processes in
+    // parallel): the survivor check and RLIMIT_NPROC are per uid.
+    for (uint32_t slot = 0; slot < 256 && uid_ == 0; ++slot) {
+      std::string lock = "/tmp/loom-sbx-test-uid-" + std::to_string(slot) + ".lock";
+      int fd = open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+      if (fd < 0) continue;
+      if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+        uid_lock_fd_ = fd;
+        uid_ = 64100 + slot;
+      } else {
+        close(fd);
+      }
+    }
+    ASSERT_NE(uid_, 0u) << "no free test uid";
     options_.run_as_uid = uid_;
     options_.run_as_gid = uid_;
     options_.cgroup_parent = CgroupParent();
@@ -63,6 +76,7 @@ class SandboxTest : public ::testing::Test {
     ExpectNoSurvivors();
     std::error_code ec;
     std::filesystem::remove_all(root_, ec);
+    if (uid_lock_fd_ >= 0) close(uid_lock_fd_);
   }
 
   // The cgroup fallback fixture overrides this with "none".
@@ -127,6 +141,7 @@ class SandboxTest : public ::testing::Test {
 
   std::string root_, worktree_, outside_, marker_;
   uint32_t uid_ = 0;
+  int uid_lock_fd_ = -1;
   BwrapOptions options_;
   std::unique_ptr<Executor> executor_;
 };
