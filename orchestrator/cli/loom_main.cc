@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   int exit_code = loom::cli::kExitOk;
   loom::cli::AddFeedbackCommands(app, global, exit_code);
   loom::cli::AddTokenCommands(app, global, exit_code);
+  loom::cli::AddSandboxCommands(app, global, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

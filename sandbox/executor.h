@@ -1,0 +1,130 @@
+// The sandbox's public interface: run one untrusted command (a test suite an agent
+// just changed) in isolation, under limits, and report precisely what happened.
+//
+//   LOOM_ASSIGN_OR_RETURN(auto executor, sandbox::MakeBwrapExecutor({}));
+//   sandbox::RunSpec spec;
+//   spec.argv = {"make", "test"};
+//   spec.worktree = "/var/lib/loom/worktrees/42";
+//   LOOM_ASSIGN_OR_RETURN(sandbox::Outcome outcome, executor->Run(spec));
+//
+// A run that cannot be sandboxed is an error, never a silent unsandboxed run.
+// How the isolation is built (bubblewrap, seccomp, rlimits, cgroups) is private to
+// sandbox/; see docs/sandbox.md.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "common/json.h"
+#include "common/status.h"
+
+namespace loom::sandbox {
+
+enum class Network {
+  kNone,      // no sockets but AF_UNIX; nothing of the host's network is reachable
+  kLoopback,  // a private loopback interface (not the host's), TCP/UDP on it allowed
+};
+
+// Every limit is always applied; 0 is not "unlimited". Defaults suit a test suite.
+struct Limits {
+  std::chrono::milliseconds wall_time{std::chrono::minutes(10)};
+  std::chrono::seconds cpu_time{std::chrono::minutes(10)};  // per process (RLIMIT_CPU)
+  uint64_t memory_bytes = uint64_t{4} << 30;  // cgroup memory.max, else RLIMIT_AS per process
+  uint32_t max_processes = 512;               // processes + threads (pids.max / RLIMIT_NPROC)
+  uint32_t max_open_files = 1024;             // per process (RLIMIT_NOFILE)
+  uint64_t max_file_size_bytes = uint64_t{1} << 30;  // per file (RLIMIT_FSIZE)
+  uint64_t max_output_bytes = uint64_t{4} << 20;     // stdout + stderr together
+  uint64_t tmp_size_bytes = uint64_t{512} << 20;     // /tmp and /dev/shm, each
+  uint32_t cpu_percent = 100;  // cgroup cpu.max, 100 = one CPU; only with the cpu controller
+};
+
+struct RunSpec {
+  // The command; argv[0] is looked up in PATH inside the sandbox. REQUIRES: non-empty.
+  std::vector<std::string> argv;
+  // Absolute path of an existing directory: the only writable path, mounted at the
+  // same path, and the working directory. Its `.git` (directory or file) is read-only.
+  std::string worktree;
+  // Extra host paths bound read-only at the same path. Refused: anything under
+  // /run, /var, /home, /root, /sys, /proc, /dev, /tmp, or inside the worktree.
+  std::vector<std::string> read_only_paths;
+  // The payload's whole environment: nothing of the caller's is inherited.
+  std::vector<std::pair<std::string, std::string>> env;
+  Limits limits;
+  Network network = Network::kNone;
+};
+
+// Which limit ended the run, if any.
+enum class LimitHit { kNone, kTimeout, kMemory, kPids, kOutput, kFileSize, kCpu };
+std::string_view LimitHitName(LimitHit limit);  // "none", "timeout", "memory", ...
+
+struct Outcome {
+  // Exactly one of these is set: the exit status, or the signal that ended the
+  // command. (bwrap reports a signal as 128+N, as shells do, so `exit 137` reads
+  // as SIGKILL.) A command that could not be executed exits 127.
+  std::optional<int> exit_code;
+  std::optional<int> signal;
+  LimitHit limit = LimitHit::kNone;
+  int64_t wall_ms = 0;
+  int64_t cpu_ms = 0;              // user + system, all processes of the run
+  uint64_t peak_memory_bytes = 0;  // cgroup memory.peak, else the largest process's RSS
+  std::string stdout_data;         // raw bytes, at most Limits::max_output_bytes in all
+  std::string stderr_data;
+  bool stdout_truncated = false;
+  bool stderr_truncated = false;
+
+  // True when the command exited 0 and no limit ended it.
+  bool Succeeded() const { return exit_code == 0 && limit == LimitHit::kNone; }
+  // {"exit_code":0|null,"signal":9|null,"limit":"timeout"|null,"wall_ms":..,"cpu_ms":..,
+  //  "peak_memory_bytes":..,"stdout":"..","stderr":"..","stdout_truncated":false,
+  //  "stderr_truncated":false}. Output that is not UTF-8 has its bad bytes replaced by
+  //  U+FFFD and "stdout_lossy"/"stderr_lossy" set.
+  Json ToJson() const;
+};
+
+// Runs commands in a sandbox. Implementations say whether they are thread-safe.
+class Executor {
+ public:
+  virtual ~Executor() = default;
+  // Blocks until the command and everything it started are gone. An error means the
+  // command was not run sandboxed (bad spec, host cannot sandbox); a command that
+  // fails or hits a limit is an Outcome, not an error.
+  virtual Result<Outcome> Run(const RunSpec& spec) = 0;
+};
+
+struct BwrapOptions {
+  std::string bwrap_path = "/usr/bin/bwrap";
+  // When the caller is root, the sandbox runs as this unprivileged uid/gid (give each
+  // executor slot its own: RLIMIT_NPROC and file ownership are per uid). The worktree
+  // is chowned to it. Ignored for a non-root caller, whose own uid is used.
+  uint32_t run_as_uid = 64000;
+  uint32_t run_as_gid = 64000;
+  // A cgroup v2 directory delegated to Loom; each run gets a child cgroup there (kill
+  // with cgroup.kill; memory.max, pids.max, cpu.max when those controllers are
+  // enabled). "auto": /sys/fs/cgroup/unified/loom on a root hybrid host, else none.
+  // "none": rlimits and pid-namespace killing only.
+  std::string cgroup_parent = "auto";
+};
+
+// Checks that this host can sandbox: bwrap present and runnable, user namespaces
+// allowed, seccomp available, and a trial run succeeds. The error says what is
+// missing and how to fix it.
+Status ProbeBwrap(const BwrapOptions& options);
+
+// A bubblewrap executor, after ProbeBwrap succeeded. Thread-safe.
+Result<std::unique_ptr<Executor>> MakeBwrapExecutor(const BwrapOptions& options);
+
+// Reads `relative_path` under `worktree` (a report or artifact a run left behind)
+// without following any symlink or leaving the worktree (openat2 RESOLVE_BENEATH |
+// RESOLVE_NO_SYMLINKS), at most `max_bytes`. Use this, never a plain open, on
+// anything a payload could have planted.
+Result<std::string> ReadWorktreeFile(const std::string& worktree, const std::string& relative_path,
+                                     size_t max_bytes);
+
+}  // namespace loom::sandbox
