@@ -8,7 +8,10 @@
 #include <algorithm>
 
 namespace loom::inference {
+namespace {
 
+// Length of the longest prefix of `s` that ends on a complete UTF-8 character
+// (an incomplete trailing sequence of up to 3 bytes is excluded).
 size_t CompleteUtf8Prefix(std::string_view s) {
   size_t n = s.size();
   for (size_t back = 1; back <= 3 && back <= n; ++back) {
@@ -19,6 +22,8 @@ size_t CompleteUtf8Prefix(std::string_view s) {
   }
   return n;
 }
+
+}  // namespace
 
 OutputText::OutputText(Detokenizer detokenize, std::vector<std::string> stop)
     : detokenize_(std::move(detokenize)) {

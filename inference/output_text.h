@@ -44,8 +44,4 @@ class OutputText {
   bool stopped_ = false;
 };
 
-// Length of the longest prefix of `s` that ends on a complete UTF-8 character
-// (an incomplete trailing sequence of up to 3 bytes is excluded).
-size_t CompleteUtf8Prefix(std::string_view s);
-
 }  // namespace loom::inference

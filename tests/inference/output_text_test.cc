@@ -77,13 +77,5 @@ TEST(OutputTextTest, NeverSplitsAMultiByteCharacter) {
   EXPECT_EQ(deltas[2], "\xE2\x82\xAC");
 }
 
-TEST(OutputTextTest, CompleteUtf8PrefixExcludesOnlyATruncatedTail) {
-  EXPECT_EQ(CompleteUtf8Prefix("ab"), 2u);
-  EXPECT_EQ(CompleteUtf8Prefix("a\xE2\x82"), 1u);
-  EXPECT_EQ(CompleteUtf8Prefix("a\xE2\x82\xAC"), 4u);
-  EXPECT_EQ(CompleteUtf8Prefix("\xF0\x9F\x98"), 0u);
-  EXPECT_EQ(CompleteUtf8Prefix(""), 0u);
-}
-
 }  // namespace
 }  // namespace loom::inference
