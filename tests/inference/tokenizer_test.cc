@@ -1,0 +1,374 @@
+// Tokenizer: exact against the HF golden ids of the tiny-llama fixture, special
+// tokens, the Llama-3 / Qwen2 / GPT-2 splitters against Python `re` (with \p{L} and
+// \p{N} spelled out as explicit classes), and load errors that name the field.
+#include "inference/tokenizer.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "common/json.h"
+#include "inference/internal/pre_tokenize.h"
+#include "tests/inference/fixture_path.h"
+
+namespace loom::inference {
+namespace {
+
+using testing::FixturePath;
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream buf;
+  buf << in.rdbuf();
+  return buf.str();
+}
+
+Json FixtureJson(const std::string& rel) {
+  auto j = ParseJson(ReadAll(FixturePath(rel)));
+  EXPECT_TRUE(j.ok()) << j.status().ToString();
+  return j.ok() ? *j : Json();
+}
+
+std::unique_ptr<Tokenizer> LoadFixture() {
+  auto tok = Tokenizer::Load(FixturePath("tiny-llama"));
+  EXPECT_TRUE(tok.ok()) << tok.status().ToString();
+  return tok.ok() ? std::move(*tok) : nullptr;
+}
+
+// A temp directory with a tokenizer.json derived from the fixture's.
+class TempTokenizer {
+ public:
+  explicit TempTokenizer(const Json& j) {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "loom_tok_XXXXXX").string();
+    dir_ = mkdtemp(tmpl.data());
+    std::ofstream(dir_ + "/tokenizer.json") << j.dump();
+  }
+  ~TempTokenizer() { std::filesystem::remove_all(dir_); }
+  const std::string& dir() const { return dir_; }
+
+ private:
+  std::string dir_;
+};
+
+std::vector<int32_t> Ids(const Json& j) { return j.get<std::vector<int32_t>>(); }
+
+TEST(TokenizerTest, EncodesEveryGoldenCaseExactly) {
+  auto tok = LoadFixture();
+  ASSERT_NE(tok, nullptr);
+  const Json golden = FixtureJson("tiny-llama/golden.json");
+  ASSERT_TRUE(golden["cases"].is_array());
+  ASSERT_FALSE(golden["cases"].empty());
+  for (const Json& c : golden["cases"]) {
+    const std::string text = c["text"].get<std::string>();
+    EXPECT_EQ(tok->Encode(text), Ids(c["ids"])) << text;
+  }
+}
+
+TEST(TokenizerTest, DecodesEveryGoldenCaseBackToItsText) {
+  auto tok = LoadFixture();
+  ASSERT_NE(tok, nullptr);
+  const Json golden = FixtureJson("tiny-llama/golden.json");
+  for (const Json& c : golden["cases"]) {
+    const std::vector<int32_t> ids = Ids(c["ids"]);
+    EXPECT_EQ(tok->Decode(ids), c["decoded"].get<std::string>());
+    EXPECT_EQ(tok->Decode(ids), c["text"].get<std::string>());
+  }
+}
+
+TEST(TokenizerTest, EmptyTextHasNoIds) {
+  auto tok = LoadFixture();
+  ASSERT_NE(tok, nullptr);
+  const Json golden = FixtureJson("tiny-llama/golden.json");
+  EXPECT_EQ(tok->Encode(""), Ids(golden["empty_text_ids"]));
+  EXPECT_TRUE(tok->Encode("").empty());
+}
+
+TEST(TokenizerTest, SpecialTokensInTextAreParsedOnlyWhenAsked) {
+  auto tok = LoadFixture();
+  ASSERT_NE(tok, nullptr);
+  const std::string text = "<|im_start|>user\nhi<|im_end|>";
+  const std::vector<int32_t> parsed = tok->Encode(text, SpecialTokens::kParse);
+  ASSERT_GE(parsed.size(), 3u);
+  EXPECT_EQ(parsed.front(), 1);
+  EXPECT_EQ(parsed.back(), 2);
+  const std::vector<int32_t> as_text = tok->Encode(text, SpecialTokens::kAsText);
+  EXPECT_EQ(std::count(as_text.begin(), as_text.end(), 1), 0);
+  EXPECT_EQ(std::count(as_text.begin(), as_text.end(), 2), 0);
+  EXPECT_EQ(tok->Decode(as_text), text);
+  // Adjacent special tokens and ones at the very ends.
+  EXPECT_EQ(tok->Encode("<tool_call></tool_call><|endoftext|>"), (std::vector<int32_t>{3, 4, 0}));
+}
+
+TEST(TokenizerTest, DecodeCanSkipSpecialTokens) {
+  auto tok = LoadFixture();
+  ASSERT_NE(tok, nullptr);
+  const std::vector<int32_t> ids = tok->Encode("<|im_start|>hello<|im_end|>");
+  EXPECT_EQ(tok->Decode(ids, DecodeSpecial::kSkip), "hello");
+}
+
+TEST(TokenizerTest, LooksUpTokensAndKnowsWhichAreSpecial) {
+  auto tok = LoadFixture();
+  ASSERT_NE(tok, nullptr);
+  EXPECT_EQ(tok->vocab_size(), 512);
+  EXPECT_EQ(tok->TokenId("<|im_end|>"), 2);
+  EXPECT_EQ(tok->TokenId("<|im_start|>"), 1);
+  EXPECT_EQ(tok->TokenId("!"), 5);
+  EXPECT_FALSE(tok->TokenId("no such token").has_value());
+  EXPECT_EQ(tok->TokenText(2), "<|im_end|>");
+  EXPECT_TRUE(tok->IsSpecial(0));
+  EXPECT_TRUE(tok->IsSpecial(4));
+  EXPECT_FALSE(tok->IsSpecial(5));
+  EXPECT_FALSE(tok->IsSpecial(-1));
+  EXPECT_FALSE(tok->IsSpecial(100000));
+  EXPECT_EQ(tok->Decode(std::vector<int32_t>{-3, 99999}), "");
+}
+
+TEST(TokenizerTest, CachesWordsAndGivesTheSameIdsFromTheCache) {
+  auto tok = LoadFixture();
+  ASSERT_NE(tok, nullptr);
+  const std::string text = "def add(a, b):\n    return a + b\n";
+  const std::vector<int32_t> first = tok->Encode(text);
+  const size_t cached = tok->cached_words();
+  EXPECT_GT(cached, 0u);
+  EXPECT_EQ(tok->Encode(text), first);
+  EXPECT_EQ(tok->cached_words(), cached);
+}
+
+TEST(TokenizerTest, LongRunsAndArbitraryBytesRoundTrip) {
+  auto tok = LoadFixture();
+  ASSERT_NE(tok, nullptr);
+  const std::string spaces(5000, ' ');
+  EXPECT_EQ(tok->Decode(tok->Encode(spaces + "x")), spaces + "x");
+  std::string bytes;
+  for (int b = 1; b < 256; ++b) bytes.push_back(static_cast<char>(b));  // invalid UTF-8 too
+  EXPECT_EQ(tok->Decode(tok->Encode(bytes)), bytes);
+}
+
+TEST(TokenizerTest, MergesAsStringsEqualMergesAsPairs) {
+  Json j = FixtureJson("tiny-llama/tokenizer.json");
+  Json merges = Json::array();
+  for (const Json& m : j["model"]["merges"]) {
+    merges.push_back(m[0].get<std::string>() + " " + m[1].get<std::string>());
+  }
+  j["model"]["merges"] = merges;
+  TempTokenizer tmp(j);
+  auto strings = Tokenizer::Load(tmp.dir() + "/tokenizer.json");
+  ASSERT_TRUE(strings.ok()) << strings.status().ToString();
+  auto pairs = LoadFixture();
+  ASSERT_NE(pairs, nullptr);
+  for (const Json& c : FixtureJson("tiny-llama/golden.json")["cases"]) {
+    const std::string text = c["text"].get<std::string>();
+    EXPECT_EQ((*strings)->Encode(text), pairs->Encode(text));
+  }
+}
+
+// The fixture's vocabulary with a Llama-3 style pre-tokenizer: Split then ByteLevel
+// without its own regex. Each Split piece must be BPE'd on its own.
+TEST(TokenizerTest, SequenceOfSplitAndByteLevelEncodesEachPieceAlone) {
+  Json j = FixtureJson("tiny-llama/tokenizer.json");
+  j["pre_tokenizer"] = {
+      {"type", "Sequence"},
+      {"pretokenizers", Json::array({{{"type", "Split"},
+                                      {"pattern",
+                                       {{"Regex", std::string(internal::SplitRegexSource(
+                                                      internal::SplitPattern::kLlama3))}}},
+                                      {"behavior", "Isolated"},
+                                      {"invert", false}},
+                                     {{"type", "ByteLevel"},
+                                      {"add_prefix_space", false},
+                                      {"trim_offsets", true},
+                                      {"use_regex", false}}})}};
+  TempTokenizer tmp(j);
+  auto llama3 = Tokenizer::Load(tmp.dir());
+  ASSERT_TRUE(llama3.ok()) << llama3.status().ToString();
+  auto gpt2 = LoadFixture();
+  ASSERT_NE(gpt2, nullptr);
+  const std::string text = "x = 12345;\r\n  (hello)";
+  std::vector<int32_t> expected;
+  for (auto [first, last] : internal::SplitByPattern(text, internal::SplitPattern::kLlama3)) {
+    std::vector<int32_t> piece = gpt2->Encode(text.substr(first, last - first));
+    expected.insert(expected.end(), piece.begin(), piece.end());
+  }
+  EXPECT_EQ((*llama3)->Encode(text), expected);
+  EXPECT_EQ((*llama3)->Decode(expected), text);
+}
+
+TEST(TokenizerTest, UnknownPreTokenizerIsAnErrorNamingFileAndField) {
+  Json j = FixtureJson("tiny-llama/tokenizer.json");
+  j["pre_tokenizer"] = {{"type", "Sequence"},
+                        {"pretokenizers", Json::array({{{"type", "Metaspace"}}})}};
+  TempTokenizer tmp(j);
+  auto tok = Tokenizer::Load(tmp.dir());
+  ASSERT_FALSE(tok.ok());
+  EXPECT_EQ(tok.status().code(), StatusCode::kUnimplemented);
+  EXPECT_NE(tok.status().message().find(tmp.dir() + "/tokenizer.json"), std::string::npos);
+  EXPECT_NE(tok.status().message().find("pre_tokenizer.pretokenizers[0].type"), std::string::npos);
+  EXPECT_NE(tok.status().message().find("Metaspace"), std::string::npos);
+}
+
+TEST(TokenizerTest, UnknownSplitRegexAndModelTypeAreErrors) {
+  Json j = FixtureJson("tiny-llama/tokenizer.json");
+  j["pre_tokenizer"] = {{"type", "Split"}, {"pattern", {{"Regex", "\\w+"}}}};
+  TempTokenizer split(j);
+  auto tok = Tokenizer::Load(split.dir());
+  ASSERT_FALSE(tok.ok());
+  EXPECT_NE(tok.status().message().find("pre_tokenizer.pattern.Regex"), std::string::npos);
+
+  j = FixtureJson("tiny-llama/tokenizer.json");
+  j["model"]["type"] = "WordPiece";
+  TempTokenizer model(j);
+  tok = Tokenizer::Load(model.dir());
+  ASSERT_FALSE(tok.ok());
+  EXPECT_NE(tok.status().message().find("model.type"), std::string::npos);
+}
+
+TEST(TokenizerTest, MissingOrBrokenFileIsAnError) {
+  auto missing = Tokenizer::Load("/nonexistent/dir");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
+  std::string tmpl = (std::filesystem::temp_directory_path() / "loom_tok_XXXXXX").string();
+  const std::string dir = mkdtemp(tmpl.data());
+  std::ofstream(dir + "/tokenizer.json") << "{not json";
+  auto broken = Tokenizer::Load(dir);
+  std::filesystem::remove_all(dir);
+  ASSERT_FALSE(broken.ok());
+  EXPECT_EQ(broken.status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST(TokenizerTest, CompleteUtf8PrefixHoldsBackOnlyAnUnfinishedCharacter) {
+  const std::string rocket = "\xF0\x9F\x9A\x80";  // U+1F680
+  EXPECT_EQ(CompleteUtf8Prefix(""), 0u);
+  EXPECT_EQ(CompleteUtf8Prefix("abc"), 3u);
+  EXPECT_EQ(CompleteUtf8Prefix("a" + rocket), 5u);
+  for (size_t cut = 1; cut < 4; ++cut) {
+    EXPECT_EQ(CompleteUtf8Prefix("a" + rocket.substr(0, cut)), 1u) << cut;
+  }
+  EXPECT_EQ(CompleteUtf8Prefix("caf\xC3"), 3u);
+  EXPECT_EQ(CompleteUtf8Prefix("caf\xC3\xA9"), 5u);
+  EXPECT_EQ(CompleteUtf8Prefix("x\x80"), 2u);  // a stray continuation byte never completes
+}
+
+struct SplitCase {
+  std::string text;
+  std::vector<std::string> pieces;
+};
+
+std::vector<std::string> Split(const std::string& text, internal::SplitPattern pattern) {
+  std::vector<std::string> out;
+  for (auto [first, last] : internal::SplitByPattern(text, pattern)) {
+    out.push_back(text.substr(first, last - first));
+  }
+  return out;
+}
+
+// Expected pieces come from Python's `re` running the exact tokenizer.json regexes
+// with \p{L}, \p{N} and \s replaced by explicit code point classes; the ones below
+// were also checked by hand: contractions (case-sensitive for GPT-2 only), digit
+// groups (runs / 3 / 1), CRLF, the whitespace look-ahead, marks, CJK, emoji.
+const SplitCase kGpt2Cases[] = {
+    {"Hello world", {"Hello", " world"}},
+    {"I'm here, you're not. THEY'LL go; it'S",
+     {"I", "'m", " here", ",", " you", "'re", " not", ".", " THEY", "'", "LL", " go", ";", " it",
+      "'", "S"}},
+    {"12345 678 9", {"12345", " 678", " 9"}},
+    {"a\r\nb\n\n  c", {"a", "\r", "\n", "b", "\n\n ", " c"}},
+    {"x  \n\t y   ", {"x", "  \n\t", " y", "   "}},
+    {"naïve café — résumé", {"naïve", " café", " —", " résumé"}},
+    {"e\u0301té", {"e", "\u0301", "té"}},
+    {"emoji 🚀🚀 ok👍", {"emoji", " 🚀🚀", " ok", "👍"}},
+    {"(hello) [world]!\n\n", {"(", "hello", ")", " [", "world", "]!", "\n\n"}},
+    {"你好，世界 123", {"你好", "，", "世界", " 123"}},
+    {"  leading", {" ", " leading"}},
+    {"trailing  ", {"trailing", "  "}},
+    {"'quoted' ''s", {"'", "quoted", "'", " ''", "s"}},
+    {"tab\there", {"tab", "\t", "here"}},
+    {"\u00a0nbsp\u3000ideo", {"\u00a0", "nbsp", "\u3000", "ideo"}},
+    {"x=1+2; y==3\r\n", {"x", "=", "1", "+", "2", ";", " y", "==", "3", "\r\n"}},
+};
+const SplitCase kLlama3Cases[] = {
+    {"Hello world", {"Hello", " world"}},
+    {"I'm here, you're not. THEY'LL go; it'S",
+     {"I", "'m", " here", ",", " you", "'re", " not", ".", " THEY", "'LL", " go", ";", " it",
+      "'S"}},
+    {"12345 678 9", {"123", "45", " ", "678", " ", "9"}},
+    {"a\r\nb\n\n  c", {"a", "\r\n", "b", "\n\n", " ", " c"}},
+    {"x  \n\t y   ", {"x", "  \n", "\t", " y", "   "}},
+    {"naïve café — résumé", {"naïve", " café", " —", " résumé"}},
+    {"e\u0301té", {"e", "\u0301té"}},
+    {"emoji 🚀🚀 ok👍", {"emoji", " 🚀🚀", " ok", "👍"}},
+    {"(hello) [world]!\n\n", {"(hello", ")", " [", "world", "]!\n\n"}},
+    {"你好，世界 123", {"你好", "，世界", " ", "123"}},
+    {"  leading", {" ", " leading"}},
+    {"trailing  ", {"trailing", "  "}},
+    {"'quoted' ''s", {"'quoted", "'", " ''", "s"}},
+    {"tab\there", {"tab", "\there"}},
+    {"\u00a0nbsp\u3000ideo", {"\u00a0nbsp", "\u3000ideo"}},
+    {"x=1+2; y==3\r\n", {"x", "=", "1", "+", "2", ";", " y", "==", "3", "\r\n"}},
+};
+const SplitCase kQwen2Cases[] = {
+    {"Hello world", {"Hello", " world"}},
+    {"I'm here, you're not. THEY'LL go; it'S",
+     {"I", "'m", " here", ",", " you", "'re", " not", ".", " THEY", "'LL", " go", ";", " it",
+      "'S"}},
+    {"12345 678 9", {"1", "2", "3", "4", "5", " ", "6", "7", "8", " ", "9"}},
+    {"a\r\nb\n\n  c", {"a", "\r\n", "b", "\n\n", " ", " c"}},
+    {"x  \n\t y   ", {"x", "  \n", "\t", " y", "   "}},
+    {"naïve café — résumé", {"naïve", " café", " —", " résumé"}},
+    {"e\u0301té", {"e", "\u0301té"}},
+    {"emoji 🚀🚀 ok👍", {"emoji", " 🚀🚀", " ok", "👍"}},
+    {"(hello) [world]!\n\n", {"(hello", ")", " [", "world", "]!\n\n"}},
+    {"你好，世界 123", {"你好", "，世界", " ", "1", "2", "3"}},
+    {"  leading", {" ", " leading"}},
+    {"trailing  ", {"trailing", "  "}},
+    {"'quoted' ''s", {"'quoted", "'", " ''", "s"}},
+    {"tab\there", {"tab", "\there"}},
+    {"\u00a0nbsp\u3000ideo", {"\u00a0nbsp", "\u3000ideo"}},
+    {"x=1+2; y==3\r\n", {"x", "=", "1", "+", "2", ";", " y", "==", "3", "\r\n"}},
+};
+
+TEST(PreTokenizeTest, Gpt2SplitsLikeTheRegex) {
+  for (const SplitCase& c : kGpt2Cases) {
+    EXPECT_EQ(Split(c.text, internal::SplitPattern::kGpt2), c.pieces) << c.text;
+  }
+}
+
+TEST(PreTokenizeTest, Llama3SplitsLikeTheRegex) {
+  for (const SplitCase& c : kLlama3Cases) {
+    EXPECT_EQ(Split(c.text, internal::SplitPattern::kLlama3), c.pieces) << c.text;
+  }
+}
+
+TEST(PreTokenizeTest, Qwen2SplitsLikeTheRegex) {
+  for (const SplitCase& c : kQwen2Cases) {
+    EXPECT_EQ(Split(c.text, internal::SplitPattern::kQwen2), c.pieces) << c.text;
+  }
+}
+
+TEST(PreTokenizeTest, RecognizesTheTokenizerJsonRegexes) {
+  using internal::SplitPattern;
+  for (SplitPattern p : {SplitPattern::kGpt2, SplitPattern::kLlama3, SplitPattern::kQwen2}) {
+    EXPECT_EQ(internal::RecognizeSplitRegex(internal::SplitRegexSource(p)), p);
+  }
+  EXPECT_FALSE(internal::RecognizeSplitRegex("\\w+").has_value());
+  // Exactly as Qwen2.5's tokenizer.json spells it (after JSON unescaping).
+  EXPECT_EQ(internal::RecognizeSplitRegex(
+                "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| "
+                "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"),
+            SplitPattern::kQwen2);
+}
+
+TEST(PreTokenizeTest, InvalidUtf8IsCoveredByteByByte) {
+  const std::string text = "ab\xFF\xC3 cd\xE2\x82";
+  for (auto p : {internal::SplitPattern::kGpt2, internal::SplitPattern::kLlama3}) {
+    std::string joined;
+    for (const std::string& piece : Split(text, p)) joined += piece;
+    EXPECT_EQ(joined, text);
+  }
+}
+
+}  // namespace
+}  // namespace loom::inference
