@@ -1,0 +1,234 @@
+// CPU decode throughput against the memory-bandwidth bound.
+//
+// Builds a Llama-shaped model of ~100M parameters with random weights (written
+// as a BF16 safetensors checkpoint in a temp dir and loaded like any other, so
+// weights are float32 in memory), then measures decode tokens/s at batch 1 and
+// batch 16 (32-token prompts, 64 new tokens, median of runs). In the same run
+// it measures STREAM-style copy bandwidth; at batch 1 every step must stream
+// all weights once, so bound = bandwidth / weight bytes per token, and the
+// printed fraction is measured / bound.
+//
+//   inference_decode_bench [--threads N] [--runs N]
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/json.h"
+#include "inference/cpu/cpu_backend.h"
+#include "inference/safetensors.h"
+
+namespace loom::inference {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Seconds(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+struct Shape {
+  int64_t vocab = 32000, hidden = 768, inter = 2048, layers = 12, heads = 12, kv_heads = 4;
+  int64_t head_dim() const { return hidden / heads; }
+};
+
+// Writes config.json + model.safetensors (BF16, tied embeddings) into `dir`;
+// returns the float32 bytes one decode step streams (all matrices; the
+// embedding is read once as lm_head).
+Result<double> WriteModel(const std::string& dir, const Shape& s) {
+  Json config = {{"model_type", "llama"},
+                 {"vocab_size", s.vocab},
+                 {"hidden_size", s.hidden},
+                 {"intermediate_size", s.inter},
+                 {"num_hidden_layers", s.layers},
+                 {"num_attention_heads", s.heads},
+                 {"num_key_value_heads", s.kv_heads},
+                 {"max_position_embeddings", 2048},
+                 {"rms_norm_eps", 1e-5},
+                 {"rope_theta", 10000.0},
+                 {"tie_word_embeddings", true},
+                 {"eos_token_id", 2}};
+  std::ofstream(dir + "/config.json") << config.dump(2);
+
+  struct T {
+    std::string name;
+    std::vector<int64_t> shape;
+    float mean, scale;
+  };
+  const int64_t H = s.hidden, hd = s.head_dim();
+  std::vector<T> ts = {{"model.embed_tokens.weight", {s.vocab, H}, 0, 0.02f},
+                       {"model.norm.weight", {H}, 1, 0}};
+  for (int64_t l = 0; l < s.layers; ++l) {
+    std::string p = "model.layers." + std::to_string(l) + ".";
+    ts.push_back({p + "input_layernorm.weight", {H}, 1, 0});
+    ts.push_back({p + "post_attention_layernorm.weight", {H}, 1, 0});
+    ts.push_back({p + "self_attn.q_proj.weight", {s.heads * hd, H}, 0, 0.03f});
+    ts.push_back({p + "self_attn.k_proj.weight", {s.kv_heads * hd, H}, 0, 0.03f});
+    ts.push_back({p + "self_attn.v_proj.weight", {s.kv_heads * hd, H}, 0, 0.03f});
+    ts.push_back({p + "self_attn.o_proj.weight", {H, s.heads * hd}, 0, 0.03f});
+    ts.push_back({p + "mlp.gate_proj.weight", {s.inter, H}, 0, 0.03f});
+    ts.push_back({p + "mlp.up_proj.weight", {s.inter, H}, 0, 0.03f});
+    ts.push_back({p + "mlp.down_proj.weight", {H, s.inter}, 0, 0.02f});
+  }
+  std::vector<std::vector<uint16_t>> data;
+  std::vector<TensorToWrite> out;
+  uint64_t rng = 0x9e3779b97f4a7c15ull;
+  double params = 0;
+  for (const T& t : ts) {
+    int64_t n = 1;
+    for (int64_t d : t.shape) n *= d;
+    params += static_cast<double>(n);
+    std::vector<uint16_t> v(static_cast<size_t>(n));
+    for (uint16_t& x : v) {
+      rng ^= rng << 13;
+      rng ^= rng >> 7;
+      rng ^= rng << 17;
+      float u = static_cast<float>(rng >> 40) / static_cast<float>(1 << 24) * 2.0f - 1.0f;
+      x = FloatToBf16(t.mean + t.scale * u);
+    }
+    data.push_back(std::move(v));
+    out.push_back({t.name, "BF16", t.shape, std::as_bytes(std::span<const uint16_t>(data.back()))});
+  }
+  LOOM_RETURN_IF_ERROR(WriteSafetensors(dir + "/model.safetensors", out));
+  std::printf(
+      "model: %.1fM parameters (hidden %lld, %lld layers, %lld/%lld heads, vocab %lld, "
+      "tied)\n",
+      params / 1e6, static_cast<long long>(H), static_cast<long long>(s.layers),
+      static_cast<long long>(s.heads), static_cast<long long>(s.kv_heads),
+      static_cast<long long>(s.vocab));
+  return params * sizeof(float);
+}
+
+// STREAM "copy" (a[i] = b[i]) over `threads` threads: bytes read + written per second.
+double CopyBandwidth(int threads) {
+  const size_t n = size_t{64} << 20;  // 64M floats = 256 MiB per array
+  std::vector<float> a(n, 1.0f), b(n, 2.0f);
+  std::vector<double> rates;
+  for (int rep = 0; rep < 5; ++rep) {
+    auto t0 = Clock::now();
+    std::vector<std::thread> ts;
+    for (int t = 0; t < threads; ++t) {
+      ts.emplace_back([&, t] {
+        size_t lo = n * t / threads, hi = n * (t + 1) / threads;
+        std::memcpy(&a[lo], &b[lo], (hi - lo) * sizeof(float));
+      });
+    }
+    for (auto& t : ts) t.join();
+    rates.push_back(2.0 * n * sizeof(float) / Seconds(t0, Clock::now()));
+  }
+  return Median(rates);
+}
+
+// Prefills `batch` 32-token prompts, then times 64 decode steps; returns tokens/s.
+Result<double> DecodeRun(Backend& b, int batch, int prompt, int steps) {
+  const int32_t bs = b.block_size();
+  const int32_t blocks_per_seq = (prompt + steps + bs - 1) / bs;
+  std::vector<std::vector<int32_t>> tables(batch), prompts(batch);
+  std::vector<int32_t> next(batch);
+  for (int s = 0; s < batch; ++s) {
+    for (int32_t i = 0; i < blocks_per_seq; ++i) tables[s].push_back(s * blocks_per_seq + i);
+    for (int i = 0; i < prompt; ++i) prompts[s].push_back((s * 131 + i * 17 + 3) % 32000);
+  }
+  std::vector<SeqStep> st(batch);
+  for (int s = 0; s < batch; ++s) {
+    st[s].tokens = prompts[s];
+    st[s].block_table = tables[s];
+  }
+  StepOutput out;
+  LOOM_RETURN_IF_ERROR(b.Forward(st, &out));
+  const int64_t V = b.config().vocab_size;
+  auto t0 = Clock::now();
+  for (int i = 0; i < steps; ++i) {
+    for (int s = 0; s < batch; ++s) {
+      const float* row = &out.logits[s * V];
+      next[s] = static_cast<int32_t>(std::max_element(row, row + V) - row);
+      st[s].tokens = std::span<const int32_t>(&next[s], 1);
+      st[s].start_pos = prompt + i;
+    }
+    LOOM_RETURN_IF_ERROR(b.Forward(st, &out));
+  }
+  return batch * steps / Seconds(t0, Clock::now());
+}
+
+int Main(int argc, char** argv) {
+  int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  int runs = 3;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (std::strcmp(argv[i], "--threads") == 0) threads = std::atoi(argv[i + 1]);
+    if (std::strcmp(argv[i], "--runs") == 0) runs = std::max(1, std::atoi(argv[i + 1]));
+  }
+  std::string tmpl = (std::filesystem::temp_directory_path() / "loom-bench-XXXXXX").string();
+  if (::mkdtemp(tmpl.data()) == nullptr) {
+    std::perror("mkdtemp");
+    return 1;
+  }
+  const std::string dir = tmpl;
+  struct Cleanup {
+    std::string d;
+    ~Cleanup() {
+      std::error_code ec;
+      std::filesystem::remove_all(d, ec);
+    }
+  } cleanup{dir};
+
+  Shape shape;
+  auto t0 = Clock::now();
+  Result<double> weight_bytes = WriteModel(dir, shape);
+  if (!weight_bytes.ok()) {
+    std::fprintf(stderr, "%s\n", weight_bytes.status().ToString().c_str());
+    return 1;
+  }
+  CpuBackendOptions opt;
+  opt.threads = threads;
+  opt.num_kv_blocks = 16 * 6;  // 16 sequences x 96 tokens
+  auto backend = MakeCpuBackend(dir, opt);
+  if (!backend.ok()) {
+    std::fprintf(stderr, "%s\n", backend.status().ToString().c_str());
+    return 1;
+  }
+  std::printf("setup (write + load): %.1f s, threads %d\n", Seconds(t0, Clock::now()), threads);
+
+  const double bw = CopyBandwidth(threads);
+  std::printf("copy bandwidth (STREAM copy, %d threads, median of 5): %.2f GB/s\n", threads,
+              bw / 1e9);
+  const double bound = bw / *weight_bytes;
+  std::printf("weights streamed per decode step: %.1f MB (float32)\n", *weight_bytes / 1e6);
+
+  for (int batch : {1, 16}) {
+    std::vector<double> rates;
+    for (int r = 0; r < runs; ++r) {
+      Result<double> tps = DecodeRun(**backend, batch, 32, 64);
+      if (!tps.ok()) {
+        std::fprintf(stderr, "%s\n", tps.status().ToString().c_str());
+        return 1;
+      }
+      rates.push_back(*tps);
+    }
+    const double med = Median(rates);
+    std::printf("batch %2d: %.2f tokens/s (median of %d; %.1f ms/step)", batch, med, runs,
+                1e3 * batch / med);
+    if (batch == 1) {
+      std::printf("; bound %.2f tokens/s; fraction %.2f", bound, med / bound);
+    } else {
+      std::printf("; %.2fx batch-1 bound", med / bound);
+    }
+    std::printf("\n");
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace loom::inference
+
+int main(int argc, char** argv) { return loom::inference::Main(argc, argv); }
