@@ -142,6 +142,12 @@ Result<ModelConfig> ParseModelConfig(const std::string& json_text, const std::st
   if (act != j.end() && !(act->is_string() && act->get<std::string>() == "silu")) {
     return Status::Unimplemented(path + ": key \"hidden_act\" must be \"silu\"");
   }
+  LOOM_ASSIGN_OR_RETURN(bool sliding, GetBool(j, path, "use_sliding_window", false));
+  if (sliding) {
+    return Status::Unimplemented(path +
+                                 ": key \"use_sliding_window\" true is not supported (full "
+                                 "attention only)");
+  }
   LOOM_ASSIGN_OR_RETURN(bool mlp_bias, GetBool(j, path, "mlp_bias", false));
   if (mlp_bias) return Status::Unimplemented(path + ": key \"mlp_bias\" true is not supported");
 

@@ -161,6 +161,10 @@ TEST(ModelConfigTest, RejectsUnsupportedRopeScalingAndBadHeads) {
   ASSERT_FALSE(c.ok());
   EXPECT_NE(c.status().message().find("num_attention_heads"), std::string::npos);
 
+  c = ParseModelConfig("{" + base + R"(, "use_sliding_window": true})", "config.json");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("use_sliding_window"), std::string::npos);
+
   c = ParseModelConfig("{" + base + R"(, "rope_scaling": {"rope_type": "default"}})",
                        "config.json");
   EXPECT_TRUE(c.ok()) << c.status().ToString();
