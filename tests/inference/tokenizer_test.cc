@@ -5,10 +5,12 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/json.h"
@@ -195,6 +197,59 @@ TEST(TokenizerTest, SequenceOfSplitAndByteLevelEncodesEachPieceAlone) {
   }
   EXPECT_EQ((*llama3)->Encode(text), expected);
   EXPECT_EQ((*llama3)->Decode(expected), text);
+}
+
+// Llama 3 sets ignore_merges: a word spelled by one vocabulary entry is that entry,
+// even when the merges would not build it.
+TEST(TokenizerTest, IgnoreMergesTakesWholeWordsFromTheVocabulary) {
+  auto reference = LoadFixture();
+  ASSERT_NE(reference, nullptr);
+  Json j = FixtureJson("tiny-llama/tokenizer.json");
+  Json& merges = j["model"]["merges"];
+  // The last merge that builds a whole pre-tokenized word; drop it.
+  std::string word;
+  int32_t word_id = -1;
+  for (size_t k = merges.size(); k-- > 0;) {
+    const std::string spelled = merges[k][0].get<std::string>() + merges[k][1].get<std::string>();
+    const int32_t id = *reference->TokenId(spelled);
+    const std::string bytes = reference->Decode(std::vector<int32_t>{id});
+    if (internal::SplitByPattern(bytes, internal::SplitPattern::kGpt2).size() == 1 &&
+        reference->Encode(bytes) == std::vector<int32_t>{id}) {
+      word = bytes;
+      word_id = id;
+      merges.erase(k);
+      break;
+    }
+  }
+  ASSERT_GE(word_id, 0);
+  TempTokenizer without_merge(j);
+  auto plain = Tokenizer::Load(without_merge.dir());
+  ASSERT_TRUE(plain.ok()) << plain.status().ToString();
+  EXPECT_NE((*plain)->Encode(word), std::vector<int32_t>{word_id}) << word;
+  j["model"]["ignore_merges"] = true;
+  TempTokenizer ignoring(j);
+  auto ignore = Tokenizer::Load(ignoring.dir());
+  ASSERT_TRUE(ignore.ok()) << ignore.status().ToString();
+  EXPECT_EQ((*ignore)->Encode(word), std::vector<int32_t>{word_id}) << word;
+}
+
+TEST(TokenizerTest, EncodesFromManyThreadsAtOnce) {
+  auto tok = LoadFixture();
+  ASSERT_NE(tok, nullptr);
+  const Json golden = FixtureJson("tiny-llama/golden.json");
+  std::vector<std::thread> threads;
+  std::vector<int> mismatches(4, 0);
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int round = 0; round < 50; ++round) {
+        for (const Json& c : golden["cases"]) {
+          if (tok->Encode(c["text"].get<std::string>()) != Ids(c["ids"])) ++mismatches[t];
+        }
+      }
+    });
+  }
+  for (std::thread& th : threads) th.join();
+  EXPECT_EQ(mismatches, std::vector<int>(4, 0));
 }
 
 TEST(TokenizerTest, UnknownPreTokenizerIsAnErrorNamingFileAndField) {
