@@ -139,6 +139,8 @@ struct Tokenizer::Impl {
   std::optional<int32_t> unk_id;
   bool ignore_merges = false;
   std::vector<PreTokenizerStep> steps;
+  std::vector<int32_t> template_prefix;
+  std::vector<int32_t> template_suffix;
 
   mutable std::mutex cache_mu;
   mutable std::unordered_map<std::string, std::vector<int32_t>, StringHash, std::equal_to<>>
@@ -169,6 +171,7 @@ struct Tokenizer::Impl {
   Status ParseAddedTokens(const Json& j);
   Status ParseNormalizer(const Json& j, const std::string& field);
   Status ParseDecoder(const Json& j, const std::string& field, bool* byte_level);
+  Status ParsePostProcessor(const Json& j, const std::string& field);
 
   void EncodeSegment(std::string_view segment, std::vector<int32_t>* out) const;
   void EncodeWord(std::string_view word, std::vector<int32_t>* out) const;
@@ -253,6 +256,53 @@ Status Tokenizer::Impl::ParseDecoder(const Json& j, const std::string& field, bo
     return Status::Ok();
   }
   return Unsupported(field + ".type", "\"" + type + "\" (supported: ByteLevel)");
+}
+
+// Only TemplateProcessing matters (it adds BOS for Llama 3); ByteLevel and
+// RobertaProcessing only touch offsets or pairs, which loom-infer does not use.
+Status Tokenizer::Impl::ParsePostProcessor(const Json& j, const std::string& field) {
+  const std::string type = TypeOf(j);
+  if (type == "Sequence") {
+    auto it = j.find("processors");
+    if (it == j.end() || !it->is_array()) return Status::Ok();
+    for (size_t i = 0; i < it->size(); ++i) {
+      LOOM_RETURN_IF_ERROR(
+          ParsePostProcessor((*it)[i], field + ".processors[" + std::to_string(i) + "]"));
+    }
+    return Status::Ok();
+  }
+  if (type != "TemplateProcessing") return Status::Ok();
+  auto single = j.find("single");
+  if (single == j.end() || !single->is_array()) return Error(field + ".single", "not an array");
+  const Json* specials = j.contains("special_tokens") ? &j["special_tokens"] : nullptr;
+  bool seen_sequence = false;
+  for (const Json& piece : *single) {
+    if (piece.contains("Sequence")) {
+      seen_sequence = true;
+      continue;
+    }
+    if (!piece.contains("SpecialToken") || !piece["SpecialToken"].contains("id") ||
+        !piece["SpecialToken"]["id"].is_string()) {
+      return Error(field + ".single", "entries must be Sequence or SpecialToken");
+    }
+    const std::string name = piece["SpecialToken"]["id"].get<std::string>();
+    std::vector<int32_t> ids;
+    if (specials != nullptr && specials->contains(name) && (*specials)[name].contains("ids") &&
+        (*specials)[name]["ids"].is_array()) {
+      for (const Json& id : (*specials)[name]["ids"]) {
+        if (!id.is_number_integer())
+          return Error(field + ".special_tokens", "ids must be integers");
+        ids.push_back(id.get<int32_t>());
+      }
+    } else if (auto it = added_ids.find(name); it != added_ids.end()) {
+      ids.push_back(it->second);
+    } else {
+      return Error(field + ".single", "unknown special token \"" + name + "\"");
+    }
+    auto& target = seen_sequence ? template_suffix : template_prefix;
+    target.insert(target.end(), ids.begin(), ids.end());
+  }
+  return Status::Ok();
 }
 
 Status Tokenizer::Impl::ParseModel(const Json& model) {
@@ -397,6 +447,7 @@ Result<std::unique_ptr<Tokenizer>> Tokenizer::Load(const std::string& path) {
   LOOM_RETURN_IF_ERROR(impl->ParseAddedTokens(field("added_tokens")));
   LOOM_RETURN_IF_ERROR(impl->ParseNormalizer(field("normalizer"), "normalizer"));
   LOOM_RETURN_IF_ERROR(impl->ParsePreTokenizer(field("pre_tokenizer"), "pre_tokenizer"));
+  LOOM_RETURN_IF_ERROR(impl->ParsePostProcessor(field("post_processor"), "post_processor"));
   bool byte_level_decoder = false;
   LOOM_RETURN_IF_ERROR(impl->ParseDecoder(field("decoder"), "decoder", &byte_level_decoder));
   const bool byte_level_pre = std::any_of(impl->steps.begin(), impl->steps.end(), [](auto& s) {
@@ -580,6 +631,9 @@ int32_t Tokenizer::vocab_size() const { return static_cast<int32_t>(impl_->id_te
 bool Tokenizer::IsSpecial(int32_t id) const {
   return id >= 0 && static_cast<size_t>(id) < impl_->id_special.size() && impl_->id_special[id];
 }
+
+const std::vector<int32_t>& Tokenizer::template_prefix() const { return impl_->template_prefix; }
+const std::vector<int32_t>& Tokenizer::template_suffix() const { return impl_->template_suffix; }
 
 size_t Tokenizer::cached_words() const {
   std::lock_guard<std::mutex> lock(impl_->cache_mu);

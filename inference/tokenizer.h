@@ -64,6 +64,12 @@ class Tokenizer {
   // True for added tokens marked "special" in tokenizer.json.
   bool IsSpecial(int32_t id) const;
 
+  // The ids a TemplateProcessing post-processor puts before / after a single
+  // sequence (Llama 3: {<|begin_of_text|>} before); empty when there is none. Encode()
+  // never adds them: a raw-text completion prepends template_prefix() itself.
+  const std::vector<int32_t>& template_prefix() const;
+  const std::vector<int32_t>& template_suffix() const;
+
   // Number of distinct words whose BPE result is cached (for tests and metrics).
   size_t cached_words() const;
 

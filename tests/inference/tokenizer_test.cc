@@ -252,6 +252,29 @@ TEST(TokenizerTest, EncodesFromManyThreadsAtOnce) {
   EXPECT_EQ(mismatches, std::vector<int>(4, 0));
 }
 
+TEST(TokenizerTest, ReportsTheIdsATemplatePostProcessorAdds) {
+  auto plain = LoadFixture();
+  ASSERT_NE(plain, nullptr);
+  EXPECT_TRUE(plain->template_prefix().empty());
+  EXPECT_TRUE(plain->template_suffix().empty());
+  // Llama 3's shape: Sequence[ByteLevel, TemplateProcessing(BOS $A)].
+  Json j = FixtureJson("tiny-llama/tokenizer.json");
+  j["post_processor"] = Json::parse(R"({"type": "Sequence", "processors": [
+    {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": false, "use_regex": true},
+    {"type": "TemplateProcessing",
+     "single": [{"SpecialToken": {"id": "<|im_start|>", "type_id": 0}},
+                {"Sequence": {"id": "A", "type_id": 0}},
+                {"SpecialToken": {"id": "<|im_end|>", "type_id": 0}}],
+     "pair": [],
+     "special_tokens": {"<|im_start|>": {"id": "<|im_start|>", "ids": [1], "tokens": ["<|im_start|>"]}}}]})");
+  TempTokenizer tmp(j);
+  auto tok = Tokenizer::Load(tmp.dir());
+  ASSERT_TRUE(tok.ok()) << tok.status().ToString();
+  EXPECT_EQ((*tok)->template_prefix(), std::vector<int32_t>{1});
+  EXPECT_EQ((*tok)->template_suffix(), std::vector<int32_t>{2});
+  EXPECT_EQ((*tok)->Encode("hi"), plain->Encode("hi"));
+}
+
 TEST(TokenizerTest, UnknownPreTokenizerIsAnErrorNamingFileAndField) {
   Json j = FixtureJson("tiny-llama/tokenizer.json");
   j["pre_tokenizer"] = {{"type", "Sequence"},
