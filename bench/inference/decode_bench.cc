@@ -22,6 +22,7 @@
 
 #include "common/json.h"
 #include "inference/cpu/cpu_backend.h"
+#include "inference/cpu/kernels.h"
 #include "inference/safetensors.h"
 
 namespace loom::inference {
@@ -197,7 +198,8 @@ int Main(int argc, char** argv) {
     std::fprintf(stderr, "%s\n", backend.status().ToString().c_str());
     return 1;
   }
-  std::printf("setup (write + load): %.1f s, threads %d\n", Seconds(t0, Clock::now()), threads);
+  std::printf("setup (write + load): %.1f s, threads %d, kernels %s\n", Seconds(t0, Clock::now()),
+              threads, cpu::KernelIsa());
 
   const double bw = CopyBandwidth(threads);
   std::printf("copy bandwidth (STREAM copy, %d threads, median of 5): %.2f GB/s\n", threads,

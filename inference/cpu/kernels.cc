@@ -1,5 +1,6 @@
-// MatMul tiles 4 weight rows by 2 input rows (8 independent accumulators: the
-// FMA latency is hidden and each loaded weight vector is used twice); decode
+// MatMul tiles 4 weight rows by 2 input rows with AVX2 (8 independent
+// accumulators: the FMA latency is hidden and each loaded weight vector is used
+// twice) or by 4 input rows with AVX-512 (16 accumulators); decode
 // (m = 1) is bound by streaming the weights, which the row split over threads
 // spreads across cores.
 #include "inference/cpu/kernels.h"
@@ -16,8 +17,11 @@
 namespace loom::inference::cpu {
 namespace {
 
-// Portable tile: out[r][c] = dot(w + r*k, x + c*k) for r < nr (<= 4), c < nc (<= 2).
-void TilePortable(const float* x, int nc, const float* w, int nr, int64_t k, float out[4][2]) {
+enum class Isa { kPortable, kAvx2, kAvx512 };
+
+// Tiles: out[r][c] = dot(w + r*k, x + c*k) for r < nr (<= 4), c < nc (<= the ISA's
+// tile width: 2, or 4 with AVX-512).
+void TilePortable(const float* x, int nc, const float* w, int nr, int64_t k, float out[4][4]) {
   constexpr int kL = 8;
   float acc[4][2][kL] = {};
   int64_t i = 0;
@@ -63,7 +67,7 @@ __attribute__((target("avx2,fma"))) inline float HSum(__m256 v) {
 }
 
 __attribute__((target("avx2,fma"))) void TileAvx2(const float* x, int nc, const float* w, int nr,
-                                                  int64_t k, float out[4][2]) {
+                                                  int64_t k, float out[4][4]) {
   if (nr != 4 || nc < 1) {
     // Edge tiles: one row at a time.
     for (int r = 0; r < nr; ++r) {
@@ -170,32 +174,135 @@ __attribute__((target("avx2,fma"))) float DotAvx2(const float* a, const float* b
   return s;
 }
 
-bool DetectAvx2() { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
-#else
-bool DetectAvx2() { return false; }
-#endif
-
-// LOOM_CPU_KERNELS=portable forces the portable path (tests run it on AVX2 machines).
-bool ChooseAvx2() {
-  const char* env = std::getenv("LOOM_CPU_KERNELS");
-  if (env != nullptr && std::string_view(env) == "portable") return false;
-  return DetectAvx2();
+// Horizontal sum through memory: GCC 12's AVX-512 shuffle and reduce intrinsics
+// trip -Wuninitialized inside its own headers.
+__attribute__((target("avx512f,avx2,fma"))) inline float HSum512(__m512 v) {
+  alignas(64) float t[16];
+  _mm512_store_ps(t, v);
+  return HSum(_mm256_add_ps(_mm256_load_ps(t), _mm256_load_ps(t + 8)));
 }
 
-const bool kAvx2 = ChooseAvx2();
+// 4 weight rows x NC input rows, 16 accumulators at most (of 32 zmm registers);
+// the k tail is a masked load.
+template <int NC>
+__attribute__((target("avx512f"))) void Avx512Tile4(const float* x, const float* w, int64_t k,
+                                                    float out[4][4]) {
+  __m512 acc[4][NC];
+#pragma GCC unroll 4
+  for (int r = 0; r < 4; ++r) {
+#pragma GCC unroll 4
+    for (int c = 0; c < NC; ++c) acc[r][c] = _mm512_setzero_ps();
+  }
+  int64_t i = 0;
+  for (; i + 16 <= k; i += 16) {
+    __m512 xv[NC];
+#pragma GCC unroll 4
+    for (int c = 0; c < NC; ++c) xv[c] = _mm512_loadu_ps(x + c * k + i);
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; ++r) {
+      __m512 wv = _mm512_loadu_ps(w + r * k + i);
+#pragma GCC unroll 4
+      for (int c = 0; c < NC; ++c) acc[r][c] = _mm512_fmadd_ps(wv, xv[c], acc[r][c]);
+    }
+  }
+  if (i < k) {
+    const auto mask = static_cast<__mmask16>((1u << (k - i)) - 1);
+    __m512 xv[NC];
+#pragma GCC unroll 4
+    for (int c = 0; c < NC; ++c) xv[c] = _mm512_maskz_loadu_ps(mask, x + c * k + i);
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; ++r) {
+      __m512 wv = _mm512_maskz_loadu_ps(mask, w + r * k + i);
+#pragma GCC unroll 4
+      for (int c = 0; c < NC; ++c) acc[r][c] = _mm512_fmadd_ps(wv, xv[c], acc[r][c]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < 4; ++r) {
+#pragma GCC unroll 4
+    for (int c = 0; c < NC; ++c) out[r][c] = HSum512(acc[r][c]);
+  }
+}
 
-using TileFn = void (*)(const float*, int, const float*, int, int64_t, float[4][2]);
+__attribute__((target("avx512f,avx2,fma"))) void TileAvx512(const float* x, int nc, const float* w,
+                                                            int nr, int64_t k, float out[4][4]) {
+  if (nr != 4) {  // the last rows of an n that is not a multiple of 4
+    for (int c0 = 0; c0 < nc; c0 += 2) {
+      float part[4][4];
+      const int pc = std::min(2, nc - c0);
+      TileAvx2(x + c0 * k, pc, w, nr, k, part);
+      for (int r = 0; r < nr; ++r) {
+        for (int c = 0; c < pc; ++c) out[r][c0 + c] = part[r][c];
+      }
+    }
+    return;
+  }
+  switch (nc) {
+    case 1:
+      return Avx512Tile4<1>(x, w, k, out);
+    case 2:
+      return Avx512Tile4<2>(x, w, k, out);
+    case 3:
+      return Avx512Tile4<3>(x, w, k, out);
+    default:
+      return Avx512Tile4<4>(x, w, k, out);
+  }
+}
 
-TileFn SelectTile() {
-#if defined(__x86_64__)
-  if (kAvx2) return TileAvx2;
+Isa DetectIsa() {
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2") &&
+      __builtin_cpu_supports("fma")) {
+    return Isa::kAvx512;
+  }
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::kAvx2;
+  return Isa::kPortable;
+}
+#else
+Isa DetectIsa() { return Isa::kPortable; }
 #endif
-  return TilePortable;
+
+// LOOM_CPU_KERNELS=portable|avx2 caps the instruction set (tests run every path).
+Isa ChooseIsa() {
+  Isa best = DetectIsa();
+  const char* env = std::getenv("LOOM_CPU_KERNELS");
+  if (env == nullptr) return best;
+  std::string_view want(env);
+  if (want == "portable") return Isa::kPortable;
+  if (want == "avx2" && best == Isa::kAvx512) return Isa::kAvx2;
+  return best;
+}
+
+const Isa kIsa = ChooseIsa();
+const bool kAvx2 = kIsa != Isa::kPortable;
+
+using TileFn = void (*)(const float*, int, const float*, int, int64_t, float[4][4]);
+
+struct Tile {
+  TileFn fn;
+  int cols;  // input rows per tile
+};
+
+Tile SelectTile() {
+#if defined(__x86_64__)
+  if (kIsa == Isa::kAvx512) return {TileAvx512, 4};
+  if (kIsa == Isa::kAvx2) return {TileAvx2, 2};
+#endif
+  return {TilePortable, 2};
 }
 
 }  // namespace
 
-bool UsingAvx2() { return kAvx2; }
+const char* KernelIsa() {
+  switch (kIsa) {
+    case Isa::kAvx512:
+      return "avx512";
+    case Isa::kAvx2:
+      return "avx2";
+    case Isa::kPortable:
+      break;
+  }
+  return "portable";
+}
 
 float Dot(const float* a, const float* b, int64_t n) {
 #if defined(__x86_64__)
@@ -217,19 +324,19 @@ void RmsNorm(const float* x, const float* weight, int64_t n, float eps, float* o
 
 void MatMul(ThreadPool& pool, const float* x, int64_t m, int64_t k, const float* w, int64_t n,
             const float* bias, float* y) {
-  static const TileFn tile = SelectTile();
+  static const Tile tile = SelectTile();
   // Chunks of whole 4-row tiles; at least ~64 KiB of weights per chunk so that a
   // dispatch is worth its wake-up.
   const int64_t tiles = (n + 3) / 4;
   const int64_t grain = std::max<int64_t>(1, (16 * 1024) / std::max<int64_t>(1, 4 * k));
   pool.ParallelFor(tiles, grain, [&](int64_t t0, int64_t t1) {
-    float out[4][2];
+    float out[4][4];
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t r0 = 4 * t;
       const int nr = static_cast<int>(std::min<int64_t>(4, n - r0));
-      for (int64_t c0 = 0; c0 < m; c0 += 2) {
-        const int nc = static_cast<int>(std::min<int64_t>(2, m - c0));
-        tile(x + c0 * k, nc, w + r0 * k, nr, k, out);
+      for (int64_t c0 = 0; c0 < m; c0 += tile.cols) {
+        const int nc = static_cast<int>(std::min<int64_t>(tile.cols, m - c0));
+        tile.fn(x + c0 * k, nc, w + r0 * k, nr, k, out);
         for (int c = 0; c < nc; ++c) {
           float* yrow = y + (c0 + c) * n + r0;
           for (int r = 0; r < nr; ++r) yrow[r] = out[r][c] + (bias ? bias[r0 + r] : 0.0f);

@@ -3,8 +3,8 @@
 // two contiguous rows: the loops stream each weight row once per step and
 // reuse it from L1 across the batch's rows.
 //
-// No -march is assumed: an AVX2+FMA version is compiled with a target
-// attribute and chosen at run time; the portable version is written so that
+// No -march is assumed: AVX2+FMA and AVX-512 versions are compiled with target
+// attributes and chosen at run time; the portable version is written so that
 // plain -O2 SSE2 code is decent. The two differ in summation order (results
 // agree to float32 rounding, not bit for bit). Thread-safe (pure functions).
 #pragma once
@@ -29,8 +29,8 @@ void Axpy(float alpha, const float* x, float* y, int64_t n);
 // out[i] = x[i] / sqrt(mean(x²) + eps) * weight[i] (Llama RMSNorm); out may alias x.
 void RmsNorm(const float* x, const float* weight, int64_t n, float eps, float* out);
 
-// True when the AVX2+FMA paths are in use on this machine (the environment
-// variable LOOM_CPU_KERNELS=portable turns them off).
-bool UsingAvx2();
+// The instruction set in use: "avx512", "avx2" or "portable" (the environment
+// variable LOOM_CPU_KERNELS=portable or =avx2 caps it).
+const char* KernelIsa();
 
 }  // namespace loom::inference::cpu
