@@ -19,6 +19,7 @@
 #include <unordered_map>
 
 #include "common/json.h"
+#include "inference/internal/nfc.h"
 #include "inference/internal/pre_tokenize.h"
 
 namespace loom::inference {
@@ -138,6 +139,7 @@ struct Tokenizer::Impl {
   std::array<int16_t, 512> char_byte{};  // inverse of byte_char; -1 elsewhere
   std::optional<int32_t> unk_id;
   bool ignore_merges = false;
+  bool nfc = false;  // the normalizer is NFC
   std::vector<PreTokenizerStep> steps;
   std::vector<int32_t> template_prefix;
   std::vector<int32_t> template_suffix;
@@ -225,8 +227,10 @@ Status Tokenizer::Impl::ParsePreTokenizer(const Json& j, const std::string& fiel
 Status Tokenizer::Impl::ParseNormalizer(const Json& j, const std::string& field) {
   if (j.is_null()) return Status::Ok();
   const std::string type = TypeOf(j);
-  // NFC: real prompts are NFC already; we pass text through (documented limit).
-  if (type == "NFC") return Status::Ok();
+  if (type == "NFC") {
+    nfc = true;
+    return Status::Ok();
+  }
   if (type == "Sequence") {
     auto it = j.find("normalizers");
     if (it == j.end() || !it->is_array()) return Error(field, "Sequence without normalizers");
@@ -546,7 +550,7 @@ void Tokenizer::Impl::EncodeWord(std::string_view word, std::vector<int32_t>* ou
 
 void Tokenizer::Impl::EncodeSegment(std::string_view segment, std::vector<int32_t>* out) const {
   if (segment.empty()) return;
-  std::vector<std::string> pieces{std::string(segment)};
+  std::vector<std::string> pieces{nfc ? internal::ToNfc(segment) : std::string(segment)};
   std::vector<std::string> next;
   for (const PreTokenizerStep& step : steps) {
     next.clear();

@@ -4,8 +4,8 @@
 // unk_token); added tokens, matched literally before pre-tokenization, longest
 // first (special ones only when asked); pre-tokenizers ByteLevel (add_prefix_space,
 // use_regex with the GPT-2 pattern), Split with the GPT-2, Llama-3 or Qwen2 regex
-// (behavior Isolated) and Sequence of those; normalizer none or NFC (NFC is taken
-// as already satisfied: text is passed through unchanged); decoder ByteLevel.
+// (behavior Isolated) and Sequence of those; normalizer none or NFC (Qwen2);
+// decoder ByteLevel.
 // Anything else fails Load() with a message naming the file and the field.
 //
 // Thread-safe after Load(): Encode() may be called from many threads (the per-word

@@ -31,4 +31,16 @@ inline bool IsPunctuation(uint32_t cp) { return (CategoryFlags(cp) & kPunctuatio
 inline bool IsSymbol(uint32_t cp) { return (CategoryFlags(cp) & kSymbol) != 0; }
 inline bool IsWhitespace(uint32_t cp) { return (CategoryFlags(cp) & kWhitespace) != 0; }
 
+// Normalization data (for NFC).
+// Canonical_Combining_Class; 0 for starters.
+uint8_t CombiningClass(uint32_t cp);
+// False when NFC_Quick_Check is No or Maybe: text made only of "Yes" code points
+// whose combining classes never decrease is already NFC.
+bool NfcQuickCheckYes(uint32_t cp);
+// One level of canonical decomposition: writes 1 or 2 code points and returns how
+// many; 0 when `cp` has none (Hangul syllables are algorithmic, not in the table).
+int CanonicalDecomposition(uint32_t cp, uint32_t out[2]);
+// The primary composite of the pair, or 0 (Hangul is algorithmic, not in the table).
+uint32_t PrimaryComposite(uint32_t first, uint32_t second);
+
 }  // namespace loom::unicode

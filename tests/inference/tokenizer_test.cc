@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "common/json.h"
+#include "inference/internal/nfc.h"
 #include "inference/internal/pre_tokenize.h"
 #include "tests/inference/fixture_path.h"
 
@@ -275,6 +276,22 @@ TEST(TokenizerTest, ReportsTheIdsATemplatePostProcessorAdds) {
   EXPECT_EQ((*tok)->Encode("hi"), plain->Encode("hi"));
 }
 
+// Qwen2's normalizer: decomposed input encodes like its composed form.
+TEST(TokenizerTest, NfcNormalizerComposesBeforeSplitting) {
+  Json j = FixtureJson("tiny-llama/tokenizer.json");
+  j["normalizer"] = {{"type", "NFC"}};
+  TempTokenizer tmp(j);
+  auto nfc = Tokenizer::Load(tmp.dir());
+  ASSERT_TRUE(nfc.ok()) << nfc.status().ToString();
+  auto plain = LoadFixture();
+  ASSERT_NE(plain, nullptr);
+  EXPECT_EQ((*nfc)->Encode("cafe\u0301 <|im_end|>"), plain->Encode("caf\u00e9 <|im_end|>"));
+  EXPECT_NE(plain->Encode("cafe\u0301"), plain->Encode("caf\u00e9"));
+  for (const Json& c : FixtureJson("tiny-llama/golden.json")["cases"]) {
+    EXPECT_EQ((*nfc)->Encode(c["text"].get<std::string>()), Ids(c["ids"]));
+  }
+}
+
 TEST(TokenizerTest, UnknownPreTokenizerIsAnErrorNamingFileAndField) {
   Json j = FixtureJson("tiny-llama/tokenizer.json");
   j["pre_tokenizer"] = {{"type", "Sequence"},
@@ -446,6 +463,28 @@ TEST(PreTokenizeTest, InvalidUtf8IsCoveredByteByByte) {
     for (const std::string& piece : Split(text, p)) joined += piece;
     EXPECT_EQ(joined, text);
   }
+}
+
+// Expected forms from Python's unicodedata.normalize("NFC", ...); a 20,000-string
+// random comparison over marks, Hangul, singletons and exclusions agreed too.
+TEST(NfcTest, MatchesPythonNormalize) {
+  using internal::ToNfc;
+  EXPECT_EQ(ToNfc("plain ASCII"), "plain ASCII");
+  EXPECT_EQ(ToNfc("e\u0301"), "\u00e9");
+  EXPECT_EQ(ToNfc("A\u030a"), "\u00c5");
+  EXPECT_EQ(ToNfc("\u212b"), "\u00c5");                // singleton (Angstrom sign)
+  EXPECT_EQ(ToNfc("\u2126"), "\u03a9");                // singleton (Ohm sign)
+  EXPECT_EQ(ToNfc("\u1100\u1161\u11a8"), "\uac01");    // Hangul L V T
+  EXPECT_EQ(ToNfc("q\u0307\u0323"), "q\u0323\u0307");  // reordered, no composite
+  EXPECT_EQ(ToNfc("a\u0328\u0301"), "\u0105\u0301");   // ogonek first, then acute
+  EXPECT_EQ(ToNfc("\u0958"), "\u0915\u093c");          // composition exclusion
+  EXPECT_EQ(ToNfc("\u0301e"), "\u0301e");              // leading mark stays
+  EXPECT_EQ(ToNfc("\u1e0b\u0323"), "\u1e0d\u0307");    // d+dot above+dot below
+  EXPECT_EQ(ToNfc("x\xff"
+                  "e\u0301\xc3"),
+            "x\xff\u00e9\xc3");  // invalid bytes kept
+  EXPECT_TRUE(internal::IsNfcQuick("caf\u00e9 \u4f60\u597d \U0001f680"));
+  EXPECT_FALSE(internal::IsNfcQuick("cafe\u0301"));
 }
 
 }  // namespace
