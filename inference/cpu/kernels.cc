@@ -329,17 +329,26 @@ void MatMul(ThreadPool& pool, const float* x, int64_t m, int64_t k, const float*
   // dispatch is worth its wake-up.
   const int64_t tiles = (n + 3) / 4;
   const int64_t grain = std::max<int64_t>(1, (16 * 1024) / std::max<int64_t>(1, 4 * k));
+  // Prefill (large m): blocks of 16 tiles x 64 input rows (~200 KiB each at
+  // k = 768) keep both operands in L2 while they are reused.
+  constexpr int64_t kTileBlock = 16, kRowBlock = 64;
   pool.ParallelFor(tiles, grain, [&](int64_t t0, int64_t t1) {
     float out[4][4];
-    for (int64_t t = t0; t < t1; ++t) {
-      const int64_t r0 = 4 * t;
-      const int nr = static_cast<int>(std::min<int64_t>(4, n - r0));
-      for (int64_t c0 = 0; c0 < m; c0 += tile.cols) {
-        const int nc = static_cast<int>(std::min<int64_t>(tile.cols, m - c0));
-        tile.fn(x + c0 * k, nc, w + r0 * k, nr, k, out);
-        for (int c = 0; c < nc; ++c) {
-          float* yrow = y + (c0 + c) * n + r0;
-          for (int r = 0; r < nr; ++r) yrow[r] = out[r][c] + (bias ? bias[r0 + r] : 0.0f);
+    for (int64_t tb = t0; tb < t1; tb += kTileBlock) {
+      const int64_t tb_end = std::min(t1, tb + kTileBlock);
+      for (int64_t mb = 0; mb < m; mb += kRowBlock) {
+        const int64_t mb_end = std::min(m, mb + kRowBlock);
+        for (int64_t t = tb; t < tb_end; ++t) {
+          const int64_t r0 = 4 * t;
+          const int nr = static_cast<int>(std::min<int64_t>(4, n - r0));
+          for (int64_t c0 = mb; c0 < mb_end; c0 += tile.cols) {
+            const int nc = static_cast<int>(std::min<int64_t>(tile.cols, mb_end - c0));
+            tile.fn(x + c0 * k, nc, w + r0 * k, nr, k, out);
+            for (int c = 0; c < nc; ++c) {
+              float* yrow = y + (c0 + c) * n + r0;
+              for (int r = 0; r < nr; ++r) yrow[r] = out[r][c] + (bias ? bias[r0 + r] : 0.0f);
+            }
+          }
         }
       }
     }
