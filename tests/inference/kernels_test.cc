@@ -18,9 +18,9 @@ TEST(KernelsTest, MatMulMatchesNaiveOnEveryEdge) {
   std::uniform_real_distribution<float> u(-1, 1);
   for (int threads : {1, 3}) {
     ThreadPool pool(threads);
-    for (int64_t m : {1, 2, 3, 4, 5, 7, 16}) {
+    for (int64_t m : {1, 2, 3, 4, 5, 7, 16, 130}) {
       for (int64_t k : {1, 5, 8, 15, 16, 17, 33, 100}) {
-        for (int64_t n : {1, 3, 4, 5, 9, 64}) {
+        for (int64_t n : {1, 3, 4, 5, 9, 64, 70}) {
           std::vector<float> x(m * k), w(n * k), b(n), y(m * n);
           for (float& v : x) v = u(rng);
           for (float& v : w) v = u(rng);
