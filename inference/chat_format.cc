@@ -144,7 +144,11 @@ Status CheckMessages(const Json& messages, const Json& tools) {
   return Status::Ok();
 }
 
-std::string Role(const Json& m) { return m["role"].get<std::string>(); }
+// OpenAI's newer "developer" role is the system prompt for these models.
+std::string Role(const Json& m) {
+  std::string role = m["role"].get<std::string>();
+  return role == "developer" ? "system" : role;
+}
 
 Result<std::string> RenderChatMl(const ChatFormatOptions& opt, const Json& messages,
                                  const Json& tools, GenerationPrompt generation) {

@@ -277,6 +277,17 @@ TEST(ChatFormatTest, Llama30TemplateHasNoDatedSystemTurn) {
             "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nhi<|eot_id|>");
 }
 
+TEST(ChatFormatTest, DeveloperRoleIsTheSystemPrompt) {
+  auto format = ChatFormat::ByName("chatml");
+  ASSERT_TRUE(format.ok());
+  const Json messages = Json::parse(R"([
+    {"role": "developer", "content": "You are a coding agent."},
+    {"role": "user", "content": "Fix add() in calc.py."}])");
+  EXPECT_EQ(*format->Render(messages, nullptr),
+            "<|im_start|>system\nYou are a coding agent.<|im_end|>\n<|im_start|>user\nFix add() in "
+            "calc.py.<|im_end|>\n<|im_start|>assistant\n");
+}
+
 TEST(ChatFormatTest, NameOverridesDetection) {
   auto format = ChatFormat::ForModel(FixturePath("tiny-llama"), "llama3");
   ASSERT_TRUE(format.ok());

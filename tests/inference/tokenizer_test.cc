@@ -292,6 +292,43 @@ TEST(TokenizerTest, NfcNormalizerComposesBeforeSplitting) {
   }
 }
 
+// The shape of Llama 3's tokenizer.json: added tokens far above the BPE vocabulary,
+// Split + ByteLevel without regex, ignore_merges, a BOS template.
+TEST(TokenizerTest, LoadsALlama3ShapedTokenizer) {
+  Json j = FixtureJson("tiny-llama/tokenizer.json");
+  j["added_tokens"] = Json::parse(R"([
+    {"id": 128000, "content": "<|begin_of_text|>", "special": true},
+    {"id": 128009, "content": "<|eot_id|>", "special": true},
+    {"id": 128006, "content": "<|start_header_id|>", "special": true},
+    {"id": 128007, "content": "<|end_header_id|>", "special": true}])");
+  j["model"]["ignore_merges"] = true;
+  j["pre_tokenizer"] = Json::parse(R"({"type": "Sequence", "pretokenizers": [
+    {"type": "Split", "behavior": "Isolated", "invert": false, "pattern": {"Regex": ""}},
+    {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false}]})");
+  j["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] =
+      std::string(internal::SplitRegexSource(internal::SplitPattern::kLlama3));
+  j["post_processor"] = Json::parse(R"({"type": "TemplateProcessing",
+    "single": [{"SpecialToken": {"id": "<|begin_of_text|>", "type_id": 0}},
+               {"Sequence": {"id": "A", "type_id": 0}}],
+    "special_tokens": {"<|begin_of_text|>": {"id": "<|begin_of_text|>", "ids": [128000]}}})");
+  TempTokenizer tmp(j);
+  auto tok = Tokenizer::Load(tmp.dir());
+  ASSERT_TRUE(tok.ok()) << tok.status().ToString();
+  EXPECT_EQ((*tok)->vocab_size(), 128010);
+  EXPECT_EQ((*tok)->template_prefix(), std::vector<int32_t>{128000});
+  EXPECT_EQ((*tok)->TokenId("<|eot_id|>"), 128009);
+  const std::string prompt =
+      "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nSum 1234 and 5!<|eot_id|>";
+  const std::vector<int32_t> ids = (*tok)->Encode(prompt);
+  ASSERT_GE(ids.size(), 6u);
+  EXPECT_EQ(ids[0], 128000);
+  EXPECT_EQ(ids[1], 128006);
+  EXPECT_EQ(ids.back(), 128009);
+  EXPECT_EQ((*tok)->Decode(ids), prompt);
+  EXPECT_EQ((*tok)->Decode(ids, DecodeSpecial::kSkip), "user\n\nSum 1234 and 5!");
+  EXPECT_EQ((*tok)->Decode(std::vector<int32_t>{128001}), "");  // a gap in the ids
+}
+
 TEST(TokenizerTest, UnknownPreTokenizerIsAnErrorNamingFileAndField) {
   Json j = FixtureJson("tiny-llama/tokenizer.json");
   j["pre_tokenizer"] = {{"type", "Sequence"},
