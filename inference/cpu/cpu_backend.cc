@@ -44,6 +44,8 @@ struct LayerShard {
   std::vector<float> v_cache;    // [num_kv_blocks, block_size, nkv, hd]
 };
 
+// One tensor-parallel shard: its heads, its slice of the MLP and vocabulary,
+// its share of the KV cache, its communicator and its matmul pool.
 struct Rank {
   int index = 0;
   int64_t nq = 0;        // query heads held
@@ -77,6 +79,10 @@ std::string LayerName(int64_t l, const char* suffix) {
 
 float Silu(float v) { return v / (1.0f + std::exp(-v)); }
 
+// Owns the shared tensors (embedding, lm_head, final norm) and one Rank per
+// tensor-parallel shard. Thread-compatible: Forward and CopyBlock come from the
+// engine thread; inside Forward the ranks run concurrently on gang_'s threads,
+// each touching only its own Rank and the read-only shared tensors.
 class CpuBackend final : public Backend {
  public:
   CpuBackend(ModelConfig config, CpuBackendOptions options)
