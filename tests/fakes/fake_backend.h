@@ -131,3 +131,57 @@ class FakeBackend : public Backend {
 };
 
 }  // namespace loom::inference::testing
+
+namespace loom::inference::testing {
+
+// A backend that "generates" a fixed script: after a prompt (the first step's
+// tokens end at position L), the logits at position L-1+i make script[i] the
+// argmax (past the script, script.back()). One request at a time, with the
+// prefix cache off and the prompt in one chunk. For API
+// tests that need a model to say something specific (a tool call).
+class ScriptedBackend : public Backend {
+ public:
+  ScriptedBackend(int64_t vocab, std::vector<int32_t> eos, int32_t block_size = 16,
+                  int32_t num_blocks = 64, int64_t max_positions = 512)
+      : block_size_(block_size), num_blocks_(num_blocks) {
+    config_.model_type = "scripted";
+    config_.vocab_size = vocab;
+    config_.max_position_embeddings = max_positions;
+    config_.eos_token_ids = std::move(eos);
+  }
+
+  // REQUIRES: no request running.
+  void set_script(std::vector<int32_t> script) {
+    script_ = std::move(script);
+    base_ = -1;
+  }
+
+  const ModelConfig& config() const override { return config_; }
+  int32_t block_size() const override { return block_size_; }
+  int32_t num_kv_blocks() const override { return num_blocks_; }
+
+  Status Forward(std::span<const SeqStep> batch, StepOutput* out) override {
+    const int64_t vocab = config_.vocab_size;
+    out->logits.assign(size_t(vocab) * batch.size(), 0.0f);
+    for (size_t i = 0; i < batch.size(); ++i) {
+      const SeqStep& s = batch[i];
+      int64_t end = s.start_pos + int64_t(s.tokens.size());
+      if (s.start_pos == 0 || s.tokens.size() > 1) base_ = end;  // prefill (no prefix cache)
+      int64_t k = base_ < 0 ? 0 : std::max<int64_t>(0, end - base_);
+      int32_t next = script_.empty() ? 0 : script_[std::min<size_t>(size_t(k), script_.size() - 1)];
+      out->logits[i * size_t(vocab) + size_t(next)] = 10.0f;
+    }
+    return Status::Ok();
+  }
+
+  Status CopyBlock(int32_t, int32_t) override { return Status::Ok(); }
+
+ private:
+  ModelConfig config_;
+  int32_t block_size_;
+  int32_t num_blocks_;
+  std::vector<int32_t> script_;
+  int64_t base_ = -1;
+};
+
+}  // namespace loom::inference::testing

@@ -1,0 +1,109 @@
+// loom-infer: parse flags, load the tokenizer, chat format and model, start the
+// engine and the HTTP API, serve until SIGTERM/SIGINT.
+#include <signal.h>
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <filesystem>
+#include <iostream>
+#include <thread>
+
+#include "common/log.h"
+#include "inference/chat_format.h"
+#include "inference/cpu/cpu_backend.h"
+#include "inference/engine.h"
+#include "inference/server.h"
+#include "inference/tokenizer.h"
+
+namespace {
+
+int Fail(const loom::Status& s) {
+  std::cerr << "loom-infer: " << s.message() << "\n";
+  return 2;
+}
+
+double SecondsSince(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace loom::inference;
+  CLI::App app{"loom-infer: an OpenAI-compatible LLM server for Llama and Qwen2 checkpoints"};
+  std::string model_dir, device = "cpu", host = "127.0.0.1", chat_format = "auto", name;
+  int port = 8000, threads = 0, tp = 1, max_batch = 16, kv_blocks = 1024, block_size = 16;
+  int max_step_tokens = 512, io_threads = 2;
+  app.add_option("--model", model_dir, "Hugging Face model directory")->required();
+  app.add_option("--device", device, "cpu (this build has no CUDA backend)");
+  app.add_option("--host", host, "Address to listen on");
+  app.add_option("--port", port, "Port to listen on (0: any free port)");
+  app.add_option("--threads", threads, "CPU threads for the model (default: all cores)");
+  app.add_option("--tp", tp, "Tensor-parallel ranks");
+  app.add_option("--max-batch", max_batch, "Requests running at once");
+  app.add_option("--kv-blocks", kv_blocks, "KV cache blocks (of --block-size tokens)");
+  app.add_option("--block-size", block_size, "Tokens per KV block");
+  app.add_option("--max-step-tokens", max_step_tokens, "Tokens per forward step (prefill budget)");
+  app.add_option("--chat-format", chat_format, "auto | chatml | llama3");
+  app.add_option("--served-model-name", name, "Model name in the API (default: the directory)");
+  app.add_option("--io-threads", io_threads, "HTTP I/O threads");
+  CLI11_PARSE(app, argc, argv);
+
+  if (device != "cpu") {
+    return Fail(loom::Status::InvalidArgument("--device " + device +
+                                              ": this build has only the cpu backend"));
+  }
+  if (chat_format != "auto" && chat_format != "chatml" && chat_format != "llama3") {
+    return Fail(loom::Status::InvalidArgument("--chat-format must be auto, chatml or llama3"));
+  }
+  if (port < 0 || port > 65535) return Fail(loom::Status::InvalidArgument("--port out of range"));
+  if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (name.empty()) name = std::filesystem::path(model_dir).lexically_normal().filename().string();
+  if (name.empty()) name = std::filesystem::path(model_dir).parent_path().filename().string();
+
+  // Block the signals before any thread starts so that only sigwait sees them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  auto t0 = std::chrono::steady_clock::now();
+  std::cerr << "loom-infer: loading the tokenizer from " << model_dir << "\n";
+  auto tokenizer = Tokenizer::Load(model_dir);
+  if (!tokenizer.ok()) return Fail(tokenizer.status());
+  auto chat = ChatFormat::ForModel(model_dir, chat_format == "auto" ? "" : chat_format);
+  if (!chat.ok()) return Fail(chat.status());
+  std::cerr << "loom-infer: chat format " << chat->name() << "; loading the weights (" << threads
+            << " threads, tp " << tp << ", " << kv_blocks << " KV blocks of " << block_size
+            << " tokens)\n";
+  CpuBackendOptions bo{threads, tp, block_size, kv_blocks};
+  auto backend = MakeCpuBackend(model_dir, bo);
+  if (!backend.ok()) return Fail(backend.status());
+  std::cerr << "loom-infer: weights loaded in " << SecondsSince(t0) << " s\n";
+
+  EngineOptions eo;
+  eo.max_batch = max_batch;
+  eo.max_step_tokens = max_step_tokens;
+  const Tokenizer* tok = tokenizer->get();
+  eo.detokenize = [tok](std::span<const int32_t> ids) { return tok->Decode(ids); };
+  auto engine = Engine::Start(std::move(backend).value(), std::move(eo));
+  if (!engine.ok()) return Fail(engine.status());
+
+  ServerOptions so;
+  so.host = host;
+  so.port = static_cast<uint16_t>(port);
+  so.io_threads = io_threads;
+  so.model_name = name;
+  auto server = InferenceServer::Start(so, engine->get(), tok, &*chat);
+  if (!server.ok()) return Fail(server.status());
+  std::cerr << "loom-infer: serving " << name << " on http://" << host << ":" << (*server)->port()
+            << " (context " << (*engine)->max_context() << " tokens)\n";
+
+  int sig = 0;
+  sigwait(&signals, &sig);
+  LOOM_LOG(kInfo) << "received " << (sig == SIGTERM ? "SIGTERM" : "SIGINT") << ", draining";
+  (*server)->Shutdown(std::chrono::seconds(10));
+  return 0;
+}

@@ -1,0 +1,777 @@
+// InferenceServer: a Router over HttpServer. Each generation route turns its
+// JSON into a GenerationRequest on the I/O thread (answering 400 with an
+// OpenAI-style error for anything malformed), submits it, and hands the
+// exchange to a Reply object that the engine thread feeds event by event:
+// buffered into one JSON response, or written as SSE chunks followed by
+// "data: [DONE]". Chat replies run the model's text through the chat format's
+// tool-call parser so that tool calls come back as structured `tool_calls`
+// (streamed as name and argument fragments).
+#include "inference/server.h"
+
+#include <atomic>
+#include <cmath>
+#include <mutex>
+#include <random>
+#include <sstream>
+
+#include "common/http_server.h"
+#include "common/json.h"
+#include "common/log.h"
+#include "common/metrics.h"
+#include "inference/chat_format.h"
+#include "inference/tokenizer.h"
+#include "inference/tool_call_parser.h"
+
+namespace loom::inference {
+namespace {
+
+// ---- errors ----------------------------------------------------------------
+
+HttpResponse OpenAiError(int status, std::string_view message, std::string_view type,
+                         std::string_view param = {}, std::string_view code = {}) {
+  Json err = {{"message", message},
+              {"type", type},
+              {"param", param.empty() ? Json(nullptr) : Json(param)},
+              {"code", code.empty() ? Json(nullptr) : Json(code)}};
+  return HttpResponse::Json(status, DumpJson(Json{{"error", err}}));
+}
+
+// A request error: the message, and the offending field when there is one.
+struct BadRequest {
+  std::string message;
+  std::string param;
+};
+
+HttpResponse ErrorFor(const Status& st, std::string_view param = {}) {
+  switch (st.code()) {
+    case StatusCode::kInvalidArgument:
+      return OpenAiError(400, st.message(), "invalid_request_error", param);
+    case StatusCode::kUnavailable:
+      return OpenAiError(503, st.message(), "server_error", {}, "unavailable");
+    case StatusCode::kResourceExhausted:
+      return OpenAiError(429, st.message(), "rate_limit_error");
+    default:
+      return OpenAiError(500, st.message(), "server_error");
+  }
+}
+
+// ---- field helpers -----------------------------------------------------------
+
+// Reads optional numeric/bool fields of `body` with type checks.
+class Fields {
+ public:
+  explicit Fields(const Json& body) : body_(body) {}
+
+  bool Has(const char* name) const { return body_.contains(name) && !body_[name].is_null(); }
+
+  std::optional<BadRequest> Number(const char* name, double lo, double hi, double* out) const {
+    if (!Has(name)) return std::nullopt;
+    const Json& v = body_[name];
+    if (!v.is_number()) return BadRequest{std::string(name) + " must be a number", name};
+    double d = v.get<double>();
+    if (!(d >= lo && d <= hi)) {
+      std::ostringstream os;
+      os << name << " must be between " << lo << " and " << hi << ", got " << d;
+      return BadRequest{os.str(), name};
+    }
+    *out = d;
+    return std::nullopt;
+  }
+
+  std::optional<BadRequest> Integer(const char* name, int64_t lo, int64_t hi, int64_t* out) const {
+    if (!Has(name)) return std::nullopt;
+    const Json& v = body_[name];
+    if (!v.is_number_integer()) {
+      return BadRequest{std::string(name) + " must be an integer", name};
+    }
+    int64_t i = v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(INT64_MAX)
+                    ? INT64_MAX
+                    : v.get<int64_t>();
+    if (i < lo || i > hi) {
+      return BadRequest{std::string(name) + " must be between " + std::to_string(lo) + " and " +
+                            std::to_string(hi) + ", got " + std::to_string(i),
+                        name};
+    }
+    *out = i;
+    return std::nullopt;
+  }
+
+  std::optional<BadRequest> Bool(const char* name, bool* out) const {
+    if (!Has(name)) return std::nullopt;
+    if (!body_[name].is_boolean())
+      return BadRequest{std::string(name) + " must be a boolean", name};
+    *out = body_[name].get<bool>();
+    return std::nullopt;
+  }
+
+ private:
+  const Json& body_;
+};
+
+// The sampling fields shared by both generation routes.
+std::optional<BadRequest> ParseSampling(const Json& body, int32_t default_max_tokens,
+                                        GenerationRequest* req, bool* stream, bool* include_usage) {
+  Fields f(body);
+  double temperature = 1.0, top_p = 1.0;
+  int64_t top_k = 0, max_tokens = default_max_tokens, n = 1;
+  int64_t seed = 0;
+  if (auto e = f.Number("temperature", 0.0, 2.0, &temperature)) return e;
+  if (auto e = f.Number("top_p", 0.0, 1.0, &top_p)) return e;
+  if (top_p <= 0.0) return BadRequest{"top_p must be greater than 0", "top_p"};
+  if (auto e = f.Integer("top_k", -1, INT32_MAX, &top_k)) return e;
+  if (auto e = f.Integer("n", 1, 1, &n)) return e;
+  const char* max_name = f.Has("max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
+  if (auto e = f.Integer(max_name, 1, INT32_MAX, &max_tokens)) return e;
+  if (f.Has("seed")) {
+    if (auto e = f.Integer("seed", INT64_MIN, INT64_MAX, &seed)) return e;
+    req->sampling.seed = static_cast<uint64_t>(seed);
+  }
+  if (auto e = f.Bool("stream", stream)) return e;
+  if (auto e = f.Bool("ignore_eos", &req->ignore_eos)) return e;
+  if (f.Has("stream_options")) {
+    const Json& so = body["stream_options"];
+    if (!so.is_object()) return BadRequest{"stream_options must be an object", "stream_options"};
+    if (auto e = Fields(so).Bool("include_usage", include_usage)) {
+      e->param = "stream_options.include_usage";
+      return e;
+    }
+  }
+  if (f.Has("stop")) {
+    const Json& s = body["stop"];
+    if (s.is_string()) {
+      req->stop.push_back(s.get<std::string>());
+    } else if (s.is_array()) {
+      for (const Json& x : s) {
+        if (!x.is_string()) return BadRequest{"stop must be a string or a list of strings", "stop"};
+        req->stop.push_back(x.get<std::string>());
+      }
+    } else {
+      return BadRequest{"stop must be a string or a list of strings", "stop"};
+    }
+  }
+  req->sampling.temperature = static_cast<float>(temperature);
+  req->sampling.top_p = static_cast<float>(top_p);
+  req->sampling.top_k = top_k < 0 ? 0 : static_cast<int32_t>(top_k);
+  req->max_tokens = static_cast<int32_t>(max_tokens);
+  return std::nullopt;
+}
+
+int64_t NowSeconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string RandomId(std::string_view prefix) {
+  static std::atomic<uint64_t> counter{0};
+  thread_local std::mt19937_64 rng(std::random_device{}());
+  std::ostringstream os;
+  os << prefix << std::hex << (rng() & 0xffffffffffffull) << counter.fetch_add(1);
+  return os.str();
+}
+
+std::string Sse(const Json& j) { return "data: " + DumpJson(j) + "\n\n"; }
+
+Json UsageJson(const GenerationEvent& ev) {
+  return {{"prompt_tokens", ev.prompt_tokens},
+          {"completion_tokens", ev.completion_tokens},
+          {"total_tokens", ev.prompt_tokens + ev.completion_tokens},
+          {"prompt_tokens_details", {{"cached_tokens", ev.cached_tokens}}}};
+}
+
+// ---- replies -----------------------------------------------------------------
+
+// What becomes of one request's events: one JSON response or an SSE stream.
+// Thread-safe: the engine thread (OnEvent) and the I/O thread (Started) meet
+// under mu_.
+class Reply {
+ public:
+  Reply(std::shared_ptr<HttpExchange> ex, std::string model, bool stream, bool include_usage)
+      : ex_(std::move(ex)),
+        model_(std::move(model)),
+        stream_(stream),
+        include_usage_(include_usage),
+        created_(NowSeconds()) {}
+  virtual ~Reply() = default;
+
+  // The engine callback: false when the client is gone or the reply is done.
+  // Events that arrive before Started() (the engine may be quicker than the
+  // I/O thread) are kept and replayed by it.
+  bool OnEvent(const GenerationEvent& ev) {
+    std::lock_guard lock(mu_);
+    if (!started_) {
+      early_.push_back(ev);
+      return true;
+    }
+    return Handle(ev);
+  }
+
+  // Called once the engine accepted the request: starts the SSE stream when
+  // asked and replays early events. False when the request should be cancelled.
+  bool Started() {
+    std::lock_guard lock(mu_);
+    started_ = true;
+    if (stream_) {
+      ex_->StartStream(200, "text/event-stream",
+                       {{"Cache-Control", "no-cache"}, {"X-Accel-Buffering", "no"}});
+      OnStreamStart();
+    }
+    bool keep = true;
+    for (const auto& ev : early_) {
+      if (keep) keep = Handle(ev);
+    }
+    early_.clear();
+    return keep;
+  }
+
+ protected:
+  // The stream's first chunks (after the headers).
+  virtual void OnStreamStart() {}
+  // New text; `last` on the final event. False when the client is gone.
+  virtual bool OnText(const std::string& text, bool last) = 0;
+  virtual void OnFinish(const GenerationEvent& ev) = 0;
+
+  bool Write(const Json& chunk) { return ex_->Write(Sse(chunk)); }
+
+  bool Handle(const GenerationEvent& ev) {
+    if (ex_->ClientGone()) return false;
+    tokens_.insert(tokens_.end(), ev.tokens.begin(), ev.tokens.end());
+    if (ev.finish == FinishReason::kError) {
+      if (stream_) {
+        Write(Json{{"error",
+                    {{"message", ev.error.message()},
+                     {"type", "server_error"},
+                     {"param", nullptr},
+                     {"code", nullptr}}}});
+        ex_->Write("data: [DONE]\n\n");
+        ex_->Finish();
+      } else {
+        ex_->Respond(ErrorFor(ev.error));
+      }
+      return false;
+    }
+    if (ev.finish == FinishReason::kCancelled) {
+      if (stream_) {
+        ex_->Finish();
+      } else {
+        ex_->Respond(ErrorFor(ev.error));
+      }
+      return false;
+    }
+    bool ok = OnText(ev.text, ev.finish != FinishReason::kNone);
+    if (ev.finish != FinishReason::kNone) {
+      OnFinish(ev);
+      if (stream_) {
+        ex_->Write("data: [DONE]\n\n");
+        ex_->Finish();
+      }
+      return false;
+    }
+    return ok;
+  }
+
+  std::mutex mu_;  // the engine thread and Started() on the I/O thread
+  bool started_ = false;
+  std::vector<GenerationEvent> early_;
+
+  std::shared_ptr<HttpExchange> ex_;
+  std::string model_;
+  bool stream_;
+  bool include_usage_;
+  int64_t created_;
+  std::vector<int32_t> tokens_;
+};
+
+std::string FinishName(FinishReason r) { return std::string(FinishReasonName(r)); }
+
+class CompletionReply final : public Reply {
+ public:
+  CompletionReply(std::shared_ptr<HttpExchange> ex, std::string model, bool stream,
+                  bool include_usage, bool return_token_ids)
+      : Reply(std::move(ex), std::move(model), stream, include_usage),
+        id_(RandomId("cmpl-")),
+        return_token_ids_(return_token_ids) {}
+
+ private:
+  Json Chunk(const std::string& text, Json finish) const {
+    return {{"id", id_},
+            {"object", "text_completion"},
+            {"created", created_},
+            {"model", model_},
+            {"choices", Json::array({{{"index", 0},
+                                      {"text", text},
+                                      {"logprobs", nullptr},
+                                      {"finish_reason", std::move(finish)}}})}};
+  }
+
+  bool OnText(const std::string& text, bool /*last*/) override {
+    if (!stream_) {
+      text_ += text;
+      return true;
+    }
+    if (text.empty()) return true;
+    return Write(Chunk(text, nullptr));
+  }
+
+  void OnFinish(const GenerationEvent& ev) override {
+    if (stream_) {
+      Json last = Chunk("", FinishName(ev.finish));
+      if (return_token_ids_) last["choices"][0]["token_ids"] = tokens_;
+      Write(last);
+      if (include_usage_) {
+        Json u = Chunk("", nullptr);
+        u["choices"] = Json::array();
+        u["usage"] = UsageJson(ev);
+        Write(u);
+      }
+      return;
+    }
+    Json body = Chunk(text_, FinishName(ev.finish));
+    if (return_token_ids_) body["choices"][0]["token_ids"] = tokens_;
+    body["usage"] = UsageJson(ev);
+    ex_->Respond(HttpResponse::Json(200, DumpJson(body)));
+  }
+
+  std::string id_;
+  bool return_token_ids_;
+  std::string text_;
+};
+
+// Chat replies: text goes through the tool-call parser when tools are on.
+class ChatReply final : public Reply {
+ public:
+  ChatReply(std::shared_ptr<HttpExchange> ex, std::string model, bool stream, bool include_usage,
+            bool return_token_ids, std::optional<ChatFormatKind> tools_format, std::string prefill)
+      : Reply(std::move(ex), std::move(model), stream, include_usage),
+        id_(RandomId("chatcmpl-")),
+        return_token_ids_(return_token_ids),
+        tools_format_(tools_format),
+        prefill_(std::move(prefill)) {
+    if (tools_format_) parser_.emplace(*tools_format_);
+  }
+
+  void OnStreamStart() override {
+    Write(Chunk(Json{{"role", "assistant"}, {"content", ""}}, nullptr));
+    if (parser_ && !prefill_.empty()) Send(parser_->Push(prefill_));
+  }
+
+ private:
+  Json Chunk(Json delta, Json finish) const {
+    return {{"id", id_},
+            {"object", "chat.completion.chunk"},
+            {"created", created_},
+            {"model", model_},
+            {"choices", Json::array({{{"index", 0},
+                                      {"delta", std::move(delta)},
+                                      {"logprobs", nullptr},
+                                      {"finish_reason", std::move(finish)}}})}};
+  }
+
+  bool Send(const OutputDelta& d) {
+    bool ok = true;
+    if (!d.content.empty()) ok = Write(Chunk(Json{{"content", d.content}}, nullptr));
+    for (const auto& tc : d.tool_calls) {
+      Json call = {{"index", tc.index}};
+      if (!tc.id.empty()) {
+        call["id"] = tc.id;
+        call["type"] = "function";
+        call["function"] = {{"name", tc.name}, {"arguments", tc.arguments}};
+      } else {
+        call["function"] = {{"arguments", tc.arguments}};
+      }
+      ok = Write(Chunk(Json{{"tool_calls", Json::array({call})}}, nullptr)) && ok;
+    }
+    return ok;
+  }
+
+  bool OnText(const std::string& text, bool last) override {
+    if (!stream_) {
+      text_ += text;
+      return true;
+    }
+    bool ok = true;
+    if (!parser_) {
+      if (!text.empty()) ok = Write(Chunk(Json{{"content", text}}, nullptr));
+      return ok;
+    }
+    if (!text.empty()) ok = Send(parser_->Push(text));
+    if (last) ok = Send(parser_->Finish()) && ok;
+    return ok;
+  }
+
+  std::string FinishReasonFor(const GenerationEvent& ev, bool called) const {
+    if (ev.finish == FinishReason::kStop && called) return "tool_calls";
+    return FinishName(ev.finish);
+  }
+
+  void OnFinish(const GenerationEvent& ev) override {
+    if (stream_) {
+      Json last = Chunk(Json::object(), FinishReasonFor(ev, parser_ && parser_->tool_calls() > 0));
+      if (return_token_ids_) last["choices"][0]["token_ids"] = tokens_;
+      Write(last);
+      if (include_usage_) {
+        Json u = Chunk(Json::object(), nullptr);
+        u["choices"] = Json::array();
+        u["usage"] = UsageJson(ev);
+        Write(u);
+      }
+      return;
+    }
+    Json message = {{"role", "assistant"}};
+    bool called = false;
+    if (tools_format_) {
+      ParsedOutput parsed = ParseToolCalls(*tools_format_, prefill_ + text_);
+      called = !parsed.tool_calls.empty();
+      message["content"] = parsed.content.empty() && called ? Json(nullptr) : Json(parsed.content);
+      if (called) {
+        Json calls = Json::array();
+        for (const auto& tc : parsed.tool_calls) {
+          calls.push_back({{"id", tc.id},
+                           {"type", "function"},
+                           {"function", {{"name", tc.name}, {"arguments", tc.arguments}}}});
+        }
+        message["tool_calls"] = std::move(calls);
+      }
+    } else {
+      message["content"] = text_;
+    }
+    Json body = {{"id", id_},
+                 {"object", "chat.completion"},
+                 {"created", created_},
+                 {"model", model_},
+                 {"choices", Json::array({{{"index", 0},
+                                           {"message", std::move(message)},
+                                           {"logprobs", nullptr},
+                                           {"finish_reason", FinishReasonFor(ev, called)}}})},
+                 {"usage", UsageJson(ev)}};
+    if (return_token_ids_) body["choices"][0]["token_ids"] = tokens_;
+    ex_->Respond(HttpResponse::Json(200, DumpJson(body)));
+  }
+
+  std::string id_;
+  bool return_token_ids_;
+  std::optional<ChatFormatKind> tools_format_;  // set when tool calls are parsed
+  std::string prefill_;                         // the assistant turn's forced opening (tool_choice)
+  std::optional<ToolCallStreamParser> parser_;
+  std::string text_;
+};
+
+// ---- the server ----------------------------------------------------------------
+
+class ServerImpl final : public InferenceServer {
+ public:
+  ServerImpl(ServerOptions options, Engine* engine, const Tokenizer* tokenizer,
+             const ChatFormat* chat)
+      : options_(std::move(options)), engine_(engine), tokenizer_(tokenizer), chat_(chat) {
+    http_requests_ = metrics_.NewCounter("loom_infer_http_requests_total",
+                                         "HTTP requests by route and status", {"route", "status"});
+    http_latency_ = metrics_.NewHistogram("loom_infer_http_request_seconds",
+                                          "HTTP request latency (streams: until the end)",
+                                          {"route"}, MetricsRegistry::LatencyBuckets());
+  }
+
+  Status Listen() {
+    router_.Add("GET", "/health", [this](auto& rq, auto ex) { Health(rq, ex); });
+    router_.Add("GET", "/v1/models", [this](auto& rq, auto ex) { Models(rq, ex); });
+    router_.Add("GET", "/metrics", [this](auto& rq, auto ex) { Metrics(rq, ex); });
+    router_.Add("POST", "/tokenize", [this](auto& rq, auto ex) { Tokenize(rq, ex); });
+    router_.Add("POST", "/detokenize", [this](auto& rq, auto ex) { Detokenize(rq, ex); });
+    router_.Add("POST", "/v1/completions", [this](auto& rq, auto ex) { Completions(rq, ex); });
+    router_.Add("POST", "/v1/chat/completions",
+                [this](auto& rq, auto ex) { ChatCompletions(rq, ex); });
+    HttpServerOptions ho;
+    ho.host = options_.host;
+    ho.port = options_.port;
+    ho.io_threads = options_.io_threads;
+    ho.max_body_bytes = options_.max_body_bytes;
+    ho.idle_timeout = std::chrono::minutes(10);
+    ho.on_complete = [this](const HttpRequest& rq, int status, std::chrono::nanoseconds latency) {
+      std::string route = router_.RouteLabel(rq);
+      http_requests_->Add({route, std::to_string(status)});
+      http_latency_->Observe({route}, std::chrono::duration<double>(latency).count());
+    };
+    auto server =
+        HttpServer::Start(std::move(ho), [this](HttpRequest& rq, std::shared_ptr<HttpExchange> ex) {
+          router_.Dispatch(rq, std::move(ex));
+        });
+    if (!server.ok()) return server.status();
+    http_ = std::move(server).value();
+    return Status::Ok();
+  }
+
+  ~ServerImpl() override { Shutdown(std::chrono::seconds(2)); }
+
+  uint16_t port() const override { return http_->port(); }
+  void Shutdown(std::chrono::milliseconds drain) override {
+    if (http_) http_->Shutdown(drain);
+  }
+
+ private:
+  // Parses the body as a JSON object, or answers 400 and returns nullopt.
+  static std::optional<Json> Body(HttpRequest& rq, HttpExchange& ex) {
+    auto j = ParseJson(rq.body);
+    if (!j.ok()) {
+      ex.Respond(OpenAiError(400, "the body is not valid JSON: " + j.status().message(),
+                             "invalid_request_error"));
+      return std::nullopt;
+    }
+    if (!j->is_object()) {
+      ex.Respond(OpenAiError(400, "the body must be a JSON object", "invalid_request_error"));
+      return std::nullopt;
+    }
+    return std::move(j).value();
+  }
+
+  void Health(HttpRequest&, std::shared_ptr<HttpExchange> ex) {
+    ex->Respond(HttpResponse::Json(200, R"({"status":"ok"})"));
+  }
+
+  void Models(HttpRequest&, std::shared_ptr<HttpExchange> ex) {
+    Json model = {{"id", options_.model_name},
+                  {"object", "model"},
+                  {"created", started_},
+                  {"owned_by", "loom"},
+                  {"max_model_len", engine_->max_context()}};
+    ex->Respond(HttpResponse::Json(
+        200, DumpJson(Json{{"object", "list"}, {"data", Json::array({model})}})));
+  }
+
+  void Metrics(HttpRequest&, std::shared_ptr<HttpExchange> ex) {
+    EngineStats s = engine_->Stats();
+    std::ostringstream os;
+    auto metric = [&](const char* name, const char* type, const char* help, double v) {
+      os << "# HELP " << name << ' ' << help << "\n# TYPE " << name << ' ' << type << '\n'
+         << name << ' ' << v << '\n';
+    };
+    metric("loom_infer_queue_depth", "gauge", "Requests waiting to run", double(s.queue_depth));
+    metric("loom_infer_running", "gauge", "Requests in the running batch", double(s.running));
+    metric("loom_infer_kv_blocks_used", "gauge", "KV cache blocks referenced",
+           double(s.kv_blocks_used));
+    metric("loom_infer_kv_blocks_total", "gauge", "KV cache blocks", double(s.kv_blocks_total));
+    metric("loom_infer_tokens_per_second", "gauge", "Generated tokens per second, recent",
+           s.tokens_per_second);
+    metric("loom_infer_prefix_cache_hit_rate", "gauge",
+           "Prompt tokens taken from the prefix cache / prompt tokens", s.prefix_hit_rate());
+    metric("loom_infer_requests_total", "counter", "Finished generation requests",
+           double(s.requests_total));
+    metric("loom_infer_prompt_tokens_total", "counter", "Prompt tokens admitted",
+           double(s.prompt_tokens_total));
+    metric("loom_infer_prefix_cache_hit_tokens_total", "counter",
+           "Prompt tokens taken from the prefix cache", double(s.prefix_hit_tokens_total));
+    metric("loom_infer_generated_tokens_total", "counter", "Tokens generated",
+           double(s.generated_tokens_total));
+    metric("loom_infer_computed_tokens_total", "counter", "Tokens run through the model",
+           double(s.computed_tokens_total));
+    metric("loom_infer_preemptions_total", "counter", "Sequences preempted for KV blocks",
+           double(s.preemptions_total));
+    os << metrics_.Render();
+    HttpResponse r = HttpResponse::Text(200, os.str());
+    r.content_type = "text/plain; version=0.0.4";
+    ex->Respond(std::move(r));
+  }
+
+  void Tokenize(HttpRequest& rq, std::shared_ptr<HttpExchange> ex) {
+    auto body = Body(rq, *ex);
+    if (!body) return;
+    const char* field = body->contains("content") ? "content" : "prompt";
+    if (!body->contains(field) || !(*body)[field].is_string()) {
+      ex->Respond(OpenAiError(400, "give the text to tokenize as \"content\" (a string)",
+                              "invalid_request_error", "content"));
+      return;
+    }
+    bool special = true;
+    if (auto e = Fields(*body).Bool("parse_special", &special)) {
+      ex->Respond(OpenAiError(400, e->message, "invalid_request_error", e->param));
+      return;
+    }
+    auto ids = tokenizer_->Encode((*body)[field].get<std::string>(),
+                                  special ? SpecialTokens::kParse : SpecialTokens::kAsText);
+    Json out = {{"tokens", ids}, {"count", ids.size()}, {"max_model_len", engine_->max_context()}};
+    ex->Respond(HttpResponse::Json(200, DumpJson(out)));
+  }
+
+  void Detokenize(HttpRequest& rq, std::shared_ptr<HttpExchange> ex) {
+    auto body = Body(rq, *ex);
+    if (!body) return;
+    std::vector<int32_t> ids;
+    if (auto e = TokenIds(*body, "tokens", &ids)) {
+      ex->Respond(OpenAiError(400, e->message, "invalid_request_error", e->param));
+      return;
+    }
+    std::string text = tokenizer_->Decode(ids);
+    ex->Respond(HttpResponse::Json(200, DumpJson(Json{{"content", text}, {"prompt", text}})));
+  }
+
+  // A list of token ids in the vocabulary.
+  std::optional<BadRequest> TokenIds(const Json& body, const char* name,
+                                     std::vector<int32_t>* out) const {
+    if (!body.contains(name) || !body[name].is_array()) {
+      return BadRequest{std::string(name) + " must be a list of token ids", name};
+    }
+    return IdList(body[name], name, out);
+  }
+
+  std::optional<BadRequest> IdList(const Json& list, const char* name,
+                                   std::vector<int32_t>* out) const {
+    const int64_t vocab = std::max<int64_t>(engine_->config().vocab_size, tokenizer_->vocab_size());
+    for (const Json& t : list) {
+      if (!t.is_number_integer() || t.get<int64_t>() < 0 || t.get<int64_t>() >= vocab) {
+        return BadRequest{std::string(name) + " must hold token ids in [0, " +
+                              std::to_string(vocab) + "), got " + DumpJson(t),
+                          name};
+      }
+      out->push_back(t.get<int32_t>());
+    }
+    return std::nullopt;
+  }
+
+  // Submits `req`; on success the reply owns the exchange from now on.
+  void Submit(GenerationRequest req, std::shared_ptr<Reply> reply, HttpExchange& ex,
+              std::string_view param) {
+    auto id = engine_->Submit(std::move(req),
+                              [reply](const GenerationEvent& ev) { return reply->OnEvent(ev); });
+    if (!id.ok()) {
+      ex.Respond(ErrorFor(id.status(), param));
+      return;
+    }
+    if (!reply->Started()) engine_->Cancel(*id);
+  }
+
+  void Completions(HttpRequest& rq, std::shared_ptr<HttpExchange> ex) {
+    auto body = Body(rq, *ex);
+    if (!body) return;
+    GenerationRequest req;
+    bool stream = false, include_usage = false, return_ids = false;
+    auto bad = ParseSampling(*body, 16, &req, &stream, &include_usage);
+    if (!bad) bad = Fields(*body).Bool("return_token_ids", &return_ids);
+    if (!bad) bad = CompletionPrompt(*body, &req.prompt);
+    if (bad) {
+      ex->Respond(OpenAiError(400, bad->message, "invalid_request_error", bad->param));
+      return;
+    }
+    auto reply = std::make_shared<CompletionReply>(ex, options_.model_name, stream, include_usage,
+                                                   return_ids);
+    Submit(std::move(req), std::move(reply), *ex, "prompt");
+  }
+
+  // "prompt": a string, a list of token ids, or a one-element list of either.
+  std::optional<BadRequest> CompletionPrompt(const Json& body, std::vector<int32_t>* out) const {
+    const char* kMsg = "prompt must be a string or a list of token ids (one prompt per request)";
+    if (!body.contains("prompt")) return BadRequest{"prompt is required", "prompt"};
+    const Json* p = &body["prompt"];
+    if (p->is_array() && p->size() == 1 && ((*p)[0].is_string() || (*p)[0].is_array())) {
+      p = &(*p)[0];
+    }
+    if (p->is_string()) {
+      // A raw-text prompt gets what the tokenizer's post-processor adds (Llama 3's BOS).
+      *out = tokenizer_->template_prefix();
+      auto ids = tokenizer_->Encode(p->get<std::string>(), SpecialTokens::kParse);
+      out->insert(out->end(), ids.begin(), ids.end());
+      if (ids.empty()) return BadRequest{"the prompt is empty", "prompt"};
+      return std::nullopt;
+    }
+    if (!p->is_array()) return BadRequest{kMsg, "prompt"};
+    if (p->empty()) return BadRequest{"the prompt is empty", "prompt"};
+    return IdList(*p, "prompt", out);
+  }
+
+  void ChatCompletions(HttpRequest& rq, std::shared_ptr<HttpExchange> ex) {
+    auto body = Body(rq, *ex);
+    if (!body) return;
+    auto bad_request = [&](const BadRequest& b) {
+      ex->Respond(OpenAiError(400, b.message, "invalid_request_error", b.param));
+    };
+    GenerationRequest req;
+    bool stream = false, include_usage = false, return_ids = false;
+    auto bad = ParseSampling(*body, engine_->max_context(), &req, &stream, &include_usage);
+    if (!bad) bad = Fields(*body).Bool("return_token_ids", &return_ids);
+    if (bad) return bad_request(*bad);
+    if (!body->contains("messages") || !(*body)["messages"].is_array() ||
+        (*body)["messages"].empty()) {
+      return bad_request({"messages must be a non-empty list of messages", "messages"});
+    }
+    Json tools = body->contains("tools") ? (*body)["tools"] : Json(nullptr);
+    if (!tools.is_null() && !tools.is_array()) {
+      return bad_request({"tools must be a list of {\"type\": \"function\", ...}", "tools"});
+    }
+    if (tools.is_array() && tools.empty()) tools = nullptr;
+
+    // tool_choice: "auto" (default with tools), "none", "required", or a named function.
+    std::string choice = tools.is_null() ? "none" : "auto";
+    std::string forced_name;
+    if (body->contains("tool_choice") && !(*body)["tool_choice"].is_null()) {
+      const Json& tc = (*body)["tool_choice"];
+      if (tc.is_string()) {
+        choice = tc.get<std::string>();
+        if (choice != "auto" && choice != "none" && choice != "required") {
+          return bad_request(
+              {"tool_choice must be \"auto\", \"none\", \"required\" or "
+               "{\"type\": \"function\", \"function\": {\"name\": ...}}",
+               "tool_choice"});
+        }
+      } else if (tc.is_object() && tc.contains("function") && tc["function"].is_object() &&
+                 tc["function"].contains("name") && tc["function"]["name"].is_string()) {
+        choice = "named";
+        forced_name = tc["function"]["name"].get<std::string>();
+      } else {
+        return bad_request(
+            {"tool_choice must be \"auto\", \"none\", \"required\" or "
+             "{\"type\": \"function\", \"function\": {\"name\": ...}}",
+             "tool_choice"});
+      }
+      if (choice != "none" && tools.is_null()) {
+        return bad_request({"tool_choice \"" + choice + "\" needs tools", "tool_choice"});
+      }
+    }
+    if (choice == "none") tools = nullptr;
+
+    auto prompt = chat_->Render((*body)["messages"], tools, GenerationPrompt::kAdd);
+    if (!prompt.ok()) return bad_request({prompt.status().message(), "messages"});
+    // required / named: the assistant turn starts with the call's opening.
+    std::string prefill;
+    if (choice == "required" || choice == "named") {
+      std::string name_part = choice == "named" ? PythonJsonDumps(Json(forced_name)) : "\"";
+      if (choice == "named")
+        name_part +=
+            chat_->kind() == ChatFormatKind::kLlama3 ? ", \"parameters\": " : ", \"arguments\": ";
+      prefill = chat_->kind() == ChatFormatKind::kLlama3 ? "{\"name\": " + name_part
+                                                         : "<tool_call>\n{\"name\": " + name_part;
+    }
+    req.prompt = tokenizer_->Encode(*prompt + prefill, SpecialTokens::kParse);
+    for (const auto& s : chat_->stop_tokens()) {
+      if (auto id = tokenizer_->TokenId(s)) req.stop_token_ids.push_back(*id);
+    }
+    std::optional<ChatFormatKind> tools_format;
+    if (!tools.is_null()) tools_format = chat_->kind();
+    auto reply = std::make_shared<ChatReply>(ex, options_.model_name, stream, include_usage,
+                                             return_ids, tools_format, prefill);
+    Submit(std::move(req), std::move(reply), *ex, "messages");
+  }
+
+  ServerOptions options_;
+  Engine* engine_;
+  const Tokenizer* tokenizer_;
+  const ChatFormat* chat_;
+  int64_t started_ = NowSeconds();
+  MetricsRegistry metrics_;
+  Counter* http_requests_ = nullptr;
+  Histogram* http_latency_ = nullptr;
+  Router router_;
+  std::unique_ptr<HttpServer> http_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<InferenceServer>> InferenceServer::Start(ServerOptions options,
+                                                                Engine* engine,
+                                                                const Tokenizer* tokenizer,
+                                                                const ChatFormat* chat) {
+  if (engine == nullptr || tokenizer == nullptr || chat == nullptr) {
+    return Status::InvalidArgument("the server needs an engine, a tokenizer and a chat format");
+  }
+  auto server = std::make_unique<ServerImpl>(std::move(options), engine, tokenizer, chat);
+  LOOM_RETURN_IF_ERROR(server->Listen());
+  return std::unique_ptr<InferenceServer>(std::move(server));
+}
+
+}  // namespace loom::inference

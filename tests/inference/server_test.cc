@@ -1,0 +1,440 @@
+// The HTTP API end to end: a real server on port 0 over the engine with the
+// real CPU backend and tokenizer on the tiny-llama fixture (and, for tool
+// calls, a scripted backend that says exactly what the test needs).
+#include "inference/server.h"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "common/json.h"
+#include "inference/chat_format.h"
+#include "inference/cpu/cpu_backend.h"
+#include "inference/tokenizer.h"
+#include "tests/fakes/fake_backend.h"
+#include "tests/inference/fixture_path.h"
+#include "tests/support/http_client.h"
+
+namespace loom::inference {
+namespace {
+
+using loom::testing::FixturePath;
+using loom::testing::HttpCall;
+
+Json Golden() {
+  std::ifstream in(FixturePath("tiny-llama/golden.json"));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  auto j = ParseJson(ss.str());
+  EXPECT_TRUE(j.ok());
+  return j.ok() ? *j : Json();
+}
+
+Json ParseOk(const std::string& body) {
+  auto j = ParseJson(body);
+  EXPECT_TRUE(j.ok()) << body;
+  return j.ok() ? *j : Json();
+}
+
+// The JSON payloads of an SSE body; `done` tells whether it ended with [DONE].
+std::vector<Json> SseEvents(const std::string& body, bool* done) {
+  std::vector<Json> out;
+  *done = false;
+  size_t pos = 0;
+  while (pos < body.size()) {
+    size_t end = body.find("\n\n", pos);
+    if (end == std::string::npos) end = body.size();
+    std::string ev = body.substr(pos, end - pos);
+    pos = end + 2;
+    if (ev.rfind("data: ", 0) != 0) continue;
+    std::string data = ev.substr(6);
+    if (data == "[DONE]") {
+      *done = true;
+      continue;
+    }
+    EXPECT_FALSE(*done) << "event after [DONE]";
+    out.push_back(ParseOk(data));
+  }
+  return out;
+}
+
+void ExpectOpenAiError(const loom::testing::ClientResponse& r, int status) {
+  EXPECT_EQ(r.status, status) << r.body;
+  Json j = ParseOk(r.body);
+  ASSERT_TRUE(j.contains("error")) << r.body;
+  const Json& e = j["error"];
+  EXPECT_TRUE(e.contains("message") && e["message"].is_string()) << r.body;
+  EXPECT_TRUE(e.contains("type") && e["type"].is_string()) << r.body;
+  EXPECT_TRUE(e.contains("param")) << r.body;
+  EXPECT_TRUE(e.contains("code")) << r.body;
+}
+
+// Tokenizer, chat format, engine and server on one backend.
+struct Stack {
+  Status Start(std::unique_ptr<Backend> backend, bool prefix_cache = true) {
+    auto tok = Tokenizer::Load(FixturePath("tiny-llama"));
+    if (!tok.ok()) return tok.status();
+    tokenizer = std::move(tok).value();
+    auto cf = ChatFormat::ForModel(FixturePath("tiny-llama"));
+    if (!cf.ok()) return cf.status();
+    chat = std::make_unique<ChatFormat>(*cf);
+    EngineOptions eo;
+    eo.max_batch = 8;
+    eo.prefix_cache = prefix_cache;
+    const Tokenizer* t = tokenizer.get();
+    eo.detokenize = [t](std::span<const int32_t> ids) { return t->Decode(ids); };
+    auto e = Engine::Start(std::move(backend), std::move(eo));
+    if (!e.ok()) return e.status();
+    engine = std::move(e).value();
+    ServerOptions so;
+    so.port = 0;
+    so.model_name = "tiny-llama";
+    auto s = InferenceServer::Start(so, engine.get(), tokenizer.get(), chat.get());
+    if (!s.ok()) return s.status();
+    server = std::move(s).value();
+    return Status::Ok();
+  }
+  ~Stack() {
+    if (server) server->Shutdown(std::chrono::seconds(1));
+  }
+  loom::testing::ClientResponse Post(const std::string& path, const Json& body) {
+    return HttpCall(server->port(), "POST", path, DumpJson(body),
+                    {{"Content-Type", "application/json"}});
+  }
+
+  std::unique_ptr<Tokenizer> tokenizer;
+  std::unique_ptr<ChatFormat> chat;
+  std::unique_ptr<Engine> engine;
+  std::unique_ptr<InferenceServer> server;
+};
+
+class ServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    golden_ = Golden();
+    CpuBackendOptions bo;
+    bo.threads = 2;
+    bo.block_size = 16;
+    bo.num_kv_blocks = 64;
+    auto backend = MakeCpuBackend(FixturePath("tiny-llama"), bo);
+    ASSERT_TRUE(backend.ok()) << backend.status().ToString();
+    Status st = stack_.Start(std::move(backend).value());
+    ASSERT_TRUE(st.ok()) << st.ToString();
+  }
+
+  Json golden_;
+  Stack stack_;
+};
+
+Json Greedy24(Json prompt) {
+  return {{"prompt", std::move(prompt)},
+          {"max_tokens", 24},
+          {"temperature", 0},
+          {"ignore_eos", true},
+          {"return_token_ids", true}};
+}
+
+TEST_F(ServerTest, CompletionOfTokenIdsGivesTheGoldenGreedyTokens) {
+  for (const auto& c : golden_["cases"]) {
+    auto r = stack_.Post("/v1/completions", Greedy24(c["ids"]));
+    ASSERT_EQ(r.status, 200) << r.body;
+    Json j = ParseOk(r.body);
+    const Json& choice = j["choices"][0];
+    EXPECT_EQ(choice["token_ids"], c["greedy_24"]) << c["text"];
+    // The random model writes invalid UTF-8, which JSON carries as U+FFFD.
+    std::string text = stack_.tokenizer->Decode(c["greedy_24"].get<std::vector<int32_t>>());
+    EXPECT_EQ(choice["text"], ParseOk(DumpJson(Json(text))));
+    EXPECT_EQ(choice["finish_reason"], "length");
+    EXPECT_EQ(j["object"], "text_completion");
+    EXPECT_EQ(j["usage"]["prompt_tokens"], c["ids"].size());
+    EXPECT_EQ(j["usage"]["completion_tokens"], 24);
+  }
+}
+
+TEST_F(ServerTest, CompletionOfTextEqualsCompletionOfItsTokenIds) {
+  const Json& c = golden_["cases"][1];
+  auto r = stack_.Post("/v1/completions", Greedy24(c["text"]));
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(ParseOk(r.body)["choices"][0]["token_ids"], c["greedy_24"]);
+}
+
+TEST_F(ServerTest, StreamedCompletionReassemblesToTheSameText) {
+  const Json& c = golden_["cases"][0];
+  auto plain = stack_.Post("/v1/completions", Greedy24(c["ids"]));
+  ASSERT_EQ(plain.status, 200);
+  Json body = Greedy24(c["ids"]);
+  body["stream"] = true;
+  body["stream_options"] = {{"include_usage", true}};
+  auto r = stack_.Post("/v1/completions", body);
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_NE(r.headers["Content-Type"].find("text/event-stream"), std::string::npos);
+  bool done = false;
+  auto events = SseEvents(r.body, &done);
+  EXPECT_TRUE(done);
+  std::string text;
+  std::string finish;
+  Json usage;
+  for (const auto& ev : events) {
+    if (ev.contains("usage")) usage = ev["usage"];
+    if (ev["choices"].empty()) continue;
+    text += ev["choices"][0]["text"].get<std::string>();
+    if (!ev["choices"][0]["finish_reason"].is_null()) finish = ev["choices"][0]["finish_reason"];
+  }
+  EXPECT_GT(events.size(), 2u);
+  EXPECT_EQ(text, ParseOk(plain.body)["choices"][0]["text"].get<std::string>());
+  EXPECT_EQ(finish, "length");
+  EXPECT_EQ(usage["completion_tokens"], 24);
+}
+
+Json ChatBody() {
+  return {{"messages",
+           {{{"role", "system"}, {"content", "You are a coding agent."}},
+            {{"role", "user"}, {"content", "Fix the bug in add(): it subtracts."}}}},
+          {"max_tokens", 24},
+          {"temperature", 0},
+          {"ignore_eos", true},
+          {"return_token_ids", true}};
+}
+
+TEST_F(ServerTest, ChatCompletionRendersTheTemplateAndGivesTheGoldenGreedyTokens) {
+  // The last golden case is the chat template applied to this conversation.
+  const Json& c = golden_["cases"].back();
+  ASSERT_EQ(c["text"], golden_["chat_rendered"]);
+  auto r = stack_.Post("/v1/chat/completions", ChatBody());
+  ASSERT_EQ(r.status, 200) << r.body;
+  Json j = ParseOk(r.body);
+  EXPECT_EQ(j["object"], "chat.completion");
+  EXPECT_EQ(j["usage"]["prompt_tokens"], c["ids"].size());
+  EXPECT_EQ(j["choices"][0]["token_ids"], c["greedy_24"]);
+  EXPECT_EQ(j["choices"][0]["message"]["role"], "assistant");
+  EXPECT_TRUE(j["choices"][0]["message"]["content"].is_string());
+}
+
+TEST_F(ServerTest, StreamedChatReassemblesToTheSameContent) {
+  auto plain = stack_.Post("/v1/chat/completions", ChatBody());
+  ASSERT_EQ(plain.status, 200) << plain.body;
+  Json body = ChatBody();
+  body["stream"] = true;
+  auto r = stack_.Post("/v1/chat/completions", body);
+  ASSERT_EQ(r.status, 200) << r.body;
+  bool done = false;
+  auto events = SseEvents(r.body, &done);
+  EXPECT_TRUE(done);
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(events[0]["choices"][0]["delta"]["role"], "assistant");
+  std::string content;
+  for (const auto& ev : events) {
+    EXPECT_EQ(ev["object"], "chat.completion.chunk");
+    const Json& d = ev["choices"][0]["delta"];
+    if (d.contains("content")) content += d["content"].get<std::string>();
+  }
+  EXPECT_EQ(content, ParseOk(plain.body)["choices"][0]["message"]["content"].get<std::string>());
+  EXPECT_EQ(events.back()["choices"][0]["finish_reason"], "length");
+}
+
+TEST_F(ServerTest, TokenizeAndDetokenizeRoundTrip) {
+  for (const auto& c : golden_["cases"]) {
+    auto t = stack_.Post("/tokenize", {{"content", c["text"]}});
+    ASSERT_EQ(t.status, 200) << t.body;
+    Json tokens = ParseOk(t.body)["tokens"];
+    EXPECT_EQ(tokens, c["ids"]);
+    auto d = stack_.Post("/detokenize", {{"tokens", tokens}});
+    ASSERT_EQ(d.status, 200) << d.body;
+    EXPECT_EQ(ParseOk(d.body)["content"], c["text"]);
+  }
+  ExpectOpenAiError(stack_.Post("/detokenize", {{"tokens", {1, 99999}}}), 400);
+  ExpectOpenAiError(stack_.Post("/tokenize", {{"text", "x"}}), 400);
+}
+
+TEST_F(ServerTest, MalformedRequestsGetA400InOpenAiShape) {
+  auto port = stack_.server->port();
+  ExpectOpenAiError(HttpCall(port, "POST", "/v1/chat/completions", "{\"messages\": [", {}), 400);
+  ExpectOpenAiError(HttpCall(port, "POST", "/v1/completions", "[1, 2]", {}), 400);
+  ExpectOpenAiError(stack_.Post("/v1/completions", {{"max_tokens", 3}}), 400);
+  auto bad_temp = stack_.Post("/v1/completions", {{"prompt", "hi"}, {"temperature", "hot"}});
+  ExpectOpenAiError(bad_temp, 400);
+  EXPECT_EQ(ParseOk(bad_temp.body)["error"]["param"], "temperature");
+  ExpectOpenAiError(stack_.Post("/v1/completions", {{"prompt", "hi"}, {"stop", 3}}), 400);
+  ExpectOpenAiError(stack_.Post("/v1/completions", {{"prompt", {1, -4}}}), 400);
+  ExpectOpenAiError(stack_.Post("/v1/chat/completions", {{"messages", Json::array()}}), 400);
+  ExpectOpenAiError(
+      stack_.Post("/v1/chat/completions", {{"messages", {{{"role", "user"}, {"content", "hi"}}}},
+                                           {"tool_choice", "required"}}),
+      400);
+  ExpectOpenAiError(
+      stack_.Post("/v1/chat/completions", {{"messages", {{{"role", "user"}, {"content", 5}}}}}),
+      400);
+}
+
+TEST_F(ServerTest, PromptLongerThanTheContextIsA400ThatSaysSo) {
+  std::vector<int32_t> ids(600, 65);  // the fixture's context is 512 positions
+  auto r = stack_.Post("/v1/completions", {{"prompt", ids}, {"max_tokens", 4}});
+  ExpectOpenAiError(r, 400);
+  EXPECT_NE(ParseOk(r.body)["error"]["message"].get<std::string>().find("context"),
+            std::string::npos)
+      << r.body;
+  std::string long_text(3000, 'x');
+  auto chat = stack_.Post("/v1/chat/completions",
+                          {{"messages", {{{"role", "user"}, {"content", long_text}}}}});
+  ExpectOpenAiError(chat, 400);
+  EXPECT_NE(chat.body.find("context"), std::string::npos) << chat.body;
+}
+
+TEST_F(ServerTest, ModelsHealthAndMetrics) {
+  auto port = stack_.server->port();
+  auto h = HttpCall(port, "GET", "/health");
+  EXPECT_EQ(h.status, 200);
+  auto m = HttpCall(port, "GET", "/v1/models");
+  ASSERT_EQ(m.status, 200);
+  Json models = ParseOk(m.body);
+  EXPECT_EQ(models["object"], "list");
+  EXPECT_EQ(models["data"][0]["id"], "tiny-llama");
+  EXPECT_EQ(models["data"][0]["max_model_len"], 512);
+
+  const Json& c = golden_["cases"][5];
+  ASSERT_EQ(stack_.Post("/v1/completions", Greedy24(c["ids"])).status, 200);
+  ASSERT_EQ(stack_.Post("/v1/completions", Greedy24(c["ids"])).status, 200);
+  auto metrics = HttpCall(port, "GET", "/metrics");
+  ASSERT_EQ(metrics.status, 200);
+  for (const char* name : {"loom_infer_tokens_per_second", "loom_infer_queue_depth",
+                           "loom_infer_running", "loom_infer_kv_blocks_used",
+                           "loom_infer_kv_blocks_total 64", "loom_infer_prefix_cache_hit_rate",
+                           "loom_infer_generated_tokens_total", "loom_infer_http_requests_total"}) {
+    EXPECT_NE(metrics.body.find(name), std::string::npos) << name;
+  }
+  // The repeated 58-token prompt reused (58 - 1) / 16 = 3 blocks.
+  EXPECT_NE(metrics.body.find("loom_infer_prefix_cache_hit_tokens_total 48"), std::string::npos)
+      << metrics.body;
+}
+
+// ---- tool calls, with a backend that says a scripted tool call --------------
+
+class ServerToolCallTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto backend = std::make_unique<testing::ScriptedBackend>(512, std::vector<int32_t>{2});
+    backend_ = backend.get();
+    Status st = stack_.Start(std::move(backend), /*prefix_cache=*/false);
+    ASSERT_TRUE(st.ok()) << st.ToString();
+  }
+
+  // The model will say `text` and then <|im_end|>.
+  void Say(const std::string& text) {
+    auto ids = stack_.tokenizer->Encode(text);
+    ids.push_back(*stack_.tokenizer->TokenId("<|im_end|>"));
+    backend_->set_script(ids);
+  }
+
+  static Json Body(Json tool_choice = "auto") {
+    Json tool = {{"type", "function"},
+                 {"function",
+                  {{"name", "read_file"},
+                   {"description", "Read a file"},
+                   {"parameters",
+                    {{"type", "object"},
+                     {"properties", {{"path", {{"type", "string"}}}}},
+                     {"required", {"path"}}}}}}};
+    return {{"messages", {{{"role", "user"}, {"content", "Show me a.py"}}}},
+            {"tools", {tool}},
+            {"tool_choice", std::move(tool_choice)},
+            {"temperature", 0}};
+  }
+
+  // name + concatenated arguments of each streamed call, and the finish reason.
+  static std::vector<std::pair<std::string, std::string>> StreamedCalls(
+      const std::vector<Json>& events, std::string* content, std::string* finish) {
+    std::vector<std::pair<std::string, std::string>> calls;
+    for (const auto& ev : events) {
+      const Json& ch = ev["choices"][0];
+      if (!ch["finish_reason"].is_null()) *finish = ch["finish_reason"];
+      const Json& d = ch["delta"];
+      if (d.contains("content")) *content += d["content"].get<std::string>();
+      if (!d.contains("tool_calls")) continue;
+      for (const auto& tc : d["tool_calls"]) {
+        size_t i = tc["index"].get<size_t>();
+        if (calls.size() <= i) calls.resize(i + 1);
+        if (tc.contains("id")) {
+          EXPECT_EQ(tc["type"], "function");
+          calls[i].first = tc["function"]["name"];
+        }
+        calls[i].second += tc["function"]["arguments"].get<std::string>();
+      }
+    }
+    return calls;
+  }
+
+  testing::ScriptedBackend* backend_ = nullptr;
+  Stack stack_;
+};
+
+TEST_F(ServerToolCallTest, ToolCallComesBackStructuredAndStreamsInFragments) {
+  const std::string said =
+      "Let me look.\n<tool_call>\n{\"name\": \"read_file\", \"arguments\": {\"path\": "
+      "\"a.py\"}}\n</tool_call>";
+  Say(said);
+  auto r = stack_.Post("/v1/chat/completions", Body());
+  ASSERT_EQ(r.status, 200) << r.body;
+  Json choice = ParseOk(r.body)["choices"][0];
+  EXPECT_EQ(choice["finish_reason"], "tool_calls");
+  EXPECT_EQ(choice["message"]["content"], "Let me look.");
+  ASSERT_EQ(choice["message"]["tool_calls"].size(), 1u);
+  const Json& call = choice["message"]["tool_calls"][0];
+  EXPECT_EQ(call["type"], "function");
+  EXPECT_EQ(call["function"]["name"], "read_file");
+  EXPECT_EQ(ParseOk(call["function"]["arguments"].get<std::string>()), Json({{"path", "a.py"}}));
+
+  Say(said);
+  Json body = Body();
+  body["stream"] = true;
+  auto s = stack_.Post("/v1/chat/completions", body);
+  ASSERT_EQ(s.status, 200) << s.body;
+  bool done = false;
+  auto events = SseEvents(s.body, &done);
+  EXPECT_TRUE(done);
+  std::string content, finish;
+  auto calls = StreamedCalls(events, &content, &finish);
+  EXPECT_EQ(content, "Let me look.");
+  EXPECT_EQ(finish, "tool_calls");
+  ASSERT_EQ(calls.size(), 1u);
+  EXPECT_EQ(calls[0].first, "read_file");
+  EXPECT_EQ(calls[0].second, call["function"]["arguments"].get<std::string>());
+}
+
+TEST_F(ServerToolCallTest, RequiredAndNamedToolChoicePrefillTheCallOpening) {
+  // The server writes `<tool_call>\n{"name": "` itself; the model continues.
+  Say("read_file\", \"arguments\": {\"path\": \"b.py\"}}\n</tool_call>");
+  auto r = stack_.Post("/v1/chat/completions", Body("required"));
+  ASSERT_EQ(r.status, 200) << r.body;
+  Json choice = ParseOk(r.body)["choices"][0];
+  ASSERT_EQ(choice["message"]["tool_calls"].size(), 1u) << r.body;
+  EXPECT_EQ(choice["message"]["tool_calls"][0]["function"]["name"], "read_file");
+  EXPECT_TRUE(choice["message"]["content"].is_null() || choice["message"]["content"] == "");
+
+  Say("{\"path\": \"c.py\"}}\n</tool_call>");
+  Json body = Body({{"type", "function"}, {"function", {{"name", "read_file"}}}});
+  body["stream"] = true;
+  auto s = stack_.Post("/v1/chat/completions", body);
+  ASSERT_EQ(s.status, 200) << s.body;
+  bool done = false;
+  std::string content, finish;
+  auto calls = StreamedCalls(SseEvents(s.body, &done), &content, &finish);
+  ASSERT_EQ(calls.size(), 1u) << s.body;
+  EXPECT_EQ(calls[0].first, "read_file");
+  EXPECT_EQ(ParseOk(calls[0].second), Json({{"path", "c.py"}}));
+  EXPECT_EQ(finish, "tool_calls");
+}
+
+TEST_F(ServerToolCallTest, ToolChoiceNoneLeavesTheTextAsContent) {
+  const std::string said = "<tool_call>\n{\"name\": \"x\", \"arguments\": {}}\n</tool_call>";
+  Say(said);
+  auto r = stack_.Post("/v1/chat/completions", Body("none"));
+  ASSERT_EQ(r.status, 200) << r.body;
+  Json choice = ParseOk(r.body)["choices"][0];
+  EXPECT_EQ(choice["message"]["content"], said);
+  EXPECT_FALSE(choice["message"].contains("tool_calls"));
+  EXPECT_EQ(choice["finish_reason"], "stop");
+}
+
+}  // namespace
+}  // namespace loom::inference
