@@ -335,7 +335,7 @@ TEST(CpuBackendTest, TensorParallelMatchesSingleRank) {
   ASSERT_NE(one, nullptr);
   // TP=4 with 2 KV heads: each rank holds the KV head of its query head (replicated).
   for (int tp : {2, 4}) {
-    auto b = Make(FixtureModel(), tp, 2);
+    auto b = Make(FixtureModel(), tp, tp == 2 ? 4 : 2);  // TP=2: two matmul threads per rank
     ASSERT_NE(b, nullptr) << tp;
     for (size_t c = 0; c < Golden().size(); ++c) {
       Sequence s1(one.get(), Blocks(0, 6));
@@ -575,6 +575,42 @@ TEST(CpuBackendTest, LlamaWithLlama3RopeScalingAndFourKvHeads) {
                   {"original_max_position_embeddings", 16}};
   Synthetic syn = MakeSynthetic("llama", 4, 4, /*tied=*/false, /*bias=*/false, scaling, 12);
   CheckSynthetic(syn, {2, 4});
+}
+
+TEST(CpuBackendTest, Bf16ShardedCheckpointLoadsLikeF32) {
+  Synthetic syn = MakeSynthetic("qwen2", 4, 2, /*tied=*/false, /*bias=*/true, nullptr, 13);
+  for (auto& [name, v] : syn.w) {
+    for (float& x : v) x = Bf16ToFloat(FloatToBf16(x));  // exactly representable in BF16
+  }
+  loom::testing::TempDir f32_dir, bf16_dir;
+  WriteSynthetic(syn, f32_dir.path());
+  // The same weights as BF16 in two shards with an index (odd tensors in the second).
+  std::ofstream(bf16_dir.path() + "/config.json") << syn.config.dump();
+  std::vector<std::vector<uint16_t>> halves;
+  std::vector<TensorToWrite> shard[2];
+  Json weight_map = Json::object();
+  int i = 0;
+  for (const auto& [name, v] : syn.w) {
+    std::vector<uint16_t> h(v.size());
+    for (size_t j = 0; j < v.size(); ++j) h[j] = FloatToBf16(v[j]);
+    halves.push_back(std::move(h));
+    const int which = i++ % 2;
+    shard[which].push_back({name, "BF16", syn.shapes.at(name),
+                            std::as_bytes(std::span<const uint16_t>(halves.back()))});
+    weight_map[name] = which == 0 ? "a.safetensors" : "b.safetensors";
+  }
+  ASSERT_TRUE(WriteSafetensors(bf16_dir.File("a.safetensors"), shard[0]).ok());
+  ASSERT_TRUE(WriteSafetensors(bf16_dir.File("b.safetensors"), shard[1]).ok());
+  std::ofstream(bf16_dir.File("model.safetensors.index.json"))
+      << Json{{"weight_map", weight_map}}.dump();
+
+  auto a = Make(f32_dir.path());
+  auto b = Make(bf16_dir.path());
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  std::vector<int32_t> ids = {5, 17, 3, 88, 42, 0, 61};
+  Sequence sa(a.get(), Blocks(0, 1)), sb(b.get(), Blocks(0, 1));
+  EXPECT_EQ(sa.Feed(ids, 0, true), sb.Feed(ids, 0, true));  // bit for bit
 }
 
 }  // namespace
