@@ -1,0 +1,200 @@
+// Time to first token through the engine, cold vs prefix-cache hit.
+//
+// Builds a small Llama-shaped model with random weights (float32 safetensors in
+// a temp dir, loaded by the CPU backend like any checkpoint), then for each run
+// submits a fresh 2,000-token prompt (cold: nothing cached) and measures the
+// time from Submit to the first token; then the same prompt again (hit: all but
+// the last block comes from the prefix cache), and the prompt plus a new
+// 50-token turn (what an agent sends next). Prints medians and hit / cold.
+//
+//   inference_ttft_bench [--threads N] [--runs N] [--prompt N]
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "common/json.h"
+#include "inference/cpu/cpu_backend.h"
+#include "inference/engine.h"
+#include "inference/safetensors.h"
+
+namespace loom::inference {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+struct Shape {
+  int64_t vocab = 8192, hidden = 384, inter = 1024, layers = 6, heads = 6, kv_heads = 2;
+};
+
+Status WriteModel(const std::string& dir, const Shape& s) {
+  Json config = {{"model_type", "llama"},
+                 {"vocab_size", s.vocab},
+                 {"hidden_size", s.hidden},
+                 {"intermediate_size", s.inter},
+                 {"num_hidden_layers", s.layers},
+                 {"num_attention_heads", s.heads},
+                 {"num_key_value_heads", s.kv_heads},
+                 {"max_position_embeddings", 4096},
+                 {"rms_norm_eps", 1e-5},
+                 {"rope_theta", 10000.0},
+                 {"tie_word_embeddings", true},
+                 {"eos_token_id", 2}};
+  std::ofstream(dir + "/config.json") << config.dump(2);
+  const int64_t H = s.hidden, hd = s.hidden / s.heads;
+  struct T {
+    std::string name;
+    std::vector<int64_t> shape;
+    float mean, scale;
+  };
+  std::vector<T> ts = {{"model.embed_tokens.weight", {s.vocab, H}, 0, 0.02f},
+                       {"model.norm.weight", {H}, 1, 0}};
+  for (int64_t l = 0; l < s.layers; ++l) {
+    std::string p = "model.layers." + std::to_string(l) + ".";
+    ts.push_back({p + "input_layernorm.weight", {H}, 1, 0});
+    ts.push_back({p + "post_attention_layernorm.weight", {H}, 1, 0});
+    ts.push_back({p + "self_attn.q_proj.weight", {s.heads * hd, H}, 0, 0.03f});
+    ts.push_back({p + "self_attn.k_proj.weight", {s.kv_heads * hd, H}, 0, 0.03f});
+    ts.push_back({p + "self_attn.v_proj.weight", {s.kv_heads * hd, H}, 0, 0.03f});
+    ts.push_back({p + "self_attn.o_proj.weight", {H, s.heads * hd}, 0, 0.03f});
+    ts.push_back({p + "mlp.gate_proj.weight", {s.inter, H}, 0, 0.03f});
+    ts.push_back({p + "mlp.up_proj.weight", {s.inter, H}, 0, 0.03f});
+    ts.push_back({p + "mlp.down_proj.weight", {H, s.inter}, 0, 0.02f});
+  }
+  std::vector<std::vector<float>> data;
+  std::vector<TensorToWrite> out;
+  uint64_t rng = 0x9e3779b97f4a7c15ull;
+  double params = 0;
+  for (const T& t : ts) {
+    int64_t n = 1;
+    for (int64_t d : t.shape) n *= d;
+    params += double(n);
+    std::vector<float> v(static_cast<size_t>(n));
+    for (float& x : v) {
+      rng ^= rng << 13;
+      rng ^= rng >> 7;
+      rng ^= rng << 17;
+      x = t.mean + t.scale * (float(rng >> 40) / float(1 << 24) * 2.0f - 1.0f);
+    }
+    data.push_back(std::move(v));
+    out.push_back({t.name, "F32", t.shape, std::as_bytes(std::span<const float>(data.back()))});
+  }
+  std::printf("model: %.1fM parameters (hidden %lld, %lld layers, %lld/%lld heads, vocab %lld)\n",
+              params / 1e6, (long long)H, (long long)s.layers, (long long)s.heads,
+              (long long)s.kv_heads, (long long)s.vocab);
+  return WriteSafetensors(dir + "/model.safetensors", out);
+}
+
+// Seconds from Submit to the first token of a one-token generation.
+Result<double> Ttft(Engine& engine, std::vector<int32_t> prompt, int32_t* cached) {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  Clock::time_point first;
+  GenerationRequest req;
+  req.prompt = std::move(prompt);
+  req.sampling.temperature = 0;
+  req.max_tokens = 1;
+  auto t0 = Clock::now();
+  auto id = engine.Submit(std::move(req), [&](const GenerationEvent& ev) {
+    std::lock_guard lock(mu);
+    if (!done) first = Clock::now();
+    *cached = ev.cached_tokens;
+    done = true;
+    cv.notify_all();
+    return true;
+  });
+  if (!id.ok()) return id.status();
+  std::unique_lock lock(mu);
+  cv.wait(lock, [&] { return done; });
+  return std::chrono::duration<double>(first - t0).count();
+}
+
+std::vector<int32_t> RandomPrompt(int n, uint64_t seed, int64_t vocab) {
+  std::vector<int32_t> p(n);
+  for (int i = 0; i < n; ++i) {
+    seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+    p[i] = static_cast<int32_t>(3 + (seed >> 33) % uint64_t(vocab - 3));
+  }
+  return p;
+}
+
+int Main(int argc, char** argv) {
+  int threads = 2, runs = 5, prompt_len = 2000;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(argv[i + 1]);
+    if (!std::strcmp(argv[i], "--runs")) runs = std::atoi(argv[i + 1]);
+    if (!std::strcmp(argv[i], "--prompt")) prompt_len = std::atoi(argv[i + 1]);
+  }
+  Shape shape;
+  auto dir = std::filesystem::temp_directory_path() / ("loom-ttft-" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir);
+  if (Status st = WriteModel(dir.string(), shape); !st.ok()) {
+    std::fprintf(stderr, "%s\n", st.ToString().c_str());
+    return 1;
+  }
+  CpuBackendOptions bo;
+  bo.threads = threads;
+  bo.block_size = 16;
+  bo.num_kv_blocks = 1024;  // 16k tokens: every run's prompts stay cached
+  auto backend = MakeCpuBackend(dir.string(), bo);
+  std::filesystem::remove_all(dir);
+  if (!backend.ok()) {
+    std::fprintf(stderr, "%s\n", backend.status().ToString().c_str());
+    return 1;
+  }
+  EngineOptions eo;  // defaults: 512-token step budget, prefix cache on
+  auto engine = Engine::Start(std::move(backend).value(), std::move(eo));
+  if (!engine.ok()) {
+    std::fprintf(stderr, "%s\n", engine.status().ToString().c_str());
+    return 1;
+  }
+  std::printf("prompt %d tokens, %d threads, block 16, %d runs\n", prompt_len, threads, runs);
+  std::vector<double> cold, hit, next_turn;
+  for (int r = 0; r < runs; ++r) {
+    auto prompt = RandomPrompt(prompt_len, 1000 + r, shape.vocab);
+    int32_t c0 = 0, c1 = 0, c2 = 0;
+    auto a = Ttft(**engine, prompt, &c0);
+    auto b = Ttft(**engine, prompt, &c1);
+    auto turn = prompt;
+    auto extra = RandomPrompt(50, 5000 + r, shape.vocab);
+    turn.insert(turn.end(), extra.begin(), extra.end());
+    auto c = Ttft(**engine, turn, &c2);
+    if (!a.ok() || !b.ok() || !c.ok()) {
+      std::fprintf(stderr, "submit failed\n");
+      return 1;
+    }
+    std::printf(
+        "run %d: cold %.3f s (cached %d), hit %.4f s (cached %d), next turn %.4f s "
+        "(cached %d)\n",
+        r, *a, c0, *b, c1, *c, c2);
+    cold.push_back(*a);
+    hit.push_back(*b);
+    next_turn.push_back(*c);
+  }
+  double mc = Median(cold), mh = Median(hit), mt = Median(next_turn);
+  std::printf("median TTFT: cold %.3f s, hit %.4f s, next turn (+50 tokens) %.4f s\n", mc, mh, mt);
+  std::printf("ratio hit/cold %.3f, next-turn/cold %.3f (goal <= 0.10)\n", mh / mc, mt / mc);
+  auto st = (*engine)->Stats();
+  std::printf("prefix-cache hit rate %.3f\n", st.prefix_hit_rate());
+  return 0;
+}
+
+}  // namespace
+}  // namespace loom::inference
+
+int main(int argc, char** argv) { return loom::inference::Main(argc, argv); }
