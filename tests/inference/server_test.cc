@@ -436,5 +436,47 @@ TEST_F(ServerToolCallTest, ToolChoiceNoneLeavesTheTextAsContent) {
   EXPECT_EQ(choice["finish_reason"], "stop");
 }
 
+// ---- cancellation ------------------------------------------------------------
+
+TEST(ServerCancelTest, AClientThatGoesAwayCancelsItsGeneration) {
+  auto backend = std::make_unique<testing::FakeBackend>(16, 64, 64, 4096);
+  backend->set_step_delay(std::chrono::milliseconds(2));
+  Stack stack;
+  ASSERT_TRUE(stack.Start(std::move(backend)).ok());
+  namespace net = boost::asio;
+  namespace beast = boost::beast;
+  namespace http = beast::http;
+  {
+    net::io_context ioc;
+    beast::tcp_stream stream(ioc);
+    stream.connect(
+        net::ip::tcp::endpoint(net::ip::make_address("127.0.0.1"), stack.server->port()));
+    http::request<http::string_body> req{http::verb::post, "/v1/completions", 11};
+    req.set(http::field::host, "127.0.0.1");
+    req.body() = DumpJson(
+        Json{{"prompt", {1, 2, 3}}, {"max_tokens", 1000}, {"ignore_eos", true}, {"stream", true}});
+    req.prepare_payload();
+    http::write(stream, req);
+    std::string got;
+    char buf[4096];
+    beast::error_code ec;
+    while (got.find("data: ") == std::string::npos && !ec) {
+      size_t n = stream.socket().read_some(net::buffer(buf), ec);
+      got.append(buf, n);
+    }
+    ASSERT_NE(got.find("data: "), std::string::npos);
+    stream.socket().shutdown(net::ip::tcp::socket::shutdown_both, ec);
+    stream.socket().close(ec);
+  }
+  EngineStats st = stack.engine->Stats();
+  for (int i = 0; i < 500 && (st.running != 0 || st.kv_blocks_used != 0); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    st = stack.engine->Stats();
+  }
+  EXPECT_EQ(st.running, 0);
+  EXPECT_EQ(st.kv_blocks_used, 0);
+  EXPECT_LT(st.generated_tokens_total, 1000);
+}
+
 }  // namespace
 }  // namespace loom::inference
