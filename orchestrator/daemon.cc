@@ -2,7 +2,9 @@
 #include "orchestrator/daemon.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <mutex>
 
@@ -53,6 +55,31 @@ std::vector<Config::Key> DaemonConfigSchema() {
       {"sandbox.uid", T::kInt, "64000",
        "When loomd runs as root: the unprivileged uid (and gid) sandboxed runs use."},
   };
+}
+
+Status CheckSandboxCanReach(const std::string& dir, uint32_t sandbox_uid) {
+  if (::geteuid() != 0) return Status::Ok();
+  std::error_code ec;
+  std::filesystem::path abs = std::filesystem::absolute(dir, ec).lexically_normal();
+  if (ec) return Status::InvalidArgument("bad path " + dir + ": " + ec.message());
+  for (std::filesystem::path p = abs.parent_path();; p = p.parent_path()) {
+    struct stat st;
+    if (::stat(p.c_str(), &st) == 0) {
+      bool can = st.st_uid == sandbox_uid ? (st.st_mode & S_IXUSR) : (st.st_mode & S_IXOTH);
+      if (!can) {
+        char mode[8];
+        std::snprintf(mode, sizeof mode, "%04o", st.st_mode & 07777);
+        return Status::FailedPrecondition(
+            "sandboxed runs (uid " + std::to_string(sandbox_uid) + ") cannot reach " +
+            abs.string() + ": " + p.string() + " is mode " + mode +
+            "; put the data directory elsewhere (e.g. /var/lib/loom) or allow traversal with "
+            "chmod o+x " +
+            p.string());
+      }
+    }
+    if (p == p.root_path()) break;
+  }
+  return Status::Ok();
 }
 
 namespace {
@@ -203,6 +230,9 @@ class DaemonImpl : public Daemon {
     opts.limits.memory_bytes = static_cast<uint64_t>(config.GetInt("sandbox.memory_mb")) << 20;
     sandbox::BwrapOptions bwrap;
     bwrap.run_as_uid = bwrap.run_as_gid = static_cast<uint32_t>(config.GetInt("sandbox.uid"));
+    if (Status s = CheckSandboxCanReach(data_dir_ + "/worktrees", bwrap.run_as_uid); !s.ok()) {
+      return s.WithContext("data_dir");
+    }
     if (Status s = sandbox::ProbeBwrap(bwrap); !s.ok()) {
       return Status::FailedPrecondition("agents run tests in a bubblewrap sandbox, and " +
                                         s.message() + " (or set agents = 0 for intake only)");

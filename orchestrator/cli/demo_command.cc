@@ -28,6 +28,7 @@ namespace {
 namespace fs = std::filesystem;
 
 constexpr const char* kMarker = ".loom-demo";
+constexpr uint32_t kSandboxUid = 64000;  // the default of the sandbox.uid key
 
 struct DemoArgs {
   std::string dir = ".loom-demo";
@@ -35,6 +36,7 @@ struct DemoArgs {
   std::string examples;
   std::string llm_url, llm_model = "default";
   int timeout_s = 600;
+  bool dir_given = false;
 };
 
 // examples/ beside the working directory (a checkout), else the source tree
@@ -103,6 +105,13 @@ int RunDemo(GlobalOptions& global, const DemoArgs& args) {
   auto demo = ReadJsonFile(examples + "/" + args.app + "-demo.json");
   if (!demo.ok()) return Fail(demo.status().message());
   std::string dir = fs::absolute(args.dir).lexically_normal().string();
+  if (Status s = CheckSandboxCanReach(dir + "/data/worktrees", kSandboxUid); !s.ok()) {
+    if (args.dir_given) return Fail(s.message());
+    // The default beside a checkout in /root (mode 0700) is out of the sandbox's
+    // reach: fall back to /tmp, and say so.
+    dir = "/tmp/loom-demo";
+    std::cout << "note: " << s.message() << "\n      so the demo runs in " << dir << "\n";
+  }
   if (Status s = PrepareDir(dir); !s.ok()) return Fail(s.message());
   std::string repo_dir = dir + "/" + args.app;
   if (Status s = CopyApp(examples + "/" + args.app, repo_dir); !s.ok()) return Fail(s.message());
@@ -209,7 +218,8 @@ void AddDemoCommand(CLI::App& app, GlobalOptions& global, int& exit_code) {
   auto args = std::make_shared<DemoArgs>();
   auto* demo = app.add_subcommand(
       "demo", "Run the whole loop on an example app: feedback in, a tested branch out");
-  demo->add_option("--dir", args->dir, "Where the demo's repository and data go (replaced)");
+  demo->add_option("--dir", args->dir, "Where the demo's repository and data go (replaced)")
+      ->each([args](const std::string&) { args->dir_given = true; });
   demo->add_option("--app", args->app, "Which app of examples/ (default calc)");
   demo->add_option("--examples", args->examples, "The examples/ folder");
   demo->add_option("--llm-url", args->llm_url,
