@@ -34,12 +34,13 @@ struct Item {
   std::string body;
   std::optional<std::string> reporter, app_version, commit, url, logs, stack_trace, repo;
   Json context = Json::object();
-  std::string status;  // new | duplicate (later: triaged, in_progress, review, merged, rejected)
+  std::string status;  // new | duplicate | triaged (a task was made of it)
   std::string fingerprint;
   std::optional<int64_t> duplicate_of;
   int64_t reporter_count = 1;
   int64_t token_id = 0;
   int64_t created_at_ms = 0;
+  std::optional<int64_t> task_id;  // the task triage made of it (or of its original)
 
   Json ToJson() const;
 };

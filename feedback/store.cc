@@ -19,7 +19,7 @@ int64_t NowMs() {
 
 constexpr const char* kColumns =
     "id, kind, title, body, reporter, app_version, commit_sha, url, logs, stack_trace, repo, "
-    "context, status, fingerprint, duplicate_of, reporter_count, token_id, created_at";
+    "context, status, fingerprint, duplicate_of, reporter_count, token_id, created_at, task_id";
 
 Item ReadItem(Statement* q) {
   Item it;
@@ -42,6 +42,7 @@ Item ReadItem(Statement* q) {
   it.reporter_count = q->Int(15);
   it.token_id = q->Int(16);
   it.created_at_ms = q->Int(17);
+  if (!q->IsNull(18)) it.task_id = q->Int(18);
   return it;
 }
 
@@ -64,6 +65,7 @@ Json Item::ToJson() const {
   opt("app_version", app_version);
   opt("commit", commit);
   opt("url", url);
+  if (task_id) j["task_id"] = *task_id;
   opt("logs", logs);
   opt("stack_trace", stack_trace);
   opt("repo", repo);

@@ -2,7 +2,9 @@
 #include "orchestrator/daemon.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <mutex>
 
@@ -14,6 +16,10 @@
 #include "common/schema.h"
 #include "feedback/api.h"
 #include "feedback/intake.h"
+#include "orchestrator/api.h"
+#include "orchestrator/scheduler.h"
+#include "orchestrator/task_store.h"
+#include "sandbox/executor.h"
 
 namespace loom {
 
@@ -32,7 +38,48 @@ std::vector<Config::Key> DaemonConfigSchema() {
       {"feedback.rate_per_minute", T::kDouble, "600",
        "Submissions allowed per token per minute (0: unlimited)."},
       {"feedback.burst", T::kDouble, "60", "Submissions a token may make at once."},
+      {"agents", T::kInt, "2", "Agent slots: tasks worked on at once (0: intake only)."},
+      {"llm.url", T::kString, "http://127.0.0.1:8000/v1",
+       "OpenAI-compatible endpoint the agents think with (loom-infer, vLLM, a hosted API)."},
+      {"llm.model", T::kString, "default", "Model name sent with every request."},
+      {"llm.api_key", T::kString, "", "Bearer token for the endpoint (or LOOM_LLM_API_KEY)."},
+      {"llm.timeout_ms", T::kInt, "300000", "Time allowed for one model reply."},
+      {"llm.retries", T::kInt, "4", "Retries on 429, 5xx and connection errors, with backoff."},
+      {"llm.stream", T::kBool, "false", "Ask for streamed (SSE) replies."},
+      {"agent.max_steps", T::kInt, "60", "Model calls a task may make."},
+      {"agent.max_tokens", T::kInt, "4000000", "Prompt + completion tokens a task may use."},
+      {"agent.max_wall_minutes", T::kInt, "90", "Wall time a task may take."},
+      {"agent.max_test_runs", T::kInt, "30", "Test runs a task may make (verification included)."},
+      {"sandbox.timeout_s", T::kInt, "600", "Wall-clock limit of one sandboxed run."},
+      {"sandbox.memory_mb", T::kInt, "4096", "Memory limit of one sandboxed run."},
+      {"sandbox.uid", T::kInt, "64000",
+       "When loomd runs as root: the unprivileged uid (and gid) sandboxed runs use."},
   };
+}
+
+Status CheckSandboxCanReach(const std::string& dir, uint32_t sandbox_uid) {
+  if (::geteuid() != 0) return Status::Ok();
+  std::error_code ec;
+  std::filesystem::path abs = std::filesystem::absolute(dir, ec).lexically_normal();
+  if (ec) return Status::InvalidArgument("bad path " + dir + ": " + ec.message());
+  for (std::filesystem::path p = abs.parent_path();; p = p.parent_path()) {
+    struct stat st;
+    if (::stat(p.c_str(), &st) == 0) {
+      bool can = st.st_uid == sandbox_uid ? (st.st_mode & S_IXUSR) : (st.st_mode & S_IXOTH);
+      if (!can) {
+        char mode[8];
+        std::snprintf(mode, sizeof mode, "%04o", st.st_mode & 07777);
+        return Status::FailedPrecondition(
+            "sandboxed runs (uid " + std::to_string(sandbox_uid) + ") cannot reach " +
+            abs.string() + ": " + p.string() + " is mode " + mode +
+            "; put the data directory elsewhere (e.g. /var/lib/loom) or allow traversal with "
+            "chmod o+x " +
+            p.string());
+      }
+    }
+    if (p == p.root_path()) break;
+  }
+  return Status::Ok();
 }
 
 namespace {
@@ -62,9 +109,12 @@ class DaemonImpl : public Daemon {
     std::error_code ec;
     std::filesystem::create_directories(data_dir_, ec);
     if (ec) return Status::IoError("cannot create data_dir " + data_dir_ + ": " + ec.message());
-    ::chmod(data_dir_.c_str(), 0700);
+    // Others may traverse but not list: a root loomd's sandboxed runs (another
+    // uid) must reach their worktrees below; the database files are 0600.
+    ::chmod(data_dir_.c_str(), 0711);
     std::string db_path = DatabasePath(data_dir_);
     LOOM_ASSIGN_OR_RETURN(tokens_, TokenStore::Open(db_path));
+    ::chmod(db_path.c_str(), 0600);  // SQLite gives its -wal and -shm files the same mode
     LOOM_ASSIGN_OR_RETURN(feedback_, feedback::Store::Open(db_path));
     limiter_ =
         std::make_unique<RateLimiter>(config.GetDouble("feedback.rate_per_minute") / 60.0,
@@ -90,6 +140,14 @@ class DaemonImpl : public Daemon {
     router_.Add("POST", "/v1/tokens",
                 [this](HttpRequest& r, std::shared_ptr<HttpExchange> ex) { CreateToken(r, ex); });
     feedback_api_->Register(router_);
+
+    LOOM_ASSIGN_OR_RETURN(tasks_, TaskStore::Open(db_path));
+    LOOM_RETURN_IF_ERROR(StartAgents(config));
+    orchestrator_api_ = std::make_unique<OrchestratorApi>(tasks_.get(), tokens_.get(),
+                                                          data_dir_ + "/worktrees", [this] {
+                                                            if (scheduler_) scheduler_->Wake();
+                                                          });
+    orchestrator_api_->Register(router_);
 
     HttpServerOptions opts;
     LOOM_RETURN_IF_ERROR(ParseListen(config.GetString("listen"), &opts.host, &opts.port));
@@ -117,6 +175,7 @@ class DaemonImpl : public Daemon {
   void Stop(std::chrono::milliseconds drain) override {
     std::lock_guard<std::mutex> lock(stop_mu_);
     if (server_) server_->Shutdown(drain);
+    if (scheduler_) scheduler_->Stop();  // agents stop at their next step; tasks requeue
     feedback_api_.reset();
     feedback_.reset();  // flushes queued submissions
   }
@@ -149,6 +208,41 @@ class DaemonImpl : public Daemon {
         201, DumpJson({{"token", *token}, {"role", RoleName(*role)}, {"name", name}})));
   }
 
+  Status StartAgents(const Config& config) {
+    SchedulerOptions opts;
+    opts.agents = static_cast<int>(config.GetInt("agents"));
+    if (opts.agents == 0) {
+      LOOM_LOG(kInfo) << "agents = 0: intake only, no task will be worked on";
+      return Status::Ok();
+    }
+    opts.data_dir = data_dir_;
+    opts.llm.url = config.GetString("llm.url");
+    opts.llm.model = config.GetString("llm.model");
+    opts.llm.api_key = config.GetString("llm.api_key");
+    opts.llm.timeout = std::chrono::milliseconds(config.GetInt("llm.timeout_ms"));
+    opts.llm.max_retries = static_cast<int>(config.GetInt("llm.retries"));
+    opts.llm.stream = config.GetBool("llm.stream");
+    opts.budgets.max_steps = static_cast<int>(config.GetInt("agent.max_steps"));
+    opts.budgets.max_tokens = config.GetInt("agent.max_tokens");
+    opts.budgets.max_wall = std::chrono::minutes(config.GetInt("agent.max_wall_minutes"));
+    opts.budgets.max_test_runs = static_cast<int>(config.GetInt("agent.max_test_runs"));
+    opts.limits.wall_time = std::chrono::seconds(config.GetInt("sandbox.timeout_s"));
+    opts.limits.memory_bytes = static_cast<uint64_t>(config.GetInt("sandbox.memory_mb")) << 20;
+    sandbox::BwrapOptions bwrap;
+    bwrap.run_as_uid = bwrap.run_as_gid = static_cast<uint32_t>(config.GetInt("sandbox.uid"));
+    if (Status s = CheckSandboxCanReach(data_dir_ + "/worktrees", bwrap.run_as_uid); !s.ok()) {
+      return s.WithContext("data_dir");
+    }
+    if (Status s = sandbox::ProbeBwrap(bwrap); !s.ok()) {
+      return Status::FailedPrecondition("agents run tests in a bubblewrap sandbox, and " +
+                                        s.message() + " (or set agents = 0 for intake only)");
+    }
+    LOOM_ASSIGN_OR_RETURN(executor_, sandbox::MakeBwrapExecutor(bwrap));
+    LOOM_ASSIGN_OR_RETURN(scheduler_, Scheduler::Start(tasks_.get(), executor_.get(), opts));
+    LOOM_LOG(kInfo) << opts.agents << " agent slot(s), model endpoint " << opts.llm.url;
+    return Status::Ok();
+  }
+
   std::string data_dir_;
   MetricsRegistry metrics_;
   Counter* requests_ = nullptr;
@@ -157,6 +251,10 @@ class DaemonImpl : public Daemon {
   std::unique_ptr<feedback::Store> feedback_;
   std::unique_ptr<RateLimiter> limiter_;
   std::unique_ptr<feedback::Api> feedback_api_;
+  std::unique_ptr<TaskStore> tasks_;
+  std::unique_ptr<sandbox::Executor> executor_;
+  std::unique_ptr<Scheduler> scheduler_;
+  std::unique_ptr<OrchestratorApi> orchestrator_api_;
   Router router_;
   std::unique_ptr<HttpServer> server_;
   std::mutex stop_mu_;

@@ -17,6 +17,12 @@ namespace loom {
 // The configuration keys loomd understands (see docs/operator-guide.md).
 std::vector<Config::Key> DaemonConfigSchema();
 
+// When loomd runs as root its sandboxed runs use another uid, and bubblewrap
+// (running as that uid) must be able to walk to every worktree under `dir`:
+// FailedPrecondition names the first directory above `dir` that the uid cannot
+// traverse (e.g. /root, mode 0700). Ok for a non-root caller.
+Status CheckSandboxCanReach(const std::string& dir, uint32_t sandbox_uid);
+
 class Daemon {
  public:
   static Result<std::unique_ptr<Daemon>> Start(const Config& config);

@@ -15,9 +15,10 @@ int main(int argc, char** argv) {
   app.add_option("--config", config_path, "loom.toml to load (default: ./loom.toml if present)");
   app.add_option("--set", sets, "Override a key: --set http.threads=4 (repeatable)");
   app.add_flag("--help-config", help_config, "List every configuration key and exit");
-  std::string data_dir, listen;
+  std::string data_dir, listen, llm_url;
   app.add_option("--data-dir", data_dir, "Same as --set data_dir=DIR");
   app.add_option("--listen", listen, "Same as --set listen=HOST:PORT");
+  app.add_option("--llm-url", llm_url, "Same as --set llm.url=URL (OpenAI-compatible, .../v1)");
   CLI11_PARSE(app, argc, argv);
 
   loom::Config config(loom::DaemonConfigSchema());
@@ -45,6 +46,7 @@ int main(int argc, char** argv) {
   }
   if (!data_dir.empty()) (void)config.Set("data_dir", data_dir, "flag --data-dir");
   if (!listen.empty()) (void)config.Set("listen", listen, "flag --listen");
+  if (!llm_url.empty()) (void)config.Set("llm.url", llm_url, "flag --llm-url");
 
   loom::log::Level level;
   if (!loom::log::ParseLevel(config.GetString("log.level"), &level)) {

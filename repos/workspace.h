@@ -204,6 +204,13 @@ class Workspace {
   virtual Result<DiffReport> Diff() = 0;
 };
 
+// Makes `dir` (existing files kept) a new repository whose first commit, on
+// `branch`, holds all its files except those .gitignore excludes; the author
+// comes from `author`. Returns the commit id. AlreadyExists-like GitError when
+// `dir` is already a repository.
+Result<std::string> InitRepository(const std::string& dir, const std::string& branch,
+                                   const std::string& message, const RepoSettings& author = {});
+
 // A registered repository. Thread-safe: each call opens its own libgit2 handle.
 class Repository {
  public:

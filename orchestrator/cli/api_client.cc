@@ -64,6 +64,17 @@ int ReportFailure(const GlobalOptions& global, const ApiReply& reply) {
   return reply.exit_code;
 }
 
+void PrintReply(const GlobalOptions& global, const ApiReply& reply, int& exit_code,
+                const std::function<void(const Json&)>& human) {
+  if (reply.exit_code != kExitOk) {
+    exit_code = ReportFailure(global, reply);
+  } else if (global.json) {
+    std::cout << DumpJson(reply.body) << "\n";
+  } else {
+    human(reply.body);
+  }
+}
+
 std::string UrlEncode(const std::string& s) {
   static const char* kHex = "0123456789ABCDEF";
   std::string out;

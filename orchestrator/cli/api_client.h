@@ -2,6 +2,7 @@
 // errors turned into a message plus an exit code scripts can rely on.
 #pragma once
 
+#include <functional>
 #include <string>
 
 #include "common/json.h"
@@ -26,6 +27,19 @@ ApiReply CallApi(const GlobalOptions& global, const std::string& method, const s
 // Prints the error of a failed reply to stderr (or as JSON on stdout with --json)
 // and returns its exit code.
 int ReportFailure(const GlobalOptions& global, const ApiReply& reply);
+
+// The common end of a command: a failed reply is reported and sets `exit_code`;
+// a good one is printed as JSON under --json, else handed to `human`.
+void PrintReply(const GlobalOptions& global, const ApiReply& reply, int& exit_code,
+                const std::function<void(const Json&)>& human);
+
+// One line of a task's event log for people: "[12] run_tests -> tests passed ...".
+std::string FormatEvent(const Json& event);
+
+// Prints task `id`'s events after seq `after` (FormatEvent lines, or JSON lines
+// under --json); with `follow`, keeps polling until the task is no longer
+// queued, running or verifying. Returns the exit code.
+int FollowTaskEvents(const GlobalOptions& global, int64_t id, int64_t after, bool follow);
 
 // Percent-encodes a query parameter value.
 std::string UrlEncode(const std::string& s);

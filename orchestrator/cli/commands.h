@@ -31,5 +31,9 @@ struct GlobalOptions {
 void AddFeedbackCommands(CLI::App& app, GlobalOptions& global, int& exit_code);
 void AddTokenCommands(CLI::App& app, GlobalOptions& global, int& exit_code);
 void AddSandboxCommands(CLI::App& app, GlobalOptions& global, int& exit_code);
+// loom repo, loom task, loom escalations.
+void AddOrchestratorCommands(CLI::App& app, GlobalOptions& global, int& exit_code);
+// loom demo: the whole loop on examples/, with a replayed (or a real) model.
+void AddDemoCommand(CLI::App& app, GlobalOptions& global, int& exit_code);
 
 }  // namespace loom::cli

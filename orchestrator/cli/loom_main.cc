@@ -20,6 +20,8 @@ int main(int argc, char** argv) {
   loom::cli::AddFeedbackCommands(app, global, exit_code);
   loom::cli::AddTokenCommands(app, global, exit_code);
   loom::cli::AddSandboxCommands(app, global, exit_code);
+  loom::cli::AddOrchestratorCommands(app, global, exit_code);
+  loom::cli::AddDemoCommand(app, global, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

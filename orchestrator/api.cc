@@ -1,0 +1,248 @@
+// The orchestrator's HTTP API. See api.h. Every handler authenticates first,
+// parses its input into plain values, calls the TaskStore and answers JSON.
+#include "orchestrator/api.h"
+
+#include <charconv>
+#include <filesystem>
+
+#include "repos/workspace.h"
+
+namespace loom {
+namespace {
+
+std::optional<int64_t> ParseInt(std::string_view s) {
+  int64_t v = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || p != s.data() + s.size() || v < 0) return std::nullopt;
+  return v;
+}
+
+// The query parameter `name` as a non-negative integer, `fallback` when absent.
+Result<int64_t> QueryInt(const HttpRequest& req, const char* name, int64_t fallback) {
+  auto it = req.query.find(name);
+  if (it == req.query.end() || it->second.empty()) return fallback;
+  auto v = ParseInt(it->second);
+  if (!v) return Status::InvalidArgument(std::string(name) + " must be a non-negative integer");
+  return *v;
+}
+
+Result<int64_t> PathId(const HttpRequest& req) {
+  auto v = ParseInt(req.params.at("id"));
+  if (!v || *v == 0)
+    return Status::InvalidArgument("the id in the path must be a positive integer");
+  return *v;
+}
+
+std::string StringField(const Json& body, const char* name) {
+  auto it = body.find(name);
+  return it != body.end() && it->is_string() ? it->get<std::string>() : "";
+}
+
+void RespondJson(std::shared_ptr<HttpExchange>& ex, int status, const Json& body) {
+  ex->Respond(HttpResponse::Json(status, DumpJson(body)));
+}
+
+}  // namespace
+
+OrchestratorApi::OrchestratorApi(TaskStore* store, TokenStore* tokens, std::string worktrees_dir,
+                                 std::function<void()> on_requeue)
+    : store_(store),
+      tokens_(tokens),
+      worktrees_dir_(std::move(worktrees_dir)),
+      on_requeue_(std::move(on_requeue)) {}
+
+void OrchestratorApi::Add(Router& router, const char* method, const char* path, Role min_role,
+                          Handler handler) {
+  router.Add(method, path,
+             [this, min_role, handler](HttpRequest& req, std::shared_ptr<HttpExchange> ex) {
+               auto who = tokens_->Authenticate(req);
+               if (!who.ok()) return ex->Respond(ErrorResponse(who.status()));
+               if (!who->AtLeast(min_role)) {
+                 return ex->Respond(ErrorResponse(
+                     Status::PermissionDenied("this needs a token with the role " +
+                                              std::string(RoleName(min_role)) + " or higher")));
+               }
+               (this->*handler)(req, ex);
+             });
+}
+
+void OrchestratorApi::Register(Router& router) {
+  Add(router, "POST", "/v1/repos", Role::kAdmin, &OrchestratorApi::AddRepo);
+  Add(router, "GET", "/v1/repos", Role::kEngineer, &OrchestratorApi::ListRepos);
+  Add(router, "GET", "/v1/tasks", Role::kEngineer, &OrchestratorApi::ListTasks);
+  Add(router, "GET", "/v1/tasks/{id}", Role::kEngineer, &OrchestratorApi::ShowTask);
+  Add(router, "GET", "/v1/tasks/{id}/events", Role::kEngineer, &OrchestratorApi::TaskEvents);
+  Add(router, "GET", "/v1/tasks/{id}/diff", Role::kEngineer, &OrchestratorApi::TaskDiff);
+  Add(router, "GET", "/v1/escalations", Role::kEngineer, &OrchestratorApi::ListEscalations);
+  Add(router, "GET", "/v1/escalations/{id}", Role::kEngineer, &OrchestratorApi::ShowEscalation);
+  Add(router, "POST", "/v1/escalations/{id}/answer", Role::kEngineer,
+      &OrchestratorApi::AnswerEscalation);
+}
+
+void OrchestratorApi::AddRepo(HttpRequest& req, std::shared_ptr<HttpExchange>& ex) {
+  auto body = ParseJson(req.body);
+  if (!body.ok() || !body->is_object()) {
+    return ex->Respond(ErrorResponse(
+        Status::InvalidArgument("expected a JSON object {name, path, test_command, branch?}")));
+  }
+  RepoEntry repo;
+  repo.name = StringField(*body, "name");
+  repo.path = StringField(*body, "path");
+  repo.test_command = StringField(*body, "test_command");
+  repo.target_branch = StringField(*body, "branch");
+  if (repo.target_branch.empty()) repo.target_branch = "main";
+  for (auto [field, value] : {std::pair{"name", &repo.name}, std::pair{"path", &repo.path},
+                              std::pair{"test_command", &repo.test_command}}) {
+    if (value->empty()) {
+      return ex->Respond(
+          ErrorResponse(Status::InvalidArgument(std::string(field) + " is required"), field));
+    }
+  }
+  std::error_code ec;
+  std::filesystem::path abs = std::filesystem::absolute(repo.path, ec);
+  if (!ec) repo.path = abs.lexically_normal().string();
+  // Validates what an agent will need: the repository opens, is not empty and
+  // has the target branch.
+  repos::RepoRegistry probe;
+  repos::RepoSettings settings;
+  settings.target_branch = repo.target_branch;
+  auto checked = probe.RegisterLocal(repo.name, repo.path, settings);
+  if (!checked.ok()) return ex->Respond(ErrorResponse(checked.status(), "path"));
+  Status s = store_->AddRepo(repo);
+  if (!s.ok()) return ex->Respond(ErrorResponse(s, "name"));
+  if (on_requeue_) on_requeue_();  // feedback that waited for a repository can be triaged
+  RespondJson(ex, 201, repo.ToJson());
+}
+
+void OrchestratorApi::ListRepos(HttpRequest&, std::shared_ptr<HttpExchange>& ex) {
+  auto repos = store_->ListRepos();
+  if (!repos.ok()) return ex->Respond(ErrorResponse(repos.status()));
+  Json items = Json::array();
+  for (const auto& r : *repos) items.push_back(r.ToJson());
+  RespondJson(ex, 200, {{"items", items}});
+}
+
+void OrchestratorApi::ListTasks(HttpRequest& req, std::shared_ptr<HttpExchange>& ex) {
+  std::optional<TaskState> state;
+  if (auto it = req.query.find("state"); it != req.query.end() && !it->second.empty()) {
+    auto s = ParseTaskState(it->second);
+    if (!s.ok()) return ex->Respond(ErrorResponse(s.status(), "state"));
+    state = *s;
+  }
+  auto after = QueryInt(req, "after", 0);
+  if (!after.ok()) return ex->Respond(ErrorResponse(after.status(), "after"));
+  auto limit = QueryInt(req, "limit", 50);
+  if (!limit.ok() || *limit < 1 || *limit > 500) {
+    return ex->Respond(
+        ErrorResponse(Status::InvalidArgument("limit must be between 1 and 500"), "limit"));
+  }
+  auto tasks = store_->List(state, *after, static_cast<int>(*limit));
+  if (!tasks.ok()) return ex->Respond(ErrorResponse(tasks.status()));
+  Json items = Json::array();
+  for (const auto& t : *tasks) items.push_back(t.ToJson());
+  Json next = tasks->size() == static_cast<size_t>(*limit) ? Json(tasks->back().id) : Json();
+  RespondJson(ex, 200, {{"items", items}, {"next_after", next}});
+}
+
+void OrchestratorApi::ShowTask(HttpRequest& req, std::shared_ptr<HttpExchange>& ex) {
+  auto id = PathId(req);
+  if (!id.ok()) return ex->Respond(ErrorResponse(id.status()));
+  auto task = store_->Get(*id);
+  if (!task.ok()) return ex->Respond(ErrorResponse(task.status()));
+  RespondJson(ex, 200, task->ToJson());
+}
+
+void OrchestratorApi::TaskEvents(HttpRequest& req, std::shared_ptr<HttpExchange>& ex) {
+  auto id = PathId(req);
+  if (!id.ok()) return ex->Respond(ErrorResponse(id.status()));
+  if (auto task = store_->Get(*id); !task.ok()) return ex->Respond(ErrorResponse(task.status()));
+  auto after = QueryInt(req, "after", 0);
+  if (!after.ok()) return ex->Respond(ErrorResponse(after.status(), "after"));
+  auto limit = QueryInt(req, "limit", 500);
+  if (!limit.ok() || *limit < 1 || *limit > 5000) {
+    return ex->Respond(
+        ErrorResponse(Status::InvalidArgument("limit must be between 1 and 5000"), "limit"));
+  }
+  auto events = store_->Events(*id, *after, static_cast<int>(*limit));
+  if (!events.ok()) return ex->Respond(ErrorResponse(events.status()));
+  Json items = Json::array();
+  for (const auto& e : *events) items.push_back(e.ToJson());
+  Json next = events->empty() ? Json(*after) : Json(events->back().seq);
+  RespondJson(ex, 200, {{"items", items}, {"next_after", next}});
+}
+
+void OrchestratorApi::TaskDiff(HttpRequest& req, std::shared_ptr<HttpExchange>& ex) {
+  auto id = PathId(req);
+  if (!id.ok()) return ex->Respond(ErrorResponse(id.status()));
+  auto task = store_->Get(*id);
+  if (!task.ok()) return ex->Respond(ErrorResponse(task.status()));
+  if (!task->branch) {
+    return ex->Respond(ErrorResponse(
+        Status::FailedPrecondition("task " + std::to_string(*id) + " has no branch yet")));
+  }
+  auto entry = store_->GetRepo(task->repo);
+  if (!entry.ok()) return ex->Respond(ErrorResponse(entry.status()));
+  repos::RepoRecord record;
+  record.name = entry->name;
+  record.path = entry->path;
+  record.settings.target_branch = entry->target_branch;
+  auto repo = repos::Repository::Open(record, worktrees_dir_ + "/" + entry->name);
+  if (!repo.ok()) return ex->Respond(ErrorResponse(repo.status()));
+  auto diff = (*repo)->DiffBranch(std::to_string(*id));
+  if (!diff.ok()) return ex->Respond(ErrorResponse(diff.status()));
+  Json files = Json::array();
+  for (const auto& f : diff->files) {
+    files.push_back({{"path", f.path},
+                     {"old_path", f.old_path},
+                     {"additions", f.additions},
+                     {"deletions", f.deletions},
+                     {"binary", f.binary}});
+  }
+  RespondJson(ex, 200,
+              {{"branch", *task->branch},
+               {"base_commit", diff->base_commit},
+               {"head_commit", diff->head_commit},
+               {"files", files},
+               {"unified", diff->unified}});
+}
+
+void OrchestratorApi::ListEscalations(HttpRequest& req, std::shared_ptr<HttpExchange>& ex) {
+  std::string state = req.query.count("state") ? req.query.at("state") : "open";
+  if (state != "open" && state != "all") {
+    return ex->Respond(
+        ErrorResponse(Status::InvalidArgument("state must be open or all"), "state"));
+  }
+  auto list = store_->ListEscalations(state == "open");
+  if (!list.ok()) return ex->Respond(ErrorResponse(list.status()));
+  Json items = Json::array();
+  for (const auto& e : *list) items.push_back(e.ToJson());
+  RespondJson(ex, 200, {{"items", items}});
+}
+
+void OrchestratorApi::ShowEscalation(HttpRequest& req, std::shared_ptr<HttpExchange>& ex) {
+  auto id = PathId(req);
+  if (!id.ok()) return ex->Respond(ErrorResponse(id.status()));
+  auto e = store_->GetEscalation(*id);
+  if (!e.ok()) return ex->Respond(ErrorResponse(e.status()));
+  RespondJson(ex, 200, e->ToJson());
+}
+
+void OrchestratorApi::AnswerEscalation(HttpRequest& req, std::shared_ptr<HttpExchange>& ex) {
+  auto id = PathId(req);
+  if (!id.ok()) return ex->Respond(ErrorResponse(id.status()));
+  auto body = ParseJson(req.body);
+  if (!body.ok() || !body->is_object() || StringField(*body, "text").empty()) {
+    return ex->Respond(
+        ErrorResponse(Status::InvalidArgument("expected a JSON object {\"text\": ...}"), "text"));
+  }
+  auto who = tokens_->Authenticate(req);
+  Status s = store_->AnswerEscalation(*id, {{"text", StringField(*body, "text")}},
+                                      who.ok() ? who->token_id : 0);
+  if (!s.ok()) return ex->Respond(ErrorResponse(s));
+  if (on_requeue_) on_requeue_();
+  auto e = store_->GetEscalation(*id);
+  if (!e.ok()) return ex->Respond(ErrorResponse(e.status()));
+  RespondJson(ex, 200, e->ToJson());
+}
+
+}  // namespace loom

@@ -1,0 +1,228 @@
+// loom repo add|list, loom task list|show|log, loom escalations list|show|answer.
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <thread>
+
+#include "orchestrator/cli/api_client.h"
+
+namespace loom::cli {
+namespace {
+
+std::string Str(const Json& j, const char* name) {
+  if (!j.is_object() || !j.contains(name) || j[name].is_null()) return "";
+  return j[name].is_string() ? j[name].get<std::string>() : j[name].dump();
+}
+
+// The first line of `text`, at most `max` bytes, with "..." when cut.
+std::string FirstLine(const std::string& text, size_t max = 100) {
+  std::string line = text.substr(0, text.find('\n'));
+  if (line.size() > max) return line.substr(0, max) + "...";
+  return line.size() < text.size() ? line + " ..." : line;
+}
+
+void PrintTask(const Json& t) {
+  std::cout << "task #" << Str(t, "id") << "  " << Str(t, "kind") << "  " << Str(t, "state") << "\n"
+            << "title:   " << Str(t, "title") << "\n"
+            << "repo:    " << Str(t, "repo") << "\n";
+  if (!Str(t, "branch").empty()) std::cout << "branch:  " << Str(t, "branch") << "\n";
+  if (!Str(t, "reason").empty()) std::cout << "reason:  " << Str(t, "reason") << "\n";
+  std::cout << "feedback: " << Str(t, "feedback_ids") << "\n"
+            << "steps " << Str(t, "steps") << ", tokens " << Str(t, "prompt_tokens") << " in / "
+            << Str(t, "completion_tokens") << " out, test runs " << Str(t, "test_runs") << "\n";
+}
+
+}  // namespace
+
+int FollowTaskEvents(const GlobalOptions& global, int64_t id, int64_t after, bool follow) {
+  const std::string base = "/v1/tasks/" + std::to_string(id);
+  while (true) {
+    ApiReply r = CallApi(global, "GET", base + "/events?after=" + std::to_string(after));
+    if (r.exit_code != kExitOk) return ReportFailure(global, r);
+    for (const auto& e : r.body["items"]) {
+      std::cout << (global.json ? DumpJson(e) : FormatEvent(e)) << "\n" << std::flush;
+    }
+    after = r.body["next_after"].get<int64_t>();
+    if (!follow) return kExitOk;
+    if (r.body["items"].empty()) {
+      ApiReply t = CallApi(global, "GET", base);
+      if (t.exit_code != kExitOk) return ReportFailure(global, t);
+      std::string state = Str(t.body, "state");
+      if (state != "queued" && state != "running" && state != "verifying") return kExitOk;
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    }
+  }
+}
+
+namespace {
+
+void AddRepoCommands(CLI::App& app, GlobalOptions& global, int& exit_code) {
+  auto* repo = app.add_subcommand("repo", "Register and list repositories");
+  repo->require_subcommand(1);
+  struct AddArgs {
+    std::string name, path, test, branch = "main";
+  };
+  auto args = std::make_shared<AddArgs>();
+  auto* add = repo->add_subcommand("add", "Register a git repository agents may work on");
+  add->add_option("name", args->name, "Name ([A-Za-z0-9._-]+)")->required();
+  add->add_option("path", args->path, "Path of the repository on loomd's machine")->required();
+  add->add_option("--test", args->test, "Test command, run in the sandbox")->required();
+  add->add_option("--branch", args->branch, "Target branch (default main)");
+  add->callback([&global, &exit_code, args] {
+    char cwd[4096];
+    std::string path = args->path;
+    if (!path.empty() && path[0] != '/' && getcwd(cwd, sizeof cwd))
+      path = std::string(cwd) + "/" + path;
+    Json body = {{"name", args->name},
+                 {"path", path},
+                 {"test_command", args->test},
+                 {"branch", args->branch}};
+    PrintReply(global, CallApi(global, "POST", "/v1/repos", &body), exit_code, [](const Json& r) {
+      std::cout << "Registered " << Str(r, "name") << " (" << Str(r, "path") << ", branch "
+                << Str(r, "branch") << ")\n";
+    });
+  });
+  auto* list = repo->add_subcommand("list", "List registered repositories");
+  list->callback([&global, &exit_code] {
+    PrintReply(global, CallApi(global, "GET", "/v1/repos"), exit_code, [](const Json& r) {
+      if (r["items"].empty()) std::cout << "No repositories.\n";
+      for (const auto& it : r["items"]) {
+        std::printf("%-20s %-8s %-40s %s\n", Str(it, "name").c_str(), Str(it, "branch").c_str(),
+                    Str(it, "path").c_str(), Str(it, "test_command").c_str());
+      }
+    });
+  });
+}
+
+void AddTaskCommands(CLI::App& app, GlobalOptions& global, int& exit_code) {
+  auto* task = app.add_subcommand("task", "Follow what the agents do");
+  task->require_subcommand(1);
+  auto state = std::make_shared<std::string>();
+  auto* list = task->add_subcommand("list", "List tasks (oldest first)");
+  list->add_option("--state", *state, "queued, running, blocked, review, failed, ...");
+  list->callback([&global, &exit_code, state] {
+    std::string path = "/v1/tasks?limit=500";
+    if (!state->empty()) path += "&state=" + UrlEncode(*state);
+    PrintReply(global, CallApi(global, "GET", path), exit_code, [](const Json& r) {
+      if (r["items"].empty()) std::cout << "No tasks.\n";
+      for (const auto& t : r["items"]) {
+        std::printf("#%-5s %-8s %-10s %-28s %s\n", Str(t, "id").c_str(), Str(t, "kind").c_str(),
+                    Str(t, "state").c_str(), Str(t, "branch").c_str(), Str(t, "title").c_str());
+      }
+    });
+  });
+  auto show_id = std::make_shared<int64_t>(0);
+  auto* show = task->add_subcommand("show", "Show one task");
+  show->add_option("id", *show_id, "Task id")->required();
+  show->callback([&global, &exit_code, show_id] {
+    PrintReply(global, CallApi(global, "GET", "/v1/tasks/" + std::to_string(*show_id)), exit_code,
+               PrintTask);
+  });
+  struct LogArgs {
+    int64_t id = 0, after = 0;
+    bool follow = false;
+  };
+  auto largs = std::make_shared<LogArgs>();
+  auto* log = task->add_subcommand("log", "Print a task's event log");
+  log->add_option("id", largs->id, "Task id")->required();
+  log->add_option("--after", largs->after, "Only events after this sequence number");
+  log->add_flag("-f,--follow", largs->follow, "Keep printing until the task stops working");
+  log->callback([&global, &exit_code, largs] {
+    exit_code = FollowTaskEvents(global, largs->id, largs->after, largs->follow);
+  });
+}
+
+void AddEscalationCommands(CLI::App& app, GlobalOptions& global, int& exit_code) {
+  auto* esc = app.add_subcommand("escalations", "What agents asked people for");
+  esc->require_subcommand(1);
+  auto all = std::make_shared<bool>(false);
+  auto* list = esc->add_subcommand("list", "List open escalations");
+  list->add_flag("--all", *all, "Answered ones too");
+  list->callback([&global, &exit_code, all] {
+    std::string path = std::string("/v1/escalations?state=") + (*all ? "all" : "open");
+    PrintReply(global, CallApi(global, "GET", path), exit_code, [](const Json& r) {
+      if (r["items"].empty()) std::cout << "No escalations.\n";
+      for (const auto& e : r["items"]) {
+        std::printf("#%-5s task #%-5s %-9s %-9s %s\n", Str(e, "id").c_str(),
+                    Str(e, "task_id").c_str(), Str(e, "kind").c_str(), Str(e, "state").c_str(),
+                    FirstLine(Str(e, "summary")).c_str());
+      }
+    });
+  });
+  auto show_id = std::make_shared<int64_t>(0);
+  auto* show = esc->add_subcommand("show", "Show one escalation");
+  show->add_option("id", *show_id, "Escalation id")->required();
+  show->callback([&global, &exit_code, show_id] {
+    PrintReply(global, CallApi(global, "GET", "/v1/escalations/" + std::to_string(*show_id)),
+               exit_code, [](const Json& e) {
+                 std::cout << "escalation #" << Str(e, "id") << " (" << Str(e, "kind") << ", "
+                           << Str(e, "state") << ") for task #" << Str(e, "task_id")
+                           << ", raised by " << Str(e, "raised_by") << "\n\n"
+                           << Str(e, "summary") << "\n";
+                 if (!Str(e, "answer").empty())
+                   std::cout << "\nanswer: " << Str(e, "answer") << "\n";
+               });
+  });
+  struct AnswerArgs {
+    int64_t id = 0;
+    std::string text;
+  };
+  auto aargs = std::make_shared<AnswerArgs>();
+  auto* answer = esc->add_subcommand("answer", "Answer an escalation; its task resumes");
+  answer->add_option("id", aargs->id, "Escalation id")->required();
+  answer->add_option("--text", aargs->text, "The answer the agent will read")->required();
+  answer->callback([&global, &exit_code, aargs] {
+    Json body = {{"text", aargs->text}};
+    PrintReply(
+        global,
+        CallApi(global, "POST", "/v1/escalations/" + std::to_string(aargs->id) + "/answer", &body),
+        exit_code, [](const Json& e) {
+          std::cout << "Answered escalation #" << Str(e, "id") << "; task #" << Str(e, "task_id")
+                    << " is queued again\n";
+        });
+  });
+}
+
+}  // namespace
+
+std::string FormatEvent(const Json& e) {
+  const Json& d = e.contains("data") ? e["data"] : Json::object();
+  std::string type = Str(e, "type");
+  std::string out = "[" + Str(e, "seq") + "] ";
+  if (type == "state") {
+    out += "state " + Str(d, "from") + " -> " + Str(d, "to");
+    if (!Str(d, "reason").empty()) out += ": " + FirstLine(Str(d, "reason"), 160);
+  } else if (type == "prompt") {
+    out += "prompt: " + FirstLine(Str(d, "user"), 120);
+  } else if (type == "llm_reply") {
+    const Json& m = d.contains("message") ? d["message"] : Json::object();
+    out += "model (" + Str(d, "prompt_tokens") + "+" + Str(d, "completion_tokens") + " tokens, " +
+           Str(d, "ms") + " ms):";
+    if (!Str(m, "content").empty()) out += " " + FirstLine(Str(m, "content"), 100);
+    if (m.contains("tool_calls")) {
+      for (const auto& tc : m["tool_calls"]) {
+        const Json& fn = tc.contains("function") ? tc["function"] : Json::object();
+        out += " " + Str(fn, "name") + "(" + FirstLine(Str(fn, "arguments"), 80) + ")";
+      }
+    }
+  } else if (type == "tool_result") {
+    out += Str(d, "name") + (d.value("error", false) ? " failed: " : " -> ") +
+           FirstLine(Str(d, "content"), 140);
+  } else if (type == "note" || type == "malformed") {
+    out += type + ": " + FirstLine(Str(d, type == "note" ? "text" : "what"), 140);
+  } else {
+    out += type + " " + FirstLine(DumpJson(d), 140);
+  }
+  return out;
+}
+
+void AddOrchestratorCommands(CLI::App& app, GlobalOptions& global, int& exit_code) {
+  AddRepoCommands(app, global, exit_code);
+  AddTaskCommands(app, global, exit_code);
+  AddEscalationCommands(app, global, exit_code);
+}
+
+}  // namespace loom::cli

@@ -1,0 +1,173 @@
+// Agent slots. See scheduler.h.
+#include "orchestrator/scheduler.h"
+
+#include <filesystem>
+
+#include "common/log.h"
+#include "repos/workspace.h"
+
+namespace loom {
+namespace {
+
+namespace fs = std::filesystem;
+
+// "Crash on save (order 42)" -> "crash-on-save-order-42", at most 40 characters.
+std::string Slug(const std::string& title) {
+  std::string out;
+  for (unsigned char c : title) {
+    if (std::isalnum(c)) {
+      out += static_cast<char>(std::tolower(c));
+    } else if (!out.empty() && out.back() != '-') {
+      out += '-';
+    }
+    if (out.size() >= 40) break;
+  }
+  while (!out.empty() && out.back() == '-') out.pop_back();
+  return out.empty() ? "task" : out;
+}
+
+std::vector<std::string> ShellCommand(const std::string& command) {
+  return {"/bin/sh", "-c", command};
+}
+
+// A pristine copy of the worktree as created (without .git), for FAIL_TO_PASS.
+Status CopyBaseTree(const std::string& worktree, const std::string& dest) {
+  std::error_code ec;
+  if (fs::exists(dest, ec)) return Status::Ok();  // made before a restart
+  std::string tmp = dest + ".partial";
+  fs::remove_all(tmp, ec);
+  fs::create_directories(tmp, ec);
+  if (ec) return Status::IoError("creating " + tmp + ": " + ec.message());
+  for (const auto& entry : fs::directory_iterator(worktree, ec)) {
+    if (entry.path().filename() == ".git") continue;
+    fs::copy(entry.path(), tmp + "/" + entry.path().filename().string(),
+             fs::copy_options::recursive | fs::copy_options::copy_symlinks, ec);
+    if (ec) return Status::IoError("copying the base tree: " + ec.message());
+  }
+  fs::rename(tmp, dest, ec);  // complete copies only
+  if (ec) return Status::IoError("renaming " + tmp + ": " + ec.message());
+  return Status::Ok();
+}
+
+}  // namespace
+
+Scheduler::Scheduler(TaskStore* store, sandbox::Executor* executor, SchedulerOptions options)
+    : store_(store), executor_(executor), options_(std::move(options)) {
+  llm_ = MakeOpenAiClient(options_.llm);
+}
+
+Result<std::unique_ptr<Scheduler>> Scheduler::Start(TaskStore* store, sandbox::Executor* executor,
+                                                    SchedulerOptions options) {
+  if (options.agents < 1) return Status::InvalidArgument("agents must be at least 1");
+  for (const char* sub : {"/worktrees", "/base", "/scratch"}) {
+    std::error_code ec;
+    fs::create_directories(options.data_dir + sub, ec);
+    if (ec) return Status::IoError("creating " + options.data_dir + sub + ": " + ec.message());
+  }
+  LOOM_ASSIGN_OR_RETURN(int recovered, store->RecoverInterrupted());
+  if (recovered > 0) {
+    LOOM_LOG(kInfo) << "requeued " << recovered << " interrupted task(s)";
+  }
+  std::unique_ptr<Scheduler> s(new Scheduler(store, executor, std::move(options)));
+  for (int i = 0; i < s->options_.agents; ++i) {
+    s->slots_.emplace_back([raw = s.get(), i] { raw->SlotLoop(i); });
+  }
+  return s;
+}
+
+Scheduler::~Scheduler() { Stop(); }
+
+void Scheduler::Wake() { wake_.notify_all(); }
+
+void Scheduler::Stop() {
+  stop_ = true;
+  wake_.notify_all();
+  for (auto& t : slots_) {
+    if (t.joinable()) t.join();
+  }
+}
+
+void Scheduler::SlotLoop(int slot) {
+  while (!stop_) {
+    if (auto triaged = store_->Triage(); !triaged.ok()) {
+      LOOM_LOG(kError) << "triage failed: " << triaged.status().ToString();
+    }
+    auto leased = store_->LeaseNext();
+    if (!leased.ok()) {
+      LOOM_LOG(kError) << "leasing a task failed: " << leased.status().ToString();
+    } else if (leased->has_value()) {
+      ++busy_;
+      RunTask(slot, **leased);
+      --busy_;
+      continue;
+    }
+    std::unique_lock<std::mutex> lock(mu_);
+    wake_.wait_for(lock, options_.poll, [this] { return stop_.load(); });
+  }
+}
+
+void Scheduler::RunTask(int slot, const Task& task) {
+  auto fail = [&](const std::string& reason) {
+    LOOM_LOG(kWarning) << "task " << task.id << " failed: " << reason;
+    (void)store_->Transition(task.id, TaskState::kRunning, TaskState::kFailed, reason);
+  };
+  auto repo = store_->GetRepo(task.repo);
+  if (!repo.ok()) return fail(repo.status().message());
+  repos::RepoRecord record;
+  record.name = repo->name;
+  record.path = repo->path;
+  record.settings.target_branch = repo->target_branch;
+  auto repository = repos::Repository::Open(record, options_.data_dir + "/worktrees/" + repo->name);
+  if (!repository.ok())
+    return fail("cannot open repository " + repo->name + ": " + repository.status().message());
+
+  std::string id = std::to_string(task.id);
+  auto workspace = (*repository)->OpenWorkspace(id);
+  if (!workspace.ok() && workspace.status().code() == StatusCode::kNotFound) {
+    workspace = (*repository)->CreateWorkspace(id, Slug(task.title));
+  }
+  if (!workspace.ok()) return fail("cannot prepare the workspace: " + workspace.status().message());
+  repos::Workspace& ws = **workspace;
+  if (!task.branch) {
+    if (Status s = store_->SetBranch(task.id, ws.info().branch, ws.info().base_commit); !s.ok()) {
+      return fail(s.message());
+    }
+  }
+  std::string base_tree = options_.data_dir + "/base/" + id;
+  if (Status s = CopyBaseTree(ws.info().path, base_tree); !s.ok()) return fail(s.message());
+
+  AgentEnv env;
+  env.store = store_;
+  env.llm = llm_.get();
+  env.workspace = &ws;
+  env.executor = executor_;
+  env.test_argv = ShellCommand(repo->test_command);
+  env.limits = options_.limits;
+  env.budgets = options_.budgets;
+  env.base_tree = base_tree;
+  env.scratch_dir = options_.data_dir + "/scratch";
+  env.stop = &stop_;
+  LOOM_LOG(kInfo) << "slot " << slot << " runs task " << task.id << " on " << ws.info().branch;
+  AgentOutcome outcome = RunAgent(task, env);
+  Status s;
+  switch (outcome.result) {
+    case AgentResult::kReview:
+      s = store_->Transition(task.id, TaskState::kVerifying, TaskState::kReview, outcome.reason);
+      break;
+    case AgentResult::kBlocked:
+      s = store_->Transition(task.id, TaskState::kRunning, TaskState::kBlocked, outcome.reason);
+      break;
+    case AgentResult::kFailed:
+      s = store_->Transition(task.id, TaskState::kRunning, TaskState::kFailed, outcome.reason);
+      break;
+    case AgentResult::kInterrupted:
+      s = store_->Transition(task.id, TaskState::kRunning, TaskState::kQueued, outcome.reason);
+      break;
+  }
+  if (!s.ok()) {
+    LOOM_LOG(kError) << "task " << task.id << ": " << s.ToString();
+  }
+  LOOM_LOG(kInfo) << "task " << task.id << " -> " << outcome.reason;
+}
+
+}  // namespace loom

@@ -1,0 +1,66 @@
+// The scheduler: N agent slots that lease queued tasks and run them.
+//
+// Each slot is a worker thread that triages new feedback into tasks, leases the
+// oldest queued task (a compare-and-set transition, so no task runs twice at
+// once), opens or creates its workspace, runs the agent, and records the
+// outcome as the next state: review, blocked (escalated, the slot is freed) or
+// failed. On Stop() the agents stop at their next step and their tasks go back
+// to queued; after a crash, TaskStore::RecoverInterrupted() does the same at
+// start-up. Thread-safe.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/status.h"
+#include "orchestrator/agent.h"
+#include "orchestrator/llm_client.h"
+#include "orchestrator/task_store.h"
+#include "sandbox/executor.h"
+
+namespace loom {
+
+struct SchedulerOptions {
+  int agents = 2;
+  std::string data_dir;  // worktrees/, base/ and scratch/ live here
+  LlmOptions llm;
+  AgentBudgets budgets;
+  sandbox::Limits limits;
+  std::chrono::milliseconds poll{250};
+};
+
+class Scheduler {
+ public:
+  // REQUIRES: `store` and `executor` outlive the scheduler.
+  static Result<std::unique_ptr<Scheduler>> Start(TaskStore* store, sandbox::Executor* executor,
+                                                  SchedulerOptions options);
+  ~Scheduler();
+  // Wakes idle slots (new feedback, an answered escalation).
+  void Wake();
+  // Stops leasing and waits for the slots to finish their current step.
+  void Stop();
+  int busy_slots() const { return busy_; }
+
+ private:
+  Scheduler(TaskStore* store, sandbox::Executor* executor, SchedulerOptions options);
+  void SlotLoop(int slot);
+  void RunTask(int slot, const Task& task);
+
+  TaskStore* store_;
+  sandbox::Executor* executor_;
+  SchedulerOptions options_;
+  std::unique_ptr<LlmClient> llm_;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> busy_{0};
+  std::mutex mu_;
+  std::condition_variable wake_;
+  std::vector<std::thread> slots_;
+};
+
+}  // namespace loom

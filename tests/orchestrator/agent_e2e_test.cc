@@ -1,0 +1,381 @@
+// End to end: an in-process loomd with real SQLite, real git repositories
+// (libgit2), real bubblewrap and the replay model as the LLM. Feedback goes in
+// over HTTP; the test watches the task over HTTP until it settles and checks the
+// outcome, the event log, the branch and what the model was sent.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "common/json.h"
+#include "orchestrator/agent.h"
+#include "orchestrator/replay_model.h"
+#include "repos/workspace.h"
+#include "tests/support/daemon_fixture.h"
+
+namespace loom {
+namespace {
+
+// Titles whose fingerprints differ (digits are normalised away): "ab", "bb", ...
+std::string Word(int i) {
+  return {static_cast<char>('a' + i % 26), static_cast<char>('a' + i / 26)};
+}
+
+namespace fs = std::filesystem;
+using std::chrono::steady_clock;
+
+Json ReadJsonFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  auto j = ParseJson(ss.str());
+  EXPECT_TRUE(j.ok()) << path;
+  return j.ok() ? *j : Json();
+}
+
+Json Step(const std::string& tool, Json args, const std::string& content = "") {
+  return {
+      {"message", {{"content", content}, {"tool_calls", {{{"name", tool}, {"arguments", args}}}}}}};
+}
+
+Json Script(Json replies) { return {{"conversations", {{{"replies", std::move(replies)}}}}}; }
+
+std::string Git(const std::string& args) {
+  std::string cmd = "git " + args + " 2>&1";
+  FILE* f = popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
+  pclose(f);
+  return out;
+}
+
+class AgentEndToEndTest : public testing::DaemonFixture {
+ protected:
+  // Starts the replay model with `script` (unless `llm_url` is given) and loomd.
+  void Start(Json script, std::vector<std::pair<std::string, std::string>> settings = {},
+             std::string llm_url = "") {
+    if (llm_url.empty()) {
+      auto replay = ReplayModel::Start(std::move(script));
+      ASSERT_TRUE(replay.ok()) << replay.status().ToString();
+      replay_ = std::move(*replay);
+      llm_url = replay_->url();
+    }
+    settings.emplace_back("llm.url", llm_url);
+    settings.emplace_back("llm.retries", "1");
+    StartDaemon(settings);
+    RegisterCalc();
+  }
+
+  void TearDown() override {
+    DaemonFixture::TearDown();
+    if (replay_) replay_->Stop();
+  }
+
+  // A copy of examples/calc as a new repository, registered as "calc".
+  void RegisterCalc() {
+    repo_ = dir_.path() + "/calc-origin";
+    fs::copy(std::string(LOOM_SOURCE_DIR) + "/examples/calc", repo_, fs::copy_options::recursive);
+    fs::remove_all(repo_ + "/__pycache__");
+    fs::remove_all(repo_ + "/tests/__pycache__");
+    ASSERT_TRUE(repos::InitRepository(repo_, "main", "initial").ok());
+    Json body = {{"name", "calc"},
+                 {"path", repo_},
+                 {"test_command", "python3 -m unittest discover -s tests -t ."}};
+    auto r = Call("POST", "/v1/repos", admin_, DumpJson(body));
+    ASSERT_EQ(r.status, 201) << r.body;
+  }
+
+  int64_t File(const std::string& kind, const std::string& title, const std::string& body) {
+    Json fb = {{"kind", kind}, {"title", title}, {"body", body}, {"repo", "calc"}};
+    auto r = Call("POST", "/v1/feedback", reporter_, DumpJson(fb));
+    EXPECT_EQ(r.status, 201) << r.body;
+    return ParseJson(r.body).value_or(Json::object()).value("id", int64_t{0});
+  }
+
+  Json Get(const std::string& target) {
+    auto r = Call("GET", target, engineer_);
+    EXPECT_EQ(r.status, 200) << target << ": " << r.body;
+    return ParseJson(r.body).value_or(Json());
+  }
+
+  // The task made of feedback item `feedback_id`, once it has left
+  // queued/running/verifying.
+  Json WaitSettled(int64_t feedback_id, std::chrono::seconds limit = std::chrono::seconds(60)) {
+    auto deadline = steady_clock::now() + limit;
+    while (steady_clock::now() < deadline) {
+      Json item = Get("/v1/feedback/" + std::to_string(feedback_id));
+      if (item.contains("task_id")) {
+        Json task = Get("/v1/tasks/" + std::to_string(item["task_id"].get<int64_t>()));
+        std::string state = task.value("state", "");
+        if (state != "queued" && state != "running" && state != "verifying") return task;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    ADD_FAILURE() << "feedback " << feedback_id << " did not settle";
+    return Json::object();
+  }
+
+  std::vector<Json> Events(const Json& task, const std::string& type = "") {
+    Json r = Get("/v1/tasks/" + std::to_string(task["id"].get<int64_t>()) + "/events");
+    std::vector<Json> out;
+    for (auto& e : r["items"]) {
+      if (type.empty() || e["type"] == type) out.push_back(e);
+    }
+    return out;
+  }
+
+  std::unique_ptr<ReplayModel> replay_;
+  std::string repo_;
+};
+
+TEST_F(AgentEndToEndTest, FixesABugWithAReproducingTest) {
+  Json demo = ReadJsonFile(std::string(LOOM_SOURCE_DIR) + "/examples/calc-demo.json");
+  Start(demo["replay"]);
+  int64_t fb = File("bug", demo["feedback"]["title"], demo["feedback"]["body"]);
+  Json task = WaitSettled(fb);
+  ASSERT_EQ(task["state"], "review") << task.dump();
+  EXPECT_EQ(task["feedback_ids"], Json::array({fb}));
+
+  // FAIL_TO_PASS: the suite with the agent's test failed on the base tree.
+  auto f2p = Events(task, "fail_to_pass");
+  ASSERT_EQ(f2p.size(), 1u);
+  EXPECT_EQ(f2p[0]["data"]["tests"], Json::array({"tests/test_average.py"}));
+  EXPECT_NE(f2p[0]["data"]["base"]["exit_code"], 0);
+
+  Json diff = Get("/v1/tasks/" + std::to_string(task["id"].get<int64_t>()) + "/diff");
+  std::string unified = diff.value("unified", "");
+  EXPECT_NE(unified.find("+    return total(values) / len(values)"), std::string::npos) << unified;
+  EXPECT_NE(unified.find("tests/test_average.py"), std::string::npos);
+
+  // The branch commit carries the trailers; main is untouched.
+  std::string branch = task["branch"];
+  std::string message = Git("-C " + repo_ + " log -1 --format=%B " + branch);
+  EXPECT_NE(message.find("Fix average() dividing by n - 1"), std::string::npos) << message;
+  EXPECT_NE(message.find("Loom-Task: " + std::to_string(task["id"].get<int64_t>())),
+            std::string::npos);
+  EXPECT_NE(message.find("Loom-Feedback: " + std::to_string(fb)), std::string::npos);
+  EXPECT_EQ(Git("-C " + repo_ + " rev-list --count main"), "1\n");
+
+  // What the model saw: the tool contract, the task, the instructions file.
+  auto requests = replay_->requests();
+  ASSERT_FALSE(requests.empty());
+  std::set<std::string> tools;
+  for (const auto& t : requests[0]["tools"]) tools.insert(t["function"]["name"]);
+  EXPECT_EQ(tools, (std::set<std::string>{"list_files", "read_file", "search", "write_file",
+                                          "replace_in_file", "run_tests", "run_command",
+                                          "request_human", "finish"}));
+  std::string system = requests[0]["messages"][0]["content"];
+  EXPECT_NE(system.find("AGENTS.md"), std::string::npos);
+  EXPECT_NE(system.find("Every bug fix comes with a test"), std::string::npos);
+  EXPECT_NE(DumpJson(requests[0]["messages"][1]).find("report page"), std::string::npos);
+  // Every step is in the log, with token counts.
+  EXPECT_EQ(Events(task, "llm_reply").size(), 8u);
+  EXPECT_GT(task["prompt_tokens"].get<int64_t>(), 0);
+  EXPECT_EQ(task["steps"], 8);
+}
+
+TEST_F(AgentEndToEndTest, AddsAFeature) {
+  Json replies = Json::array(
+      {Step("replace_in_file", {{"path", "calc.py"},
+                                {"old", "def percent(part, whole):"},
+                                {"new",
+                                 "def maximum(values):\n    \"\"\"The largest value.\"\"\"\n    "
+                                 "return max(values)\n\n\n"
+                                 "def percent(part, whole):"}}),
+       Step("write_file",
+            {{"path", "tests/test_maximum.py"},
+             {"content",
+              "import unittest\n\nimport calc\n\n\nclass MaximumTest(unittest.TestCase):\n"
+              "    def test_largest(self):\n        self.assertEqual(calc.maximum([1, 7, 3]), "
+              "7)\n"}}),
+       Step("run_tests", Json::object()), Step("finish", {{"summary", "Add maximum()"}})});
+  Start(Script(replies));
+  int64_t fb =
+      File("feature", "Add a maximum() helper", "The report page needs the largest value.");
+  Json task = WaitSettled(fb);
+  ASSERT_EQ(task["state"], "review") << task.dump();
+  EXPECT_TRUE(Events(task, "fail_to_pass").empty()) << "features need no failing test";
+  auto runs = Events(task, "test_run");
+  ASSERT_EQ(runs.size(), 2u);  // run_tests + verification
+  EXPECT_EQ(runs[1]["data"]["outcome"]["exit_code"], 0);
+}
+
+TEST_F(AgentEndToEndTest, ABugFixWithoutAFailingTestIsSentBackToTheAgent) {
+  Json replies = Json::array(
+      {Step("replace_in_file", {{"path", "calc.py"},
+                                {"old", "return total(values) / (len(values) - 1)"},
+                                {"new", "return total(values) / len(values)"}}),
+       Step("finish", {{"summary", "fix without a test"}}),
+       // A test that passes on the old code too does not reproduce the bug.
+       Step("write_file",
+            {{"path", "tests/test_weak.py"},
+             {"content",
+              "import unittest\n\nimport calc\n\n\nclass Weak(unittest.TestCase):\n"
+              "    def test_total(self):\n        self.assertEqual(calc.total([1]), 1)\n"}}),
+       Step("finish", {{"summary", "fix with a weak test"}}),
+       Step("write_file",
+            {{"path", "tests/test_average.py"},
+             {"content",
+              "import unittest\n\nimport calc\n\n\nclass Avg(unittest.TestCase):\n"
+              "    def test_two(self):\n        self.assertEqual(calc.average([2, 4]), 3)\n"}}),
+       Step("finish", {{"summary", "Fix average()"}})});
+  Start(Script(replies));
+  int64_t fb = File("bug", "average is off", "average([2, 4]) is 6");
+  Json task = WaitSettled(fb);
+  ASSERT_EQ(task["state"], "review") << task.dump();
+  std::vector<std::string> finishes;
+  for (const auto& e : Events(task, "tool_result")) {
+    if (e["data"]["name"] == "finish") finishes.push_back(e["data"]["content"]);
+  }
+  ASSERT_EQ(finishes.size(), 3u);
+  EXPECT_NE(finishes[0].find("add a test that reproduces the bug"), std::string::npos)
+      << finishes[0];
+  EXPECT_NE(finishes[1].find("pass on the original code too"), std::string::npos) << finishes[1];
+  EXPECT_NE(finishes[2].find("verified and committed"), std::string::npos) << finishes[2];
+  // Each refused verification went verifying -> running.
+  int back = 0;
+  for (const auto& e : Events(task, "state"))
+    back += e["data"]["to"] == "running" && e["data"]["from"] == "verifying";
+  EXPECT_EQ(back, 2);
+}
+
+TEST_F(AgentEndToEndTest, GarbageFromTheModelFailsTheTaskWithAReason) {
+  Start(Script(Json::array({{{"raw", "<html>definitely not a completion</html>"}}})));
+  int64_t fb = File("feature", "anything", "anything");
+  Json task = WaitSettled(fb);
+  EXPECT_EQ(task["state"], "failed");
+  EXPECT_NE(task["reason"].get<std::string>().find("malformed"), std::string::npos) << task.dump();
+  EXPECT_EQ(Events(task, "malformed").size(), 4u);
+}
+
+TEST_F(AgentEndToEndTest, BadToolCallsAreAnsweredAsErrorsAndNothingEscapes) {
+  std::string outside = dir_.path() + "/escaped.txt";
+  Json replies =
+      Json::array({Step("delete_everything", Json::object()),
+                   Step("write_file", std::string("{not json")), Step("read_file", Json::object()),
+                   Step("write_file", {{"path", "../escaped.txt"}, {"content", "x"}}),
+                   Step("write_file", {{"path", outside}, {"content", "x"}}),
+                   Step("write_file", {{"path", ".git/config"}, {"content", "x"}}),
+                   Step("request_human", {{"kind", "pizza"}, {"summary", "hungry"}}),
+                   Step("run_command", {{"command", "echo hi > /outside.txt; echo done"}}),
+                   Step("write_file", {{"path", "NOTES.md"}, {"content", "notes\n"}}),
+                   Step("finish", {{"summary", "notes"}})});
+  Start(Script(replies));
+  int64_t fb = File("feature", "try bad calls", "x");
+  Json task = WaitSettled(fb);
+  ASSERT_EQ(task["state"], "review") << task.dump();
+  auto results = Events(task, "tool_result");
+  ASSERT_EQ(results.size(), 10u);
+  EXPECT_NE(
+      results[0]["data"]["content"].get<std::string>().find("unknown tool 'delete_everything'"),
+      std::string::npos);
+  EXPECT_NE(results[1]["data"]["content"].get<std::string>().find("not a JSON object"),
+            std::string::npos);
+  EXPECT_NE(results[2]["data"]["content"].get<std::string>().find("needs the argument 'path'"),
+            std::string::npos);
+  for (int i = 0; i < 7; ++i) EXPECT_TRUE(results[i]["data"]["error"].get<bool>()) << i;
+  EXPECT_NE(results[7]["data"]["content"].get<std::string>().find("done"), std::string::npos);
+  EXPECT_FALSE(fs::exists(outside));
+  EXPECT_FALSE(fs::exists("/outside.txt"));
+  EXPECT_FALSE(fs::exists(dir_.path() + "/worktrees/escaped.txt"));
+}
+
+TEST_F(AgentEndToEndTest, AnEndlessLoopIsToldThenStoppedAsStuck) {
+  Json replies = Json::array();
+  for (int i = 0; i < 10; ++i) replies.push_back(Step("read_file", {{"path", "calc.py"}}));
+  Start(Script(replies));
+  int64_t fb = File("feature", "loop forever", "x");
+  Json task = WaitSettled(fb);
+  EXPECT_EQ(task["state"], "failed");
+  EXPECT_NE(task["reason"].get<std::string>().find("stuck"), std::string::npos) << task.dump();
+  auto notes = Events(task, "note");
+  ASSERT_EQ(notes.size(), 1u);
+  EXPECT_NE(notes[0]["data"]["text"].get<std::string>().find("same read_file call"),
+            std::string::npos);
+  EXPECT_EQ(Events(task, "llm_reply").size(), 6u);
+}
+
+TEST_F(AgentEndToEndTest, TheStepBudgetEndsATask) {
+  Json replies = Json::array();
+  for (int i = 0; i < 10; ++i) replies.push_back(Step("list_files", {{"path", std::to_string(i)}}));
+  Start(Script(replies), {{"agent.max_steps", "3"}});
+  Json task = WaitSettled(File("feature", "wander", "x"));
+  EXPECT_EQ(task["state"], "failed");
+  EXPECT_NE(task["reason"].get<std::string>().find("step budget"), std::string::npos);
+  EXPECT_EQ(task["steps"], 3);
+}
+
+TEST_F(AgentEndToEndTest, ModelServerDownParksTheTaskWithAnEscalation) {
+  Start(Json(), {{"llm.timeout_ms", "2000"}}, "http://127.0.0.1:1/v1");
+  int64_t fb = File("bug", "needs a model", "x");
+  Json task = WaitSettled(fb);
+  ASSERT_EQ(task["state"], "blocked") << task.dump();
+  Json open = Get("/v1/escalations");
+  ASSERT_EQ(open["items"].size(), 1u);
+  EXPECT_EQ(open["items"][0]["kind"], "gpu");
+  EXPECT_EQ(open["items"][0]["task_id"], task["id"]);
+  // An answer requeues the task; the model is still down, so it parks again.
+  int64_t esc = open["items"][0]["id"];
+  auto r = Call("POST", "/v1/escalations/" + std::to_string(esc) + "/answer", engineer_,
+                R"({"text": "started loom-infer"})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  auto deadline = steady_clock::now() + std::chrono::seconds(30);
+  while (Get("/v1/escalations")["items"].size() < 1 && steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  task = WaitSettled(fb);
+  EXPECT_EQ(task["state"], "blocked");
+  EXPECT_EQ(Get("/v1/escalations?state=all")["items"].size(), 2u);
+  EXPECT_EQ(task["steps"], 0) << "no step is counted for a model that never answered";
+}
+
+TEST_F(AgentEndToEndTest, ASlowModelIsWaitedFor) {
+  Json replies = Json::array({Step("write_file", {{"path", "NOTES.md"}, {"content", "x\n"}}),
+                              Step("finish", {{"summary", "done"}})});
+  replies[0]["delay_ms"] = 1500;
+  Start(Script(replies), {{"llm.timeout_ms", "10000"}});
+  Json task = WaitSettled(File("feature", "slow thinker", "x"));
+  EXPECT_EQ(task["state"], "review") << task.dump();
+  EXPECT_GE(Events(task, "llm_reply")[0]["data"]["ms"].get<int64_t>(), 1400);
+}
+
+TEST_F(AgentEndToEndTest, TwentyTasksOnFourSlots) {
+  Json replies =
+      Json::array({Step("write_file", {{"path", "NOTES.md"}, {"content", "x\n"}}),
+                   Step("run_tests", Json::object()), Step("finish", {{"summary", "checked"}})});
+  Start(Script(replies), {{"agents", "4"}});
+  std::vector<int64_t> items;
+  for (int i = 0; i < 20; ++i) {
+    items.push_back(File("feature", "request about module " + Word(i), "x"));
+  }
+  size_t max_running = 0;
+  auto deadline = steady_clock::now() + std::chrono::seconds(120);
+  while (steady_clock::now() < deadline) {
+    Json running = Get("/v1/tasks?state=running&limit=500");
+    Json verifying = Get("/v1/tasks?state=verifying&limit=500");
+    max_running = std::max(max_running, running["items"].size() + verifying["items"].size());
+    if (Get("/v1/tasks?state=review&limit=500")["items"].size() == 20) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_LE(max_running, 4u);
+  std::set<std::string> branches;
+  for (int64_t fb : items) {
+    Json task = WaitSettled(fb, std::chrono::seconds(5));
+    EXPECT_EQ(task["state"], "review") << task.dump();
+    branches.insert(task.value("branch", ""));
+    int leases = 0;
+    for (const auto& e : Events(task, "state"))
+      leases += e["data"]["to"] == "running" && e["data"]["from"] == "queued";
+    EXPECT_EQ(leases, 1) << "task " << task["id"] << " ran more than once";
+  }
+  EXPECT_EQ(branches.size(), 20u);
+}
+
+}  // namespace
+}  // namespace loom

@@ -1,0 +1,213 @@
+// TaskStore on a real SQLite file: the state machine's compare-and-set, leases
+// that never hand one task out twice, triage linking feedback and tasks both
+// ways, the event log, recovery after a crash, and escalations.
+#include "orchestrator/task_store.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <set>
+#include <thread>
+
+#include "common/auth.h"
+#include "common/schema.h"
+#include "feedback/intake.h"
+#include "tests/support/temp_dir.h"
+
+namespace loom {
+namespace {
+
+// Titles whose fingerprints differ (digits are normalised away): "ab", "bb", ...
+std::string Word(int i) {
+  return {static_cast<char>('a' + i % 26), static_cast<char>('a' + i / 26)};
+}
+
+class TaskStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto fb = feedback::Store::Open(DatabasePath(dir_.path()));
+    ASSERT_TRUE(fb.ok()) << fb.status().ToString();
+    feedback_ = std::move(*fb);
+    auto s = TaskStore::Open(DatabasePath(dir_.path()));
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    store_ = std::move(*s);
+    auto tokens = TokenStore::Open(DatabasePath(dir_.path()));
+    ASSERT_TRUE(tokens.ok());
+    auto token = (*tokens)->Create(Role::kReporter, "reporter");
+    ASSERT_TRUE(token.ok());
+    token_id_ = (*tokens)->Lookup(*token)->token_id;
+  }
+
+  int64_t File(const std::string& title, const std::string& kind = "bug",
+               std::optional<std::string> repo = std::nullopt) {
+    feedback::Item item;
+    item.kind = kind;
+    item.title = title;
+    item.body = "body of " + title;
+    item.repo = repo;
+    item.token_id = token_id_;
+    auto r = feedback_->SubmitAndWait(std::move(item));
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    return r.ok() ? r->id : 0;
+  }
+
+  void AddRepo(const std::string& name) {
+    ASSERT_TRUE(store_->AddRepo({name, "/srv/" + name, "main", "make test"}).ok());
+  }
+
+  int64_t OneQueuedTask() {
+    AddRepo("app");
+    File("Crash on save");
+    auto created = store_->Triage();
+    EXPECT_TRUE(created.ok());
+    return created.ok() && created->size() == 1 ? (*created)[0] : 0;
+  }
+
+  testing::TempDir dir_;
+  std::unique_ptr<feedback::Store> feedback_;
+  std::unique_ptr<TaskStore> store_;
+  int64_t token_id_ = 0;
+};
+
+TEST_F(TaskStoreTest, TriageMakesOneTaskPerOriginalAndLinksBothWays) {
+  AddRepo("app");
+  int64_t first = File("Crash on save");
+  int64_t dup = File("Crash on save");  // same fingerprint: a duplicate
+  int64_t other = File("Export is slow", "feature");
+  auto created = store_->Triage();
+  ASSERT_TRUE(created.ok()) << created.status().ToString();
+  ASSERT_EQ(created->size(), 2u);
+  auto task = store_->Get((*created)[0]);
+  ASSERT_TRUE(task.ok());
+  EXPECT_EQ(task->state, TaskState::kQueued);
+  EXPECT_EQ(task->repo, "app");
+  EXPECT_EQ(task->feedback_ids, (std::vector<int64_t>{first, dup}));
+  auto item = feedback_->Get(first);
+  ASSERT_TRUE(item.ok());
+  EXPECT_EQ(item->task_id, task->id);
+  EXPECT_EQ(item->status, "triaged");
+  auto dup_item = feedback_->Get(dup);
+  ASSERT_TRUE(dup_item.ok());
+  EXPECT_EQ(dup_item->task_id, task->id);
+  auto feature = store_->Get((*created)[1]);
+  ASSERT_TRUE(feature.ok());
+  EXPECT_EQ(feature->kind, "feature");
+  EXPECT_EQ(feature->feedback_ids, (std::vector<int64_t>{other}));
+  // A second round finds nothing new.
+  auto again = store_->Triage();
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(again->empty());
+}
+
+TEST_F(TaskStoreTest, FeedbackForAnUnknownRepositoryWaitsUntilItIsRegistered) {
+  AddRepo("app");
+  AddRepo("web");
+  File("Button misaligned", "bug", "mobile");
+  File("No repo named, two registered");
+  auto created = store_->Triage();
+  ASSERT_TRUE(created.ok());
+  EXPECT_TRUE(created->empty());
+  AddRepo("mobile");
+  created = store_->Triage();
+  ASSERT_TRUE(created.ok());
+  ASSERT_EQ(created->size(), 1u);
+  EXPECT_EQ(store_->Get((*created)[0])->repo, "mobile");
+}
+
+TEST_F(TaskStoreTest, TransitionIsACompareAndSet) {
+  int64_t id = OneQueuedTask();
+  ASSERT_TRUE(store_->Transition(id, TaskState::kQueued, TaskState::kRunning, "test").ok());
+  Status stale = store_->Transition(id, TaskState::kQueued, TaskState::kRunning, "again");
+  EXPECT_EQ(stale.code(), StatusCode::kFailedPrecondition);
+  Status illegal = store_->Transition(id, TaskState::kRunning, TaskState::kMerged, "skip review");
+  EXPECT_EQ(illegal.code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store_->Get(id)->state, TaskState::kRunning);
+  auto events = store_->Events(id);
+  ASSERT_TRUE(events.ok());
+  int transitions = 0;
+  for (const auto& e : *events) transitions += e.type == "state";
+  EXPECT_EQ(transitions, 1) << "a refused transition must leave no event";
+}
+
+TEST_F(TaskStoreTest, ConcurrentLeasesNeverHandOutATaskTwice) {
+  AddRepo("app");
+  for (int i = 0; i < 30; ++i) File("problem in module " + Word(i));
+  ASSERT_EQ(store_->Triage()->size(), 30u);
+  std::mutex mu;
+  std::vector<int64_t> leased;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 6; ++t) {
+    threads.emplace_back([&] {
+      while (true) {
+        auto next = store_->LeaseNext();
+        ASSERT_TRUE(next.ok());
+        if (!next->has_value()) return;
+        std::lock_guard<std::mutex> lock(mu);
+        leased.push_back((*next)->id);
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(leased.size(), 30u);
+  EXPECT_EQ(std::set<int64_t>(leased.begin(), leased.end()).size(), 30u);
+}
+
+TEST_F(TaskStoreTest, EventsAreNumberedAndAddUsage) {
+  int64_t id = OneQueuedTask();
+  auto a = store_->AppendEvent(id, "llm_reply", {{"n", 1}}, Usage{1, 100, 20, 0});
+  auto b = store_->AppendEvent(id, "tool_result", {{"n", 2}}, Usage{0, 0, 0, 1});
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(*b, *a + 1);
+  auto task = store_->Get(id);
+  EXPECT_EQ(task->steps, 1);
+  EXPECT_EQ(task->prompt_tokens, 100);
+  EXPECT_EQ(task->completion_tokens, 20);
+  EXPECT_EQ(task->test_runs, 1);
+  auto after = store_->Events(id, *a);
+  ASSERT_TRUE(after.ok());
+  ASSERT_EQ(after->size(), 1u);
+  EXPECT_EQ((*after)[0].type, "tool_result");
+  EXPECT_EQ((*after)[0].data["n"], 2);
+}
+
+TEST_F(TaskStoreTest, RecoverInterruptedRequeuesRunningAndVerifyingTasks) {
+  AddRepo("app");
+  File("first problem");
+  File("second problem");
+  File("third problem");
+  auto ids = *store_->Triage();
+  ASSERT_EQ(ids.size(), 3u);
+  ASSERT_TRUE(store_->Transition(ids[0], TaskState::kQueued, TaskState::kRunning, "").ok());
+  ASSERT_TRUE(store_->Transition(ids[1], TaskState::kQueued, TaskState::kRunning, "").ok());
+  ASSERT_TRUE(store_->Transition(ids[1], TaskState::kRunning, TaskState::kVerifying, "").ok());
+  // A new store on the same file, as after kill -9.
+  store_.reset();
+  auto reopened = TaskStore::Open(DatabasePath(dir_.path()));
+  ASSERT_TRUE(reopened.ok());
+  auto n = (*reopened)->RecoverInterrupted();
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(*n, 2);
+  for (int64_t id : ids) EXPECT_EQ((*reopened)->Get(id)->state, TaskState::kQueued);
+}
+
+TEST_F(TaskStoreTest, AnsweringAnEscalationRequeuesTheBlockedTask) {
+  int64_t id = OneQueuedTask();
+  ASSERT_TRUE(store_->Transition(id, TaskState::kQueued, TaskState::kRunning, "").ok());
+  auto esc = store_->Escalate(id, "gpu", "no model answered", "orchestrator");
+  ASSERT_TRUE(esc.ok());
+  ASSERT_TRUE(store_->Transition(id, TaskState::kRunning, TaskState::kBlocked, "waiting").ok());
+  EXPECT_EQ(store_->ListEscalations(true)->size(), 1u);
+  ASSERT_TRUE(store_->AnswerEscalation(*esc, {{"text", "loom-infer is up"}}, 7).ok());
+  EXPECT_EQ(store_->Get(id)->state, TaskState::kQueued);
+  EXPECT_TRUE(store_->ListEscalations(true)->empty());
+  EXPECT_EQ(store_->AnswerEscalation(*esc, {{"text", "twice"}}, 7).code(),
+            StatusCode::kFailedPrecondition);
+  auto events = store_->Events(id);
+  ASSERT_TRUE(events.ok());
+  bool answered = false;
+  for (const auto& e : *events) answered |= e.type == "escalation_answered";
+  EXPECT_TRUE(answered);
+}
+
+}  // namespace
+}  // namespace loom
