@@ -7,6 +7,7 @@
 #include <fstream>
 #include <mutex>
 #include <sstream>
+#include <thread>
 
 #include "common/json.h"
 #include "inference/cpu/cpu_backend.h"
@@ -77,6 +78,26 @@ class Waiter {
   bool done_ = false;
 };
 
+// Forwards to a real backend; the first step is slowed down so that requests
+// submitted together are all queued before the engine admits any.
+class SlowStartBackend : public Backend {
+ public:
+  explicit SlowStartBackend(std::unique_ptr<Backend> inner) : inner_(std::move(inner)) {}
+  const ModelConfig& config() const override { return inner_->config(); }
+  int32_t block_size() const override { return inner_->block_size(); }
+  int32_t num_kv_blocks() const override { return inner_->num_kv_blocks(); }
+  Status Forward(std::span<const SeqStep> batch, StepOutput* out) override {
+    if (first_) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    first_ = false;
+    return inner_->Forward(batch, out);
+  }
+  Status CopyBlock(int32_t src, int32_t dst) override { return inner_->CopyBlock(src, dst); }
+
+ private:
+  std::unique_ptr<Backend> inner_;
+  bool first_ = true;
+};
+
 GenerationRequest Greedy24(const std::vector<int32_t>& ids) {
   GenerationRequest r;
   r.prompt = ids;
@@ -109,7 +130,8 @@ class EngineCpuTest : public ::testing::Test {
     eo.max_step_tokens = 64;
     const Tokenizer* t = tokenizer_.get();
     eo.detokenize = [t](std::span<const int32_t> ids) { return t->Decode(ids); };
-    auto engine = Engine::Start(std::move(backend).value(), std::move(eo));
+    auto engine = Engine::Start(std::make_unique<SlowStartBackend>(std::move(backend).value()),
+                                std::move(eo));
     EXPECT_TRUE(engine.ok()) << engine.status().ToString();
     return engine.ok() ? std::move(engine).value() : nullptr;
   }

@@ -120,6 +120,7 @@ TEST(EngineTest, RequestsOfDifferentLengthsBatchedTogetherGiveTheirSoloTokens) {
   opts.max_batch = 4;
   opts.max_step_tokens = 16;  // forces chunked prefill next to decodes
   Rig rig(4, 256, opts);
+  rig.backend->set_step_delay(std::chrono::milliseconds(1));
   const std::vector<std::pair<int, int>> shapes = {{1, 20}, {37, 5}, {9, 17}, {64, 9},
                                                    {3, 30}, {22, 1}, {15, 12}};
   std::vector<std::unique_ptr<Collector>> cs;
@@ -206,6 +207,8 @@ TEST(EngineTest, TinyCachePreemptsAndRecomputesWithTheSameTokens) {
   EngineOptions opts;
   opts.max_batch = 4;
   Rig rig(2, 12, opts);  // 24 token slots for 4 requests of 16 tokens
+  // Slow steps: all four are queued while the first one's prefill runs.
+  rig.backend->set_step_delay(std::chrono::milliseconds(2));
   std::vector<std::unique_ptr<Collector>> cs;
   for (int i = 0; i < 4; ++i) {
     cs.push_back(std::make_unique<Collector>());
