@@ -272,6 +272,7 @@ class EngineImpl final : public Engine {
                            [&](const auto& p) { return p.get() == seq; });
     FreeBlocks(*seq);
     ++preemptions_;
+    preempted_this_step_ = true;
     waiting_.push_front(std::move(*it));
     running_.erase(it);
   }
@@ -294,6 +295,7 @@ class EngineImpl final : public Engine {
   void Step() {
     std::vector<Scheduled> batch;
     int32_t budget = options_.max_step_tokens;
+    preempted_this_step_ = false;
 
     // 1. Decodes: one token each, preempting the newest others for blocks.
     std::vector<Sequence*> decodes;
@@ -323,8 +325,9 @@ class EngineImpl final : public Engine {
       budget -= n;
     }
     // 3. Admissions, oldest first, leaving a block per running sequence free
-    //    so that admitting does not immediately force a preemption.
-    while (!waiting_.empty() && budget > 0 &&
+    //    so that admitting does not immediately force a preemption (and none
+    //    in a step that had to preempt).
+    while (!preempted_this_step_ && !waiting_.empty() && budget > 0 &&
            static_cast<int32_t>(running_.size()) < options_.max_batch) {
       if (!running_.empty() && kv_.num_available() <= static_cast<int32_t>(running_.size())) break;
       Sequence& seq = *waiting_.front();
@@ -351,7 +354,7 @@ class EngineImpl final : public Engine {
       if (!running_.empty()) {
         // Prefills hold every block between them: let the oldest go on alone.
         PreemptOne(batch, running_.front().get());
-      } else if (!waiting_.empty()) {
+      } else if (!waiting_.empty() && !preempted_this_step_) {
         // Cannot happen: an idle cache holds any prompt that passed Submit.
         auto seq = std::move(waiting_.front());
         waiting_.pop_front();
@@ -520,6 +523,7 @@ class EngineImpl final : public Engine {
   int64_t generated_tokens_ = 0;
   int64_t computed_tokens_ = 0;
   int64_t preemptions_ = 0;
+  bool preempted_this_step_ = false;
   std::deque<std::pair<Clock::time_point, int>> recent_;
   std::thread thread_;
 };

@@ -5,6 +5,7 @@
 #include <condition_variable>
 #include <mutex>
 #include <numeric>
+#include <random>
 
 #include "tests/fakes/fake_backend.h"
 
@@ -346,6 +347,38 @@ TEST(EngineTest, CallbackReturningFalseCancels) {
   EXPECT_EQ(o.events, 3);
   // The engine drops it: its blocks come back.
   EXPECT_EQ(IdleStats(*rig.engine).kv_blocks_used, 0);
+}
+
+TEST(EngineTest, RandomizedLoadWithSharedPrefixesAndATinyCacheMatchesTheReference) {
+  EngineOptions opts;
+  opts.max_batch = 6;
+  opts.max_step_tokens = 24;
+  Rig rig(4, 40, opts);  // 160 token slots
+  std::mt19937 rng(1234);
+  auto base = Prompt(80, 9);
+  struct Case {
+    std::vector<int32_t> prompt;
+    int max_tokens;
+    std::unique_ptr<Collector> c;
+  };
+  std::vector<Case> cases;
+  for (int i = 0; i < 40; ++i) {
+    int len = 1 + static_cast<int>(rng() % 70);
+    std::vector<int32_t> p(base.begin(), base.begin() + len);
+    if (rng() % 3 == 0) p.push_back(static_cast<int32_t>(rng() % 64));  // diverge at the end
+    cases.push_back({p, 1 + static_cast<int>(rng() % 20), std::make_unique<Collector>()});
+  }
+  for (auto& c : cases) {
+    ASSERT_TRUE(rig.engine->Submit(Greedy(c.prompt, c.max_tokens), c.c->Callback()).ok());
+    if (rng() % 4 == 0) std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+  for (size_t i = 0; i < cases.size(); ++i) {
+    EXPECT_EQ(cases[i].c->Wait().tokens, FakeBackend::Greedy(cases[i].prompt, cases[i].max_tokens))
+        << "case " << i;
+  }
+  auto stats = IdleStats(*rig.engine);
+  EXPECT_EQ(stats.kv_blocks_used, 0);
+  EXPECT_GT(stats.prefix_hit_tokens_total, 0);
 }
 
 TEST(EngineTest, RejectsPromptsLongerThanTheContext) {
