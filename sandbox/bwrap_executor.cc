@@ -1,6 +1,8 @@
 // BwrapExecutor: one run = one bubblewrap process tree.
 //
-// Run() validates the spec, prepares everything the child needs (bwrap's arguments
+// Run() validates the spec (internal/worktree.h says where a worktree may be), lends
+// a root caller's worktree to the sandbox uid and gives it back after the run; the
+// run itself, Execute(), prepares everything the child needs (bwrap's arguments
 // in a memfd read with `--args`, so nothing, secrets included, shows in `ps`; the
 // seccomp program; synthesized /etc files; O_PATH fds of the worktree and its .git
 // so that no path is resolved twice), then forks. The child, using only
@@ -33,6 +35,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cstring>
@@ -47,6 +50,7 @@
 #include "sandbox/internal/cgroup.h"
 #include "sandbox/internal/seccomp_filter.h"
 #include "sandbox/internal/unique_fd.h"
+#include "sandbox/internal/worktree.h"
 
 namespace loom::sandbox {
 namespace {
@@ -59,10 +63,6 @@ using Clock = std::chrono::steady_clock;
 // people's files, the daemon's state, the host's /proc, /sys and devices.
 constexpr const char* kForbiddenReadOnlyPrefixes[] = {"/run", "/var",  "/home", "/root",
                                                       "/sys", "/proc", "/dev",  "/tmp"};
-// A worktree may not be (or contain) the toolchain or kernel interfaces.
-constexpr const char* kForbiddenWorktreePrefixes[] = {"/usr",   "/bin",   "/sbin",   "/lib",
-                                                      "/lib32", "/lib64", "/libx32", "/etc",
-                                                      "/proc",  "/sys",   "/dev",    "/boot"};
 // The parts of the host's /etc a toolchain needs; nothing else of /etc is visible.
 constexpr const char* kEtcFiles[] = {
     "/etc/alternatives", "/etc/ld.so.cache",   "/etc/ld.so.conf", "/etc/ld.so.conf.d",
@@ -260,36 +260,6 @@ std::vector<pid_t> Descendants(pid_t root) {
   return out;
 }
 
-// Gives the worktree to the sandbox uid (root callers only), without following
-// symlinks. `.git` keeps its owner: it is bound read-only anyway.
-Status ChownWorktree(const std::string& worktree, uid_t uid, gid_t gid) {
-  namespace fs = std::filesystem;
-  auto give = [&](const std::string& path) -> Status {
-    struct stat st;
-    if (lstat(path.c_str(), &st) != 0) return Status::Ok();  // vanished
-    if (st.st_uid == uid && st.st_gid == gid) return Status::Ok();
-    // A multiply-linked file may be a hard link to something outside.
-    if (!S_ISDIR(st.st_mode) && st.st_nlink > 1) return Status::Ok();
-    if (lchown(path.c_str(), uid, gid) != 0) {
-      return Status::FromErrno(errno, "giving " + path + " to the sandbox uid");
-    }
-    return Status::Ok();
-  };
-  LOOM_RETURN_IF_ERROR(give(worktree));
-  std::error_code ec;
-  fs::recursive_directory_iterator it(worktree, fs::directory_options::none, ec);
-  if (ec) return Status::IoError("listing " + worktree + ": " + ec.message());
-  for (; it != fs::recursive_directory_iterator(); it.increment(ec)) {
-    if (ec) return Status::IoError("listing " + worktree + ": " + ec.message());
-    if (it.depth() == 0 && it->path().filename() == ".git") {
-      it.disable_recursion_pending();
-      continue;
-    }
-    LOOM_RETURN_IF_ERROR(give(it->path().string()));
-  }
-  return Status::Ok();
-}
-
 // Everything the forked child needs, prepared before fork: the child only reads it.
 struct ChildPlan {
   static constexpr int kMaxFds = 16;
@@ -397,6 +367,19 @@ class BwrapExecutor final : public Executor {
   Result<Outcome> Run(const RunSpec& spec) override;
 
  private:
+  // A validated spec's paths and the caller's identity.
+  struct PreparedRun {
+    std::string worktree;  // canonical
+    std::vector<std::string> ro_paths;
+    UniqueFd worktree_fd;  // O_PATH
+    UniqueFd git_fd;       // O_PATH of worktree/.git, if any
+    bool as_root = false;
+    uid_t uid = 0;  // the sandbox's
+    gid_t gid = 0;
+  };
+  // Runs the prepared command: everything after validation (and the loan).
+  Result<Outcome> Execute(const RunSpec& spec, PreparedRun& run);
+
   const BwrapOptions options_;
   const std::string cgroup_parent_;  // "" when runs get no cgroup
   const std::string seccomp_none_;
@@ -419,15 +402,10 @@ struct OutputCapture {
 
 Result<Outcome> BwrapExecutor::Run(const RunSpec& spec) {
   LOOM_RETURN_IF_ERROR(ValidateStrings(spec));
-  LOOM_ASSIGN_OR_RETURN(std::string worktree, CanonicalPath(spec.worktree, "worktree"));
-  if (worktree == "/") return Status::InvalidArgument("the worktree cannot be /");
-  for (const char* prefix : kForbiddenWorktreePrefixes) {
-    if (IsUnder(worktree, prefix)) {
-      return Status::InvalidArgument("the worktree cannot be under " + std::string(prefix) + ": " +
-                                     worktree);
-    }
-  }
-  std::vector<std::string> ro_paths;
+  PreparedRun run;
+  LOOM_ASSIGN_OR_RETURN(run.worktree, CanonicalPath(spec.worktree, "worktree"));
+  const std::string& worktree = run.worktree;
+  LOOM_RETURN_IF_ERROR(internal::CheckWorktreeLocation(worktree));
   for (const auto& p : spec.read_only_paths) {
     LOOM_ASSIGN_OR_RETURN(std::string path, CanonicalPath(p, "read-only path"));
     if (path == "/") return Status::InvalidArgument("cannot bind the host's / into the sandbox");
@@ -445,26 +423,55 @@ Result<Outcome> BwrapExecutor::Run(const RunSpec& spec) {
     if (stat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) {
       return Status::InvalidArgument("refusing to bind the socket " + path + " into the sandbox");
     }
-    ro_paths.push_back(path);
+    run.ro_paths.push_back(path);
   }
 
-  const bool as_root = geteuid() == 0;
-  const uid_t uid = as_root ? options_.run_as_uid : geteuid();
-  const gid_t gid = as_root ? options_.run_as_gid : getegid();
-  if (as_root) LOOM_RETURN_IF_ERROR(ChownWorktree(worktree, uid, gid));
-
-  UniqueFd worktree_fd(open(worktree.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-  if (!worktree_fd.valid()) return Status::FromErrno(errno, "opening the worktree " + worktree);
-  UniqueFd git_fd(openat(worktree_fd.get(), ".git", O_PATH | O_NOFOLLOW | O_CLOEXEC));
-  if (git_fd.valid()) {
+  UniqueFd dir_fd(open(worktree.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!dir_fd.valid()) {
+    if (errno == ENOTDIR)
+      return Status::InvalidArgument("the worktree is not a directory: " + worktree);
+    return Status::FromErrno(errno, "opening the worktree " + worktree);
+  }
+  // bwrap gets O_PATH fds of this very directory and its .git: nothing is resolved twice.
+  run.worktree_fd = UniqueFd(openat(dir_fd.get(), ".", O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!run.worktree_fd.valid()) return Status::FromErrno(errno, "opening the worktree " + worktree);
+  run.git_fd = UniqueFd(openat(dir_fd.get(), ".git", O_PATH | O_NOFOLLOW | O_CLOEXEC));
+  if (run.git_fd.valid()) {
     struct stat st;
-    if (fstat(git_fd.get(), &st) != 0) return Status::FromErrno(errno, "stat .git");
+    if (fstat(run.git_fd.get(), &st) != 0) return Status::FromErrno(errno, "stat .git");
     if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode)) {
       return Status::FailedPrecondition(worktree +
                                         "/.git is neither a directory nor a file (a planted "
                                         "symlink?); refusing to run");
     }
   }
+
+  run.as_root = geteuid() == 0;
+  run.uid = run.as_root ? options_.run_as_uid : geteuid();
+  run.gid = run.as_root ? options_.run_as_gid : getegid();
+  if (!run.as_root) return Execute(spec, run);
+  // A root caller's sandbox runs as the slot's uid, which must own the worktree to
+  // write it: lend it for the run, and give it back once nothing of the run is alive.
+  LOOM_ASSIGN_OR_RETURN(internal::WorktreeLoan loan,
+                        internal::WorktreeLoan::Lend(dir_fd.get(), worktree, {run.uid, run.gid}));
+  Result<Outcome> outcome = Execute(spec, run);
+  Status given_back = loan.GiveBack();
+  if (!given_back.ok()) {
+    // The run itself happened; what stays with the sandbox uid is less privileged
+    // than before, never more.
+    LOOM_LOG(kError) << "sandbox: giving the worktree back to its owner: " << given_back.message();
+  }
+  return outcome;
+}
+
+Result<Outcome> BwrapExecutor::Execute(const RunSpec& spec, PreparedRun& run) {
+  const std::string& worktree = run.worktree;
+  const std::vector<std::string>& ro_paths = run.ro_paths;
+  UniqueFd& worktree_fd = run.worktree_fd;
+  UniqueFd& git_fd = run.git_fd;
+  const bool as_root = run.as_root;
+  const uid_t uid = run.uid;
+  const gid_t gid = run.gid;
 
   // The run's cgroup, if the host gives us one.
   std::unique_ptr<RunCgroup> cgroup;

@@ -50,6 +50,9 @@ struct RunSpec {
   std::vector<std::string> argv;
   // Absolute path of an existing directory: the only writable path, mounted at the
   // same path, and the working directory. Its `.git` (directory or file) is read-only.
+  // Refused: `/`, top-level directories (/tmp, /home, ...), system trees (/usr, /etc,
+  // /var, /proc, /sys, /dev, /run, /boot, ...; strictly below /var/tmp and
+  // /var/lib/loom is allowed) and, for a root caller, another user's directory.
   std::string worktree;
   // Extra host paths bound read-only at the same path. Refused: anything under
   // /run, /var, /home, /root, /sys, /proc, /dev, /tmp, or inside the worktree.
@@ -102,7 +105,10 @@ struct BwrapOptions {
   std::string bwrap_path = "/usr/bin/bwrap";
   // When the caller is root, the sandbox runs as this unprivileged uid/gid (give each
   // executor slot its own: RLIMIT_NPROC and file ownership are per uid). The worktree
-  // is chowned to it. Ignored for a non-root caller, whose own uid is used.
+  // is lent to it for the run: what its owner (root, or this uid) owns becomes this
+  // uid's, and after the run everything this uid owns in it, the payload's new files
+  // included, goes back to the owner the worktree root had. `.git` is not touched.
+  // Ignored for a non-root caller, whose own uid is used and whose files keep theirs.
   uint32_t run_as_uid = 64000;
   uint32_t run_as_gid = 64000;
   // A cgroup v2 directory delegated to Loom; each run gets a child cgroup there (kill

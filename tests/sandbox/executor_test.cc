@@ -6,8 +6,14 @@
 #include <grp.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
+#include <cstdio>
+#include <functional>
+#include <map>
 #include <thread>
 
 #include "tests/sandbox/sandbox_fixture.h"
@@ -126,24 +132,70 @@ TEST_F(SandboxTest, OutcomeJsonNamesTheLimit) {
   EXPECT_TRUE(j["exit_code"].is_null());
 }
 
+// Every spec here is refused before anything runs or changes owner. (Refused
+// worktree locations: worktree_test.cc and WorktreeOwnershipTest.)
 TEST_F(SandboxTest, RejectsInvalidSpecs) {
-  RunSpec empty = Spec({});
-  EXPECT_EQ(executor_->Run(empty).status().code(), StatusCode::kInvalidArgument);
-  RunSpec relative = Spec({"true"});
-  relative.worktree = "relative/dir";
-  EXPECT_EQ(executor_->Run(relative).status().code(), StatusCode::kInvalidArgument);
-  RunSpec missing = Spec({"true"});
-  missing.worktree = root_ + "/does-not-exist";
-  EXPECT_EQ(executor_->Run(missing).status().code(), StatusCode::kInvalidArgument);
-  RunSpec system = Spec({"true"});
-  system.worktree = "/usr";
-  EXPECT_EQ(executor_->Run(system).status().code(), StatusCode::kInvalidArgument);
-  RunSpec bad_env = Spec({"true"});
-  bad_env.env.push_back({"A=B", "c"});
-  EXPECT_EQ(executor_->Run(bad_env).status().code(), StatusCode::kInvalidArgument);
-  RunSpec zero = Spec({"true"});
-  zero.limits.max_processes = 0;
-  EXPECT_EQ(executor_->Run(zero).status().code(), StatusCode::kInvalidArgument);
+  { std::ofstream(root_ + "/a-file") << "x"; }
+  const std::string socket_path = root_ + "/sock";
+  int sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(sock, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  snprintf(addr.sun_path, sizeof addr.sun_path, "%s", socket_path.c_str());
+  ASSERT_EQ(bind(sock, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(mkdir((worktree_ + "/inside").c_str(), 0755), 0);
+  const std::map<std::string, std::function<void(RunSpec&)>> cases = {
+      {"no command", [](RunSpec& s) { s.argv.clear(); }},
+      {"empty argv[0]", [](RunSpec& s) { s.argv = {""}; }},
+      {"NUL in an argument", [](RunSpec& s) { s.argv.push_back(std::string("a\0b", 3)); }},
+      {"relative worktree", [](RunSpec& s) { s.worktree = "relative/dir"; }},
+      {"empty worktree", [](RunSpec& s) { s.worktree = ""; }},
+      {"missing worktree", [this](RunSpec& s) { s.worktree = root_ + "/does-not-exist"; }},
+      {"worktree is a file", [this](RunSpec& s) { s.worktree = root_ + "/a-file"; }},
+      {"'=' in a variable name",
+       [](RunSpec& s) {
+         s.env.push_back({"A=B", "c"});
+       }},
+      {"empty variable name",
+       [](RunSpec& s) {
+         s.env.push_back({"", "c"});
+       }},
+      {"NUL in a value",
+       [](RunSpec& s) {
+         s.env.push_back({"A", std::string("b\0c", 3)});
+       }},
+      {"relative read-only path", [](RunSpec& s) { s.read_only_paths = {"usr/share"}; }},
+      {"missing read-only path", [this](RunSpec& s) { s.read_only_paths = {root_ + "/nope"}; }},
+      {"read-only /", [](RunSpec& s) { s.read_only_paths = {"/"}; }},
+      {"read-only /run", [](RunSpec& s) { s.read_only_paths = {"/run"}; }},
+      {"read-only /home", [](RunSpec& s) { s.read_only_paths = {"/home"}; }},
+      {"read-only /var/lib", [](RunSpec& s) { s.read_only_paths = {"/var/lib"}; }},
+      {"read-only /etc/../root", [](RunSpec& s) { s.read_only_paths = {"/etc/../root"}; }},
+      {"read-only inside the worktree",
+       [this](RunSpec& s) { s.read_only_paths = {worktree_ + "/inside"}; }},
+      {"read-only socket", [&](RunSpec& s) { s.read_only_paths = {socket_path}; }},
+      {"zero wall time", [](RunSpec& s) { s.limits.wall_time = {}; }},
+      {"negative wall time",
+       [](RunSpec& s) { s.limits.wall_time = std::chrono::milliseconds(-1); }},
+      {"zero cpu time", [](RunSpec& s) { s.limits.cpu_time = {}; }},
+      {"zero memory", [](RunSpec& s) { s.limits.memory_bytes = 0; }},
+      {"zero processes", [](RunSpec& s) { s.limits.max_processes = 0; }},
+      {"zero open files", [](RunSpec& s) { s.limits.max_open_files = 0; }},
+      {"zero file size", [](RunSpec& s) { s.limits.max_file_size_bytes = 0; }},
+      {"zero output", [](RunSpec& s) { s.limits.max_output_bytes = 0; }},
+      {"zero /tmp size", [](RunSpec& s) { s.limits.tmp_size_bytes = 0; }},
+      {"zero cpu percent", [](RunSpec& s) { s.limits.cpu_percent = 0; }},
+  };
+  for (const auto& [name, adjust] : cases) {
+    RunSpec spec = Spec({"/bin/sh", "-c", "touch ran"});
+    adjust(spec);
+    Result<Outcome> r = executor_->Run(spec);
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument)
+        << name << ": " << r.status().ToString();
+    EXPECT_FALSE(r.status().message().empty()) << name;
+  }
+  close(sock);
+  EXPECT_FALSE(HostPathExists(worktree_ + "/ran"));
 }
 
 TEST_F(SandboxTest, ConcurrentRunsAreIndependent) {
@@ -237,6 +289,137 @@ TEST(BwrapProbeTest, RefusesToRunAsRootInsideTheSandbox) {
 }
 
 TEST(BwrapProbeTest, SucceedsOnThisHost) { EXPECT_TRUE(ProbeBwrap({}).ok()); }
+
+// A root caller lends the worktree to the sandbox uid for the run. What must not be
+// lent is refused before anything changes owner; what is lent comes back to its
+// owner, with everything the payload made. (Which paths are refused is checked
+// without an executor in worktree_test.cc: pointing a root executor at / or /usr to
+// see it refuse would, on a regression, give the host's files away.)
+class WorktreeOwnershipTest : public SandboxTest {
+ protected:
+  void SetUp() override {
+    if (geteuid() != 0) GTEST_SKIP() << "only a root caller lends its worktree";
+    SandboxTest::SetUp();
+  }
+
+  // Runs `true` with `dir` as the worktree and returns the refusal (or OK). Expects
+  // `dir` and `dir`/file to be owned by `owner` afterwards, refused or not.
+  Status RunTrueIn(const std::string& dir, uid_t owner) {
+    RunSpec spec = Spec({"true"});
+    spec.worktree = dir;
+    Result<Outcome> r = executor_->Run(spec);
+    EXPECT_EQ(OwnerOf(dir), owner) << dir << " changed owner";
+    EXPECT_EQ(OwnerOf(dir + "/file"), owner) << dir << "/file changed owner";
+    return r.status();
+  }
+
+  // Makes `dir` (mode 0755) with a file in it, both owned by uid:gid `owner`.
+  static void MakeTree(const std::string& dir, uid_t owner) {
+    ASSERT_EQ(mkdir(dir.c_str(), 0755), 0) << dir;
+    { std::ofstream(dir + "/file") << "x"; }
+    ASSERT_EQ(lchown(dir.c_str(), owner, owner), 0);
+    ASSERT_EQ(lchown((dir + "/file").c_str(), owner, owner), 0);
+  }
+
+  static uid_t OwnerOf(const std::string& path) {
+    struct stat st;
+    return lstat(path.c_str(), &st) == 0 ? st.st_uid : static_cast<uid_t>(-1);
+  }
+
+  // uid:gid:mode of every entry below `dir` (not following symlinks), by relative path.
+  static std::map<std::string, std::string> Owners(const std::string& dir) {
+    std::map<std::string, std::string> out;
+    for (const auto& e : std::filesystem::recursive_directory_iterator(dir)) {
+      struct stat st;
+      if (lstat(e.path().c_str(), &st) != 0) continue;
+      char mode[8];
+      snprintf(mode, sizeof mode, "%o", st.st_mode & 07777);
+      out[e.path().lexically_relative(dir).string()] =
+          std::to_string(st.st_uid) + ":" + std::to_string(st.st_gid) + ":" + mode;
+    }
+    return out;
+  }
+};
+
+TEST_F(WorktreeOwnershipTest, RefusesATopLevelWorktree) {
+  // The incident was `--dir /tmp`; this stand-in for /tmp is made at / by the test
+  // itself, so that a regression damages nothing but the stand-in.
+  char dir[] = "/loom-test-toplevel-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  { std::ofstream(std::string(dir) + "/file") << "x"; }
+  Status s = RunTrueIn(dir, 0);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
+  EXPECT_NE(s.message().find("top-level"), std::string::npos) << s.message();
+  std::filesystem::remove_all(dir);
+}
+
+TEST_F(WorktreeOwnershipTest, RefusesAnotherUsersWorktree) {
+  const std::string foreign = root_ + "/foreign";
+  const uid_t other = uid_ + 2000;
+  MakeTree(foreign, other);
+  Status s = RunTrueIn(foreign, other);
+  EXPECT_EQ(s.code(), StatusCode::kPermissionDenied) << s.ToString();
+}
+
+TEST_F(WorktreeOwnershipTest, AcceptsAWorktreeTheSandboxUidAlreadyOwns) {
+  // What a run killed before it could give the tree back leaves behind.
+  const std::string leftover = root_ + "/leftover";
+  MakeTree(leftover, uid_);
+  Status s = RunTrueIn(leftover, uid_);
+  EXPECT_TRUE(s.ok()) << s.ToString();
+}
+
+TEST_F(WorktreeOwnershipTest, GivesTheWorktreeBackToItsOwnerAfterARun) {
+  umask(022);                       // the modes expected below
+  const gid_t group = uid_ + 3000;  // the owner's group comes back too, not just root's
+  const uid_t other = uid_ + 2000;
+  ASSERT_EQ(chown(worktree_.c_str(), 0, group), 0);
+  ASSERT_EQ(mkdir((worktree_ + "/src").c_str(), 0755), 0);
+  ASSERT_EQ(chown((worktree_ + "/src").c_str(), 0, group), 0);
+  { std::ofstream(worktree_ + "/src/main.c") << "int main;"; }
+  ASSERT_EQ(chown((worktree_ + "/src/main.c").c_str(), 0, group), 0);
+  { std::ofstream(worktree_ + "/theirs") << "someone else's"; }
+  ASSERT_EQ(chown((worktree_ + "/theirs").c_str(), other, other), 0);
+  const std::string canary = outside_ + "/canary";
+  { std::ofstream(canary) << "outside"; }
+  ASSERT_EQ(chown(canary.c_str(), other, other), 0);
+
+  Outcome o = Sh("test \"$(stat -c %u . src src/main.c | sort -u)\" = " + std::to_string(uid_) +
+                 " || { echo not lent; exit 1; }\n"
+                 "echo more >> src/main.c && mkdir -p new/deep && echo made > new/deep/file && "
+                 "ln -s " +
+                 canary +
+                 " new/escape && mkfifo fifo && "
+                 "cp /bin/true suid && chmod 6755 suid && ln suid suid-link");
+  ASSERT_TRUE(o.Succeeded()) << o.stdout_data << o.stderr_data;
+
+  const std::string back = "0:" + std::to_string(group) + ":";
+  std::map<std::string, std::string> expected = {
+      {"src", back + "755"},
+      {"src/main.c", back + "644"},
+      {"theirs", std::to_string(other) + ":" + std::to_string(other) + ":644"},
+      {"new", back + "755"},
+      {"new/deep", back + "755"},
+      {"new/deep/file", back + "644"},
+      {"new/escape", back + "777"},
+      {"fifo", back + "644"},
+      {"suid", back + "755"},
+      {"suid-link", back + "755"}};
+  EXPECT_EQ(Owners(worktree_), expected);
+  EXPECT_EQ(OwnerOf(worktree_), 0u);
+  struct stat st;
+  ASSERT_EQ(stat(worktree_.c_str(), &st), 0);
+  EXPECT_EQ(st.st_gid, group);
+  EXPECT_EQ(OwnerOf(canary), other) << "the give-back followed a planted symlink";
+}
+
+TEST_F(WorktreeOwnershipTest, GivesTheWorktreeBackWhenALimitEndsTheRun) {
+  Outcome o = Sh("touch made && sleep 60",
+                 [](RunSpec& spec) { spec.limits.wall_time = std::chrono::milliseconds(500); });
+  EXPECT_EQ(o.limit, LimitHit::kTimeout);
+  EXPECT_EQ(OwnerOf(worktree_), 0u);
+  EXPECT_EQ(OwnerOf(worktree_ + "/made"), 0u);
+}
 
 TEST_F(SandboxTest, ReadWorktreeFileReadsPlainFiles) {
   Outcome o = Sh("mkdir -p reports && printf '<xml/>' > reports/junit.xml");
