@@ -169,7 +169,7 @@ class ScriptedBackend : public Backend {
       if (s.start_pos == 0 || s.tokens.size() > 1) base_ = end;  // prefill (no prefix cache)
       int64_t k = base_ < 0 ? 0 : std::max<int64_t>(0, end - base_);
       int32_t next = script_.empty() ? 0 : script_[std::min<size_t>(size_t(k), script_.size() - 1)];
-      out->logits[i * size_t(vocab) + size_t(next)] = 10.0f;
+      out->logits[i * size_t(vocab) + size_t(next)] = 100.0f;  // near-certain when sampled too
     }
     return Status::Ok();
   }

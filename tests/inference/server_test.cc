@@ -72,11 +72,13 @@ void ExpectOpenAiError(const loom::testing::ClientResponse& r, int status) {
 
 // Tokenizer, chat format, engine and server on one backend.
 struct Stack {
-  Status Start(std::unique_ptr<Backend> backend, bool prefix_cache = true) {
+  // `chat_format` overrides the model's ("chatml", "llama3").
+  Status Start(std::unique_ptr<Backend> backend, bool prefix_cache = true,
+               std::string_view chat_format = "") {
     auto tok = Tokenizer::Load(FixturePath("tiny-llama"));
     if (!tok.ok()) return tok.status();
     tokenizer = std::move(tok).value();
-    auto cf = ChatFormat::ForModel(FixturePath("tiny-llama"));
+    auto cf = ChatFormat::ForModel(FixturePath("tiny-llama"), chat_format);
     if (!cf.ok()) return cf.status();
     chat = std::make_unique<ChatFormat>(*cf);
     EngineOptions eo;
@@ -233,6 +235,24 @@ TEST_F(ServerTest, StreamedChatReassemblesToTheSameContent) {
   EXPECT_EQ(events.back()["choices"][0]["finish_reason"], "length");
 }
 
+TEST_F(ServerTest, SeededSamplingIsReproducible) {
+  Json body = {{"prompt", golden_["cases"][2]["ids"]},
+               {"max_tokens", 16},
+               {"temperature", 1.0},
+               {"top_p", 0.95},
+               {"top_k", 50},
+               {"seed", 42},
+               {"return_token_ids", true}};
+  auto a = stack_.Post("/v1/completions", body);
+  auto b = stack_.Post("/v1/completions", body);
+  ASSERT_EQ(a.status, 200) << a.body;
+  ASSERT_EQ(b.status, 200) << b.body;
+  Json ta = ParseOk(a.body)["choices"][0]["token_ids"];
+  EXPECT_EQ(ta, ParseOk(b.body)["choices"][0]["token_ids"]);
+  EXPECT_NE(ta, Json(std::vector<int32_t>(golden_["cases"][2]["greedy_24"].begin(),
+                                          golden_["cases"][2]["greedy_24"].begin() + 16)));
+}
+
 TEST_F(ServerTest, TokenizeAndDetokenizeRoundTrip) {
   for (const auto& c : golden_["cases"]) {
     auto t = stack_.Post("/tokenize", {{"content", c["text"]}});
@@ -312,17 +332,20 @@ TEST_F(ServerTest, ModelsHealthAndMetrics) {
 
 class ServerToolCallTest : public ::testing::Test {
  protected:
-  void SetUp() override {
+  void SetUp() override { StartWith(""); }
+
+  void StartWith(std::string_view chat_format) {
     auto backend = std::make_unique<testing::ScriptedBackend>(512, std::vector<int32_t>{2});
     backend_ = backend.get();
-    Status st = stack_.Start(std::move(backend), /*prefix_cache=*/false);
+    stack_ = std::make_unique<Stack>();
+    Status st = stack_->Start(std::move(backend), /*prefix_cache=*/false, chat_format);
     ASSERT_TRUE(st.ok()) << st.ToString();
   }
 
   // The model will say `text` and then <|im_end|>.
   void Say(const std::string& text) {
-    auto ids = stack_.tokenizer->Encode(text);
-    ids.push_back(*stack_.tokenizer->TokenId("<|im_end|>"));
+    auto ids = stack_->tokenizer->Encode(text);
+    ids.push_back(*stack_->tokenizer->TokenId("<|im_end|>"));
     backend_->set_script(ids);
   }
 
@@ -365,7 +388,7 @@ class ServerToolCallTest : public ::testing::Test {
   }
 
   testing::ScriptedBackend* backend_ = nullptr;
-  Stack stack_;
+  std::unique_ptr<Stack> stack_;
 };
 
 TEST_F(ServerToolCallTest, ToolCallComesBackStructuredAndStreamsInFragments) {
@@ -373,7 +396,7 @@ TEST_F(ServerToolCallTest, ToolCallComesBackStructuredAndStreamsInFragments) {
       "Let me look.\n<tool_call>\n{\"name\": \"read_file\", \"arguments\": {\"path\": "
       "\"a.py\"}}\n</tool_call>";
   Say(said);
-  auto r = stack_.Post("/v1/chat/completions", Body());
+  auto r = stack_->Post("/v1/chat/completions", Body());
   ASSERT_EQ(r.status, 200) << r.body;
   Json choice = ParseOk(r.body)["choices"][0];
   EXPECT_EQ(choice["finish_reason"], "tool_calls");
@@ -387,7 +410,7 @@ TEST_F(ServerToolCallTest, ToolCallComesBackStructuredAndStreamsInFragments) {
   Say(said);
   Json body = Body();
   body["stream"] = true;
-  auto s = stack_.Post("/v1/chat/completions", body);
+  auto s = stack_->Post("/v1/chat/completions", body);
   ASSERT_EQ(s.status, 200) << s.body;
   bool done = false;
   auto events = SseEvents(s.body, &done);
@@ -404,7 +427,7 @@ TEST_F(ServerToolCallTest, ToolCallComesBackStructuredAndStreamsInFragments) {
 TEST_F(ServerToolCallTest, RequiredAndNamedToolChoicePrefillTheCallOpening) {
   // The server writes `<tool_call>\n{"name": "` itself; the model continues.
   Say("read_file\", \"arguments\": {\"path\": \"b.py\"}}\n</tool_call>");
-  auto r = stack_.Post("/v1/chat/completions", Body("required"));
+  auto r = stack_->Post("/v1/chat/completions", Body("required"));
   ASSERT_EQ(r.status, 200) << r.body;
   Json choice = ParseOk(r.body)["choices"][0];
   ASSERT_EQ(choice["message"]["tool_calls"].size(), 1u) << r.body;
@@ -414,7 +437,7 @@ TEST_F(ServerToolCallTest, RequiredAndNamedToolChoicePrefillTheCallOpening) {
   Say("{\"path\": \"c.py\"}}\n</tool_call>");
   Json body = Body({{"type", "function"}, {"function", {{"name", "read_file"}}}});
   body["stream"] = true;
-  auto s = stack_.Post("/v1/chat/completions", body);
+  auto s = stack_->Post("/v1/chat/completions", body);
   ASSERT_EQ(s.status, 200) << s.body;
   bool done = false;
   std::string content, finish;
@@ -428,12 +451,42 @@ TEST_F(ServerToolCallTest, RequiredAndNamedToolChoicePrefillTheCallOpening) {
 TEST_F(ServerToolCallTest, ToolChoiceNoneLeavesTheTextAsContent) {
   const std::string said = "<tool_call>\n{\"name\": \"x\", \"arguments\": {}}\n</tool_call>";
   Say(said);
-  auto r = stack_.Post("/v1/chat/completions", Body("none"));
+  auto r = stack_->Post("/v1/chat/completions", Body("none"));
   ASSERT_EQ(r.status, 200) << r.body;
   Json choice = ParseOk(r.body)["choices"][0];
   EXPECT_EQ(choice["message"]["content"], said);
   EXPECT_FALSE(choice["message"].contains("tool_calls"));
   EXPECT_EQ(choice["finish_reason"], "stop");
+}
+
+TEST_F(ServerToolCallTest, Llama3ToolCallIsParsedFromItsJsonOutput) {
+  StartWith("llama3");
+  Say("read_file\", \"parameters\": {\"path\": \"d.py\"}}");
+  auto r = stack_->Post("/v1/chat/completions", Body("required"));
+  ASSERT_EQ(r.status, 200) << r.body;
+  Json choice = ParseOk(r.body)["choices"][0];
+  ASSERT_EQ(choice["message"]["tool_calls"].size(), 1u) << r.body;
+  EXPECT_EQ(choice["message"]["tool_calls"][0]["function"]["name"], "read_file");
+  EXPECT_EQ(ParseOk(choice["message"]["tool_calls"][0]["function"]["arguments"].get<std::string>()),
+            Json({{"path", "d.py"}}));
+  EXPECT_EQ(choice["finish_reason"], "tool_calls");
+}
+
+TEST_F(ServerToolCallTest, StopStringsEndTheTextAcrossTokens) {
+  Say("Hello world. Goodbye.");
+  auto r = stack_->Post("/v1/completions",
+                        {{"prompt", "Say hi"}, {"temperature", 0}, {"stop", {"rld. G", "zzz"}}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  Json choice = ParseOk(r.body)["choices"][0];
+  EXPECT_EQ(choice["text"], "Hello wo");
+  EXPECT_EQ(choice["finish_reason"], "stop");
+
+  Say("Hello world. Goodbye.");
+  auto eos = stack_->Post("/v1/completions",
+                          {{"prompt", "Say hi"}, {"temperature", 0}, {"max_tokens", 100}});
+  ASSERT_EQ(eos.status, 200) << eos.body;
+  EXPECT_EQ(ParseOk(eos.body)["choices"][0]["text"], "Hello world. Goodbye.");
+  EXPECT_EQ(ParseOk(eos.body)["choices"][0]["finish_reason"], "stop");  // <|im_end|> is EOS
 }
 
 // ---- cancellation ------------------------------------------------------------
