@@ -52,7 +52,7 @@ TEST(CommunicatorTest, AllGatherConcatenatesByRank) {
 
 TEST(CommunicatorTest, MismatchedCountsFailOnEveryRank) {
   auto comms = MakeInProcessGroup(2);
-  std::vector<bool> ok(2, true);
+  std::vector<int> ok(2, 1);  // not vector<bool>: ranks write their elements concurrently
   RunRanks(comms, [&](Communicator& c) {
     std::vector<float> d(4, 1.0f);
     ok[c.rank()] = c.AllReduceSum(d.data(), c.rank() == 0 ? 4 : 3).ok();
