@@ -156,7 +156,13 @@ Json Escalation::ToJson() const {
 }
 
 Result<std::unique_ptr<TaskStore>> TaskStore::Open(const std::string& db_path) {
-  LOOM_ASSIGN_OR_RETURN(auto db, Db::Open(db_path, LoomMigrations()));
+  // synchronous=NORMAL: in WAL mode a commit survives kill -9 and any crash of
+  // loomd (it is in the OS's page cache); only a power cut can lose the last
+  // steps, which a resumed agent then makes again. FULL would cost an fsync per
+  // step (bench/RESULTS.md, "Agent loop").
+  Db::Options options;
+  options.durability = Db::Durability::kNormal;
+  LOOM_ASSIGN_OR_RETURN(auto db, Db::Open(db_path, LoomMigrations(), options));
   return std::unique_ptr<TaskStore>(new TaskStore(std::move(db)));
 }
 
