@@ -15,6 +15,7 @@
 #include <deque>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -189,6 +190,14 @@ class AgentLoop {
         messages_.push_back({{"role", "user"}, {"content", e.data.value("text", "")}});
       } else if (e.type == "malformed") {
         ++malformed_;
+      } else if (e.type == "edit_started") {
+        edit_started_[e.data.value("tool_call_id", "")] = e.data.value("step", 0);
+      } else if (e.type == "review_comment") {
+        messages_.push_back(
+            {{"role", "user"},
+             {"content", "An engineer reviewed your branch and requested changes:\n" +
+                             e.data.value("comment", "") +
+                             "\nMake them, run the tests and call finish again."}});
       } else if (e.type == "escalation_answered") {
         messages_.push_back(
             {{"role", "user"},
@@ -388,6 +397,7 @@ class AgentLoop {
     if (call.name == "write_file") {
       if (auto e = str("path", true, &path)) return *e;
       if (auto e = str("content", true, &content)) return *e;
+      if (Status s = StartEdit(call.id); !s.ok()) return Error(s.message());
       auto snap = ws.WriteFile(path, content);
       if (!snap.ok()) return Error(snap.status().message());
       return Reply("wrote " + path + " (" + std::to_string(content.size()) + " bytes)");
@@ -396,6 +406,7 @@ class AgentLoop {
       if (auto e = str("path", true, &path)) return *e;
       if (auto e = str("old", true, &old_text)) return *e;
       if (auto e = str("new", true, &new_text)) return *e;
+      if (Status s = StartEdit(call.id); !s.ok()) return Error(s.message());
       auto snap = ws.ReplaceInFile(path, old_text, new_text);
       if (!snap.ok()) return Error(snap.status().message());
       return Reply("replaced in " + path);
@@ -516,11 +527,43 @@ class AgentLoop {
     request.summary = summary;
     for (int64_t id : task_.feedback_ids) request.feedback_ids.push_back(std::to_string(id));
     auto commit = ws.CommitToBranch(request);
-    if (!commit.ok()) return Error("cannot commit the branch: " + commit.status().message());
-    ToolOutput out = Reply("verified and committed " + *commit + " on " + ws.info().branch);
+    std::string what;
+    if (commit.ok()) {
+      what = "verified and committed " + *commit + " on " + ws.info().branch;
+    } else if (commit.status().code() == StatusCode::kFailedPrecondition && HasChanges()) {
+      // The branch already holds this tree: committed before a crash cut this
+      // call short, or finish was called twice without an edit in between.
+      what = "verified; " + ws.info().branch + " already holds this change";
+    } else {
+      return Error("cannot commit the branch: " + commit.status().message());
+    }
+    ToolOutput out = Reply(what);
     out.next = ToolOutput::Next::kReview;
     out.reason = "verified: the suite passes on " + ws.info().branch;
     return out;
+  }
+
+  bool HasChanges() {
+    auto diff = env_.workspace->Diff();
+    return diff.ok() && !diff->files.empty();
+  }
+
+  // Before an edit: records the snapshot step it starts from. When loomd dies
+  // between the edit and its recorded result, the resumed call first rolls the
+  // worktree back to that step, so every edit takes effect exactly once.
+  Status StartEdit(const std::string& call_id) {
+    LOOM_ASSIGN_OR_RETURN(std::vector<repos::SnapshotInfo> snaps, env_.workspace->ListSnapshots());
+    int step = snaps.empty() ? 0 : snaps.back().step;
+    if (auto it = edit_started_.find(call_id); it != edit_started_.end()) {
+      if (it->second != step) {
+        LOOM_RETURN_IF_ERROR(env_.workspace->RollbackTo(it->second).status());
+      }
+      return Status::Ok();
+    }
+    edit_started_[call_id] = step;
+    return env_.store
+        ->AppendEvent(task_.id, "edit_started", {{"tool_call_id", call_id}, {"step", step}})
+        .status();
   }
 
   // SWE-bench's FAIL_TO_PASS: the tests the agent added or changed, applied to the
@@ -581,6 +624,7 @@ class AgentLoop {
   AgentEnv& env_;
   Json messages_ = Json::array();
   std::vector<ToolCall> pending_;
+  std::map<std::string, int> edit_started_;  // tool_call_id -> snapshot step before the edit
   int64_t steps_ = 0, tokens_ = 0, test_runs_ = 0, tests_this_call_ = 0;
   int64_t started_ms_ = 0;
   int malformed_ = 0;

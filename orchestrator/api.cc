@@ -44,11 +44,11 @@ void RespondJson(std::shared_ptr<HttpExchange>& ex, int status, const Json& body
 
 }  // namespace
 
-OrchestratorApi::OrchestratorApi(TaskStore* store, TokenStore* tokens, std::string worktrees_dir,
+OrchestratorApi::OrchestratorApi(TaskStore* store, TokenStore* tokens, std::string data_dir,
                                  std::function<void()> on_requeue)
     : store_(store),
       tokens_(tokens),
-      worktrees_dir_(std::move(worktrees_dir)),
+      data_dir_(std::move(data_dir)),
       on_requeue_(std::move(on_requeue)) {}
 
 void OrchestratorApi::Add(Router& router, const char* method, const char* path, Role min_role,
@@ -73,6 +73,12 @@ void OrchestratorApi::Register(Router& router) {
   Add(router, "GET", "/v1/tasks/{id}", Role::kEngineer, &OrchestratorApi::ShowTask);
   Add(router, "GET", "/v1/tasks/{id}/events", Role::kEngineer, &OrchestratorApi::TaskEvents);
   Add(router, "GET", "/v1/tasks/{id}/diff", Role::kEngineer, &OrchestratorApi::TaskDiff);
+  Add(router, "GET", "/v1/reviews", Role::kEngineer, &OrchestratorApi::ListReviews);
+  Add(router, "GET", "/v1/reviews/{id}", Role::kEngineer, &OrchestratorApi::ShowReview);
+  Add(router, "POST", "/v1/reviews/{id}/approve", Role::kEngineer, &OrchestratorApi::Approve);
+  Add(router, "POST", "/v1/reviews/{id}/request-changes", Role::kEngineer,
+      &OrchestratorApi::RequestChanges);
+  Add(router, "POST", "/v1/reviews/{id}/reject", Role::kEngineer, &OrchestratorApi::Reject);
   Add(router, "GET", "/v1/escalations", Role::kEngineer, &OrchestratorApi::ListEscalations);
   Add(router, "GET", "/v1/escalations/{id}", Role::kEngineer, &OrchestratorApi::ShowEscalation);
   Add(router, "POST", "/v1/escalations/{id}/answer", Role::kEngineer,
@@ -171,39 +177,198 @@ void OrchestratorApi::TaskEvents(HttpRequest& req, std::shared_ptr<HttpExchange>
   RespondJson(ex, 200, {{"items", items}, {"next_after", next}});
 }
 
-void OrchestratorApi::TaskDiff(HttpRequest& req, std::shared_ptr<HttpExchange>& ex) {
-  auto id = PathId(req);
-  if (!id.ok()) return ex->Respond(ErrorResponse(id.status()));
-  auto task = store_->Get(*id);
-  if (!task.ok()) return ex->Respond(ErrorResponse(task.status()));
-  if (!task->branch) {
-    return ex->Respond(ErrorResponse(
-        Status::FailedPrecondition("task " + std::to_string(*id) + " has no branch yet")));
-  }
-  auto entry = store_->GetRepo(task->repo);
-  if (!entry.ok()) return ex->Respond(ErrorResponse(entry.status()));
+namespace {
+
+// The repository of `task`, opened with the scheduler's worktree layout.
+Result<std::unique_ptr<repos::Repository>> OpenTaskRepo(TaskStore* store, const Task& task,
+                                                        const std::string& data_dir) {
+  LOOM_ASSIGN_OR_RETURN(RepoEntry entry, store->GetRepo(task.repo));
   repos::RepoRecord record;
-  record.name = entry->name;
-  record.path = entry->path;
-  record.settings.target_branch = entry->target_branch;
-  auto repo = repos::Repository::Open(record, worktrees_dir_ + "/" + entry->name);
-  if (!repo.ok()) return ex->Respond(ErrorResponse(repo.status()));
-  auto diff = (*repo)->DiffBranch(std::to_string(*id));
-  if (!diff.ok()) return ex->Respond(ErrorResponse(diff.status()));
+  record.name = entry.name;
+  record.path = entry.path;
+  record.settings.target_branch = entry.target_branch;
+  return repos::Repository::Open(record, data_dir + "/worktrees/" + entry.name);
+}
+
+Result<Json> BranchDiffJson(TaskStore* store, const Task& task, const std::string& data_dir) {
+  if (!task.branch) {
+    return Status::FailedPrecondition("task " + std::to_string(task.id) + " has no branch yet");
+  }
+  LOOM_ASSIGN_OR_RETURN(auto repo, OpenTaskRepo(store, task, data_dir));
+  LOOM_ASSIGN_OR_RETURN(repos::DiffReport diff, repo->DiffBranch(std::to_string(task.id)));
   Json files = Json::array();
-  for (const auto& f : diff->files) {
+  for (const auto& f : diff.files) {
     files.push_back({{"path", f.path},
                      {"old_path", f.old_path},
                      {"additions", f.additions},
                      {"deletions", f.deletions},
                      {"binary", f.binary}});
   }
-  RespondJson(ex, 200,
-              {{"branch", *task->branch},
-               {"base_commit", diff->base_commit},
-               {"head_commit", diff->head_commit},
-               {"files", files},
-               {"unified", diff->unified}});
+  return Json{{"branch", *task.branch},
+              {"base_commit", diff.base_commit},
+              {"head_commit", diff.head_commit},
+              {"files", files},
+              {"unified", diff.unified}};
+}
+
+// What a reviewer reads besides the diff: the last verification run, what the
+// agent did (tool calls by name, its finish summary), cost and time.
+Result<Json> ReviewSummary(TaskStore* store, const Task& task) {
+  LOOM_ASSIGN_OR_RETURN(std::vector<Event> events, store->Events(task.id));
+  Json tools = Json::object(), last_run, summary;
+  int64_t first_ms = 0, review_ms = 0;
+  for (const auto& e : events) {
+    if (first_ms == 0) first_ms = e.created_at_ms;
+    if (e.type == "tool_result") {
+      std::string name = e.data.value("name", "");
+      tools[name] = tools.value(name, 0) + 1;
+    } else if (e.type == "test_run" && e.data.value("tree", "") == "branch") {
+      last_run = e.data;
+    } else if (e.type == "llm_reply") {
+      for (const auto& tc : e.data["message"].value("tool_calls", Json::array())) {
+        if (tc["function"].value("name", "") != "finish") continue;
+        auto args = ParseJson(tc["function"].value("arguments", "{}"));
+        if (args.ok() && args->is_object()) summary = args->value("summary", "");
+      }
+    } else if (e.type == "state" && e.data.value("to", "") == "review") {
+      review_ms = e.created_at_ms;
+    }
+  }
+  return Json{
+      {"task", task.ToJson()},
+      {"summary", summary},
+      {"tool_calls", tools},
+      {"verification", last_run},
+      {"tokens", task.prompt_tokens + task.completion_tokens},
+      {"seconds_to_review", review_ms > 0 ? Json((review_ms - first_ms) / 1000.0) : Json()}};
+}
+
+}  // namespace
+
+void OrchestratorApi::TaskDiff(HttpRequest& req, std::shared_ptr<HttpExchange>& ex) {
+  auto id = PathId(req);
+  if (!id.ok()) return ex->Respond(ErrorResponse(id.status()));
+  auto task = store_->Get(*id);
+  if (!task.ok()) return ex->Respond(ErrorResponse(task.status()));
+  auto diff = BranchDiffJson(store_, *task, data_dir_);
+  if (!diff.ok()) return ex->Respond(ErrorResponse(diff.status()));
+  RespondJson(ex, 200, *diff);
+}
+
+void OrchestratorApi::ListReviews(HttpRequest&, std::shared_ptr<HttpExchange>& ex) {
+  auto tasks = store_->List(TaskState::kReview, 0, 500);
+  if (!tasks.ok()) return ex->Respond(ErrorResponse(tasks.status()));
+  Json items = Json::array();
+  for (const auto& t : *tasks) items.push_back(t.ToJson());
+  RespondJson(ex, 200, {{"items", items}});
+}
+
+// The task of a review route, which must be in review.
+Result<Task> OrchestratorApi::ReviewedTask(HttpRequest& req) {
+  LOOM_ASSIGN_OR_RETURN(int64_t id, PathId(req));
+  LOOM_ASSIGN_OR_RETURN(Task task, store_->Get(id));
+  if (task.state != TaskState::kReview) {
+    return Status::FailedPrecondition("task " + std::to_string(id) + " is " +
+                                      std::string(TaskStateName(task.state)) + ", not in review");
+  }
+  return task;
+}
+
+void OrchestratorApi::ShowReview(HttpRequest& req, std::shared_ptr<HttpExchange>& ex) {
+  auto task = ReviewedTask(req);
+  if (!task.ok()) return ex->Respond(ErrorResponse(task.status()));
+  auto review = ReviewSummary(store_, *task);
+  if (!review.ok()) return ex->Respond(ErrorResponse(review.status()));
+  auto diff = BranchDiffJson(store_, *task, data_dir_);
+  if (!diff.ok()) return ex->Respond(ErrorResponse(diff.status()));
+  (*review)["diff"] = *diff;
+  RespondJson(ex, 200, *review);
+}
+
+void OrchestratorApi::Approve(HttpRequest& req, std::shared_ptr<HttpExchange>& ex) {
+  auto task = ReviewedTask(req);
+  if (!task.ok()) return ex->Respond(ErrorResponse(task.status()));
+  auto who = tokens_->Authenticate(req);
+  if (!who.ok()) return ex->Respond(ErrorResponse(who.status()));
+  if (task->requested_by && *task->requested_by == who->token_id) {
+    return ex->Respond(ErrorResponse(Status::PermissionDenied(
+        "whoever requested a task cannot approve it: ask another engineer")));
+  }
+  auto repo = OpenTaskRepo(store_, *task, data_dir_);
+  if (!repo.ok()) return ex->Respond(ErrorResponse(repo.status()));
+  std::string id = std::to_string(task->id);
+  auto merged = (*repo)->MergeBranch(id);
+  if (!merged.ok()) return ex->Respond(ErrorResponse(merged.status()));
+  if (merged->kind == repos::MergeOutcome::Kind::kConflict) {
+    // The target moved under the branch: the agent redoes its change on a
+    // workspace made afresh from the new target head.
+    std::string paths;
+    for (const auto& p : merged->conflicting_paths) paths += (paths.empty() ? "" : ", ") + p;
+    Status s = (*repo)->RemoveWorkspace(id, repos::BranchDisposition::kDelete);
+    std::error_code ec;
+    std::filesystem::remove_all(data_dir_ + "/base/" + id, ec);
+    if (s.ok()) {
+      s = store_->RecordReview(task->id, ReviewDecision::kChangesRequested,
+                               "Approved, but the merge conflicts with changes made on " +
+                                   (*repo)->record().settings.target_branch + " meanwhile (in " +
+                                   paths +
+                                   "). Your workspace was made again from its new head: "
+                                   "apply your change to it once more.",
+                               who->token_id, {{"conflicting_paths", merged->conflicting_paths}});
+    }
+    if (!s.ok()) return ex->Respond(ErrorResponse(s));
+    if (on_requeue_) on_requeue_();
+    return RespondJson(ex, 409,
+                       {{"merged", false},
+                        {"conflicting_paths", merged->conflicting_paths},
+                        {"task", store_->Get(task->id).value_or(*task).ToJson()}});
+  }
+  const char* how = merged->kind == repos::MergeOutcome::Kind::kFastForward   ? "fast-forward"
+                    : merged->kind == repos::MergeOutcome::Kind::kMergeCommit ? "merge commit"
+                                                                              : "up to date";
+  Status s = store_->RecordReview(task->id, ReviewDecision::kMerged,
+                                  std::string("approved and merged (") + how + ")", who->token_id,
+                                  {{"commit", merged->commit}, {"merge", how}});
+  if (!s.ok()) return ex->Respond(ErrorResponse(s));
+  // The worktree has done its work; the branch stays for the record.
+  (void)(*repo)->RemoveWorkspace(id, repos::BranchDisposition::kKeep);
+  RespondJson(ex, 200, {{"merged", true}, {"commit", merged->commit}, {"merge", how}});
+}
+
+void OrchestratorApi::RequestChanges(HttpRequest& req, std::shared_ptr<HttpExchange>& ex) {
+  auto task = ReviewedTask(req);
+  if (!task.ok()) return ex->Respond(ErrorResponse(task.status()));
+  auto body = ParseJson(req.body);
+  std::string comment = body.ok() && body->is_object() ? StringField(*body, "comment") : "";
+  if (comment.empty()) {
+    return ex->Respond(ErrorResponse(
+        Status::InvalidArgument("expected a JSON object {\"comment\": ...}"), "comment"));
+  }
+  auto who = tokens_->Authenticate(req);
+  Status s = store_->RecordReview(task->id, ReviewDecision::kChangesRequested, comment,
+                                  who.ok() ? who->token_id : 0);
+  if (!s.ok()) return ex->Respond(ErrorResponse(s));
+  if (on_requeue_) on_requeue_();
+  RespondJson(ex, 200, store_->Get(task->id).value_or(*task).ToJson());
+}
+
+void OrchestratorApi::Reject(HttpRequest& req, std::shared_ptr<HttpExchange>& ex) {
+  auto task = ReviewedTask(req);
+  if (!task.ok()) return ex->Respond(ErrorResponse(task.status()));
+  auto body = ParseJson(req.body);
+  std::string reason = body.ok() && body->is_object() ? StringField(*body, "reason") : "";
+  if (reason.empty()) {
+    return ex->Respond(ErrorResponse(
+        Status::InvalidArgument("expected a JSON object {\"reason\": ...}"), "reason"));
+  }
+  auto who = tokens_->Authenticate(req);
+  Status s = store_->RecordReview(task->id, ReviewDecision::kRejected, "rejected: " + reason,
+                                  who.ok() ? who->token_id : 0);
+  if (!s.ok()) return ex->Respond(ErrorResponse(s));
+  if (auto repo = OpenTaskRepo(store_, *task, data_dir_); repo.ok()) {
+    (void)(*repo)->RemoveWorkspace(std::to_string(task->id), repos::BranchDisposition::kKeep);
+  }
+  RespondJson(ex, 200, store_->Get(task->id).value_or(*task).ToJson());
 }
 
 void OrchestratorApi::ListEscalations(HttpRequest& req, std::shared_ptr<HttpExchange>& ex) {

@@ -7,11 +7,18 @@
 //   GET  /v1/tasks/{id}                 engineer
 //   GET  /v1/tasks/{id}/events[?after=&limit=]   engineer; `after` is a seq (for --follow)
 //   GET  /v1/tasks/{id}/diff            engineer: the branch against its merge base
+//   GET  /v1/reviews                    engineer: tasks in review
+//   GET  /v1/reviews/{id}               engineer: diff, tests, transcript summary, cost
+//   POST /v1/reviews/{id}/approve       engineer: merge (a conflict sends it back to the agent)
+//   POST /v1/reviews/{id}/request-changes   engineer: {comment} -> the agent's next instruction
+//   POST /v1/reviews/{id}/reject        engineer: {reason}
 //   GET  /v1/escalations[?state=open|all]        engineer
 //   GET  /v1/escalations/{id}           engineer
 //   POST /v1/escalations/{id}/answer    engineer: {text} requeues the blocked task
 //
-// Handlers run SQLite reads on the I/O thread (short, indexed). Thread-safe.
+// Handlers run SQLite reads, and for approvals the libgit2 merge, on the I/O
+// thread (short). Whoever requested a task (the token that filed its feedback)
+// cannot approve it. Thread-safe.
 #pragma once
 
 #include <functional>
@@ -27,8 +34,9 @@ class OrchestratorApi {
  public:
   // `on_requeue` is called after an answer puts a task back in the queue (wakes
   // the scheduler); may be empty.
-  // Task worktrees live under `worktrees_dir`/<repo> (the scheduler's layout).
-  OrchestratorApi(TaskStore* store, TokenStore* tokens, std::string worktrees_dir,
+  // Task worktrees live under `data_dir`/worktrees/<repo> and base trees under
+  // `data_dir`/base (the scheduler's layout).
+  OrchestratorApi(TaskStore* store, TokenStore* tokens, std::string data_dir,
                   std::function<void()> on_requeue);
   void Register(Router& router);
 
@@ -42,13 +50,19 @@ class OrchestratorApi {
   void ShowTask(HttpRequest& req, std::shared_ptr<HttpExchange>& ex);
   void TaskEvents(HttpRequest& req, std::shared_ptr<HttpExchange>& ex);
   void TaskDiff(HttpRequest& req, std::shared_ptr<HttpExchange>& ex);
+  void ListReviews(HttpRequest& req, std::shared_ptr<HttpExchange>& ex);
+  void ShowReview(HttpRequest& req, std::shared_ptr<HttpExchange>& ex);
+  void Approve(HttpRequest& req, std::shared_ptr<HttpExchange>& ex);
+  void RequestChanges(HttpRequest& req, std::shared_ptr<HttpExchange>& ex);
+  void Reject(HttpRequest& req, std::shared_ptr<HttpExchange>& ex);
+  Result<Task> ReviewedTask(HttpRequest& req);
   void ListEscalations(HttpRequest& req, std::shared_ptr<HttpExchange>& ex);
   void ShowEscalation(HttpRequest& req, std::shared_ptr<HttpExchange>& ex);
   void AnswerEscalation(HttpRequest& req, std::shared_ptr<HttpExchange>& ex);
 
   TaskStore* store_;
   TokenStore* tokens_;
-  std::string worktrees_dir_;
+  std::string data_dir_;
   std::function<void()> on_requeue_;
 };
 

@@ -123,12 +123,14 @@ void Scheduler::RunTask(int slot, const Task& task) {
 
   std::string id = std::to_string(task.id);
   auto workspace = (*repository)->OpenWorkspace(id);
+  bool created = false;
   if (!workspace.ok() && workspace.status().code() == StatusCode::kNotFound) {
     workspace = (*repository)->CreateWorkspace(id, Slug(task.title));
+    created = true;
   }
   if (!workspace.ok()) return fail("cannot prepare the workspace: " + workspace.status().message());
   repos::Workspace& ws = **workspace;
-  if (!task.branch) {
+  if (created) {  // new, or made again from the moved target after a merge conflict
     if (Status s = store_->SetBranch(task.id, ws.info().branch, ws.info().base_commit); !s.ok()) {
       return fail(s.message());
     }

@@ -77,7 +77,8 @@ std::string Instructions(const std::string& kind, Statement* fb) {
   }
   s += "Title: " + fb->Text(2) + "\n\n" + fb->Text(3) + "\n";
   auto add = [&](const char* label, int col) {
-    if (!fb->IsNull(col) && !fb->Text(col).empty()) s += std::string("\n") + label + ":\n" + fb->Text(col) + "\n";
+    if (!fb->IsNull(col) && !fb->Text(col).empty())
+      s += std::string("\n") + label + ":\n" + fb->Text(col) + "\n";
   };
   add("App version", 4);
   add("Commit", 5);
@@ -89,17 +90,41 @@ std::string Instructions(const std::string& kind, Statement* fb) {
 
 }  // namespace
 
+std::string_view FeedbackStatusFor(TaskState s) {
+  switch (s) {
+    case TaskState::kReview:
+      return "in_review";
+    case TaskState::kMerged:
+      return "merged";
+    case TaskState::kRejected:
+      return "rejected";
+    case TaskState::kFailed:
+      return "failed";
+    default:
+      return "in_progress";
+  }
+}
+
 std::string_view TaskStateName(TaskState s) {
   switch (s) {
-    case TaskState::kQueued: return "queued";
-    case TaskState::kRunning: return "running";
-    case TaskState::kBlocked: return "blocked";
-    case TaskState::kVerifying: return "verifying";
-    case TaskState::kReview: return "review";
-    case TaskState::kChangesRequested: return "changes_requested";
-    case TaskState::kMerged: return "merged";
-    case TaskState::kRejected: return "rejected";
-    case TaskState::kFailed: return "failed";
+    case TaskState::kQueued:
+      return "queued";
+    case TaskState::kRunning:
+      return "running";
+    case TaskState::kBlocked:
+      return "blocked";
+    case TaskState::kVerifying:
+      return "verifying";
+    case TaskState::kReview:
+      return "review";
+    case TaskState::kChangesRequested:
+      return "changes_requested";
+    case TaskState::kMerged:
+      return "merged";
+    case TaskState::kRejected:
+      return "rejected";
+    case TaskState::kFailed:
+      return "failed";
   }
   return "?";
 }
@@ -139,16 +164,22 @@ Json Task::ToJson() const {
 }
 
 Json Event::ToJson() const {
-  return {{"task_id", task_id}, {"seq", seq}, {"type", type}, {"data", data}, {"created_at", created_at_ms}};
+  return {{"task_id", task_id},
+          {"seq", seq},
+          {"type", type},
+          {"data", data},
+          {"created_at", created_at_ms}};
 }
 
 Json RepoEntry::ToJson() const {
-  return {{"name", name}, {"path", path}, {"branch", target_branch}, {"test_command", test_command}};
+  return {
+      {"name", name}, {"path", path}, {"branch", target_branch}, {"test_command", test_command}};
 }
 
 Json Escalation::ToJson() const {
-  Json j = {{"id", id},         {"kind", kind},   {"summary", summary}, {"raised_by", raised_by},
-            {"state", state},   {"created_at", created_at_ms}};
+  Json j = {{"id", id},           {"kind", kind},
+            {"summary", summary}, {"raised_by", raised_by},
+            {"state", state},     {"created_at", created_at_ms}};
   if (task_id) j["task_id"] = *task_id;
   if (secret_name) j["secret_name"] = *secret_name;
   if (!answer.is_null()) j["answer"] = answer;
@@ -181,7 +212,8 @@ Status TaskStore::AddRepo(const RepoEntry& repo) {
 Result<RepoEntry> TaskStore::GetRepo(const std::string& name) {
   std::lock_guard<std::mutex> lock(mu_);
   LOOM_ASSIGN_OR_RETURN(
-      Statement * q, db_->Prepare("SELECT name, path, target_branch, test_command FROM repos WHERE name=?"));
+      Statement * q,
+      db_->Prepare("SELECT name, path, target_branch, test_command FROM repos WHERE name=?"));
   q->Bind(1, name);
   LOOM_ASSIGN_OR_RETURN(bool row, q->Step());
   if (!row) return Status::NotFound("no repository named '" + name + "'");
@@ -193,7 +225,8 @@ Result<RepoEntry> TaskStore::GetRepo(const std::string& name) {
 Result<std::vector<RepoEntry>> TaskStore::ListRepos() {
   std::lock_guard<std::mutex> lock(mu_);
   LOOM_ASSIGN_OR_RETURN(
-      Statement * q, db_->Prepare("SELECT name, path, target_branch, test_command FROM repos ORDER BY name"));
+      Statement * q,
+      db_->Prepare("SELECT name, path, target_branch, test_command FROM repos ORDER BY name"));
   std::vector<RepoEntry> out;
   while (true) {
     LOOM_ASSIGN_OR_RETURN(bool row, q->Step());
@@ -237,8 +270,11 @@ Result<std::vector<int64_t>> TaskStore::Triage() {
   while (true) {
     LOOM_ASSIGN_OR_RETURN(bool row, fb->Step());
     if (!row) break;
-    Pending p{fb->Int(0), fb->Text(1), fb->Text(2), Instructions(fb->Text(1), fb), fb->OptionalText(9),
-              fb->IsNull(10) ? std::nullopt : std::optional<int64_t>(fb->Int(10)), fb->Int(11)};
+    Pending p{
+        fb->Int(0),          fb->Text(1),
+        fb->Text(2),         Instructions(fb->Text(1), fb),
+        fb->OptionalText(9), fb->IsNull(10) ? std::nullopt : std::optional<int64_t>(fb->Int(10)),
+        fb->Int(11)};
     pending.push_back(std::move(p));
   }
   int64_t now = NowMs();
@@ -267,13 +303,16 @@ Result<std::vector<int64_t>> TaskStore::Triage() {
           Statement * ins,
           db_->Prepare("INSERT INTO tasks(repo, kind, title, instructions, state, requested_by, "
                        "created_at, updated_at) VALUES(?,?,?,?,'queued',?,?,?)"));
-      LOOM_RETURN_IF_ERROR(ins->BindAll(*repo, p.kind, p.title, p.instructions, p.token_id, now, now).Run());
+      LOOM_RETURN_IF_ERROR(
+          ins->BindAll(*repo, p.kind, p.title, p.instructions, p.token_id, now, now).Run());
       task_id = db_->LastInsertRowId();
       created.push_back(*task_id);
-      LOOM_RETURN_IF_ERROR(AppendEventLocked(*task_id, "created", {{"feedback_id", p.id}}, {}).status());
+      LOOM_RETURN_IF_ERROR(
+          AppendEventLocked(*task_id, "created", {{"feedback_id", p.id}}, {}).status());
     }
-    LOOM_ASSIGN_OR_RETURN(Statement * link,
-                          db_->Prepare("INSERT OR IGNORE INTO task_feedback(task_id, feedback_id) VALUES(?,?)"));
+    LOOM_ASSIGN_OR_RETURN(
+        Statement * link,
+        db_->Prepare("INSERT OR IGNORE INTO task_feedback(task_id, feedback_id) VALUES(?,?)"));
     LOOM_RETURN_IF_ERROR(link->BindAll(*task_id, p.id).Run());
     LOOM_ASSIGN_OR_RETURN(
         Statement * upd,
@@ -286,15 +325,16 @@ Result<std::vector<int64_t>> TaskStore::Triage() {
 }
 
 Result<Task> TaskStore::GetLocked(int64_t id) {
-  LOOM_ASSIGN_OR_RETURN(Statement * q,
-                        db_->Prepare(std::string("SELECT ") + kTaskColumns + " FROM tasks WHERE id=?"));
+  LOOM_ASSIGN_OR_RETURN(Statement * q, db_->Prepare(std::string("SELECT ") + kTaskColumns +
+                                                    " FROM tasks WHERE id=?"));
   q->Bind(1, id);
   LOOM_ASSIGN_OR_RETURN(bool row, q->Step());
   if (!row) return Status::NotFound("no task " + std::to_string(id));
   Task t = ReadTask(q);
   q->Reset();
-  LOOM_ASSIGN_OR_RETURN(Statement * fb,
-                        db_->Prepare("SELECT feedback_id FROM task_feedback WHERE task_id=? ORDER BY feedback_id"));
+  LOOM_ASSIGN_OR_RETURN(
+      Statement * fb,
+      db_->Prepare("SELECT feedback_id FROM task_feedback WHERE task_id=? ORDER BY feedback_id"));
   fb->Bind(1, id);
   while (true) {
     LOOM_ASSIGN_OR_RETURN(bool r, fb->Step());
@@ -309,7 +349,8 @@ Result<Task> TaskStore::Get(int64_t id) {
   return GetLocked(id);
 }
 
-Result<std::vector<Task>> TaskStore::List(std::optional<TaskState> state, int64_t after_id, int limit) {
+Result<std::vector<Task>> TaskStore::List(std::optional<TaskState> state, int64_t after_id,
+                                          int limit) {
   std::lock_guard<std::mutex> lock(mu_);
   std::string sql = std::string("SELECT id FROM tasks WHERE id > ?") +
                     (state ? " AND state = ?" : "") + " ORDER BY id LIMIT ?";
@@ -349,11 +390,43 @@ Status TaskStore::TransitionLocked(int64_t id, TaskState from, TaskState to,
     return Status::FailedPrecondition("task " + std::to_string(id) + " is no longer " +
                                       std::string(TaskStateName(from)));
   }
+  // The reporter follows the task on their feedback item.
+  LOOM_ASSIGN_OR_RETURN(Statement * fb,
+                        db_->Prepare("UPDATE feedback SET status=? WHERE task_id=?"));
+  LOOM_RETURN_IF_ERROR(fb->BindAll(FeedbackStatusFor(to), id).Run());
   if (!extra.is_object()) extra = Json::object();
   extra["from"] = TaskStateName(from);
   extra["to"] = TaskStateName(to);
   extra["reason"] = reason;
   return AppendEventLocked(id, "state", extra, {}).status();
+}
+
+Status TaskStore::RecordReview(int64_t id, ReviewDecision decision, const std::string& text,
+                               int64_t reviewer, Json extra) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Transaction tx(db_.get());
+  LOOM_RETURN_IF_ERROR(tx.Begin());
+  if (!extra.is_object()) extra = Json::object();
+  extra["reviewer"] = reviewer;
+  switch (decision) {
+    case ReviewDecision::kMerged:
+      LOOM_RETURN_IF_ERROR(
+          TransitionLocked(id, TaskState::kReview, TaskState::kMerged, text, extra));
+      break;
+    case ReviewDecision::kRejected:
+      LOOM_RETURN_IF_ERROR(
+          TransitionLocked(id, TaskState::kReview, TaskState::kRejected, text, extra));
+      break;
+    case ReviewDecision::kChangesRequested:
+      LOOM_RETURN_IF_ERROR(TransitionLocked(id, TaskState::kReview, TaskState::kChangesRequested,
+                                            "changes requested", extra));
+      extra["comment"] = text;
+      LOOM_RETURN_IF_ERROR(AppendEventLocked(id, "review_comment", extra, {}).status());
+      LOOM_RETURN_IF_ERROR(TransitionLocked(id, TaskState::kChangesRequested, TaskState::kQueued,
+                                            "back to the agent with the review", {}));
+      break;
+  }
+  return tx.Commit();
 }
 
 Status TaskStore::Transition(int64_t id, TaskState from, TaskState to, const std::string& reason,
@@ -369,8 +442,8 @@ Result<std::optional<Task>> TaskStore::LeaseNext() {
   std::lock_guard<std::mutex> lock(mu_);
   Transaction tx(db_.get());
   LOOM_RETURN_IF_ERROR(tx.Begin());
-  LOOM_ASSIGN_OR_RETURN(Statement * q,
-                        db_->Prepare("SELECT id FROM tasks WHERE state='queued' ORDER BY id LIMIT 1"));
+  LOOM_ASSIGN_OR_RETURN(
+      Statement * q, db_->Prepare("SELECT id FROM tasks WHERE state='queued' ORDER BY id LIMIT 1"));
   LOOM_ASSIGN_OR_RETURN(bool row, q->Step());
   if (!row) return std::optional<Task>();
   int64_t id = q->Int(0);
@@ -387,8 +460,9 @@ Result<int> TaskStore::RecoverInterrupted() {
   LOOM_RETURN_IF_ERROR(tx.Begin());
   std::vector<std::pair<int64_t, TaskState>> stuck;
   {
-    LOOM_ASSIGN_OR_RETURN(Statement * q,
-                          db_->Prepare("SELECT id, state FROM tasks WHERE state IN ('running', 'verifying')"));
+    LOOM_ASSIGN_OR_RETURN(
+        Statement * q,
+        db_->Prepare("SELECT id, state FROM tasks WHERE state IN ('running', 'verifying')"));
     while (true) {
       LOOM_ASSIGN_OR_RETURN(bool row, q->Step());
       if (!row) break;
@@ -396,7 +470,8 @@ Result<int> TaskStore::RecoverInterrupted() {
     }
   }
   for (auto [id, state] : stuck) {
-    LOOM_RETURN_IF_ERROR(TransitionLocked(id, state, TaskState::kQueued, "resumed after a restart", {}));
+    LOOM_RETURN_IF_ERROR(
+        TransitionLocked(id, state, TaskState::kQueued, "resumed after a restart", {}));
   }
   LOOM_RETURN_IF_ERROR(tx.Commit());
   return static_cast<int>(stuck.size());
@@ -411,8 +486,9 @@ Status TaskStore::SetBranch(int64_t id, const std::string& branch, const std::st
 
 Result<int64_t> TaskStore::AppendEventLocked(int64_t task_id, const std::string& type,
                                              const Json& data, const Usage& usage) {
-  LOOM_ASSIGN_OR_RETURN(Statement * seq_q,
-                        db_->Prepare("SELECT COALESCE(MAX(seq), 0) + 1 FROM events WHERE task_id=?"));
+  LOOM_ASSIGN_OR_RETURN(
+      Statement * seq_q,
+      db_->Prepare("SELECT COALESCE(MAX(seq), 0) + 1 FROM events WHERE task_id=?"));
   seq_q->Bind(1, task_id);
   LOOM_ASSIGN_OR_RETURN(bool row, seq_q->Step());
   int64_t seq = row ? seq_q->Int(0) : 1;
@@ -505,9 +581,10 @@ constexpr const char* kEscalationColumns =
 
 Result<std::vector<Escalation>> TaskStore::ListEscalations(bool open_only) {
   std::lock_guard<std::mutex> lock(mu_);
-  LOOM_ASSIGN_OR_RETURN(Statement * q,
-                        db_->Prepare(std::string("SELECT ") + kEscalationColumns + " FROM escalations" +
-                                     (open_only ? " WHERE state='open'" : "") + " ORDER BY id"));
+  LOOM_ASSIGN_OR_RETURN(
+      Statement * q,
+      db_->Prepare(std::string("SELECT ") + kEscalationColumns + " FROM escalations" +
+                   (open_only ? " WHERE state='open'" : "") + " ORDER BY id"));
   std::vector<Escalation> out;
   while (true) {
     LOOM_ASSIGN_OR_RETURN(bool row, q->Step());
@@ -542,15 +619,16 @@ Status TaskStore::AnswerEscalation(int64_t id, const Json& answer, int64_t answe
   if (!q->IsNull(0)) task_id = q->Int(0);
   std::string state = q->Text(1);
   q->Reset();
-  if (state != "open") return Status::FailedPrecondition("escalation " + std::to_string(id) + " is already answered");
-  LOOM_ASSIGN_OR_RETURN(
-      Statement * upd,
-      db_->Prepare("UPDATE escalations SET state='answered', answer=?, answered_by=?, answered_at=? WHERE id=?"));
+  if (state != "open")
+    return Status::FailedPrecondition("escalation " + std::to_string(id) + " is already answered");
+  LOOM_ASSIGN_OR_RETURN(Statement * upd,
+                        db_->Prepare("UPDATE escalations SET state='answered', answer=?, "
+                                     "answered_by=?, answered_at=? WHERE id=?"));
   LOOM_RETURN_IF_ERROR(upd->BindAll(DumpJson(answer), answered_by, NowMs(), id).Run());
   if (task_id) {
-    LOOM_RETURN_IF_ERROR(
-        AppendEventLocked(*task_id, "escalation_answered", {{"escalation_id", id}, {"answer", answer}}, {})
-            .status());
+    LOOM_RETURN_IF_ERROR(AppendEventLocked(*task_id, "escalation_answered",
+                                           {{"escalation_id", id}, {"answer", answer}}, {})
+                             .status());
     LOOM_ASSIGN_OR_RETURN(Task t, GetLocked(*task_id));
     if (t.state == TaskState::kBlocked) {
       LOOM_RETURN_IF_ERROR(TransitionLocked(*task_id, TaskState::kBlocked, TaskState::kQueued,

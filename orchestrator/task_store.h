@@ -79,6 +79,12 @@ struct Escalation {
   Json ToJson() const;
 };
 
+enum class ReviewDecision { kMerged, kChangesRequested, kRejected };
+
+// What a task's feedback items show their reporters: in_progress, in_review,
+// merged, rejected or failed.
+std::string_view FeedbackStatusFor(TaskState s);
+
 // Usage to add to a task's counters along with an event.
 struct Usage {
   int64_t steps = 0, prompt_tokens = 0, completion_tokens = 0, test_runs = 0;
@@ -107,6 +113,13 @@ class TaskStore {
   // (someone else moved it) or the transition is not allowed.
   Status Transition(int64_t id, TaskState from, TaskState to, const std::string& reason,
                     Json extra = Json::object());
+  // An engineer's decision on a task in `review`, in one transaction:
+  // kMerged: -> merged (after the merge succeeded; `extra` holds its commit);
+  // kRejected: -> rejected; kChangesRequested: -> changes_requested, a
+  // "review_comment" event with `text` (the agent's next instruction), -> queued.
+  // FailedPrecondition when the task is no longer in review.
+  Status RecordReview(int64_t id, ReviewDecision decision, const std::string& text,
+                      int64_t reviewer, Json extra = Json::object());
   // The oldest queued task moved to running, or nullopt when none is queued.
   Result<std::optional<Task>> LeaseNext();
   // After a restart: running and verifying tasks go back to queued (nothing runs

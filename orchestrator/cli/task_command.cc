@@ -135,6 +135,93 @@ void AddTaskCommands(CLI::App& app, GlobalOptions& global, int& exit_code) {
   });
 }
 
+void AddReviewCommands(CLI::App& app, GlobalOptions& global, int& exit_code) {
+  auto* review = app.add_subcommand("review", "Review agent branches: approve, send back, reject");
+  review->require_subcommand(1);
+  auto* list = review->add_subcommand("list", "Tasks waiting for review");
+  list->callback([&global, &exit_code] {
+    PrintReply(global, CallApi(global, "GET", "/v1/reviews"), exit_code, [](const Json& r) {
+      if (r["items"].empty()) std::cout << "Nothing to review.\n";
+      for (const auto& t : r["items"]) {
+        std::printf("#%-5s %-8s %-40s %s\n", Str(t, "id").c_str(), Str(t, "kind").c_str(),
+                    Str(t, "branch").c_str(), Str(t, "title").c_str());
+      }
+    });
+  });
+  auto show_id = std::make_shared<int64_t>(0);
+  auto* show = review->add_subcommand("show", "Diff, test results, transcript summary and cost");
+  show->add_option("id", *show_id, "Task id")->required();
+  show->callback([&global, &exit_code, show_id] {
+    PrintReply(global, CallApi(global, "GET", "/v1/reviews/" + std::to_string(*show_id)), exit_code,
+               [](const Json& r) {
+                 PrintTask(r["task"]);
+                 std::cout << "time to review: " << Str(r, "seconds_to_review") << " s\n"
+                           << "tool calls: " << Str(r, "tool_calls") << "\n\nsummary:\n"
+                           << Str(r, "summary") << "\n\n";
+                 for (const auto& f : r["diff"]["files"]) {
+                   std::printf("  %-50s +%s -%s\n", Str(f, "path").c_str(),
+                               Str(f, "additions").c_str(), Str(f, "deletions").c_str());
+                 }
+                 std::cout << "\n" << Str(r["diff"], "unified");
+                 if (!r["verification"].is_null()) {
+                   const Json& o = r["verification"]["outcome"];
+                   std::cout << "\n--- verification (exit " << Str(o, "exit_code") << ") ---\n"
+                             << Str(o, "stdout") << Str(o, "stderr");
+                 }
+               });
+  });
+  struct Decision {
+    int64_t id = 0;
+    std::string text;
+  };
+  auto approve = std::make_shared<Decision>();
+  auto* ap = review->add_subcommand("approve", "Approve and merge into the target branch");
+  ap->add_option("id", approve->id, "Task id")->required();
+  ap->callback([&global, &exit_code, approve] {
+    ApiReply r = CallApi(global, "POST", "/v1/reviews/" + std::to_string(approve->id) + "/approve");
+    if (r.http_status == 409 && r.body.contains("conflicting_paths")) {
+      if (global.json) {
+        std::cout << DumpJson(r.body) << "\n";
+      } else {
+        std::cout << "Not merged: the branch conflicts with the target in "
+                  << Str(r.body, "conflicting_paths") << "; task #" << approve->id
+                  << " went back to the agent.\n";
+      }
+      exit_code = kExitError;
+      return;
+    }
+    PrintReply(global, r, exit_code, [&](const Json& b) {
+      std::cout << "Merged task #" << approve->id << " (" << Str(b, "merge")
+                << "): " << Str(b, "commit") << "\n";
+    });
+  });
+  auto changes = std::make_shared<Decision>();
+  auto* rc = review->add_subcommand("request-changes", "Send the branch back to the agent");
+  rc->add_option("id", changes->id, "Task id")->required();
+  rc->add_option("--comment", changes->text, "What to change: the agent's next instruction")
+      ->required();
+  rc->callback([&global, &exit_code, changes] {
+    Json body = {{"comment", changes->text}};
+    PrintReply(global,
+               CallApi(global, "POST",
+                       "/v1/reviews/" + std::to_string(changes->id) + "/request-changes", &body),
+               exit_code, [&](const Json&) {
+                 std::cout << "Task #" << changes->id << " is back with the agent.\n";
+               });
+  });
+  auto reject = std::make_shared<Decision>();
+  auto* rj = review->add_subcommand("reject", "Close the task without merging");
+  rj->add_option("id", reject->id, "Task id")->required();
+  rj->add_option("--reason", reject->text, "Why (the reporter sees the outcome)")->required();
+  rj->callback([&global, &exit_code, reject] {
+    Json body = {{"reason", reject->text}};
+    PrintReply(
+        global,
+        CallApi(global, "POST", "/v1/reviews/" + std::to_string(reject->id) + "/reject", &body),
+        exit_code, [&](const Json&) { std::cout << "Rejected task #" << reject->id << ".\n"; });
+  });
+}
+
 void AddEscalationCommands(CLI::App& app, GlobalOptions& global, int& exit_code) {
   auto* esc = app.add_subcommand("escalations", "What agents asked people for");
   esc->require_subcommand(1);
@@ -222,6 +309,7 @@ std::string FormatEvent(const Json& e) {
 void AddOrchestratorCommands(CLI::App& app, GlobalOptions& global, int& exit_code) {
   AddRepoCommands(app, global, exit_code);
   AddTaskCommands(app, global, exit_code);
+  AddReviewCommands(app, global, exit_code);
   AddEscalationCommands(app, global, exit_code);
 }
 

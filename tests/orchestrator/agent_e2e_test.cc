@@ -379,3 +379,136 @@ TEST_F(AgentEndToEndTest, TwentyTasksOnFourSlots) {
 
 }  // namespace
 }  // namespace loom
+
+namespace loom {
+namespace {
+
+// Reviews: the calc bug fixed by the recorded conversation, then decided on.
+class ReviewTest : public AgentEndToEndTest {
+ protected:
+  // The demo's conversation, followed by `more` replies for after the review.
+  Json ScriptThen(Json more) {
+    Json demo = ReadJsonFile(std::string(LOOM_SOURCE_DIR) + "/examples/calc-demo.json");
+    Json replies = demo["replay"]["conversations"][0]["replies"];
+    for (auto& r : more) replies.push_back(r);
+    title_ = demo["feedback"]["title"];
+    return Script(replies);
+  }
+
+  Json FixedBug(const std::string& token) {
+    Json fb = {
+        {"kind", "bug"}, {"title", title_}, {"body", "average([2, 4]) is 6"}, {"repo", "calc"}};
+    auto r = Call("POST", "/v1/feedback", token, DumpJson(fb));
+    EXPECT_EQ(r.status, 201) << r.body;
+    feedback_id_ = ParseJson(r.body).value_or(Json::object()).value("id", int64_t{0});
+    Json task = WaitSettled(feedback_id_);
+    EXPECT_EQ(task["state"], "review") << task.dump();
+    return task;
+  }
+
+  testing::ClientResponse Decide(const Json& task, const std::string& what,
+                                 const std::string& token, const std::string& body = "") {
+    return Call("POST", "/v1/reviews/" + std::to_string(task["id"].get<int64_t>()) + "/" + what,
+                token, body);
+  }
+
+  std::string title_;
+  int64_t feedback_id_ = 0;
+};
+
+TEST_F(ReviewTest, ApproveMergesAndTheReporterSeesIt) {
+  Start(ScriptThen(Json::array()));
+  Json task = FixedBug(reporter_);
+  Json review = Get("/v1/reviews/" + std::to_string(task["id"].get<int64_t>()));
+  EXPECT_NE(review["diff"]["unified"].get<std::string>().find("len(values)"), std::string::npos);
+  EXPECT_EQ(review["verification"]["outcome"]["exit_code"], 0);
+  EXPECT_NE(review["summary"].get<std::string>().find("Fix average()"), std::string::npos);
+  EXPECT_EQ(review["tool_calls"]["run_tests"], 2);
+  EXPECT_EQ(Get("/v1/feedback/" + std::to_string(feedback_id_))["status"], "in_review");
+
+  auto r = Decide(task, "approve", engineer_);
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(ParseJson(r.body)->value("merge", ""), "fast-forward");
+  EXPECT_NE(Git("-C " + repo_ + " show main:calc.py").find("return total(values) / len(values)"),
+            std::string::npos);
+  EXPECT_EQ(Get("/v1/tasks/" + std::to_string(task["id"].get<int64_t>()))["state"], "merged");
+  EXPECT_EQ(Get("/v1/feedback/" + std::to_string(feedback_id_))["status"], "merged");
+  auto again = Decide(task, "approve", engineer_);
+  EXPECT_EQ(again.status, 409) << again.body;
+}
+
+TEST_F(ReviewTest, WhoeverRequestedATaskCannotApproveIt) {
+  Start(ScriptThen(Json::array()));
+  Json task = FixedBug(engineer_);
+  auto r = Decide(task, "approve", engineer_);
+  EXPECT_EQ(r.status, 403) << r.body;
+  EXPECT_EQ(Get("/v1/tasks/" + std::to_string(task["id"].get<int64_t>()))["state"], "review");
+  EXPECT_EQ(Decide(task, "approve", admin_).status, 200);
+  EXPECT_EQ(Decide(task, "approve", reporter_).status, 403) << "reporters never approve";
+}
+
+TEST_F(ReviewTest, RequestChangesGivesTheCommentToTheAgentOnTheSameBranch) {
+  Start(ScriptThen(Json::array(
+      {Step("replace_in_file",
+            {{"path", "calc.py"},
+             {"old", "    \"\"\"The arithmetic mean. Raises ValueError for an empty list.\"\"\""},
+             {"new",
+              "    \"\"\"The arithmetic mean (sum / count). Raises ValueError for an empty "
+              "list.\"\"\""}}),
+       Step("finish", {{"summary", "Fix average() and say how it is computed"}})})));
+  Json task = FixedBug(reporter_);
+  std::string branch = task["branch"];
+  auto r = Decide(task, "request-changes", engineer_,
+                  R"({"comment": "Please say in the docstring how the mean is computed."})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  task = WaitSettled(feedback_id_);
+  ASSERT_EQ(task["state"], "review") << task.dump();
+  EXPECT_EQ(task["branch"], branch);
+  EXPECT_EQ(Git("-C " + repo_ + " rev-list --count main.." + branch), "2\n");
+  auto requests = replay_->requests();
+  EXPECT_NE(DumpJson(requests.back()["messages"]).find("how the mean is computed"),
+            std::string::npos);
+  EXPECT_EQ(Events(task, "review_comment").size(), 1u);
+}
+
+TEST_F(ReviewTest, RejectClosesTheTaskAndTellsTheReporter) {
+  Start(ScriptThen(Json::array()));
+  Json task = FixedBug(reporter_);
+  EXPECT_EQ(Decide(task, "reject", engineer_, "{}").status, 400);
+  auto r = Decide(task, "reject", engineer_, R"({"reason": "not a bug: by design"})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(ParseJson(r.body)->value("state", ""), "rejected");
+  EXPECT_EQ(Get("/v1/feedback/" + std::to_string(feedback_id_))["status"], "rejected");
+  EXPECT_EQ(Git("-C " + repo_ + " rev-list --count main"), "1\n") << "nothing merged";
+}
+
+TEST_F(ReviewTest, AMergeConflictSendsTheTaskBackToTheAgent) {
+  const std::string upstream = "return sum(values) / (len(values) - 1)  # upstream";
+  Json test_file =
+      ReadJsonFile(std::string(LOOM_SOURCE_DIR) +
+                   "/examples/calc-demo.json")["replay"]["conversations"][0]["replies"][3]
+                                              ["message"]["tool_calls"][0]["arguments"];
+  Start(ScriptThen(Json::array(
+      {Step("write_file", test_file),
+       Step("replace_in_file",
+            {{"path", "calc.py"}, {"old", upstream}, {"new", "return sum(values) / len(values)"}}),
+       Step("finish", {{"summary", "Fix average() on the new main"}})})));
+  Json task = FixedBug(reporter_);
+  // Meanwhile someone changes the same line on main.
+  std::string sh = "cd " + repo_ + " && sed -i 's|return total(values) / (len(values) - 1)|" +
+                   upstream +
+                   "|' calc.py && git -c user.name=T -c user.email=t@e commit -qam upstream";
+  ASSERT_EQ(std::system(sh.c_str()), 0);
+  auto r = Decide(task, "approve", engineer_);
+  ASSERT_EQ(r.status, 409) << r.body;
+  EXPECT_EQ(ParseJson(r.body)->value("conflicting_paths", Json()), Json::array({"calc.py"}));
+  task = WaitSettled(feedback_id_);
+  ASSERT_EQ(task["state"], "review") << task.dump();
+  r = Decide(task, "approve", engineer_);
+  ASSERT_EQ(r.status, 200) << r.body;
+  std::string main_calc = Git("-C " + repo_ + " show main:calc.py");
+  EXPECT_NE(main_calc.find("return sum(values) / len(values)"), std::string::npos) << main_calc;
+}
+
+}  // namespace
+}  // namespace loom
