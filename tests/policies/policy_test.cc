@@ -338,6 +338,22 @@ TEST(PolicyErrorTest, UnknownEnumValues) {
             "engineer, admin");
 }
 
+TEST(PolicyErrorTest, EnumsOfTheWrongType) {
+  EXPECT_EQ(ErrorOf("[sandbox]\nnetwork = false\n"),
+            "repo.toml:2:11: sandbox.network: expected a string (one of none, loopback), got a "
+            "boolean");
+  EXPECT_EQ(ErrorOf("[review]\nmergers = \"admin\"\n"),
+            "repo.toml:2:11: review.mergers: expected an array, got a string");
+  EXPECT_EQ(ErrorOf("[escalations]\nallowed = [1]\n"),
+            "repo.toml:2:12: escalations.allowed[0]: expected a string (one of api_key, gpu, "
+            "network, approval, question), got an integer");
+}
+
+TEST(PolicyErrorTest, ArrayOfTablesIsNoSection) {
+  EXPECT_EQ(ErrorOf("[[repo]]\ntarget_branch = \"x\"\n"),
+            "repo.toml:1:1: repo: expected a table ([repo]), got an array");
+}
+
 TEST(PolicyErrorTest, BadGlobs) {
   EXPECT_EQ(ErrorOf("[paths]\nprotected = [\"/etc/\"]\n"),
             "repo.toml:2:14: paths.protected[0]: bad glob \"/etc/\": absolute; patterns are "
