@@ -233,6 +233,34 @@ TEST_F(SandboxTest, RunCgroupIsRemovedAfterTheRun) {
   }
 }
 
+// bwrap leaves the sandbox's pid 1 unreaped; a zombie left to the host's init
+// counts against the slot uid's RLIMIT_NPROC until init reaps it (on this host,
+// slowly enough to make later runs fail with EAGAIN). Every process of a run,
+// zombies included, is gone when Run() returns, after an exit or a kill.
+TEST_F(SandboxTest, LeavesNoZombieBehind) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs a uid of the run's own to look for";
+  auto processes_of_uid = [this] {
+    std::vector<std::string> found;
+    for (const auto& e : std::filesystem::directory_iterator("/proc")) {
+      std::string status = ReadHostFile(e.path().string() + "/status");
+      auto pos = status.find("\nUid:\t");
+      if (pos != std::string::npos && std::stoul(status.substr(pos + 6)) == uid_) {
+        found.push_back(e.path().filename().string() + " " + status.substr(0, status.find('\n')) +
+                        " " + status.substr(status.find("State:"), 12));
+      }
+    }
+    return found;
+  };
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_TRUE(Sh("true").Succeeded());
+    EXPECT_EQ(processes_of_uid(), std::vector<std::string>{}) << "after run " << i;
+  }
+  Outcome o = Sh("sleep 60 & sleep 60",
+                 [](RunSpec& spec) { spec.limits.wall_time = std::chrono::milliseconds(300); });
+  EXPECT_EQ(o.limit, LimitHit::kTimeout);
+  EXPECT_EQ(processes_of_uid(), std::vector<std::string>{}) << "after a timeout";
+}
+
 // The battery's survivor check is real: it finds a process carrying the marker.
 TEST_F(SandboxTest, SurvivorCheckFindsALeftoverProcess) {
   pid_t pid = fork();
