@@ -317,6 +317,38 @@ TEST_F(WorkspaceTest, CommitToBranchWithTrailersAndDiff) {
   EXPECT_EQ(d->unified, Sh("git -C " + origin_ + " diff main...loom/t12-add-feature"));
 }
 
+// Before any branch commit, Diff() shows the latest snapshot against the merge
+// base: what a reviewer (or the agent) sees of the work so far, renames included.
+TEST_F(WorkspaceTest, DiffShowsTheLatestSnapshotAgainstTheMergeBase) {
+  auto ws = Create("t16", "diff me");
+  ASSERT_TRUE(ws->ReplaceInFile("src/app.cc", "a + b", "a - b").ok());
+  ASSERT_TRUE(ws->WriteFile("src/new.cc", "one\ntwo\n").ok());
+  ASSERT_TRUE(ws->DeleteFile("docs/guide.md").ok());
+  ASSERT_TRUE(ws->RenameFile("src/dup.cc", "src/moved.cc").ok());
+  Result<DiffReport> d = ws->Diff();
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  EXPECT_EQ(d->base_commit, Git(origin_, "rev-parse main"));
+  Result<std::vector<SnapshotInfo>> snaps = ws->ListSnapshots();
+  ASSERT_TRUE(snaps.ok());
+  EXPECT_EQ(d->head_commit, snaps->back().commit);
+  std::map<std::string, FileStat> by_path;
+  for (const FileStat& f : d->files) by_path[f.path] = f;
+  ASSERT_EQ(d->files.size(), 4u) << d->unified;
+  EXPECT_EQ(by_path["src/app.cc"].change, FileStat::Change::kModified);
+  EXPECT_EQ(by_path["src/app.cc"].additions, 1);
+  EXPECT_EQ(by_path["src/app.cc"].deletions, 1);
+  EXPECT_EQ(by_path["src/new.cc"].change, FileStat::Change::kAdded);
+  EXPECT_EQ(by_path["src/new.cc"].additions, 2);
+  EXPECT_EQ(by_path["docs/guide.md"].change, FileStat::Change::kDeleted);
+  EXPECT_EQ(by_path["src/moved.cc"].change, FileStat::Change::kRenamed);
+  EXPECT_EQ(by_path["src/moved.cc"].old_path, "src/dup.cc");
+  EXPECT_NE(d->unified.find("+  return a - b;"), std::string::npos) << d->unified;
+  // The branch itself has not moved: its diff is still empty.
+  Result<DiffReport> branch = repo_->DiffBranch("t16");
+  ASSERT_TRUE(branch.ok()) << branch.status().ToString();
+  EXPECT_TRUE(branch->files.empty());
+}
+
 TEST_F(WorkspaceTest, LargeAndBinaryFilesRoundTrip) {
   auto ws = Create("t13");
   std::string big(20 << 20, 'x');
