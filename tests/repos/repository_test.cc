@@ -10,18 +10,6 @@
 namespace loom::repos {
 namespace {
 
-using test_util::Exists;
-using test_util::MakeFixtureRepo;
-using test_util::ReadRaw;
-using test_util::Sh;
-using test_util::TempDir;
-using test_util::Trimmed;
-using test_util::WriteRaw;
-
-std::string Git(const std::string& dir, const std::string& args) {
-  return Trimmed(Sh("git -C '" + dir + "' " + args));
-}
-
 class RepositoryTest : public ::testing::Test {
  protected:
   void SetUp() override {

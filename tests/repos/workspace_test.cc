@@ -10,14 +10,6 @@
 namespace loom::repos {
 namespace {
 
-using test_util::Exists;
-using test_util::MakeFixtureRepo;
-using test_util::ReadRaw;
-using test_util::Sh;
-using test_util::TempDir;
-using test_util::Trimmed;
-using test_util::WriteRaw;
-
 class WorkspaceTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -38,10 +30,6 @@ class WorkspaceTest : public ::testing::Test {
     Result<std::unique_ptr<Workspace>> ws = repo_->CreateWorkspace(id, slug);
     EXPECT_TRUE(ws.ok()) << ws.status().ToString();
     return ws.ok() ? std::move(*ws) : nullptr;
-  }
-
-  std::string Git(const std::string& dir, const std::string& args) {
-    return Trimmed(Sh("git -C '" + dir + "' " + args));
   }
 
   TempDir tmp_;
