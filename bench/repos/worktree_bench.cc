@@ -3,6 +3,8 @@
 // the cost of an edit with its snapshot. Prints medians and the ratio.
 //
 //   repos_bench [--files N] [--runs R] [--edits E]
+//
+// The scratch directory (about 200 MB) is made under $TMPDIR and removed at exit.
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -45,7 +47,7 @@ int Run(const std::string& cmd) {
 
 // A repository with `files` files (about 600 bytes each, 100 per directory) in
 // one commit on main, written with git fast-import.
-void MakeRepo(const std::string& repo, int files) {
+bool MakeRepo(const std::string& repo, int files) {
   Run("git init -q -b main " + repo);
   std::string stream_path = repo + "/../stream";
   {
@@ -64,9 +66,9 @@ void MakeRepo(const std::string& repo, int files) {
   }
   if (Run("cd " + repo + " && git fast-import --quiet < " + stream_path) != 0) {
     fprintf(stderr, "fast-import failed\n");
-    exit(1);
+    return false;
   }
-  Run("cd " + repo + " && git reset -q --hard main");
+  return Run("cd " + repo + " && git reset -q --hard main") == 0;
 }
 
 }  // namespace
@@ -81,7 +83,15 @@ int main(int argc, char** argv) {
   std::string tmpl = (std::filesystem::temp_directory_path() / "loom-bench-XXXXXX").string();
   if (!mkdtemp(tmpl.data())) return 1;
   const std::string dir = tmpl, repo_path = dir + "/repo";
-  MakeRepo(repo_path, files);
+  // Removed on every return, errors included (declared first: destroyed last).
+  struct RemoveOnExit {
+    std::string path;
+    ~RemoveOnExit() {
+      std::error_code ec;
+      std::filesystem::remove_all(path, ec);
+    }
+  } scratch{dir};
+  if (!MakeRepo(repo_path, files)) return 1;
 
   loom::repos::RepoRegistry registry;
   auto rec = registry.RegisterLocal("bench", repo_path, {});
@@ -153,7 +163,5 @@ int main(int argc, char** argv) {
          Median(edit_ms), Percentile(edit_ms, 0.9),
          *std::max_element(edit_ms.begin(), edit_ms.end()));
   ws->reset();
-  std::error_code ec;
-  std::filesystem::remove_all(dir, ec);
   return 0;
 }

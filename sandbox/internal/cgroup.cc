@@ -100,6 +100,8 @@ Result<std::unique_ptr<RunCgroup>> RunCgroup::Create(const std::string& parent,
   auto cg = std::make_unique<RunCgroup>(path);
   cg->procs_fd_ = UniqueFd(open((path + "/cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC));
   if (!cg->procs_fd_.valid()) return Status::FromErrno(errno, "opening " + path + "/cgroup.procs");
+  cg->dir_fd_ = UniqueFd(open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!cg->dir_fd_.valid()) return Status::FromErrno(errno, "opening " + path);
   if (Exists(path + "/memory.max")) {
     cg->memory_ = true;
     if (!WriteSmallFile(path + "/memory.max", std::to_string(limits.memory_bytes))) {
@@ -124,6 +126,7 @@ Result<std::unique_ptr<RunCgroup>> RunCgroup::Create(const std::string& parent,
 
 RunCgroup::~RunCgroup() {
   procs_fd_.Reset();
+  dir_fd_.Reset();
   if (!WaitEmpty(std::chrono::milliseconds(0))) {
     KillAll();
     WaitEmpty(std::chrono::seconds(5));

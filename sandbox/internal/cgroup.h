@@ -37,6 +37,8 @@ class RunCgroup {
 
   // An O_CLOEXEC fd on cgroup.procs: a forked child writes "0" to it to join.
   int procs_fd() const { return procs_fd_.get(); }
+  // An O_CLOEXEC fd on the directory, for clone3(CLONE_INTO_CGROUP).
+  int dir_fd() const { return dir_fd_.get(); }
   bool has_memory_controller() const { return memory_; }
 
   // SIGKILLs every process in the cgroup (cgroup.kill; freeze-and-kill before 5.14).
@@ -54,6 +56,7 @@ class RunCgroup {
  private:
   std::string path_;
   UniqueFd procs_fd_;
+  UniqueFd dir_fd_;
   bool memory_ = false;
 };
 

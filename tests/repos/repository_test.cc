@@ -10,18 +10,6 @@
 namespace loom::repos {
 namespace {
 
-using test_util::Exists;
-using test_util::MakeFixtureRepo;
-using test_util::ReadRaw;
-using test_util::Sh;
-using test_util::TempDir;
-using test_util::Trimmed;
-using test_util::WriteRaw;
-
-std::string Git(const std::string& dir, const std::string& args) {
-  return Trimmed(Sh("git -C '" + dir + "' " + args));
-}
-
 class RepositoryTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -175,6 +163,29 @@ TEST_F(RepositoryTest, RemovesWorkspaceCleanlyWithoutFollowingSymlinks) {
   ASSERT_TRUE(repo_->RemoveWorkspace("r1", BranchDisposition::kDelete).ok());
   EXPECT_EQ(Git(origin_, "branch --list loom/r1-remove-me"), "");
   EXPECT_EQ(repo_->RemoveWorkspace("r1", BranchDisposition::kDelete).code(), StatusCode::kNotFound);
+  EXPECT_EQ(Git(origin_, "worktree list --porcelain | grep -c '^worktree'"), "1");
+}
+
+// A worktree deleted by hand, or whose .git link a test run replaced, is reported
+// when reopened, and removing the workspace still cleans up everything.
+TEST_F(RepositoryTest, ReportsDamagedWorktreeAndStillRemovesIt) {
+  ASSERT_TRUE(repo_->CreateWorkspace("d1", "gone").ok());
+  ASSERT_TRUE(repo_->CreateWorkspace("d2", "broken link").ok());
+  std::string gone = tmp_.path() + "/wts/loom-d1", broken = tmp_.path() + "/wts/loom-d2";
+  ASSERT_TRUE(Exists(gone)) << gone;
+  Sh("rm -rf '" + gone + "'");
+  Sh("rm -f '" + broken + "/.git' && ln -s /etc '" + broken + "/.git'");
+  EXPECT_FALSE(repo_->OpenWorkspace("d1").ok());
+  EXPECT_FALSE(repo_->OpenWorkspace("d2").ok());
+  for (const char* id : {"d1", "d2"}) {
+    Status s = repo_->RemoveWorkspace(id, BranchDisposition::kDelete);
+    EXPECT_TRUE(s.ok()) << id << ": " << s.ToString();
+    EXPECT_FALSE(Exists(origin_ + "/.git/worktrees/loom-" + std::string(id))) << id;
+    EXPECT_EQ(Git(origin_, "for-each-ref refs/loom/snapshots/" + std::string(id)), "") << id;
+  }
+  EXPECT_FALSE(Exists(broken));
+  EXPECT_TRUE(Exists("/etc/passwd"));
+  EXPECT_EQ(Git(origin_, "branch --list 'loom/d*'"), "");
   EXPECT_EQ(Git(origin_, "worktree list --porcelain | grep -c '^worktree'"), "1");
 }
 

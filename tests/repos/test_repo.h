@@ -95,4 +95,21 @@ inline std::string MakeFixtureRepo(const std::string& dir) {
   return repo;
 }
 
+// `git -C dir args`, trimmed.
+inline std::string Git(const std::string& dir, const std::string& args) {
+  return Trimmed(Sh("git -C '" + dir + "' " + args));
+}
+
 }  // namespace loom::repos::test_util
+
+namespace loom::repos {
+// The helpers by their short names, for this module's tests.
+using test_util::Exists;
+using test_util::Git;
+using test_util::MakeFixtureRepo;
+using test_util::ReadRaw;
+using test_util::Sh;
+using test_util::TempDir;
+using test_util::Trimmed;
+using test_util::WriteRaw;
+}  // namespace loom::repos

@@ -10,14 +10,6 @@
 namespace loom::repos {
 namespace {
 
-using test_util::Exists;
-using test_util::MakeFixtureRepo;
-using test_util::ReadRaw;
-using test_util::Sh;
-using test_util::TempDir;
-using test_util::Trimmed;
-using test_util::WriteRaw;
-
 class WorkspaceTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -38,10 +30,6 @@ class WorkspaceTest : public ::testing::Test {
     Result<std::unique_ptr<Workspace>> ws = repo_->CreateWorkspace(id, slug);
     EXPECT_TRUE(ws.ok()) << ws.status().ToString();
     return ws.ok() ? std::move(*ws) : nullptr;
-  }
-
-  std::string Git(const std::string& dir, const std::string& args) {
-    return Trimmed(Sh("git -C '" + dir + "' " + args));
   }
 
   TempDir tmp_;
@@ -315,6 +303,38 @@ TEST_F(WorkspaceTest, CommitToBranchWithTrailersAndDiff) {
   EXPECT_EQ(by_path["\xc3\xbcml\xc3\xa4ut.txt"].change, FileStat::Change::kAdded);
   EXPECT_NE(d->unified.find("+  return b + a;"), std::string::npos);
   EXPECT_EQ(d->unified, Sh("git -C " + origin_ + " diff main...loom/t12-add-feature"));
+}
+
+// Before any branch commit, Diff() shows the latest snapshot against the merge
+// base: what a reviewer (or the agent) sees of the work so far, renames included.
+TEST_F(WorkspaceTest, DiffShowsTheLatestSnapshotAgainstTheMergeBase) {
+  auto ws = Create("t16", "diff me");
+  ASSERT_TRUE(ws->ReplaceInFile("src/app.cc", "a + b", "a - b").ok());
+  ASSERT_TRUE(ws->WriteFile("src/new.cc", "one\ntwo\n").ok());
+  ASSERT_TRUE(ws->DeleteFile("docs/guide.md").ok());
+  ASSERT_TRUE(ws->RenameFile("src/dup.cc", "src/moved.cc").ok());
+  Result<DiffReport> d = ws->Diff();
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  EXPECT_EQ(d->base_commit, Git(origin_, "rev-parse main"));
+  Result<std::vector<SnapshotInfo>> snaps = ws->ListSnapshots();
+  ASSERT_TRUE(snaps.ok());
+  EXPECT_EQ(d->head_commit, snaps->back().commit);
+  std::map<std::string, FileStat> by_path;
+  for (const FileStat& f : d->files) by_path[f.path] = f;
+  ASSERT_EQ(d->files.size(), 4u) << d->unified;
+  EXPECT_EQ(by_path["src/app.cc"].change, FileStat::Change::kModified);
+  EXPECT_EQ(by_path["src/app.cc"].additions, 1);
+  EXPECT_EQ(by_path["src/app.cc"].deletions, 1);
+  EXPECT_EQ(by_path["src/new.cc"].change, FileStat::Change::kAdded);
+  EXPECT_EQ(by_path["src/new.cc"].additions, 2);
+  EXPECT_EQ(by_path["docs/guide.md"].change, FileStat::Change::kDeleted);
+  EXPECT_EQ(by_path["src/moved.cc"].change, FileStat::Change::kRenamed);
+  EXPECT_EQ(by_path["src/moved.cc"].old_path, "src/dup.cc");
+  EXPECT_NE(d->unified.find("+  return a - b;"), std::string::npos) << d->unified;
+  // The branch itself has not moved: its diff is still empty.
+  Result<DiffReport> branch = repo_->DiffBranch("t16");
+  ASSERT_TRUE(branch.ok()) << branch.status().ToString();
+  EXPECT_TRUE(branch->files.empty());
 }
 
 TEST_F(WorkspaceTest, LargeAndBinaryFilesRoundTrip) {

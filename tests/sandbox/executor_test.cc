@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <functional>
 #include <map>
+#include <sstream>
 #include <thread>
 
 #include "tests/sandbox/sandbox_fixture.h"
@@ -104,6 +105,37 @@ TEST_F(SandboxTest, WorksForAnUnprivilegedCaller) {
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 3);
   EXPECT_EQ(ReadHostFile(worktree_ + "/who"), std::to_string(user) + "\n");
+}
+
+// Every rlimit the spec asks for is set, soft and hard, in the payload itself.
+TEST_F(SandboxTest, RlimitsAreApplied) {
+  Outcome o = Sh("cat /proc/self/limits", [](RunSpec& spec) {
+    spec.limits.cpu_time = std::chrono::seconds(33);
+    spec.limits.max_processes = 77;
+    spec.limits.max_open_files = 100;
+    spec.limits.max_file_size_bytes = 1 << 20;
+    spec.limits.memory_bytes = uint64_t{3} << 30;
+  });
+  ASSERT_TRUE(o.Succeeded()) << o.stderr_data;
+  auto limit = [&](const std::string& name) {
+    auto pos = o.stdout_data.find(name);
+    if (pos == std::string::npos) return std::string("missing");
+    std::istringstream in(o.stdout_data.substr(pos + name.size()));
+    std::string soft, hard;
+    in >> soft >> hard;
+    return soft + " " + hard;
+  };
+  EXPECT_EQ(limit("Max cpu time"), "33 34");  // SIGXCPU, then SIGKILL a second later
+  EXPECT_EQ(limit("Max processes"), "77 77");
+  EXPECT_EQ(limit("Max open files"), "100 100");
+  EXPECT_EQ(limit("Max file size"), "1048576 1048576");
+  EXPECT_EQ(limit("Max core file size"), "0 0");
+  if (!HostPathExists("/sys/fs/cgroup/unified/loom/cgroup.subtree_control") ||
+      ReadHostFile("/sys/fs/cgroup/unified/loom/cgroup.subtree_control").find("memory") ==
+          std::string::npos) {
+    // No memory controller: memory is bounded per process.
+    EXPECT_EQ(limit("Max address space"), "3221225472 3221225472");
+  }
 }
 
 TEST_F(SandboxTest, OutcomeJsonHasEveryField) {
@@ -231,6 +263,34 @@ TEST_F(SandboxTest, RunCgroupIsRemovedAfterTheRun) {
               std::string::npos)
         << "left behind: " << e.path();
   }
+}
+
+// bwrap leaves the sandbox's pid 1 unreaped; a zombie left to the host's init
+// counts against the slot uid's RLIMIT_NPROC until init reaps it (on this host,
+// slowly enough to make later runs fail with EAGAIN). Every process of a run,
+// zombies included, is gone when Run() returns, after an exit or a kill.
+TEST_F(SandboxTest, LeavesNoZombieBehind) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs a uid of the run's own to look for";
+  auto processes_of_uid = [this] {
+    std::vector<std::string> found;
+    for (const auto& e : std::filesystem::directory_iterator("/proc")) {
+      std::string status = ReadHostFile(e.path().string() + "/status");
+      auto pos = status.find("\nUid:\t");
+      if (pos != std::string::npos && std::stoul(status.substr(pos + 6)) == uid_) {
+        found.push_back(e.path().filename().string() + " " + status.substr(0, status.find('\n')) +
+                        " " + status.substr(status.find("State:"), 12));
+      }
+    }
+    return found;
+  };
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_TRUE(Sh("true").Succeeded());
+    EXPECT_EQ(processes_of_uid(), std::vector<std::string>{}) << "after run " << i;
+  }
+  Outcome o = Sh("sleep 60 & sleep 60",
+                 [](RunSpec& spec) { spec.limits.wall_time = std::chrono::milliseconds(300); });
+  EXPECT_EQ(o.limit, LimitHit::kTimeout);
+  EXPECT_EQ(processes_of_uid(), std::vector<std::string>{}) << "after a timeout";
 }
 
 // The battery's survivor check is real: it finds a process carrying the marker.

@@ -313,7 +313,7 @@ TEST_F(SandboxTest, BindingHostSocketAndStateDirectoriesIsRefused) {
     EXPECT_EQ(executor_->Run(spec).status().code(), StatusCode::kInvalidArgument) << path;
   }
   // Also through a symlink, and anything inside the worktree.
-  std::string link = std::string(LOOM_BIN_DIR) + "/../sbx-link-" + marker_;
+  std::string link = root_ + "/link-to-run";
   ASSERT_EQ(symlink("/run", link.c_str()), 0);
   RunSpec via_link = Spec({"true"});
   via_link.read_only_paths.push_back(link);
