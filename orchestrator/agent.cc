@@ -212,7 +212,8 @@ class AgentLoop {
     tokens_ = task_.prompt_tokens + task_.completion_tokens;
     test_runs_ = task_.test_runs;
     if (!have_prompt) {
-      std::string system = AgentSystemPrompt(task_, *env_.workspace);
+      std::string system =
+          AgentSystemPrompt(task_, *env_.workspace, env_.policy->repo.instructions_file);
       std::string user = task_.instructions;
       if (task_.kind == "bug" && env_.require_failing_test) {
         user +=
@@ -436,6 +437,10 @@ class AgentLoop {
       if (!EscalationKinds().count(kind)) {
         return Error("kind must be one of api_key, gpu, network, approval, question (got '" + kind +
                      "')");
+      }
+      if (!policies::EscalationAllowed(*env_.policy, kind)) {
+        return Error("this repository's policy does not let agents ask for '" + kind +
+                     "'; do without it, or finish with what you have");
       }
       if (kind == "api_key" && secret.empty()) return Error("an api_key request needs secret_name");
       AgentOutcome o = Escalate(kind, summary, "agent",
@@ -689,7 +694,8 @@ Json AgentToolSchemas() {
   return kTools;
 }
 
-std::string AgentSystemPrompt(const Task& task, repos::Workspace& workspace) {
+std::string AgentSystemPrompt(const Task& task, repos::Workspace& workspace,
+                              const std::string& instructions_file) {
   std::string prompt =
       "You are Loom's coding agent. You change the code of a git repository to resolve one "
       "task, working only through the tools you are given. Paths are relative to the "
@@ -708,7 +714,9 @@ std::string AgentSystemPrompt(const Task& task, repos::Workspace& workspace) {
       prompt += "  " + f.path + (f.kind == repos::FileEntry::Kind::kDirectory ? "/" : "") + "\n";
     }
   }
-  for (const char* name : {"AGENTS.md", ".loom/instructions.md"}) {
+  std::vector<std::string> candidates = {"AGENTS.md", ".loom/instructions.md"};
+  if (!instructions_file.empty()) candidates = {instructions_file};
+  for (const std::string& name : candidates) {
     auto text = workspace.ReadFile(name);
     if (text.ok()) {
       prompt += std::string("\nThe repository's instructions (") + name + "):\n" +

@@ -28,6 +28,7 @@
 #include "common/json.h"
 #include "orchestrator/llm_client.h"
 #include "orchestrator/task_store.h"
+#include "policies/policy.h"
 #include "repos/workspace.h"
 #include "sandbox/executor.h"
 
@@ -52,6 +53,9 @@ struct AgentEnv {
   sandbox::Limits limits;
   sandbox::Network network = sandbox::Network::kNone;
   AgentBudgets budgets;
+  // The repository's policy: escalation kinds the agent may use, its
+  // instructions file. REQUIRES: set, and outlives the run.
+  const policies::Policy* policy = nullptr;
   // For bugs: the test the agent adds must fail on the base tree and pass on the
   // branch (FAIL_TO_PASS). `base_tree` is a pristine copy of the worktree taken
   // when the workspace was created; empty disables the check.
@@ -75,7 +79,10 @@ Json AgentToolSchemas();
 
 // The system prompt: the task, the repository's layout and instructions file,
 // and how to work.
-std::string AgentSystemPrompt(const Task& task, repos::Workspace& workspace);
+// `instructions_file` is the policy's; empty means AGENTS.md, else
+// .loom/instructions.md.
+std::string AgentSystemPrompt(const Task& task, repos::Workspace& workspace,
+                              const std::string& instructions_file = "");
 
 // Runs `task` (state running) until it is ready for review, blocked on a person,
 // or failed. The caller makes the state transition the outcome names.

@@ -5,6 +5,7 @@
 #include <charconv>
 #include <filesystem>
 
+#include "orchestrator/repo_policy.h"
 #include "repos/workspace.h"
 
 namespace loom {
@@ -45,10 +46,12 @@ void RespondJson(std::shared_ptr<HttpExchange>& ex, int status, const Json& body
 }  // namespace
 
 OrchestratorApi::OrchestratorApi(TaskStore* store, TokenStore* tokens, std::string data_dir,
+                                 const std::map<std::string, policies::Policy>* policies,
                                  std::function<void()> on_requeue)
     : store_(store),
       tokens_(tokens),
       data_dir_(std::move(data_dir)),
+      policies_(policies),
       on_requeue_(std::move(on_requeue)) {}
 
 void OrchestratorApi::Add(Router& router, const char* method, const char* path, Role min_role,
@@ -181,20 +184,19 @@ namespace {
 
 // The repository of `task`, opened with the scheduler's worktree layout.
 Result<std::unique_ptr<repos::Repository>> OpenTaskRepo(TaskStore* store, const Task& task,
-                                                        const std::string& data_dir) {
+                                                        const std::string& data_dir,
+                                                        const PolicyMap& policies) {
   LOOM_ASSIGN_OR_RETURN(RepoEntry entry, store->GetRepo(task.repo));
-  repos::RepoRecord record;
-  record.name = entry.name;
-  record.path = entry.path;
-  record.settings.target_branch = entry.target_branch;
+  repos::RepoRecord record = RepoRecordFor(entry, policies);
   return repos::Repository::Open(record, data_dir + "/worktrees/" + entry.name);
 }
 
-Result<Json> BranchDiffJson(TaskStore* store, const Task& task, const std::string& data_dir) {
+Result<Json> BranchDiffJson(TaskStore* store, const Task& task, const std::string& data_dir,
+                            const PolicyMap& policies) {
   if (!task.branch) {
     return Status::FailedPrecondition("task " + std::to_string(task.id) + " has no branch yet");
   }
-  LOOM_ASSIGN_OR_RETURN(auto repo, OpenTaskRepo(store, task, data_dir));
+  LOOM_ASSIGN_OR_RETURN(auto repo, OpenTaskRepo(store, task, data_dir, policies));
   LOOM_ASSIGN_OR_RETURN(repos::DiffReport diff, repo->DiffBranch(std::to_string(task.id)));
   Json files = Json::array();
   for (const auto& f : diff.files) {
@@ -250,7 +252,7 @@ void OrchestratorApi::TaskDiff(HttpRequest& req, std::shared_ptr<HttpExchange>& 
   if (!id.ok()) return ex->Respond(ErrorResponse(id.status()));
   auto task = store_->Get(*id);
   if (!task.ok()) return ex->Respond(ErrorResponse(task.status()));
-  auto diff = BranchDiffJson(store_, *task, data_dir_);
+  auto diff = BranchDiffJson(store_, *task, data_dir_, *policies_);
   if (!diff.ok()) return ex->Respond(ErrorResponse(diff.status()));
   RespondJson(ex, 200, *diff);
 }
@@ -279,7 +281,7 @@ void OrchestratorApi::ShowReview(HttpRequest& req, std::shared_ptr<HttpExchange>
   if (!task.ok()) return ex->Respond(ErrorResponse(task.status()));
   auto review = ReviewSummary(store_, *task);
   if (!review.ok()) return ex->Respond(ErrorResponse(review.status()));
-  auto diff = BranchDiffJson(store_, *task, data_dir_);
+  auto diff = BranchDiffJson(store_, *task, data_dir_, *policies_);
   if (!diff.ok()) return ex->Respond(ErrorResponse(diff.status()));
   (*review)["diff"] = *diff;
   RespondJson(ex, 200, *review);
@@ -290,11 +292,15 @@ void OrchestratorApi::Approve(HttpRequest& req, std::shared_ptr<HttpExchange>& e
   if (!task.ok()) return ex->Respond(ErrorResponse(task.status()));
   auto who = tokens_->Authenticate(req);
   if (!who.ok()) return ex->Respond(ErrorResponse(who.status()));
-  if (task->requested_by && *task->requested_by == who->token_id) {
+  const policies::Policy& policy = PolicyFor(*policies_, task->repo);
+  auto role = static_cast<policies::Role>(static_cast<int>(who->role));
+  if (!policies::MayApprove(policy, role, task->requested_by.value_or(0), who->token_id)) {
+    bool own = task->requested_by && *task->requested_by == who->token_id;
     return ex->Respond(ErrorResponse(Status::PermissionDenied(
-        "whoever requested a task cannot approve it: ask another engineer")));
+        own ? "whoever requested a task cannot approve it: ask another engineer"
+            : "the policy of " + task->repo + " does not let your role approve")));
   }
-  auto repo = OpenTaskRepo(store_, *task, data_dir_);
+  auto repo = OpenTaskRepo(store_, *task, data_dir_, *policies_);
   if (!repo.ok()) return ex->Respond(ErrorResponse(repo.status()));
   std::string id = std::to_string(task->id);
   auto merged = (*repo)->MergeBranch(id);
@@ -365,7 +371,7 @@ void OrchestratorApi::Reject(HttpRequest& req, std::shared_ptr<HttpExchange>& ex
   Status s = store_->RecordReview(task->id, ReviewDecision::kRejected, "rejected: " + reason,
                                   who.ok() ? who->token_id : 0);
   if (!s.ok()) return ex->Respond(ErrorResponse(s));
-  if (auto repo = OpenTaskRepo(store_, *task, data_dir_); repo.ok()) {
+  if (auto repo = OpenTaskRepo(store_, *task, data_dir_, *policies_); repo.ok()) {
     (void)(*repo)->RemoveWorkspace(std::to_string(task->id), repos::BranchDisposition::kKeep);
   }
   RespondJson(ex, 200, store_->Get(task->id).value_or(*task).ToJson());

@@ -22,11 +22,13 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <string>
 
 #include "common/auth.h"
 #include "common/http_server.h"
 #include "orchestrator/task_store.h"
+#include "policies/policy.h"
 
 namespace loom {
 
@@ -36,7 +38,9 @@ class OrchestratorApi {
   // the scheduler); may be empty.
   // Task worktrees live under `data_dir`/worktrees/<repo> and base trees under
   // `data_dir`/base (the scheduler's layout).
+  // `policies` (per repository; REQUIRES: outlives this) decide who may approve.
   OrchestratorApi(TaskStore* store, TokenStore* tokens, std::string data_dir,
+                  const std::map<std::string, policies::Policy>* policies,
                   std::function<void()> on_requeue);
   void Register(Router& router);
 
@@ -63,6 +67,7 @@ class OrchestratorApi {
   TaskStore* store_;
   TokenStore* tokens_;
   std::string data_dir_;
+  const std::map<std::string, policies::Policy>* policies_;
   std::function<void()> on_requeue_;
 };
 

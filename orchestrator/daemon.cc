@@ -19,6 +19,7 @@
 #include "orchestrator/api.h"
 #include "orchestrator/scheduler.h"
 #include "orchestrator/task_store.h"
+#include "policies/policy.h"
 #include "sandbox/executor.h"
 
 namespace loom {
@@ -46,12 +47,8 @@ std::vector<Config::Key> DaemonConfigSchema() {
       {"llm.timeout_ms", T::kInt, "300000", "Time allowed for one model reply."},
       {"llm.retries", T::kInt, "4", "Retries on 429, 5xx and connection errors, with backoff."},
       {"llm.stream", T::kBool, "false", "Ask for streamed (SSE) replies."},
-      {"agent.max_steps", T::kInt, "60", "Model calls a task may make."},
-      {"agent.max_tokens", T::kInt, "4000000", "Prompt + completion tokens a task may use."},
-      {"agent.max_wall_minutes", T::kInt, "90", "Wall time a task may take."},
-      {"agent.max_test_runs", T::kInt, "30", "Test runs a task may make (verification included)."},
-      {"sandbox.timeout_s", T::kInt, "600", "Wall-clock limit of one sandboxed run."},
-      {"sandbox.memory_mb", T::kInt, "4096", "Memory limit of one sandboxed run."},
+      {"policies_dir", T::kString, "",
+       "Directory of repository policies, <repo>.toml (default: <data_dir>/policies)."},
       {"sandbox.uid", T::kInt, "64000",
        "When loomd runs as root: the unprivileged uid (and gid) sandboxed runs use."},
   };
@@ -142,9 +139,10 @@ class DaemonImpl : public Daemon {
     feedback_api_->Register(router_);
 
     LOOM_ASSIGN_OR_RETURN(tasks_, TaskStore::Open(db_path));
+    LOOM_RETURN_IF_ERROR(LoadPolicies(config));
     LOOM_RETURN_IF_ERROR(StartAgents(config));
-    orchestrator_api_ = std::make_unique<OrchestratorApi>(tasks_.get(), tokens_.get(),
-                                                          data_dir_ + "/worktrees", [this] {
+    orchestrator_api_ = std::make_unique<OrchestratorApi>(tasks_.get(), tokens_.get(), data_dir_,
+                                                          &policies_, [this] {
                                                             if (scheduler_) scheduler_->Wake();
                                                           });
     orchestrator_api_->Register(router_);
@@ -208,6 +206,20 @@ class DaemonImpl : public Daemon {
         201, DumpJson({{"token", *token}, {"role", RoleName(*role)}, {"name", name}})));
   }
 
+  // An invalid policy stops loomd: its error names the file, line and field.
+  Status LoadPolicies(const Config& config) {
+    std::string dir = config.GetString("policies_dir");
+    if (dir.empty()) dir = data_dir_ + "/policies";
+    auto loaded = policies::LoadPolicyDir(dir);
+    if (!loaded.ok() && loaded.status().code() != StatusCode::kNotFound) return loaded.status();
+    if (loaded.ok()) policies_ = std::move(*loaded);
+    if (!policies_.empty()) {
+      LOOM_LOG(kInfo) << policies_.size() << " repository polic"
+                      << (policies_.size() == 1 ? "y" : "ies") << " from " << dir;
+    }
+    return Status::Ok();
+  }
+
   Status StartAgents(const Config& config) {
     SchedulerOptions opts;
     opts.agents = static_cast<int>(config.GetInt("agents"));
@@ -216,18 +228,13 @@ class DaemonImpl : public Daemon {
       return Status::Ok();
     }
     opts.data_dir = data_dir_;
+    opts.policies = policies_;
     opts.llm.url = config.GetString("llm.url");
     opts.llm.model = config.GetString("llm.model");
     opts.llm.api_key = config.GetString("llm.api_key");
     opts.llm.timeout = std::chrono::milliseconds(config.GetInt("llm.timeout_ms"));
     opts.llm.max_retries = static_cast<int>(config.GetInt("llm.retries"));
     opts.llm.stream = config.GetBool("llm.stream");
-    opts.budgets.max_steps = static_cast<int>(config.GetInt("agent.max_steps"));
-    opts.budgets.max_tokens = config.GetInt("agent.max_tokens");
-    opts.budgets.max_wall = std::chrono::minutes(config.GetInt("agent.max_wall_minutes"));
-    opts.budgets.max_test_runs = static_cast<int>(config.GetInt("agent.max_test_runs"));
-    opts.limits.wall_time = std::chrono::seconds(config.GetInt("sandbox.timeout_s"));
-    opts.limits.memory_bytes = static_cast<uint64_t>(config.GetInt("sandbox.memory_mb")) << 20;
     sandbox::BwrapOptions bwrap;
     bwrap.run_as_uid = bwrap.run_as_gid = static_cast<uint32_t>(config.GetInt("sandbox.uid"));
     if (Status s = CheckSandboxCanReach(data_dir_ + "/worktrees", bwrap.run_as_uid); !s.ok()) {
@@ -252,6 +259,7 @@ class DaemonImpl : public Daemon {
   std::unique_ptr<RateLimiter> limiter_;
   std::unique_ptr<feedback::Api> feedback_api_;
   std::unique_ptr<TaskStore> tasks_;
+  std::map<std::string, policies::Policy> policies_;
   std::unique_ptr<sandbox::Executor> executor_;
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<OrchestratorApi> orchestrator_api_;

@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "common/log.h"
+#include "orchestrator/repo_policy.h"
 #include "repos/workspace.h"
 
 namespace loom {
@@ -113,10 +114,8 @@ void Scheduler::RunTask(int slot, const Task& task) {
   };
   auto repo = store_->GetRepo(task.repo);
   if (!repo.ok()) return fail(repo.status().message());
-  repos::RepoRecord record;
-  record.name = repo->name;
-  record.path = repo->path;
-  record.settings.target_branch = repo->target_branch;
+  const policies::Policy& policy = PolicyFor(options_.policies, repo->name);
+  repos::RepoRecord record = RepoRecordFor(*repo, options_.policies);
   auto repository = repos::Repository::Open(record, options_.data_dir + "/worktrees/" + repo->name);
   if (!repository.ok())
     return fail("cannot open repository " + repo->name + ": " + repository.status().message());
@@ -143,9 +142,14 @@ void Scheduler::RunTask(int slot, const Task& task) {
   env.llm = llm_.get();
   env.workspace = &ws;
   env.executor = executor_;
-  env.test_argv = ShellCommand(repo->test_command);
-  env.limits = options_.limits;
-  env.budgets = options_.budgets;
+  env.test_argv = ShellCommand(TestCommandFor(*repo, policy));
+  env.limits = SandboxLimitsFor(policy);
+  env.network = policy.sandbox.network == policies::NetworkAccess::kLoopback
+                    ? sandbox::Network::kLoopback
+                    : sandbox::Network::kNone;
+  env.budgets = BudgetsFor(policy);
+  env.policy = &policy;
+  env.require_failing_test = policy.agent.require_failing_test_for_bugs;
   env.base_tree = base_tree;
   env.scratch_dir = options_.data_dir + "/scratch";
   env.stop = &stop_;

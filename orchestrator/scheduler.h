@@ -12,6 +12,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -22,6 +23,7 @@
 #include "orchestrator/agent.h"
 #include "orchestrator/llm_client.h"
 #include "orchestrator/task_store.h"
+#include "policies/policy.h"
 #include "sandbox/executor.h"
 
 namespace loom {
@@ -30,8 +32,9 @@ struct SchedulerOptions {
   int agents = 2;
   std::string data_dir;  // worktrees/, base/ and scratch/ live here
   LlmOptions llm;
-  AgentBudgets budgets;
-  sandbox::Limits limits;
+  // Per repository: budgets, sandbox limits, paths, test command. A repository
+  // not in the map gets the shipped defaults.
+  std::map<std::string, policies::Policy> policies;
   std::chrono::milliseconds poll{250};
 };
 

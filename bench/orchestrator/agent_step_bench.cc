@@ -48,7 +48,7 @@ int Die(const std::string& what) {
 }
 
 int Main(int argc, char** argv) {
-  int tasks = 32, steps = 50;
+  int tasks = 32, steps = 50;  // steps stay under the default policy's max_steps (60)
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--tasks")) tasks = std::atoi(argv[i + 1]);
     if (!std::strcmp(argv[i], "--steps")) steps = std::atoi(argv[i + 1]);
@@ -60,16 +60,18 @@ int Main(int argc, char** argv) {
   ::chmod(dir.c_str(), 0711);
   std::string repo = dir + "/calc";
   fs::copy(std::string(LOOM_SOURCE_DIR) + "/examples/calc", repo, fs::copy_options::recursive);
-  if (auto c = repos::InitRepository(repo, "main", "bench"); !c.ok()) return Die(c.status().message());
+  if (auto c = repos::InitRepository(repo, "main", "bench"); !c.ok())
+    return Die(c.status().message());
 
   // Alternating directories so that no call repeats its previous result (that
   // would be a stuck loop); the script then ends and each task parks.
   Json replies = Json::array();
   for (int i = 0; i < steps; ++i) {
-    replies.push_back({{"message",
-                        {{"content", ""},
-                         {"tool_calls",
-                          {{{"name", "list_files"}, {"arguments", {{"path", i % 2 ? "tests" : "."}}}}}}}}});
+    replies.push_back(
+        {{"message",
+          {{"content", ""},
+           {"tool_calls",
+            {{{"name", "list_files"}, {"arguments", {{"path", i % 2 ? "tests" : "."}}}}}}}}});
   }
   auto model = ReplayModel::Start({{"conversations", {{{"replies", replies}}}}});
   if (!model.ok()) return Die(model.status().message());
@@ -91,23 +93,27 @@ int Main(int argc, char** argv) {
         for (int i = 0; i < steps; ++i) {
           auto s = Clock::now();
           auto r = client->Chat(messages, Json::array());
-          if (r.ok()) per[t].push_back(std::chrono::duration<double, std::milli>(Clock::now() - s).count());
+          if (r.ok())
+            per[t].push_back(std::chrono::duration<double, std::milli>(Clock::now() - s).count());
         }
       });
     }
     for (auto& th : threads) th.join();
     double wall = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
     for (auto& v : per) bare_ms.insert(bare_ms.end(), v.begin(), v.end());
-    std::printf("baseline: %zu bare model calls from %d threads in %.0f ms: %.0f calls/s, "
-                "median %.2f ms per call\n",
-                bare_ms.size(), tasks, wall, bare_ms.size() / wall * 1000, Median(bare_ms));
+    std::printf(
+        "baseline: %zu bare model calls from %d threads in %.0f ms: %.0f calls/s, "
+        "median %.2f ms per call\n",
+        bare_ms.size(), tasks, wall, bare_ms.size() / wall * 1000, Median(bare_ms));
   }
 
   Config config(DaemonConfigSchema());
-  for (auto [k, v] : std::initializer_list<std::pair<const char*, std::string>>{
-           {"data_dir", dir + "/data"}, {"listen", "127.0.0.1:0"}, {"agents", std::to_string(tasks)},
-           {"llm.url", (*model)->url()}, {"llm.retries", "0"},
-           {"agent.max_steps", std::to_string(steps + 10)}}) {
+  for (auto [k, v] :
+       std::initializer_list<std::pair<const char*, std::string>>{{"data_dir", dir + "/data"},
+                                                                  {"listen", "127.0.0.1:0"},
+                                                                  {"agents", std::to_string(tasks)},
+                                                                  {"llm.url", (*model)->url()},
+                                                                  {"llm.retries", "0"}}) {
     if (Status s = config.Set(k, v, "bench"); !s.ok()) return Die(s.message());
   }
   auto daemon = Daemon::Start(config);
@@ -116,7 +122,8 @@ int Main(int argc, char** argv) {
   auto store = TaskStore::Open(db);
   auto fb = feedback::Store::Open(db);
   if (!store.ok() || !fb.ok()) return Die("cannot open the stores");
-  if (Status s = (*store)->AddRepo({"calc", repo, "main", "true"}); !s.ok()) return Die(s.message());
+  if (Status s = (*store)->AddRepo({"calc", repo, "main", "true"}); !s.ok())
+    return Die(s.message());
   // A token row for the items (feedback references one).
   auto tokens = TokenStore::Open(db);
   auto token = (*tokens)->Create(Role::kReporter, "bench");
@@ -136,7 +143,8 @@ int Main(int argc, char** argv) {
   while (true) {
     auto blocked = (*store)->List(TaskState::kBlocked, 0, 10000);
     auto failed = (*store)->List(TaskState::kFailed, 0, 10000);
-    if (blocked.ok() && failed.ok() && blocked->size() + failed->size() >= static_cast<size_t>(tasks)) {
+    if (blocked.ok() && failed.ok() &&
+        blocked->size() + failed->size() >= static_cast<size_t>(tasks)) {
       if (!failed->empty()) return Die("a task failed: " + (*failed)[0].reason);
       break;
     }
@@ -164,16 +172,19 @@ int Main(int argc, char** argv) {
   }
   double span = static_cast<double>(last - first);
   double amortised = span / total_steps;
-  std::printf("loop: %d tasks x %d steps on %d slots: %lld steps in %.0f ms (%.0f ms end to end): "
-              "%.0f steps/s\n",
-              tasks, steps, tasks, static_cast<long long>(total_steps), span, wall,
-              total_steps / span * 1000);
-  std::printf("per step: median %.2f ms per task (latency), %.3f ms amortised over all tasks "
-              "(wall / steps)\n",
-              Median(per_step), amortised);
-  std::printf("ratio: step latency / bare model call = %.2f; overhead per step beyond the "
-              "model call = %.2f ms\n",
-              Median(per_step) / Median(bare_ms), Median(per_step) - Median(bare_ms));
+  std::printf(
+      "loop: %d tasks x %d steps on %d slots: %lld steps in %.0f ms (%.0f ms end to end): "
+      "%.0f steps/s\n",
+      tasks, steps, tasks, static_cast<long long>(total_steps), span, wall,
+      total_steps / span * 1000);
+  std::printf(
+      "per step: median %.2f ms per task (latency), %.3f ms amortised over all tasks "
+      "(wall / steps)\n",
+      Median(per_step), amortised);
+  std::printf(
+      "ratio: step latency / bare model call = %.2f; overhead per step beyond the "
+      "model call = %.2f ms\n",
+      Median(per_step) / Median(bare_ms), Median(per_step) - Median(bare_ms));
   (*model)->Stop();
   std::error_code ec;
   fs::remove_all(dir, ec);

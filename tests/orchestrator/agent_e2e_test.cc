@@ -304,7 +304,9 @@ TEST_F(AgentEndToEndTest, AnEndlessLoopIsToldThenStoppedAsStuck) {
 TEST_F(AgentEndToEndTest, TheStepBudgetEndsATask) {
   Json replies = Json::array();
   for (int i = 0; i < 10; ++i) replies.push_back(Step("list_files", {{"path", std::to_string(i)}}));
-  Start(Script(replies), {{"agent.max_steps", "3"}});
+  fs::create_directories(dir_.path() + "/policies");
+  std::ofstream(dir_.path() + "/policies/calc.toml") << "[budgets]\nmax_steps = 3\n";
+  Start(Script(replies));
   Json task = WaitSettled(File("feature", "wander", "x"));
   EXPECT_EQ(task["state"], "failed");
   EXPECT_NE(task["reason"].get<std::string>().find("step budget"), std::string::npos);
@@ -512,6 +514,57 @@ TEST_F(ReviewTest, AMergeConflictSendsTheTaskBackToTheAgent) {
   ASSERT_EQ(r.status, 200) << r.body;
   std::string main_calc = Git("-C " + repo_ + " show main:calc.py");
   EXPECT_NE(main_calc.find("return sum(values) / len(values)"), std::string::npos) << main_calc;
+}
+
+}  // namespace
+}  // namespace loom
+
+namespace loom {
+namespace {
+
+TEST_F(AgentEndToEndTest, ThePolicyDecidesPathsEscalationsAndTheTestCommand) {
+  fs::create_directories(dir_.path() + "/policies");
+  std::ofstream(dir_.path() + "/policies/calc.toml")
+      << "[repo]\n"
+         "test_command = \"python3 -m unittest discover -s tests -t . && echo POLICY-SUITE\"\n"
+         "[paths]\n"
+         "allowed = [\"calc.py\", \"tests/\"]\n"
+         "[escalations]\n"
+         "allowed = [\"question\"]\n";
+  Json replies = Json::array(
+      {Step("write_file", {{"path", "README.md"}, {"content", "outside the allowed paths"}}),
+       Step("write_file", {{"path", "AGENTS.md"}, {"content", "protected"}}),
+       Step("request_human", {{"kind", "network"}, {"summary", "needs pypi"}}),
+       Step("write_file", {{"path", "tests/test_extra.py"}, {"content", "import unittest\n"}}),
+       Step("finish", {{"summary", "done"}})});
+  Start(Script(replies));
+  Json task = WaitSettled(File("feature", "policy bound", "x"));
+  ASSERT_EQ(task["state"], "review") << task.dump();
+  auto results = Events(task, "tool_result");
+  ASSERT_EQ(results.size(), 5u);
+  for (int i = 0; i < 3; ++i)
+    EXPECT_TRUE(results[i]["data"]["error"].get<bool>()) << results[i].dump();
+  EXPECT_NE(results[2]["data"]["content"].get<std::string>().find("policy does not let agents ask"),
+            std::string::npos);
+  EXPECT_FALSE(results[3]["data"]["error"].get<bool>());
+  auto runs = Events(task, "test_run");
+  ASSERT_FALSE(runs.empty());
+  EXPECT_NE(runs.back()["data"]["outcome"]["stdout"].get<std::string>().find("POLICY-SUITE"),
+            std::string::npos);
+}
+
+TEST(DaemonPolicyTest, AnInvalidPolicyStopsLoomdAndNamesFileLineAndField) {
+  testing::TempDir dir;
+  fs::create_directories(dir.path() + "/policies");
+  std::ofstream(dir.path() + "/policies/web.toml") << "[budgets]\nmax_step = 3\n";
+  Config config(DaemonConfigSchema());
+  ASSERT_TRUE(config.Set("data_dir", dir.path(), "test").ok());
+  ASSERT_TRUE(config.Set("listen", "127.0.0.1:0", "test").ok());
+  auto d = Daemon::Start(config);
+  ASSERT_FALSE(d.ok());
+  EXPECT_NE(d.status().message().find("web.toml:2:1"), std::string::npos) << d.status().ToString();
+  EXPECT_NE(d.status().message().find("did you mean max_steps"), std::string::npos)
+      << d.status().ToString();
 }
 
 }  // namespace
