@@ -14,4 +14,13 @@ std::string Sha256Hex(std::string_view data);
 // `bytes` random bytes from the OS CSPRNG, hex-encoded.
 Result<std::string> RandomHex(size_t bytes);
 
+// AES-256-GCM with a random 96-bit nonce. `key` is 32 bytes. Seal returns
+// hex(nonce || ciphertext || tag); Unseal checks the tag and returns the
+// plaintext, Corruption when the text was altered or the key is wrong.
+Result<std::string> SealAes256Gcm(std::string_view key, std::string_view plaintext);
+Result<std::string> UnsealAes256Gcm(std::string_view key, std::string_view sealed_hex);
+
+// Raw SHA-256 (32 bytes) of `data`: derives a key from a passphrase.
+std::string Sha256Raw(std::string_view data);
+
 }  // namespace loom

@@ -102,6 +102,13 @@ const std::vector<Migration>& LoomMigrations() {
         );
         CREATE INDEX escalations_state ON escalations(state, id);
       )sql"},
+      {3, R"sql(
+        CREATE TABLE secrets(
+          name TEXT PRIMARY KEY,
+          sealed TEXT NOT NULL,             -- AES-256-GCM, hex(nonce || ciphertext || tag)
+          updated_at INTEGER NOT NULL
+        );
+      )sql"},
   };
   return kMigrations;
 }

@@ -298,7 +298,8 @@ class AgentLoop {
       ToolOutput out = Execute(call);
       int64_t ms =
           std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count();
-      std::string content = TruncateMiddle(out.content, env_.budgets.max_tool_output);
+      std::string content =
+          MaskSecrets(TruncateMiddle(out.content, env_.budgets.max_tool_output), env_.secrets);
       auto logged = env_.store->AppendEvent(task_.id, "tool_result",
                                             {{"tool_call_id", call.id},
                                              {"name", call.name},
@@ -469,8 +470,10 @@ class AgentLoop {
     Result<sandbox::Outcome> o = RunSandboxedQuietly(argv, dir, counts_as_test);
     if (!o.ok()) return o;
     sandbox::Outcome run = *o;
-    run.stdout_data = TruncateMiddle(run.stdout_data, env_.budgets.max_tool_output);
-    run.stderr_data = TruncateMiddle(run.stderr_data, env_.budgets.max_tool_output);
+    run.stdout_data =
+        MaskSecrets(TruncateMiddle(run.stdout_data, env_.budgets.max_tool_output), env_.secrets);
+    run.stderr_data =
+        MaskSecrets(TruncateMiddle(run.stderr_data, env_.budgets.max_tool_output), env_.secrets);
     int64_t ms =
         std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count();
     (void)env_.store->AppendEvent(task_.id, counts_as_test ? "test_run" : "command_run",
@@ -493,6 +496,7 @@ class AgentLoop {
     spec.argv = std::move(argv);
     spec.worktree = dir;
     spec.env = {{"PATH", "/usr/local/bin:/usr/bin:/bin"}, {"HOME", dir}, {"LANG", "C.UTF-8"}};
+    for (const auto& secret : env_.secrets) spec.env.push_back(secret);
     spec.limits = env_.limits;
     spec.network = env_.network;
     return env_.executor->Run(spec);

@@ -27,6 +27,7 @@
 
 #include "common/json.h"
 #include "orchestrator/llm_client.h"
+#include "orchestrator/secrets.h"
 #include "orchestrator/task_store.h"
 #include "policies/policy.h"
 #include "repos/workspace.h"
@@ -56,6 +57,9 @@ struct AgentEnv {
   // The repository's policy: escalation kinds the agent may use, its
   // instructions file. REQUIRES: set, and outlives the run.
   const policies::Policy* policy = nullptr;
+  // Secrets the policy lets this repository's runs have (environment variables
+  // of every sandbox run); masked in everything recorded or shown to the model.
+  SecretList secrets;
   // For bugs: the test the agent adds must fail on the base tree and pass on the
   // branch (FAIL_TO_PASS). `base_tree` is a pristine copy of the worktree taken
   // when the workspace was created; empty disables the check.

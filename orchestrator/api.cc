@@ -47,11 +47,12 @@ void RespondJson(std::shared_ptr<HttpExchange>& ex, int status, const Json& body
 
 OrchestratorApi::OrchestratorApi(TaskStore* store, TokenStore* tokens, std::string data_dir,
                                  const std::map<std::string, policies::Policy>* policies,
-                                 std::function<void()> on_requeue)
+                                 SecretStore* secrets, std::function<void()> on_requeue)
     : store_(store),
       tokens_(tokens),
       data_dir_(std::move(data_dir)),
       policies_(policies),
+      secrets_(secrets),
       on_requeue_(std::move(on_requeue)) {}
 
 void OrchestratorApi::Add(Router& router, const char* method, const char* path, Role min_role,
@@ -398,17 +399,56 @@ void OrchestratorApi::ShowEscalation(HttpRequest& req, std::shared_ptr<HttpExcha
   RespondJson(ex, 200, e->ToJson());
 }
 
+Result<Json> OrchestratorApi::ParseAnswer(const Json& body, const Escalation& escalation) {
+  if (!body.is_object()) {
+    return Status::InvalidArgument(
+        "expected one of {\"text\"}, {\"approve\": true}, {\"deny\": true, \"reason\"}, "
+        "{\"secret\": {\"name\", \"value\"}}");
+  }
+  if (body.contains("secret")) {
+    const Json& sec = body["secret"];
+    std::string name = sec.is_object() ? StringField(sec, "name") : "";
+    std::string value = sec.is_object() ? StringField(sec, "value") : "";
+    if (name.empty() && escalation.secret_name) name = *escalation.secret_name;
+    if (value.empty()) return Status::InvalidArgument("secret.value is required");
+    LOOM_RETURN_IF_ERROR(ValidateSecretName(name));
+    if (escalation.task_id) {
+      LOOM_ASSIGN_OR_RETURN(Task task, store_->Get(*escalation.task_id));
+      if (!policies::SecretAllowed(PolicyFor(*policies_, task.repo), name)) {
+        return Status::PermissionDenied("the policy of " + task.repo +
+                                        " does not allow the secret " + name +
+                                        ": add it to [secrets] allowed first");
+      }
+    }
+    if (!secrets_) return Status::FailedPrecondition("this loomd keeps no secrets");
+    LOOM_RETURN_IF_ERROR(secrets_->Put(name, value));
+    return Json{
+        {"secret", name},
+        {"text", "The secret " + name + " is now set in the environment of your sandbox runs ($" +
+                     name + "); its value is never shown to you."}};
+  }
+  if (body.value("approve", false)) return Json{{"approved", true}, {"text", "Approved."}};
+  if (body.value("deny", false)) {
+    std::string reason = StringField(body, "reason");
+    if (reason.empty()) return Status::InvalidArgument("a denial needs a reason");
+    return Json{{"approved", false}, {"text", "Denied: " + reason}};
+  }
+  std::string text = StringField(body, "text");
+  if (text.empty())
+    return Status::InvalidArgument("the answer needs text, approve, deny or secret");
+  return Json{{"text", text}};
+}
+
 void OrchestratorApi::AnswerEscalation(HttpRequest& req, std::shared_ptr<HttpExchange>& ex) {
   auto id = PathId(req);
   if (!id.ok()) return ex->Respond(ErrorResponse(id.status()));
   auto body = ParseJson(req.body);
-  if (!body.ok() || !body->is_object() || StringField(*body, "text").empty()) {
-    return ex->Respond(
-        ErrorResponse(Status::InvalidArgument("expected a JSON object {\"text\": ...}"), "text"));
-  }
+  auto escalation = store_->GetEscalation(*id);
+  if (!escalation.ok()) return ex->Respond(ErrorResponse(escalation.status()));
+  auto answer = ParseAnswer(body.ok() ? *body : Json(), *escalation);
+  if (!answer.ok()) return ex->Respond(ErrorResponse(answer.status()));
   auto who = tokens_->Authenticate(req);
-  Status s = store_->AnswerEscalation(*id, {{"text", StringField(*body, "text")}},
-                                      who.ok() ? who->token_id : 0);
+  Status s = store_->AnswerEscalation(*id, *answer, who.ok() ? who->token_id : 0);
   if (!s.ok()) return ex->Respond(ErrorResponse(s));
   if (on_requeue_) on_requeue_();
   auto e = store_->GetEscalation(*id);

@@ -14,7 +14,9 @@
 //   POST /v1/reviews/{id}/reject        engineer: {reason}
 //   GET  /v1/escalations[?state=open|all]        engineer
 //   GET  /v1/escalations/{id}           engineer
-//   POST /v1/escalations/{id}/answer    engineer: {text} requeues the blocked task
+//   POST /v1/escalations/{id}/answer    engineer: one of {text}, {approve: true},
+//        {deny: true, reason}, {secret: {name, value}}; requeues the blocked task.
+//        A secret is stored encrypted; the answer and the log keep only its name.
 //
 // Handlers run SQLite reads, and for approvals the libgit2 merge, on the I/O
 // thread (short). Whoever requested a task (the token that filed its feedback)
@@ -27,6 +29,7 @@
 
 #include "common/auth.h"
 #include "common/http_server.h"
+#include "orchestrator/secrets.h"
 #include "orchestrator/task_store.h"
 #include "policies/policy.h"
 
@@ -40,7 +43,7 @@ class OrchestratorApi {
   // `data_dir`/base (the scheduler's layout).
   // `policies` (per repository; REQUIRES: outlives this) decide who may approve.
   OrchestratorApi(TaskStore* store, TokenStore* tokens, std::string data_dir,
-                  const std::map<std::string, policies::Policy>* policies,
+                  const std::map<std::string, policies::Policy>* policies, SecretStore* secrets,
                   std::function<void()> on_requeue);
   void Register(Router& router);
 
@@ -60,6 +63,7 @@ class OrchestratorApi {
   void RequestChanges(HttpRequest& req, std::shared_ptr<HttpExchange>& ex);
   void Reject(HttpRequest& req, std::shared_ptr<HttpExchange>& ex);
   Result<Task> ReviewedTask(HttpRequest& req);
+  Result<Json> ParseAnswer(const Json& body, const Escalation& escalation);
   void ListEscalations(HttpRequest& req, std::shared_ptr<HttpExchange>& ex);
   void ShowEscalation(HttpRequest& req, std::shared_ptr<HttpExchange>& ex);
   void AnswerEscalation(HttpRequest& req, std::shared_ptr<HttpExchange>& ex);
@@ -68,6 +72,7 @@ class OrchestratorApi {
   TokenStore* tokens_;
   std::string data_dir_;
   const std::map<std::string, policies::Policy>* policies_;
+  SecretStore* secrets_;
   std::function<void()> on_requeue_;
 };
 

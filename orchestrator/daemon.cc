@@ -18,6 +18,7 @@
 #include "feedback/intake.h"
 #include "orchestrator/api.h"
 #include "orchestrator/scheduler.h"
+#include "orchestrator/secrets.h"
 #include "orchestrator/task_store.h"
 #include "policies/policy.h"
 #include "sandbox/executor.h"
@@ -140,9 +141,10 @@ class DaemonImpl : public Daemon {
 
     LOOM_ASSIGN_OR_RETURN(tasks_, TaskStore::Open(db_path));
     LOOM_RETURN_IF_ERROR(LoadPolicies(config));
+    LOOM_ASSIGN_OR_RETURN(secrets_, SecretStore::Open(db_path, data_dir_));
     LOOM_RETURN_IF_ERROR(StartAgents(config));
     orchestrator_api_ = std::make_unique<OrchestratorApi>(tasks_.get(), tokens_.get(), data_dir_,
-                                                          &policies_, [this] {
+                                                          &policies_, secrets_.get(), [this] {
                                                             if (scheduler_) scheduler_->Wake();
                                                           });
     orchestrator_api_->Register(router_);
@@ -229,6 +231,7 @@ class DaemonImpl : public Daemon {
     }
     opts.data_dir = data_dir_;
     opts.policies = policies_;
+    opts.secrets = secrets_.get();
     opts.llm.url = config.GetString("llm.url");
     opts.llm.model = config.GetString("llm.model");
     opts.llm.api_key = config.GetString("llm.api_key");
@@ -260,6 +263,7 @@ class DaemonImpl : public Daemon {
   std::unique_ptr<feedback::Api> feedback_api_;
   std::unique_ptr<TaskStore> tasks_;
   std::map<std::string, policies::Policy> policies_;
+  std::unique_ptr<SecretStore> secrets_;
   std::unique_ptr<sandbox::Executor> executor_;
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<OrchestratorApi> orchestrator_api_;

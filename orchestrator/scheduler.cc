@@ -149,6 +149,11 @@ void Scheduler::RunTask(int slot, const Task& task) {
                     : sandbox::Network::kNone;
   env.budgets = BudgetsFor(policy);
   env.policy = &policy;
+  if (options_.secrets && !policy.secrets.allowed.empty()) {
+    auto secrets = options_.secrets->Get(policy.secrets.allowed);
+    if (!secrets.ok()) return fail("cannot read the task's secrets: " + secrets.status().message());
+    env.secrets = std::move(*secrets);
+  }
   env.require_failing_test = policy.agent.require_failing_test_for_bugs;
   env.base_tree = base_tree;
   env.scratch_dir = options_.data_dir + "/scratch";

@@ -35,6 +35,7 @@ struct SchedulerOptions {
   // Per repository: budgets, sandbox limits, paths, test command. A repository
   // not in the map gets the shipped defaults.
   std::map<std::string, policies::Policy> policies;
+  SecretStore* secrets = nullptr;  // may be null: no secrets
   std::chrono::milliseconds poll{250};
 };
 

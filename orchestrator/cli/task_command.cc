@@ -255,14 +255,43 @@ void AddEscalationCommands(CLI::App& app, GlobalOptions& global, int& exit_code)
   });
   struct AnswerArgs {
     int64_t id = 0;
-    std::string text;
+    std::string text, secret, reason;
+    bool approve = false, deny = false;
   };
   auto aargs = std::make_shared<AnswerArgs>();
   auto* answer = esc->add_subcommand("answer", "Answer an escalation; its task resumes");
   answer->add_option("id", aargs->id, "Escalation id")->required();
-  answer->add_option("--text", aargs->text, "The answer the agent will read")->required();
+  answer->add_option("--text", aargs->text, "An answer the agent will read");
+  answer->add_option("--secret", aargs->secret,
+                     "NAME=VALUE: stored encrypted, given to the task's sandbox runs as $NAME");
+  answer->add_flag("--approve", aargs->approve, "Approve what was asked");
+  answer->add_flag("--deny", aargs->deny, "Deny it (with --reason)");
+  answer->add_option("--reason", aargs->reason, "Why it is denied");
   answer->callback([&global, &exit_code, aargs] {
-    Json body = {{"text", aargs->text}};
+    int given = !aargs->text.empty() + !aargs->secret.empty() + aargs->approve + aargs->deny;
+    if (given != 1 || (aargs->deny && aargs->reason.empty())) {
+      std::cerr << "loom: give exactly one of --text, --secret NAME=VALUE, --approve, "
+                   "--deny --reason TEXT\n";
+      exit_code = kExitUsage;
+      return;
+    }
+    Json body;
+    if (!aargs->secret.empty()) {
+      auto eq = aargs->secret.find('=');
+      if (eq == std::string::npos) {
+        std::cerr << "loom: --secret expects NAME=VALUE\n";
+        exit_code = kExitUsage;
+        return;
+      }
+      body = {{"secret",
+               {{"name", aargs->secret.substr(0, eq)}, {"value", aargs->secret.substr(eq + 1)}}}};
+    } else if (aargs->approve) {
+      body = {{"approve", true}};
+    } else if (aargs->deny) {
+      body = {{"deny", true}, {"reason", aargs->reason}};
+    } else {
+      body = {{"text", aargs->text}};
+    }
     PrintReply(
         global,
         CallApi(global, "POST", "/v1/escalations/" + std::to_string(aargs->id) + "/answer", &body),

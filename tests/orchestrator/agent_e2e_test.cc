@@ -3,6 +3,7 @@
 // over HTTP; the test watches the task over HTTP until it settles and checks the
 // outcome, the event log, the branch and what the model was sent.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <chrono>
 #include <filesystem>
@@ -565,6 +566,65 @@ TEST(DaemonPolicyTest, AnInvalidPolicyStopsLoomdAndNamesFileLineAndField) {
   EXPECT_NE(d.status().message().find("web.toml:2:1"), std::string::npos) << d.status().ToString();
   EXPECT_NE(d.status().message().find("did you mean max_steps"), std::string::npos)
       << d.status().ToString();
+}
+
+}  // namespace
+}  // namespace loom
+
+namespace loom {
+namespace {
+
+TEST_F(AgentEndToEndTest, ASecretReachesTheSandboxButNeverTheLogTheModelOrTheDisk) {
+  const std::string value = "s3cr3t-value-42";
+  fs::create_directories(dir_.path() + "/policies");
+  std::ofstream(dir_.path() + "/policies/calc.toml") << "[secrets]\nallowed = [\"DEPLOY_TOKEN\"]\n";
+  Json replies = Json::array(
+      {Step("request_human", {{"kind", "api_key"},
+                              {"summary", "the suite needs a deploy token"},
+                              {"secret_name", "DEPLOY_TOKEN"}}),
+       Step("run_command",
+            {{"command", "echo token=$DEPLOY_TOKEN; test ${#DEPLOY_TOKEN} -eq 15 && echo MATCH"}}),
+       Step("write_file", {{"path", "NOTES.md"}, {"content", "x\n"}}),
+       Step("finish", {{"summary", "done"}})});
+  Start(Script(replies));
+  int64_t fb = File("feature", "needs a token", "x");
+  Json task = WaitSettled(fb);
+  ASSERT_EQ(task["state"], "blocked") << task.dump();
+  Json open = Get("/v1/escalations");
+  ASSERT_EQ(open["items"].size(), 1u);
+  EXPECT_EQ(open["items"][0]["kind"], "api_key");
+  EXPECT_EQ(open["items"][0]["secret_name"], "DEPLOY_TOKEN");
+  std::string target =
+      "/v1/escalations/" + std::to_string(open["items"][0]["id"].get<int64_t>()) + "/answer";
+  // Only a secret the policy allows is taken.
+  auto refused =
+      Call("POST", target, engineer_, R"({"secret": {"name": "OTHER", "value": "xxxxxxxx"}})");
+  EXPECT_EQ(refused.status, 403) << refused.body;
+  auto r = Call("POST", target, engineer_,
+                DumpJson({{"secret", {{"name", "DEPLOY_TOKEN"}, {"value", value}}}}));
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.body.find(value), std::string::npos);
+  task = WaitSettled(fb);
+  ASSERT_EQ(task["state"], "review") << task.dump();
+  auto results = Events(task, "tool_result");
+  std::string shown = results[1]["data"]["content"];
+  EXPECT_NE(shown.find("token=[secret DEPLOY_TOKEN]"), std::string::npos) << shown;
+  EXPECT_NE(shown.find("MATCH"), std::string::npos) << "the run had the secret: " << shown;
+  Json all = Get("/v1/tasks/" + std::to_string(task["id"].get<int64_t>()) + "/events");
+  EXPECT_EQ(DumpJson(all).find(value), std::string::npos);
+  EXPECT_EQ(DumpJson(Get("/v1/escalations?state=all")).find(value), std::string::npos);
+  for (const auto& req : replay_->requests())
+    EXPECT_EQ(DumpJson(req).find(value), std::string::npos);
+  daemon_->Stop(std::chrono::milliseconds(100));
+  for (const char* f : {"/loom.db", "/loom.db-wal"}) {
+    std::ifstream in(dir_.path() + f, std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    EXPECT_EQ(ss.str().find(value), std::string::npos) << f << " holds the secret in the clear";
+  }
+  struct stat st;
+  ASSERT_EQ(::stat((dir_.path() + "/secret.key").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
 }
 
 }  // namespace
