@@ -1,0 +1,24 @@
+#include "common/crypto.h"
+
+#include <gtest/gtest.h>
+
+namespace loom {
+namespace {
+
+TEST(CryptoTest, SealedTextOpensOnlyWithItsKeyAndUnaltered) {
+  std::string key = Sha256Raw("passphrase"), other = Sha256Raw("another");
+  auto sealed = SealAes256Gcm(key, "the value");
+  ASSERT_TRUE(sealed.ok());
+  EXPECT_EQ(sealed->find("the value"), std::string::npos);
+  EXPECT_NE(*sealed, *SealAes256Gcm(key, "the value")) << "a fresh nonce each time";
+  EXPECT_EQ(*UnsealAes256Gcm(key, *sealed), "the value");
+  EXPECT_EQ(UnsealAes256Gcm(other, *sealed).status().code(), StatusCode::kCorruption);
+  std::string altered = *sealed;
+  altered[30] = altered[30] == '0' ? '1' : '0';
+  EXPECT_EQ(UnsealAes256Gcm(key, altered).status().code(), StatusCode::kCorruption);
+  EXPECT_EQ(UnsealAes256Gcm(key, "zz").status().code(), StatusCode::kCorruption);
+  EXPECT_EQ(SealAes256Gcm("short", "x").status().code(), StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace loom
