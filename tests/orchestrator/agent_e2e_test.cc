@@ -362,7 +362,8 @@ TEST_F(AgentEndToEndTest, TwentyTasksOnFourSlots) {
   while (steady_clock::now() < deadline) {
     // One read of every task, so a task moving on is not counted twice.
     size_t active = 0, in_review = 0;
-    for (const auto& t : Get("/v1/tasks?limit=500")["items"]) {
+    Json tasks = Get("/v1/tasks?limit=500");
+    for (const auto& t : tasks["items"]) {
       active += t["state"] == "running" || t["state"] == "verifying";
       in_review += t["state"] == "review";
     }
