@@ -899,8 +899,22 @@ Result<Outcome> BwrapExecutor::Execute(const RunSpec& spec, PreparedRun& run) {
     outcome.exit_code = WEXITSTATUS(wait_status);
   }
 
-  // bwrap's own report that it could not execute the command (shell conventions).
+  // bwrap sets the sandbox up in its child, after reporting child-pid: a failure
+  // there (a bind it cannot make) is bwrap's "bwrap: ..." and exit 1, before the
+  // payload ran. That run was not sandboxed: an error, not the command's outcome.
+  constexpr std::string_view kBwrapPrefix = "bwrap: ";
   constexpr std::string_view kExecvpPrefix = "bwrap: execvp ";
+  if (outcome.exit_code == 1 && outcome.stderr_data.starts_with(kBwrapPrefix) &&
+      !outcome.stderr_data.starts_with(kExecvpPrefix)) {
+    std::string message = outcome.stderr_data.substr(0, outcome.stderr_data.find('\n'));
+    std::string hint;
+    if (message.find("Permission denied") != std::string::npos && as_root) {
+      hint = "; the sandbox uid " + std::to_string(uid) +
+             " must be able to traverse every directory above " + worktree + " (chmod o+x)";
+    }
+    return Status::FailedPrecondition("bubblewrap could not set up the sandbox: " + message + hint);
+  }
+  // bwrap's own report that it could not execute the command (shell conventions).
   if (outcome.exit_code == 1 && outcome.stderr_data.starts_with(kExecvpPrefix)) {
     outcome.exit_code =
         outcome.stderr_data.find("No such file or directory") != std::string::npos ? 127 : 126;

@@ -512,3 +512,24 @@ TEST_F(SandboxTest, ReadWorktreeFileRefusesPlantedSymlinksFifosAndEscapes) {
 
 }  // namespace
 }  // namespace loom::sandbox
+
+namespace loom::sandbox {
+namespace {
+
+// bwrap fails in its child, after reporting it: a worktree below a directory the
+// sandbox uid cannot traverse. Not the command's exit 1: the run was never made.
+TEST_F(SandboxTest, ASandboxBwrapCannotSetUpIsAnErrorThatSaysWhy) {
+  if (geteuid() != 0) GTEST_SKIP() << "only a root caller runs the sandbox as another uid";
+  ASSERT_EQ(chmod(root_.c_str(), 0700), 0);
+  auto executor = MakeBwrapExecutor(options_);
+  ASSERT_TRUE(executor.ok());
+  auto outcome = (*executor)->Run(Spec({"true"}));
+  chmod(root_.c_str(), 0755);
+  ASSERT_FALSE(outcome.ok()) << "exit " << outcome->exit_code.value_or(-1);
+  EXPECT_EQ(outcome.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(outcome.status().message().find("must be able to traverse"), std::string::npos)
+      << outcome.status().ToString();
+}
+
+}  // namespace
+}  // namespace loom::sandbox
