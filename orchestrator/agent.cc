@@ -311,6 +311,13 @@ class AgentLoop {
       tests_this_call_ = 0;
       if (!logged.ok()) return Fail("cannot record a tool result: " + logged.status().message());
       messages_.push_back({{"role", "tool"}, {"tool_call_id", call.id}, {"content", content}});
+      if (sandbox_failures_ >= kMaxSandboxFailures) {
+        return Escalate("infrastructure",
+                        "The sandbox failed " + std::to_string(sandbox_failures_) +
+                            " runs in a row; last: " + content +
+                            ". Fix the host (see docs/sandbox.md), then answer to resume.",
+                        "orchestrator", std::nullopt);
+      }
       if (out.next == ToolOutput::Next::kReview)
         return AgentOutcome{AgentResult::kReview, out.reason};
       if (out.next == ToolOutput::Next::kBlocked)
@@ -401,7 +408,7 @@ class AgentLoop {
       if (auto e = str("content", true, &content)) return *e;
       if (Status s = StartEdit(call.id); !s.ok()) return Error(s.message());
       auto snap = ws.WriteFile(path, content);
-      if (!snap.ok()) return Error(snap.status().message());
+      if (!snap.ok()) return EditRefused(path, snap.status());
       return Reply("wrote " + path + " (" + std::to_string(content.size()) + " bytes)");
     }
     if (call.name == "replace_in_file") {
@@ -410,7 +417,7 @@ class AgentLoop {
       if (auto e = str("new", true, &new_text)) return *e;
       if (Status s = StartEdit(call.id); !s.ok()) return Error(s.message());
       auto snap = ws.ReplaceInFile(path, old_text, new_text);
-      if (!snap.ok()) return Error(snap.status().message());
+      if (!snap.ok()) return EditRefused(path, snap.status());
       return Reply("replaced in " + path);
     }
     if (call.name == "run_tests") {
@@ -468,7 +475,12 @@ class AgentLoop {
                                         bool counts_as_test = true) {
     auto started = Clock::now();
     Result<sandbox::Outcome> o = RunSandboxedQuietly(argv, dir, counts_as_test);
-    if (!o.ok()) return o;
+    if (!o.ok()) {
+      ++sandbox_failures_;
+      (void)env_.store->AppendEvent(task_.id, "sandbox_error", {{"error", o.status().message()}});
+      return o;
+    }
+    sandbox_failures_ = 0;
     sandbox::Outcome run = *o;
     run.stdout_data =
         MaskSecrets(TruncateMiddle(run.stdout_data, env_.budgets.max_tool_output), env_.secrets);
@@ -549,6 +561,32 @@ class AgentLoop {
     ToolOutput out = Reply(what);
     out.next = ToolOutput::Next::kReview;
     out.reason = "verified: the suite passes on " + ws.info().branch;
+    return out;
+  }
+
+  // A refused edit. A path the policy protects is a policy matter for a person:
+  // the orchestrator asks for an approval and the task waits (approved, the
+  // workspace reopens with protected paths editable; denied, the agent reads why).
+  ToolOutput EditRefused(const std::string& path, const Status& s) {
+    if (s.code() != StatusCode::kPermissionDenied ||
+        policies::Decide(*env_.policy, path) != policies::PathDecision::kProtected ||
+        !env_.policy->review.require_approval_for_protected) {
+      return Error(s.message());
+    }
+    AgentOutcome o =
+        Escalate("approval",
+                 "The agent of task " + std::to_string(task_.id) + " wants to edit " + path +
+                     ", which this repository's policy protects. Approve to let it "
+                     "edit protected paths in this task, or deny with a reason.",
+                 "orchestrator", std::nullopt);
+    ToolOutput out = Refuse(path +
+                            " is protected by the repository's policy; a person has "
+                            "been asked to approve editing it. Once answered, try again "
+                            "(if approved) or do without it.");
+    if (o.result == AgentResult::kBlocked) {
+      out.next = ToolOutput::Next::kBlocked;
+      out.reason = o.reason;
+    }
     return out;
   }
 
@@ -637,6 +675,9 @@ class AgentLoop {
   int64_t steps_ = 0, tokens_ = 0, test_runs_ = 0, tests_this_call_ = 0;
   int64_t started_ms_ = 0;
   int malformed_ = 0;
+  // Sandbox runs that failed to start, in a row: the host, not the agent.
+  static constexpr int kMaxSandboxFailures = 3;
+  int sandbox_failures_ = 0;
   std::string last_key_;
   int repeats_ = 0;
 };

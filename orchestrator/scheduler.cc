@@ -107,6 +107,19 @@ void Scheduler::SlotLoop(int slot) {
   }
 }
 
+// True once a person approved an approval escalation of this task (the agent's
+// edits of protected paths).
+Result<bool> Scheduler::ProtectedEditsApproved(int64_t task_id) {
+  LOOM_ASSIGN_OR_RETURN(std::vector<Escalation> all, store_->ListEscalations(false));
+  for (const auto& e : all) {
+    if (e.task_id == task_id && e.kind == "approval" && e.answer.is_object() &&
+        e.answer.value("approved", false)) {
+      return true;
+    }
+  }
+  return false;
+}
+
 void Scheduler::RunTask(int slot, const Task& task) {
   auto fail = [&](const std::string& reason) {
     LOOM_LOG(kWarning) << "task " << task.id << " failed: " << reason;
@@ -116,6 +129,9 @@ void Scheduler::RunTask(int slot, const Task& task) {
   if (!repo.ok()) return fail(repo.status().message());
   const policies::Policy& policy = PolicyFor(options_.policies, repo->name);
   repos::RepoRecord record = RepoRecordFor(*repo, options_.policies);
+  if (auto approved = ProtectedEditsApproved(task.id); approved.ok() && *approved) {
+    record.settings.protected_globs.clear();
+  }
   auto repository = repos::Repository::Open(record, options_.data_dir + "/worktrees/" + repo->name);
   if (!repository.ok())
     return fail("cannot open repository " + repo->name + ": " + repository.status().message());

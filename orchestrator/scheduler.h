@@ -55,6 +55,7 @@ class Scheduler {
   Scheduler(TaskStore* store, sandbox::Executor* executor, SchedulerOptions options);
   void SlotLoop(int slot);
   void RunTask(int slot, const Task& task);
+  Result<bool> ProtectedEditsApproved(int64_t task_id);
 
   TaskStore* store_;
   sandbox::Executor* executor_;

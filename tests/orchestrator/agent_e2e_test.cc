@@ -630,3 +630,38 @@ TEST_F(AgentEndToEndTest, ASecretReachesTheSandboxButNeverTheLogTheModelOrTheDis
 
 }  // namespace
 }  // namespace loom
+
+namespace loom {
+namespace {
+
+TEST_F(AgentEndToEndTest, AnEditOfAProtectedPathWaitsForAnApproval) {
+  Json replies =
+      Json::array({Step("write_file", {{"path", "AGENTS.md"}, {"content", "# new instructions\n"}}),
+                   Step("write_file", {{"path", "AGENTS.md"}, {"content", "# new instructions\n"}}),
+                   Step("finish", {{"summary", "update the instructions"}})});
+  Start(Script(replies));
+  int64_t fb = File("feature", "update AGENTS.md", "x");
+  Json task = WaitSettled(fb);
+  ASSERT_EQ(task["state"], "blocked") << task.dump();
+  Json open = Get("/v1/escalations");
+  ASSERT_EQ(open["items"].size(), 1u);
+  EXPECT_EQ(open["items"][0]["kind"], "approval");
+  EXPECT_EQ(open["items"][0]["raised_by"], "orchestrator");
+  auto r =
+      Call("POST",
+           "/v1/escalations/" + std::to_string(open["items"][0]["id"].get<int64_t>()) + "/answer",
+           engineer_, R"({"approve": true})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  task = WaitSettled(fb);
+  ASSERT_EQ(task["state"], "review") << task.dump();
+  auto results = Events(task, "tool_result");
+  ASSERT_EQ(results.size(), 3u);
+  EXPECT_TRUE(results[0]["data"]["error"].get<bool>());
+  EXPECT_FALSE(results[1]["data"]["error"].get<bool>()) << results[1].dump();
+  std::string diff =
+      Get("/v1/tasks/" + std::to_string(task["id"].get<int64_t>()) + "/diff")["unified"];
+  EXPECT_NE(diff.find("+# new instructions"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace loom
