@@ -125,8 +125,17 @@ void Scheduler::RunTask(int slot, const Task& task) {
   auto workspace = (*repository)->OpenWorkspace(id);
   bool created = false;
   if (!workspace.ok() && workspace.status().code() == StatusCode::kNotFound) {
+    Status open_error = workspace.status();
     workspace = (*repository)->CreateWorkspace(id, Slug(task.title));
     created = true;
+    if (!workspace.ok() && workspace.status().code() == StatusCode::kAlreadyExists) {
+      // Half made: loomd died while creating it, before its first snapshot.
+      // Make it again (the branch, and anything committed on it, is kept).
+      LOOM_LOG(kWarning) << "task " << task.id << ": remaking its workspace ("
+                         << open_error.message() << ")";
+      (void)(*repository)->RemoveWorkspace(id, repos::BranchDisposition::kKeep);
+      workspace = (*repository)->CreateWorkspace(id, Slug(task.title));
+    }
   }
   if (!workspace.ok()) return fail("cannot prepare the workspace: " + workspace.status().message());
   repos::Workspace& ws = **workspace;
