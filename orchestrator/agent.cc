@@ -114,6 +114,14 @@ class AgentLoop {
   AgentOutcome Run() {
     Status s = Rebuild();
     if (!s.ok()) return {AgentResult::kFailed, "cannot read the task's history: " + s.message()};
+    if (verified_ && pending_.empty()) {
+      // finish verified and committed, and loomd stopped before the task moved on.
+      s = env_.store->Transition(task_.id, TaskState::kRunning, TaskState::kVerifying,
+                                 "verified before a restart");
+      if (!s.ok()) return Fail("cannot move a verified task to review: " + s.message());
+      return {AgentResult::kReview,
+              "verified before a restart: the suite passes on " + env_.workspace->info().branch};
+    }
     // Tool calls of the last reply that have no recorded result run first.
     if (!pending_.empty()) {
       std::vector<ToolCall> calls = std::move(pending_);
@@ -170,6 +178,7 @@ class AgentLoop {
         have_prompt = true;
         started_ms_ = e.created_at_ms;
       } else if (e.type == "llm_reply") {
+        verified_ = false;
         Json message = e.data.value("message", Json::object());
         messages_.push_back(message);
         last_calls.clear();
@@ -184,6 +193,7 @@ class AgentLoop {
                              {"tool_call_id", e.data.value("tool_call_id", "")},
                              {"content", e.data.value("content", "")}});
         answered.insert(e.data.value("tool_call_id", ""));
+        verified_ = e.data.value("verified", false);
         Remember(e.data.value("name", ""), e.data.value("arguments", ""),
                  e.data.value("content", ""));
       } else if (e.type == "note") {
@@ -193,12 +203,14 @@ class AgentLoop {
       } else if (e.type == "edit_started") {
         edit_started_[e.data.value("tool_call_id", "")] = e.data.value("step", 0);
       } else if (e.type == "review_comment") {
+        verified_ = false;
         messages_.push_back(
             {{"role", "user"},
              {"content", "An engineer reviewed your branch and requested changes:\n" +
                              e.data.value("comment", "") +
                              "\nMake them, run the tests and call finish again."}});
       } else if (e.type == "escalation_answered") {
+        verified_ = false;
         messages_.push_back(
             {{"role", "user"},
              {"content", "A person answered your request: " +
@@ -300,13 +312,11 @@ class AgentLoop {
           std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count();
       std::string content =
           MaskSecrets(TruncateMiddle(out.content, env_.budgets.max_tool_output), env_.secrets);
-      auto logged = env_.store->AppendEvent(task_.id, "tool_result",
-                                            {{"tool_call_id", call.id},
-                                             {"name", call.name},
-                                             {"arguments", call.arguments},
-                                             {"content", content},
-                                             {"error", out.error},
-                                             {"ms", ms}},
+      Json result = {{"tool_call_id", call.id}, {"name", call.name},  {"arguments", call.arguments},
+                     {"content", content},      {"error", out.error}, {"ms", ms}};
+      // What a restart needs to send the task on to review without a model call.
+      if (out.next == ToolOutput::Next::kReview) result["verified"] = true;
+      auto logged = env_.store->AppendEvent(task_.id, "tool_result", result,
                                             Usage{0, 0, 0, tests_this_call_});
       tests_this_call_ = 0;
       if (!logged.ok()) return Fail("cannot record a tool result: " + logged.status().message());
@@ -672,6 +682,7 @@ class AgentLoop {
   Json messages_ = Json::array();
   std::vector<ToolCall> pending_;
   std::map<std::string, int> edit_started_;  // tool_call_id -> snapshot step before the edit
+  bool verified_ = false;  // the log ends with a finish that verified and committed
   int64_t steps_ = 0, tokens_ = 0, test_runs_ = 0, tests_this_call_ = 0;
   int64_t started_ms_ = 0;
   int malformed_ = 0;

@@ -139,13 +139,23 @@ void Scheduler::RunTask(int slot, const Task& task) {
   std::string id = std::to_string(task.id);
   auto workspace = (*repository)->OpenWorkspace(id);
   bool created = false;
+  // NotFound: none yet, or one whose creation was cut short (CreateWorkspace makes
+  // that one again). Any other error fails the task rather than lose its snapshots.
   if (!workspace.ok() && workspace.status().code() == StatusCode::kNotFound) {
     workspace = (*repository)->CreateWorkspace(id, Slug(task.title));
     created = true;
   }
   if (!workspace.ok()) return fail("cannot prepare the workspace: " + workspace.status().message());
   repos::Workspace& ws = **workspace;
-  if (created) {  // new, or made again from the moved target after a merge conflict
+  if (const repos::ResumeReport& r = ws.resume_report();
+      !r.restored_paths.empty() || r.reclaimed_entries > 0) {
+    LOOM_LOG(kInfo) << "task " << task.id << " resumes at step " << r.step << ": restored "
+                    << r.restored_paths.size() << " path(s), took back " << r.reclaimed_entries
+                    << " entries from the sandbox";
+  }
+  // New, made again from the moved target after a merge conflict, or created just
+  // before a restart that came before its branch was recorded.
+  if (created || task.branch != ws.info().branch) {
     if (Status s = store_->SetBranch(task.id, ws.info().branch, ws.info().base_commit); !s.ok()) {
       return fail(s.message());
     }

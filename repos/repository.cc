@@ -9,9 +9,16 @@
 // the working tree with a walk that never follows symlinks (a test run may plant one) before
 // pruning the admin files. Merges compare-and-swap the target ref, so a target that
 // moved meanwhile is never overwritten.
+//
+// Crashes. Creation ends with the snapshot ref, so a registered worktree without
+// one was cut short before any edit and is made again; one with a snapshot ref is
+// only ever reopened, never silently replaced. Opening and creating remove lock
+// files of the task's own refs left by a killed process.
 #include <git2.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <filesystem>
 #include <mutex>
 
@@ -29,6 +36,16 @@ using internal::GitError;
 using internal::GitPtr;
 using internal::OidHex;
 
+// Held while this process adds or removes worktree admin files (.git/worktrees/*).
+// git_worktree_add asks whether the branch is checked out by reading every
+// worktree's HEAD, and libgit2 1.5 takes a sibling whose admin files vanish
+// between its listing and its lookup for one that has the branch ("reference is
+// already checked out"). One lock for the process: Repository objects come and go.
+std::mutex& RegistrationMutex() {
+  static std::mutex mu;
+  return mu;
+}
+
 class RepositoryImpl final : public Repository {
  public:
   RepositoryImpl(RepoRecord record, std::string worktrees_dir)
@@ -41,13 +58,35 @@ class RepositoryImpl final : public Repository {
     LOOM_RETURN_IF_ERROR(internal::ValidateTaskId(task_id));
     LOOM_ASSIGN_OR_RETURN(GitPtr<git_repository> repo, internal::OpenRepo(record_.path));
     const std::string name = internal::WorktreeName(task_id);
+    std::string path = worktrees_dir_ + "/" + name;
+    const std::string ref_name = internal::SnapshotRefName(task_id);
+    const std::string branch = internal::BranchName(task_id, slug);
+    LOOM_RETURN_IF_ERROR(RemoveStaleLocks(repo.get(), task_id, branch));
     git_worktree* existing = nullptr;
     if (git_worktree_lookup(&existing, repo.get(), name.c_str()) == 0) {
       git_worktree_free(existing);
-      return Status::AlreadyExists("task " + std::string(task_id) +
-                                   " already has a workspace; reopen it with OpenWorkspace");
+      LOOM_ASSIGN_OR_RETURN(bool complete, HasRef(repo.get(), ref_name));
+      if (complete) {
+        return Status::AlreadyExists("task " + std::string(task_id) +
+                                     " already has a workspace; reopen it with OpenWorkspace");
+      }
+      // Registered but never finished (the snapshot ref comes last): nothing was
+      // recorded in it, so it is made again.
+      LOOM_LOG(kWarning) << "task " << task_id << ": remaking a workspace whose creation was cut "
+                         << "short";
     }
-    std::string branch = internal::BranchName(task_id, slug);
+    // Whatever a crash during creation left: a directory not yet registered, admin
+    // files without HEAD (which libgit2 does not take for a worktree, but which make
+    // git_worktree_add fail), or a registered worktree without its snapshot ref.
+    CleanUpWorktree(repo.get(), name, path);
+    // A snapshot ref without a worktree belongs to a removed workspace; it goes
+    // first, so that a registered worktree with a snapshot ref is always complete.
+    if (git_reference* stale = nullptr;
+        git_reference_lookup(&stale, repo.get(), ref_name.c_str()) == 0) {
+      int rc = git_reference_delete(stale);
+      git_reference_free(stale);
+      if (rc < 0) return GitError(rc, "cannot delete the stale " + ref_name);
+    }
     git_reference* bref = nullptr;
     int rc = git_reference_lookup(&bref, repo.get(), ("refs/heads/" + branch).c_str());
     if (rc == GIT_ENOTFOUND) {
@@ -61,22 +100,16 @@ class RepositoryImpl final : public Repository {
     }
     GitPtr<git_reference> branch_ref(bref);
 
-    std::string path = worktrees_dir_ + "/" + name;
-    struct stat st;
-    if (lstat(path.c_str(), &st) == 0) {
-      // Left over by a crash between mkdir and registration: nothing references it.
-      LOOM_RETURN_IF_ERROR(internal::RemoveTreeNoFollow(path));
-    }
     Status added = AddWorktree(repo.get(), branch_ref.get(), name, path);
     if (!added.ok()) {
       CleanUpWorktree(repo.get(), name, path);
       return added.WithContext("cannot create the worktree for task " + std::string(task_id));
     }
 
-    // Start the snapshot chain at the branch head (a reused branch restarts it).
+    // Start the snapshot chain at the branch head (a reused branch restarts it). This
+    // is the last step: it marks the workspace complete.
     const git_oid* tip = git_reference_target(branch_ref.get());
     git_reference* sref = nullptr;
-    std::string ref_name = internal::SnapshotRefName(task_id);
     rc = git_reference_create(&sref, repo.get(), ref_name.c_str(), tip, 1, "loom: new workspace");
     if (rc < 0) return GitError(rc, "cannot create " + ref_name);
     git_reference_free(sref);
@@ -88,6 +121,13 @@ class RepositoryImpl final : public Repository {
     LOOM_RETURN_IF_ERROR(internal::ValidateTaskId(task_id));
     LOOM_ASSIGN_OR_RETURN(GitPtr<git_repository> repo, internal::OpenRepo(record_.path));
     LOOM_ASSIGN_OR_RETURN(WorkspaceInfo info, Describe(repo.get(), std::string(task_id)));
+    LOOM_RETURN_IF_ERROR(RemoveStaleLocks(repo.get(), task_id, info.branch));
+    LOOM_ASSIGN_OR_RETURN(bool complete, HasRef(repo.get(), internal::SnapshotRefName(task_id)));
+    if (!complete) {
+      return Status::NotFound("the workspace of task " + std::string(task_id) +
+                              " was never finished (loomd stopped while creating it); create "
+                              "it again");
+    }
     return internal::OpenWorkspaceAt({info.path, info.task_id, info.branch, record_.settings},
                                      internal::OpenMode::kResume);
   }
@@ -313,16 +353,13 @@ class RepositoryImpl final : public Repository {
     return info;
   }
 
-  // Registers the worktree (admin files + HEAD) under a process-wide lock, then
-  // checks it out without the lock. The lock exists because git_worktree_add asks
-  // whether the branch is checked out by reading every worktree's HEAD, and a
-  // half-registered sibling makes that check fail spuriously ("reference is already
-  // checked out"); the checkout, the slow part, still runs in parallel.
+  // Registers the worktree (admin files + HEAD) under the registration lock, then
+  // checks it out without the lock; the checkout, the slow part, still runs in
+  // parallel.
   static Status AddWorktree(git_repository* repo, git_reference* branch, const std::string& name,
                             const std::string& path) {
-    static std::mutex add_mu;
     {
-      std::lock_guard<std::mutex> lock(add_mu);
+      std::lock_guard<std::mutex> lock(RegistrationMutex());
       git_worktree_add_options opts = GIT_WORKTREE_ADD_OPTIONS_INIT;
       opts.ref = branch;
       opts.checkout_options.checkout_strategy = GIT_CHECKOUT_NONE;
@@ -333,13 +370,45 @@ class RepositoryImpl final : public Repository {
     return internal::CheckoutIntoEmptyWorktree(path, OidHex(*git_reference_target(branch)), 0);
   }
 
-  // Deletes a worktree's files (never following symlinks) and its admin files.
+  static Result<bool> HasRef(git_repository* repo, const std::string& name) {
+    git_oid oid;
+    int rc = git_reference_name_to_id(&oid, repo, name.c_str());
+    if (rc == GIT_ENOTFOUND) return false;
+    if (rc < 0) return GitError(rc, "cannot read " + name);
+    return true;
+  }
+
+  // Removes the lock files of the task's own refs and worktree index that a process
+  // killed while holding them left behind: libgit2 never removes a stale lock, so
+  // one would fail every later update of that ref. Only the task's driver takes
+  // these locks, and there is one driver at a time (the caller, who is opening or
+  // creating the workspace), so any that exists now is stale.
+  static Status RemoveStaleLocks(git_repository* repo, std::string_view task_id,
+                                 const std::string& branch) {
+    const std::string common = git_repository_commondir(repo);
+    const std::string admin = common + "worktrees/" + internal::WorktreeName(task_id) + "/";
+    for (const std::string& lock :
+         {common + internal::SnapshotRefName(task_id) + ".lock",
+          common + "refs/heads/" + branch + ".lock", admin + "index.lock", admin + "HEAD.lock"}) {
+      if (unlink(lock.c_str()) == 0) {
+        LOOM_LOG(kWarning) << "task " << task_id << ": removed the stale lock " << lock;
+      } else if (errno != ENOENT && errno != ENOTDIR) {
+        return Status::FromErrno(errno, "cannot remove the stale lock '" + lock + "'");
+      }
+    }
+    return Status::Ok();
+  }
+
+  // Deletes a worktree's files (never following symlinks), then its admin files
+  // (pruned, or removed when libgit2 does not see a worktree in them) under the
+  // registration lock. Missing pieces are fine.
   static void CleanUpWorktree(git_repository* repo, const std::string& name,
                               const std::string& path) {
     Status s = internal::RemoveTreeNoFollow(path);
     if (!s.ok()) {
       LOOM_LOG(kWarning) << "removing worktree: " << s.ToString();
     }
+    std::lock_guard<std::mutex> lock(RegistrationMutex());
     git_worktree* wt = nullptr;
     if (git_worktree_lookup(&wt, repo, name.c_str()) == 0) {
       git_worktree_prune_options popts = GIT_WORKTREE_PRUNE_OPTIONS_INIT;
@@ -348,6 +417,11 @@ class RepositoryImpl final : public Repository {
         LOOM_LOG(kWarning) << GitError(-1, "pruning worktree " + name).ToString();
       }
       git_worktree_free(wt);
+    }
+    s = internal::RemoveTreeNoFollow(std::string(git_repository_commondir(repo)) + "worktrees/" +
+                                     name);
+    if (!s.ok()) {
+      LOOM_LOG(kWarning) << "removing the admin files of worktree " << name << ": " << s.ToString();
     }
   }
 

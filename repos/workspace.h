@@ -129,10 +129,13 @@ struct SnapshotDetail {
 };
 
 // What reopening a workspace found and did to make the worktree match its last
-// snapshot (an edit was written but the process died before its snapshot).
+// snapshot (an edit was written but the process died before its snapshot), and to
+// make it this process's again (it died while a sandboxed run had the worktree on
+// loan to the sandbox's uid).
 struct ResumeReport {
   int step = 0;
   std::vector<std::string> restored_paths;  // rewritten or deleted to match the snapshot
+  size_t reclaimed_entries = 0;             // taken back from the uid they were lent to
 };
 
 struct WorkspaceInfo {
@@ -225,10 +228,16 @@ class Repository {
   // Creates branch `loom/<task_id>-<slug>` at the target head (or reuses that branch
   // when it already exists without a worktree) and its worktree. `task_id` is
   // [A-Za-z0-9_.-]{1,64}; `slug` is normalised to lower-case words joined by '-'.
+  // A workspace whose creation was cut short (no snapshot ref yet) is made again;
+  // AlreadyExists for a complete one. REQUIRES (also for OpenWorkspace): nothing
+  // else drives the task meanwhile, because lock files of its refs and index left
+  // by a killed process are removed.
   virtual Result<std::unique_ptr<Workspace>> CreateWorkspace(std::string_view task_id,
                                                              std::string_view slug) = 0;
-  // Reopens a task's workspace after a restart and makes its worktree match the
-  // latest snapshot (see Workspace::resume_report).
+  // Reopens a task's workspace after a restart: takes the worktree back when it is
+  // still lent to another uid, and makes it match the latest snapshot (see
+  // Workspace::resume_report). NotFound when the task has no workspace, or only one
+  // whose creation was cut short (CreateWorkspace then makes it again).
   virtual Result<std::unique_ptr<Workspace>> OpenWorkspace(std::string_view task_id) = 0;
   virtual Result<std::vector<WorkspaceInfo>> ListWorkspaces() = 0;
   // Removes the worktree directory, its admin files under .git/worktrees, the

@@ -102,6 +102,15 @@ class ConfinedDir {
   UniqueFd root_;
 };
 
+// Takes back a worktree lent to another uid for a sandboxed run that never gave it
+// back (the process died during the run): when `root` belongs to another uid, every
+// entry below it that uid owns, then `root` itself, becomes this process's (euid and
+// egid), set-uid/set-gid bits cleared, without following a symlink or entering
+// another file system; `.git` directly below the root is left alone (a run never
+// owns it). Returns how many entries changed owner (0: `root` was already ours).
+// PermissionDenied when `root` is another uid's and this process is not root.
+Result<size_t> ReclaimTree(const std::string& root);
+
 // Removes the directory tree at the absolute path `root` without ever following a
 // symlink inside it (a planted link is unlinked, not descended into). OK if missing.
 Status RemoveTreeNoFollow(const std::string& root);

@@ -1,6 +1,9 @@
 // libgit2 plumbing shared by the module: see git_util.h.
 #include "repos/internal/git_util.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <mutex>
 
 namespace loom::repos::internal {
@@ -52,6 +55,15 @@ Result<GitPtr<git_repository>> OpenRepo(const std::string& path) {
   git_repository* raw = nullptr;
   int rc = git_repository_open_ext(&raw, path.c_str(), GIT_REPOSITORY_OPEN_NO_SEARCH, nullptr);
   if (rc == GIT_ENOTFOUND) {
+    // libgit2 1.5 reports a repository owned by another user (safe.directory) as
+    // not found; say what is really wrong.
+    struct stat st;
+    if (lstat(path.c_str(), &st) == 0 && st.st_uid != geteuid()) {
+      return Status::FailedPrecondition(
+          "the repository at '" + path + "' belongs to uid " + std::to_string(st.st_uid) +
+          ", not to this process (uid " + std::to_string(geteuid()) +
+          "), so libgit2 refuses to open it; give it back to uid " + std::to_string(geteuid()));
+    }
     return Status::NotFound("no git repository at '" + path + "'");
   }
   if (rc < 0) return GitError(rc, "cannot open repository '" + path + "'");

@@ -9,8 +9,10 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <dirent.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <sstream>
 #include <thread>
@@ -55,6 +57,38 @@ std::optional<uint64_t> KeyedValue(const std::string& text, const std::string& k
 
 }  // namespace
 
+namespace {
+
+// Empties and removes `path`, a run cgroup nothing else owns any more.
+bool RemoveRunCgroup(const std::string& path) {
+  if (rmdir(path.c_str()) == 0) return true;
+  if (errno != EBUSY) return false;
+  WriteSmallFile(path + "/cgroup.kill", "1");  // orphans of a daemon that died
+  for (int i = 0; i < 50; ++i) {
+    if (rmdir(path.c_str()) == 0) return true;
+    usleep(10'000);
+  }
+  return false;
+}
+
+// Run cgroups are named run-<daemon pid>-<n>. A loomd killed with -9 leaves its
+// (empty) ones behind; a later daemon with the same pid would collide with them.
+void RemoveStaleRunCgroups(const std::string& parent) {
+  DIR* dir = opendir(parent.c_str());
+  if (!dir) return;
+  while (dirent* e = readdir(dir)) {
+    std::string name = e->d_name;
+    if (name.rfind("run-", 0) != 0) continue;
+    pid_t owner = static_cast<pid_t>(std::atoi(name.c_str() + 4));
+    if (owner <= 0 || owner == getpid() || (kill(owner, 0) != 0 && errno == ESRCH)) {
+      if (owner != getpid()) RemoveRunCgroup(parent + "/" + name);
+    }
+  }
+  closedir(dir);
+}
+
+}  // namespace
+
 Result<std::string> ResolveCgroupParent(const std::string& option) {
   if (option == "none") return std::string();
   std::string parent = option;
@@ -79,6 +113,7 @@ Result<std::string> ResolveCgroupParent(const std::string& option) {
                                       " is not a writable cgroup v2 directory; delegate one to "
                                       "Loom or set the cgroup parent to \"none\"");
   }
+  RemoveStaleRunCgroups(parent);
   // Best effort: enable the controllers the parent offers for its children.
   if (auto offered = ReadSmallFile(parent + "/cgroup.controllers")) {
     for (const char* c : {"memory", "pids", "cpu"}) {
@@ -95,7 +130,10 @@ Result<std::unique_ptr<RunCgroup>> RunCgroup::Create(const std::string& parent,
                                                      const Limits& limits) {
   std::string path = parent + "/" + name;
   if (mkdir(path.c_str(), 0755) != 0) {
-    return Status::FromErrno(errno, "creating cgroup " + path);
+    // Left by an earlier daemon that had this pid: take it over.
+    if (errno != EEXIST || !RemoveRunCgroup(path) || mkdir(path.c_str(), 0755) != 0) {
+      return Status::FromErrno(errno, "creating cgroup " + path);
+    }
   }
   auto cg = std::make_unique<RunCgroup>(path);
   cg->procs_fd_ = UniqueFd(open((path + "/cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC));

@@ -142,6 +142,29 @@ TEST_F(RepositoryTest, CreatesManyWorkspacesConcurrently) {
             std::to_string(kThreads + 1));
 }
 
+TEST_F(RepositoryTest, CreatesWorkspacesWhileOthersAreRemoved) {
+  // libgit2 1.5 takes a sibling whose admin files vanish while git_worktree_add
+  // checks the branch for one that has it checked out.
+  constexpr int kEach = 6;
+  for (int i = 0; i < kEach; ++i) {
+    ASSERT_TRUE(repo_->CreateWorkspace("old" + std::to_string(i), "gone").ok());
+  }
+  std::vector<Status> results(2 * kEach);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kEach; ++i) {
+    threads.emplace_back([&, i] {
+      results[i] = repo_->CreateWorkspace("new" + std::to_string(i), "made").status();
+    });
+    threads.emplace_back([&, i] {
+      results[kEach + i] =
+          repo_->RemoveWorkspace("old" + std::to_string(i), BranchDisposition::kDelete);
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  for (const Status& s : results) EXPECT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(Trimmed(Sh("git -C " + origin_ + " worktree list | wc -l")), std::to_string(kEach + 1));
+}
+
 TEST_F(RepositoryTest, RemovesWorkspaceCleanlyWithoutFollowingSymlinks) {
   Result<std::unique_ptr<Workspace>> ws = repo_->CreateWorkspace("r1", "remove me");
   ASSERT_TRUE(ws.ok());

@@ -272,6 +272,73 @@ TEST_F(WorkspaceTest, ResumesAfterCrashAtEveryStep) {
   }
 }
 
+TEST_F(WorkspaceTest, ResumeTakesBackAWorktreeStillLentToTheSandbox) {
+  if (geteuid() != 0) GTEST_SKIP() << "lending a worktree to another uid needs root";
+  auto ws = Create("t16");
+  ASSERT_TRUE(ws);
+  ASSERT_TRUE(ws->WriteFile("tests/test_new.py", "new test\n").ok());
+  std::string path = ws->info().path;
+  ws.reset();
+  // The process died during a sandboxed run: the worktree (not its .git) still
+  // belongs to the sandbox uid, and libgit2 would call it "no repository".
+  Sh("cd '" + path + "' && find . -path ./.git -prune -o -exec chown -h 64000:64000 {} +");
+  Result<std::unique_ptr<Workspace>> r = repo_->OpenWorkspace("t16");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_GT((*r)->resume_report().reclaimed_entries, 10u);
+  EXPECT_EQ((*r)->resume_report().step, 1);
+  EXPECT_EQ(ReadRaw(path + "/tests/test_new.py"), "new test\n");
+  EXPECT_EQ(Sh("find '" + path + "' ! -uid 0 -o ! -gid 0"), "");
+  ASSERT_TRUE((*r)->WriteFile("b.txt", "b\n").ok());
+  EXPECT_EQ((*r)->ListSnapshots()->back().step, 2);
+}
+
+TEST_F(WorkspaceTest, RemakesAWorkspaceWhoseCreationWasCutShort) {
+  auto ws = Create("t17");
+  ASSERT_TRUE(ws);
+  std::string path = ws->info().path;
+  ws.reset();
+  // Killed after the worktree was registered and partly checked out, before the
+  // snapshot ref (the last step of creation) and with that ref's lock held.
+  Sh("git -C '" + origin_ + "' update-ref -d refs/loom/snapshots/t17 && rm -r '" + path + "/src'");
+  WriteRaw(origin_ + "/.git/refs/loom/snapshots/t17.lock", "");
+  EXPECT_EQ(repo_->OpenWorkspace("t17").status().code(), StatusCode::kNotFound);
+  ws = Create("t17");
+  ASSERT_TRUE(ws);
+  EXPECT_EQ(Git(path, "status --porcelain"), "");
+  EXPECT_EQ(ReadRaw(path + "/src/app.cc"), "int Add(int a, int b) {\n  return a + b;\n}\n");
+
+  // Killed inside git_worktree_add, before the worktree's HEAD: admin files that
+  // libgit2 does not take for a worktree.
+  ws.reset();
+  Sh("rm '" + origin_ + "/.git/worktrees/loom-t17/HEAD'");
+  EXPECT_EQ(repo_->OpenWorkspace("t17").status().code(), StatusCode::kNotFound);
+  ws = Create("t17");
+  ASSERT_TRUE(ws);
+  EXPECT_EQ(Git(path, "status --porcelain"), "");
+
+  // A complete workspace is never made again.
+  ASSERT_TRUE(ws->WriteFile("a.txt", "a\n").ok());
+  ws.reset();
+  EXPECT_EQ(repo_->CreateWorkspace("t17", "Fix it").status().code(), StatusCode::kAlreadyExists);
+  EXPECT_EQ(ReadRaw(path + "/a.txt"), "a\n");
+}
+
+TEST_F(WorkspaceTest, ResumesPastLocksLeftByAKilledProcess) {
+  auto ws = Create("t18");
+  ASSERT_TRUE(ws);
+  ASSERT_TRUE(ws->WriteFile("a.txt", "a\n").ok());
+  std::string branch = ws->info().branch;
+  ws.reset();
+  WriteRaw(origin_ + "/.git/refs/loom/snapshots/t18.lock", "");
+  WriteRaw(origin_ + "/.git/refs/heads/" + branch + ".lock", "");
+  WriteRaw(origin_ + "/.git/worktrees/loom-t18/index.lock", "");
+  Result<std::unique_ptr<Workspace>> r = repo_->OpenWorkspace("t18");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_TRUE((*r)->WriteFile("b.txt", "b\n").ok());
+  Result<std::string> commit = (*r)->CommitToBranch({"two files", {}});
+  EXPECT_TRUE(commit.ok()) << commit.status().ToString();
+}
+
 TEST_F(WorkspaceTest, CommitToBranchWithTrailersAndDiff) {
   RepoSettings settings;
   settings.author_name = "Loom agent";
