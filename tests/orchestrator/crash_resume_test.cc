@@ -120,16 +120,9 @@ class CrashResumeTest : public ::testing::Test {
   pid_t pid_ = -1;
 };
 
-// DISABLED_: still flaky on a host where earlier runs were killed, because of the
-// sandbox, not the resume path. A loomd killed with -9 leaves its run cgroups
-// behind (/sys/fs/cgroup/unified/loom/run-<pid>-<n>, empty); a later loomd that
-// gets a recycled pid fails RunCgroup::Create with EEXIST, so run_tests or finish
-// answers "cannot run the tests: creating cgroup .../run-<pid>-<n>: File exists"
-// and the scripted conversation ends blocked. Seen in 2 of the last 23 runs here
-// (~1900 stale cgroups on the host); every other failure it showed is fixed. Fix
-// in sandbox/internal/cgroup.cc (remove a stale, empty cgroup on EEXIST and retry,
-// or make run names unique per boot), then enable this test again.
-TEST_F(CrashResumeTest, DISABLED_EveryTaskReachesReviewDespiteKillsAtRandomPoints) {
+// Run cgroups a killed loomd leaves behind are swept by the next one (a reused
+// pid once made RunCgroup::Create fail with EEXIST here).
+TEST_F(CrashResumeTest, EveryTaskReachesReviewDespiteKillsAtRandomPoints) {
   constexpr int kTasks = 4;
   StartLoomd();
   Json repo = {{"name", "calc"},
