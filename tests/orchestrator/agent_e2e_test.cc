@@ -587,6 +587,7 @@ TEST_F(AgentEndToEndTest, ASecretReachesTheSandboxButNeverTheLogTheModelOrTheDis
             {{"command", "echo token=$DEPLOY_TOKEN; test ${#DEPLOY_TOKEN} -eq 15 && echo MATCH"}}),
        Step("write_file", {{"path", "NOTES.md"}, {"content", "x\n"}}),
        Step("finish", {{"summary", "done"}})});
+  ::testing::internal::CaptureStderr();  // loomd's log, searched at the end
   Start(Script(replies));
   int64_t fb = File("feature", "needs a token", "x");
   Json task = WaitSettled(fb);
@@ -617,6 +618,11 @@ TEST_F(AgentEndToEndTest, ASecretReachesTheSandboxButNeverTheLogTheModelOrTheDis
   for (const auto& req : replay_->requests())
     EXPECT_EQ(DumpJson(req).find(value), std::string::npos);
   daemon_->Stop(std::chrono::milliseconds(100));
+  EXPECT_EQ(::testing::internal::GetCapturedStderr().find(value), std::string::npos)
+      << "the log holds the secret";
+  EXPECT_EQ(Git("-C " + repo_ + " cat-file --batch-all-objects --batch").find(value),
+            std::string::npos)
+      << "a git object holds the secret";
   for (const char* f : {"/loom.db", "/loom.db-wal"}) {
     std::ifstream in(dir_.path() + f, std::ios::binary);
     std::stringstream ss;
