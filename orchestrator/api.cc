@@ -80,6 +80,7 @@ void OrchestratorApi::Register(Router& router) {
   Add(router, "GET", "/v1/reviews", Role::kEngineer, &OrchestratorApi::ListReviews);
   Add(router, "GET", "/v1/reviews/{id}", Role::kEngineer, &OrchestratorApi::ShowReview);
   Add(router, "POST", "/v1/reviews/{id}/approve", Role::kEngineer, &OrchestratorApi::Approve);
+  Add(router, "POST", "/v1/reviews/{id}/merge", Role::kEngineer, &OrchestratorApi::Merge);
   Add(router, "POST", "/v1/reviews/{id}/request-changes", Role::kEngineer,
       &OrchestratorApi::RequestChanges);
   Add(router, "POST", "/v1/reviews/{id}/reject", Role::kEngineer, &OrchestratorApi::Reject);
@@ -301,9 +302,49 @@ void OrchestratorApi::Approve(HttpRequest& req, std::shared_ptr<HttpExchange>& e
         own ? "whoever requested a task cannot approve it: ask another engineer"
             : "the policy of " + task->repo + " does not let your role approve")));
   }
-  auto repo = OpenTaskRepo(store_, *task, data_dir_, *policies_);
+  if (!policy.review.auto_merge) {
+    Status s = store_->AppendEvent(task->id, "approved", {{"reviewer", who->token_id}}).status();
+    if (!s.ok()) return ex->Respond(ErrorResponse(s));
+    return RespondJson(
+        ex, 200,
+        {{"merged", false},
+         {"approved", true},
+         {"message", "approved; the policy of " + task->repo +
+                         " waits for a merger: loom review merge " + std::to_string(task->id)}});
+  }
+  MergeApproved(*task, *who, ex);
+}
+
+void OrchestratorApi::Merge(HttpRequest& req, std::shared_ptr<HttpExchange>& ex) {
+  auto task = ReviewedTask(req);
+  if (!task.ok()) return ex->Respond(ErrorResponse(task.status()));
+  auto who = tokens_->Authenticate(req);
+  if (!who.ok()) return ex->Respond(ErrorResponse(who.status()));
+  const policies::Policy& policy = PolicyFor(*policies_, task->repo);
+  if (!policies::MayMerge(policy, static_cast<policies::Role>(static_cast<int>(who->role)))) {
+    return ex->Respond(ErrorResponse(
+        Status::PermissionDenied("the policy of " + task->repo + " does not let your role merge")));
+  }
+  // Approved since the task last came to review?
+  auto events = store_->Events(task->id);
+  if (!events.ok()) return ex->Respond(ErrorResponse(events.status()));
+  bool approved = false;
+  for (const auto& e : *events) {
+    if (e.type == "state" && e.data.value("to", "") == "review") approved = false;
+    if (e.type == "approved") approved = true;
+  }
+  if (!approved) {
+    return ex->Respond(ErrorResponse(Status::FailedPrecondition(
+        "task " + std::to_string(task->id) + " is not approved yet: loom review approve first")));
+  }
+  MergeApproved(*task, *who, ex);
+}
+
+void OrchestratorApi::MergeApproved(const Task& task, const Principal& reviewer,
+                                    std::shared_ptr<HttpExchange>& ex) {
+  auto repo = OpenTaskRepo(store_, task, data_dir_, *policies_);
   if (!repo.ok()) return ex->Respond(ErrorResponse(repo.status()));
-  std::string id = std::to_string(task->id);
+  std::string id = std::to_string(task.id);
   auto merged = (*repo)->MergeBranch(id);
   if (!merged.ok()) return ex->Respond(ErrorResponse(merged.status()));
   if (merged->kind == repos::MergeOutcome::Kind::kConflict) {
@@ -315,27 +356,27 @@ void OrchestratorApi::Approve(HttpRequest& req, std::shared_ptr<HttpExchange>& e
     std::error_code ec;
     std::filesystem::remove_all(data_dir_ + "/base/" + id, ec);
     if (s.ok()) {
-      s = store_->RecordReview(task->id, ReviewDecision::kChangesRequested,
-                               "Approved, but the merge conflicts with changes made on " +
-                                   (*repo)->record().settings.target_branch + " meanwhile (in " +
-                                   paths +
-                                   "). Your workspace was made again from its new head: "
-                                   "apply your change to it once more.",
-                               who->token_id, {{"conflicting_paths", merged->conflicting_paths}});
+      s = store_->RecordReview(
+          task.id, ReviewDecision::kChangesRequested,
+          "Approved, but the merge conflicts with changes made on " +
+              (*repo)->record().settings.target_branch + " meanwhile (in " + paths +
+              "). Your workspace was made again from its new head: "
+              "apply your change to it once more.",
+          reviewer.token_id, {{"conflicting_paths", merged->conflicting_paths}});
     }
     if (!s.ok()) return ex->Respond(ErrorResponse(s));
     if (on_requeue_) on_requeue_();
     return RespondJson(ex, 409,
                        {{"merged", false},
                         {"conflicting_paths", merged->conflicting_paths},
-                        {"task", store_->Get(task->id).value_or(*task).ToJson()}});
+                        {"task", store_->Get(task.id).value_or(task).ToJson()}});
   }
   const char* how = merged->kind == repos::MergeOutcome::Kind::kFastForward   ? "fast-forward"
                     : merged->kind == repos::MergeOutcome::Kind::kMergeCommit ? "merge commit"
                                                                               : "up to date";
-  Status s = store_->RecordReview(task->id, ReviewDecision::kMerged,
-                                  std::string("approved and merged (") + how + ")", who->token_id,
-                                  {{"commit", merged->commit}, {"merge", how}});
+  Status s = store_->RecordReview(task.id, ReviewDecision::kMerged,
+                                  std::string("approved and merged (") + how + ")",
+                                  reviewer.token_id, {{"commit", merged->commit}, {"merge", how}});
   if (!s.ok()) return ex->Respond(ErrorResponse(s));
   // The worktree has done its work; the branch stays for the record.
   (void)(*repo)->RemoveWorkspace(id, repos::BranchDisposition::kKeep);

@@ -9,7 +9,9 @@
 //   GET  /v1/tasks/{id}/diff            engineer: the branch against its merge base
 //   GET  /v1/reviews                    engineer: tasks in review
 //   GET  /v1/reviews/{id}               engineer: diff, tests, transcript summary, cost
-//   POST /v1/reviews/{id}/approve       engineer: merge (a conflict sends it back to the agent)
+//   POST /v1/reviews/{id}/approve       engineer: merge (a conflict sends it back to the agent);
+//                                       with review.auto_merge = false only records the approval
+//   POST /v1/reviews/{id}/merge         a merger: merges an approved branch
 //   POST /v1/reviews/{id}/request-changes   engineer: {comment} -> the agent's next instruction
 //   POST /v1/reviews/{id}/reject        engineer: {reason}
 //   GET  /v1/escalations[?state=open|all]        engineer
@@ -60,6 +62,9 @@ class OrchestratorApi {
   void ListReviews(HttpRequest& req, std::shared_ptr<HttpExchange>& ex);
   void ShowReview(HttpRequest& req, std::shared_ptr<HttpExchange>& ex);
   void Approve(HttpRequest& req, std::shared_ptr<HttpExchange>& ex);
+  void Merge(HttpRequest& req, std::shared_ptr<HttpExchange>& ex);
+  void MergeApproved(const Task& task, const Principal& reviewer,
+                     std::shared_ptr<HttpExchange>& ex);
   void RequestChanges(HttpRequest& req, std::shared_ptr<HttpExchange>& ex);
   void Reject(HttpRequest& req, std::shared_ptr<HttpExchange>& ex);
   Result<Task> ReviewedTask(HttpRequest& req);

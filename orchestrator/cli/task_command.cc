@@ -191,9 +191,26 @@ void AddReviewCommands(CLI::App& app, GlobalOptions& global, int& exit_code) {
       return;
     }
     PrintReply(global, r, exit_code, [&](const Json& b) {
+      if (!b.value("merged", false)) {
+        std::cout << Str(b, "message") << "\n";
+        return;
+      }
       std::cout << "Merged task #" << approve->id << " (" << Str(b, "merge")
                 << "): " << Str(b, "commit") << "\n";
     });
+  });
+  auto merge = std::make_shared<Decision>();
+  auto* mg = review->add_subcommand("merge",
+                                    "Merge an approved branch (when the policy does not "
+                                    "merge on approval)");
+  mg->add_option("id", merge->id, "Task id")->required();
+  mg->callback([&global, &exit_code, merge] {
+    PrintReply(global,
+               CallApi(global, "POST", "/v1/reviews/" + std::to_string(merge->id) + "/merge"),
+               exit_code, [&](const Json& b) {
+                 std::cout << "Merged task #" << merge->id << " (" << Str(b, "merge")
+                           << "): " << Str(b, "commit") << "\n";
+               });
   });
   auto changes = std::make_shared<Decision>();
   auto* rc = review->add_subcommand("request-changes", "Send the branch back to the agent");

@@ -671,3 +671,26 @@ TEST_F(AgentEndToEndTest, AnEditOfAProtectedPathWaitsForAnApproval) {
 
 }  // namespace
 }  // namespace loom
+
+namespace loom {
+namespace {
+
+TEST_F(ReviewTest, WithoutAutoMergeAnApprovalWaitsForAMerger) {
+  fs::create_directories(dir_.path() + "/policies");
+  std::ofstream(dir_.path() + "/policies/calc.toml")
+      << "[review]\nauto_merge = false\nmergers = [\"admin\"]\n";
+  Start(ScriptThen(Json::array()));
+  Json task = FixedBug(reporter_);
+  EXPECT_EQ(Decide(task, "merge", admin_).status, 409) << "not approved yet";
+  auto r = Decide(task, "approve", engineer_);
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_FALSE(ParseJson(r.body)->value("merged", true));
+  EXPECT_EQ(Git("-C " + repo_ + " rev-list --count main"), "1\n");
+  EXPECT_EQ(Decide(task, "merge", engineer_).status, 403) << "engineers are not mergers here";
+  r = Decide(task, "merge", admin_);
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(Get("/v1/tasks/" + std::to_string(task["id"].get<int64_t>()))["state"], "merged");
+}
+
+}  // namespace
+}  // namespace loom
