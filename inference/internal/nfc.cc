@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "inference/internal/pre_tokenize.h"
 #include "inference/unicode_tables.h"
 
 namespace loom::inference::internal {
@@ -55,20 +56,8 @@ std::vector<uint32_t> DecodeUtf8(std::string_view s) {
 void EncodeUtf8(uint32_t cp, std::string* out) {
   if (cp >= kInvalidBase) {
     out->push_back(static_cast<char>(cp - kInvalidBase));
-  } else if (cp < 0x80) {
-    out->push_back(static_cast<char>(cp));
-  } else if (cp < 0x800) {
-    out->push_back(static_cast<char>(0xC0 | (cp >> 6)));
-    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else if (cp < 0x10000) {
-    out->push_back(static_cast<char>(0xE0 | (cp >> 12)));
-    out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
   } else {
-    out->push_back(static_cast<char>(0xF0 | (cp >> 18)));
-    out->push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+    AppendUtf8(cp, out);
   }
 }
 

@@ -8,7 +8,9 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <optional>
+#include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
@@ -39,5 +41,8 @@ std::vector<std::pair<size_t, size_t>> SplitByPattern(std::string_view text, Spl
 // Length of the longest prefix of `bytes` that does not end inside a UTF-8
 // sequence that later bytes could still complete.
 size_t CompleteUtf8PrefixLength(std::string_view bytes);
+
+// Appends code point `cp` (<= 0x10FFFF) to `out` as UTF-8.
+void AppendUtf8(uint32_t cp, std::string* out);
 
 }  // namespace loom::inference::internal
