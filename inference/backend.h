@@ -32,12 +32,22 @@ struct SeqStep {
   std::span<const int32_t> block_table;  // covers start_pos + tokens.size() positions
   // Return the logits of every new token (tests, scoring); otherwise only the last.
   bool all_logits = false;
+  // Only the argmax of the last new token is wanted (greedy decoding): a backend
+  // may return it in StepOutput::argmax instead of the logits row. Ignored with
+  // all_logits.
+  bool greedy = false;
 };
 
 struct StepOutput {
   // Row-major [rows, vocab_size]: for each SeqStep in order, one row (the last
-  // new token) or tokens.size() rows when all_logits.
+  // new token), tokens.size() rows when all_logits, or no row when the backend
+  // answered a greedy step in `argmax`.
   std::vector<float> logits;
+  // Empty, or one entry per SeqStep: the argmax (lowest id among equal maxima)
+  // of a greedy step's last row, computed by the backend; -1 where that step's
+  // row is in `logits` instead. Backends that sample on the device (CUDA) fill it
+  // so that a decode step copies one int per sequence to the host, not a row.
+  std::vector<int32_t> argmax;
 };
 
 class Backend {
@@ -57,5 +67,17 @@ class Backend {
   // uses it when a shared, partly filled block must be written.
   virtual Status CopyBlock(int32_t src, int32_t dst) = 0;
 };
+
+// Checks what Forward REQUIRES, for every backend: each step has tokens inside
+// the vocabulary, positions below max_position_embeddings, and a block table
+// that covers them with blocks below num_kv_blocks. Errors name the sequence.
+Status ValidateBatch(std::span<const SeqStep> batch, const ModelConfig& config, int32_t block_size,
+                     int32_t num_kv_blocks);
+
+// The head rule of tensor parallelism, shared by the CPU and CUDA backends:
+// num_attention_heads % tp == 0, and either num_key_value_heads % tp == 0 (KV
+// heads split) or tp % num_key_value_heads == 0 (one replicated KV head per
+// rank); intermediate_size % tp == 0.
+Status CheckTensorParallel(const ModelConfig& config, int tp);
 
 }  // namespace loom::inference

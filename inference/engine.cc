@@ -386,15 +386,31 @@ class EngineImpl final : public Engine {
       const int32_t bs = kv_.block_size();
       st.block_table =
           std::span<const int32_t>(seq->blocks).first((seq->num_computed + n + bs - 1) / bs);
+      st.greedy = seq->req.sampling.temperature <= 0.0f;
       steps.push_back(st);
       computed += n;
     }
     StepOutput out;
     Status st = backend_->Forward(steps, &out);
     const size_t vocab = static_cast<size_t>(backend_->config().vocab_size);
-    if (st.ok() && out.logits.size() != vocab * batch.size()) {
+    // Row i of `out.logits` belongs to the i-th step without a device argmax.
+    const bool has_argmax = !out.argmax.empty();
+    size_t rows = batch.size();
+    if (st.ok() && has_argmax && out.argmax.size() != batch.size()) {
+      st = Status::Internal("the backend returned " + std::to_string(out.argmax.size()) +
+                            " argmax entries for " + std::to_string(batch.size()) + " steps");
+    }
+    if (st.ok() && has_argmax) {
+      for (size_t i = 0; i < batch.size(); ++i) {
+        if (out.argmax[i] >= 0 && (!steps[i].greedy || out.argmax[i] >= int64_t(vocab))) {
+          st = Status::Internal("the backend returned a bad argmax for step " + std::to_string(i));
+        }
+        if (out.argmax[i] >= 0) --rows;
+      }
+    }
+    if (st.ok() && out.logits.size() != vocab * rows) {
       st = Status::Internal("the backend returned " + std::to_string(out.logits.size()) +
-                            " logits for " + std::to_string(batch.size()) + " rows of " +
+                            " logits for " + std::to_string(rows) + " rows of " +
                             std::to_string(vocab));
     }
     if (!st.ok()) {
@@ -403,13 +419,16 @@ class EngineImpl final : public Engine {
     }
     computed_tokens_ += computed;
     std::vector<Sequence*> done;
+    size_t row = 0;
     for (size_t i = 0; i < batch.size(); ++i) {
       Sequence& seq = *batch[i].seq;
+      const bool on_device = has_argmax && out.argmax[i] >= 0;
+      const float* logits = on_device ? nullptr : out.logits.data() + row++ * vocab;
       seq.num_computed += batch[i].n;
       PublishFullBlocks(seq);
       if (seq.num_computed < static_cast<int32_t>(seq.tokens.size())) continue;  // mid-prefill
-      std::span<const float> row(out.logits.data() + i * vocab, vocab);
-      FinishReason finish = SampleOne(seq, row);
+      FinishReason finish =
+          Append(seq, on_device ? out.argmax[i] : seq.sampler.Sample(std::span(logits, vocab)));
       GenerationEvent ev = MakeEvent(seq);
       ev.finish = finish;
       bool keep = seq.cb ? seq.cb(ev) : true;
@@ -421,9 +440,8 @@ class EngineImpl final : public Engine {
     }
   }
 
-  // Samples and appends one token; the finish reason it causes, if any.
-  FinishReason SampleOne(Sequence& seq, std::span<const float> logits) {
-    int32_t tok = seq.sampler.Sample(logits);
+  // Appends one sampled token; the finish reason it causes, if any.
+  FinishReason Append(Sequence& seq, int32_t tok) {
     seq.tokens.push_back(tok);
     seq.unreported.push_back(tok);
     ++generated_tokens_;

@@ -11,6 +11,9 @@
 #include "common/log.h"
 #include "inference/chat_format.h"
 #include "inference/cpu/cpu_backend.h"
+#ifdef LOOM_WITH_CUDA
+#include "inference/cuda/cuda_backend.h"
+#endif
 #include "inference/engine.h"
 #include "inference/server.h"
 #include "inference/tokenizer.h"
@@ -32,16 +35,21 @@ int main(int argc, char** argv) {
   using namespace loom::inference;
   CLI::App app{"loom-infer: an OpenAI-compatible LLM server for Llama and Qwen2 checkpoints"};
   std::string model_dir, device = "cpu", host = "127.0.0.1", chat_format = "auto", name;
-  int port = 8000, threads = 0, tp = 1, max_batch = 16, kv_blocks = 1024, block_size = 16;
+  int port = 8000, threads = 0, tp = 1, max_batch = 16, kv_blocks = 0, block_size = 16;
   int max_step_tokens = 512, io_threads = 2;
   app.add_option("--model", model_dir, "Hugging Face model directory")->required();
+#ifdef LOOM_WITH_CUDA
+  app.add_option("--device", device, "cpu or cuda (one GPU per tensor-parallel rank)");
+#else
   app.add_option("--device", device, "cpu (this build has no CUDA backend)");
+#endif
   app.add_option("--host", host, "Address to listen on");
   app.add_option("--port", port, "Port to listen on (0: any free port)");
   app.add_option("--threads", threads, "CPU threads for the model (default: all cores)");
   app.add_option("--tp", tp, "Tensor-parallel ranks");
   app.add_option("--max-batch", max_batch, "Requests running at once");
-  app.add_option("--kv-blocks", kv_blocks, "KV cache blocks (of --block-size tokens)");
+  app.add_option("--kv-blocks", kv_blocks,
+                 "KV cache blocks of --block-size tokens (default: cpu 1024, cuda what fits)");
   app.add_option("--block-size", block_size, "Tokens per KV block");
   app.add_option("--max-step-tokens", max_step_tokens, "Tokens per forward step (prefill budget)");
   app.add_option("--chat-format", chat_format, "auto | chatml | llama3");
@@ -49,10 +57,16 @@ int main(int argc, char** argv) {
   app.add_option("--io-threads", io_threads, "HTTP I/O threads");
   CLI11_PARSE(app, argc, argv);
 
+#ifdef LOOM_WITH_CUDA
+  if (device != "cpu" && device != "cuda") {
+    return Fail(loom::Status::InvalidArgument("--device must be cpu or cuda"));
+  }
+#else
   if (device != "cpu") {
     return Fail(loom::Status::InvalidArgument("--device " + device +
                                               ": this build has only the cpu backend"));
   }
+#endif
   if (chat_format != "auto" && chat_format != "chatml" && chat_format != "llama3") {
     return Fail(loom::Status::InvalidArgument("--chat-format must be auto, chatml or llama3"));
   }
@@ -75,12 +89,28 @@ int main(int argc, char** argv) {
   if (!tokenizer.ok()) return Fail(tokenizer.status());
   auto chat = ChatFormat::ForModel(model_dir, chat_format == "auto" ? "" : chat_format);
   if (!chat.ok()) return Fail(chat.status());
-  std::cerr << "loom-infer: chat format " << chat->name() << "; loading the weights (" << threads
-            << " threads, tp " << tp << ", " << kv_blocks << " KV blocks of " << block_size
-            << " tokens)\n";
-  CpuBackendOptions bo{threads, tp, block_size, kv_blocks};
-  auto backend = MakeCpuBackend(model_dir, bo);
+  std::cerr << "loom-infer: chat format " << chat->name() << "; loading the weights onto " << device
+            << " (tp " << tp << ")\n";
+  loom::Result<std::unique_ptr<Backend>> backend = loom::Status::Internal("no backend");
+  if (device == "cpu") {
+    backend = MakeCpuBackend(
+        model_dir, CpuBackendOptions{threads, tp, block_size, kv_blocks > 0 ? kv_blocks : 1024});
+  }
+#ifdef LOOM_WITH_CUDA
+  if (device == "cuda") {
+    CudaBackendOptions co;
+    co.tp = tp;
+    co.block_size = block_size;
+    co.num_kv_blocks = kv_blocks;
+    auto cuda = MakeCudaBackend(model_dir, co);
+    if (!cuda.ok()) return Fail(cuda.status());
+    std::cerr << "loom-infer: on " << (*cuda)->device_name() << "\n";
+    backend = std::unique_ptr<Backend>(std::move(cuda).value());
+  }
+#endif
   if (!backend.ok()) return Fail(backend.status());
+  std::cerr << "loom-infer: " << (*backend)->num_kv_blocks() << " KV blocks of " << block_size
+            << " tokens\n";
   std::cerr << "loom-infer: weights loaded in " << SecondsSince(t0) << " s\n";
 
   EngineOptions eo;

@@ -189,14 +189,7 @@ Status CpuBackend::Load(const Checkpoint& ck) {
   if (options_.block_size < 1 || options_.num_kv_blocks < 1) {
     return Status::InvalidArgument("block_size and num_kv_blocks must be positive");
   }
-  if (c.num_heads % tp != 0 || (c.num_kv_heads % tp != 0 && tp % c.num_kv_heads != 0) ||
-      c.intermediate_size % tp != 0) {
-    return Status::InvalidArgument(
-        "tp=" + std::to_string(tp) + " does not divide the model: need num_attention_heads (" +
-        std::to_string(c.num_heads) + ") and intermediate_size (" +
-        std::to_string(c.intermediate_size) + ") divisible by tp, and num_key_value_heads (" +
-        std::to_string(c.num_kv_heads) + ") divisible by tp or dividing it");
-  }
+  LOOM_RETURN_IF_ERROR(CheckTensorParallel(c, tp));
   const int64_t H = c.hidden_size, V = c.vocab_size;
   LOOM_ASSIGN_OR_RETURN(embed_, ck.ReadFloat32("model.embed_tokens.weight", {V, H}));
   LOOM_ASSIGN_OR_RETURN(final_norm_, ck.ReadFloat32("model.norm.weight", {H}));
@@ -226,37 +219,11 @@ Status CpuBackend::Load(const Checkpoint& ck) {
 }
 
 Status CpuBackend::ValidateAndPlan(std::span<const SeqStep> batch, Plan* plan) const {
-  const int32_t bs = options_.block_size;
   plan->batch = batch;
+  LOOM_RETURN_IF_ERROR(ValidateBatch(batch, config_, options_.block_size, options_.num_kv_blocks));
   for (size_t s = 0; s < batch.size(); ++s) {
     const SeqStep& st = batch[s];
-    const std::string where = "Forward: sequence " + std::to_string(s) + ": ";
-    if (st.tokens.empty()) return Status::InvalidArgument(where + "no new tokens");
-    if (st.start_pos < 0) return Status::InvalidArgument(where + "negative start_pos");
     const int64_t end = static_cast<int64_t>(st.start_pos) + static_cast<int64_t>(st.tokens.size());
-    if (end > config_.max_position_embeddings) {
-      return Status::InvalidArgument(where + "positions up to " + std::to_string(end) +
-                                     " exceed max_position_embeddings (" +
-                                     std::to_string(config_.max_position_embeddings) + ")");
-    }
-    const int64_t blocks = (end + bs - 1) / bs;
-    if (static_cast<int64_t>(st.block_table.size()) < blocks) {
-      return Status::InvalidArgument(where + "block_table has " +
-                                     std::to_string(st.block_table.size()) + " blocks, " +
-                                     std::to_string(blocks) + " needed");
-    }
-    for (int64_t b = 0; b < blocks; ++b) {
-      if (st.block_table[b] < 0 || st.block_table[b] >= options_.num_kv_blocks) {
-        return Status::InvalidArgument(where + "block " + std::to_string(st.block_table[b]) +
-                                       " is not below num_kv_blocks");
-      }
-    }
-    for (int32_t t : st.tokens) {
-      if (t < 0 || t >= config_.vocab_size) {
-        return Status::InvalidArgument(where + "token id " + std::to_string(t) +
-                                       " is outside the vocabulary");
-      }
-    }
     plan->max_context = std::max<int32_t>(plan->max_context, static_cast<int32_t>(end));
     for (size_t i = 0; i < st.tokens.size(); ++i) {
       if (st.all_logits || i + 1 == st.tokens.size()) plan->logit_rows.push_back(plan->rows);

@@ -74,8 +74,11 @@ class FakeBackend : public Backend {
     if (step_delay_.load().count() > 0) std::this_thread::sleep_for(step_delay_.load());
     max_rows_seen_ = std::max<int64_t>(max_rows_seen_.load(), int64_t(batch.size()));
     out->logits.clear();
+    out->argmax.clear();
+    if (device_argmax_) out->argmax.assign(batch.size(), -1);
     const int64_t vocab = config_.vocab_size;
-    for (const SeqStep& s : batch) {
+    for (size_t i = 0; i < batch.size(); ++i) {
+      const SeqStep& s = batch[i];
       const int64_t end = s.start_pos + int64_t(s.tokens.size());
       if (int64_t(s.block_table.size()) * block_size_ < end) {
         return Status::Internal("block table too short");
@@ -97,6 +100,10 @@ class FakeBackend : public Backend {
         size_t row = out->logits.size();
         out->logits.resize(row + size_t(vocab));
         LogitsFrom(fold, vocab, out->logits.data() + row);
+        if (device_argmax_ && s.greedy && !s.all_logits) {  // as a CUDA backend answers
+          out->argmax[i] = Argmax(std::span<const float>(out->logits).subspan(row));
+          out->logits.resize(row);
+        }
       }
     }
     return Status::Ok();
@@ -107,6 +114,9 @@ class FakeBackend : public Backend {
                 kv_.begin() + int64_t(dst) * block_size_);
     return Status::Ok();
   }
+
+  // Answers greedy steps with StepOutput::argmax instead of a logits row.
+  void set_device_argmax(bool on) { device_argmax_ = on; }
 
   // Makes every Forward take at least this long (for cancellation tests).
   void set_step_delay(std::chrono::microseconds d) { step_delay_ = d; }
@@ -124,6 +134,7 @@ class FakeBackend : public Backend {
   int32_t block_size_;
   int32_t num_blocks_;
   std::vector<uint64_t> kv_;
+  bool device_argmax_ = false;
   std::atomic<int64_t> tokens_computed_{0};
   std::atomic<int64_t> forward_calls_{0};
   std::atomic<int64_t> max_rows_seen_{0};

@@ -256,6 +256,41 @@ TEST(EngineTest, SeededSamplingIsReproducibleAloneAndBatchedUnderPreemption) {
   EXPECT_NE(other.tokens, a.tokens);
 }
 
+// A backend that answers greedy steps with a device argmax (as the CUDA one
+// does) drops their logits rows: the engine must still pair every other row
+// with its sequence, in a batch that mixes greedy and sampled requests.
+TEST(EngineTest, DeviceArgmaxRowsAndLogitsRowsPairWithTheirSequences) {
+  auto sampled = [](int salt) {
+    GenerationRequest r;
+    r.prompt = Prompt(9, salt);
+    r.max_tokens = 10;
+    r.sampling.temperature = 1.0f;
+    r.sampling.seed = 11 + salt;
+    return r;
+  };
+  std::vector<Outcome> expected;
+  {
+    Rig host;
+    for (int i = 0; i < 4; ++i) {
+      expected.push_back(i % 2 ? host.Run(sampled(i)) : host.Run(Greedy(Prompt(9, i), 10)));
+    }
+  }
+  EngineOptions opts;
+  opts.max_batch = 4;
+  Rig rig(4, 256, opts);
+  rig.backend->set_device_argmax(true);
+  rig.backend->set_step_delay(std::chrono::milliseconds(1));
+  std::vector<std::unique_ptr<Collector>> cs;
+  for (int i = 0; i < 4; ++i) {
+    cs.push_back(std::make_unique<Collector>());
+    GenerationRequest r = i % 2 ? sampled(i) : Greedy(Prompt(9, i), 10);
+    ASSERT_TRUE(rig.engine->Submit(std::move(r), cs.back()->Callback()).ok());
+  }
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(cs[i]->Wait().tokens, expected[i].tokens) << i;
+  EXPECT_EQ(expected[0].tokens, FakeBackend::Greedy(Prompt(9, 0), 10));
+  EXPECT_GT(rig.backend->max_rows_seen(), 1);
+}
+
 // Token i decodes to "<i>".
 Detokenizer Angle() {
   return [](std::span<const int32_t> ids) {

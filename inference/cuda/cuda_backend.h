@@ -1,0 +1,64 @@
+// The CUDA backend: bf16 weights and activations with float32 accumulation,
+// for the Llama and Qwen2 checkpoints the CPU backend reads.
+//
+// A step runs as: embedding; per layer RMSNorm (fused with the residual add),
+// the q/k/v GEMM, RoPE fused into the KV-cache write, paged attention (GQA,
+// prefill and decode alike, split over the context when the batch is small),
+// o_proj, RMSNorm, gate/up GEMM, SiLU·mul, down_proj; then the final norm of
+// the rows whose logits are wanted, lm_head and an on-GPU argmax. GEMMs of up
+// to 8 rows use a weight-streaming GEMV kernel, larger ones cuBLAS. The paged
+// KV cache lives in GPU memory. Decode steps (one token per sequence) are
+// captured once per (batch size, block-table width) as CUDA graphs and
+// replayed, since at batch 1 the launch gaps of ~150 kernels would cost as
+// much as the weight read.
+//
+// Tensor parallelism is the CPU backend's (same head rule and splits), one GPU
+// per rank, one thread per rank, collectives through NCCL.
+//
+// Thread-compatible: the engine thread is the only caller.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "inference/backend.h"
+
+namespace loom::inference {
+
+struct CudaBackendOptions {
+  int tp = 1;                        // tensor-parallel ranks, one GPU each
+  std::vector<int> devices;          // rank r on devices[r]; default 0, 1, ..., tp-1
+  int32_t block_size = 16;           // tokens per KV block
+  int32_t num_kv_blocks = 0;         // 0: as many as fit in kv_memory_fraction of what is free
+  double kv_memory_fraction = 0.85;  // of the GPU memory free after weights and scratch
+  bool cuda_graphs = true;           // replay decode steps from captured graphs
+  // Run the collectives through NCCL even at tp = 1 (tests prove it changes
+  // nothing); at tp = 1 without it there are no collectives.
+  bool nccl_at_tp1 = true;
+  int32_t max_graph_batch = 256;  // decode batches above this run without a graph
+};
+
+struct CudaBackendStats {
+  int64_t graph_captures = 0;  // decode graphs captured
+  int64_t graph_replays = 0;   // steps run from a captured graph
+  int64_t eager_steps = 0;     // steps enqueued kernel by kernel
+};
+
+class CudaBackend : public Backend {
+ public:
+  virtual CudaBackendStats stats() const = 0;
+  virtual std::string device_name() const = 0;  // "NVIDIA H200 x1"
+};
+
+// The number of CUDA devices this process can use (0 without a driver or GPU).
+int CudaDeviceCount();
+
+// Loads `model_dir` onto the GPUs. FailedPrecondition when there are fewer
+// GPUs than tp; ResourceExhausted when the weights or the KV cache do not fit.
+Result<std::unique_ptr<CudaBackend>> MakeCudaBackend(const std::string& model_dir,
+                                                     const CudaBackendOptions& options);
+
+}  // namespace loom::inference

@@ -1,0 +1,368 @@
+// The CUDA backend against the CPU reference on the tiny-llama fixture (ctest
+// label `gpu`; every test is skipped where no GPU is present).
+//
+// Both backends load the same bf16 copy of the fixture, so the only
+// differences are the CUDA backend's bf16 activations (the normed inputs of
+// every GEMM, the attention output, SiLU·mul, and the K/V cache) and float32
+// summation order. Tolerance: bf16 keeps 8 significant bits, a relative
+// rounding error of at most 2^-9 = 0.2% per rounded value. The logits (|l| up
+// to ~8 here) pass through 2 layers x 4 rounded GEMM inputs and the KV cache;
+// independent roundings of 0.2% over dot products of length 64-160 add up to a
+// few 0.1% of the logit scale, i.e. ~0.01-0.03 in absolute terms. We allow
+// kTol = 0.06 (about 3x that), far below the gaps between distinct logits that
+// a wrong kernel produces (order 1). Greedy tokens must be equal wherever the
+// CPU's top-2 margin exceeds 2 x kTol (below that bf16 may legitimately swap
+// them; the comparison then stops, and the test requires at least 8 tokens).
+#include "inference/cuda/cuda_backend.h"
+
+#include <cuda_runtime_api.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <condition_variable>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <sstream>
+
+#include "common/json.h"
+#include "inference/cpu/cpu_backend.h"
+#include "inference/cuda/nccl_communicator.h"
+#include "inference/engine.h"
+#include "inference/safetensors.h"
+#include "tests/inference/fixture_path.h"
+#include "tests/support/temp_dir.h"
+
+namespace loom::inference {
+namespace {
+
+constexpr double kTol = 0.06;
+
+#define SKIP_WITHOUT_GPU() \
+  if (CudaDeviceCount() == 0) GTEST_SKIP() << "no CUDA device on this machine"
+
+std::vector<std::vector<int32_t>> Prompts() {
+  std::ifstream in(loom::testing::FixturePath("tiny-llama/golden.json"));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  Result<Json> j = ParseJson(ss.str());
+  std::vector<std::vector<int32_t>> out;
+  if (!j.ok()) return out;
+  for (const Json& c : (*j)["cases"]) out.push_back(c["ids"].get<std::vector<int32_t>>());
+  return out;
+}
+
+// The fixture with every tensor rounded to bf16, in a temp dir.
+class Bf16Fixture {
+ public:
+  Bf16Fixture() {
+    const std::string src = loom::testing::FixturePath("tiny-llama");
+    for (const char* f : {"config.json", "generation_config.json"}) {
+      std::filesystem::copy_file(src + "/" + f, dir_.File(f));
+    }
+    auto ck = Checkpoint::Open(src);
+    EXPECT_TRUE(ck.ok()) << ck.status().ToString();
+    std::vector<std::vector<uint16_t>> data;
+    std::vector<TensorToWrite> out;
+    for (const std::string& name : (*ck)->TensorNames()) {
+      const TensorInfo* t = (*ck)->Find(name);
+      auto f = (*ck)->ReadFloat32(name, t->shape);
+      EXPECT_TRUE(f.ok());
+      std::vector<uint16_t> b(f->size());
+      for (size_t i = 0; i < b.size(); ++i) b[i] = FloatToBf16((*f)[i]);
+      data.push_back(std::move(b));
+    }
+    size_t i = 0;
+    for (const std::string& name : (*ck)->TensorNames()) {
+      out.push_back({name, "BF16", (*ck)->Find(name)->shape,
+                     std::as_bytes(std::span<const uint16_t>(data[i++]))});
+    }
+    Status st = WriteSafetensors(dir_.File("model.safetensors"), out);
+    EXPECT_TRUE(st.ok()) << st.ToString();
+  }
+  const std::string& dir() const { return dir_.path(); }
+
+ private:
+  loom::testing::TempDir dir_;
+};
+
+const Bf16Fixture& Fixture() {
+  static const Bf16Fixture* f = new Bf16Fixture();
+  return *f;
+}
+
+std::unique_ptr<Backend> Cuda(CudaBackendOptions o = {}) {
+  if (o.num_kv_blocks == 0) o.num_kv_blocks = 64;
+  auto b = MakeCudaBackend(Fixture().dir(), o);
+  EXPECT_TRUE(b.ok()) << b.status().ToString();
+  return b.ok() ? std::unique_ptr<Backend>(std::move(b).value()) : nullptr;
+}
+
+std::unique_ptr<Backend> Cpu() {
+  CpuBackendOptions o;
+  o.num_kv_blocks = 64;
+  auto b = MakeCpuBackend(Fixture().dir(), o);
+  EXPECT_TRUE(b.ok()) << b.status().ToString();
+  return b.ok() ? std::move(b).value() : nullptr;
+}
+
+double MaxAbsDiff(std::span<const float> a, std::span<const float> b) {
+  EXPECT_EQ(a.size(), b.size());
+  double m = 0;
+  for (size_t i = 0; i < std::min(a.size(), b.size()); ++i) {
+    m = std::max(m, std::abs(double(a[i]) - b[i]));
+  }
+  return m;
+}
+
+std::vector<int32_t> Blocks(int32_t first, int32_t n) {
+  std::vector<int32_t> t(n);
+  for (int32_t i = 0; i < n; ++i) t[i] = first + i;
+  return t;
+}
+
+StepOutput RunStep(Backend& b, std::span<const SeqStep> steps) {
+  StepOutput out;
+  Status st = b.Forward(steps, &out);
+  EXPECT_TRUE(st.ok()) << st.ToString();
+  return out;
+}
+
+// One sequence's step.
+SeqStep Step(std::span<const int32_t> tokens, int32_t start, std::span<const int32_t> table,
+             bool all = false, bool greedy = false) {
+  SeqStep s;
+  s.tokens = tokens;
+  s.start_pos = start;
+  s.block_table = table;
+  s.all_logits = all;
+  s.greedy = greedy;
+  return s;
+}
+
+TEST(CudaBackendTest, PrefillLogitsOfEveryPositionMatchTheCpuBackend) {
+  SKIP_WITHOUT_GPU();
+  auto cuda = Cuda();
+  auto cpu = Cpu();
+  ASSERT_TRUE(cuda && cpu);
+  const auto table = Blocks(0, 8);
+  for (const auto& ids : Prompts()) {
+    SeqStep s = Step(ids, 0, table, /*all=*/true);
+    StepOutput a = RunStep(*cuda, {&s, 1});
+    StepOutput b = RunStep(*cpu, {&s, 1});
+    ASSERT_EQ(a.logits.size(), ids.size() * 512);
+    EXPECT_LE(MaxAbsDiff(a.logits, b.logits), kTol);
+  }
+}
+
+// Greedy decoding with the argmax on the GPU against the CPU's, as far as the
+// CPU's margins say the order is not a bf16 coin toss.
+TEST(CudaBackendTest, GreedyTokensWithTheGpuArgmaxMatchTheCpuBackend) {
+  SKIP_WITHOUT_GPU();
+  auto cuda = Cuda();
+  auto cpu = Cpu();
+  ASSERT_TRUE(cuda && cpu);
+  const auto table = Blocks(0, 8);
+  for (const auto& prompt : Prompts()) {
+    std::vector<int32_t> ids = prompt;
+    int compared = 0;
+    SeqStep s = Step(ids, 0, table, false, /*greedy=*/true);
+    StepOutput a = RunStep(*cuda, {&s, 1});
+    SeqStep c = Step(ids, 0, table);
+    StepOutput b = RunStep(*cpu, {&c, 1});
+    for (int i = 0; i < 24; ++i) {
+      ASSERT_EQ(a.argmax.size(), 1u);
+      ASSERT_TRUE(a.logits.empty());  // the row stayed on the GPU
+      std::vector<float> sorted = b.logits;
+      std::partial_sort(sorted.begin(), sorted.begin() + 2, sorted.end(), std::greater<>());
+      if (sorted[0] - sorted[1] <= 2 * kTol) break;
+      const int32_t want = Argmax(b.logits);
+      ASSERT_EQ(a.argmax[0], want) << "token " << i;
+      ++compared;
+      ids.push_back(want);
+      const int32_t pos = static_cast<int32_t>(ids.size()) - 1;
+      s = Step(std::span(ids).subspan(pos, 1), pos, table, false, true);
+      c = Step(std::span(ids).subspan(pos, 1), pos, table);
+      a = RunStep(*cuda, {&s, 1});
+      b = RunStep(*cpu, {&c, 1});
+    }
+    EXPECT_GE(compared, 8);
+  }
+}
+
+// Sequences of different lengths in one step (prefill next to decodes) give the
+// logits each gets alone; a greedy step next to a sampled one gets its argmax.
+TEST(CudaBackendTest, BatchedStepEqualsEachSequenceAlone) {
+  SKIP_WITHOUT_GPU();
+  auto cuda = Cuda();
+  ASSERT_TRUE(cuda);
+  const auto prompts = Prompts();
+  ASSERT_GE(prompts.size(), 2u);
+  const auto t0 = Blocks(0, 8), t1 = Blocks(8, 8), t2 = Blocks(16, 8);
+  std::vector<float> alone0, alone1;
+  {
+    SeqStep s = Step(prompts[0], 0, t0);
+    alone0 = RunStep(*cuda, {&s, 1}).logits;
+    s = Step(prompts[1], 0, t1);
+    alone1 = RunStep(*cuda, {&s, 1}).logits;
+  }
+  std::vector<SeqStep> both = {Step(prompts[0], 0, t2), Step(prompts[1], 0, t1, false, true)};
+  both[1].block_table = Blocks(24, 8);
+  StepOutput out = RunStep(*cuda, both);
+  ASSERT_EQ(out.logits.size(), 512u);
+  ASSERT_EQ(out.argmax.size(), 2u);
+  EXPECT_EQ(out.argmax[0], -1);
+  EXPECT_LE(MaxAbsDiff(out.logits, alone0), kTol);
+  EXPECT_EQ(out.argmax[1], Argmax(alone1));
+}
+
+// Chunked prefill and a copied block (what the prefix cache does) leave the
+// cache as one whole prefill does.
+TEST(CudaBackendTest, ChunkedPrefillAndCopiedBlocksMatchOnePrefill) {
+  SKIP_WITHOUT_GPU();
+  CudaBackendOptions small_blocks;
+  small_blocks.block_size = 4;
+  auto cuda = Cuda(small_blocks);
+  ASSERT_TRUE(cuda);
+  const auto& ids = Prompts()[0];
+  ASSERT_GE(ids.size(), 9u);
+  const auto table = Blocks(0, 16);
+  SeqStep whole = Step(ids, 0, table);
+  const std::vector<float> want = RunStep(*cuda, {&whole, 1}).logits;
+
+  const auto chunked_table = Blocks(20, 16);
+  std::vector<float> got;
+  for (size_t i = 0; i < ids.size(); i += 3) {
+    std::span<const int32_t> part = std::span(ids).subspan(i, std::min<size_t>(3, ids.size() - i));
+    SeqStep s = Step(part, static_cast<int32_t>(i), chunked_table);
+    got = RunStep(*cuda, {&s, 1}).logits;
+  }
+  EXPECT_LE(MaxAbsDiff(got, want), kTol);
+
+  // Copy the first two blocks of the whole prefill, recompute the rest.
+  ASSERT_TRUE(cuda->CopyBlock(0, 40).ok());
+  ASSERT_TRUE(cuda->CopyBlock(1, 41).ok());
+  std::vector<int32_t> copied = {40, 41};
+  for (int32_t b : Blocks(42, 14)) copied.push_back(b);
+  SeqStep rest = Step(std::span(ids).subspan(8), 8, copied);
+  EXPECT_LE(MaxAbsDiff(RunStep(*cuda, {&rest, 1}).logits, want), kTol);
+}
+
+// Decode steps replayed from CUDA graphs give what eager steps give, and the
+// graphs are used.
+TEST(CudaBackendTest, GraphReplayedDecodeMatchesEagerDecode) {
+  SKIP_WITHOUT_GPU();
+  CudaBackendOptions eager_opts;
+  eager_opts.cuda_graphs = false;
+  CudaBackendOptions graph_opts;
+  graph_opts.num_kv_blocks = 64;
+  auto graphs = MakeCudaBackend(Fixture().dir(), graph_opts);
+  ASSERT_TRUE(graphs.ok()) << graphs.status().ToString();
+  auto eager = Cuda(eager_opts);
+  ASSERT_TRUE(eager);
+  const auto prompts = Prompts();
+  const int n = std::min<int>(3, static_cast<int>(prompts.size()));
+  std::vector<std::vector<int32_t>> ids(prompts.begin(), prompts.begin() + n);
+  std::vector<std::vector<int32_t>> tables;
+  for (int s = 0; s < n; ++s) tables.push_back(Blocks(s * 16, 16));
+  for (int step = 0; step < 12; ++step) {
+    std::vector<SeqStep> steps;
+    for (int s = 0; s < n; ++s) {
+      const int32_t start = step == 0 ? 0 : static_cast<int32_t>(ids[s].size()) - 1;
+      steps.push_back(Step(std::span(ids[s]).subspan(start), start, tables[s]));
+    }
+    StepOutput a = RunStep(**graphs, steps);
+    StepOutput b = RunStep(*eager, steps);
+    ASSERT_LE(MaxAbsDiff(a.logits, b.logits), kTol) << "step " << step;
+    for (int s = 0; s < n; ++s) {
+      ids[s].push_back(Argmax(std::span(b.logits).subspan(s * 512, 512)));
+    }
+  }
+  const CudaBackendStats st = (*graphs)->stats();
+  EXPECT_GE(st.graph_captures, 1);
+  EXPECT_GE(st.graph_replays, 9);
+}
+
+// TP = 1 through NCCL (an all-reduce over one rank) changes no bit.
+TEST(CudaBackendTest, TensorParallelOneThroughNcclIsBitIdentical) {
+  SKIP_WITHOUT_GPU();
+  CudaBackendOptions with, without;
+  with.nccl_at_tp1 = true;
+  without.nccl_at_tp1 = false;
+  auto a = Cuda(with), b = Cuda(without);
+  ASSERT_TRUE(a && b);
+  const auto table = Blocks(0, 8);
+  for (const auto& ids : Prompts()) {
+    SeqStep s = Step(ids, 0, table, true);
+    EXPECT_EQ(RunStep(*a, {&s, 1}).logits, RunStep(*b, {&s, 1}).logits);
+  }
+}
+
+TEST(CudaBackendTest, TensorParallelBeyondTheGpusIsAClearError) {
+  SKIP_WITHOUT_GPU();
+  CudaBackendOptions o;
+  o.tp = 2;
+  o.devices = {0, CudaDeviceCount()};
+  auto b = MakeCudaBackend(Fixture().dir(), o);
+  ASSERT_FALSE(b.ok());
+  EXPECT_NE(b.status().message().find("is not available"), std::string::npos)
+      << b.status().ToString();
+}
+
+TEST(CudaBackendTest, EngineGreedyGenerationMatchesTheCpuEngine) {
+  SKIP_WITHOUT_GPU();
+  auto generate = [](std::unique_ptr<Backend> b, const std::vector<int32_t>& prompt) {
+    auto e = Engine::Start(std::move(b), EngineOptions{});
+    EXPECT_TRUE(e.ok());
+    GenerationRequest r;
+    r.prompt = prompt;
+    r.max_tokens = 6;
+    r.sampling.temperature = 0;
+    r.ignore_eos = true;
+    std::vector<int32_t> tokens;
+    std::mutex mu;
+    std::condition_variable cv;
+    bool done = false;
+    EXPECT_TRUE((*e)->Submit(r,
+                             [&](const GenerationEvent& ev) {
+                               std::lock_guard lock(mu);
+                               tokens.insert(tokens.end(), ev.tokens.begin(), ev.tokens.end());
+                               if (ev.finish != FinishReason::kNone) {
+                                 done = true;
+                                 cv.notify_all();
+                               }
+                               return true;
+                             })
+                    .ok());
+    std::unique_lock lock(mu);
+    cv.wait(lock, [&] { return done; });
+    return tokens;
+  };
+  // The first tokens of the first case have wide CPU margins (checked above).
+  const auto& prompt = Prompts()[0];
+  EXPECT_EQ(generate(Cuda(), prompt), generate(Cpu(), prompt));
+}
+
+TEST(NcclCommunicatorTest, OneRankGroupReducesAndGathersOnTheDevice) {
+  SKIP_WITHOUT_GPU();
+  auto group = cuda::MakeNcclGroup({0});
+  ASSERT_TRUE(group.ok()) << group.status().ToString();
+  cuda::NcclCommunicator& c = *(*group)[0];
+  EXPECT_EQ(c.rank(), 0);
+  EXPECT_EQ(c.size(), 1);
+  std::vector<float> host = {1.5f, -2.0f, 3.25f};
+  float *d = nullptr, *g = nullptr;
+  ASSERT_EQ(cudaMalloc(&d, 3 * sizeof(float)), cudaSuccess);
+  ASSERT_EQ(cudaMalloc(&g, 3 * sizeof(float)), cudaSuccess);
+  cudaMemcpy(d, host.data(), 3 * sizeof(float), cudaMemcpyHostToDevice);
+  ASSERT_TRUE(c.AllReduceSum(d, 3).ok());
+  ASSERT_TRUE(c.AllGather(d, 3, g).ok());
+  std::vector<float> back(3);
+  cudaMemcpy(back.data(), g, 3 * sizeof(float), cudaMemcpyDeviceToHost);  // synchronizes
+  EXPECT_EQ(back, host);
+  cudaFree(d);
+  cudaFree(g);
+}
+
+}  // namespace
+}  // namespace loom::inference
