@@ -20,10 +20,10 @@
 #include <thread>
 #include <vector>
 
+#include "bench/inference/synthetic_model.h"
 #include "common/json.h"
 #include "inference/cpu/cpu_backend.h"
 #include "inference/cpu/kernels.h"
-#include "inference/safetensors.h"
 
 namespace loom::inference {
 namespace {
@@ -37,78 +37,6 @@ double Seconds(Clock::time_point a, Clock::time_point b) {
 double Median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v[v.size() / 2];
-}
-
-struct Shape {
-  int64_t vocab = 32000, hidden = 768, inter = 2048, layers = 12, heads = 12, kv_heads = 4;
-  int64_t head_dim() const { return hidden / heads; }
-};
-
-// Writes config.json + model.safetensors (BF16, tied embeddings) into `dir`;
-// returns the float32 bytes one decode step streams (all matrices; the
-// embedding is read once as lm_head).
-Result<double> WriteModel(const std::string& dir, const Shape& s) {
-  Json config = {{"model_type", "llama"},
-                 {"vocab_size", s.vocab},
-                 {"hidden_size", s.hidden},
-                 {"intermediate_size", s.inter},
-                 {"num_hidden_layers", s.layers},
-                 {"num_attention_heads", s.heads},
-                 {"num_key_value_heads", s.kv_heads},
-                 {"max_position_embeddings", 2048},
-                 {"rms_norm_eps", 1e-5},
-                 {"rope_theta", 10000.0},
-                 {"tie_word_embeddings", true},
-                 {"eos_token_id", 2}};
-  std::ofstream(dir + "/config.json") << config.dump(2);
-
-  struct T {
-    std::string name;
-    std::vector<int64_t> shape;
-    float mean, scale;
-  };
-  const int64_t H = s.hidden, hd = s.head_dim();
-  std::vector<T> ts = {{"model.embed_tokens.weight", {s.vocab, H}, 0, 0.02f},
-                       {"model.norm.weight", {H}, 1, 0}};
-  for (int64_t l = 0; l < s.layers; ++l) {
-    std::string p = "model.layers." + std::to_string(l) + ".";
-    ts.push_back({p + "input_layernorm.weight", {H}, 1, 0});
-    ts.push_back({p + "post_attention_layernorm.weight", {H}, 1, 0});
-    ts.push_back({p + "self_attn.q_proj.weight", {s.heads * hd, H}, 0, 0.03f});
-    ts.push_back({p + "self_attn.k_proj.weight", {s.kv_heads * hd, H}, 0, 0.03f});
-    ts.push_back({p + "self_attn.v_proj.weight", {s.kv_heads * hd, H}, 0, 0.03f});
-    ts.push_back({p + "self_attn.o_proj.weight", {H, s.heads * hd}, 0, 0.03f});
-    ts.push_back({p + "mlp.gate_proj.weight", {s.inter, H}, 0, 0.03f});
-    ts.push_back({p + "mlp.up_proj.weight", {s.inter, H}, 0, 0.03f});
-    ts.push_back({p + "mlp.down_proj.weight", {H, s.inter}, 0, 0.02f});
-  }
-  std::vector<std::vector<uint16_t>> data;
-  std::vector<TensorToWrite> out;
-  uint64_t rng = 0x9e3779b97f4a7c15ull;
-  double params = 0;
-  for (const T& t : ts) {
-    int64_t n = 1;
-    for (int64_t d : t.shape) n *= d;
-    params += static_cast<double>(n);
-    std::vector<uint16_t> v(static_cast<size_t>(n));
-    for (uint16_t& x : v) {
-      rng ^= rng << 13;
-      rng ^= rng >> 7;
-      rng ^= rng << 17;
-      float u = static_cast<float>(rng >> 40) / static_cast<float>(1 << 24) * 2.0f - 1.0f;
-      x = FloatToBf16(t.mean + t.scale * u);
-    }
-    data.push_back(std::move(v));
-    out.push_back({t.name, "BF16", t.shape, std::as_bytes(std::span<const uint16_t>(data.back()))});
-  }
-  LOOM_RETURN_IF_ERROR(WriteSafetensors(dir + "/model.safetensors", out));
-  std::printf(
-      "model: %.1fM parameters (hidden %lld, %lld layers, %lld/%lld heads, vocab %lld, "
-      "tied)\n",
-      params / 1e6, static_cast<long long>(H), static_cast<long long>(s.layers),
-      static_cast<long long>(s.heads), static_cast<long long>(s.kv_heads),
-      static_cast<long long>(s.vocab));
-  return params * sizeof(float);
 }
 
 // STREAM "copy" (a[i] = b[i]) over `threads` threads: bytes read + written per second.
@@ -183,13 +111,14 @@ int Main(int argc, char** argv) {
     }
   } cleanup{dir};
 
-  Shape shape;
+  bench::SyntheticShape shape;  // ~100M parameters, tied, BF16 on disk
   auto t0 = Clock::now();
-  Result<double> weight_bytes = WriteModel(dir, shape);
-  if (!weight_bytes.ok()) {
-    std::fprintf(stderr, "%s\n", weight_bytes.status().ToString().c_str());
+  Result<int64_t> params = bench::WriteSyntheticModel(dir, shape);
+  if (!params.ok()) {
+    std::fprintf(stderr, "%s\n", params.status().ToString().c_str());
     return 1;
   }
+  const double weight_bytes_per_step = static_cast<double>(*params) * sizeof(float);
   CpuBackendOptions opt;
   opt.threads = threads;
   opt.num_kv_blocks = 16 * 6;  // 16 sequences x 96 tokens
@@ -201,7 +130,7 @@ int Main(int argc, char** argv) {
   std::printf("setup (write + load): %.1f s, threads %d, kernels %s\n", Seconds(t0, Clock::now()),
               threads, cpu::KernelIsa());
 
-  std::printf("weights streamed per decode step: %.1f MB (float32)\n", *weight_bytes / 1e6);
+  std::printf("weights streamed per decode step: %.1f MB (float32)\n", weight_bytes_per_step / 1e6);
 
   {  // Prefill of one 512-token prompt, for scale (compute-bound, not part of the ratio).
     std::vector<int32_t> ids(512), table(32);
@@ -233,14 +162,14 @@ int Main(int argc, char** argv) {
       }
       rates.push_back(*tps);
       bws.push_back(bw);
-      fractions.push_back(*tps / (bw / *weight_bytes));
+      fractions.push_back(*tps / (bw / weight_bytes_per_step));
     }
     const double med = Median(rates), bw = Median(bws);
     std::printf("batch %2d: %.2f tokens/s (median of %d; %.1f ms/step); copy bandwidth %.2f GB/s",
                 batch, med, runs, 1e3 * batch / med, bw / 1e9);
     if (batch == 1) {
       std::printf("; bound %.2f tokens/s; fraction %.2f (median of per-run fractions)",
-                  bw / *weight_bytes, Median(fractions));
+                  bw / weight_bytes_per_step, Median(fractions));
     } else {
       std::printf("; %.2fx the batch-1 bound", Median(fractions));
     }

@@ -22,10 +22,10 @@
 #include <string>
 #include <vector>
 
+#include "bench/inference/synthetic_model.h"
 #include "common/json.h"
 #include "inference/cpu/cpu_backend.h"
 #include "inference/engine.h"
-#include "inference/safetensors.h"
 
 namespace loom::inference {
 namespace {
@@ -35,68 +35,6 @@ using Clock = std::chrono::steady_clock;
 double Median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v[v.size() / 2];
-}
-
-struct Shape {
-  int64_t vocab = 8192, hidden = 384, inter = 1024, layers = 6, heads = 6, kv_heads = 2;
-};
-
-Status WriteModel(const std::string& dir, const Shape& s) {
-  Json config = {{"model_type", "llama"},
-                 {"vocab_size", s.vocab},
-                 {"hidden_size", s.hidden},
-                 {"intermediate_size", s.inter},
-                 {"num_hidden_layers", s.layers},
-                 {"num_attention_heads", s.heads},
-                 {"num_key_value_heads", s.kv_heads},
-                 {"max_position_embeddings", 4096},
-                 {"rms_norm_eps", 1e-5},
-                 {"rope_theta", 10000.0},
-                 {"tie_word_embeddings", true},
-                 {"eos_token_id", 2}};
-  std::ofstream(dir + "/config.json") << config.dump(2);
-  const int64_t H = s.hidden, hd = s.hidden / s.heads;
-  struct T {
-    std::string name;
-    std::vector<int64_t> shape;
-    float mean, scale;
-  };
-  std::vector<T> ts = {{"model.embed_tokens.weight", {s.vocab, H}, 0, 0.02f},
-                       {"model.norm.weight", {H}, 1, 0}};
-  for (int64_t l = 0; l < s.layers; ++l) {
-    std::string p = "model.layers." + std::to_string(l) + ".";
-    ts.push_back({p + "input_layernorm.weight", {H}, 1, 0});
-    ts.push_back({p + "post_attention_layernorm.weight", {H}, 1, 0});
-    ts.push_back({p + "self_attn.q_proj.weight", {s.heads * hd, H}, 0, 0.03f});
-    ts.push_back({p + "self_attn.k_proj.weight", {s.kv_heads * hd, H}, 0, 0.03f});
-    ts.push_back({p + "self_attn.v_proj.weight", {s.kv_heads * hd, H}, 0, 0.03f});
-    ts.push_back({p + "self_attn.o_proj.weight", {H, s.heads * hd}, 0, 0.03f});
-    ts.push_back({p + "mlp.gate_proj.weight", {s.inter, H}, 0, 0.03f});
-    ts.push_back({p + "mlp.up_proj.weight", {s.inter, H}, 0, 0.03f});
-    ts.push_back({p + "mlp.down_proj.weight", {H, s.inter}, 0, 0.02f});
-  }
-  std::vector<std::vector<float>> data;
-  std::vector<TensorToWrite> out;
-  uint64_t rng = 0x9e3779b97f4a7c15ull;
-  double params = 0;
-  for (const T& t : ts) {
-    int64_t n = 1;
-    for (int64_t d : t.shape) n *= d;
-    params += double(n);
-    std::vector<float> v(static_cast<size_t>(n));
-    for (float& x : v) {
-      rng ^= rng << 13;
-      rng ^= rng >> 7;
-      rng ^= rng << 17;
-      x = t.mean + t.scale * (float(rng >> 40) / float(1 << 24) * 2.0f - 1.0f);
-    }
-    data.push_back(std::move(v));
-    out.push_back({t.name, "F32", t.shape, std::as_bytes(std::span<const float>(data.back()))});
-  }
-  std::printf("model: %.1fM parameters (hidden %lld, %lld layers, %lld/%lld heads, vocab %lld)\n",
-              params / 1e6, (long long)H, (long long)s.layers, (long long)s.heads,
-              (long long)s.kv_heads, (long long)s.vocab);
-  return WriteSafetensors(dir + "/model.safetensors", out);
 }
 
 // Seconds from Submit to the first token of a one-token generation.
@@ -140,11 +78,19 @@ int Main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--runs")) runs = std::atoi(argv[i + 1]);
     if (!std::strcmp(argv[i], "--prompt")) prompt_len = std::atoi(argv[i + 1]);
   }
-  Shape shape;
+  bench::SyntheticShape shape;
+  shape.vocab = 8192;
+  shape.hidden = 384;
+  shape.inter = 1024;
+  shape.layers = 6;
+  shape.heads = 6;
+  shape.kv_heads = 2;
+  shape.max_positions = 4096;
+  shape.dtype = "F32";
   auto dir = std::filesystem::temp_directory_path() / ("loom-ttft-" + std::to_string(getpid()));
   std::filesystem::create_directories(dir);
-  if (Status st = WriteModel(dir.string(), shape); !st.ok()) {
-    std::fprintf(stderr, "%s\n", st.ToString().c_str());
+  if (auto params = bench::WriteSyntheticModel(dir.string(), shape); !params.ok()) {
+    std::fprintf(stderr, "%s\n", params.status().ToString().c_str());
     return 1;
   }
   CpuBackendOptions bo;
