@@ -16,9 +16,12 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 #include <map>
+#include <set>
 #include <utility>
 
+#include "common/log.h"
 #include "inference/cpu/thread_pool.h"
 #include "inference/cuda/check.h"
 #include "inference/cuda/kernels.h"
@@ -132,6 +135,7 @@ struct Rank {
   std::unique_ptr<cuda::NcclCommunicator> comm;  // null at tp 1 without NCCL
   Scratch s;
   std::map<std::pair<int, int>, cudaGraphExec_t> graphs;  // (rows, width) -> decode graph
+  std::set<std::pair<int, int>> eager_only;               // shapes whose capture failed
   int64_t graph_generation = 0;  // of the pinned buffers the graphs read and write
 
   Rank() = default;
@@ -169,6 +173,14 @@ class CudaBackendImpl final : public CudaBackend {
  public:
   CudaBackendImpl(ModelConfig config, CudaBackendOptions options)
       : config_(std::move(config)), options_(std::move(options)) {}
+  ~CudaBackendImpl() override {
+    // Tearing down a communicator may wait for its peers: finalize them together.
+    std::vector<cuda::NcclCommunicator*> comms;
+    for (auto& r : ranks_) {
+      if (r->comm) comms.push_back(r->comm.get());
+    }
+    cuda::FinalizeNcclGroup(comms);
+  }
 
   Status Load(const Checkpoint& ck);
 
@@ -340,9 +352,10 @@ Status CudaBackendImpl::AllocateKvCache(Rank& r) {
     Layer& L = r.layers[l];
     LOOM_RETURN_IF_ERROR(L.k_cache.Allocate(bytes, "the KV cache"));
     LOOM_RETURN_IF_ERROR(L.v_cache.Allocate(bytes, "the KV cache"));
-    LOOM_CUDA_CHECK(cudaMemset(L.k_cache.get<void>(), 0, bytes));
-    LOOM_CUDA_CHECK(cudaMemset(L.v_cache.get<void>(), 0, bytes));
+    LOOM_CUDA_CHECK(cudaMemsetAsync(L.k_cache.get<void>(), 0, bytes, r.stream));
+    LOOM_CUDA_CHECK(cudaMemsetAsync(L.v_cache.get<void>(), 0, bytes, r.stream));
   }
+  LOOM_CUDA_CHECK(cudaStreamSynchronize(r.stream));
   return Status::Ok();
 }
 
@@ -409,6 +422,11 @@ Status CudaBackendImpl::Load(const Checkpoint& ck) {
     ranks_.push_back(std::move(r));
   }
 
+  // Slots (block x block_size + offset) are int32 in the step's meta.
+  const int64_t max_blocks = std::numeric_limits<int32_t>::max() / options_.block_size;
+  if (options_.num_kv_blocks > max_blocks) {
+    return Status::InvalidArgument("num_kv_blocks x block_size must stay below 2^31");
+  }
   num_kv_blocks_ = options_.num_kv_blocks;
   if (num_kv_blocks_ == 0) {
     // What is free after the weights, less the step buffers of a 2,048-token
@@ -427,7 +445,7 @@ Status CudaBackendImpl::Load(const Checkpoint& ck) {
       const auto b = static_cast<int64_t>(usable / static_cast<double>(KvBytesPerBlock(*r)));
       blocks = blocks < 0 ? b : std::min(blocks, b);
     }
-    num_kv_blocks_ = static_cast<int32_t>(std::min<int64_t>(blocks, 1 << 30));
+    num_kv_blocks_ = static_cast<int32_t>(std::min<int64_t>(blocks, max_blocks));
     if (num_kv_blocks_ < 1) {
       return Status::ResourceExhausted("no GPU memory is left for the KV cache after the weights");
     }
@@ -640,14 +658,15 @@ Status CudaBackendImpl::RunRank(Rank& r, const Plan& p) {
   LOOM_RETURN_IF_ERROR(Reserve(r, p));
   const bool counts = r.index == 0;
   const std::pair<int, int> key{p.T, p.W};
-  auto it = p.graph ? r.graphs.find(key) : r.graphs.end();
+  const bool use_graph = p.graph && !r.eager_only.contains(key);
+  auto it = use_graph ? r.graphs.find(key) : r.graphs.end();
   if (it != r.graphs.end()) {
     LOOM_CUDA_CHECK(cudaGraphLaunch(it->second, r.stream));
     if (counts) ++stats_.graph_replays;
   } else {
     LOOM_RETURN_IF_ERROR(Enqueue(r, p));
     if (counts) ++stats_.eager_steps;
-    if (p.graph) {
+    if (use_graph) {
       // Capturing records the same operations without running them.
       LOOM_CUDA_CHECK(cudaStreamBeginCapture(r.stream, cudaStreamCaptureModeThreadLocal));
       Status enqueued = Enqueue(r, p);
@@ -663,8 +682,15 @@ Status CudaBackendImpl::RunRank(Rank& r, const Plan& p) {
         ended = made;
       }
       if (graph != nullptr) cudaGraphDestroy(graph);
-      LOOM_RETURN_IF_ERROR(enqueued);
-      LOOM_CUDA_CHECK(ended);
+      if (!enqueued.ok() || ended != cudaSuccess) {
+        // The eager step above ran; this shape just stays eager (e.g. no memory
+        // left for the graph).
+        cudaGetLastError();
+        r.eager_only.insert(key);
+        LOOM_LOG(kWarning) << "CUDA graph capture failed for a decode step of " << p.T
+                           << " rows; running it eagerly: "
+                           << (enqueued.ok() ? cudaGetErrorString(ended) : enqueued.message());
+      }
     }
   }
   if (r.index == 0) {

@@ -18,6 +18,16 @@ Status NcclCommunicator::AllGather(const float* in, size_t n, float* out) {
   return Status::Ok();
 }
 
+void FinalizeNcclGroup(const std::vector<NcclCommunicator*>& group) {
+  if (group.empty()) return;
+  ncclGroupStart();
+  for (NcclCommunicator* c : group) {
+    cudaSetDevice(c->device_);
+    ncclCommFinalize(c->comm_);
+  }
+  ncclGroupEnd();
+}
+
 Result<std::vector<std::unique_ptr<NcclCommunicator>>> MakeNcclGroup(
     const std::vector<int>& devices) {
   if (devices.empty()) return Status::InvalidArgument("an NCCL group needs at least one device");

@@ -42,6 +42,7 @@ class NcclCommunicator final : public Communicator {
   Status AllGather(const float* in, size_t n, float* out) override;
 
  private:
+  friend void FinalizeNcclGroup(const std::vector<NcclCommunicator*>& group);
   ncclComm_t comm_;
   int rank_, size_, device_;
   cudaStream_t stream_ = nullptr;
@@ -51,5 +52,9 @@ class NcclCommunicator final : public Communicator {
 // together in this process.
 Result<std::vector<std::unique_ptr<NcclCommunicator>>> MakeNcclGroup(
     const std::vector<int>& devices);
+
+// Finalizes the ranks of a group together (ncclCommFinalize in one NCCL group),
+// so that destroying them one after another on one thread cannot wait on a peer.
+void FinalizeNcclGroup(const std::vector<NcclCommunicator*>& group);
 
 }  // namespace loom::inference::cuda

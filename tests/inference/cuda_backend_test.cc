@@ -2,17 +2,17 @@
 // label `gpu`; every test is skipped where no GPU is present).
 //
 // Both backends load the same bf16 copy of the fixture, so the only
-// differences are the CUDA backend's bf16 activations (the normed inputs of
-// every GEMM, the attention output, SiLU·mul, and the K/V cache) and float32
-// summation order. Tolerance: bf16 keeps 8 significant bits, a relative
-// rounding error of at most 2^-9 = 0.2% per rounded value. The logits (|l| up
-// to ~8 here) pass through 2 layers x 4 rounded GEMM inputs and the KV cache;
-// independent roundings of 0.2% over dot products of length 64-160 add up to a
-// few 0.1% of the logit scale, i.e. ~0.01-0.03 in absolute terms. We allow
-// kTol = 0.06 (about 3x that), far below the gaps between distinct logits that
-// a wrong kernel produces (order 1). Greedy tokens must be equal wherever the
-// CPU's top-2 margin exceeds 2 x kTol (below that bf16 may legitimately swap
-// them; the comparison then stops, and the test requires at least 8 tokens).
+// differences are the CUDA backend's bf16 activations (the normed input of
+// every GEMM, the attention output, SiLU·mul, the K/V cache) and float32
+// summation order. The tolerances are measured, not guessed, by
+// scripts/bf16_tolerance.py: a float64 forward pass of this bf16 fixture that
+// rounds exactly those activations to bf16 differs from the unrounded one, over
+// the 6 cases and 24 greedy steps each, by at most 0.39 in any logit (|logits|
+// up to ~10, rms 2.6) and by 0.027-0.031 on average. We allow a maximum of 0.5
+// and a mean of 0.06: a wrong kernel (mask, RoPE, head mapping, cache slot)
+// moves logits by whole units on average. Greedy tokens are compared where the
+// CPU's top-2 margin exceeds 0.4 (no such token flipped in that model, and 13-16
+// of the 24 tokens of each case qualify; below it bf16 may legitimately swap).
 #include "inference/cuda/cuda_backend.h"
 
 #include <cuda_runtime_api.h>
@@ -36,7 +36,9 @@
 namespace loom::inference {
 namespace {
 
-constexpr double kTol = 0.06;
+constexpr double kMaxTol = 0.5;
+constexpr double kMeanTol = 0.06;
+constexpr double kMargin = 0.4;
 
 #define SKIP_WITHOUT_GPU() \
   if (CudaDeviceCount() == 0) GTEST_SKIP() << "no CUDA device on this machine"
@@ -106,13 +108,22 @@ std::unique_ptr<Backend> Cpu() {
   return b.ok() ? std::move(b).value() : nullptr;
 }
 
-double MaxAbsDiff(std::span<const float> a, std::span<const float> b) {
-  EXPECT_EQ(a.size(), b.size());
-  double m = 0;
-  for (size_t i = 0; i < std::min(a.size(), b.size()); ++i) {
-    m = std::max(m, std::abs(double(a[i]) - b[i]));
+// Logits equal within the bf16 tolerances above: the largest and the mean
+// absolute difference.
+::testing::AssertionResult Close(std::span<const float> a, std::span<const float> b) {
+  if (a.size() != b.size() || a.empty()) {
+    return ::testing::AssertionFailure() << "sizes " << a.size() << " and " << b.size();
   }
-  return m;
+  double max = 0, sum = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const double d = std::abs(double(a[i]) - b[i]);
+    max = std::max(max, d);
+    sum += d;
+  }
+  const double mean = sum / double(a.size());
+  if (max <= kMaxTol && mean <= kMeanTol) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "max |diff| " << max << " (limit " << kMaxTol
+                                       << "), mean " << mean << " (limit " << kMeanTol << ")";
 }
 
 std::vector<int32_t> Blocks(int32_t first, int32_t n) {
@@ -151,12 +162,13 @@ TEST(CudaBackendTest, PrefillLogitsOfEveryPositionMatchTheCpuBackend) {
     StepOutput a = RunStep(*cuda, {&s, 1});
     StepOutput b = RunStep(*cpu, {&s, 1});
     ASSERT_EQ(a.logits.size(), ids.size() * 512);
-    EXPECT_LE(MaxAbsDiff(a.logits, b.logits), kTol);
+    EXPECT_TRUE(Close(a.logits, b.logits));
   }
 }
 
-// Greedy decoding with the argmax on the GPU against the CPU's, as far as the
-// CPU's margins say the order is not a bf16 coin toss.
+// Greedy decoding with the argmax on the GPU against the CPU's, at every token
+// where the CPU's margin says the order is not a bf16 coin toss (both backends
+// are fed the CPU's tokens). At least 8 of the 24 tokens of each case qualify.
 TEST(CudaBackendTest, GreedyTokensWithTheGpuArgmaxMatchTheCpuBackend) {
   SKIP_WITHOUT_GPU();
   auto cuda = Cuda();
@@ -175,11 +187,12 @@ TEST(CudaBackendTest, GreedyTokensWithTheGpuArgmaxMatchTheCpuBackend) {
       ASSERT_TRUE(a.logits.empty());  // the row stayed on the GPU
       std::vector<float> sorted = b.logits;
       std::partial_sort(sorted.begin(), sorted.begin() + 2, sorted.end(), std::greater<>());
-      if (sorted[0] - sorted[1] <= 2 * kTol) break;
       const int32_t want = Argmax(b.logits);
-      ASSERT_EQ(a.argmax[0], want) << "token " << i;
-      ++compared;
-      ids.push_back(want);
+      if (sorted[0] - sorted[1] > kMargin) {
+        EXPECT_EQ(a.argmax[0], want) << "token " << i;
+        ++compared;
+      }
+      ids.push_back(want);  // both follow the CPU's path, so a close call cannot derail the rest
       const int32_t pos = static_cast<int32_t>(ids.size()) - 1;
       s = Step(std::span(ids).subspan(pos, 1), pos, table, false, true);
       c = Step(std::span(ids).subspan(pos, 1), pos, table);
@@ -206,13 +219,13 @@ TEST(CudaBackendTest, BatchedStepEqualsEachSequenceAlone) {
     s = Step(prompts[1], 0, t1);
     alone1 = RunStep(*cuda, {&s, 1}).logits;
   }
-  std::vector<SeqStep> both = {Step(prompts[0], 0, t2), Step(prompts[1], 0, t1, false, true)};
-  both[1].block_table = Blocks(24, 8);
+  const auto t3 = Blocks(24, 8);
+  std::vector<SeqStep> both = {Step(prompts[0], 0, t2), Step(prompts[1], 0, t3, false, true)};
   StepOutput out = RunStep(*cuda, both);
   ASSERT_EQ(out.logits.size(), 512u);
   ASSERT_EQ(out.argmax.size(), 2u);
   EXPECT_EQ(out.argmax[0], -1);
-  EXPECT_LE(MaxAbsDiff(out.logits, alone0), kTol);
+  EXPECT_TRUE(Close(out.logits, alone0));
   EXPECT_EQ(out.argmax[1], Argmax(alone1));
 }
 
@@ -237,7 +250,7 @@ TEST(CudaBackendTest, ChunkedPrefillAndCopiedBlocksMatchOnePrefill) {
     SeqStep s = Step(part, static_cast<int32_t>(i), chunked_table);
     got = RunStep(*cuda, {&s, 1}).logits;
   }
-  EXPECT_LE(MaxAbsDiff(got, want), kTol);
+  EXPECT_TRUE(Close(got, want));
 
   // Copy the first two blocks of the whole prefill, recompute the rest.
   ASSERT_TRUE(cuda->CopyBlock(0, 40).ok());
@@ -245,7 +258,7 @@ TEST(CudaBackendTest, ChunkedPrefillAndCopiedBlocksMatchOnePrefill) {
   std::vector<int32_t> copied = {40, 41};
   for (int32_t b : Blocks(42, 14)) copied.push_back(b);
   SeqStep rest = Step(std::span(ids).subspan(8), 8, copied);
-  EXPECT_LE(MaxAbsDiff(RunStep(*cuda, {&rest, 1}).logits, want), kTol);
+  EXPECT_TRUE(Close(RunStep(*cuda, {&rest, 1}).logits, want));
 }
 
 // Decode steps replayed from CUDA graphs give what eager steps give, and the
@@ -273,7 +286,7 @@ TEST(CudaBackendTest, GraphReplayedDecodeMatchesEagerDecode) {
     }
     StepOutput a = RunStep(**graphs, steps);
     StepOutput b = RunStep(*eager, steps);
-    ASSERT_LE(MaxAbsDiff(a.logits, b.logits), kTol) << "step " << step;
+    ASSERT_TRUE(Close(a.logits, b.logits)) << "step " << step;
     for (int s = 0; s < n; ++s) {
       ids[s].push_back(Argmax(std::span(b.logits).subspan(s * 512, 512)));
     }
@@ -338,8 +351,9 @@ TEST(CudaBackendTest, EngineGreedyGenerationMatchesTheCpuEngine) {
     cv.wait(lock, [&] { return done; });
     return tokens;
   };
-  // The first tokens of the first case have wide CPU margins (checked above).
-  const auto& prompt = Prompts()[0];
+  // Case 3: CPU margins of 0.18 or more over its first 6 greedy tokens, none of
+  // which flipped in the bf16 model described at the top.
+  const auto& prompt = Prompts()[3];
   EXPECT_EQ(generate(Cuda(), prompt), generate(Cpu(), prompt));
 }
 
