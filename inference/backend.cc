@@ -54,4 +54,19 @@ Status CheckTensorParallel(const ModelConfig& config, int tp) {
   return Status::Ok();
 }
 
+TensorParallelShard ShardOf(const ModelConfig& config, int tp, int rank) {
+  TensorParallelShard s;
+  s.nq = config.num_heads / tp;
+  s.q_begin = rank * s.nq;
+  if (config.num_kv_heads % tp == 0) {
+    s.nkv = config.num_kv_heads / tp;
+    s.kv_begin = rank * s.nkv;
+  } else {  // tp % num_kv_heads == 0: one replicated KV head per rank
+    s.nkv = 1;
+    s.kv_begin = rank / (tp / config.num_kv_heads);
+  }
+  s.inter = config.intermediate_size / tp;
+  return s;
+}
+
 }  // namespace loom::inference

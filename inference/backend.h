@@ -80,4 +80,12 @@ Status ValidateBatch(std::span<const SeqStep> batch, const ModelConfig& config, 
 // rank); intermediate_size % tp == 0.
 Status CheckTensorParallel(const ModelConfig& config, int tp);
 
+// What rank `rank` of `tp` holds under that rule.
+struct TensorParallelShard {
+  int64_t nq = 0, q_begin = 0;    // query heads held; the first one's global index
+  int64_t nkv = 0, kv_begin = 0;  // KV heads held; the first one's global index
+  int64_t inter = 0;              // intermediate columns held, from rank * inter
+};
+TensorParallelShard ShardOf(const ModelConfig& config, int tp, int rank);
+
 }  // namespace loom::inference

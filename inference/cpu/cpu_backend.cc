@@ -46,13 +46,8 @@ struct LayerShard {
 
 // One tensor-parallel shard: its heads, its slice of the MLP and vocabulary,
 // its share of the KV cache, its communicator and its matmul pool.
-struct Rank {
+struct Rank : TensorParallelShard {
   int index = 0;
-  int64_t nq = 0;        // query heads held
-  int64_t q_begin = 0;   // first global query head
-  int64_t nkv = 0;       // KV heads held
-  int64_t kv_begin = 0;  // first global KV head
-  int64_t inter = 0;     // intermediate columns held
   int64_t vocab_begin = 0;
   int64_t vocab_rows = 0;
   const float* lm_head = nullptr;  // [vocab_rows, H], inside the backend's shared array
@@ -116,16 +111,7 @@ Status CpuBackend::LoadRank(const Checkpoint& ck, Rank& r) {
   const ModelConfig& c = config_;
   const int64_t H = c.hidden_size, hd = c.head_dim;
   const int64_t tp = options_.tp;
-  r.nq = c.num_heads / tp;
-  r.q_begin = r.index * r.nq;
-  if (c.num_kv_heads % tp == 0) {
-    r.nkv = c.num_kv_heads / tp;
-    r.kv_begin = r.index * r.nkv;
-  } else {  // tp % num_kv_heads == 0: one replicated KV head per rank
-    r.nkv = 1;
-    r.kv_begin = r.index / (tp / c.num_kv_heads);
-  }
-  r.inter = c.intermediate_size / tp;
+  static_cast<TensorParallelShard&>(r) = ShardOf(c, static_cast<int>(tp), r.index);
   const int64_t qkv_rows = (r.nq + 2 * r.nkv) * hd;
   const Range all_h{0, H};
   const Range q_rows{r.q_begin * hd, (r.q_begin + r.nq) * hd};

@@ -119,9 +119,8 @@ struct Scratch {
   DeviceArray work;    // float: attention parts
 };
 
-struct Rank {
+struct Rank : TensorParallelShard {
   int index = 0, device = 0, sm_count = 0;
-  int64_t nq = 0, q_begin = 0, nkv = 0, kv_begin = 0, inter = 0;
   int64_t vocab_begin = 0, vocab_rows = 0;
   std::vector<Layer> layers;
   DeviceArray embed;           // [V, H]
@@ -264,16 +263,7 @@ std::string LayerName(int64_t l, const char* suffix) {
 Status CudaBackendImpl::LoadRank(const Checkpoint& ck, Rank& r) {
   const ModelConfig& c = config_;
   const int64_t H = c.hidden_size, hd = c.head_dim, V = c.vocab_size, tp = options_.tp;
-  r.nq = c.num_heads / tp;
-  r.q_begin = r.index * r.nq;
-  if (c.num_kv_heads % tp == 0) {
-    r.nkv = c.num_kv_heads / tp;
-    r.kv_begin = r.index * r.nkv;
-  } else {  // tp % num_kv_heads == 0: one replicated KV head per rank
-    r.nkv = 1;
-    r.kv_begin = r.index / (tp / c.num_kv_heads);
-  }
-  r.inter = c.intermediate_size / tp;
+  static_cast<TensorParallelShard&>(r) = ShardOf(c, static_cast<int>(tp), r.index);
   const Range all_h{0, H};
   const Range q_rows{r.q_begin * hd, (r.q_begin + r.nq) * hd};
   const Range kv_rows{r.kv_begin * hd, (r.kv_begin + r.nkv) * hd};
