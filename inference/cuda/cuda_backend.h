@@ -35,9 +35,9 @@ struct CudaBackendOptions {
   int32_t num_kv_blocks = 0;         // 0: as many as fit in kv_memory_fraction of what is free
   double kv_memory_fraction = 0.85;  // of the GPU memory free after weights and scratch
   bool cuda_graphs = true;           // replay decode steps from captured graphs
-  // Run the collectives through NCCL even at tp = 1 (tests prove it changes
-  // nothing); at tp = 1 without it there are no collectives.
-  bool nccl_at_tp1 = true;
+  // Run the collectives through NCCL at tp = 1 too (a one-rank group): the tests
+  // prove it changes no bit; serving skips them (no launches for nothing).
+  bool nccl_at_tp1 = false;
   int32_t max_graph_batch = 256;  // decode batches above this run without a graph
 };
 
