@@ -184,6 +184,11 @@ int Main(int argc, char** argv) {
       for (std::string b; std::getline(ss, b, ',');) batches.push_back(std::atoi(b.c_str()));
     }
   }
+  if (batches.empty() || *std::min_element(batches.begin(), batches.end()) < 1) {
+    std::fprintf(stderr,
+                 "inference_cuda_decode_bench: --batches takes positive sizes, e.g. 1,16,64\n");
+    return 2;
+  }
   if (CudaDeviceCount() == 0) {
     std::fprintf(stderr, "inference_cuda_decode_bench: no CUDA device\n");
     return 1;
@@ -193,6 +198,13 @@ int Main(int argc, char** argv) {
     dir = (std::filesystem::temp_directory_path() / "loom-cuda-bench").string();
   }
   std::filesystem::create_directories(dir);
+  struct Cleanup {  // the 2.2 GB checkpoint goes on every way out
+    std::string d;
+    ~Cleanup() {
+      std::error_code ec;
+      if (!d.empty()) std::filesystem::remove_all(d, ec);
+    }
+  } cleanup{own_dir ? dir : std::string()};
 
   bench::SyntheticShape shape;
   shape.hidden = 2048;
@@ -273,7 +285,6 @@ int Main(int argc, char** argv) {
   std::printf("\ngraphs: %lld captured, %lld replayed, %lld eager steps\n",
               (long long)st.graph_captures, (long long)st.graph_replays, (long long)st.eager_steps);
   if (!json_path.empty()) std::ofstream(json_path) << results.dump(2) << "\n";
-  if (own_dir) std::filesystem::remove_all(dir);
   return 0;
 }
 

@@ -74,7 +74,6 @@ class Buffer {
     return static_cast<T*>(p_);
   }
   size_t bytes() const { return bytes_; }
-  bool empty() const { return p_ == nullptr; }
 
  private:
   void Free() {

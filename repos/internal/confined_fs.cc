@@ -427,8 +427,8 @@ void ConfinedDir::PruneEmptyParents(const RelPath& path) const {
 
 namespace {
 
-Status RemoveChildren(int dir_fd, const std::string& where, int depth) {
-  if (depth > 4 * kMaxWalkDepth) return Status::ResourceExhausted("tree too deep: " + where);
+// The names in the directory `dir_fd` (without "." and ".."); `where` names it in errors.
+Result<std::vector<std::string>> ListNames(int dir_fd, const std::string& where) {
   int fd = openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   DIR* d = fd < 0 ? nullptr : fdopendir(fd);
   if (!d) {
@@ -441,6 +441,12 @@ Status RemoveChildren(int dir_fd, const std::string& where, int depth) {
     if (name != "." && name != "..") names.emplace_back(name);
   }
   closedir(d);
+  return names;
+}
+
+Status RemoveChildren(int dir_fd, const std::string& where, int depth) {
+  if (depth > 4 * kMaxWalkDepth) return Status::ResourceExhausted("tree too deep: " + where);
+  LOOM_ASSIGN_OR_RETURN(std::vector<std::string> names, ListNames(dir_fd, where));
   for (const std::string& name : names) {
     if (unlinkat(dir_fd, name.c_str(), 0) == 0 || errno == ENOENT) continue;
     if (errno != EISDIR && errno != EPERM) {
@@ -461,21 +467,9 @@ Status RemoveChildren(int dir_fd, const std::string& where, int depth) {
 Status ReclaimChildren(int dir_fd, const std::string& where, int depth, dev_t dev, uid_t from,
                        uid_t to_uid, gid_t to_gid, size_t* changed) {
   if (depth > 4 * kMaxWalkDepth) return Status::ResourceExhausted("tree too deep: " + where);
-  int fd = openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  DIR* d = fd < 0 ? nullptr : fdopendir(fd);
-  if (!d) {
-    if (fd >= 0) close(fd);
-    return Status::FromErrno(errno, "cannot list '" + where + "'");
-  }
-  std::vector<std::string> names;
-  while (struct dirent* e = readdir(d)) {
-    std::string_view name = e->d_name;
-    if (name == "." || name == "..") continue;
-    if (depth == 0 && name == ".git") continue;  // never lent
-    names.emplace_back(name);
-  }
-  closedir(d);
+  LOOM_ASSIGN_OR_RETURN(std::vector<std::string> names, ListNames(dir_fd, where));
   for (const std::string& name : names) {
+    if (depth == 0 && name == ".git") continue;  // never lent
     const std::string shown = where + "/" + name;
     struct stat st;
     if (fstatat(dir_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) < 0) {

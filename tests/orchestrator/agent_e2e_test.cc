@@ -17,6 +17,7 @@
 #include "orchestrator/replay_model.h"
 #include "repos/workspace.h"
 #include "tests/support/daemon_fixture.h"
+#include "tests/support/subprocess.h"
 
 namespace loom {
 namespace {
@@ -45,16 +46,7 @@ Json Step(const std::string& tool, Json args, const std::string& content = "") {
 
 Json Script(Json replies) { return {{"conversations", {{{"replies", std::move(replies)}}}}}; }
 
-std::string Git(const std::string& args) {
-  std::string cmd = "git " + args + " 2>&1";
-  FILE* f = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
-  pclose(f);
-  return out;
-}
+std::string Git(const std::string& args) { return loom::testing::CommandOutput("git " + args); }
 
 class AgentEndToEndTest : public testing::DaemonFixture {
  protected:

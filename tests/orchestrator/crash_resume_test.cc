@@ -33,15 +33,7 @@ namespace fs = std::filesystem;
 using std::chrono::milliseconds;
 using std::chrono::steady_clock;
 
-std::string Output(const std::string& cmd) {
-  FILE* f = popen((cmd + " 2>&1").c_str(), "r");
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
-  pclose(f);
-  return out;
-}
+std::string Output(const std::string& cmd) { return loom::testing::CommandOutput(cmd); }
 
 class CrashResumeTest : public ::testing::Test {
  protected:
@@ -77,11 +69,11 @@ class CrashResumeTest : public ::testing::Test {
   }
 
   void StartLoomd() {
-    pid_ = testing::Spawn({std::string(LOOM_BIN_DIR) + "/loomd", "--data-dir", data_, "--listen",
-                           "127.0.0.1:" + std::to_string(port_), "--llm-url", model_->url(),
-                           "--set", "agents=2", "--set", "llm.retries=2", "--set",
-                           "log.level=warning"},
-                          dir_.path() + "/loomd.log");
+    pid_ =
+        testing::Spawn({std::string(LOOM_BIN_DIR) + "/loomd", "--data-dir", data_, "--listen",
+                        "127.0.0.1:" + std::to_string(port_), "--llm-url", model_->url(), "--set",
+                        "agents=2", "--set", "llm.retries=2", "--set", "log.level=warning"},
+                       dir_.path() + "/loomd.log");
     ASSERT_GT(pid_, 0);
     auto deadline = steady_clock::now() + std::chrono::seconds(10);
     while (Call("GET", "/healthz").status != 200) {
@@ -165,12 +157,14 @@ TEST_F(CrashResumeTest, EveryTaskReachesReviewDespiteKillsAtRandomPoints) {
   int resumed = 0;
   for (const auto& t : tasks) {
     if (t["state"] != "review") {
-      auto ev = Call("GET", "/v1/tasks/" + std::to_string(t["id"].get<int64_t>()) + "/events?limit=5000");
+      auto ev =
+          Call("GET", "/v1/tasks/" + std::to_string(t["id"].get<int64_t>()) + "/events?limit=5000");
       Json events = *ParseJson(ev.body);
       for (const auto& e : events["items"]) {
-        std::string d = e["type"] == "tool_result" ? e["data"].value("content", "") : DumpJson(e["data"]);
-        std::printf("  [%s] %s %s\n", DumpJson(e["seq"]).c_str(), e["type"].get<std::string>().c_str(),
-                    d.substr(0, 300).c_str());
+        std::string d =
+            e["type"] == "tool_result" ? e["data"].value("content", "") : DumpJson(e["data"]);
+        std::printf("  [%s] %s %s\n", DumpJson(e["seq"]).c_str(),
+                    e["type"].get<std::string>().c_str(), d.substr(0, 300).c_str());
       }
     }
     ASSERT_EQ(t["state"], "review") << t.dump();
@@ -184,7 +178,8 @@ TEST_F(CrashResumeTest, EveryTaskReachesReviewDespiteKillsAtRandomPoints) {
                   .find("AverageRegressionTest"),
               std::string::npos);
 
-    auto r = Call("GET", "/v1/tasks/" + std::to_string(t["id"].get<int64_t>()) + "/events?limit=5000");
+    auto r =
+        Call("GET", "/v1/tasks/" + std::to_string(t["id"].get<int64_t>()) + "/events?limit=5000");
     ASSERT_EQ(r.status, 200);
     std::map<std::string, int> results;
     std::string last_state;
@@ -195,7 +190,8 @@ TEST_F(CrashResumeTest, EveryTaskReachesReviewDespiteKillsAtRandomPoints) {
         ++results[d["tool_call_id"].get<std::string>()];
         std::string name = d["name"];
         if (name == "write_file" || name == "replace_in_file") {
-          EXPECT_FALSE(d["error"].get<bool>()) << "an edit was redone on top of itself: " << d.dump();
+          EXPECT_FALSE(d["error"].get<bool>())
+              << "an edit was redone on top of itself: " << d.dump();
         }
       }
       if (e["type"] == "state") {
@@ -206,7 +202,8 @@ TEST_F(CrashResumeTest, EveryTaskReachesReviewDespiteKillsAtRandomPoints) {
         resumed += d["reason"] == "resumed after a restart";
       }
     }
-    for (const auto& [id, n] : results) EXPECT_EQ(n, 1) << "tool call " << id << " answered " << n << " times";
+    for (const auto& [id, n] : results)
+      EXPECT_EQ(n, 1) << "tool call " << id << " answered " << n << " times";
     // 8 replies in the recorded conversation, each answered: no step lost.
     EXPECT_EQ(results.size(), 8u);
   }

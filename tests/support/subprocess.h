@@ -9,12 +9,25 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <string>
 #include <vector>
 
 extern char** environ;
 
 namespace loom::testing {
+
+// What `command` (run by sh) prints on stdout and stderr.
+inline std::string CommandOutput(const std::string& command) {
+  FILE* f = popen((command + " 2>&1").c_str(), "r");
+  std::string out;
+  if (f == nullptr) return out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
+  pclose(f);
+  return out;
+}
 
 // Starts argv[0] with stdout/stderr appended to `log_path`; returns the pid or -1.
 inline pid_t Spawn(const std::vector<std::string>& argv, const std::string& log_path) {
