@@ -1,17 +1,40 @@
 #!/usr/bin/env bash
-# Sets up a Debian 12 machine for Loom and builds it in ./build.
-# Installs only what is missing (apt-get update first), configures with CMake and
-# builds with all cores. With CI=true warnings are errors. Idempotent.
+# Sets up a Debian 12 machine for Loom and builds it. Idempotent.
+#
+#   ./scripts/setup.sh           installs what is missing, builds loomd and loom:
+#                                what `loom demo` needs, nothing more
+#   ./scripts/setup.sh --tests   the same, then everything else: loom-infer, every
+#                                test suite and benchmark (what ctest runs)
+#
+# The build goes to ./build, or to $LOOM_BUILD_DIR (for a read-only source tree).
+# The CUDA backend of loom-infer is built when asked (LOOM_WITH_CUDA=ON), when a GPU
+# is present (nvidia-smi lists one), or under CI=true where nvcc is installed (CI
+# keeps it compiling); LOOM_WITH_CUDA=OFF turns it off in every case.
+# With CI=true warnings are errors. ccache, when installed, makes a second clone's
+# build cheap (paths are hashed relative to the source tree).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+mode=demo
+case "${1:-}" in
+  "") ;;
+  --tests) mode=tests ;;
+  *)
+    echo "usage: $0 [--tests]" >&2
+    exit 2
+    ;;
+esac
+
 packages=(
-  build-essential cmake ninja-build pkg-config git
+  build-essential cmake ninja-build pkg-config git ccache
   libboost-dev nlohmann-json3-dev libcli11-dev libtomlplusplus-dev
   libsqlite3-dev libgit2-dev libcurl4-openssl-dev libssl-dev libseccomp-dev
   libgtest-dev libgmock-dev
-  bubblewrap unicode-data python3 curl wrk procps
+  bubblewrap unicode-data python3 curl procps
 )
+if [ "$mode" = tests ]; then
+  packages+=(wrk)
+fi
 
 missing=()
 for p in "${packages[@]}"; do
@@ -25,13 +48,39 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y --no-install-recommends "${missing[@]}"
 fi
 
-cmake_args=(-S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo)
+build_dir="${LOOM_BUILD_DIR:-build}"
+cmake_args=(-S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo)
 if [ "${CI:-}" = "true" ]; then
   cmake_args+=(-DLOOM_WERROR=ON)
 fi
-if [ -x /usr/local/cuda/bin/nvcc ] && [ "${LOOM_WITH_CUDA:-auto}" != "OFF" ]; then
-  cmake_args+=(-DLOOM_WITH_CUDA=ON -DCMAKE_CUDA_COMPILER=/usr/local/cuda/bin/nvcc)
+if command -v ccache >/dev/null; then
+  cmake_args+=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache)
+  export CCACHE_BASEDIR="$PWD" CCACHE_NOHASHDIR=1
 fi
+
+cuda="${LOOM_WITH_CUDA:-auto}"
+nvcc=/usr/local/cuda/bin/nvcc
+if [ "$cuda" = auto ]; then
+  cuda=OFF
+  if [ -x "$nvcc" ]; then
+    if command -v nvidia-smi >/dev/null && nvidia-smi -L 2>/dev/null | grep -q '^GPU'; then
+      cuda=ON
+    elif [ "${CI:-}" = "true" ]; then
+      cuda=ON
+    fi
+  fi
+fi
+if [ "$cuda" = ON ]; then
+  cmake_args+=(-DLOOM_WITH_CUDA=ON "-DCMAKE_CUDA_COMPILER=$nvcc")
+else
+  cmake_args+=(-DLOOM_WITH_CUDA=OFF)
+fi
+
 cmake "${cmake_args[@]}" >/dev/null
-cmake --build build -j "$(nproc)"
-echo "setup: built into ./build (binaries in ./build/bin)"
+if [ "$mode" = demo ]; then
+  cmake --build "$build_dir" -j "$(nproc)" --target loomd loom
+  echo "setup: built loomd and loom into $build_dir/bin (./scripts/setup.sh --tests builds the rest)"
+else
+  cmake --build "$build_dir" -j "$(nproc)"
+  echo "setup: built everything into $build_dir (binaries in $build_dir/bin)"
+fi
