@@ -1,5 +1,5 @@
 // Where the reference fixtures live: $LOOM_FIXTURES_DIR if set, else the path
-// compiled in by loom_add_test (../shared/fixtures next to the source tree).
+// compiled in by loom_add_test (tests/fixtures in the source tree).
 #pragma once
 
 #include <cstdlib>

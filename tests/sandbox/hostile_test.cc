@@ -245,7 +245,7 @@ TEST_F(SandboxTest, HostHomesAndShadowAreAbsent) {
 TEST_F(SandboxTest, RootOnlyFilesStayUnreadableWhenBoundIn) {
   if (geteuid() != 0) GTEST_SKIP() << "needs a root caller";
   // A root-owned 0600 file in a read-only bind and in the (root-owned) .git.
-  std::string dir = std::string(LOOM_BIN_DIR) + "/../sbx-secret-" + marker_;
+  std::string dir = bind_dir_ + "/secret";
   ASSERT_EQ(mkdir(dir.c_str(), 0755), 0);
   { std::ofstream(dir + "/key") << "TOPSECRET"; }
   chmod((dir + "/key").c_str(), 0600);
