@@ -157,7 +157,7 @@ class DaemonImpl : public Daemon {
     opts.idle_timeout = std::chrono::milliseconds(config.GetInt("http.idle_timeout_ms"));
     opts.on_complete = [this](const HttpRequest& req, int status, std::chrono::nanoseconds took) {
       std::string route = router_.RouteLabel(req);
-      requests_->Add({req.method, route, std::to_string(status)});
+      requests_->Add({Router::MethodLabel(req), route, std::to_string(status)});
       latency_->Observe({route}, std::chrono::duration<double>(took).count());
     };
     LOOM_ASSIGN_OR_RETURN(
