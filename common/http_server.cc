@@ -380,9 +380,9 @@ class ServerImpl : public HttpServer {
   HttpHandler handler_;
   net::io_context ioc_;
   tcp::acceptor acceptor_;
-  net::steady_timer accept_timer_;                        // accept loop only
-  std::chrono::milliseconds accept_backoff_{0};           // accept loop only
-  int64_t accept_failures_ = 0;                           // accept loop only
+  net::steady_timer accept_timer_;               // accept loop only
+  std::chrono::milliseconds accept_backoff_{0};  // accept loop only
+  int64_t accept_failures_ = 0;                  // accept loop only
   const size_t max_connections_;
   uint16_t port_ = 0;
   std::vector<std::thread> threads_;

@@ -92,11 +92,6 @@ Status CopyApp(const std::string& from, const std::string& to) {
   return Status::Ok();
 }
 
-std::string Str(const Json& j, const char* name) {
-  if (!j.is_object() || !j.contains(name) || j[name].is_null()) return "";
-  return j[name].is_string() ? j[name].get<std::string>() : j[name].dump();
-}
-
 int Fail(const std::string& what) {
   std::cerr << "loom demo: " << what << "\n";
   return kExitError;

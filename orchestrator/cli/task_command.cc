@@ -12,11 +12,6 @@
 namespace loom::cli {
 namespace {
 
-std::string Str(const Json& j, const char* name) {
-  if (!j.is_object() || !j.contains(name) || j[name].is_null()) return "";
-  return j[name].is_string() ? j[name].get<std::string>() : j[name].dump();
-}
-
 // The first line of `text`, at most `max` bytes, with "..." when cut.
 std::string FirstLine(const std::string& text, size_t max = 100) {
   std::string line = text.substr(0, text.find('\n'));

@@ -1,9 +1,9 @@
 #include "common/http_server.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
-#include <fcntl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -229,8 +229,9 @@ TEST_F(HttpServerTest, AClientThatSendsItsWholeBodyFirstStillReadsThe413) {
   int fd = ConnectRaw(server_->port());
   ASSERT_GE(fd, 0);
   const size_t body_bytes = 50 << 20;
-  std::string head = "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: " +
-                     std::to_string(body_bytes) + "\r\n\r\n";
+  std::string head =
+      "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: " + std::to_string(body_bytes) +
+      "\r\n\r\n";
   ASSERT_EQ(::send(fd, head.data(), head.size(), MSG_NOSIGNAL), static_cast<ssize_t>(head.size()));
   std::string chunk(1 << 20, 'x');
   size_t sent = 0;

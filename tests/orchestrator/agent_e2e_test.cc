@@ -18,6 +18,7 @@
 #include "repos/workspace.h"
 #include "tests/support/daemon_fixture.h"
 #include "tests/support/subprocess.h"
+#include "tests/support/test_paths.h"
 
 namespace loom {
 namespace {
@@ -203,9 +204,10 @@ TEST_F(AgentEndToEndTest, TestsSeeAnEditThatKeepsTheSizeWithinTheSameSecond) {
   // Python caches bytecode keyed on (mtime in seconds, size): after a run, `+x` -> `-x`
   // in the same second used to leave every later run on the old code.
   Json replies = Json::array(
-      {Step("replace_in_file", {{"path", "calc.py"},
-                                {"old", "def percent(part, whole):"},
-                                {"new", "def negate(x):\n    return +x\n\n\ndef percent(part, whole):"}}),
+      {Step("replace_in_file",
+            {{"path", "calc.py"},
+             {"old", "def percent(part, whole):"},
+             {"new", "def negate(x):\n    return +x\n\n\ndef percent(part, whole):"}}),
        Step("write_file",
             {{"path", "tests/test_negate.py"},
              {"content",

@@ -15,8 +15,8 @@ class CliTest : public testing::DaemonFixture {
  protected:
   CliRun Loom(const std::string& args, const std::string& token) {
     return testing::RunCommand("LOOM_SERVER=http://127.0.0.1:" + std::to_string(daemon_->port()) +
-                               " LOOM_TOKEN='" + token + "' " + testing::LoomBinary() + " " +
-                               args + " 2>/dev/null");
+                               " LOOM_TOKEN='" + token + "' " + testing::LoomBinary() + " " + args +
+                               " 2>/dev/null");
   }
 };
 
@@ -46,6 +46,26 @@ TEST_F(CliTest, ExitCodesScriptsCanRelyOn) {
   CliRun made = Loom("token create --role reporter --name widget", admin_);
   EXPECT_EQ(made.exit_code, 0);
   EXPECT_EQ(made.out.rfind("loom_", 0), 0u) << made.out;
+}
+
+TEST_F(CliTest, ControlCharactersFromAReporterArePrintedEscaped) {
+  StartDaemon();
+  // Retitles the terminal, clears the screen, returns the carriage over the line and
+  // uses the 8-bit CSI (U+009B): raw, any of them rewrites what an engineer sees.
+  Json fb = {{"kind", "bug"},
+             {"title", "Save \x1b]0;pwned\x07\x1b[2J fails\rok \xc2\x9b" "31m"},
+             {"body", "Steps"}};
+  ASSERT_EQ(Call("POST", "/v1/feedback", reporter_, DumpJson(fb)).status, 201);
+  for (const char* command : {"feedback list", "feedback show 1"}) {
+    CliRun r = Loom(command, engineer_);
+    EXPECT_EQ(r.exit_code, 0) << command;
+    EXPECT_EQ(r.out.find('\x1b'), std::string::npos) << command << ": " << r.out;
+    EXPECT_EQ(r.out.find('\r'), std::string::npos) << command;
+    EXPECT_EQ(r.out.find("\xc2\x9b"), std::string::npos) << command;
+    EXPECT_NE(r.out.find("Save \\x1b]0;pwned\\x07\\x1b[2J fails\\x0dok \\u009b31m"),
+              std::string::npos)
+        << command << ": " << r.out;
+  }
 }
 
 TEST_F(CliTest, UnreachableServerIsExitCode5) {

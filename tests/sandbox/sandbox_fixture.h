@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "sandbox/executor.h"
+#include "tests/support/test_paths.h"
 
 namespace loom::sandbox::testing {
 
@@ -95,8 +96,7 @@ class SandboxTest : public ::testing::Test {
     std::string why;
     bind_dir_ = MakeBindableDir(&why);
     ASSERT_FALSE(bind_dir_.empty()) << why;
-    std::filesystem::copy_file(std::string(LOOM_BIN_DIR) + "/sandbox_hostile_helper",
-                               HelperPath());
+    std::filesystem::copy_file(std::string(LOOM_BIN_DIR) + "/sandbox_hostile_helper", HelperPath());
     std::random_device rd;
     marker_ = "m" + std::to_string(rd()) + std::to_string(rd());
     // A uid no concurrently running test holds (ctest -j runs test processes in
