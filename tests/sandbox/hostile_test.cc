@@ -99,7 +99,9 @@ TEST_F(SandboxTest, EndlessOutputOnBothStreamsSharesOneCap) {
 TEST_F(SandboxTest, CpuLoopHitsTheCpuLimit) {
   Outcome o = Sh("while :; do :; done", [](RunSpec& s) { s.limits.cpu_time = 1s; });
   EXPECT_EQ(o.limit, LimitHit::kCpu) << DumpJson(o.ToJson());
-  EXPECT_GE(o.cpu_ms, 900);
+  // RLIMIT_CPU fires on the scheduler's sampled time, cpu_ms is the cgroup's exact
+  // count: on a loaded machine they differ by ~10% (890 ms seen at a 1 s limit).
+  EXPECT_GE(o.cpu_ms, 800);
 }
 
 // --- Timeouts and process trees --------------------------------------------------
