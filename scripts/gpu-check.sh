@@ -65,7 +65,7 @@ MIN_STEP_S=3
 
 prepare() {
   local shared=${LOOM_SHARED_DIR:-$ROOT/../shared} boost
-  mkdir -p "$GPU_DIR/debs" "$GPU_DIR/peers" || return 1
+  rm -rf "$GPU_DIR/peers" && mkdir -p "$GPU_DIR/debs" "$GPU_DIR/peers" || return 1
   # libboost-dev is a metapackage; apt-get download takes no dependencies, so name the real one.
   boost=$(apt-cache depends libboost-dev 2>/dev/null | awk '/Depends: libboost[0-9.]+-dev/ {print $2; exit}')
   (cd "$GPU_DIR/debs" && rm -f ./*.deb &&
@@ -128,13 +128,17 @@ run_step() {
   shift 3
   if [ "$kind" = peer ]; then t=$want; else t=$(limit "$want"); fi
   if (( t < MIN_STEP_S )); then
-    skip "$name" "$kind" "no time left ($(left)s of the budget)"
+    skip "$name" "$kind" "no time left (${t}s for it; $(left)s of the budget)"
     return 1
   fi
   say "$name (limit ${t}s)"
   t0=$SECONDS
-  timeout -k 10 "$t" "$@" > "$LOGS/$name.log" 2>&1
+  # In the background, so that a TERM to this script is handled at once (on_term).
+  timeout -k 10 "$t" "$@" > "$LOGS/$name.log" 2>&1 &
+  step_pid=$!
+  wait "$step_pid"
   rc=$?
+  step_pid=
   case $rc in
     0) status=ok ;;
     124|137) status=TIMEOUT ;;
@@ -198,7 +202,9 @@ preflight() {
   echo "c++: $(first_line "${CXX:-c++}" --version)"
   echo "python: $PY: $(timeout -k 2 40 "$PY" -c 'import sys, torch; print(sys.version.split()[0], "torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.is_available())' 2>&1 | tail -1)"
   echo "compute-sanitizer: $(command -v compute-sanitizer || echo none)"
-  echo "nccl: ${NCCL_ROOT:-MISSING}"
+  if [ -n "$NCCL_ROOT" ]; then echo "nccl: $NCCL_ROOT"
+  elif [ -e "$(dirname "$NVCC")/../include/nccl.h" ]; then echo "nccl: the CUDA toolkit's"
+  else echo "nccl: MISSING (set LOOM_NCCL_ROOT): configure will fail"; fi
   for d in boost json cli11 gtest; do echo "dep $d: $(where "$d")"; done
   echo "debs carried: $(compgen -G "$GPU_DIR/debs/*.deb" | xargs -r -n1 basename | tr '\n' ' ')"
   echo "fixtures: $LOOM_FIXTURES_DIR $( [ -d "$LOOM_FIXTURES_DIR/tiny-llama" ] && echo ok || echo 'MISSING: the GPU tests will fail')"
@@ -242,8 +248,20 @@ on_exit() {
   [ "$peer_done" = 1 ] || run_peer_graph
   finish
 }
+# TERM (the device tool's limit, say): stop the step, keep its log, pack, go.
+on_term() {
+  trap - EXIT TERM INT
+  [ -n "$step_pid" ] && kill -TERM "$step_pid" 2> /dev/null && wait "$step_pid"
+  say "terminated"
+  record terminated - 143 "$(elapsed)" "by a signal"
+  summarize
+  pack
+  cat "$OUT/summary.txt"
+  exit 143
+}
+step_pid=
 trap on_exit EXIT
-trap 'say "terminated"; pack; trap - EXIT; exit 143' TERM INT
+trap on_term TERM INT
 
 run_peer_graph() {
   peer_done=1

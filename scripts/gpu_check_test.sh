@@ -86,7 +86,7 @@ fake "$FAKES/built/inference_cuda_backend_test" <<'EOF'
 echo "test $*" >> "$FAKE_CALLS"
 echo "LOOM_FIXTURES_DIR=$LOOM_FIXTURES_DIR"
 for a in "$@"; do case "$a" in --gtest_output=xml:*) echo "<testsuites/>" > "${a#--gtest_output=xml:}" ;; esac; done
-case "$*" in *--gtest_filter=-*) [ -n "${FAKE_TEST_HANG:-}" ] && exec sleep 600 ;; esac
+case "$*" in *--gtest_filter=-*) [ -n "${FAKE_TEST_HANG:-}" ] && exec sleep 613 ;; esac
 echo "[==========] 7 tests from 1 test suite ran. (12 ms total)"
 echo "[  PASSED  ] 7 tests."
 EOF
@@ -115,22 +115,29 @@ mkroot "$TMP/no-gtest-root" no-gtest
 mkdir -p "$TMP/empty-root"
 
 # --- running one scenario ------------------------------------------------------
-# scenario NAME [VAR=value...]: runs the script in $TMP/NAME with the fakes;
-# sets S (its folder), RC (its exit status), SECS, and unpacks the tarball in $S/x.
-scenario() {
+# launch NAME [VAR=value...]: starts the script in the background in $TMP/NAME
+# with the fakes; sets S (its folder) and PID.
+launch() {
   NAME=$1; shift
   S=$TMP/$NAME
   mkdir -p "$S/gpu/peers" "$S/x"
   touch "$S/gpu/peers/torch_graph_decode.py" "$S/gpu/peers/hf_eager_decode.py"
-  local t0=$SECONDS
-  env -u LOOM_FIXTURES_DIR -u LOOM_NCCL_ROOT -u PEERS PATH="$FAKES/bin:$PATH" FAKE_CALLS="$S/calls" FAKE_BUILT="$FAKES/built" FAKE_NCCL="$TMP/nccl" \
+  T0=$SECONDS
+  env -u LOOM_FIXTURES_DIR -u LOOM_NCCL_ROOT -u PEERS PATH="$FAKES/bin:$PATH" \
+    FAKE_CALLS="$S/calls" FAKE_BUILT="$FAKES/built" FAKE_NCCL="$TMP/nccl" \
     PYTHON="$FAKES/bin/python" OUT="$S/out" LOOM_GPU_DIR="$S/gpu" LOOM_GPU_BUILD_DIR="$S/build" \
     LOOM_GPU_SYSTEM_ROOT="$TMP/full-root" LOOM_GPU_T_PEER_S=5 LOOM_GPU_BUDGET_S=120 \
-    "$@" bash "$SCRIPT" > "$S/stdout" 2>&1
+    "$@" bash "$SCRIPT" > "$S/stdout" 2>&1 &
+  PID=$!
+}
+# finished: waits for the script; sets RC, SECS, and unpacks its tarball in $S/x.
+finished() {
+  wait "$PID"
   RC=$?
-  SECS=$((SECONDS - t0))
+  SECS=$((SECONDS - T0))
   tar xzf "$S/out/gpu-run.tar.gz" -C "$S/x" 2>/dev/null
 }
+scenario() { launch "$@"; finished; }
 
 # expect DESCRIPTION COMMAND...: one check of the current scenario.
 expect() {
@@ -215,6 +222,19 @@ expect "the tests skipped (not built)" is gpu-tests skipped
 expect "the peer still ran" peer_ran
 expect "the HF peer skipped for time" is peer-hf skipped
 expect "within the budget" test "$SECS" -le 32
+
+# A TERM in the middle of a step (the device tool's own limit): the step is
+# stopped, and what ran comes back packed, at once rather than at the step's limit.
+launch terminated FAKE_TEST_HANG=1 LOOM_GPU_T_TESTS_S=60
+for _ in $(seq 100); do grep -q "^test" "$S/calls" 2> /dev/null && break; sleep 0.1; done
+kill -TERM "$PID"
+finished
+expect "exits 143" test "$RC" = 143
+expect "at once" test "$SECS" -lt 15
+expect "the hung step's log came back" test -f "$S/x/gpu-run/gpu-tests.log"
+expect "the termination is recorded" in_log steps.tsv "^terminated"
+expect "the summary came back" test -s "$S/out/summary.txt"
+expect "the hung test is gone" bash -c "! pgrep -f '^sleep 613\$'"
 
 scenario no-gtest LOOM_GPU_SYSTEM_ROOT="$TMP/no-gtest-root"
 expect "exits 1 (no GPU tests is a failure)" test "$RC" = 1
