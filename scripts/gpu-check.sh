@@ -328,8 +328,10 @@ if [ "$(where gtest)" = MISSING ]; then
   cmake_args+=(-DLOOM_BUILD_TESTS=OFF)
   targets=(inference_cuda_decode_bench)
 fi
-if [ -e "$BUILD/CMakeCache.txt" ] && ! grep -q "LOOM_WITH_CUDA:BOOL=ON" "$BUILD/CMakeCache.txt"; then
-  rm -rf "$BUILD/CMakeCache.txt" "$BUILD/CMakeFiles"  # a stale non-CUDA cache would win
+# A cache from a build without CUDA or of another checkout would win or fail: drop it.
+if [ -e "$BUILD/CMakeCache.txt" ] && ! { grep -q -x "LOOM_WITH_CUDA:BOOL=ON" "$BUILD/CMakeCache.txt" &&
+    grep -q -x "CMAKE_HOME_DIRECTORY:INTERNAL=$ROOT" "$BUILD/CMakeCache.txt"; }; then
+  rm -rf "$BUILD/CMakeCache.txt" "$BUILD/CMakeFiles"
 fi
 run_step configure must "$T_CONFIGURE" "$CMAKE" "${cmake_args[@]}" && configured=1
 
