@@ -32,13 +32,16 @@
 # summary, rewritten after each step so that a run cut short still returns its logs.
 # Exit status: 0 when every must-have step (configure .. peer-graph) passed, else 1.
 #
-# Environment (defaults in brackets): OUT [./gpu-out]; PYTHON [/opt/torch/.venv/bin/python,
-# else python3]; LOOM_NCCL_ROOT [PyTorch's nvidia/nccl]; LOOM_FIXTURES_DIR [tests/fixtures];
-# PEERS [.gpu/peers]; BENCH_RUNS [3]; LOOM_BENCH_ARGS [none]; LOOM_GPU_BUDGET_S [540],
-# the whole run; LOOM_GPU_T_<STEP>_S, each step's own limit (see the table below);
-# LOOM_GPU_DIR [.gpu]; LOOM_GPU_BUILD_DIR [build-gpu]; LOOM_GPU_SYSTEM_ROOT [/], where
-# system headers are looked for. The dry-run test (scripts/gpu_check_test.sh) runs this
-# script with fake nvidia-smi, cmake, python and binaries to check its logic.
+# Environment (defaults in brackets):
+#   OUT [./gpu-out]; PYTHON [/opt/torch/.venv/bin/python, else python3];
+#   LOOM_NCCL_ROOT [PyTorch's nvidia/nccl, else the CUDA toolkit's];
+#   LOOM_FIXTURES_DIR [tests/fixtures, else .gpu/fixtures]; PEERS [.gpu/peers];
+#   BENCH_RUNS [3]; LOOM_BENCH_ARGS [none]: more arguments for the benchmark;
+#   LOOM_GPU_BUDGET_S [540]: the whole run; LOOM_GPU_T_<STEP>_S: one step's limit;
+#   LOOM_GPU_DIR [.gpu]; LOOM_GPU_BUILD_DIR [build-gpu]; LOOM_GPU_LOGS [build-gpu/gpu-run];
+#   LOOM_GPU_SYSTEM_ROOT [/]: where system headers are looked for.
+# scripts/gpu_check_test.sh runs this script with fakes of nvidia-smi, nvcc, cmake,
+# python and the binaries to check its logic here (ctest: GpuCheckScript.*).
 set -o pipefail
 cd "$(dirname "$0")/.." || exit 1
 ROOT=$PWD
@@ -86,7 +89,13 @@ PEERS=${PEERS:-$GPU_DIR/peers}
 if [ -n "${PYTHON:-}" ]; then PY=$PYTHON
 elif [ -x /opt/torch/.venv/bin/python ]; then PY=/opt/torch/.venv/bin/python
 else PY=python3; fi
-export LOOM_FIXTURES_DIR=${LOOM_FIXTURES_DIR:-$ROOT/tests/fixtures}
+# The fixtures travel with the tree (tests/fixtures); a .gpu/fixtures copy is the fallback.
+if [ -z "${LOOM_FIXTURES_DIR:-}" ]; then
+  LOOM_FIXTURES_DIR=$ROOT/tests/fixtures
+  [ ! -d "$LOOM_FIXTURES_DIR/tiny-llama" ] && [ -d "$GPU_DIR/fixtures/tiny-llama" ] &&
+    LOOM_FIXTURES_DIR=$GPU_DIR/fixtures
+fi
+export LOOM_FIXTURES_DIR
 TEST_BIN=$BUILD/bin/inference_cuda_backend_test
 BENCH_BIN=$BUILD/bin/inference_cuda_decode_bench
 NCCL_FILTER='*Nccl*:*TensorParallel*'
@@ -139,16 +148,25 @@ run_step() {
   wait "$step_pid"
   rc=$?
   step_pid=
-  case $rc in
-    0) status=ok ;;
-    124|137) status=TIMEOUT ;;
-    *) status=FAILED ;;
-  esac
+  status=$(verdict "$name" "$rc")
   [ "$status" != ok ] && [ "$kind" != extra ] && must_failed=1
-  record "$name" "$status" "$rc" $((SECONDS - t0)) "limit ${t}s"
+  local note="limit ${t}s"
+  [ "$rc" = 0 ] && [ "$status" = FAILED ] && note="$note; tests were skipped: no GPU seen?"
+  record "$name" "$status" "$rc" $((SECONDS - t0)) "$note"
   say "$name: $status (rc $rc, $((SECONDS - t0))s)"
   pack
   return $rc
+}
+
+# verdict NAME RC: ok, TIMEOUT or FAILED. A test run whose tests were skipped
+# (no device seen) proves nothing, so it counts as FAILED.
+verdict() {
+  case $2 in
+    0) if [[ $1 == *tests || $1 == memcheck ]] && grep -q -E '^\[ +SKIPPED +\] [0-9]+ tests?' "$LOGS/$1.log"
+       then echo FAILED; else echo ok; fi ;;
+    124|137) echo TIMEOUT ;;
+    *) echo FAILED ;;
+  esac
 }
 
 # skip NAME KIND WHY: records a step that did not run; a skipped must-have fails the run.
@@ -289,7 +307,8 @@ summarize() {
     for s in gpu-tests nccl-tests memcheck; do
       [ -s "$LOGS/$s.log" ] || continue
       echo; echo "-- $s"
-      grep -E '^\[ +(PASSED|FAILED|SKIPPED) +\]|tests? ran|ERROR SUMMARY' "$LOGS/$s.log" | head -20
+      grep -E '^\[ +(PASSED|FAILED|SKIPPED) +\] [0-9]+ tests?|^\[ +FAILED +\] [^ (]+$|tests? ran|ERROR SUMMARY' \
+        "$LOGS/$s.log" | head -20
     done
     for s in bench peer-graph peer-hf; do
       [ -s "$LOGS/$s.log" ] || continue

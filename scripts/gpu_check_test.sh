@@ -80,6 +80,7 @@ echo "python $name OUT=$OUT" >> "$FAKE_CALLS"
 echo "batch 1: 423 tok/s  batch 16: 5623 tok/s  batch 64: 19992 tok/s ($name, fake)"
 case $name in torch_graph_decode) json=graph_bench.json ;; *) json=hf_bench.json ;; esac
 echo '{"fake": true}' > "$OUT/$json"
+sleep "${FAKE_PEER_SLEEP:-0}"
 EOF
 fake "$FAKES/built/inference_cuda_backend_test" <<'EOF'
 #!/usr/bin/env bash
@@ -88,6 +89,11 @@ echo "LOOM_FIXTURES_DIR=$LOOM_FIXTURES_DIR"
 for a in "$@"; do case "$a" in --gtest_output=xml:*) echo "<testsuites/>" > "${a#--gtest_output=xml:}" ;; esac; done
 case "$*" in *--gtest_filter=-*) [ -n "${FAKE_TEST_HANG:-}" ] && exec sleep 613 ;; esac
 echo "[==========] 7 tests from 1 test suite ran. (12 ms total)"
+if [ -n "${FAKE_TEST_SKIP:-}" ]; then
+  echo "[  PASSED  ] 0 tests."
+  echo "[  SKIPPED ] 7 tests, listed below:"
+  exit 0
+fi
 echo "[  PASSED  ] 7 tests."
 EOF
 fake "$FAKES/built/inference_cuda_decode_bench" <<'EOF'
@@ -175,7 +181,7 @@ expect "NCCL tests after the peer" called_before "python torch_graph_decode" "te
 expect "first build has only the test and the bench" \
   grep -q -x "build --build $S/build -j [0-9]* --target inference_cuda_backend_test inference_cuda_decode_bench -- -k 0" "$S/calls"
 expect "the first test run leaves out the NCCL tests" grep -q -e "--gtest_filter=-\*Nccl\*:\*TensorParallel\*" "$S/calls"
-expect "fixtures default to tests/fixtures" in_log gpu-tests.log "LOOM_FIXTURES_DIR=$ROOT/tests/fixtures"
+expect "fixtures default to tests/fixtures" in_log gpu-tests.log "LOOM_FIXTURES_DIR=$ROOT/tests/fixtures\$"
 expect "NCCL found through python" in_log configure.log "LOOM_NCCL_ROOT=$TMP/nccl"
 expect "no sysroot when the system has all" not_in_log configure.log "CMAKE_PREFIX_PATH"
 expect "tests are on" not_in_log configure.log "LOOM_BUILD_TESTS=OFF"
@@ -214,14 +220,23 @@ expect "the peer still ran" peer_ran
 expect "the NCCL tests still ran" is nccl-tests ok
 expect "within the tests' limit plus slack" test "$SECS" -lt 20
 
-# Budget 30 s, peer 5 s: the slow build is cut so that the peer keeps its time.
-scenario budget FAKE_BUILD_SLEEP=300 LOOM_GPU_BUDGET_S=30
+# Budget 30 s, peer limit 5 s and taking 4: the slow build is cut so that the
+# peer keeps its time and the whole run stays within the budget.
+scenario budget FAKE_BUILD_SLEEP=300 FAKE_PEER_SLEEP=4 LOOM_GPU_BUDGET_S=30
 expect "exits 1" test "$RC" = 1
 expect "the build is cut short" is build TIMEOUT
 expect "the tests skipped (not built)" is gpu-tests skipped
-expect "the peer still ran" peer_ran
+expect "the peer ran to its end" peer_ran
 expect "the HF peer skipped for time" is peer-hf skipped
 expect "within the budget" test "$SECS" -le 32
+
+# Tests that all skip (no device seen) pass nothing: the run fails, and goes on.
+scenario tests-skip FAKE_TEST_SKIP=1
+expect "exits 1" test "$RC" = 1
+expect "skipped tests count as FAILED" is gpu-tests FAILED
+expect "the bench still ran" is bench ok
+expect "the peer still ran" peer_ran
+expect "the summary shows the skips" grep -q "SKIPPED \] 7 tests" "$S/out/summary.txt"
 
 # A TERM in the middle of a step (the device tool's own limit): the step is
 # stopped, and what ran comes back packed, at once rather than at the step's limit.
@@ -235,6 +250,12 @@ expect "the hung step's log came back" test -f "$S/x/gpu-run/gpu-tests.log"
 expect "the termination is recorded" in_log steps.tsv "^terminated"
 expect "the summary came back" test -s "$S/out/summary.txt"
 expect "the hung test is gone" bash -c "! pgrep -f '^sleep 613\$'"
+
+# Fixtures: tests/fixtures when the tree has them, else a copy carried in .gpu/fixtures.
+mkdir -p "$TMP/fixtures-fallback/gpu/fixtures/tiny-llama"
+scenario fixtures-fallback
+if [ -d "$ROOT/tests/fixtures/tiny-llama" ]; then want=$ROOT/tests/fixtures; else want=$S/gpu/fixtures; fi
+expect "fixtures from $want" in_log gpu-tests.log "LOOM_FIXTURES_DIR=$want\$"
 
 scenario no-gtest LOOM_GPU_SYSTEM_ROOT="$TMP/no-gtest-root"
 expect "exits 1 (no GPU tests is a failure)" test "$RC" = 1
