@@ -228,6 +228,8 @@ expect "the build is cut short" is build TIMEOUT
 expect "the tests skipped (not built)" is gpu-tests skipped
 expect "the peer ran to its end" peer_ran
 expect "the HF peer skipped for time" is peer-hf skipped
+build_limit=$(awk -F'\t' '$1 == "build" {sub(/^limit /, "", $5); sub(/s.*/, "", $5); print $5}' "$S/x/gpu-run/steps.tsv")
+expect "the build's limit leaves the peer its 5 s + 20 s of slack" test "${build_limit:-99}" -le 5
 expect "within the budget" test "$SECS" -le 32
 
 # Tests that all skip (no device seen) pass nothing: the run fails, and goes on.
