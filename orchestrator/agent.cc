@@ -481,7 +481,8 @@ class AgentLoop {
   }
 
   // Runs `argv` in the sandbox on `dir` and appends a "test_run" event (outcome
-  // with its output cut to what the model would see).
+  // with its output cut to what the model would see). The outcome returned has
+  // the task's secrets masked.
   Result<sandbox::Outcome> RunSandboxed(std::vector<std::string> argv, const std::string& dir,
                                         bool counts_as_test = true) {
     auto started = Clock::now();
@@ -492,6 +493,10 @@ class AgentLoop {
       return o;
     }
     sandbox_failures_ = 0;
+    // Every caller (tool results, the fail_to_pass event) gets the outcome masked
+    // whole; what is recorded here is cut to size and masked once more.
+    o->stdout_data = MaskSecrets(std::move(o->stdout_data), env_.secrets);
+    o->stderr_data = MaskSecrets(std::move(o->stderr_data), env_.secrets);
     sandbox::Outcome run = *o;
     run.stdout_data =
         MaskSecrets(TruncateMiddle(run.stdout_data, env_.budgets.max_tool_output), env_.secrets);
