@@ -91,10 +91,7 @@ struct SearchMatch {
   std::string text;
 };
 
-enum class SearchMode { kLiteral, kRegex };
-
 struct SearchOptions {
-  SearchMode mode = SearchMode::kLiteral;
   size_t max_matches = 200;
 };
 
@@ -176,7 +173,8 @@ class Workspace {
                                        int end_line = 0) = 0;
   // Entries of directory `path` ("" for the root), sorted; `.git` is never listed.
   virtual Result<std::vector<FileEntry>> ListFiles(std::string_view path) = 0;
-  // Lines matching `pattern` in regular, non-binary files under `path`.
+  // Lines containing `pattern` (literally: a caller's regular expression could
+  // backtrack without bound) in regular, non-binary files under `path`.
   virtual Result<std::vector<SearchMatch>> Search(std::string_view pattern,
                                                   std::string_view path = "",
                                                   SearchOptions options = {}) = 0;

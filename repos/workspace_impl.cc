@@ -19,7 +19,6 @@
 #include <git2.h>
 
 #include <algorithm>
-#include <regex>
 #include <sstream>
 
 #include "repos/internal/confined_fs.h"
@@ -245,15 +244,6 @@ class WorkspaceImpl final : public Workspace {
                                           SearchOptions options) override {
     if (pattern.empty()) return Status::InvalidArgument("search pattern is empty");
     LOOM_ASSIGN_OR_RETURN(RelPath rel, ParseRelPath(path, RootUse::kAllowed));
-    std::optional<std::regex> re;
-    if (options.mode == SearchMode::kRegex) {
-      try {
-        re.emplace(std::string(pattern), std::regex::ECMAScript | std::regex::optimize);
-      } catch (const std::regex_error& e) {
-        return Status::InvalidArgument("bad regular expression '" + std::string(pattern) +
-                                       "': " + e.what());
-      }
-    }
     LOOM_ASSIGN_OR_RETURN(FileMeta meta, fs_.Stat(rel));
     std::vector<std::string> files;
     if (meta.kind == FileMeta::Kind::kFile) {
@@ -274,20 +264,7 @@ class WorkspaceImpl final : public Workspace {
       if (!content.ok() || LooksBinary(*content)) continue;
       std::vector<std::string_view> lines = SplitLines(*content);
       for (size_t i = 0; i < lines.size(); ++i) {
-        bool hit = false;
-        if (re) {
-          try {
-            hit = std::regex_search(
-                lines[i].begin(),
-                lines[i].begin() + static_cast<long>(std::min<size_t>(lines[i].size(), 10000)),
-                *re);
-          } catch (const std::regex_error&) {
-            hit = false;
-          }
-        } else {
-          hit = lines[i].find(pattern) != std::string_view::npos;
-        }
-        if (!hit) continue;
+        if (lines[i].find(pattern) == std::string_view::npos) continue;
         out.push_back(
             {file, static_cast<int>(i + 1), std::string(lines[i].substr(0, kMaxSearchLineChars))});
         if (out.size() >= options.max_matches) return out;
