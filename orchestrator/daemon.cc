@@ -84,6 +84,48 @@ Status CheckSandboxCanReach(const std::string& dir, uint32_t sandbox_uid) {
 
 namespace {
 
+// Present while a loomd runs on the data dir; a clean stop removes it.
+std::string RunningMarker(const std::string& data_dir) { return data_dir + "/loomd.running"; }
+
+// Before any store opens the database. A damaged file is refused with what to do
+// (serving from it would answer 500s and could lose more). A -wal file that is
+// gone after an unclean stop means the writes acknowledged since the last
+// checkpoint are lost: that is reported (`*wal_lost`), never silent.
+Status CheckDatabaseAtStart(const std::string& data_dir, bool* wal_lost) {
+  std::string db_path = DatabasePath(data_dir);
+  std::error_code ec;
+  *wal_lost = false;
+  if (!std::filesystem::exists(db_path, ec)) return Status::Ok();
+  if (std::filesystem::exists(RunningMarker(data_dir), ec) &&
+      !std::filesystem::exists(db_path + "-wal", ec)) {
+    *wal_lost = true;
+    LOOM_LOG(kError) << db_path << "-wal is missing after an unclean stop: feedback, events and "
+                     << "answers written since the last checkpoint are lost. If a copy of the "
+                     << "file exists, stop loomd and put it back beside loom.db.";
+  }
+  LOOM_ASSIGN_OR_RETURN(std::unique_ptr<Db> db, Db::Open(db_path, LoomMigrations()));
+  LOOM_ASSIGN_OR_RETURN(Statement * check, db->Prepare("PRAGMA quick_check"));
+  std::string problems;
+  for (int i = 0; i < 5; ++i) {
+    Result<bool> row = check->Step();
+    if (!row.ok()) {
+      problems = row.status().message();
+      break;
+    }
+    if (!*row) break;
+    std::string line = check->Text(0);
+    if (line == "ok") break;
+    problems += (problems.empty() ? "" : "; ") + line;
+  }
+  check->Reset();
+  if (problems.empty()) return Status::Ok();
+  return Status::Corruption(
+      db_path + " failed its integrity check (PRAGMA quick_check: " + problems +
+      "). loomd will not serve from a damaged database. Keep a copy of the data dir, then "
+      "restore the last backup, or recover what can be read: sqlite3 loom.db .recover | "
+      "sqlite3 recovered.db, and move recovered.db to loom.db");
+}
+
 Status ParseListen(const std::string& listen, std::string* host, uint16_t* port) {
   auto colon = listen.rfind(':');
   if (colon == std::string::npos) {
@@ -132,6 +174,16 @@ class DaemonImpl : public Daemon {
   Status Init(const Config& config) {
     data_dir_ = config.GetString("data_dir");
     LOOM_RETURN_IF_ERROR(MakePrivateDir(data_dir_, DirAccess::kSandboxTraverses));
+    bool wal_lost = false;
+    LOOM_RETURN_IF_ERROR(CheckDatabaseAtStart(data_dir_, &wal_lost));
+    if (FILE* marker = std::fopen(RunningMarker(data_dir_).c_str(), "w")) {
+      std::fclose(marker);
+      marked_running_ = true;
+    }
+    metrics_
+        .NewGauge("loom_database_wal_lost_at_start",
+                  "1 when the database's -wal file was missing after an unclean stop.")
+        ->Set(wal_lost ? 1 : 0);
     // Db::Open makes the database 0600 before SQLite does, and SQLite gives its
     // -wal and -shm files the database's mode.
     std::string db_path = DatabasePath(data_dir_);
@@ -211,6 +263,8 @@ class DaemonImpl : public Daemon {
     feedback_api_.reset();
     feedback_.reset();  // flushes queued submissions
     log::SetMasker(nullptr);
+    if (marked_running_) std::remove(RunningMarker(data_dir_).c_str());
+    marked_running_ = false;
   }
 
   ~DaemonImpl() override { Stop(std::chrono::milliseconds(0)); }
@@ -350,6 +404,7 @@ class DaemonImpl : public Daemon {
   }
 
   std::string data_dir_;
+  bool marked_running_ = false;  // this instance wrote RunningMarker()
   MetricsRegistry metrics_;
   Counter* requests_ = nullptr;
   Histogram* latency_ = nullptr;

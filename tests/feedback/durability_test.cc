@@ -6,8 +6,11 @@
 // acknowledged id is in the database with its own title, and no submission is
 // stored twice.
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <fstream>
 #include <map>
 #include <random>
 #include <thread>
@@ -101,6 +104,97 @@ TEST(DurabilityTest, AcknowledgedFeedbackSurvivesKillNine) {
     EXPECT_EQ(item->title, "report " + std::to_string(n));
   }
   for (const auto& [title, count] : titles) EXPECT_EQ(count, 1) << title << " stored twice";
+}
+
+// loomd's arguments for `dir` on a free port; the port is in `*port`.
+std::vector<std::string> LoomdArgs(const std::string& dir, uint16_t* port) {
+  *port = testing::FreePort();
+  return {std::string(LOOM_BIN_DIR) + "/loomd", "--data-dir", dir,       "--listen",
+          "127.0.0.1:" + std::to_string(*port), "--set",      "agents=0"};
+}
+
+// `loom_database_wal_lost_at_start`'s value in loomd's /metrics ("" when absent or
+// loomd did not answer within a few seconds).
+std::string WalLostMetric(uint16_t port) {
+  for (int i = 0; i < 100; ++i) {
+    auto r = testing::HttpCall(port, "GET", "/metrics");
+    if (r.status == 200) {
+      const std::string key = "loom_database_wal_lost_at_start ";
+      auto at = r.body.find("\n" + key);
+      if (at == std::string::npos) return "";
+      at += key.size() + 1;
+      return r.body.substr(at, r.body.find('\n', at) - at);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return "";
+}
+
+TEST(DurabilityTest, AWalDeletedAfterKillNineIsReportedAtStart) {
+  testing::TempDir dir;
+  std::string token;
+  {
+    auto tokens = TokenStore::Open(DatabasePath(dir.path()));
+    ASSERT_TRUE(tokens.ok());
+    token = *(*tokens)->Create(Role::kReporter, "app");
+  }
+  uint16_t port;
+  auto argv = LoomdArgs(dir.path(), &port);
+  std::string log = dir.File("loomd.log");
+  pid_t pid = testing::Spawn(argv, log);
+  ASSERT_EQ(WalLostMetric(port), "0") << "see " << log;
+  auto r = testing::HttpCall(port, "POST", "/v1/feedback",
+                             DumpJson({{"kind", "bug"}, {"title", "t"}, {"body", "b"}}),
+                             {{"Authorization", "Bearer " + token}});
+  ASSERT_EQ(r.status, 201) << r.body;
+  testing::KillAndWait(pid, SIGKILL);
+  ASSERT_EQ(::unlink((DatabasePath(dir.path()) + "-wal").c_str()), 0);
+
+  argv = LoomdArgs(dir.path(), &port);
+  pid = testing::Spawn(argv, log);
+  EXPECT_EQ(WalLostMetric(port), "1") << "see " << log;
+  testing::KillAndWait(pid, SIGTERM);
+  // After a clean stop nothing is reported.
+  argv = LoomdArgs(dir.path(), &port);
+  pid = testing::Spawn(argv, log);
+  EXPECT_EQ(WalLostMetric(port), "0") << "see " << log;
+  testing::KillAndWait(pid, SIGTERM);
+}
+
+TEST(DurabilityTest, ADamagedDatabaseIsRefusedAtStartWithWhatToDo) {
+  testing::TempDir dir;
+  {
+    auto tokens = TokenStore::Open(DatabasePath(dir.path()));
+    ASSERT_TRUE(tokens.ok());
+    auto who = (*tokens)->Lookup(*(*tokens)->Create(Role::kReporter, "app"));
+    ASSERT_TRUE(who.ok());
+    auto store = feedback::Store::Open(DatabasePath(dir.path()));
+    ASSERT_TRUE(store.ok());
+    for (int i = 0; i < 300; ++i) {
+      feedback::Item item;
+      item.token_id = who->token_id;
+      item.kind = "bug";
+      item.title = "report " + std::to_string(i);
+      item.body = std::string(200, 'a' + i % 26);
+      auto submitted = (*store)->SubmitAndWait(std::move(item));
+      ASSERT_TRUE(submitted.ok()) << submitted.status().ToString();
+    }
+  }  // closed: the WAL is checkpointed into loom.db
+  std::string db = DatabasePath(dir.path());
+  {
+    std::fstream f(db, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(3 * 4096);
+    std::string junk(8192, '\xab');
+    f.write(junk.data(), static_cast<std::streamsize>(junk.size()));
+  }
+  uint16_t port;
+  auto argv = LoomdArgs(dir.path(), &port);
+  std::string command = "timeout 20";
+  for (const auto& a : argv) command += " " + testing::ShellQuote(a);
+  testing::CommandResult r = testing::RunCommand(command + " 2>&1");
+  EXPECT_NE(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.exit_code, 124) << "loomd started on a damaged database: " << r.out;
+  EXPECT_NE(r.out.find("integrity check"), std::string::npos) << r.out;
 }
 
 }  // namespace
