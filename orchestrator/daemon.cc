@@ -10,6 +10,7 @@
 
 #include "common/auth.h"
 #include "common/http_server.h"
+#include "common/json_reader.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/rate_limiter.h"
@@ -191,17 +192,13 @@ class DaemonImpl : public Daemon {
           ErrorResponse(Status::PermissionDenied("creating tokens needs an admin token")));
     }
     auto body = ParseJson(req.body);
-    if (!body.ok() || !body->is_object()) {
-      return ex->Respond(
-          ErrorResponse(Status::InvalidArgument("expected a JSON object with a role")));
-    }
-    auto role_it = body->find("role");
-    if (role_it == body->end() || !role_it->is_string()) {
-      return ex->Respond(ErrorResponse(Status::InvalidArgument("role is required"), "role"));
-    }
-    auto role = ParseRole(role_it->get<std::string>());
+    if (!body.ok()) return ex->Respond(ErrorResponse(body.status()));
+    std::string role_name, name;
+    JsonReader in(*body);
+    in.String("role", &role_name, Presence::kNonEmpty).String("name", &name);
+    if (!in.ok()) return ex->Respond(ErrorResponse(in.status(), in.field()));
+    auto role = ParseRole(role_name);
     if (!role.ok()) return ex->Respond(ErrorResponse(role.status(), "role"));
-    std::string name = body->value("name", "");
     auto token = tokens_->Create(*role, name);
     if (!token.ok()) return ex->Respond(ErrorResponse(token.status()));
     ex->Respond(HttpResponse::Json(
