@@ -85,8 +85,8 @@ TEST_F(HostileJsonTest, FeedbackContextWithAnOverflowingNumberIsA400) {
 TEST_F(HostileJsonTest, FeedbackContextNestedDeeplyIsA400) {
   std::string ctx = std::string(150000, '[');
   auto r = Call("POST", "/v1/feedback", reporter_,
-                R"({"kind": "bug", "title": "t", "body": "b", "context": )" + ctx +
-                    std::string(150000, ']') + "}");
+                R"({"kind": "bug", "title": "t", "body": "b", "context": {"k": )" + ctx +
+                    std::string(150000, ']') + "}}");
   EXPECT_EQ(r.status, 400) << r.body.substr(0, 300);
   EXPECT_NE(r.body.find("nested deeper"), std::string::npos) << r.body.substr(0, 300);
   ExpectAlive("deep context");
