@@ -32,6 +32,8 @@ bool IsBlank(const std::string& s) {
   return std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isspace(c); });
 }
 
+constexpr int kMaxContextDepth = 32;
+
 Invalid TooLong(const char* field, size_t limit) {
   return {field, std::string(field) + " is longer than " + std::to_string(limit) + " bytes"};
 }
@@ -67,7 +69,15 @@ std::variant<Item, Invalid> ParseSubmission(std::string_view body, const Limits&
   }
   if (context != nullptr) {
     // Shallow by construction (ParseJson's depth limit), so dumping it is safe.
-    if (DumpJson(*context).size() > limits.context) return TooLong("context", limits.context);
+    std::string text = DumpJson(*context);
+    if (text.size() > limits.context) return TooLong("context", limits.context);
+    // Answers wrap the context in a few levels ({"items": [{"context": ...}]}):
+    // a context near the parse limit would make them unreadable by a client
+    // with the same limit (the CLI).
+    if (JsonNestingDepth(text, kMaxContextDepth) > kMaxContextDepth) {
+      return Invalid{"context", "context nests deeper than " + std::to_string(kMaxContextDepth) +
+                                    " levels"};
+    }
     item.context = *context;
   }
   return item;
