@@ -18,8 +18,9 @@ bool Retryable(int status) { return status == 429 || status == 408 || status >= 
 
 void ReadUsage(const Json& j, ChatReply* reply) {
   if (auto u = j.find("usage"); u != j.end() && u->is_object()) {
-    reply->prompt_tokens = u->value("prompt_tokens", reply->prompt_tokens);
-    reply->completion_tokens = u->value("completion_tokens", reply->completion_tokens);
+    // The server's word: a wrong type keeps the count we had, never throws.
+    reply->prompt_tokens = IntOr(*u, "prompt_tokens", reply->prompt_tokens);
+    reply->completion_tokens = IntOr(*u, "completion_tokens", reply->completion_tokens);
   }
 }
 
