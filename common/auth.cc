@@ -1,7 +1,5 @@
 #include "common/auth.h"
 
-#include <chrono>
-
 #include "common/crypto.h"
 #include "common/schema.h"
 
@@ -27,30 +25,37 @@ Result<Role> ParseRole(std::string_view name) {
                                  "': use reporter, engineer or admin");
 }
 
-Result<std::unique_ptr<TokenStore>> TokenStore::Open(const std::string& db_path) {
+Result<std::unique_ptr<TokenStore>> TokenStore::Open(const std::string& db_path,
+                                                     const Clock* clock) {
   LOOM_ASSIGN_OR_RETURN(auto db, Db::Open(db_path, LoomMigrations()));
-  return std::unique_ptr<TokenStore>(new TokenStore(std::move(db)));
+  return std::unique_ptr<TokenStore>(new TokenStore(std::move(db), clock));
 }
 
-Result<std::string> TokenStore::Create(Role role, std::string_view name) {
+Result<std::string> TokenStore::Create(Role role, std::string_view name,
+                                       std::optional<int64_t> expires_at_ms) {
   LOOM_ASSIGN_OR_RETURN(std::string secret, RandomHex(32));
   std::string token = "loom_" + secret;
-  int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
-                    std::chrono::system_clock::now().time_since_epoch())
-                    .count();
   std::lock_guard<std::mutex> lock(mu_);
   LOOM_ASSIGN_OR_RETURN(
       Statement * ins,
-      db_->Prepare("INSERT INTO tokens(hash, role, name, created_at) VALUES(?,?,?,?)"));
-  LOOM_RETURN_IF_ERROR(ins->BindAll(Sha256Hex(token), RoleName(role), name, now).Run());
+      db_->Prepare(
+          "INSERT INTO tokens(hash, role, name, created_at, expires_at) VALUES(?,?,?,?,?)"));
+  ins->BindAll(Sha256Hex(token), RoleName(role), name, clock_->NowMs());
+  if (expires_at_ms) {
+    ins->Bind(5, *expires_at_ms);
+  } else {
+    ins->BindNull(5);
+  }
+  LOOM_RETURN_IF_ERROR(ins->Run());
   return token;
 }
 
 Result<bool> TokenStore::HasAdmin() {
   std::lock_guard<std::mutex> lock(mu_);
-  LOOM_ASSIGN_OR_RETURN(
-      Statement * q,
-      db_->Prepare("SELECT 1 FROM tokens WHERE role='admin' AND revoked_at IS NULL"));
+  LOOM_ASSIGN_OR_RETURN(Statement * q,
+                        db_->Prepare("SELECT 1 FROM tokens WHERE role='admin' AND revoked_at IS "
+                                     "NULL AND (expires_at IS NULL OR expires_at > ?)"));
+  q->Bind(1, clock_->NowMs());
   LOOM_ASSIGN_OR_RETURN(bool row, q->Step());
   q->Reset();
   return row;
@@ -58,24 +63,93 @@ Result<bool> TokenStore::HasAdmin() {
 
 Result<Principal> TokenStore::Lookup(std::string_view token) {
   std::string hash = Sha256Hex(token);
+  int64_t now = clock_->NowMs();
   std::lock_guard<std::mutex> lock(mu_);
-  if (auto it = cache_.find(hash); it != cache_.end()) return it->second;
+  Principal p;
+  if (auto it = cache_.find(hash); it != cache_.end() &&
+                                   now - it->second.cached_at_ms < kCacheTtlMs &&
+                                   now >= it->second.cached_at_ms) {
+    p = it->second.principal;
+  } else {
+    cache_.erase(hash);
+    LOOM_ASSIGN_OR_RETURN(
+        Statement * q,
+        db_->Prepare(
+            "SELECT id, role, name, expires_at FROM tokens WHERE hash=? AND revoked_at IS NULL"));
+    q->Bind(1, std::string_view(hash));
+    LOOM_ASSIGN_OR_RETURN(bool row, q->Step());
+    if (!row) return Status::Unauthenticated("unknown or revoked token");
+    p.token_id = q->Int(0);
+    auto role = ParseRole(q->Text(1));
+    if (!role.ok()) {
+      q->Reset();
+      return Status::Corruption("token " + std::to_string(p.token_id) + " has a bad role");
+    }
+    p.role = *role;
+    p.name = q->Text(2);
+    if (!q->IsNull(3)) p.expires_at_ms = q->Int(3);
+    q->Reset();
+    cache_[hash] = {p, now};
+  }
+  if (p.expires_at_ms && now >= *p.expires_at_ms) {
+    return Status::Unauthenticated("token " + std::to_string(p.token_id) +
+                                   " has expired: ask an admin for a new one");
+  }
+  return p;
+}
+
+namespace {
+constexpr const char* kTokenColumns = "id, role, name, created_at, expires_at, revoked_at";
+
+TokenInfo ReadToken(Statement* q) {
+  TokenInfo t;
+  t.id = q->Int(0);
+  t.role = ParseRole(q->Text(1)).value_or(Role::kReporter);
+  t.name = q->Text(2);
+  t.created_at_ms = q->Int(3);
+  if (!q->IsNull(4)) t.expires_at_ms = q->Int(4);
+  if (!q->IsNull(5)) t.revoked_at_ms = q->Int(5);
+  return t;
+}
+}  // namespace
+
+Result<std::vector<TokenInfo>> TokenStore::List() {
+  std::lock_guard<std::mutex> lock(mu_);
+  LOOM_ASSIGN_OR_RETURN(Statement * q, db_->Prepare(std::string("SELECT ") + kTokenColumns +
+                                                    " FROM tokens ORDER BY id"));
+  std::vector<TokenInfo> out;
+  while (true) {
+    LOOM_ASSIGN_OR_RETURN(bool row, q->Step());
+    if (!row) break;
+    out.push_back(ReadToken(q));
+  }
+  return out;
+}
+
+Result<TokenInfo> TokenStore::GetLocked(int64_t id) {
+  LOOM_ASSIGN_OR_RETURN(Statement * q, db_->Prepare(std::string("SELECT ") + kTokenColumns +
+                                                    " FROM tokens WHERE id=?"));
+  q->Bind(1, id);
+  LOOM_ASSIGN_OR_RETURN(bool row, q->Step());
+  if (!row) return Status::NotFound("no token " + std::to_string(id));
+  TokenInfo t = ReadToken(q);
+  q->Reset();
+  return t;
+}
+
+Result<TokenInfo> TokenStore::Get(int64_t id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return GetLocked(id);
+}
+
+Result<TokenInfo> TokenStore::Revoke(int64_t id) {
+  std::lock_guard<std::mutex> lock(mu_);
   LOOM_ASSIGN_OR_RETURN(
       Statement * q,
-      db_->Prepare("SELECT id, role, name FROM tokens WHERE hash=? AND revoked_at IS NULL"));
-  q->Bind(1, std::string_view(hash));
-  LOOM_ASSIGN_OR_RETURN(bool row, q->Step());
-  if (!row) return Status::Unauthenticated("unknown token");
-  Principal p;
-  p.token_id = q->Int(0);
-  auto role = ParseRole(q->Text(1));
-  if (!role.ok())
-    return Status::Corruption("token " + std::to_string(p.token_id) + " has a bad role");
-  p.role = *role;
-  p.name = q->Text(2);
-  q->Reset();
-  cache_[hash] = p;
-  return p;
+      db_->Prepare("UPDATE tokens SET revoked_at=? WHERE id=? AND revoked_at IS NULL"));
+  LOOM_RETURN_IF_ERROR(q->BindAll(clock_->NowMs(), id).Run());
+  std::erase_if(cache_, [id](const auto& entry) { return entry.second.principal.token_id == id; });
+  return GetLocked(id);
 }
 
 Result<Principal> TokenStore::Authenticate(const HttpRequest& request) {

@@ -1,6 +1,7 @@
 #include "common/crypto.h"
 
 #include <openssl/evp.h>
+#include <openssl/kdf.h>
 #include <openssl/rand.h>
 
 #include <memory>
@@ -32,6 +33,18 @@ std::string Sha256Raw(std::string_view data) {
   unsigned int len = 0;
   EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
   return std::string(reinterpret_cast<const char*>(md), len);
+}
+
+Result<std::string> DeriveKeyScrypt(std::string_view passphrase, std::string_view salt) {
+  constexpr uint64_t kN = 1 << 15, kR = 8, kP = 1;
+  constexpr uint64_t kMaxMem = 64ull << 20;  // scrypt needs 128 * N * r = 32 MiB
+  std::string key(32, '\0');
+  if (EVP_PBE_scrypt(passphrase.data(), passphrase.size(),
+                     reinterpret_cast<const unsigned char*>(salt.data()), salt.size(), kN, kR, kP,
+                     kMaxMem, reinterpret_cast<unsigned char*>(key.data()), key.size()) != 1) {
+    return Status::Internal("scrypt key derivation failed (out of memory?)");
+  }
+  return key;
 }
 
 namespace {

@@ -20,7 +20,12 @@ Result<std::string> RandomHex(size_t bytes);
 Result<std::string> SealAes256Gcm(std::string_view key, std::string_view plaintext);
 Result<std::string> UnsealAes256Gcm(std::string_view key, std::string_view sealed_hex);
 
-// Raw SHA-256 (32 bytes) of `data`: derives a key from a passphrase.
+// Raw SHA-256 (32 bytes) of `data`. (Version 1 of the secret store derived its
+// key from a passphrase this way; it is kept only to open what v1 sealed.)
 std::string Sha256Raw(std::string_view data);
+
+// A 32-byte key from a passphrase: scrypt with `salt` and N = 2^15, r = 8, p = 1
+// (about 32 MiB and a few tens of milliseconds, once per salt and process).
+Result<std::string> DeriveKeyScrypt(std::string_view passphrase, std::string_view salt);
 
 }  // namespace loom

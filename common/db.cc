@@ -1,6 +1,9 @@
 #include "common/db.h"
 
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 namespace loom {
 
@@ -36,6 +39,20 @@ Result<std::unique_ptr<Db>> Db::Open(const std::string& path,
   int flags =
       SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE |
       (options.read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+  if (!options.read_only && !path.empty() && path[0] != ':' && !path.starts_with("file:")) {
+    // Private before SQLite opens it: SQLite gives the -wal and -shm files it
+    // makes the database's mode, so they are never readable by others. Files an
+    // older version left readable are tightened. Errors surface from the open below.
+    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd >= 0) ::close(fd);
+    for (const char* suffix : {"", "-wal", "-shm", "-journal"}) {
+      std::string file = path + suffix;
+      struct stat st;
+      if (::stat(file.c_str(), &st) == 0 && (st.st_mode & 077) != 0) {
+        ::chmod(file.c_str(), st.st_mode & 0700);
+      }
+    }
+  }
   int rc = sqlite3_open_v2(path.c_str(), &raw, flags, nullptr);
   db->db_.reset(raw);
   if (rc != SQLITE_OK) {

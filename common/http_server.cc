@@ -14,6 +14,8 @@
 // the io_context and join.
 #include "common/http_server.h"
 
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <atomic>
 #include <boost/asio.hpp>
@@ -36,6 +38,12 @@ namespace http = beast::http;
 using tcp = net::ip::tcp;
 
 namespace {
+
+constexpr size_t kDrainBufferBytes = 16 << 10;
+constexpr auto kLinger = std::chrono::seconds(5);  // a staged close's longest drain
+// Accept errors that more tries cannot fix at once (no fds, no memory): back off.
+constexpr auto kAcceptBackoffMin = std::chrono::milliseconds(10);
+constexpr auto kAcceptBackoffMax = std::chrono::milliseconds(1000);
 
 std::string PercentDecode(std::string_view s, bool plus_is_space) {
   std::string out;
@@ -115,6 +123,8 @@ class Session : public std::enable_shared_from_this<Session> {
   void Dispatch();
   void WatchForHangup();
   void RejectAndClose(int status, std::string_view code, std::string_view message);
+  void LingerClose();
+  void Drain();
   void QueueWrite(std::string bytes, bool close_after);
   void WriteNext();
   void ResumeReading();
@@ -133,6 +143,8 @@ class Session : public std::enable_shared_from_this<Session> {
   std::deque<std::pair<std::string, bool>> writes_;  // bytes, close after
   bool writing_ = false;
   bool awaiting_watch_ = false;  // the next request waits for the hang-up watch read
+  bool linger_ = false;          // unread request bytes may follow: close in stages
+  std::unique_ptr<char[]> drain_buf_;
   net::steady_timer idle_timer_;
 };
 
@@ -214,7 +226,11 @@ class ExchangeImpl : public HttpExchange {
 class ServerImpl : public HttpServer {
  public:
   ServerImpl(HttpServerOptions options, HttpHandler handler)
-      : options_(std::move(options)), handler_(std::move(handler)), acceptor_(ioc_) {}
+      : options_(std::move(options)),
+        handler_(std::move(handler)),
+        acceptor_(net::make_strand(ioc_)),
+        accept_timer_(acceptor_.get_executor()),
+        max_connections_(MaxConnections(options_.max_connections)) {}
 
   ~ServerImpl() override { Shutdown(std::chrono::milliseconds(0)); }
 
@@ -245,6 +261,7 @@ class ServerImpl : public HttpServer {
     net::post(acceptor_.get_executor(), [this] {
       beast::error_code ec;
       acceptor_.close(ec);
+      accept_timer_.cancel();
     });
     ForEachSession([](const std::shared_ptr<Session>& s) {
       net::post(s->executor(), [s] { s->CloseIfIdle(); });
@@ -286,25 +303,67 @@ class ServerImpl : public HttpServer {
         ++it;
       }
     }
+    if (accept_paused_ && sessions_.size() < max_connections_ && !stopping_) {
+      accept_paused_ = false;
+      net::post(acceptor_.get_executor(), [this] {
+        if (!stopping_) Accept();
+      });
+    }
   }
 
  private:
+  // 0 means: half the soft open-files limit (the rest is for the database, the
+  // sandbox and the model client), at least 16.
+  static size_t MaxConnections(size_t configured) {
+    if (configured > 0) return configured;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return 4096;
+    return std::max<size_t>(16, rl.rlim_cur / 2);
+  }
+
+  // The accept loop runs on the acceptor's executor (one accept outstanding at a
+  // time). At max_connections it pauses until a session ends (Forget resumes it).
+  // Out of fds or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM), retrying at once would
+  // spin and flood the log: it waits, doubling from 10 ms to 1 s, and logs once per
+  // episode with the count of failures when it recovers.
   void Accept() {
-    acceptor_.async_accept(net::make_strand(ioc_),
-                           [this](beast::error_code ec, tcp::socket socket) {
-                             if (ec) {
-                               if (ec == net::error::operation_aborted || stopping_) return;
-                               LOOM_LOG(kWarning) << "accept failed: " << ec.message();
-                             } else if (!stopping_) {
-                               auto session = std::make_shared<Session>(std::move(socket), this);
-                               {
-                                 std::lock_guard<std::mutex> lock(mu_);
-                                 sessions_.push_back(session);
-                               }
-                               session->Start();
-                             }
-                             if (!stopping_) Accept();
-                           });
+    acceptor_.async_accept(net::make_strand(ioc_), [this](beast::error_code ec,
+                                                          tcp::socket socket) {
+      if (stopping_ || ec == net::error::operation_aborted) return;
+      if (ec) {
+        bool exhausted = ec == net::error::no_descriptors || ec == net::error::no_buffer_space ||
+                         ec == net::error::no_memory || ec.value() == ENFILE;
+        if (!exhausted) {
+          LOOM_LOG(kWarning) << "accept failed: " << ec.message();
+          return Accept();
+        }
+        if (accept_failures_++ == 0) {
+          LOOM_LOG(kWarning) << "accept failed: " << ec.message()
+                             << "; backing off until connections or files are released";
+        }
+        accept_backoff_ = std::clamp(accept_backoff_ * 2, kAcceptBackoffMin, kAcceptBackoffMax);
+        accept_timer_.expires_after(accept_backoff_);
+        accept_timer_.async_wait([this](beast::error_code wait_ec) {
+          if (!wait_ec && !stopping_) Accept();
+        });
+        return;
+      }
+      if (accept_failures_ > 0) {
+        LOOM_LOG(kInfo) << "accepting again after " << accept_failures_ << " failed accept(s)";
+        accept_failures_ = 0;
+        accept_backoff_ = std::chrono::milliseconds(0);
+      }
+      auto session = std::make_shared<Session>(std::move(socket), this);
+      bool full;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        sessions_.push_back(session);
+        full = sessions_.size() >= max_connections_;
+        accept_paused_ = full;
+      }
+      session->Start();
+      if (!full) Accept();
+    });
   }
 
   void ForEachSession(const std::function<void(const std::shared_ptr<Session>&)>& fn) {
@@ -321,6 +380,10 @@ class ServerImpl : public HttpServer {
   HttpHandler handler_;
   net::io_context ioc_;
   tcp::acceptor acceptor_;
+  net::steady_timer accept_timer_;               // accept loop only
+  std::chrono::milliseconds accept_backoff_{0};  // accept loop only
+  int64_t accept_failures_ = 0;                  // accept loop only
+  const size_t max_connections_;
   uint16_t port_ = 0;
   std::vector<std::thread> threads_;
   std::atomic<bool> stopping_{false};
@@ -329,6 +392,7 @@ class ServerImpl : public HttpServer {
   std::condition_variable drained_;
   int in_flight_ = 0;                             // GUARDED_BY(mu_)
   std::vector<std::weak_ptr<Session>> sessions_;  // GUARDED_BY(mu_)
+  bool accept_paused_ = false;                    // GUARDED_BY(mu_)
 };
 
 Session::Session(tcp::socket socket, ServerImpl* server)
@@ -462,7 +526,30 @@ void Session::RejectAndClose(int status, std::string_view code, std::string_view
   res.prepare_payload();
   std::ostringstream os;
   os << res;
+  linger_ = true;
   QueueWrite(os.str(), true);
+}
+
+// RFC 9112 §9.6: closing with the client's unread bytes in the receive buffer sends a
+// reset, which can destroy the response before the client reads it; a client that
+// sends its whole body before reading (urllib, requests) then sees a broken pipe
+// instead of the 413. So: stop sending, read and discard until the client closes or
+// kLinger has passed, then close.
+void Session::LingerClose() {
+  beast::error_code ec;
+  stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+  if (ec) return ForceClose();
+  drain_buf_ = std::make_unique<char[]>(kDrainBufferBytes);
+  stream_.expires_after(kLinger);
+  Drain();
+}
+
+void Session::Drain() {
+  stream_.async_read_some(net::buffer(drain_buf_.get(), kDrainBufferBytes),
+                          [self = shared_from_this()](beast::error_code ec, size_t) {
+                            if (ec) return self->ForceClose();
+                            self->Drain();
+                          });
 }
 
 void Session::QueueWrite(std::string bytes, bool close_after) {
@@ -491,6 +578,7 @@ void Session::WriteNext() {
     }
     if (close_after) {
       self->writing_ = false;
+      if (self->linger_) return self->LingerClose();
       self->ForceClose();
       return;
     }
@@ -733,6 +821,13 @@ void Router::Dispatch(HttpRequest& request, std::shared_ptr<HttpExchange> exchan
   }
   exchange->Respond(
       HttpResponse::Json(404, ErrorJson("not_found", "no route for " + request.path)));
+}
+
+std::string Router::MethodLabel(const HttpRequest& request) {
+  for (const char* m : {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"}) {
+    if (request.method == m) return m;
+  }
+  return "other";
 }
 
 std::string Router::RouteLabel(const HttpRequest& request) const {

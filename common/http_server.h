@@ -75,6 +75,9 @@ struct HttpServerOptions {
   int io_threads = 2;
   size_t max_body_bytes = 1 << 20;
   size_t max_header_bytes = 16 << 10;
+  // Open connections at most; past it the server stops accepting until one closes.
+  // 0: half the soft RLIMIT_NOFILE.
+  size_t max_connections = 0;
   std::chrono::milliseconds header_timeout{10'000};  // to receive a whole request head
   std::chrono::milliseconds body_timeout{30'000};    // to receive the body after the head
   std::chrono::milliseconds idle_timeout{60'000};    // keep-alive wait for the next request
@@ -105,6 +108,9 @@ class Router {
   // The pattern that matches `request` ("/v1/feedback/{id}"), for metrics labels;
   // "unmatched" when none does.
   std::string RouteLabel(const HttpRequest& request) const;
+  // The method for metrics labels: a standard one, else "other" (a client picks the
+  // method: taken raw, it would grow a label set without bound).
+  static std::string MethodLabel(const HttpRequest& request);
 
  private:
   struct Route {

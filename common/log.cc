@@ -6,9 +6,11 @@
 #include <chrono>
 #include <cstring>
 #include <ctime>
+#include <mutex>
 #include <string>
 
 #include "common/json.h"
+#include "common/secret_mask.h"
 
 namespace loom::log {
 namespace {
@@ -16,6 +18,13 @@ namespace {
 std::atomic<Level> g_level{Level::kInfo};
 std::atomic<Format> g_format{Format::kText};
 std::atomic<int> g_fd{2};
+std::mutex g_masker_mu;
+std::shared_ptr<const SecretMasker> g_masker;  // GUARDED_BY(g_masker_mu)
+
+std::shared_ptr<const SecretMasker> CurrentMasker() {
+  std::lock_guard<std::mutex> lock(g_masker_mu);
+  return g_masker;
+}
 
 const char* LevelName(Level level) {
   switch (level) {
@@ -50,6 +59,11 @@ Level GetLevel() { return g_level; }
 void SetFormat(Format format) { g_format = format; }
 void SetOutputFd(int fd) { g_fd = fd; }
 
+void SetMasker(std::shared_ptr<const SecretMasker> masker) {
+  std::lock_guard<std::mutex> lock(g_masker_mu);
+  g_masker = std::move(masker);
+}
+
 bool ParseLevel(std::string_view name, Level* level) {
   for (Level l : {Level::kDebug, Level::kInfo, Level::kWarning, Level::kError}) {
     if (name == LevelName(l)) {
@@ -69,13 +83,15 @@ Line::Line(Level level, const char* file, int line) : level_(level), file_(file)
 Line::~Line() {
   const char* base = std::strrchr(file_, '/');
   std::string where = std::string(base ? base + 1 : file_) + ":" + std::to_string(line_);
+  std::string msg = stream_.str();
+  if (auto masker = CurrentMasker()) msg = masker->Mask(msg);
   std::string out;
   if (g_format == Format::kJson) {
     nlohmann::json j = {
-        {"ts", Timestamp()}, {"level", LevelName(level_)}, {"src", where}, {"msg", stream_.str()}};
+        {"ts", Timestamp()}, {"level", LevelName(level_)}, {"src", where}, {"msg", msg}};
     out = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
   } else {
-    out = Timestamp() + " " + LevelName(level_) + " " + where + "] " + stream_.str() + "\n";
+    out = Timestamp() + " " + LevelName(level_) + " " + where + "] " + msg + "\n";
   }
   const char* p = out.data();
   size_t left = out.size();

@@ -6,8 +6,13 @@
 // from different threads never interleave. Thread-safe.
 #pragma once
 
+#include <memory>
 #include <sstream>
 #include <string_view>
+
+namespace loom {
+class SecretMasker;
+}
 
 namespace loom::log {
 
@@ -22,6 +27,10 @@ bool ParseLevel(std::string_view name, Level* level);
 
 // Redirects output to `fd` (default 2). For tests.
 void SetOutputFd(int fd);
+
+// Every line is masked by `masker` before it is written (null: none). loomd sets
+// its secret store's masker at start and clears it when it stops.
+void SetMasker(std::shared_ptr<const SecretMasker> masker);
 
 class Line {
  public:

@@ -109,6 +109,9 @@ const std::vector<Migration>& LoomMigrations() {
           updated_at INTEGER NOT NULL
         );
       )sql"},
+      {4, R"sql(
+        ALTER TABLE tokens ADD COLUMN expires_at INTEGER;  -- ms since the epoch; NULL: never
+      )sql"},
   };
   return kMigrations;
 }

@@ -12,6 +12,14 @@ std::optional<int64_t> ParseId(std::string_view s) {
   return v;
 }
 
+// An item as `who` may see it: reporters see their own items only, and not which
+// item of someone else's theirs duplicates (so no id of another's item leaks).
+Json ForCaller(const Item& item, const Principal& who) {
+  Json j = item.ToJson();
+  if (!who.AtLeast(Role::kEngineer)) j.erase("duplicate_of");
+  return j;
+}
+
 }  // namespace
 
 Api::Api(Store* store, TokenStore* tokens, RateLimiter* limiter, MetricsRegistry* metrics,
@@ -63,11 +71,16 @@ void Api::Submit(HttpRequest& req, std::shared_ptr<HttpExchange> ex) {
   Item item = std::move(std::get<Item>(parsed));
   item.token_id = who->token_id;
   std::string kind = item.kind;
+  bool sees_all = who->AtLeast(Role::kEngineer);
+  int64_t token_id = who->token_id;
   store_->Submit(std::move(item), std::string(req.Header("Idempotency-Key")),
-                 [this, ex, kind](Result<SubmitResult> r) {
+                 [this, ex, kind, sees_all, token_id](Result<SubmitResult> r) {
                    if (!r.ok()) return ex->Respond(ErrorResponse(r.status()));
                    Json body = {{"id", r->id}, {"status", r->status}};
-                   if (r->duplicate_of) body["duplicate_of"] = *r->duplicate_of;
+                   // A reporter learns the original's id only when it is their own.
+                   if (r->duplicate_of && (sees_all || r->original_token_id == token_id)) {
+                     body["duplicate_of"] = *r->duplicate_of;
+                   }
                    if (!r->replayed) {
                      submitted_->Add({kind, r->status});
                      items_->Add({r->status}, 1);
@@ -107,7 +120,7 @@ void Api::List(HttpRequest& req, std::shared_ptr<HttpExchange> ex) {
   auto items = store_->List(q);
   if (!items.ok()) return ex->Respond(ErrorResponse(items.status()));
   Json out = {{"items", Json::array()}};
-  for (const auto& it : *items) out["items"].push_back(it.ToJson());
+  for (const auto& it : *items) out["items"].push_back(ForCaller(it, *who));
   if (static_cast<int>(items->size()) == q.limit) {
     out["next_after"] = items->back().id;
   } else {
@@ -127,7 +140,7 @@ void Api::Show(HttpRequest& req, std::shared_ptr<HttpExchange> ex) {
   if (!item.ok() || (!who->AtLeast(Role::kEngineer) && item->token_id != who->token_id)) {
     return ex->Respond(ErrorResponse(Status::NotFound("no feedback item " + std::to_string(*id))));
   }
-  ex->Respond(HttpResponse::Json(200, DumpJson(item->ToJson())));
+  ex->Respond(HttpResponse::Json(200, DumpJson(ForCaller(*item, *who))));
 }
 
 }  // namespace loom::feedback

@@ -76,7 +76,8 @@ struct SubmitResult {
   int64_t id = 0;
   std::string status;
   std::optional<int64_t> duplicate_of;
-  bool replayed = false;  // an earlier submission with the same idempotency key
+  int64_t original_token_id = 0;  // the token that filed duplicate_of's item
+  bool replayed = false;          // an earlier submission with the same idempotency key
 };
 
 struct ListQuery {

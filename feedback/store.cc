@@ -152,13 +152,15 @@ Result<SubmitResult> Store::Insert(Item& item, const std::string& idempotency_ke
   Db* db = writer_db_.get();
   if (!idempotency_key.empty()) {
     LOOM_ASSIGN_OR_RETURN(Statement * q,
-                          db->Prepare("SELECT id, status, duplicate_of FROM feedback WHERE "
-                                      "token_id=? AND idempotency_key=?"));
+                          db->Prepare("SELECT f.id, f.status, f.duplicate_of, o.token_id FROM "
+                                      "feedback f LEFT JOIN feedback o ON o.id = f.duplicate_of "
+                                      "WHERE f.token_id=? AND f.idempotency_key=?"));
     q->BindAll(item.token_id, idempotency_key);
     LOOM_ASSIGN_OR_RETURN(bool row, q->Step());
     if (row) {
-      SubmitResult r{q->Int(0), q->Text(1), std::nullopt, true};
+      SubmitResult r{q->Int(0), q->Text(1), std::nullopt, 0, true};
       if (!q->IsNull(2)) r.duplicate_of = q->Int(2);
+      if (!q->IsNull(3)) r.original_token_id = q->Int(3);
       q->Reset();
       return r;
     }
@@ -167,11 +169,15 @@ Result<SubmitResult> Store::Insert(Item& item, const std::string& idempotency_ke
   item.created_at_ms = NowMs();
   LOOM_ASSIGN_OR_RETURN(
       Statement * find,
-      db->Prepare("SELECT id FROM feedback WHERE fingerprint=? AND duplicate_of IS NULL AND "
-                  "repo IS ? ORDER BY id LIMIT 1"));
+      db->Prepare("SELECT id, token_id FROM feedback WHERE fingerprint=? AND duplicate_of IS "
+                  "NULL AND repo IS ? ORDER BY id LIMIT 1"));
   find->Bind(1, item.fingerprint).Bind(2, item.repo);
   LOOM_ASSIGN_OR_RETURN(bool dup, find->Step());
-  if (dup) item.duplicate_of = find->Int(0);
+  int64_t original_token_id = 0;
+  if (dup) {
+    item.duplicate_of = find->Int(0);
+    original_token_id = find->Int(1);
+  }
   find->Reset();
   item.status = dup ? "duplicate" : "new";
 
@@ -212,7 +218,7 @@ Result<SubmitResult> Store::Insert(Item& item, const std::string& idempotency_ke
         db->Prepare("UPDATE feedback SET reporter_count = reporter_count + 1 WHERE id=?"));
     LOOM_RETURN_IF_ERROR(bump->BindAll(original).Run());
   }
-  return SubmitResult{item.id, item.status, item.duplicate_of, false};
+  return SubmitResult{item.id, item.status, item.duplicate_of, original_token_id, false};
 }
 
 Result<Item> Store::Get(int64_t id) {

@@ -10,8 +10,12 @@
 //   it spin; a model server that cannot be reached parks it with an escalation.
 #include "orchestrator/agent.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <chrono>
+#include <ctime>
 #include <deque>
 #include <filesystem>
 #include <fstream>
@@ -490,6 +494,7 @@ class AgentLoop {
       if (Status s = StartEdit(call.id); !s.ok()) return Error(s.message());
       auto snap = ws.WriteFile(path, content);
       if (!snap.ok()) return EditRefused(path, snap.status());
+      MoveMtimePastLastRun(path);
       return Reply("wrote " + path + " (" + std::to_string(content.size()) + " bytes)");
     }
     if (call.name == "replace_in_file") {
@@ -499,16 +504,12 @@ class AgentLoop {
       if (Status s = StartEdit(call.id); !s.ok()) return Error(s.message());
       auto snap = ws.ReplaceInFile(path, old_text, new_text);
       if (!snap.ok()) return EditRefused(path, snap.status());
+      MoveMtimePastLastRun(path);
       return Reply("replaced in " + path);
     }
     if (call.name == "run_tests") {
       if (auto e = str("args", false, &args)) return *e;
-      std::vector<std::string> argv = env_.test_argv;
-      if (!args.empty()) {
-        std::istringstream in(args);
-        for (std::string w; in >> w;) argv.push_back(w);
-      }
-      auto o = RunSandboxed(argv, ws.info().path);
+      auto o = RunSandboxed(TestArgvWithArgs(env_.test_argv, args), ws.info().path);
       if (!o.ok()) return Error(o.status().message());
       return Reply((o->Succeeded() ? "tests passed: " : "tests failed: ") +
                    DescribeOutcome(*o, env_.budgets.max_tool_output));
@@ -551,7 +552,8 @@ class AgentLoop {
   }
 
   // Runs `argv` in the sandbox on `dir` and appends a "test_run" event (outcome
-  // with its output cut to what the model would see).
+  // with its output cut to what the model would see). The outcome returned has
+  // the task's secrets masked.
   Result<sandbox::Outcome> RunSandboxed(std::vector<std::string> argv, const std::string& dir,
                                         bool counts_as_test = true) {
     auto started = Clock::now();
@@ -562,6 +564,10 @@ class AgentLoop {
       return o;
     }
     sandbox_failures_ = 0;
+    // Every caller (tool results, the fail_to_pass event) gets the outcome masked
+    // whole; what is recorded here is cut to size and masked once more.
+    o->stdout_data = MaskSecrets(std::move(o->stdout_data), env_.secrets);
+    o->stderr_data = MaskSecrets(std::move(o->stderr_data), env_.secrets);
     sandbox::Outcome run = *o;
     run.stdout_data =
         MaskSecrets(TruncateMiddle(run.stdout_data, env_.budgets.max_tool_output), env_.secrets);
@@ -588,11 +594,31 @@ class AgentLoop {
     sandbox::RunSpec spec;
     spec.argv = std::move(argv);
     spec.worktree = dir;
-    spec.env = {{"PATH", "/usr/local/bin:/usr/bin:/bin"}, {"HOME", dir}, {"LANG", "C.UTF-8"}};
+    // Python's bytecode cache goes to the run's private /tmp, never into the tree.
+    spec.env = {{"PATH", "/usr/local/bin:/usr/bin:/bin"},
+                {"HOME", dir},
+                {"LANG", "C.UTF-8"},
+                {"PYTHONDONTWRITEBYTECODE", "1"},
+                {"PYTHONPYCACHEPREFIX", "/tmp/pycache"}};
     for (const auto& secret : env_.secrets) spec.env.push_back(secret);
     spec.limits = env_.limits;
     spec.network = env_.network;
+    last_run_start_s_ = std::time(nullptr);
     return env_.executor->Run(spec);
+  }
+
+  // Caches keyed on a file's mtime in whole seconds and its size (Python's bytecode,
+  // make, many build tools) would miss an edit made in the same second as the last
+  // run that keeps the size (`-` -> `+`): an edited file's mtime is moved past the
+  // second the last run started in (at most a second ahead of the clock).
+  void MoveMtimePastLastRun(const std::string& path) {
+    std::string full = env_.workspace->info().path + "/" + path;
+    struct stat st;
+    if (lstat(full.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return;
+    time_t past = last_run_start_s_ + 1;
+    if (st.st_mtim.tv_sec >= past) return;
+    const timespec times[2] = {{past, 0}, {past, 0}};
+    (void)utimensat(AT_FDCWD, full.c_str(), times, AT_SYMLINK_NOFOLLOW);
   }
 
   // finish(summary): the task is `verifying` while the suite runs (written before
@@ -760,6 +786,7 @@ class AgentLoop {
   // Sandbox runs that failed to start, in a row: the host, not the agent.
   static constexpr int kMaxSandboxFailures = 3;
   int sandbox_failures_ = 0;
+  time_t last_run_start_s_ = std::time(nullptr);  // of the last sandboxed run (or of the loop)
   std::string last_key_;
   int repeats_ = 0;
   std::map<std::string, int> retries_;  // tool_call_id -> "tool_retry" events
@@ -856,6 +883,19 @@ std::string AgentSystemPrompt(const Task& task, repos::Workspace& workspace,
 }
 
 AgentOutcome RunAgent(const Task& task, AgentEnv& env) { return AgentLoop(task, env).Run(); }
+
+std::vector<std::string> TestArgvWithArgs(std::vector<std::string> argv, const std::string& args) {
+  std::istringstream in(args);
+  std::vector<std::string> words;
+  for (std::string w; in >> w;) words.push_back(w);
+  if (words.empty()) return argv;
+  if (argv.size() == 3 && argv[1] == "-c") {
+    argv[2] += " \"$@\"";
+    argv.push_back("sh");  // $0
+  }
+  argv.insert(argv.end(), words.begin(), words.end());
+  return argv;
+}
 
 std::string TruncateMiddle(const std::string& text, size_t max) {
   if (text.size() <= max) return text;

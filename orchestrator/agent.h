@@ -95,6 +95,13 @@ std::string AgentSystemPrompt(const Task& task, repos::Workspace& workspace,
 // or failed. The caller makes the state transition the outcome names.
 AgentOutcome RunAgent(const Task& task, AgentEnv& env);
 
+// The test command with the words of run_tests' `args` after it. A `sh -c CMD` command
+// gets them as its "$@", appended to CMD (after `sh -c CMD`, words would only set $0,
+// $1... and be dropped); any other argv gets them as arguments. Words are split on
+// whitespace, with no quoting.
+std::vector<std::string> TestArgvWithArgs(std::vector<std::string> test_argv,
+                                          const std::string& args);
+
 // Keeps the head and the tail of `text` within `max` bytes, saying what was cut.
 std::string TruncateMiddle(const std::string& text, size_t max);
 

@@ -27,6 +27,7 @@
 
 #include <functional>
 #include <map>
+#include <mutex>
 #include <string>
 
 #include "common/auth.h"
@@ -83,6 +84,9 @@ class OrchestratorApi {
   std::string data_dir_;
   const std::map<std::string, policies::Policy>* policies_;
   SecretStore* secrets_;
+  // Held from the check that an escalation is open until its answer is recorded,
+  // so an answer that is refused (409) has stored nothing, a secret included.
+  std::mutex answer_mu_;
   std::function<void()> on_requeue_;
 };
 

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <charconv>
 #include <cstdio>
 #include <filesystem>
 #include <mutex>
@@ -13,6 +14,7 @@
 #include "common/json_reader.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "common/private_dir.h"
 #include "common/rate_limiter.h"
 #include "common/schema.h"
 #include "feedback/api.h"
@@ -101,19 +103,40 @@ Status ParseListen(const std::string& listen, std::string* host, uint16_t* port)
   return Status::Ok();
 }
 
+// Answers with every known secret masked: the last stop of every API response.
+class MaskingExchange : public HttpExchange {
+ public:
+  MaskingExchange(std::shared_ptr<HttpExchange> inner, std::shared_ptr<const SecretMasker> masker)
+      : inner_(std::move(inner)), masker_(std::move(masker)) {}
+  void Respond(HttpResponse response) override {
+    if (masker_ && !masker_->empty()) response.body = masker_->Mask(response.body);
+    inner_->Respond(std::move(response));
+  }
+  void StartStream(int status, std::string content_type,
+                   std::vector<std::pair<std::string, std::string>> headers) override {
+    inner_->StartStream(status, std::move(content_type), std::move(headers));
+  }
+  bool Write(std::string data) override {
+    if (masker_ && !masker_->empty()) data = masker_->Mask(data);
+    return inner_->Write(std::move(data));
+  }
+  void Finish() override { inner_->Finish(); }
+  bool ClientGone() const override { return inner_->ClientGone(); }
+
+ private:
+  const std::shared_ptr<HttpExchange> inner_;
+  const std::shared_ptr<const SecretMasker> masker_;
+};
+
 class DaemonImpl : public Daemon {
  public:
   Status Init(const Config& config) {
     data_dir_ = config.GetString("data_dir");
-    std::error_code ec;
-    std::filesystem::create_directories(data_dir_, ec);
-    if (ec) return Status::IoError("cannot create data_dir " + data_dir_ + ": " + ec.message());
-    // Others may traverse but not list: a root loomd's sandboxed runs (another
-    // uid) must reach their worktrees below; the database files are 0600.
-    ::chmod(data_dir_.c_str(), 0711);
+    LOOM_RETURN_IF_ERROR(MakePrivateDir(data_dir_, DirAccess::kSandboxTraverses));
+    // Db::Open makes the database 0600 before SQLite does, and SQLite gives its
+    // -wal and -shm files the database's mode.
     std::string db_path = DatabasePath(data_dir_);
     LOOM_ASSIGN_OR_RETURN(tokens_, TokenStore::Open(db_path));
-    ::chmod(db_path.c_str(), 0600);  // SQLite gives its -wal and -shm files the same mode
     LOOM_ASSIGN_OR_RETURN(feedback_, feedback::Store::Open(db_path));
     limiter_ =
         std::make_unique<RateLimiter>(config.GetDouble("feedback.rate_per_minute") / 60.0,
@@ -138,11 +161,20 @@ class DaemonImpl : public Daemon {
     });
     router_.Add("POST", "/v1/tokens",
                 [this](HttpRequest& r, std::shared_ptr<HttpExchange> ex) { CreateToken(r, ex); });
+    router_.Add("GET", "/v1/tokens",
+                [this](HttpRequest& r, std::shared_ptr<HttpExchange> ex) { ListTokens(r, ex); });
+    router_.Add("POST", "/v1/tokens/{id}/revoke",
+                [this](HttpRequest& r, std::shared_ptr<HttpExchange> ex) { RevokeToken(r, ex); });
     feedback_api_->Register(router_);
 
     LOOM_ASSIGN_OR_RETURN(tasks_, TaskStore::Open(db_path));
     LOOM_RETURN_IF_ERROR(LoadPolicies(config));
     LOOM_ASSIGN_OR_RETURN(secrets_, SecretStore::Open(db_path, data_dir_));
+    // The one masker of every stored secret, wherever text is recorded or shown:
+    // the event log, the log, API responses (below) and model requests.
+    masker_ = secrets_->masker();
+    tasks_->SetMasker(masker_);
+    log::SetMasker(masker_);
     LOOM_RETURN_IF_ERROR(StartAgents(config));
     orchestrator_api_ = std::make_unique<OrchestratorApi>(tasks_.get(), tokens_.get(), data_dir_,
                                                           &policies_, secrets_.get(), [this] {
@@ -158,12 +190,12 @@ class DaemonImpl : public Daemon {
     opts.idle_timeout = std::chrono::milliseconds(config.GetInt("http.idle_timeout_ms"));
     opts.on_complete = [this](const HttpRequest& req, int status, std::chrono::nanoseconds took) {
       std::string route = router_.RouteLabel(req);
-      requests_->Add({req.method, route, std::to_string(status)});
+      requests_->Add({Router::MethodLabel(req), route, std::to_string(status)});
       latency_->Observe({route}, std::chrono::duration<double>(took).count());
     };
     LOOM_ASSIGN_OR_RETURN(
         server_, HttpServer::Start(opts, [this](HttpRequest& r, std::shared_ptr<HttpExchange> ex) {
-          router_.Dispatch(r, std::move(ex));
+          router_.Dispatch(r, std::make_shared<MaskingExchange>(std::move(ex), masker_));
         }));
     LOOM_LOG(kInfo) << "loomd listening on http://" << opts.host << ":" << server_->port()
                     << " (data in " << data_dir_ << ")";
@@ -179,6 +211,7 @@ class DaemonImpl : public Daemon {
     if (scheduler_) scheduler_->Stop();  // agents stop at their next step; tasks requeue
     feedback_api_.reset();
     feedback_.reset();  // flushes queued submissions
+    log::SetMasker(nullptr);
   }
 
   ~DaemonImpl() override { Stop(std::chrono::milliseconds(0)); }
@@ -193,16 +226,76 @@ class DaemonImpl : public Daemon {
     }
     auto body = ParseJson(req.body);
     if (!body.ok()) return ex->Respond(ErrorResponse(body.status()));
+    constexpr int64_t kMaxSeconds = int64_t{100} * 366 * 86400;
     std::string role_name, name;
+    int64_t expires_in_s = 0;
     JsonReader in(*body);
-    in.String("role", &role_name, Presence::kNonEmpty).String("name", &name);
+    in.String("role", &role_name, Presence::kNonEmpty)
+        .String("name", &name)
+        .Int("expires_in_s", &expires_in_s, Presence::kOptional, 1, kMaxSeconds);
     if (!in.ok()) return ex->Respond(ErrorResponse(in.status(), in.field()));
     auto role = ParseRole(role_name);
     if (!role.ok()) return ex->Respond(ErrorResponse(role.status(), "role"));
-    auto token = tokens_->Create(*role, name);
+    std::optional<int64_t> expires_at;
+    if (in.Has("expires_in_s")) {
+      expires_at = SystemClock::Default()->NowMs() + expires_in_s * 1000;
+    }
+    auto token = tokens_->Create(*role, name, expires_at);
     if (!token.ok()) return ex->Respond(ErrorResponse(token.status()));
-    ex->Respond(HttpResponse::Json(
-        201, DumpJson({{"token", *token}, {"role", RoleName(*role)}, {"name", name}})));
+    auto made = tokens_->Lookup(*token);
+    Json reply = {{"token", *token}, {"role", RoleName(*role)}, {"name", name}};
+    if (made.ok()) reply["id"] = made->token_id;
+    if (expires_at) reply["expires_at_ms"] = *expires_at;
+    ex->Respond(HttpResponse::Json(201, DumpJson(reply)));
+  }
+
+  static Json TokenJson(const TokenInfo& t) {
+    Json j = {{"id", t.id},
+              {"role", RoleName(t.role)},
+              {"name", t.name},
+              {"created_at_ms", t.created_at_ms},
+              {"expires_at_ms", t.expires_at_ms ? Json(*t.expires_at_ms) : Json()},
+              {"revoked_at_ms", t.revoked_at_ms ? Json(*t.revoked_at_ms) : Json()}};
+    return j;
+  }
+
+  // Admin only; answers the error itself and returns false otherwise.
+  bool RequireAdmin(HttpRequest& req, std::shared_ptr<HttpExchange>& ex, const char* what) {
+    auto who = tokens_->Authenticate(req);
+    if (!who.ok()) {
+      ex->Respond(ErrorResponse(who.status()));
+      return false;
+    }
+    if (!who->AtLeast(Role::kAdmin)) {
+      ex->Respond(
+          ErrorResponse(Status::PermissionDenied(std::string(what) + " needs an admin token")));
+      return false;
+    }
+    return true;
+  }
+
+  void ListTokens(HttpRequest& req, std::shared_ptr<HttpExchange> ex) {
+    if (!RequireAdmin(req, ex, "listing tokens")) return;
+    auto all = tokens_->List();
+    if (!all.ok()) return ex->Respond(ErrorResponse(all.status()));
+    Json items = Json::array();
+    for (const auto& t : *all) items.push_back(TokenJson(t));
+    ex->Respond(HttpResponse::Json(200, DumpJson({{"items", items}})));
+  }
+
+  void RevokeToken(HttpRequest& req, std::shared_ptr<HttpExchange> ex) {
+    if (!RequireAdmin(req, ex, "revoking tokens")) return;
+    const std::string& text = req.params.at("id");
+    int64_t id = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), id);
+    if (ec != std::errc() || end != text.data() + text.size() || id <= 0) {
+      return ex->Respond(
+          ErrorResponse(Status::InvalidArgument("the id in the path must be a positive integer")));
+    }
+    auto revoked = tokens_->Revoke(id);
+    if (!revoked.ok()) return ex->Respond(ErrorResponse(revoked.status()));
+    LOOM_LOG(kInfo) << "token " << id << " (" << revoked->name << ") revoked";
+    ex->Respond(HttpResponse::Json(200, DumpJson(TokenJson(*revoked))));
   }
 
   // An invalid policy stops loomd: its error names the file, line and field.
@@ -229,6 +322,7 @@ class DaemonImpl : public Daemon {
     opts.data_dir = data_dir_;
     opts.policies = policies_;
     opts.secrets = secrets_.get();
+    opts.llm.masker = masker_;
     opts.llm.url = config.GetString("llm.url");
     opts.llm.model = config.GetString("llm.model");
     opts.llm.api_key = config.GetString("llm.api_key");
@@ -261,6 +355,7 @@ class DaemonImpl : public Daemon {
   std::unique_ptr<TaskStore> tasks_;
   std::map<std::string, policies::Policy> policies_;
   std::unique_ptr<SecretStore> secrets_;
+  std::shared_ptr<const SecretMasker> masker_;
   std::unique_ptr<sandbox::Executor> executor_;
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<OrchestratorApi> orchestrator_api_;

@@ -99,8 +99,9 @@ class OpenAiClient : public LlmClient {
   }
 
   Result<ChatReply> Chat(const Json& messages, const Json& tools) override {
+    // The choke point for what a model is sent: masked, whatever the caller did.
     Json request = {{"model", options_.model},
-                    {"messages", messages},
+                    {"messages", options_.masker ? options_.masker->MaskJson(messages) : messages},
                     {"max_tokens", options_.max_tokens},
                     {"temperature", options_.temperature}};
     if (tools.is_array() && !tools.empty()) {

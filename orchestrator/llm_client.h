@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "common/json.h"
+#include "common/secret_mask.h"
 #include "common/status.h"
 
 namespace loom {
@@ -47,6 +48,8 @@ struct LlmOptions {
   bool stream = false;                     // use SSE streaming
   int max_tokens = 4096;
   double temperature = 0.0;
+  // Masks the messages of every request (the secret store's); null: none.
+  std::shared_ptr<const SecretMasker> masker;
 };
 
 class LlmClient {

@@ -1,5 +1,6 @@
 // loomd: parse flags, load config, start the daemon, wait for SIGTERM/SIGINT.
 #include <signal.h>
+#include <sys/stat.h>
 
 #include <CLI/CLI.hpp>
 #include <iostream>
@@ -8,6 +9,9 @@
 #include "orchestrator/daemon.h"
 
 int main(int argc, char** argv) {
+  // Everything loomd creates is its own: the database, task trees, scratch
+  // copies (the sandbox reaches its trees through directories opened to it).
+  ::umask(077);
   CLI::App app{"loomd: the Loom daemon (HTTP API, feedback intake, agents)"};
   std::string config_path;
   std::vector<std::string> sets;

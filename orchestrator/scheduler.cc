@@ -5,6 +5,7 @@
 
 #include "common/json_reader.h"
 #include "common/log.h"
+#include "common/private_dir.h"
 #include "orchestrator/repo_policy.h"
 #include "repos/workspace.h"
 
@@ -61,10 +62,12 @@ Scheduler::Scheduler(TaskStore* store, sandbox::Executor* executor, SchedulerOpt
 Result<std::unique_ptr<Scheduler>> Scheduler::Start(TaskStore* store, sandbox::Executor* executor,
                                                     SchedulerOptions options) {
   if (options.agents < 1) return Status::InvalidArgument("agents must be at least 1");
-  for (const char* sub : {"/worktrees", "/base", "/scratch"}) {
-    std::error_code ec;
-    fs::create_directories(options.data_dir + sub, ec);
-    if (ec) return Status::IoError("creating " + options.data_dir + sub + ": " + ec.message());
+  // The sandbox uid passes through worktrees/ and scratch/ to the trees lent to
+  // it; base/ (pristine copies) is loomd's alone.
+  for (auto [sub, access] : {std::pair{"/worktrees", DirAccess::kSandboxTraverses},
+                             std::pair{"/scratch", DirAccess::kSandboxTraverses},
+                             std::pair{"/base", DirAccess::kPrivate}}) {
+    LOOM_RETURN_IF_ERROR(MakePrivateDir(options.data_dir + sub, access));
   }
   LOOM_ASSIGN_OR_RETURN(int recovered, store->RecoverInterrupted());
   if (recovered > 0) {
@@ -132,7 +135,10 @@ void Scheduler::RunTask(int slot, const Task& task) {
   if (auto approved = ProtectedEditsApproved(task.id); approved.ok() && *approved) {
     record.settings.protected_globs.clear();
   }
-  auto repository = repos::Repository::Open(record, options_.data_dir + "/worktrees/" + repo->name);
+  std::string worktrees = options_.data_dir + "/worktrees/" + repo->name;
+  if (Status s = MakePrivateDir(worktrees, DirAccess::kSandboxTraverses); !s.ok())
+    return fail(s.message());
+  auto repository = repos::Repository::Open(record, worktrees);
   if (!repository.ok())
     return fail("cannot open repository " + repo->name + ": " + repository.status().message());
 

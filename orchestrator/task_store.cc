@@ -385,7 +385,7 @@ Status TaskStore::TransitionLocked(int64_t id, TaskState from, TaskState to,
       Statement * q,
       db_->Prepare("UPDATE tasks SET state=?, reason=?, updated_at=? WHERE id=? AND state=?"));
   LOOM_RETURN_IF_ERROR(
-      q->BindAll(TaskStateName(to), reason, NowMs(), id, TaskStateName(from)).Run());
+      q->BindAll(TaskStateName(to), Masked(reason), NowMs(), id, TaskStateName(from)).Run());
   if (db_->Changes() != 1) {
     return Status::FailedPrecondition("task " + std::to_string(id) + " is no longer " +
                                       std::string(TaskStateName(from)));
@@ -497,7 +497,7 @@ Result<int64_t> TaskStore::AppendEventLocked(int64_t task_id, const std::string&
   LOOM_ASSIGN_OR_RETURN(
       Statement * ins,
       db_->Prepare("INSERT INTO events(task_id, seq, type, data, created_at) VALUES(?,?,?,?,?)"));
-  LOOM_RETURN_IF_ERROR(ins->BindAll(task_id, seq, type, DumpJson(data), now).Run());
+  LOOM_RETURN_IF_ERROR(ins->BindAll(task_id, seq, type, DumpJson(Masked(data)), now).Run());
   if (usage.steps || usage.prompt_tokens || usage.completion_tokens || usage.test_runs) {
     LOOM_ASSIGN_OR_RETURN(
         Statement * upd,
@@ -556,7 +556,11 @@ Result<int64_t> TaskStore::Escalate(std::optional<int64_t> task_id, const std::s
   } else {
     q->BindNull(1);
   }
-  q->Bind(2, kind).Bind(3, summary).Bind(4, secret_name).Bind(5, raised_by).Bind(6, NowMs());
+  q->Bind(2, kind)
+      .Bind(3, Masked(summary))
+      .Bind(4, secret_name)
+      .Bind(5, raised_by)
+      .Bind(6, NowMs());
   LOOM_RETURN_IF_ERROR(q->Run());
   return db_->LastInsertRowId();
 }
@@ -624,7 +628,7 @@ Status TaskStore::AnswerEscalation(int64_t id, const Json& answer, int64_t answe
   LOOM_ASSIGN_OR_RETURN(Statement * upd,
                         db_->Prepare("UPDATE escalations SET state='answered', answer=?, "
                                      "answered_by=?, answered_at=? WHERE id=?"));
-  LOOM_RETURN_IF_ERROR(upd->BindAll(DumpJson(answer), answered_by, NowMs(), id).Run());
+  LOOM_RETURN_IF_ERROR(upd->BindAll(DumpJson(Masked(answer)), answered_by, NowMs(), id).Run());
   if (task_id) {
     LOOM_RETURN_IF_ERROR(AppendEventLocked(*task_id, "escalation_answered",
                                            {{"escalation_id", id}, {"answer", answer}}, {})
@@ -636,6 +640,17 @@ Status TaskStore::AnswerEscalation(int64_t id, const Json& answer, int64_t answe
     }
   }
   return tx.Commit();
+}
+
+void TaskStore::SetMasker(std::shared_ptr<const SecretMasker> masker) {
+  std::lock_guard<std::mutex> lock(mu_);
+  masker_ = std::move(masker);
+}
+
+Json TaskStore::Masked(const Json& j) const { return masker_ ? masker_->MaskJson(j) : j; }
+
+std::string TaskStore::Masked(const std::string& text) const {
+  return masker_ ? masker_->Mask(text) : text;
 }
 
 }  // namespace loom

@@ -20,6 +20,7 @@
 
 #include "common/db.h"
 #include "common/json.h"
+#include "common/secret_mask.h"
 #include "common/status.h"
 
 namespace loom {
@@ -142,8 +143,15 @@ class TaskStore {
   // Records the answer and requeues the blocked task, in one transaction.
   Status AnswerEscalation(int64_t id, const Json& answer, int64_t answered_by);
 
+  // From now on every event, state reason, escalation summary and answer is
+  // masked by `masker` before it is written (the secret store's; see
+  // common/secret_mask.h). Null: nothing is masked.
+  void SetMasker(std::shared_ptr<const SecretMasker> masker);
+
  private:
   explicit TaskStore(std::unique_ptr<Db> db) : db_(std::move(db)) {}
+  Json Masked(const Json& j) const;
+  std::string Masked(const std::string& text) const;
   Result<Task> GetLocked(int64_t id);
   Result<int64_t> AppendEventLocked(int64_t task_id, const std::string& type, const Json& data,
                                     const Usage& usage);
@@ -151,7 +159,8 @@ class TaskStore {
                           Json extra);
 
   std::mutex mu_;
-  std::unique_ptr<Db> db_;  // GUARDED_BY(mu_)
+  std::unique_ptr<Db> db_;                      // GUARDED_BY(mu_)
+  std::shared_ptr<const SecretMasker> masker_;  // GUARDED_BY(mu_)
 };
 
 }  // namespace loom

@@ -19,7 +19,7 @@ import struct
 import sys
 
 D = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
-    os.path.dirname(__file__), "..", "..", "shared", "fixtures", "tiny-llama")
+    os.path.dirname(__file__), "..", "tests", "fixtures", "tiny-llama")
 MARGIN = 0.4
 
 

@@ -75,6 +75,34 @@ void PrintReply(const GlobalOptions& global, const ApiReply& reply, int& exit_co
   }
 }
 
+std::string TerminalSafe(std::string_view text) {
+  static const char* kHex = "0123456789abcdef";
+  std::string out;
+  out.reserve(text.size());
+  for (size_t i = 0; i < text.size(); ++i) {
+    unsigned char c = static_cast<unsigned char>(text[i]);
+    if ((c < 0x20 && c != '\n' && c != '\t') || c == 0x7f) {
+      out += "\\x";
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    } else if (c == 0xc2 && i + 1 < text.size() && static_cast<unsigned char>(text[i + 1]) >= 0x80 &&
+               static_cast<unsigned char>(text[i + 1]) <= 0x9f) {
+      unsigned char c1 = static_cast<unsigned char>(text[++i]);  // U+0080..U+009F in UTF-8
+      out += "\\u00";
+      out += kHex[c1 >> 4];
+      out += kHex[c1 & 15];
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
+
+std::string Str(const Json& j, const char* name) {
+  if (!j.is_object() || !j.contains(name) || j[name].is_null()) return "";
+  return j[name].is_string() ? TerminalSafe(j[name].get<std::string>()) : DumpJson(j[name]);
+}
+
 std::string UrlEncode(const std::string& s) {
   static const char* kHex = "0123456789ABCDEF";
   std::string out;

@@ -4,6 +4,7 @@
 
 #include <functional>
 #include <string>
+#include <string_view>
 
 #include "common/json.h"
 #include "orchestrator/cli/commands.h"
@@ -40,6 +41,16 @@ std::string FormatEvent(const Json& event);
 // under --json); with `follow`, keeps polling until the task is no longer
 // queued, running or verifying. Returns the exit code.
 int FollowTaskEvents(const GlobalOptions& global, int64_t id, int64_t after, bool follow);
+
+// `text` made safe to print on a terminal: control characters other than newline
+// and tab (ESC, CR, BEL, DEL and the C1 range U+0080..U+009F) appear as \xNN or
+// \u00NN, so what a reporter or a model wrote cannot move the cursor, recolour or
+// retitle the terminal, or hide a line.
+std::string TerminalSafe(std::string_view text);
+
+// Field `name` of a reply object as text for people (TerminalSafe; other JSON as
+// JSON); "" when absent or null.
+std::string Str(const Json& j, const char* name);
 
 // Percent-encodes a query parameter value.
 std::string UrlEncode(const std::string& s);

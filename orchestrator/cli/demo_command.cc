@@ -5,6 +5,8 @@
 // recorded conversation of examples/<app>-demo.json (or a real model with
 // --llm-url), files the example's bug as feedback, prints the task's events as
 // they happen, and ends with the branch's diff and its last test run.
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <filesystem>
@@ -90,11 +92,6 @@ Status CopyApp(const std::string& from, const std::string& to) {
   return Status::Ok();
 }
 
-std::string Str(const Json& j, const char* name) {
-  if (!j.is_object() || !j.contains(name) || j[name].is_null()) return "";
-  return j[name].is_string() ? j[name].get<std::string>() : j[name].dump();
-}
-
 int Fail(const std::string& what) {
   std::cerr << "loom demo: " << what << "\n";
   return kExitError;
@@ -105,12 +102,16 @@ int RunDemo(GlobalOptions& global, const DemoArgs& args) {
   auto demo = ReadJsonFile(examples + "/" + args.app + "-demo.json");
   if (!demo.ok()) return Fail(demo.status().message());
   std::string dir = fs::absolute(args.dir).lexically_normal().string();
-  if (Status s = CheckSandboxCanReach(dir + "/data/worktrees", kSandboxUid); !s.ok()) {
-    if (args.dir_given) return Fail(s.message());
+  Status usable = CheckSandboxCanReach(dir + "/data/worktrees", kSandboxUid);
+  if (usable.ok() && access(fs::path(dir).parent_path().c_str(), W_OK) != 0) {
+    usable = Status::PermissionDenied("cannot create " + dir + " (a read-only checkout?)");
+  }
+  if (!usable.ok()) {
+    if (args.dir_given) return Fail(usable.message());
     // The default beside a checkout in /root (mode 0700) is out of the sandbox's
-    // reach: fall back to /tmp, and say so.
+    // reach, and a read-only checkout has no room: fall back to /tmp, and say so.
     dir = "/tmp/loom-demo";
-    std::cout << "note: " << s.message() << "\n      so the demo runs in " << dir << "\n";
+    std::cout << "note: " << usable.message() << "\n      so the demo runs in " << dir << "\n";
   }
   if (Status s = PrepareDir(dir); !s.ok()) return Fail(s.message());
   std::string repo_dir = dir + "/" + args.app;

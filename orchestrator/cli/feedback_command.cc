@@ -7,23 +7,18 @@
 namespace loom::cli {
 namespace {
 
-std::string Field(const Json& j, const char* name) {
-  if (!j.contains(name) || j[name].is_null()) return "";
-  return j[name].is_string() ? j[name].get<std::string>() : j[name].dump();
-}
-
 void PrintItem(const Json& it) {
-  std::cout << "#" << Field(it, "id") << "  " << Field(it, "kind") << "  " << Field(it, "status");
-  if (it.contains("duplicate_of")) std::cout << " of #" << Field(it, "duplicate_of");
-  std::cout << "  reporters: " << Field(it, "reporter_count") << "\n";
-  std::cout << "title: " << Field(it, "title") << "\n";
+  std::cout << "#" << Str(it, "id") << "  " << Str(it, "kind") << "  " << Str(it, "status");
+  if (it.contains("duplicate_of")) std::cout << " of #" << Str(it, "duplicate_of");
+  std::cout << "  reporters: " << Str(it, "reporter_count") << "\n";
+  std::cout << "title: " << Str(it, "title") << "\n";
   for (const char* f : {"reporter", "repo", "app_version", "commit", "url"}) {
-    if (!Field(it, f).empty()) std::cout << f << ": " << Field(it, f) << "\n";
+    if (!Str(it, f).empty()) std::cout << f << ": " << Str(it, f) << "\n";
   }
-  std::cout << "\n" << Field(it, "body") << "\n";
-  if (!Field(it, "stack_trace").empty())
-    std::cout << "\nstack trace:\n" << Field(it, "stack_trace") << "\n";
-  if (!Field(it, "logs").empty()) std::cout << "\nlogs:\n" << Field(it, "logs") << "\n";
+  std::cout << "\n" << Str(it, "body") << "\n";
+  if (!Str(it, "stack_trace").empty())
+    std::cout << "\nstack trace:\n" << Str(it, "stack_trace") << "\n";
+  if (!Str(it, "logs").empty()) std::cout << "\nlogs:\n" << Str(it, "logs") << "\n";
 }
 
 }  // namespace
@@ -128,10 +123,10 @@ void AddFeedbackCommands(CLI::App& app, GlobalOptions& global, int& exit_code) {
       return;
     }
     for (const auto& it : all) {
-      std::string status = Field(it, "status");
-      if (it.contains("duplicate_of")) status += " of #" + Field(it, "duplicate_of");
-      std::printf("#%-6s %-9s %-18s %3s  %s\n", Field(it, "id").c_str(), Field(it, "kind").c_str(),
-                  status.c_str(), Field(it, "reporter_count").c_str(), Field(it, "title").c_str());
+      std::string status = Str(it, "status");
+      if (it.contains("duplicate_of")) status += " of #" + Str(it, "duplicate_of");
+      std::printf("#%-6s %-9s %-18s %3s  %s\n", Str(it, "id").c_str(), Str(it, "kind").c_str(),
+                  status.c_str(), Str(it, "reporter_count").c_str(), Str(it, "title").c_str());
     }
   });
 

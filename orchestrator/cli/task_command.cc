@@ -4,7 +4,9 @@
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <iostream>
+#include <sstream>
 #include <thread>
 
 #include "common/json_reader.h"
@@ -12,11 +14,6 @@
 
 namespace loom::cli {
 namespace {
-
-std::string Str(const Json& j, const char* name) {
-  if (!j.is_object() || !j.contains(name) || j[name].is_null()) return "";
-  return j[name].is_string() ? j[name].get<std::string>() : j[name].dump();
-}
 
 // The first line of `text`, at most `max` bytes, with "..." when cut.
 std::string FirstLine(const std::string& text, size_t max = 100) {
@@ -59,6 +56,30 @@ int FollowTaskEvents(const GlobalOptions& global, int64_t id, int64_t after, boo
 }
 
 namespace {
+
+// A secret's value from the file `path`, or from stdin when it is "-": read
+// whole, without one trailing newline (what `echo` and editors add).
+Result<std::string> ReadSecretValue(const std::string& path) {
+  std::string value;
+  if (path == "-") {
+    std::ostringstream ss;
+    ss << std::cin.rdbuf();
+    value = ss.str();
+  } else {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) return Status::NotFound("cannot read the secret file " + path);
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    value = ss.str();
+  }
+  if (value.ends_with("\r\n")) {
+    value.resize(value.size() - 2);
+  } else if (value.ends_with("\n")) {
+    value.pop_back();
+  }
+  if (value.empty()) return Status::InvalidArgument("the secret read from " + path + " is empty");
+  return value;
+}
 
 void AddRepoCommands(CLI::App& app, GlobalOptions& global, int& exit_code) {
   auto* repo = app.add_subcommand("repo", "Register and list repositories");
@@ -273,7 +294,7 @@ void AddEscalationCommands(CLI::App& app, GlobalOptions& global, int& exit_code)
   });
   struct AnswerArgs {
     int64_t id = 0;
-    std::string text, secret, reason;
+    std::string text, secret, secret_file, reason;
     bool approve = false, deny = false;
   };
   auto aargs = std::make_shared<AnswerArgs>();
@@ -281,20 +302,40 @@ void AddEscalationCommands(CLI::App& app, GlobalOptions& global, int& exit_code)
   answer->add_option("id", aargs->id, "Escalation id")->required();
   answer->add_option("--text", aargs->text, "An answer the agent will read");
   answer->add_option("--secret", aargs->secret,
-                     "NAME=VALUE: stored encrypted, given to the task's sandbox runs as $NAME");
+                     "NAME=VALUE: stored encrypted, given to the task's sandbox runs as $NAME "
+                     "(visible to other local users in the process list: prefer --secret-file)");
+  answer->add_option("--secret-file", aargs->secret_file,
+                     "NAME=PATH: the secret's value is read from PATH, or from stdin with '-' "
+                     "(one trailing newline is dropped)");
   answer->add_flag("--approve", aargs->approve, "Approve what was asked");
   answer->add_flag("--deny", aargs->deny, "Deny it (with --reason)");
   answer->add_option("--reason", aargs->reason, "Why it is denied");
   answer->callback([&global, &exit_code, aargs] {
-    int given = !aargs->text.empty() + !aargs->secret.empty() + aargs->approve + aargs->deny;
+    int given = !aargs->text.empty() + !aargs->secret.empty() + !aargs->secret_file.empty() +
+                aargs->approve + aargs->deny;
     if (given != 1 || (aargs->deny && aargs->reason.empty())) {
-      std::cerr << "loom: give exactly one of --text, --secret NAME=VALUE, --approve, "
-                   "--deny --reason TEXT\n";
+      std::cerr << "loom: give exactly one of --text, --secret NAME=VALUE, --secret-file "
+                   "NAME=PATH, --approve, --deny --reason TEXT\n";
       exit_code = kExitUsage;
       return;
     }
     Json body;
-    if (!aargs->secret.empty()) {
+    if (!aargs->secret_file.empty()) {
+      auto eq = aargs->secret_file.find('=');
+      if (eq == std::string::npos || eq + 1 == aargs->secret_file.size()) {
+        std::cerr << "loom: --secret-file expects NAME=PATH (PATH '-' reads stdin)\n";
+        exit_code = kExitUsage;
+        return;
+      }
+      std::string path = aargs->secret_file.substr(eq + 1);
+      auto value = ReadSecretValue(path);
+      if (!value.ok()) {
+        std::cerr << "loom: " << value.status().message() << "\n";
+        exit_code = kExitUsage;
+        return;
+      }
+      body = {{"secret", {{"name", aargs->secret_file.substr(0, eq)}, {"value", *value}}}};
+    } else if (!aargs->secret.empty()) {
       auto eq = aargs->secret.find('=');
       if (eq == std::string::npos) {
         std::cerr << "loom: --secret expects NAME=VALUE\n";

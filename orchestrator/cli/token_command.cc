@@ -1,20 +1,59 @@
-// loom token create | bootstrap
+// loom token create | list | revoke | bootstrap
 #include <CLI/CLI.hpp>
+#include <ctime>
 #include <filesystem>
 #include <iostream>
 
 #include "common/auth.h"
+#include "common/private_dir.h"
 #include "common/schema.h"
 #include "orchestrator/cli/api_client.h"
 
 namespace loom::cli {
+namespace {
+
+// "90s", "15m", "12h", "30d", "2w" -> seconds; 0 when malformed.
+int64_t ParseDuration(const std::string& text) {
+  if (text.size() < 2) return 0;
+  int64_t n = 0;
+  for (size_t i = 0; i + 1 < text.size(); ++i) {
+    if (!std::isdigit(static_cast<unsigned char>(text[i])) || n > 1'000'000'000) return 0;
+    n = n * 10 + (text[i] - '0');
+  }
+  switch (text.back()) {
+    case 's':
+      return n;
+    case 'm':
+      return n * 60;
+    case 'h':
+      return n * 3600;
+    case 'd':
+      return n * 86400;
+    case 'w':
+      return n * 7 * 86400;
+    default:
+      return 0;
+  }
+}
+
+std::string FormatTime(const Json& ms) {
+  if (!ms.is_number_integer()) return "-";
+  std::time_t secs = ms.get<int64_t>() / 1000;
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M UTC", &tm);
+  return buf;
+}
+
+}  // namespace
 
 void AddTokenCommands(CLI::App& app, GlobalOptions& global, int& exit_code) {
-  auto* tok = app.add_subcommand("token", "Create API tokens");
+  auto* tok = app.add_subcommand("token", "Create, list and revoke API tokens");
   tok->require_subcommand(1);
 
   struct CreateArgs {
-    std::string role, name;
+    std::string role, name, expires;
   };
   auto args = std::make_shared<CreateArgs>();
   auto* create = tok->add_subcommand("create", "Create a token (needs an admin token)");
@@ -22,8 +61,19 @@ void AddTokenCommands(CLI::App& app, GlobalOptions& global, int& exit_code) {
       ->required()
       ->check(CLI::IsMember({"reporter", "engineer", "admin"}));
   create->add_option("--name", args->name, "Who or what the token is for");
+  create->add_option("--expires", args->expires,
+                     "Lifetime: 90s, 15m, 12h, 30d, 2w (default: until revoked)");
   create->callback([&global, &exit_code, args] {
     Json body = {{"role", args->role}, {"name", args->name}};
+    if (!args->expires.empty()) {
+      int64_t seconds = ParseDuration(args->expires);
+      if (seconds <= 0) {
+        std::cerr << "loom: --expires expects a number and a unit (s, m, h, d, w), like 30d\n";
+        exit_code = kExitUsage;
+        return;
+      }
+      body["expires_in_s"] = seconds;
+    }
     ApiReply r = CallApi(global, "POST", "/v1/tokens", &body);
     if (r.exit_code != kExitOk) {
       exit_code = ReportFailure(global, r);
@@ -37,6 +87,37 @@ void AddTokenCommands(CLI::App& app, GlobalOptions& global, int& exit_code) {
     }
   });
 
+  auto* list = tok->add_subcommand("list", "List tokens (needs an admin token)");
+  list->callback([&global, &exit_code] {
+    PrintReply(global, CallApi(global, "GET", "/v1/tokens"), exit_code, [](const Json& r) {
+      std::cout << "ID  ROLE      STATE     EXPIRES               NAME\n";
+      for (const auto& t : r.value("items", Json::array())) {
+        std::string state = t.value("revoked_at_ms", Json()).is_null() ? "active" : "revoked";
+        char line[160];
+        std::snprintf(line, sizeof line, "%-3lld %-9s %-9s %-21s ",
+                      static_cast<long long>(t.value("id", int64_t{0})),
+                      t.value("role", "").c_str(), state.c_str(),
+                      FormatTime(t.value("expires_at_ms", Json())).c_str());
+        // The name is whatever its creator typed: no terminal control characters.
+        std::string name;
+        for (unsigned char c : t.value("name", std::string()))
+          name += c < 0x20 || c == 0x7f ? '?' : c;
+        std::cout << line << name << "\n";
+      }
+    });
+  });
+
+  auto revoke_id = std::make_shared<int64_t>(0);
+  auto* revoke = tok->add_subcommand(
+      "revoke", "Revoke a token: requests with it are refused at once (needs an admin token)");
+  revoke->add_option("id", *revoke_id, "Token id (see loom token list)")->required();
+  revoke->callback([&global, &exit_code, revoke_id] {
+    PrintReply(
+        global, CallApi(global, "POST", "/v1/tokens/" + std::to_string(*revoke_id) + "/revoke"),
+        exit_code,
+        [](const Json& t) { std::cout << "Revoked token #" << t.value("id", int64_t{0}) << "\n"; });
+  });
+
   struct BootstrapArgs {
     std::string data_dir = ".loom";
     bool force = false;
@@ -48,8 +129,11 @@ void AddTokenCommands(CLI::App& app, GlobalOptions& global, int& exit_code) {
   boot->add_option("--data-dir", bargs->data_dir, "loomd's data directory")->capture_default_str();
   boot->add_flag("--force", bargs->force, "Create another admin token even if one exists");
   boot->callback([&global, &exit_code, bargs] {
-    std::error_code ec;
-    std::filesystem::create_directories(bargs->data_dir, ec);
+    if (Status s = MakePrivateDir(bargs->data_dir, DirAccess::kSandboxTraverses); !s.ok()) {
+      std::cerr << "loom: " << s.message() << "\n";
+      exit_code = kExitError;
+      return;
+    }
     auto store = TokenStore::Open(DatabasePath(bargs->data_dir));
     if (!store.ok()) {
       std::cerr << "loom: " << store.status().message() << "\n";

@@ -20,5 +20,15 @@ TEST(CryptoTest, SealedTextOpensOnlyWithItsKeyAndUnaltered) {
   EXPECT_EQ(SealAes256Gcm("short", "x").status().code(), StatusCode::kInvalidArgument);
 }
 
+TEST(CryptoTest, ScryptKeysDependOnPassphraseAndSalt) {
+  auto a = DeriveKeyScrypt("passphrase", "salt-one-16bytes");
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  EXPECT_EQ(a->size(), 32u);
+  EXPECT_EQ(*a, *DeriveKeyScrypt("passphrase", "salt-one-16bytes"));
+  EXPECT_NE(*a, *DeriveKeyScrypt("passphrase", "salt-two-16bytes"));
+  EXPECT_NE(*a, *DeriveKeyScrypt("passphrasf", "salt-one-16bytes"));
+  EXPECT_NE(*a, Sha256Raw("passphrase"));
+}
+
 }  // namespace
 }  // namespace loom

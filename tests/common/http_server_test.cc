@@ -1,13 +1,17 @@
 #include "common/http_server.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cstring>
 #include <thread>
+#include <vector>
 
 #include "tests/support/http_client.h"
 
@@ -216,6 +220,96 @@ TEST_F(HttpServerTest, ShutdownDrainsInFlightRequests) {
   EXPECT_EQ(r.body, "done");
   EXPECT_EQ(completed_.load(), 1);
   EXPECT_EQ(last_label_, "/later 200");
+}
+
+TEST_F(HttpServerTest, AClientThatSendsItsWholeBodyFirstStillReadsThe413) {
+  // Python's urllib and requests write the whole body before reading: closed at once,
+  // the connection was reset under them and they saw a broken pipe, not the 413.
+  StartServer();  // 1 MiB limit
+  int fd = ConnectRaw(server_->port());
+  ASSERT_GE(fd, 0);
+  const size_t body_bytes = 50 << 20;
+  std::string head =
+      "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: " + std::to_string(body_bytes) +
+      "\r\n\r\n";
+  ASSERT_EQ(::send(fd, head.data(), head.size(), MSG_NOSIGNAL), static_cast<ssize_t>(head.size()));
+  std::string chunk(1 << 20, 'x');
+  size_t sent = 0;
+  while (sent < body_bytes) {
+    ssize_t n = ::send(fd, chunk.data(), std::min(chunk.size(), body_bytes - sent), MSG_NOSIGNAL);
+    ASSERT_GT(n, 0) << "sending the body failed after " << sent << " bytes: " << strerror(errno);
+    sent += static_cast<size_t>(n);
+  }
+  std::string resp = ReadAll(fd);
+  ::close(fd);
+  EXPECT_EQ(resp.rfind("HTTP/1.1 413", 0), 0u) << resp;
+}
+
+TEST_F(HttpServerTest, AtTheOpenFilesLimitTheAcceptLoopWaitsInsteadOfSpinning) {
+  StartServer();
+  rlimit old;
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &old), 0);
+  rlimit low = old;
+  low.rlim_cur = 256;
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+  std::vector<int> hoard;
+  for (int fd; (fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0;) hoard.push_back(fd);
+  ASSERT_EQ(errno, EMFILE);
+  ::close(hoard.back());
+  hoard.pop_back();
+  int client = ConnectRaw(server_->port());  // takes the last fd; the server's accept cannot
+  ASSERT_GE(client, 0);
+
+  auto cpu_seconds = [] {
+    rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec +
+           (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+  };
+  double before = cpu_seconds();
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  double spent = cpu_seconds() - before;
+
+  for (int fd : hoard) ::close(fd);
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &old), 0);
+  EXPECT_LT(spent, 0.3) << "the accept loop spun at EMFILE";
+  // Once files are released the waiting connection is served.
+  std::string req = "GET /hello/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  ASSERT_EQ(::write(client, req.data(), req.size()), static_cast<ssize_t>(req.size()));
+  std::string resp = ReadAll(client);
+  ::close(client);
+  EXPECT_EQ(resp.rfind("HTTP/1.1 200", 0), 0u) << resp;
+}
+
+TEST_F(HttpServerTest, PastMaxConnectionsTheServerWaitsForOneToClose) {
+  HttpServerOptions o;
+  o.max_connections = 2;
+  StartServer(o);
+  int a = ConnectRaw(server_->port()), b = ConnectRaw(server_->port());
+  ASSERT_GE(a, 0);
+  ASSERT_GE(b, 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // both accepted
+  // A third connects (the kernel's backlog) but is not served while two are open.
+  std::atomic<int> status{0};
+  std::thread third([&] { status = HttpCall(server_->port(), "GET", "/hello/x").status; });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_EQ(status.load(), 0);
+  ::close(a);
+  third.join();
+  EXPECT_EQ(status.load(), 200);
+  ::close(b);
+}
+
+TEST(RouterTest, MadeUpMethodsShareOneMetricsLabel) {
+  HttpRequest r;
+  for (const char* m : {"GET", "POST", "DELETE", "OPTIONS"}) {
+    r.method = m;
+    EXPECT_EQ(Router::MethodLabel(r), m);
+  }
+  for (const char* m : {"FOO", "get", "BREW", ""}) {
+    r.method = m;
+    EXPECT_EQ(Router::MethodLabel(r), "other") << m;
+  }
 }
 
 TEST_F(HttpServerTest, ReportsBindFailure) {

@@ -28,13 +28,23 @@ TEST_F(FeedbackApiTest, SubmitReturns201WithIdAndStatus) {
   EXPECT_FALSE(j.contains("duplicate_of"));
 }
 
-TEST_F(FeedbackApiTest, DuplicateNamesTheOriginal) {
+TEST_F(FeedbackApiTest, ADuplicateNamesTheOriginalOnlyToItsOwnerOrEngineers) {
   StartDaemon();
   int64_t first = Body(Call("POST", "/v1/feedback", reporter_, Bug("Crash 1")))["id"];
+  // Someone else's item: the reporter hears "duplicate", not which item it is.
   auto r = Call("POST", "/v1/feedback", other_reporter_, Bug("crash 2"));
-  EXPECT_EQ(Body(r)["duplicate_of"], first);
+  EXPECT_EQ(Body(r)["status"], "duplicate") << r.body;
+  EXPECT_FALSE(Body(r).contains("duplicate_of")) << r.body;
+  int64_t dup = Body(r)["id"];
+  EXPECT_FALSE(Body(Call("GET", "/v1/feedback/" + std::to_string(dup), other_reporter_))
+                   .contains("duplicate_of"));
+  EXPECT_EQ(Body(Call("GET", "/v1/feedback/" + std::to_string(dup), engineer_))["duplicate_of"],
+            first);
+  // Their own item, and an engineer filing: named.
+  EXPECT_EQ(Body(Call("POST", "/v1/feedback", reporter_, Bug("crash 3")))["duplicate_of"], first);
+  EXPECT_EQ(Body(Call("POST", "/v1/feedback", engineer_, Bug("crash 4")))["duplicate_of"], first);
   EXPECT_EQ(Body(Call("GET", "/v1/feedback/" + std::to_string(first), admin_))["reporter_count"],
-            2);
+            3);
 }
 
 TEST_F(FeedbackApiTest, MissingOrWrongTokenIs401AndNothingIsStored) {

@@ -1,9 +1,11 @@
 // Where the reference fixtures live: $LOOM_FIXTURES_DIR if set, else the path
-// compiled in by loom_add_test (../shared/fixtures next to the source tree).
+// this build was made with (tests/fixtures in the source tree).
 #pragma once
 
 #include <cstdlib>
 #include <string>
+
+#include "tests/support/test_paths.h"
 
 namespace loom::testing {
 

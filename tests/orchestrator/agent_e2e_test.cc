@@ -18,6 +18,7 @@
 #include "repos/workspace.h"
 #include "tests/support/daemon_fixture.h"
 #include "tests/support/subprocess.h"
+#include "tests/support/test_paths.h"
 
 namespace loom {
 namespace {
@@ -197,6 +198,43 @@ TEST_F(AgentEndToEndTest, AddsAFeature) {
   auto runs = Events(task, "test_run");
   ASSERT_EQ(runs.size(), 2u);  // run_tests + verification
   EXPECT_EQ(runs[1]["data"]["outcome"]["exit_code"], 0);
+}
+
+TEST_F(AgentEndToEndTest, TestsSeeAnEditThatKeepsTheSizeWithinTheSameSecond) {
+  // Python caches bytecode keyed on (mtime in seconds, size): after a run, `+x` -> `-x`
+  // in the same second used to leave every later run on the old code.
+  Json replies = Json::array(
+      {Step("replace_in_file",
+            {{"path", "calc.py"},
+             {"old", "def percent(part, whole):"},
+             {"new", "def negate(x):\n    return +x\n\n\ndef percent(part, whole):"}}),
+       Step("write_file",
+            {{"path", "tests/test_negate.py"},
+             {"content",
+              "import unittest\n\nimport calc\n\n\nclass NegateTest(unittest.TestCase):\n"
+              "    def test_two(self):\n        self.assertEqual(calc.negate(2), -2)\n"}}),
+       Step("run_tests", Json::object()),
+       Step("replace_in_file", {{"path", "calc.py"}, {"old", "return +x"}, {"new", "return -x"}}),
+       Step("run_tests", Json::object()), Step("finish", {{"summary", "Add negate()"}})});
+  Start(Script(replies));
+  Json task = WaitSettled(File("feature", "Add negate()", "The report needs negative values."));
+  ASSERT_EQ(task["state"], "review") << task.dump();
+  auto runs = Events(task, "test_run");
+  ASSERT_EQ(runs.size(), 3u);  // two run_tests + verification
+  EXPECT_NE(runs[0]["data"]["outcome"]["exit_code"], 0);
+  EXPECT_EQ(runs[1]["data"]["outcome"]["exit_code"], 0) << runs[1].dump();
+}
+
+TEST_F(AgentEndToEndTest, RunTestsArgumentsReachTheTestCommand) {
+  // `-k` selects tests by name: a name no test has runs none.
+  Json replies = Json::array({Step("run_tests", {{"args", "-k nonexistent"}}),
+                              Step("finish", {{"summary", "nothing to do"}})});
+  Start(Script(replies));
+  Json task = WaitSettled(File("feature", "Check the suite", "Nothing to change."));
+  auto runs = Events(task, "test_run");
+  ASSERT_GE(runs.size(), 1u) << task.dump();
+  std::string out = runs[0]["data"]["outcome"].dump();
+  EXPECT_NE(out.find("Ran 0 tests"), std::string::npos) << out;
 }
 
 TEST_F(AgentEndToEndTest, ABugFixWithoutAFailingTestIsSentBackToTheAgent) {

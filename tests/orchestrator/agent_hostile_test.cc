@@ -16,6 +16,7 @@
 #include "orchestrator/task_store.h"
 #include "repos/workspace.h"
 #include "tests/support/daemon_fixture.h"
+#include "tests/support/test_paths.h"
 
 namespace loom {
 namespace {

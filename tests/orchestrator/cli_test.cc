@@ -1,35 +1,22 @@
 // The loom CLI against a real loomd: output, --json and exit codes.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
-
-#include <array>
-#include <cstdio>
 
 #include "common/json.h"
 #include "orchestrator/cli/commands.h"
 #include "tests/support/daemon_fixture.h"
+#include "tests/support/subprocess.h"
 
 namespace loom {
 namespace {
 
-struct CliRun {
-  int exit_code;
-  std::string out;
-};
+using CliRun = testing::CommandResult;
 
 class CliTest : public testing::DaemonFixture {
  protected:
   CliRun Loom(const std::string& args, const std::string& token) {
-    std::string cmd = "LOOM_SERVER=http://127.0.0.1:" + std::to_string(daemon_->port()) +
-                      " LOOM_TOKEN='" + token + "' " + LOOM_BIN_DIR + "/loom " + args +
-                      " 2>/dev/null";
-    FILE* p = ::popen(cmd.c_str(), "r");
-    std::string out;
-    std::array<char, 4096> buf;
-    size_t n;
-    while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
-    int status = ::pclose(p);
-    return {WEXITSTATUS(status), out};
+    return testing::RunCommand("LOOM_SERVER=http://127.0.0.1:" + std::to_string(daemon_->port()) +
+                               " LOOM_TOKEN='" + token + "' " + testing::LoomBinary() + " " + args +
+                               " 2>/dev/null");
   }
 };
 
@@ -61,12 +48,31 @@ TEST_F(CliTest, ExitCodesScriptsCanRelyOn) {
   EXPECT_EQ(made.out.rfind("loom_", 0), 0u) << made.out;
 }
 
+TEST_F(CliTest, ControlCharactersFromAReporterArePrintedEscaped) {
+  StartDaemon();
+  // Retitles the terminal, clears the screen, returns the carriage over the line and
+  // uses the 8-bit CSI (U+009B): raw, any of them rewrites what an engineer sees.
+  Json fb = {{"kind", "bug"},
+             {"title", "Save \x1b]0;pwned\x07\x1b[2J fails\rok \xc2\x9b" "31m"},
+             {"body", "Steps"}};
+  ASSERT_EQ(Call("POST", "/v1/feedback", reporter_, DumpJson(fb)).status, 201);
+  for (const char* command : {"feedback list", "feedback show 1"}) {
+    CliRun r = Loom(command, engineer_);
+    EXPECT_EQ(r.exit_code, 0) << command;
+    EXPECT_EQ(r.out.find('\x1b'), std::string::npos) << command << ": " << r.out;
+    EXPECT_EQ(r.out.find('\r'), std::string::npos) << command;
+    EXPECT_EQ(r.out.find("\xc2\x9b"), std::string::npos) << command;
+    EXPECT_NE(r.out.find("Save \\x1b]0;pwned\\x07\\x1b[2J fails\\x0dok \\u009b31m"),
+              std::string::npos)
+        << command << ": " << r.out;
+  }
+}
+
 TEST_F(CliTest, UnreachableServerIsExitCode5) {
   StartDaemon();
-  std::string cmd = std::string("LOOM_SERVER=http://127.0.0.1:1 ") + LOOM_BIN_DIR +
-                    "/loom feedback list 2>/dev/null";
-  int status = std::system(cmd.c_str());
-  EXPECT_EQ(WEXITSTATUS(status), cli::kExitUnavailable);
+  CliRun r = testing::RunCommand("LOOM_SERVER=http://127.0.0.1:1 " + testing::LoomBinary() +
+                                 " feedback list 2>/dev/null");
+  EXPECT_EQ(r.exit_code, cli::kExitUnavailable);
 }
 
 }  // namespace

@@ -25,6 +25,7 @@
 #include "tests/support/http_client.h"
 #include "tests/support/subprocess.h"
 #include "tests/support/temp_dir.h"
+#include "tests/support/test_paths.h"
 
 namespace loom {
 namespace {

@@ -11,6 +11,8 @@
 #include <string>
 #include <tuple>
 
+#include "tests/support/test_paths.h"
+
 namespace loom::policies {
 namespace {
 

@@ -99,7 +99,9 @@ TEST_F(SandboxTest, EndlessOutputOnBothStreamsSharesOneCap) {
 TEST_F(SandboxTest, CpuLoopHitsTheCpuLimit) {
   Outcome o = Sh("while :; do :; done", [](RunSpec& s) { s.limits.cpu_time = 1s; });
   EXPECT_EQ(o.limit, LimitHit::kCpu) << DumpJson(o.ToJson());
-  EXPECT_GE(o.cpu_ms, 900);
+  // RLIMIT_CPU fires on the scheduler's sampled time, cpu_ms is the cgroup's exact
+  // count: on a loaded machine they differ by ~10% (890 ms seen at a 1 s limit).
+  EXPECT_GE(o.cpu_ms, 800);
 }
 
 // --- Timeouts and process trees --------------------------------------------------
@@ -245,7 +247,7 @@ TEST_F(SandboxTest, HostHomesAndShadowAreAbsent) {
 TEST_F(SandboxTest, RootOnlyFilesStayUnreadableWhenBoundIn) {
   if (geteuid() != 0) GTEST_SKIP() << "needs a root caller";
   // A root-owned 0600 file in a read-only bind and in the (root-owned) .git.
-  std::string dir = std::string(LOOM_BIN_DIR) + "/../sbx-secret-" + marker_;
+  std::string dir = bind_dir_ + "/secret";
   ASSERT_EQ(mkdir(dir.c_str(), 0755), 0);
   { std::ofstream(dir + "/key") << "TOPSECRET"; }
   chmod((dir + "/key").c_str(), 0600);

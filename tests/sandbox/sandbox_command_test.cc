@@ -1,35 +1,23 @@
 // `loom sandbox run` end to end: the real binary, real bubblewrap. Exit codes mirror
 // the command (128+N for a signal, 124 for a limit), --json prints the outcome.
 #include <gtest/gtest.h>
-#include <stdio.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <string>
 
 #include "common/json.h"
+#include "tests/support/subprocess.h"
 
 namespace loom {
 namespace {
 
-struct CliResult {
-  int exit_code = -1;
-  std::string out;  // stdout and stderr together
-};
+using CliResult = testing::CommandResult;
 
+// `loom ARGS`, stdout and stderr together.
 CliResult Loom(const std::string& args) {
-  std::string cmd = std::string(LOOM_BIN_DIR) + "/loom " + args + " 2>&1";
-  CliResult r;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (p == nullptr) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-  int status = pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
+  return testing::RunCommand(testing::LoomBinary() + " " + args + " 2>&1");
 }
 
 class SandboxCommandTest : public ::testing::Test {

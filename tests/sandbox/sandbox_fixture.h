@@ -2,6 +2,13 @@
 // "outside" canary directory, an executor running as a uid of its own (so that the
 // survivor check can look for that uid), and a marker variable in every payload's
 // environment. TearDown asserts that nothing the test started is still running.
+//
+// Payloads that need files from the host (the hostile helper) find them in a per-test
+// directory bound read-only. The executor refuses binds under /tmp, /var, /home, /root
+// (rightly), and a root caller's sandbox uid must traverse every directory above, so
+// that directory cannot simply be the build tree of a clone in /tmp or /root: it is
+// made under the first of $LOOM_TEST_BIND_ROOT, the build directory, /srv, /opt and
+// /mnt that the sandbox may see.
 #pragma once
 
 #include <dirent.h>
@@ -20,6 +27,7 @@
 #include <vector>
 
 #include "sandbox/executor.h"
+#include "tests/support/test_paths.h"
 
 namespace loom::sandbox::testing {
 
@@ -35,7 +43,44 @@ inline bool HostPathExists(const std::string& path) {
   return lstat(path.c_str(), &st) == 0;
 }
 
-inline std::string HelperPath() { return std::string(LOOM_BIN_DIR) + "/sandbox_hostile_helper"; }
+// True when the sandbox may bind `dir` read-only and (for a root caller) its uid can
+// reach it: not under a host-state tree, and every directory down to it world-searchable.
+inline bool SandboxCanSee(const std::string& dir) {
+  for (const char* prefix : {"/run", "/var", "/home", "/root", "/sys", "/proc", "/dev", "/tmp"}) {
+    std::string p = prefix;
+    if (dir == p || dir.rfind(p + "/", 0) == 0) return false;
+  }
+  if (geteuid() != 0) return true;  // the sandbox runs as the caller
+  for (std::filesystem::path p = dir; !p.empty(); p = p.parent_path()) {
+    struct stat st;
+    if (stat(p.c_str(), &st) != 0 || (st.st_mode & S_IXOTH) == 0) return false;
+    if (p == p.root_path()) break;
+  }
+  return true;
+}
+
+// A new directory, mode 0755, that the sandbox may bind (see the file comment), or ""
+// with `why` saying what to change.
+inline std::string MakeBindableDir(std::string* why) {
+  std::vector<std::string> bases;
+  if (const char* env = getenv("LOOM_TEST_BIND_ROOT"); env != nullptr && *env != '\0') {
+    bases.push_back(env);
+  }
+  bases.push_back(std::filesystem::weakly_canonical(std::string(LOOM_BIN_DIR) + "/..").string());
+  for (const char* b : {"/srv", "/opt", "/mnt"}) bases.push_back(b);
+  for (const auto& base : bases) {
+    if (!SandboxCanSee(base) || access(base.c_str(), W_OK) != 0) continue;
+    std::string tmpl = base + "/loom-sbx-bind-XXXXXX";
+    if (mkdtemp(tmpl.data()) == nullptr) continue;
+    chmod(tmpl.c_str(), 0755);
+    return tmpl;
+  }
+  *why =
+      "no directory the sandbox may bind read-only: the build directory is under /tmp, /var, "
+      "/home or /root (or not searchable by others), and /srv, /opt and /mnt are not writable; "
+      "set LOOM_TEST_BIND_ROOT to a writable directory outside those trees";
+  return "";
+}
 
 class SandboxTest : public ::testing::Test {
  protected:
@@ -48,6 +93,10 @@ class SandboxTest : public ::testing::Test {
     outside_ = root_ + "/outside";
     ASSERT_EQ(mkdir(worktree_.c_str(), 0755), 0);
     ASSERT_EQ(mkdir(outside_.c_str(), 0755), 0);
+    std::string why;
+    bind_dir_ = MakeBindableDir(&why);
+    ASSERT_FALSE(bind_dir_.empty()) << why;
+    std::filesystem::copy_file(std::string(LOOM_BIN_DIR) + "/sandbox_hostile_helper", HelperPath());
     std::random_device rd;
     marker_ = "m" + std::to_string(rd()) + std::to_string(rd());
     // A uid no concurrently running test holds (ctest -j runs test processes in
@@ -79,6 +128,7 @@ class SandboxTest : public ::testing::Test {
     ExpectNoSurvivors();
     std::error_code ec;
     std::filesystem::remove_all(root_, ec);
+    if (!bind_dir_.empty()) std::filesystem::remove_all(bind_dir_, ec);
     if (uid_lock_fd_ >= 0) close(uid_lock_fd_);
   }
 
@@ -89,7 +139,7 @@ class SandboxTest : public ::testing::Test {
     RunSpec spec;
     spec.argv = std::move(argv);
     spec.worktree = worktree_;
-    spec.read_only_paths = {LOOM_BIN_DIR};
+    spec.read_only_paths = {bind_dir_};
     spec.env = {{"PATH", "/usr/local/bin:/usr/bin:/bin"}, {"LOOM_TEST_MARKER", marker_}};
     spec.limits.wall_time = std::chrono::seconds(20);
     return spec;
@@ -142,7 +192,9 @@ class SandboxTest : public ::testing::Test {
     EXPECT_TRUE(survivors.empty()) << "surviving process " << survivors.front();
   }
 
-  std::string root_, worktree_, outside_, marker_;
+  std::string HelperPath() const { return bind_dir_ + "/sandbox_hostile_helper"; }
+
+  std::string root_, worktree_, outside_, bind_dir_, marker_;
   uint32_t uid_ = 0;
   int uid_lock_fd_ = -1;
   BwrapOptions options_;

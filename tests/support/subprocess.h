@@ -13,21 +13,44 @@
 #include <string>
 #include <vector>
 
+#include "tests/support/test_paths.h"
+
 extern char** environ;
 
 namespace loom::testing {
 
-// What `command` (run by sh) prints on stdout and stderr.
-inline std::string CommandOutput(const std::string& command) {
-  FILE* f = popen((command + " 2>&1").c_str(), "r");
-  std::string out;
-  if (f == nullptr) return out;
+// `s` as one sh word (single-quoted), whatever it holds: spaces, quotes, UTF-8.
+inline std::string ShellQuote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+struct CommandResult {
+  int exit_code = -1;  // -1 when it did not exit normally
+  std::string out;     // what it printed on stdout (and whatever `command` redirected there)
+};
+
+// Runs `command` with sh and collects its stdout.
+inline CommandResult RunCommand(const std::string& command) {
+  CommandResult r;
+  FILE* f = popen(command.c_str(), "r");
+  if (f == nullptr) return r;
   char buf[4096];
   size_t n;
-  while ((n = fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
-  pclose(f);
-  return out;
+  while ((n = fread(buf, 1, sizeof buf, f)) > 0) r.out.append(buf, n);
+  int status = pclose(f);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
 }
+
+// What `command` (run by sh) prints on stdout and stderr.
+inline std::string CommandOutput(const std::string& command) {
+  return RunCommand(command + " 2>&1").out;
+}
+
+// This build's `loom` binary as an sh word (the build tree may live under any path).
+inline std::string LoomBinary() { return ShellQuote(std::string(LOOM_BIN_DIR) + "/loom"); }
 
 // Starts argv[0] with stdout/stderr appended to `log_path`; returns the pid or -1.
 inline pid_t Spawn(const std::vector<std::string>& argv, const std::string& log_path) {
