@@ -2,12 +2,46 @@
 
 namespace loom {
 
-Result<Json> ParseJson(std::string_view text) {
+int JsonNestingDepth(std::string_view text, int limit) {
+  int depth = 0, deepest = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
+    if (in_string) {
+      if (c == '\\') {
+        ++i;  // the escaped character cannot end the string
+      } else if (c == '"') {
+        in_string = false;
+      }
+      continue;
+    }
+    if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > deepest) {
+        deepest = depth;
+        if (deepest > limit) return deepest;
+      }
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return deepest;
+}
+
+Result<Json> ParseJson(std::string_view text, int max_depth) {
+  // nlohmann's parser is iterative, but what is done with the value afterwards
+  // (dump, copy, compare) recurses: refuse deep documents before building them.
+  if (JsonNestingDepth(text, max_depth) > max_depth) {
+    return Status::InvalidArgument("malformed JSON: nested deeper than " +
+                                   std::to_string(max_depth) + " levels");
+  }
   try {
     return Json::parse(text.begin(), text.end());
-  } catch (const Json::parse_error& e) {
+  } catch (const Json::exception& e) {
+    // parse_error for bad syntax, out_of_range for a number past a double
+    // (`1e400`). The message starts with "[json.exception.parse_error.101] ".
     std::string what = e.what();
-    // nlohmann's message starts with "[json.exception.parse_error.101] ": drop the tag.
     auto pos = what.find("] ");
     return Status::InvalidArgument("malformed JSON: " +
                                    (pos == std::string::npos ? what : what.substr(pos + 2)));

@@ -1,8 +1,12 @@
 // Validation of feedback submissions. The whole body is checked before anything
-// is stored, so a bad request never leaves half an item behind.
+// is stored, so a bad request never leaves half an item behind. The body crosses
+// the JSON boundary here: ParseJson (depth-limited) then a JsonReader, so a field
+// of the wrong type is a 400 that names it, never an exception.
 #include <algorithm>
 #include <cctype>
+#include <tuple>
 
+#include "common/json_reader.h"
 #include "feedback/intake.h"
 
 namespace loom::feedback {
@@ -28,6 +32,8 @@ bool IsBlank(const std::string& s) {
   return std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isspace(c); });
 }
 
+constexpr int kMaxContextDepth = 32;
+
 Invalid TooLong(const char* field, size_t limit) {
   return {field, std::string(field) + " is longer than " + std::to_string(limit) + " bytes"};
 }
@@ -38,45 +44,41 @@ std::variant<Item, Invalid> ParseSubmission(std::string_view body, const Limits&
   if (!IsValidUtf8(body)) return Invalid{"", "the request body is not valid UTF-8"};
   auto parsed = ParseJson(body);
   if (!parsed.ok()) return Invalid{"", parsed.status().message()};
-  const Json& j = *parsed;
-  if (!j.is_object()) return Invalid{"", "the request body must be a JSON object"};
-
-  for (const auto& [key, value] : j.items()) {
-    bool known = key == "kind" || key == "title" || key == "body" || key == "context";
-    for (const auto& f : kOptional) known = known || key == f.name;
-    if (!known) return Invalid{key, "unknown field '" + key + "'"};
-  }
-
+  JsonReader in(*parsed);
   Item item;
-  auto required = [&](const char* name, std::string* out, size_t limit) -> std::optional<Invalid> {
-    auto it = j.find(name);
-    if (it == j.end() || it->is_null()) return Invalid{name, std::string(name) + " is required"};
-    if (!it->is_string()) return Invalid{name, std::string(name) + " must be a string"};
-    *out = it->get<std::string>();
-    if (IsBlank(*out)) return Invalid{name, std::string(name) + " must not be empty"};
-    if (out->size() > limit) return TooLong(name, limit);
-    return std::nullopt;
-  };
-  if (auto bad = required("kind", &item.kind, 16)) return *bad;
+  in.String("kind", &item.kind, Presence::kRequired)
+      .String("title", &item.title, Presence::kRequired)
+      .String("body", &item.body, Presence::kRequired);
+  for (const auto& f : kOptional) in.String(f.name, &(item.*f.member));
+  const Json* context = nullptr;
+  in.Object("context", &context).NoOtherMembers();
+  if (!in.ok()) return Invalid{in.error().field, in.error().message};
+
+  for (auto [name, value, limit] : {std::tuple{"kind", &item.kind, size_t{16}},
+                                    std::tuple{"title", &item.title, limits.title},
+                                    std::tuple{"body", &item.body, limits.body}}) {
+    if (IsBlank(*value)) return Invalid{name, std::string(name) + " must not be empty"};
+    if (value->size() > limit) return TooLong(name, limit);
+  }
   if (item.kind != "bug" && item.kind != "feature" && item.kind != "question") {
     return Invalid{"kind", "kind must be one of bug, feature, question (got '" + item.kind + "')"};
   }
-  if (auto bad = required("title", &item.title, limits.title)) return *bad;
-  if (auto bad = required("body", &item.body, limits.body)) return *bad;
-
   for (const auto& f : kOptional) {
-    auto it = j.find(f.name);
-    if (it == j.end() || it->is_null()) continue;
-    if (!it->is_string()) return Invalid{f.name, std::string(f.name) + " must be a string"};
-    std::string v = it->get<std::string>();
-    if (v.size() > limits.*f.limit) return TooLong(f.name, limits.*f.limit);
-    item.*f.member = std::move(v);
+    const auto& v = item.*f.member;
+    if (v && v->size() > limits.*f.limit) return TooLong(f.name, limits.*f.limit);
   }
-
-  if (auto it = j.find("context"); it != j.end() && !it->is_null()) {
-    if (!it->is_object()) return Invalid{"context", "context must be a JSON object"};
-    if (DumpJson(*it).size() > limits.context) return TooLong("context", limits.context);
-    item.context = *it;
+  if (context != nullptr) {
+    // Shallow by construction (ParseJson's depth limit), so dumping it is safe.
+    std::string text = DumpJson(*context);
+    if (text.size() > limits.context) return TooLong("context", limits.context);
+    // Answers wrap the context in a few levels ({"items": [{"context": ...}]}):
+    // a context near the parse limit would make them unreadable by a client
+    // with the same limit (the CLI).
+    if (JsonNestingDepth(text, kMaxContextDepth) > kMaxContextDepth) {
+      return Invalid{"context", "context nests deeper than " + std::to_string(kMaxContextDepth) +
+                                    " levels"};
+    }
+    item.context = *context;
   }
   return item;
 }

@@ -7,6 +7,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "common/json_reader.h"
+
 namespace loom::inference {
 namespace {
 
@@ -80,7 +82,7 @@ Result<std::string> ContentText(const Json& m, size_t i) {
     for (const Json& part : *it) {
       if (part.is_string()) {
         text += part.get<std::string>();
-      } else if (part.is_object() && part.value("type", "") == "text" && part.contains("text") &&
+      } else if (StringOr(part, "type") == "text" && part.contains("text") &&
                  part["text"].is_string()) {
         text += part["text"].get<std::string>();
       } else {
@@ -118,8 +120,10 @@ Result<std::vector<ToolCallText>> ToolCalls(const Json& m, size_t i) {
     Json args = Json::object();
     if (auto a = fn->find("arguments"); a != fn->end() && !a->is_null()) {
       if (a->is_string()) {
-        Json parsed = Json::parse(a->get<std::string>(), nullptr, /*allow_exceptions=*/false);
-        args = parsed.is_discarded() ? *a : parsed;
+        // Depth-limited: the arguments string is the caller's, and is dumped
+        // recursively below.
+        auto parsed = ParseJson(a->get<std::string>());
+        args = parsed.ok() ? std::move(parsed).value() : *a;
       } else {
         args = *a;
       }

@@ -16,6 +16,7 @@
 
 #include "common/http_server.h"
 #include "common/json.h"
+#include "common/json_reader.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "inference/chat_format.h"
@@ -33,6 +34,8 @@ HttpResponse OpenAiError(int status, std::string_view message, std::string_view 
               {"type", type},
               {"param", param.empty() ? Json(nullptr) : Json(param)},
               {"code", code.empty() ? Json(nullptr) : Json(code)}};
+  // loomd's name for the offending field, beside OpenAI's `param`.
+  if (!param.empty()) err["field"] = param;
   return HttpResponse::Json(status, DumpJson(Json{{"error", err}}));
 }
 
@@ -55,93 +58,46 @@ HttpResponse ErrorFor(const Status& st, std::string_view param = {}) {
   }
 }
 
-// ---- field helpers -----------------------------------------------------------
+// ---- reading requests ---------------------------------------------------------
+// Bodies cross the JSON boundary through ParseJson (depth-limited, no
+// exceptions) and a JsonReader; a reader's first error becomes the 400.
 
-// Reads optional numeric/bool fields of `body` with type checks.
-class Fields {
- public:
-  explicit Fields(const Json& body) : body_(body) {}
-
-  bool Has(const char* name) const { return body_.contains(name) && !body_[name].is_null(); }
-
-  std::optional<BadRequest> Number(const char* name, double lo, double hi, double* out) const {
-    if (!Has(name)) return std::nullopt;
-    const Json& v = body_[name];
-    if (!v.is_number()) return BadRequest{std::string(name) + " must be a number", name};
-    double d = v.get<double>();
-    if (!(d >= lo && d <= hi)) {
-      std::ostringstream os;
-      os << name << " must be between " << lo << " and " << hi << ", got " << d;
-      return BadRequest{os.str(), name};
-    }
-    *out = d;
-    return std::nullopt;
-  }
-
-  std::optional<BadRequest> Integer(const char* name, int64_t lo, int64_t hi, int64_t* out) const {
-    if (!Has(name)) return std::nullopt;
-    const Json& v = body_[name];
-    if (!v.is_number_integer()) {
-      return BadRequest{std::string(name) + " must be an integer", name};
-    }
-    int64_t i = v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(INT64_MAX)
-                    ? INT64_MAX
-                    : v.get<int64_t>();
-    if (i < lo || i > hi) {
-      return BadRequest{std::string(name) + " must be between " + std::to_string(lo) + " and " +
-                            std::to_string(hi) + ", got " + std::to_string(i),
-                        name};
-    }
-    *out = i;
-    return std::nullopt;
-  }
-
-  std::optional<BadRequest> Bool(const char* name, bool* out) const {
-    if (!Has(name)) return std::nullopt;
-    if (!body_[name].is_boolean())
-      return BadRequest{std::string(name) + " must be a boolean", name};
-    *out = body_[name].get<bool>();
-    return std::nullopt;
-  }
-
- private:
-  const Json& body_;
-};
+std::optional<BadRequest> BadFrom(const JsonReader& in) {
+  if (in.ok()) return std::nullopt;
+  return BadRequest{in.error().message, in.error().field};
+}
 
 // The sampling fields shared by both generation routes.
 std::optional<BadRequest> ParseSampling(const Json& body, int32_t default_max_tokens,
                                         GenerationRequest* req, bool* stream, bool* include_usage) {
-  Fields f(body);
+  JsonReader in(body);
   double temperature = 1.0, top_p = 1.0;
   int64_t top_k = 0, max_tokens = default_max_tokens, n = 1;
   int64_t seed = 0;
-  if (auto e = f.Number("temperature", 0.0, 2.0, &temperature)) return e;
-  if (auto e = f.Number("top_p", 0.0, 1.0, &top_p)) return e;
+  const char* max_name = in.Has("max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
+  const Json* stream_options = nullptr;
+  const Json* stop = nullptr;
+  in.Number("temperature", &temperature, Presence::kOptional, 0.0, 2.0)
+      .Number("top_p", &top_p, Presence::kOptional, 0.0, 1.0)
+      .Int("top_k", &top_k, Presence::kOptional, -1, INT32_MAX)
+      .Int("n", &n, Presence::kOptional, 1, 1)
+      .Int(max_name, &max_tokens, Presence::kOptional, 1, INT32_MAX)
+      .Int("seed", &seed)
+      .Bool("stream", stream)
+      .Bool("ignore_eos", &req->ignore_eos)
+      .Object("stream_options", &stream_options)
+      .Any("stop", &stop);
+  if (stream_options != nullptr && in.ok()) {
+    in.Include(JsonReader(*stream_options, "stream_options").Bool("include_usage", include_usage));
+  }
+  if (auto bad = BadFrom(in)) return bad;
   if (top_p <= 0.0) return BadRequest{"top_p must be greater than 0", "top_p"};
-  if (auto e = f.Integer("top_k", -1, INT32_MAX, &top_k)) return e;
-  if (auto e = f.Integer("n", 1, 1, &n)) return e;
-  const char* max_name = f.Has("max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
-  if (auto e = f.Integer(max_name, 1, INT32_MAX, &max_tokens)) return e;
-  if (f.Has("seed")) {
-    if (auto e = f.Integer("seed", INT64_MIN, INT64_MAX, &seed)) return e;
-    req->sampling.seed = static_cast<uint64_t>(seed);
-  }
-  if (auto e = f.Bool("stream", stream)) return e;
-  if (auto e = f.Bool("ignore_eos", &req->ignore_eos)) return e;
-  if (f.Has("stream_options")) {
-    const Json& so = body["stream_options"];
-    if (!so.is_object()) return BadRequest{"stream_options must be an object", "stream_options"};
-    if (auto e = Fields(so).Bool("include_usage", include_usage)) {
-      e->param = "stream_options.include_usage";
-      return e;
-    }
-  }
-  if (f.Has("stop")) {
-    const Json& s = body["stop"];
-    if (s.is_string()) {
-      req->stop.push_back(s.get<std::string>());
-    } else if (s.is_array()) {
-      for (const Json& x : s) {
+  if (in.Has("seed")) req->sampling.seed = static_cast<uint64_t>(seed);
+  if (stop != nullptr) {
+    if (stop->is_string()) {
+      req->stop.push_back(stop->get<std::string>());
+    } else if (stop->is_array()) {
+      for (const Json& x : *stop) {
         if (!x.is_string()) return BadRequest{"stop must be a string or a list of strings", "stop"};
         req->stop.push_back(x.get<std::string>());
       }
@@ -573,19 +529,22 @@ class ServerImpl final : public InferenceServer {
   void Tokenize(HttpRequest& rq, std::shared_ptr<HttpExchange> ex) {
     auto body = Body(rq, *ex);
     if (!body) return;
-    const char* field = body->contains("content") ? "content" : "prompt";
-    if (!body->contains(field) || !(*body)[field].is_string()) {
+    JsonReader in(*body);
+    const char* field = in.Has("content") ? "content" : "prompt";
+    std::string text;
+    bool special = true;
+    if (!in.Has(field)) {
       ex->Respond(OpenAiError(400, "give the text to tokenize as \"content\" (a string)",
                               "invalid_request_error", "content"));
       return;
     }
-    bool special = true;
-    if (auto e = Fields(*body).Bool("parse_special", &special)) {
+    in.String(field, &text).Bool("parse_special", &special);
+    if (auto e = BadFrom(in)) {
       ex->Respond(OpenAiError(400, e->message, "invalid_request_error", e->param));
       return;
     }
-    auto ids = tokenizer_->Encode((*body)[field].get<std::string>(),
-                                  special ? SpecialTokens::kParse : SpecialTokens::kAsText);
+    auto ids =
+        tokenizer_->Encode(text, special ? SpecialTokens::kParse : SpecialTokens::kAsText);
     Json out = {{"tokens", ids}, {"count", ids.size()}, {"max_model_len", engine_->max_context()}};
     ex->Respond(HttpResponse::Json(200, DumpJson(out)));
   }
@@ -605,17 +564,19 @@ class ServerImpl final : public InferenceServer {
   // A list of token ids in the vocabulary.
   std::optional<BadRequest> TokenIds(const Json& body, const char* name,
                                      std::vector<int32_t>* out) const {
-    if (!body.contains(name) || !body[name].is_array()) {
-      return BadRequest{std::string(name) + " must be a list of token ids", name};
-    }
-    return IdList(body[name], name, out);
+    const Json* list = nullptr;
+    JsonReader in(body);
+    in.Array(name, &list, Presence::kRequired);
+    if (!in.ok()) return BadRequest{std::string(name) + " must be a list of token ids", name};
+    return IdList(*list, name, out);
   }
 
   std::optional<BadRequest> IdList(const Json& list, const char* name,
                                    std::vector<int32_t>* out) const {
     const int64_t vocab = std::max<int64_t>(engine_->config().vocab_size, tokenizer_->vocab_size());
     for (const Json& t : list) {
-      if (!t.is_number_integer() || t.get<int64_t>() < 0 || t.get<int64_t>() >= vocab) {
+      if (!t.is_number_integer() || (!t.is_number_unsigned() && t.get<int64_t>() < 0) ||
+          t.get<uint64_t>() >= static_cast<uint64_t>(vocab)) {
         return BadRequest{std::string(name) + " must hold token ids in [0, " +
                               std::to_string(vocab) + "), got " + DumpJson(t),
                           name};
@@ -643,7 +604,7 @@ class ServerImpl final : public InferenceServer {
     GenerationRequest req;
     bool stream = false, include_usage = false, return_ids = false;
     auto bad = ParseSampling(*body, 16, &req, &stream, &include_usage);
-    if (!bad) bad = Fields(*body).Bool("return_token_ids", &return_ids);
+    if (!bad) bad = BadFrom(JsonReader(*body).Bool("return_token_ids", &return_ids));
     if (!bad) bad = CompletionPrompt(*body, &req.prompt);
     if (bad) {
       ex->Respond(OpenAiError(400, bad->message, "invalid_request_error", bad->param));
@@ -657,8 +618,9 @@ class ServerImpl final : public InferenceServer {
   // "prompt": a string, a list of token ids, or a one-element list of either.
   std::optional<BadRequest> CompletionPrompt(const Json& body, std::vector<int32_t>* out) const {
     const char* kMsg = "prompt must be a string or a list of token ids (one prompt per request)";
-    if (!body.contains("prompt")) return BadRequest{"prompt is required", "prompt"};
-    const Json* p = &body["prompt"];
+    const Json* p = nullptr;
+    JsonReader(body).Any("prompt", &p);
+    if (p == nullptr) return BadRequest{"prompt is required", "prompt"};
     if (p->is_array() && p->size() == 1 && ((*p)[0].is_string() || (*p)[0].is_array())) {
       p = &(*p)[0];
     }
@@ -684,23 +646,31 @@ class ServerImpl final : public InferenceServer {
     GenerationRequest req;
     bool stream = false, include_usage = false, return_ids = false;
     auto bad = ParseSampling(*body, engine_->max_context(), &req, &stream, &include_usage);
-    if (!bad) bad = Fields(*body).Bool("return_token_ids", &return_ids);
     if (bad) return bad_request(*bad);
-    if (!body->contains("messages") || !(*body)["messages"].is_array() ||
-        (*body)["messages"].empty()) {
+    JsonReader in(*body);
+    const Json *messages = nullptr, *tools_in = nullptr, *tool_choice = nullptr;
+    in.Bool("return_token_ids", &return_ids)
+        .Array("messages", &messages, Presence::kRequired)
+        .Array("tools", &tools_in)
+        .Any("tool_choice", &tool_choice);
+    if (!in.ok() && in.field() == "messages") {
       return bad_request({"messages must be a non-empty list of messages", "messages"});
     }
-    Json tools = body->contains("tools") ? (*body)["tools"] : Json(nullptr);
-    if (!tools.is_null() && !tools.is_array()) {
+    if (!in.ok() && in.field() == "tools") {
       return bad_request({"tools must be a list of {\"type\": \"function\", ...}", "tools"});
     }
-    if (tools.is_array() && tools.empty()) tools = nullptr;
+    if (auto b = BadFrom(in)) return bad_request(*b);
+    if (messages->empty()) {
+      return bad_request({"messages must be a non-empty list of messages", "messages"});
+    }
+    Json tools = tools_in != nullptr && !tools_in->empty() ? *tools_in : Json(nullptr);
 
     // tool_choice: "auto" (default with tools), "none", "required", or a named function.
     std::string choice = tools.is_null() ? "none" : "auto";
     std::string forced_name;
-    if (body->contains("tool_choice") && !(*body)["tool_choice"].is_null()) {
-      const Json& tc = (*body)["tool_choice"];
+    if (tool_choice != nullptr) {
+      const Json& tc = *tool_choice;
+      const Json& fn = MemberOrNull(tc, "function");
       if (tc.is_string()) {
         choice = tc.get<std::string>();
         if (choice != "auto" && choice != "none" && choice != "required") {
@@ -709,10 +679,9 @@ class ServerImpl final : public InferenceServer {
                "{\"type\": \"function\", \"function\": {\"name\": ...}}",
                "tool_choice"});
         }
-      } else if (tc.is_object() && tc.contains("function") && tc["function"].is_object() &&
-                 tc["function"].contains("name") && tc["function"]["name"].is_string()) {
+      } else if (MemberOrNull(fn, "name").is_string()) {
         choice = "named";
-        forced_name = tc["function"]["name"].get<std::string>();
+        forced_name = StringOr(fn, "name");
       } else {
         return bad_request(
             {"tool_choice must be \"auto\", \"none\", \"required\" or "
@@ -725,7 +694,7 @@ class ServerImpl final : public InferenceServer {
     }
     if (choice == "none") tools = nullptr;
 
-    auto prompt = chat_->Render((*body)["messages"], tools, GenerationPrompt::kAdd);
+    auto prompt = chat_->Render(*messages, tools, GenerationPrompt::kAdd);
     if (!prompt.ok()) return bad_request({prompt.status().message(), "messages"});
     // required / named: the assistant turn starts with the call's opening.
     std::string prefill;

@@ -122,7 +122,7 @@ bool ToolCallStreamParser::EmitCalls(std::string_view body, OutputDelta* out) {
   body = Trim(body);
   std::vector<Call> calls;
   if (format_ == ChatFormatKind::kChatMl) {
-    Json j = Json::parse(body, nullptr, /*allow_exceptions=*/false);
+    Json j = ParseJson(body).value_or(Json::value_t::discarded);
     auto call = CallFromJson(j);
     if (!call) return false;
     calls.push_back(std::move(*call));
@@ -130,7 +130,7 @@ bool ToolCallStreamParser::EmitCalls(std::string_view body, OutputDelta* out) {
     auto values = SplitJsonValues(body);
     if (!values) return false;
     for (std::string_view v : *values) {
-      Json j = Json::parse(v, nullptr, /*allow_exceptions=*/false);
+      Json j = ParseJson(v).value_or(Json::value_t::discarded);
       auto call = CallFromJson(j);
       if (!call) return false;
       calls.push_back(std::move(*call));
@@ -220,7 +220,7 @@ OutputDelta ToolCallStreamParser::Finish() {
     if (tagged) body.remove_prefix(kPythonTag.size());
     if (!EmitCalls(body, &out)) {
       // A JSON answer that is not a call is content; a broken one is malformed too.
-      Json j = Json::parse(Trim(body), nullptr, /*allow_exceptions=*/false);
+      Json j = ParseJson(Trim(body)).value_or(Json::value_t::discarded);
       if (tagged || j.is_discarded()) ++malformed_;
       EmitContent(buf_, &out);
     }

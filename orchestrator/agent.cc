@@ -23,6 +23,7 @@
 #include <set>
 #include <sstream>
 
+#include "common/json_reader.h"
 #include "common/log.h"
 
 namespace loom {
@@ -111,6 +112,22 @@ Status CopyTree(const std::string& from, const std::string& to) {
   return Status::Ok();
 }
 
+// The properties of tool `name` in AgentToolSchemas(), nullptr for no such tool.
+const Json* ToolArguments(const std::string& name) {
+  static const Json kSchemas = AgentToolSchemas();  // a copy: the pointer must outlive the call
+  for (const Json& tool : kSchemas) {
+    const Json& fn = MemberOrNull(tool, "function");
+    if (StringOr(fn, "name") == name) {
+      const Json& props = MemberOrNull(MemberOrNull(fn, "parameters"), "properties");
+      return props.is_object() ? &props : nullptr;
+    }
+  }
+  return nullptr;
+}
+
+// Whether RunToolCalls runs calls recorded before a restart.
+enum class Replay { kNo, kYes };
+
 class AgentLoop {
  public:
   AgentLoop(const Task& task, AgentEnv& env) : task_(task), env_(env) {}
@@ -130,7 +147,7 @@ class AgentLoop {
     if (!pending_.empty()) {
       std::vector<ToolCall> calls = std::move(pending_);
       pending_.clear();
-      if (auto done = RunToolCalls(calls)) return *done;
+      if (auto done = RunToolCalls(calls, Replay::kYes)) return *done;
     }
     while (true) {
       if (env_.stop && env_.stop->load()) return {AgentResult::kInterrupted, "loomd is stopping"};
@@ -175,50 +192,61 @@ class AgentLoop {
     bool have_prompt = false;
     std::set<std::string> answered;
     std::vector<ToolCall> last_calls;
+    // Events are read tolerantly: whatever a model or an older loomd stored
+    // (a message that is not an object, arguments of any type) must not stop the
+    // task from resuming.
     for (const auto& e : events) {
+      const Json& d = e.data;
       if (e.type == "prompt") {
-        messages_ = Json::array({{{"role", "system"}, {"content", e.data.value("system", "")}},
-                                 {{"role", "user"}, {"content", e.data.value("user", "")}}});
+        messages_ = Json::array({{{"role", "system"}, {"content", StringOr(d, "system")}},
+                                 {{"role", "user"}, {"content", StringOr(d, "user")}}});
         have_prompt = true;
         started_ms_ = e.created_at_ms;
       } else if (e.type == "llm_reply") {
         verified_ = false;
-        Json message = e.data.value("message", Json::object());
+        const Json& stored = MemberOrNull(d, "message");
+        Json message = stored.is_object() ? stored : Json{{"role", "assistant"}, {"content", ""}};
         messages_.push_back(message);
         last_calls.clear();
         answered.clear();
-        for (const auto& tc : message.value("tool_calls", Json::array())) {
-          Json fn = tc.value("function", Json::object());
-          last_calls.push_back(
-              {tc.value("id", ""), fn.value("name", ""), fn.value("arguments", "")});
+        const Json& calls = MemberOrNull(message, "tool_calls");
+        if (!calls.is_array()) continue;
+        for (const auto& tc : calls) {
+          const Json& fn = MemberOrNull(tc, "function");
+          const Json& args = MemberOrNull(fn, "arguments");
+          last_calls.push_back({StringOr(tc, "id"), StringOr(fn, "name"),
+                                args.is_string() ? args.get<std::string>()
+                                : args.is_null() ? std::string()
+                                                 : DumpJson(args)});
         }
       } else if (e.type == "tool_result") {
-        messages_.push_back({{"role", "tool"},
-                             {"tool_call_id", e.data.value("tool_call_id", "")},
-                             {"content", e.data.value("content", "")}});
-        answered.insert(e.data.value("tool_call_id", ""));
-        verified_ = e.data.value("verified", false);
-        Remember(e.data.value("name", ""), e.data.value("arguments", ""),
-                 e.data.value("content", ""));
+        std::string id = StringOr(d, "tool_call_id");
+        messages_.push_back(
+            {{"role", "tool"}, {"tool_call_id", id}, {"content", StringOr(d, "content")}});
+        answered.insert(id);
+        verified_ = BoolOr(d, "verified", false);
+        Remember(StringOr(d, "name"), StringOr(d, "arguments"), StringOr(d, "content"));
+      } else if (e.type == "tool_retry") {
+        ++retries_[StringOr(d, "tool_call_id")];
       } else if (e.type == "note") {
-        messages_.push_back({{"role", "user"}, {"content", e.data.value("text", "")}});
+        messages_.push_back({{"role", "user"}, {"content", StringOr(d, "text")}});
       } else if (e.type == "malformed") {
         ++malformed_;
       } else if (e.type == "edit_started") {
-        edit_started_[e.data.value("tool_call_id", "")] = e.data.value("step", 0);
+        edit_started_[StringOr(d, "tool_call_id")] = static_cast<int>(IntOr(d, "step", 0));
       } else if (e.type == "review_comment") {
         verified_ = false;
         messages_.push_back(
             {{"role", "user"},
              {"content", "An engineer reviewed your branch and requested changes:\n" +
-                             e.data.value("comment", "") +
+                             StringOr(d, "comment") +
                              "\nMake them, run the tests and call finish again."}});
       } else if (e.type == "escalation_answered") {
         verified_ = false;
         messages_.push_back(
             {{"role", "user"},
-             {"content", "A person answered your request: " +
-                             DumpJson(e.data.value("answer", Json())) + "\nContinue the task."}});
+             {"content", "A person answered your request: " + DumpJson(MemberOrNull(d, "answer")) +
+                             "\nContinue the task."}});
       }
     }
     for (const auto& call : last_calls) {
@@ -308,8 +336,16 @@ class AgentLoop {
 
   // Runs each call in order, recording each result; returns an outcome when the
   // task leaves the loop (finish verified, escalation, budget, stuck).
-  std::optional<AgentOutcome> RunToolCalls(const std::vector<ToolCall>& calls) {
+  //
+  // Replayed calls (recorded before a restart, without a result) are counted: a
+  // "tool_retry" event before each new start, so a call that crashes loomd runs
+  // at most max_tool_attempts times in all, then fails the task.
+  std::optional<AgentOutcome> RunToolCalls(const std::vector<ToolCall>& calls,
+                                           Replay replay = Replay::kNo) {
     for (const auto& call : calls) {
+      if (replay == Replay::kYes) {
+        if (auto done = CountAttempt(call)) return *done;
+      }
       auto started = Clock::now();
       ToolOutput out = Execute(call);
       int64_t ms =
@@ -355,6 +391,31 @@ class AgentLoop {
     return std::nullopt;
   }
 
+  // Before a replayed call starts again: records the attempt, or when the call
+  // has been started max_tool_attempts times without loomd outliving it, answers
+  // it with an error (so it never runs again, even when the task is retried)
+  // and fails the task.
+  std::optional<AgentOutcome> CountAttempt(const ToolCall& call) {
+    int attempts = 1 + retries_[call.id];  // the first start left no marker
+    if (attempts >= env_.budgets.max_tool_attempts) {
+      std::string reason = "the tool call " + call.name + " (" + call.id + ") was started " +
+                           std::to_string(attempts) +
+                           " times and loomd stopped before it finished each time (it may crash "
+                           "loomd); it is not run again";
+      Json result = {{"tool_call_id", call.id}, {"name", call.name}, {"arguments", call.arguments},
+                     {"content", "error: " + reason}, {"error", true}, {"ms", 0}};
+      auto logged = env_.store->AppendEvent(task_.id, "tool_result", result);
+      if (!logged.ok()) return Fail("cannot record a tool result: " + logged.status().message());
+      return Fail(reason);
+    }
+    ++retries_[call.id];
+    auto logged = env_.store->AppendEvent(
+        task_.id, "tool_retry",
+        {{"tool_call_id", call.id}, {"name", call.name}, {"attempt", attempts + 1}});
+    if (!logged.ok()) return Fail("cannot record a tool call: " + logged.status().message());
+    return std::nullopt;
+  }
+
   // Returns how many times in a row this exact call has given this exact result.
   int Remember(const std::string& name, const std::string& args, const std::string& content) {
     std::string key = name + '\0' + args + '\0' + content;
@@ -367,23 +428,32 @@ class AgentLoop {
     return repeats_;
   }
 
+  // Model-controlled input crosses the JSON boundary here: the arguments are
+  // parsed (depth-limited, no exceptions) and read field by field; anything
+  // wrong is an error result for the model, never a crash, live or replayed.
   ToolOutput Execute(const ToolCall& call) {
     auto parsed = ParseJson(call.arguments.empty() ? "{}" : call.arguments);
     if (!parsed.ok() || !parsed->is_object()) {
-      return Error("the arguments of " + call.name +
-                   " are not a JSON object: " + call.arguments.substr(0, 200));
+      return Error("the arguments of " + call.name + " are not a JSON object (" +
+                   (parsed.ok() ? std::string("got ") + JsonTypeName(*parsed)
+                                : parsed.status().message()) +
+                   "): " + call.arguments.substr(0, 200));
     }
-    const Json& a = *parsed;
-    auto str = [&](const char* name, bool required, std::string* out) -> std::optional<ToolOutput> {
-      auto it = a.find(name);
-      if (it == a.end() || it->is_null()) {
-        if (required) return Error(call.name + " needs the argument '" + name + "'");
-        return std::nullopt;
+    JsonReader a(*parsed);
+    if (const Json* known = ToolArguments(call.name)) {
+      for (const auto& [key, value] : parsed->items()) {
+        if (known->contains(key)) continue;
+        std::string names;
+        for (const auto& [name, schema] : known->items()) names += (names.empty() ? "" : ", ") + name;
+        return Error(call.name + " has no argument '" + key.substr(0, 100) +
+                     "'; its arguments are: " + names);
       }
-      if (!it->is_string())
-        return Error("the argument '" + std::string(name) + "' of " + call.name +
-                     " must be a string");
-      *out = it->get<std::string>();
+    }
+    // A required string, or an optional one left empty when absent.
+    auto str = [&](const char* name, bool required, std::string* out) -> std::optional<ToolOutput> {
+      if (required && !a.Has(name)) return Error(call.name + " needs the argument '" + name + "'");
+      a.String(name, out);
+      if (!a.ok()) return Error("the argument " + a.error().message + " (in " + call.name + ")");
       return std::nullopt;
     };
     repos::Workspace& ws = *env_.workspace;
@@ -400,10 +470,11 @@ class AgentLoop {
     }
     if (call.name == "read_file") {
       if (auto e = str("path", true, &path)) return *e;
-      int start = 0, end = 0;
-      if (a.contains("start_line") && a["start_line"].is_number_integer()) start = a["start_line"];
-      if (a.contains("end_line") && a["end_line"].is_number_integer()) end = a["end_line"];
-      auto text = ws.ReadFile(path, start, end);
+      int64_t start = 0, end = 0;
+      a.Int("start_line", &start, Presence::kOptional, 0, INT32_MAX)
+          .Int("end_line", &end, Presence::kOptional, 0, INT32_MAX);
+      if (!a.ok()) return Error("the argument " + a.error().message + " (in read_file)");
+      auto text = ws.ReadFile(path, static_cast<int>(start), static_cast<int>(end));
       if (!text.ok()) return Error(text.status().message());
       return Reply(*text);
     }
@@ -718,6 +789,7 @@ class AgentLoop {
   time_t last_run_start_s_ = std::time(nullptr);  // of the last sandboxed run (or of the loop)
   std::string last_key_;
   int repeats_ = 0;
+  std::map<std::string, int> retries_;  // tool_call_id -> "tool_retry" events
 };
 
 Json Fn(const char* name, const char* description, Json properties,

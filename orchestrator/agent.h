@@ -42,6 +42,9 @@ struct AgentBudgets {
   int max_test_runs = 30;             // run_tests calls + verifications
   int max_consecutive_malformed = 4;  // replies that are garbage or use no tool
   int stuck_repeats = 3;              // same call, same result, this many times
+  // Starts of one tool call that loomd did not outlive (a crash, a kill) before
+  // the task fails instead of running it again on the next restart.
+  int max_tool_attempts = 3;
   size_t max_tool_output = 16 << 10;  // bytes of a tool result the model sees
 };
 

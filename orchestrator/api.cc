@@ -5,6 +5,7 @@
 #include <charconv>
 #include <filesystem>
 
+#include "common/json_reader.h"
 #include "orchestrator/repo_policy.h"
 #include "repos/workspace.h"
 
@@ -34,9 +35,22 @@ Result<int64_t> PathId(const HttpRequest& req) {
   return *v;
 }
 
-std::string StringField(const Json& body, const char* name) {
-  auto it = body.find(name);
-  return it != body.end() && it->is_string() ? it->get<std::string>() : "";
+// Parses a request body and reads it with `read`; on failure answers 400 with
+// the field named and returns false. Every body of this API comes in here.
+template <typename Read>
+bool ReadBody(const HttpRequest& req, std::shared_ptr<HttpExchange>& ex, Read read) {
+  auto body = ParseJson(req.body);
+  if (!body.ok()) {
+    ex->Respond(ErrorResponse(body.status()));
+    return false;
+  }
+  JsonReader in(*body);
+  read(in);
+  if (!in.ok()) {
+    ex->Respond(ErrorResponse(in.status(), in.field()));
+    return false;
+  }
+  return true;
 }
 
 void RespondJson(std::shared_ptr<HttpExchange>& ex, int status, const Json& body) {
@@ -91,24 +105,17 @@ void OrchestratorApi::Register(Router& router) {
 }
 
 void OrchestratorApi::AddRepo(HttpRequest& req, std::shared_ptr<HttpExchange>& ex) {
-  auto body = ParseJson(req.body);
-  if (!body.ok() || !body->is_object()) {
-    return ex->Respond(ErrorResponse(
-        Status::InvalidArgument("expected a JSON object {name, path, test_command, branch?}")));
-  }
   RepoEntry repo;
-  repo.name = StringField(*body, "name");
-  repo.path = StringField(*body, "path");
-  repo.test_command = StringField(*body, "test_command");
-  repo.target_branch = StringField(*body, "branch");
-  if (repo.target_branch.empty()) repo.target_branch = "main";
-  for (auto [field, value] : {std::pair{"name", &repo.name}, std::pair{"path", &repo.path},
-                              std::pair{"test_command", &repo.test_command}}) {
-    if (value->empty()) {
-      return ex->Respond(
-          ErrorResponse(Status::InvalidArgument(std::string(field) + " is required"), field));
-    }
+  repo.target_branch = "main";
+  if (!ReadBody(req, ex, [&](JsonReader& in) {
+        in.String("name", &repo.name, Presence::kNonEmpty)
+            .String("path", &repo.path, Presence::kNonEmpty)
+            .String("test_command", &repo.test_command, Presence::kNonEmpty)
+            .String("branch", &repo.target_branch);
+      })) {
+    return;
   }
+  if (repo.target_branch.empty()) repo.target_branch = "main";
   std::error_code ec;
   std::filesystem::path abs = std::filesystem::absolute(repo.path, ec);
   if (!ec) repo.path = abs.lexically_normal().string();
@@ -223,18 +230,23 @@ Result<Json> ReviewSummary(TaskStore* store, const Task& task) {
   int64_t first_ms = 0, review_ms = 0;
   for (const auto& e : events) {
     if (first_ms == 0) first_ms = e.created_at_ms;
+    // Stored events are read tolerantly: a model's finish({"summary": 5}) is in
+    // the log for good and must not break this page.
     if (e.type == "tool_result") {
-      std::string name = e.data.value("name", "");
-      tools[name] = tools.value(name, 0) + 1;
-    } else if (e.type == "test_run" && e.data.value("tree", "") == "branch") {
+      std::string name = StringOr(e.data, "name");
+      tools[name] = IntOr(tools, name, 0) + 1;
+    } else if (e.type == "test_run" && StringOr(e.data, "tree") == "branch") {
       last_run = e.data;
     } else if (e.type == "llm_reply") {
-      for (const auto& tc : e.data["message"].value("tool_calls", Json::array())) {
-        if (tc["function"].value("name", "") != "finish") continue;
-        auto args = ParseJson(tc["function"].value("arguments", "{}"));
-        if (args.ok() && args->is_object()) summary = args->value("summary", "");
+      const Json& calls = MemberOrNull(MemberOrNull(e.data, "message"), "tool_calls");
+      if (!calls.is_array()) continue;
+      for (const auto& tc : calls) {
+        const Json& fn = MemberOrNull(tc, "function");
+        if (StringOr(fn, "name") != "finish") continue;
+        auto args = ParseJson(StringOr(fn, "arguments", "{}"));
+        if (args.ok()) summary = StringOr(*args, "summary");
       }
-    } else if (e.type == "state" && e.data.value("to", "") == "review") {
+    } else if (e.type == "state" && StringOr(e.data, "to") == "review") {
       review_ms = e.created_at_ms;
     }
   }
@@ -330,7 +342,7 @@ void OrchestratorApi::Merge(HttpRequest& req, std::shared_ptr<HttpExchange>& ex)
   if (!events.ok()) return ex->Respond(ErrorResponse(events.status()));
   bool approved = false;
   for (const auto& e : *events) {
-    if (e.type == "state" && e.data.value("to", "") == "review") approved = false;
+    if (e.type == "state" && StringOr(e.data, "to") == "review") approved = false;
     if (e.type == "approved") approved = true;
   }
   if (!approved) {
@@ -386,11 +398,11 @@ void OrchestratorApi::MergeApproved(const Task& task, const Principal& reviewer,
 void OrchestratorApi::RequestChanges(HttpRequest& req, std::shared_ptr<HttpExchange>& ex) {
   auto task = ReviewedTask(req);
   if (!task.ok()) return ex->Respond(ErrorResponse(task.status()));
-  auto body = ParseJson(req.body);
-  std::string comment = body.ok() && body->is_object() ? StringField(*body, "comment") : "";
-  if (comment.empty()) {
-    return ex->Respond(ErrorResponse(
-        Status::InvalidArgument("expected a JSON object {\"comment\": ...}"), "comment"));
+  std::string comment;
+  if (!ReadBody(req, ex, [&](JsonReader& in) {
+        in.String("comment", &comment, Presence::kNonEmpty);
+      })) {
+    return;
   }
   auto who = tokens_->Authenticate(req);
   Status s = store_->RecordReview(task->id, ReviewDecision::kChangesRequested, comment,
@@ -403,11 +415,11 @@ void OrchestratorApi::RequestChanges(HttpRequest& req, std::shared_ptr<HttpExcha
 void OrchestratorApi::Reject(HttpRequest& req, std::shared_ptr<HttpExchange>& ex) {
   auto task = ReviewedTask(req);
   if (!task.ok()) return ex->Respond(ErrorResponse(task.status()));
-  auto body = ParseJson(req.body);
-  std::string reason = body.ok() && body->is_object() ? StringField(*body, "reason") : "";
-  if (reason.empty()) {
-    return ex->Respond(ErrorResponse(
-        Status::InvalidArgument("expected a JSON object {\"reason\": ...}"), "reason"));
+  std::string reason;
+  if (!ReadBody(req, ex, [&](JsonReader& in) {
+        in.String("reason", &reason, Presence::kNonEmpty);
+      })) {
+    return;
   }
   auto who = tokens_->Authenticate(req);
   Status s = store_->RecordReview(task->id, ReviewDecision::kRejected, "rejected: " + reason,
@@ -440,18 +452,12 @@ void OrchestratorApi::ShowEscalation(HttpRequest& req, std::shared_ptr<HttpExcha
   RespondJson(ex, 200, e->ToJson());
 }
 
-Result<Json> OrchestratorApi::ParseAnswer(const Json& body, const Escalation& escalation) {
-  if (!body.is_object()) {
-    return Status::InvalidArgument(
-        "expected one of {\"text\"}, {\"approve\": true}, {\"deny\": true, \"reason\"}, "
-        "{\"secret\": {\"name\", \"value\"}}");
-  }
-  if (body.contains("secret")) {
-    const Json& sec = body["secret"];
-    std::string name = sec.is_object() ? StringField(sec, "name") : "";
-    std::string value = sec.is_object() ? StringField(sec, "value") : "";
+Result<Json> OrchestratorApi::ParseAnswer(const AnswerRequest& answer,
+                                          const Escalation& escalation) {
+  if (answer.secret) {
+    std::string name = answer.secret_name;
     if (name.empty() && escalation.secret_name) name = *escalation.secret_name;
-    if (value.empty()) return Status::InvalidArgument("secret.value is required");
+    if (answer.secret_value.empty()) return Status::InvalidArgument("secret.value is required");
     LOOM_RETURN_IF_ERROR(ValidateSecretName(name));
     if (escalation.task_id) {
       LOOM_ASSIGN_OR_RETURN(Task task, store_->Get(*escalation.task_id));
@@ -462,28 +468,43 @@ Result<Json> OrchestratorApi::ParseAnswer(const Json& body, const Escalation& es
       }
     }
     if (!secrets_) return Status::FailedPrecondition("this loomd keeps no secrets");
-    LOOM_RETURN_IF_ERROR(secrets_->Put(name, value));
+    LOOM_RETURN_IF_ERROR(secrets_->Put(name, answer.secret_value));
     return Json{
         {"secret", name},
         {"text", "The secret " + name + " is now set in the environment of your sandbox runs ($" +
                      name + "); its value is never shown to you."}};
   }
-  if (body.value("approve", false)) return Json{{"approved", true}, {"text", "Approved."}};
-  if (body.value("deny", false)) {
-    std::string reason = StringField(body, "reason");
-    if (reason.empty()) return Status::InvalidArgument("a denial needs a reason");
-    return Json{{"approved", false}, {"text", "Denied: " + reason}};
+  if (answer.approve) return Json{{"approved", true}, {"text", "Approved."}};
+  if (answer.deny) {
+    if (answer.reason.empty()) return Status::InvalidArgument("a denial needs a reason");
+    return Json{{"approved", false}, {"text", "Denied: " + answer.reason}};
   }
-  std::string text = StringField(body, "text");
-  if (text.empty())
+  if (answer.text.empty())
     return Status::InvalidArgument("the answer needs text, approve, deny or secret");
-  return Json{{"text", text}};
+  return Json{{"text", answer.text}};
 }
 
 void OrchestratorApi::AnswerEscalation(HttpRequest& req, std::shared_ptr<HttpExchange>& ex) {
   auto id = PathId(req);
   if (!id.ok()) return ex->Respond(ErrorResponse(id.status()));
-  auto body = ParseJson(req.body);
+  // {"text"}, {"approve": true}, {"deny": true, "reason"} or {"secret": {"name", "value"}}.
+  AnswerRequest request;
+  if (!ReadBody(req, ex, [&](JsonReader& in) {
+        const Json* secret = nullptr;
+        in.String("text", &request.text)
+            .Bool("approve", &request.approve)
+            .Bool("deny", &request.deny)
+            .String("reason", &request.reason)
+            .Object("secret", &secret);
+        if (secret != nullptr && in.ok()) {
+          request.secret = true;
+          JsonReader sec(*secret, "secret");
+          sec.String("name", &request.secret_name).String("value", &request.secret_value);
+          in.Include(sec);
+        }
+      })) {
+    return;
+  }
   std::unique_lock<std::mutex> answering(answer_mu_);
   auto escalation = store_->GetEscalation(*id);
   if (!escalation.ok()) return ex->Respond(ErrorResponse(escalation.status()));
@@ -492,7 +513,7 @@ void OrchestratorApi::AnswerEscalation(HttpRequest& req, std::shared_ptr<HttpExc
     return ex->Respond(ErrorResponse(
         Status::FailedPrecondition("escalation " + std::to_string(*id) + " is already answered")));
   }
-  auto answer = ParseAnswer(body.ok() ? *body : Json(), *escalation);
+  auto answer = ParseAnswer(request, *escalation);
   if (!answer.ok()) return ex->Respond(ErrorResponse(answer.status()));
   auto who = tokens_->Authenticate(req);
   Status s = store_->AnswerEscalation(*id, *answer, who.ok() ? who->token_id : 0);

@@ -69,7 +69,12 @@ class OrchestratorApi {
   void RequestChanges(HttpRequest& req, std::shared_ptr<HttpExchange>& ex);
   void Reject(HttpRequest& req, std::shared_ptr<HttpExchange>& ex);
   Result<Task> ReviewedTask(HttpRequest& req);
-  Result<Json> ParseAnswer(const Json& body, const Escalation& escalation);
+  // The body of POST /v1/escalations/{id}/answer, read by a JsonReader.
+  struct AnswerRequest {
+    std::string text, reason, secret_name, secret_value;
+    bool approve = false, deny = false, secret = false;
+  };
+  Result<Json> ParseAnswer(const AnswerRequest& answer, const Escalation& escalation);
   void ListEscalations(HttpRequest& req, std::shared_ptr<HttpExchange>& ex);
   void ShowEscalation(HttpRequest& req, std::shared_ptr<HttpExchange>& ex);
   void AnswerEscalation(HttpRequest& req, std::shared_ptr<HttpExchange>& ex);

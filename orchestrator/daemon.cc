@@ -11,6 +11,7 @@
 
 #include "common/auth.h"
 #include "common/http_server.h"
+#include "common/json_reader.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/private_dir.h"
@@ -278,26 +279,20 @@ class DaemonImpl : public Daemon {
           ErrorResponse(Status::PermissionDenied("creating tokens needs an admin token")));
     }
     auto body = ParseJson(req.body);
-    if (!body.ok() || !body->is_object()) {
-      return ex->Respond(
-          ErrorResponse(Status::InvalidArgument("expected a JSON object with a role")));
-    }
-    auto role_it = body->find("role");
-    if (role_it == body->end() || !role_it->is_string()) {
-      return ex->Respond(ErrorResponse(Status::InvalidArgument("role is required"), "role"));
-    }
-    auto role = ParseRole(role_it->get<std::string>());
+    if (!body.ok()) return ex->Respond(ErrorResponse(body.status()));
+    constexpr int64_t kMaxSeconds = int64_t{100} * 366 * 86400;
+    std::string role_name, name;
+    int64_t expires_in_s = 0;
+    JsonReader in(*body);
+    in.String("role", &role_name, Presence::kNonEmpty)
+        .String("name", &name)
+        .Int("expires_in_s", &expires_in_s, Presence::kOptional, 1, kMaxSeconds);
+    if (!in.ok()) return ex->Respond(ErrorResponse(in.status(), in.field()));
+    auto role = ParseRole(role_name);
     if (!role.ok()) return ex->Respond(ErrorResponse(role.status(), "role"));
-    std::string name = body->value("name", "");
     std::optional<int64_t> expires_at;
-    if (auto it = body->find("expires_in_s"); it != body->end() && !it->is_null()) {
-      constexpr int64_t kMaxSeconds = int64_t{100} * 366 * 86400;
-      if (!it->is_number_integer() || it->get<int64_t>() <= 0 || it->get<int64_t>() > kMaxSeconds) {
-        return ex->Respond(ErrorResponse(
-            Status::InvalidArgument("expires_in_s must be a positive number of seconds"),
-            "expires_in_s"));
-      }
-      expires_at = SystemClock::Default()->NowMs() + it->get<int64_t>() * 1000;
+    if (in.Has("expires_in_s")) {
+      expires_at = SystemClock::Default()->NowMs() + expires_in_s * 1000;
     }
     auto token = tokens_->Create(*role, name, expires_at);
     if (!token.ok()) return ex->Respond(ErrorResponse(token.status()));

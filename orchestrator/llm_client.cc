@@ -4,18 +4,23 @@
 #include <random>
 #include <thread>
 
+#include "common/json_reader.h"
 #include "common/log.h"
 #include "orchestrator/http_client.h"
 
 namespace loom {
 namespace {
 
+// Tool calls one streamed reply may hold; a larger index is ignored.
+constexpr int64_t kMaxStreamedToolCalls = 64;
+
 bool Retryable(int status) { return status == 429 || status == 408 || status >= 500; }
 
 void ReadUsage(const Json& j, ChatReply* reply) {
   if (auto u = j.find("usage"); u != j.end() && u->is_object()) {
-    reply->prompt_tokens = u->value("prompt_tokens", reply->prompt_tokens);
-    reply->completion_tokens = u->value("completion_tokens", reply->completion_tokens);
+    // The server's word: a wrong type keeps the count we had, never throws.
+    reply->prompt_tokens = IntOr(*u, "prompt_tokens", reply->prompt_tokens);
+    reply->completion_tokens = IntOr(*u, "completion_tokens", reply->completion_tokens);
   }
 }
 
@@ -64,8 +69,11 @@ class StreamAccumulator {
     }
     if (auto tcs = delta->find("tool_calls"); tcs != delta->end() && tcs->is_array()) {
       for (const auto& tc : *tcs) {
-        size_t index = tc.value("index", 0);
-        if (index >= reply_.tool_calls.size()) reply_.tool_calls.resize(index + 1);
+        // The index is the server's (the model's) word: bounded before it sizes anything.
+        int64_t index = IntOr(tc, "index", 0);
+        if (index < 0 || index >= kMaxStreamedToolCalls) continue;
+        if (static_cast<size_t>(index) >= reply_.tool_calls.size())
+          reply_.tool_calls.resize(static_cast<size_t>(index) + 1);
         ToolCall& call = reply_.tool_calls[index];
         if (tc.contains("id") && tc["id"].is_string()) call.id = tc["id"];
         if (auto fn = tc.find("function"); fn != tc.end() && fn->is_object()) {

@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "common/http_server.h"
+#include "common/json_reader.h"
 
 namespace loom {
 namespace {
@@ -79,7 +80,7 @@ class ReplayModelImpl : public ReplayModel {
     std::string text = DumpJson(messages);
     size_t step = 0;
     for (const auto& m : messages) {
-      if (m.is_object() && m.value("role", "") == "assistant") ++step;
+      if (StringOr(m, "role") == "assistant") ++step;
     }
     const Json* conv = nullptr;
     size_t conv_index = 0;
@@ -91,11 +92,11 @@ class ReplayModelImpl : public ReplayModel {
         break;
       }
     }
-    bool stream = body->value("stream", false);
+    bool stream = BoolOr(*body, "stream", false);
     // A conversation is identified by its first user message (unique per task).
     std::string key;
     for (const auto& m : messages) {
-      if (m.is_object() && m.value("role", "") == "user") {
+      if (StringOr(m, "role") == "user") {
         key = DumpJson(m);
         break;
       }
@@ -136,7 +137,7 @@ class ReplayModelImpl : public ReplayModel {
       return ex->Respond(HttpResponse::Text(200, (*entry)["raw"].get<std::string>()));
     }
     Json message = (*entry)["message"];
-    Json out_msg = {{"role", "assistant"}, {"content", message.value("content", "")}};
+    Json out_msg = {{"role", "assistant"}, {"content", StringOr(message, "content")}};
     Json tool_calls = Json::array();
     if (message.contains("tool_calls")) {
       int n = 0;
@@ -146,7 +147,7 @@ class ReplayModelImpl : public ReplayModel {
             {{"id", "call_" + std::to_string(step) + "_" + std::to_string(n++)},
              {"type", "function"},
              {"function",
-              {{"name", tc.value("name", "")},
+              {{"name", StringOr(tc, "name")},
                {"arguments", args.is_string() ? args.get<std::string>() : DumpJson(args)}}}});
       }
       out_msg["tool_calls"] = tool_calls;

@@ -48,6 +48,7 @@ AgentBudgets BudgetsFor(const policies::Policy& policy) {
   out.max_test_runs = static_cast<int>(b.max_test_runs);
   out.max_consecutive_malformed = static_cast<int>(b.max_consecutive_malformed);
   out.stuck_repeats = static_cast<int>(b.stuck_repeats);
+  out.max_tool_attempts = static_cast<int>(b.max_tool_attempts);
   out.max_tool_output = static_cast<size_t>(b.max_tool_output_kb) << 10;
   return out;
 }

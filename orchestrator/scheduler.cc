@@ -3,6 +3,7 @@
 
 #include <filesystem>
 
+#include "common/json_reader.h"
 #include "common/log.h"
 #include "common/private_dir.h"
 #include "orchestrator/repo_policy.h"
@@ -115,8 +116,7 @@ void Scheduler::SlotLoop(int slot) {
 Result<bool> Scheduler::ProtectedEditsApproved(int64_t task_id) {
   LOOM_ASSIGN_OR_RETURN(std::vector<Escalation> all, store_->ListEscalations(false));
   for (const auto& e : all) {
-    if (e.task_id == task_id && e.kind == "approval" && e.answer.is_object() &&
-        e.answer.value("approved", false)) {
+    if (e.task_id == task_id && e.kind == "approval" && BoolOr(e.answer, "approved", false)) {
       return true;
     }
   }

@@ -157,6 +157,8 @@ const std::vector<Field>& Fields() {
       {"budgets", "max_consecutive_malformed", "integer",
        LOOM_FIELD(int64_t, budgets.max_consecutive_malformed), 1, 100},
       {"budgets", "stuck_repeats", "integer", LOOM_FIELD(int64_t, budgets.stuck_repeats), 2, 100},
+      {"budgets", "max_tool_attempts", "integer", LOOM_FIELD(int64_t, budgets.max_tool_attempts), 1,
+       100},
       {"budgets", "max_tool_output_kb", "integer", LOOM_FIELD(int64_t, budgets.max_tool_output_kb),
        1, 10'240},
       {"escalations", "allowed", "array of escalation kinds",

@@ -66,6 +66,7 @@ struct BudgetsPolicy {
   int64_t max_test_runs = 30;             // run_tests calls + verifications
   int64_t max_consecutive_malformed = 4;  // replies with no usable tool call in a row
   int64_t stuck_repeats = 3;              // same call with the same result, in a row
+  int64_t max_tool_attempts = 3;  // starts of one tool call that loomd did not outlive
   int64_t max_tool_output_kb = 16;        // of a tool result, as the model sees it
   bool operator==(const BudgetsPolicy&) const = default;
 };

@@ -9,6 +9,7 @@
 #include <sstream>
 #include <thread>
 
+#include "common/json_reader.h"
 #include "orchestrator/cli/api_client.h"
 
 namespace loom::cli {
@@ -383,7 +384,7 @@ std::string FormatEvent(const Json& e) {
       }
     }
   } else if (type == "tool_result") {
-    out += Str(d, "name") + (d.value("error", false) ? " failed: " : " -> ") +
+    out += Str(d, "name") + (BoolOr(d, "error", false) ? " failed: " : " -> ") +
            FirstLine(Str(d, "content"), 140);
   } else if (type == "note" || type == "malformed") {
     out += type + ": " + FirstLine(Str(d, type == "note" ? "text" : "what"), 140);

@@ -55,6 +55,16 @@ TEST(ParseSubmissionTest, RejectsOverLongFields) {
   EXPECT_EQ(Reject(big_ctx).field, "context");
 }
 
+TEST(ParseSubmissionTest, RejectsAContextNestedPastThirtyTwoLevels) {
+  // The context object is level 1; `n` arrays inside it make 1 + n levels.
+  auto with_arrays = [](int n) {
+    return R"({"kind":"bug","title":"t","body":"b","context":{"a":)" + std::string(n, '[') +
+           std::string(n, ']') + "}}";
+  };
+  EXPECT_TRUE(std::holds_alternative<Item>(ParseSubmission(with_arrays(31), Limits{})));
+  EXPECT_EQ(Reject(with_arrays(32)).field, "context");
+}
+
 TEST(ParseSubmissionTest, RejectsInvalidUtf8) {
   EXPECT_NE(
       Reject("{\"kind\":\"bug\",\"title\":\"\xff\xfe\",\"body\":\"b\"}").message.find("UTF-8"),

@@ -531,5 +531,124 @@ TEST(ServerCancelTest, AClientThatGoesAwayCancelsItsGeneration) {
   EXPECT_LT(st.generated_tokens_total, 1000);
 }
 
+// ---- the JSON boundary: hostile bodies (issue 13) -------------------------------
+
+std::string Deep(int n) { return std::string(n, '[') + std::string(n, ']'); }
+
+// An answer to a hostile request: a success, or a 4xx in OpenAI's error shape
+// with loomd's `field` beside `param`.
+void ExpectHandled(const loom::testing::ClientResponse& r, const std::string& what) {
+  ASSERT_NE(r.status, 0) << "no answer (loom-infer died?) to " << what.substr(0, 200);
+  EXPECT_LT(r.status, 500) << what.substr(0, 200) << " -> " << r.body;
+  if (r.status >= 400) ExpectOpenAiError(r, r.status);
+}
+
+TEST_F(ServerToolCallTest, AnOverflowingTemperatureIsA400NotACrash) {
+  auto port = stack_->server->port();
+  for (const char* path : {"/v1/completions", "/v1/chat/completions"}) {
+    auto r = HttpCall(port, "POST", path,
+                      R"({"prompt": "hi", "messages": [{"role": "user", "content": "hi"}],
+                          "temperature": 1e400})",
+                      {});
+    ExpectOpenAiError(r, 400);
+    EXPECT_NE(r.body.find("number overflow"), std::string::npos) << r.body;
+  }
+  EXPECT_EQ(HttpCall(port, "GET", "/health", "", {}).status, 200);
+}
+
+TEST_F(ServerToolCallTest, ToolParametersNestedDeeplyAreA400NotACrash) {
+  auto port = stack_->server->port();
+  std::string body = R"({"messages": [{"role": "user", "content": "hi"}], "tools": [{"type":
+      "function", "function": {"name": "f", "parameters": )" + Deep(100000) + "}}]}";
+  auto r = HttpCall(port, "POST", "/v1/chat/completions", body, {});
+  ExpectOpenAiError(r, 400);
+  EXPECT_NE(r.body.find("nested deeper"), std::string::npos) << r.body;
+  // Nesting hidden in a string that the chat template parses and prints.
+  std::string args;
+  for (int i = 0; i < 100000; ++i) args += "[";
+  Json msg = {{"messages",
+               {{{"role", "user"}, {"content", "hi"}},
+                {{"role", "assistant"},
+                 {"content", nullptr},
+                 {"tool_calls", {{{"type", "function"},
+                                  {"function", {{"name", "f"}, {"arguments", args}}}}}}},
+                {{"role", "tool"}, {"content", "ok"}}}},
+              {"max_tokens", 1}};
+  ExpectHandled(stack_->Post("/v1/chat/completions", msg), "deep arguments string");
+  EXPECT_EQ(HttpCall(port, "GET", "/health", "", {}).status, 200);
+}
+
+TEST_F(ServerToolCallTest, EveryRouteSurvivesEveryHostileValueInEveryField) {
+  auto port = stack_->server->port();
+  const std::vector<std::string> values = {
+      "null", "true", "0", "-1", "1.5", "1e308", "1e400", "-1e400", "18446744073709551615",
+      "-9223372036854775809", "\"\"", "\"x\"", "[]", "{}", "[\"x\"]", "[-1]", "[1e300]",
+      "{\"k\": 1e400}", "[{}]", "[[[]]]", Deep(130), Deep(100000)};
+  const std::vector<std::string> bodies = {"",     "{",     "[]",      "5",
+                                           "null", "\"s\"", Deep(150000), "{\"a\":\"\xff\"}",
+                                           std::string(100000, '{')};
+  const std::vector<std::pair<std::string, std::vector<std::string>>> routes = {
+      {"/v1/completions",
+       {"prompt", "max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k", "n",
+        "seed", "stream", "stream_options", "stop", "ignore_eos", "return_token_ids"}},
+      {"/v1/chat/completions",
+       {"messages", "tools", "tool_choice", "max_tokens", "temperature", "top_p", "top_k", "seed",
+        "stream", "stream_options", "stop", "return_token_ids"}},
+      {"/tokenize", {"content", "prompt", "parse_special"}},
+      {"/detokenize", {"tokens"}},
+  };
+  const Json base = {{"prompt", "hi"},
+                     {"messages", {{{"role", "user"}, {"content", "hi"}}}},
+                     {"max_tokens", 1},
+                     {"content", "hi"},
+                     {"tokens", {1, 2}}};
+  int requests = 0;
+  auto post = [&](const std::string& path, const std::string& text) {
+    ExpectHandled(HttpCall(port, "POST", path, text, {}), path + " " + text);
+    ++requests;
+  };
+  for (const auto& [path, fields] : routes) {
+    for (const auto& body : bodies) post(path, body);
+    for (const auto& field : fields) {
+      for (const auto& v : values) {
+        Json rest = base;
+        rest.erase(field);
+        std::string text = DumpJson(rest);
+        post(path, "{\"" + field + "\": " + v + ", " + text.substr(1));
+        if (::testing::Test::HasFatalFailure()) return;
+      }
+    }
+    ASSERT_EQ(HttpCall(port, "GET", "/health", "", {}).status, 200) << "after " << path;
+  }
+  // Inside the messages, the tools and tool_choice.
+  for (const auto& v : values) {
+    for (std::string member : {"role", "content", "tool_calls", "name", "tool_call_id"}) {
+      post("/v1/chat/completions", R"({"max_tokens": 1, "messages": [{"role": "user", )"
+                                   "\"" + member + "\": " + v + "}]}");
+    }
+    post("/v1/chat/completions",
+         R"({"max_tokens": 1, "messages": [{"role": "assistant", "tool_calls": [{"function":
+             {"name": "f", "arguments": )" + v + "}}]}, {\"role\": \"user\", \"content\": \"x\"}]}");
+    post("/v1/chat/completions",
+         R"({"max_tokens": 1, "messages": [{"role": "user", "content": [{"type": )" + v +
+             ", \"text\": " + v + "}]}]}");
+    for (const std::string& tool :
+         {"{\"type\": \"function\", \"function\": " + v + "}",
+          "{\"type\": \"function\", \"function\": {\"name\": " + v + "}}",
+          "{\"type\": \"function\", \"function\": {\"name\": \"f\", \"parameters\": " + v + "}}",
+          v}) {
+      post("/v1/chat/completions", R"({"max_tokens": 1, "messages": [{"role": "user",
+           "content": "hi"}], "tools": [)" + tool + "]}");
+    }
+    post("/v1/chat/completions",
+         R"({"max_tokens": 1, "messages": [{"role": "user", "content": "hi"}], "tools": [{"type":
+             "function", "function": {"name": "f"}}], "tool_choice": {"function": )" + v + "}}");
+    post("/v1/completions", R"({"prompt": "hi", "max_tokens": 1, "stream_options":
+        {"include_usage": )" + v + "}}");
+  }
+  EXPECT_EQ(HttpCall(port, "GET", "/health", "", {}).status, 200);
+  EXPECT_GT(requests, 400);
+}
+
 }  // namespace
 }  // namespace loom::inference

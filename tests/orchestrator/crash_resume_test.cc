@@ -117,6 +117,10 @@ class CrashResumeTest : public ::testing::Test {
 // pid once made RunCgroup::Create fail with EEXIST here).
 TEST_F(CrashResumeTest, EveryTaskReachesReviewDespiteKillsAtRandomPoints) {
   constexpr int kTasks = 4;
+  // Kills here are not crashes of a call: a call interrupted again and again
+  // must not fail its task (budgets.max_tool_attempts, tested on its own below).
+  fs::create_directories(data_ + "/policies");
+  std::ofstream(data_ + "/policies/calc.toml") << "[budgets]\nmax_tool_attempts = 100\n";
   StartLoomd();
   Json repo = {{"name", "calc"},
                {"path", repo_},
@@ -210,6 +214,78 @@ TEST_F(CrashResumeTest, EveryTaskReachesReviewDespiteKillsAtRandomPoints) {
   }
   EXPECT_GT(kills, 0);
   EXPECT_GT(resumed, 0) << "no kill interrupted a task; the test proved nothing";
+}
+
+// A tool call that loomd does not outlive (here: killed each time the call
+// runs, as a crash would) is run again after a restart, but not forever: after
+// budgets.max_tool_attempts starts the task fails with a reason, and the call
+// gets an error result so that a retried task does not run it again.
+TEST_F(CrashResumeTest, ACallThatKillsLoomdEveryTimeFailsItsTaskAfterMaxAttempts) {
+  model_->Stop();
+  Json replies = Json::array(
+      {{{"message",
+         {{"content", ""},
+          {"tool_calls",
+           {{{"name", "run_command"}, {"arguments", {{"command", "sleep 30; echo LIVED"}}}}}}}}}});
+  auto model = ReplayModel::Start({{"conversations", {{{"replies", replies}}}}});
+  ASSERT_TRUE(model.ok());
+  model_ = std::move(*model);
+  StartLoomd();
+  Json repo = {{"name", "calc"}, {"path", repo_}, {"test_command", "true"}};
+  ASSERT_EQ(Call("POST", "/v1/repos", DumpJson(repo)).status, 201);
+  Json fb = {{"kind", "feature"}, {"title", "sleepy"}, {"body", "x"}, {"repo", "calc"}};
+  ASSERT_EQ(Call("POST", "/v1/feedback", DumpJson(fb), reporter_).status, 201);
+
+  // The events of task 1 of `type`, once there are at least `n`.
+  auto wait_events = [&](const std::string& type, size_t n) {
+    auto deadline = steady_clock::now() + std::chrono::seconds(30);
+    while (steady_clock::now() < deadline) {
+      auto r = Call("GET", "/v1/tasks/1/events?limit=5000");
+      std::vector<Json> out;
+      if (r.status == 200) {
+        Json events = ParseJson(r.body).value_or(Json::object());
+        for (const auto& e : events["items"]) {
+          if (e["type"] == type) out.push_back(e);
+        }
+      }
+      if (out.size() >= n) return out;
+      std::this_thread::sleep_for(milliseconds(20));
+    }
+    ADD_FAILURE() << "no " << n << " " << type << " events";
+    return std::vector<Json>();
+  };
+  // Attempt 1 (live), 2 and 3 (replayed): each is killed while the command sleeps.
+  for (size_t attempt = 1; attempt <= 3; ++attempt) {
+    if (attempt == 1) {
+      wait_events("llm_reply", 1);
+    } else {
+      auto retries = wait_events("tool_retry", attempt - 1);
+      ASSERT_EQ(retries.size(), attempt - 1);
+      EXPECT_EQ(retries.back()["data"]["attempt"], attempt);
+    }
+    std::this_thread::sleep_for(milliseconds(300));  // the sandboxed sleep is running
+    testing::KillAndWait(pid_, SIGKILL);
+    pid_ = -1;
+    StartLoomd();
+  }
+  // The fourth start does not run it again.
+  auto deadline = steady_clock::now() + std::chrono::seconds(30);
+  Json task;
+  while (steady_clock::now() < deadline) {
+    auto r = Call("GET", "/v1/tasks/1");
+    task = ParseJson(r.body).value_or(Json::object());
+    if (task.value("state", "") == "failed") break;
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+  ASSERT_EQ(task.value("state", ""), "failed") << task.dump();
+  EXPECT_NE(task.value("reason", "").find("started 3 times"), std::string::npos) << task.dump();
+  EXPECT_EQ(wait_events("tool_retry", 2).size(), 2u);
+  auto results = wait_events("tool_result", 1);
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_TRUE(results[0]["data"]["error"].get<bool>());
+  // No start of the command ever completed: none was left to run a fourth time.
+  auto r = Call("GET", "/v1/tasks/1/events?limit=5000");
+  EXPECT_EQ(r.body.find("\"command_run\""), std::string::npos);
 }
 
 }  // namespace

@@ -14,6 +14,8 @@ Json Script() {
     {"match": "flaky", "replies": [
        {"fail": {"status": 503, "times": 2}, "message": {"content": "recovered"}}]},
     {"match": "garbage", "replies": [{"raw": "<html>oops</html>"}]},
+    {"match": "hostile-json", "replies": [{"raw": "{\"choices\": [{\"message\": {\"content\": \"hi\"}, \"finish_reason\": 5}], \"usage\": {\"prompt_tokens\": \"x\", \"completion_tokens\": 1e300}}"}]},
+    {"match": "hostile-sse", "replies": [{"raw": "data: {\"choices\": [{\"delta\": {\"content\": \"hi\", \"tool_calls\": [{\"index\": 1000000000, \"function\": {\"name\": \"f\"}}, {\"index\": \"x\"}, {\"index\": -1}]}}], \"usage\": {\"prompt_tokens\": \"x\"}}\n\ndata: [DONE]\n\n"}]},
     {"match": "slow", "replies": [{"delay_ms": 1500, "message": {"content": "late"}}]},
     {"replies": [
        {"message": {"content": "", "tool_calls": [{"name": "read_file", "arguments": {"path": "a.py"}}]}},
@@ -73,6 +75,16 @@ TEST_P(LlmClientTest, GarbageIsCorruptionNotACrash) {
   auto r = Client()->Chat(Messages("garbage"), Json::array());
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), StatusCode::kCorruption) << r.status().ToString();
+}
+
+// The model server is as untrusted as the model: wrong types in usage and a
+// streamed tool-call index of 10^9 are ignored, never thrown or allocated.
+TEST_P(LlmClientTest, HostileFieldsFromTheServerAreIgnoredNotACrash) {
+  auto r = Client()->Chat(Messages(GetParam() ? "hostile-sse" : "hostile-json"), Json::array());
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->content, "hi");
+  EXPECT_EQ(r->prompt_tokens, 0);
+  EXPECT_LE(r->tool_calls.size(), 1u);
 }
 
 TEST_P(LlmClientTest, SlowServerTimesOutAsUnavailable) {
