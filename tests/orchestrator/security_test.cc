@@ -115,16 +115,11 @@ class SecurityTest : public testing::DaemonFixture {
                                    const std::string& input = "") {
     std::string in_file = dir_.path() + "/cli-stdin";
     std::ofstream(in_file, std::ios::binary) << input;
-    std::string cmd = "LOOM_SERVER=http://127.0.0.1:" + std::to_string(daemon_->port()) +
-                      " LOOM_TOKEN='" + token + "' " + LOOM_BIN_DIR + "/loom " + args + " <" +
-                      in_file + " 2>&1";
-    FILE* p = ::popen(cmd.c_str(), "r");
-    std::string out;
-    std::array<char, 4096> buf;
-    size_t n;
-    while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
-    int status = ::pclose(p);
-    return {WEXITSTATUS(status), out};
+    testing::CommandResult r = testing::RunCommand(
+        "LOOM_SERVER=http://127.0.0.1:" + std::to_string(daemon_->port()) + " LOOM_TOKEN='" +
+        token + "' " + testing::LoomBinary() + " " + args + " <" + testing::ShellQuote(in_file) +
+        " 2>&1");
+    return {r.exit_code, r.out};
   }
 
   mode_t old_umask_ = 022;
