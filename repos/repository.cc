@@ -61,6 +61,7 @@ class RepositoryImpl final : public Repository {
     std::string path = worktrees_dir_ + "/" + name;
     const std::string ref_name = internal::SnapshotRefName(task_id);
     const std::string branch = internal::BranchName(task_id, slug);
+    LOOM_RETURN_IF_ERROR(CheckOwnWorktree(repo.get(), std::string(task_id)));
     LOOM_RETURN_IF_ERROR(RemoveStaleLocks(repo.get(), task_id, branch));
     git_worktree* existing = nullptr;
     if (git_worktree_lookup(&existing, repo.get(), name.c_str()) == 0) {
@@ -120,6 +121,7 @@ class RepositoryImpl final : public Repository {
   Result<std::unique_ptr<Workspace>> OpenWorkspace(std::string_view task_id) override {
     LOOM_RETURN_IF_ERROR(internal::ValidateTaskId(task_id));
     LOOM_ASSIGN_OR_RETURN(GitPtr<git_repository> repo, internal::OpenRepo(record_.path));
+    LOOM_RETURN_IF_ERROR(CheckOwnWorktree(repo.get(), std::string(task_id)));
     LOOM_ASSIGN_OR_RETURN(WorkspaceInfo info, Describe(repo.get(), std::string(task_id)));
     LOOM_RETURN_IF_ERROR(RemoveStaleLocks(repo.get(), task_id, info.branch));
     LOOM_ASSIGN_OR_RETURN(bool complete, HasRef(repo.get(), internal::SnapshotRefName(task_id)));
@@ -333,6 +335,34 @@ class RepositoryImpl final : public Repository {
       return Status::FailedPrecondition("task " + task_id + " matches several branches: " + list);
     }
     return candidates.front();
+  }
+
+  // A worktree registered under the task's name somewhere other than this
+  // repository's worktrees directory was made by another loomd (another data dir)
+  // on the same repository, whose task ids overlap ours: it is never written into,
+  // pruned or reused with its branch. The error says how to part them.
+  Status CheckOwnWorktree(git_repository* repo, const std::string& task_id) {
+    const std::string name = internal::WorktreeName(task_id);
+    git_worktree* wt = nullptr;
+    if (git_worktree_lookup(&wt, repo, name.c_str()) != 0) return Status::Ok();
+    GitPtr<git_worktree> owned(wt);
+    std::string registered = git_worktree_path(wt);
+    std::error_code ec;
+    namespace fs = std::filesystem;
+    fs::path theirs = fs::weakly_canonical(registered, ec);
+    fs::path mine = fs::weakly_canonical(worktrees_dir_ + "/" + name, ec);
+    if (theirs == mine) return Status::Ok();
+    std::string branch = FindBranch(repo, task_id).value_or("");
+    std::string quoted = "'" + record_.path + "'";
+    return Status::FailedPrecondition(
+        "repository '" + record_.name + "' already has a worktree '" + name + "' at " + registered +
+        (fs::exists(registered, ec) ? "" : " (no longer there)") +
+        (branch.empty() ? "" : " on branch " + branch) +
+        ", made by another loomd data directory; this one does not write into it or reuse its "
+        "branch. Give each data directory a repository of its own (a clone), or remove the "
+        "leftovers: git -C " +
+        quoted + " worktree remove --force " + name +
+        (branch.empty() ? "" : "; git -C " + quoted + " branch -D " + branch));
   }
 
   Result<WorkspaceInfo> Describe(git_repository* repo, const std::string& task_id) {

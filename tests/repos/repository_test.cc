@@ -191,6 +191,36 @@ TEST_F(RepositoryTest, RemovesWorkspaceCleanlyWithoutFollowingSymlinks) {
 
 // A worktree deleted by hand, or whose .git link a test run replaced, is reported
 // when reopened, and removing the workspace still cleans up everything.
+TEST_F(RepositoryTest, AWorktreeOfAnotherDataDirIsReportedAndLeftAlone) {
+  // A new data dir on a repository used before: its task 1 met the earlier task 1's
+  // worktree and failed with "worktree of task 1 is damaged" (or wrote into it).
+  ASSERT_TRUE(repo_->CreateWorkspace("1", "earlier").ok());
+  Result<RepoRecord> rec = registry_.Get("demo");
+  ASSERT_TRUE(rec.ok());
+  Result<std::unique_ptr<Repository>> other = Repository::Open(*rec, tmp_.path() + "/wts-new");
+  ASSERT_TRUE(other.ok());
+  auto expect_refused = [&](const std::string& also) {
+    Result<std::unique_ptr<Workspace>> opened = (*other)->OpenWorkspace("1");
+    ASSERT_FALSE(opened.ok());
+    EXPECT_EQ(opened.status().code(), StatusCode::kFailedPrecondition);
+    for (const std::string& part : {std::string("another loomd data directory"),
+                                    std::string("worktree remove --force loom-1"),
+                                    std::string("branch -D loom/1-earlier"), also}) {
+      EXPECT_NE(opened.status().message().find(part), std::string::npos)
+          << part << " in " << opened.status().ToString();
+    }
+    EXPECT_EQ((*other)->CreateWorkspace("1", "later").status().code(),
+              StatusCode::kFailedPrecondition);
+  };
+  expect_refused(tmp_.path() + "/wts/loom-1");
+  // The earlier workspace is untouched and still opens where it was made.
+  EXPECT_TRUE(repo_->OpenWorkspace("1").ok());
+  EXPECT_EQ(Git(origin_, "branch --list --format='%(refname:short)' 'loom/1-*'"), "loom/1-earlier");
+  // Once its directory is gone (its data dir deleted), the message says so.
+  Sh("rm -rf '" + tmp_.path() + "/wts/loom-1'");
+  expect_refused("(no longer there)");
+}
+
 TEST_F(RepositoryTest, ReportsDamagedWorktreeAndStillRemovesIt) {
   ASSERT_TRUE(repo_->CreateWorkspace("d1", "gone").ok());
   ASSERT_TRUE(repo_->CreateWorkspace("d2", "broken link").ok());
