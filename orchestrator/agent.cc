@@ -8,6 +8,9 @@
 //   before its tools run, a tool's result before the next model call.
 // - Budgets and stuck-loop detection end a task with a reason instead of letting
 //   it spin; a model server that cannot be reached parks it with an escalation.
+// - A full disk parks the task ("infrastructure") rather than failing it or
+//   leaving it running: the disk is checked before each model call and after
+//   each tool call, and a write that fails is checked against it.
 #include "orchestrator/agent.h"
 
 #include <fcntl.h>
@@ -134,7 +137,7 @@ class AgentLoop {
 
   AgentOutcome Run() {
     Status s = Rebuild();
-    if (!s.ok()) return {AgentResult::kFailed, "cannot read the task's history: " + s.message()};
+    if (!s.ok()) return CannotRecord("starting the task", "cannot read the task's history", s);
     if (verified_ && pending_.empty()) {
       // finish verified and committed, and loomd stopped before the task moved on.
       s = env_.store->Transition(task_.id, TaskState::kRunning, TaskState::kVerifying,
@@ -152,6 +155,7 @@ class AgentLoop {
     while (true) {
       if (env_.stop && env_.stop->load()) return {AgentResult::kInterrupted, "loomd is stopping"};
       if (auto over = CheckBudgets()) return *over;
+      if (Status full = DiskStatus(); !full.ok()) return ParkDiskFull("before a model call", full);
       auto started = Clock::now();
       Result<ChatReply> reply = env_.llm->Chat(messages_, AgentToolSchemas());
       int64_t ms =
@@ -170,7 +174,7 @@ class AgentLoop {
                                              {"ms", ms}},
                                             usage);
       if (!logged.ok())
-        return {AgentResult::kFailed, "cannot record a step: " + logged.status().message()};
+        return CannotRecord("recording a model reply", "cannot record a step", logged.status());
       steps_ += 1;
       tokens_ += reply->prompt_tokens + reply->completion_tokens;
       messages_.push_back(message);
@@ -209,6 +213,7 @@ class AgentLoop {
         messages_.push_back(message);
         last_calls.clear();
         answered.clear();
+        commands_started_.clear();
         const Json& calls = MemberOrNull(message, "tool_calls");
         if (!calls.is_array()) continue;
         for (const auto& tc : calls) {
@@ -232,6 +237,8 @@ class AgentLoop {
         messages_.push_back({{"role", "user"}, {"content", StringOr(d, "text")}});
       } else if (e.type == "malformed") {
         ++malformed_;
+      } else if (e.type == "command_started") {
+        commands_started_.insert(StringOr(d, "tool_call_id"));
       } else if (e.type == "edit_started") {
         edit_started_[StringOr(d, "tool_call_id")] = static_cast<int>(IntOr(d, "step", 0));
       } else if (e.type == "review_comment") {
@@ -334,6 +341,24 @@ class AgentLoop {
             "escalation " + std::to_string(*id) + " (" + kind + "): " + summary};
   }
 
+  Status DiskStatus() { return env_.disk ? env_.disk->Check() : Status::Ok(); }
+
+  // Parks the task: the reserve is given up so that the escalation and the
+  // scheduler's state change find room.
+  AgentOutcome ParkDiskFull(const std::string& during, const Status& full) {
+    if (env_.disk) env_.disk->Release();
+    LOOM_LOG(kWarning) << "task " << task_.id << ": " << full.message();
+    return Escalate("infrastructure", DiskFullSummary(task_.id, during, full), "orchestrator",
+                    std::nullopt);
+  }
+
+  // A write to the event log failed: a full disk parks the task, anything else
+  // fails it with `what`.
+  AgentOutcome CannotRecord(const std::string& during, const std::string& what, const Status& s) {
+    if (Status full = DiskStatus(); !full.ok()) return ParkDiskFull(during, full);
+    return Fail(what + ": " + s.message());
+  }
+
   // Runs each call in order, recording each result; returns an outcome when the
   // task leaves the loop (finish verified, escalation, budget, stuck).
   //
@@ -343,13 +368,25 @@ class AgentLoop {
   std::optional<AgentOutcome> RunToolCalls(const std::vector<ToolCall>& calls,
                                            Replay replay = Replay::kNo) {
     for (const auto& call : calls) {
-      if (replay == Replay::kYes) {
+      bool interrupted = replay == Replay::kYes && call.name == "run_command" &&
+                         commands_started_.count(call.id) > 0;
+      if (replay == Replay::kYes && !interrupted) {
         if (auto done = CountAttempt(call)) return *done;
       }
       auto started = Clock::now();
-      ToolOutput out = Execute(call);
+      ToolOutput out = interrupted ? InterruptedCommand() : Execute(call);
       int64_t ms =
           std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count();
+      // The call may have filled the disk (a command's output, an edit, a
+      // snapshot): its result is still recorded, on the reserve, and the task parks.
+      Status full = DiskStatus();
+      if (!full.ok()) {
+        if (env_.disk) env_.disk->Release();
+        out.content +=
+            "\n\n[loomd: the disk filled up during this call; the task waits until a "
+            "person frees space]";
+        out.error = true;
+      }
       std::string content =
           MaskSecrets(TruncateMiddle(out.content, env_.budgets.max_tool_output), env_.secrets);
       Json result = {{"tool_call_id", call.id}, {"name", call.name},  {"arguments", call.arguments},
@@ -359,7 +396,11 @@ class AgentLoop {
       auto logged = env_.store->AppendEvent(task_.id, "tool_result", result,
                                             Usage{0, 0, 0, tests_this_call_});
       tests_this_call_ = 0;
-      if (!logged.ok()) return Fail("cannot record a tool result: " + logged.status().message());
+      if (!full.ok()) return ParkDiskFull("during " + call.name, full);
+      if (!logged.ok()) {
+        return CannotRecord("recording the result of " + call.name, "cannot record a tool result",
+                            logged.status());
+      }
       messages_.push_back({{"role", "tool"}, {"tool_call_id", call.id}, {"content", content}});
       if (sandbox_failures_ >= kMaxSandboxFailures) {
         return Escalate("infrastructure",
@@ -391,6 +432,17 @@ class AgentLoop {
     return std::nullopt;
   }
 
+  // A run_command that started before a restart and has no recorded result: its
+  // effects are unknown (it may have filled the disk, or half-done something),
+  // so it is not run again; the model is told and decides.
+  ToolOutput InterruptedCommand() {
+    return Error(
+        "interrupted: this command started, but loomd stopped (a crash, a kill or a full "
+        "disk) before its result was recorded. It was not run again: its effects on the "
+        "worktree are unknown. Check the worktree before running it, or a safer variant, "
+        "again.");
+  }
+
   // Before a replayed call starts again: records the attempt, or when the call
   // has been started max_tool_attempts times without loomd outliving it, answers
   // it with an error (so it never runs again, even when the task is retried)
@@ -405,14 +457,20 @@ class AgentLoop {
       Json result = {{"tool_call_id", call.id}, {"name", call.name}, {"arguments", call.arguments},
                      {"content", "error: " + reason}, {"error", true}, {"ms", 0}};
       auto logged = env_.store->AppendEvent(task_.id, "tool_result", result);
-      if (!logged.ok()) return Fail("cannot record a tool result: " + logged.status().message());
+      if (!logged.ok()) {
+        return CannotRecord("recording the result of " + call.name, "cannot record a tool result",
+                            logged.status());
+      }
       return Fail(reason);
     }
     ++retries_[call.id];
     auto logged = env_.store->AppendEvent(
         task_.id, "tool_retry",
         {{"tool_call_id", call.id}, {"name", call.name}, {"attempt", attempts + 1}});
-    if (!logged.ok()) return Fail("cannot record a tool call: " + logged.status().message());
+    if (!logged.ok()) {
+      return CannotRecord("recording a restart of " + call.name, "cannot record a tool call",
+                          logged.status());
+    }
     return std::nullopt;
   }
 
@@ -516,6 +574,15 @@ class AgentLoop {
     }
     if (call.name == "run_command") {
       if (auto e = str("command", true, &command)) return *e;
+      // The intent first: a restart that finds it without a result does not run
+      // the command again (InterruptedCommand).
+      if (auto logged =
+              env_.store->AppendEvent(task_.id, "command_started", {{"tool_call_id", call.id}});
+          !logged.ok()) {
+        return Error("the command was not run: loomd cannot record it (" +
+                     logged.status().message() + ")");
+      }
+      commands_started_.insert(call.id);
       auto o = RunSandboxed({"/bin/sh", "-c", command}, ws.info().path, /*counts_as_test=*/false);
       if (!o.ok()) return Error(o.status().message());
       return Reply(DescribeOutcome(*o, env_.budgets.max_tool_output));
@@ -779,6 +846,7 @@ class AgentLoop {
   Json messages_ = Json::array();
   std::vector<ToolCall> pending_;
   std::map<std::string, int> edit_started_;  // tool_call_id -> snapshot step before the edit
+  std::set<std::string> commands_started_;   // run_command calls of the last reply that started
   bool verified_ = false;  // the log ends with a finish that verified and committed
   int64_t steps_ = 0, tokens_ = 0, test_runs_ = 0, tests_this_call_ = 0;
   int64_t started_ms_ = 0;

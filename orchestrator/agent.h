@@ -6,7 +6,16 @@
 // task starts or resumes, so a restart after kill -9 continues at the first step
 // that was not recorded. Tool calls of the last reply that have no result yet are
 // executed first (the workspace has already restored the worktree to its last
-// snapshot, so an edit interrupted half-way is redone exactly once).
+// snapshot, so an edit interrupted half-way is redone exactly once). A
+// run_command is the exception: its effects are unknown and cannot be rolled
+// back, so its start is recorded ("command_started") before it runs, and one
+// that started without a recorded result is answered "interrupted: not run
+// again" instead of being run a second time.
+//
+// A full disk (the data dir's DiskReserve, checked before each model call and
+// after each tool call, or a step that cannot be recorded) parks the task as
+// blocked with an `infrastructure` escalation; the reserve is given up first so
+// that the tool's result, the escalation and the state change can be written.
 //
 // Tools (the contract of DESIGN.md): list_files(path), read_file(path,
 // start_line?, end_line?), search(pattern, path?), write_file(path, content),
@@ -26,6 +35,7 @@
 #include <vector>
 
 #include "common/json.h"
+#include "orchestrator/disk_reserve.h"
 #include "orchestrator/llm_client.h"
 #include "orchestrator/secrets.h"
 #include "orchestrator/task_store.h"
@@ -69,6 +79,8 @@ struct AgentEnv {
   bool require_failing_test = true;
   std::string base_tree;
   std::string scratch_dir;  // where temporary trees for verification are made
+  // The data dir's reserve; null: the disk is never checked.
+  DiskReserve* disk = nullptr;
   // Set by the scheduler on shutdown: the loop returns kInterrupted before its
   // next model call (the task goes back to queued and resumes from its log).
   const std::atomic<bool>* stop = nullptr;

@@ -53,6 +53,9 @@ std::vector<Config::Key> DaemonConfigSchema() {
       {"llm.stream", T::kBool, "false", "Ask for streamed (SSE) replies."},
       {"policies_dir", T::kString, "",
        "Directory of repository policies, <repo>.toml (default: <data_dir>/policies)."},
+      {"disk.reserve_mb", T::kInt, "16",
+       "Space kept back on the data dir's disk so that a full disk parks tasks with a reason "
+       "(an infrastructure escalation) instead of wedging them (0: none)."},
       {"sandbox.uid", T::kInt, "64000",
        "When loomd runs as root: the unprivileged uid (and gid) sandboxed runs use."},
   };
@@ -374,6 +377,12 @@ class DaemonImpl : public Daemon {
       return Status::Ok();
     }
     opts.data_dir = data_dir_;
+    int64_t reserve_mb = config.GetInt("disk.reserve_mb");
+    if (reserve_mb < 0 || reserve_mb > (int64_t{1} << 20)) {
+      return Status::InvalidArgument("disk.reserve_mb must be between 0 and 1048576 (got " +
+                                     std::to_string(reserve_mb) + ")");
+    }
+    opts.disk_reserve_bytes = static_cast<uint64_t>(reserve_mb) << 20;
     opts.policies = policies_;
     opts.secrets = secrets_.get();
     opts.llm.masker = masker_;

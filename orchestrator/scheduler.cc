@@ -57,6 +57,7 @@ Status CopyBaseTree(const std::string& worktree, const std::string& dest) {
 Scheduler::Scheduler(TaskStore* store, sandbox::Executor* executor, SchedulerOptions options)
     : store_(store), executor_(executor), options_(std::move(options)) {
   llm_ = MakeOpenAiClient(options_.llm);
+  disk_ = std::make_unique<DiskReserve>(options_.data_dir, options_.disk_reserve_bytes);
 }
 
 Result<std::unique_ptr<Scheduler>> Scheduler::Start(TaskStore* store, sandbox::Executor* executor,
@@ -74,6 +75,11 @@ Result<std::unique_ptr<Scheduler>> Scheduler::Start(TaskStore* store, sandbox::E
     LOOM_LOG(kInfo) << "requeued " << recovered << " interrupted task(s)";
   }
   std::unique_ptr<Scheduler> s(new Scheduler(store, executor, std::move(options)));
+  // Makes the reserve; a disk already full is reported, and each task that
+  // starts parks until it has room.
+  if (Status full = s->disk_->Check(); !full.ok()) {
+    LOOM_LOG(kWarning) << full.message();
+  }
   for (int i = 0; i < s->options_.agents; ++i) {
     s->slots_.emplace_back([raw = s.get(), i] { raw->SlotLoop(i); });
   }
@@ -124,7 +130,21 @@ Result<bool> Scheduler::ProtectedEditsApproved(int64_t task_id) {
 }
 
 void Scheduler::RunTask(int slot, const Task& task) {
+  // Preparing the workspace can meet a full disk too: the task parks then.
   auto fail = [&](const std::string& reason) {
+    if (Status full = disk_->Check(); !full.ok()) {
+      disk_->Release();
+      LOOM_LOG(kWarning) << "task " << task.id << ": " << reason << "; " << full.message();
+      std::string summary =
+          DiskFullSummary(task.id, "preparing its workspace (" + reason + ")", full);
+      auto id = store_->Escalate(task.id, "infrastructure", summary, "orchestrator");
+      if (id.ok()) {
+        (void)store_->Transition(
+            task.id, TaskState::kRunning, TaskState::kBlocked,
+            "escalation " + std::to_string(*id) + " (infrastructure): " + summary);
+        return;
+      }
+    }
     LOOM_LOG(kWarning) << "task " << task.id << " failed: " << reason;
     (void)store_->Transition(task.id, TaskState::kRunning, TaskState::kFailed, reason);
   };
@@ -190,8 +210,23 @@ void Scheduler::RunTask(int slot, const Task& task) {
   env.base_tree = base_tree;
   env.scratch_dir = options_.data_dir + "/scratch";
   env.stop = &stop_;
+  env.disk = disk_.get();
   LOOM_LOG(kInfo) << "slot " << slot << " runs task " << task.id << " on " << ws.info().branch;
   AgentOutcome outcome = RunAgent(task, env);
+  Status s = RecordOutcome(task, outcome);
+  if (!s.ok() && s.code() != StatusCode::kFailedPrecondition) {
+    // Not recorded (a full disk, most likely): once more on the reserve, so that
+    // the task does not stay `running` with no agent until a restart.
+    disk_->Release();
+    s = RecordOutcome(task, outcome);
+  }
+  if (!s.ok()) {
+    LOOM_LOG(kError) << "task " << task.id << ": " << s.ToString();
+  }
+  LOOM_LOG(kInfo) << "task " << task.id << " -> " << outcome.reason;
+}
+
+Status Scheduler::RecordOutcome(const Task& task, const AgentOutcome& outcome) {
   Status s;
   switch (outcome.result) {
     case AgentResult::kReview:
@@ -199,6 +234,10 @@ void Scheduler::RunTask(int slot, const Task& task) {
       break;
     case AgentResult::kBlocked:
       s = store_->Transition(task.id, TaskState::kRunning, TaskState::kBlocked, outcome.reason);
+      if (s.code() == StatusCode::kFailedPrecondition) {
+        // Parked during finish, when the disk was too full to go back to running.
+        s = store_->Transition(task.id, TaskState::kVerifying, TaskState::kBlocked, outcome.reason);
+      }
       break;
     case AgentResult::kFailed:
       s = store_->Transition(task.id, TaskState::kRunning, TaskState::kFailed, outcome.reason);
@@ -207,10 +246,7 @@ void Scheduler::RunTask(int slot, const Task& task) {
       s = store_->Transition(task.id, TaskState::kRunning, TaskState::kQueued, outcome.reason);
       break;
   }
-  if (!s.ok()) {
-    LOOM_LOG(kError) << "task " << task.id << ": " << s.ToString();
-  }
-  LOOM_LOG(kInfo) << "task " << task.id << " -> " << outcome.reason;
+  return s;
 }
 
 }  // namespace loom

@@ -6,7 +6,8 @@
 // outcome as the next state: review, blocked (escalated, the slot is freed) or
 // failed. On Stop() the agents stop at their next step and their tasks go back
 // to queued; after a crash, TaskStore::RecoverInterrupted() does the same at
-// start-up. Thread-safe.
+// start-up. A step that meets a full disk (the data dir's DiskReserve) parks its
+// task as blocked with an `infrastructure` escalation. Thread-safe.
 #pragma once
 
 #include <atomic>
@@ -37,6 +38,8 @@ struct SchedulerOptions {
   std::map<std::string, policies::Policy> policies;
   SecretStore* secrets = nullptr;  // may be null: no secrets
   std::chrono::milliseconds poll{250};
+  // Space kept free on the data dir's filesystem (see disk_reserve.h); 0: none.
+  uint64_t disk_reserve_bytes = 16 << 20;
 };
 
 class Scheduler {
@@ -55,12 +58,15 @@ class Scheduler {
   Scheduler(TaskStore* store, sandbox::Executor* executor, SchedulerOptions options);
   void SlotLoop(int slot);
   void RunTask(int slot, const Task& task);
+  // The state change `outcome` names, from running (verifying for review).
+  Status RecordOutcome(const Task& task, const AgentOutcome& outcome);
   Result<bool> ProtectedEditsApproved(int64_t task_id);
 
   TaskStore* store_;
   sandbox::Executor* executor_;
   SchedulerOptions options_;
   std::unique_ptr<LlmClient> llm_;
+  std::unique_ptr<DiskReserve> disk_;
   std::atomic<bool> stop_{false};
   std::atomic<int> busy_{0};
   std::mutex mu_;

@@ -3,9 +3,13 @@
 // over HTTP; the test watches the task over HTTP until it settles and checks the
 // outcome, the event log, the branch and what the model was sent.
 #include <gtest/gtest.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -720,6 +724,89 @@ TEST_F(ReviewTest, WithoutAutoMergeAnApprovalWaitsForAMerger) {
   r = Decide(task, "merge", admin_);
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_EQ(Get("/v1/tasks/" + std::to_string(task["id"].get<int64_t>()))["state"], "merged");
+}
+
+}  // namespace
+}  // namespace loom
+
+namespace loom {
+namespace {
+
+// A full disk: the data dir on a small tmpfs of its own (mounting needs root;
+// the test is skipped otherwise, saying so).
+class FullDiskTest : public AgentEndToEndTest {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root to mount a small tmpfs as the data dir";
+    // 64 MiB: loomd's default reserve (16 MiB), the database, the repository and
+    // its worktrees, and what the agent's command fills.
+    if (::mount("tmpfs", dir_.path().c_str(), "tmpfs", MS_NOSUID | MS_NODEV,
+                "size=64m,mode=0711") != 0) {
+      GTEST_SKIP() << "cannot mount a tmpfs on " << dir_.path() << ": " << std::strerror(errno);
+    }
+    mounted_ = true;
+  }
+
+  void TearDown() override {
+    AgentEndToEndTest::TearDown();
+    if (mounted_) ::umount2(dir_.path().c_str(), MNT_DETACH);
+  }
+
+  // Deletes the files named `name` under the data dir's worktrees.
+  int Delete(const std::string& name) {
+    int n = 0;
+    std::error_code ec;
+    for (auto it = fs::recursive_directory_iterator(dir_.path() + "/worktrees", ec);
+         it != fs::recursive_directory_iterator(); it.increment(ec)) {
+      if (it->path().filename() == name) n += fs::remove(it->path(), ec) ? 1 : 0;
+    }
+    return n;
+  }
+
+  bool mounted_ = false;
+};
+
+TEST_F(FullDiskTest, ACommandThatFillsTheDiskParksTheTaskUntilSpaceIsFreed) {
+  Json replies =
+      Json::array({Step("run_command", {{"command", "cat /dev/zero > fill; echo exit=$?"}}),
+                   Step("write_file", {{"path", "NOTES.md"}, {"content", "x\n"}}),
+                   Step("finish", {{"summary", "notes"}})});
+  Start(Script(replies));
+  int64_t fb = File("feature", "fill the disk", "x");
+
+  // The command fills the disk: the task parks with the reason, loomd is alive.
+  Json task = WaitSettled(fb);
+  ASSERT_EQ(task["state"], "blocked") << task.dump();
+  EXPECT_NE(task["reason"].get<std::string>().find("disk"), std::string::npos) << task.dump();
+  EXPECT_EQ(Call("GET", "/healthz", "").status, 200);
+  Json open = Get("/v1/escalations");
+  ASSERT_EQ(open["items"].size(), 1u) << open.dump();
+  EXPECT_EQ(open["items"][0]["kind"], "infrastructure");
+  EXPECT_EQ(open["items"][0]["raised_by"], "orchestrator");
+  EXPECT_NE(open["items"][0]["summary"].get<std::string>().find("full"), std::string::npos);
+  auto results = Events(task, "tool_result");
+  ASSERT_EQ(results.size(), 1u) << "the command's result is recorded";
+  EXPECT_TRUE(results[0]["data"]["error"].get<bool>());
+
+  // A person frees space and answers: the task continues where it stopped.
+  ASSERT_EQ(Delete("fill"), 1);
+  auto r =
+      Call("POST",
+           "/v1/escalations/" + std::to_string(open["items"][0]["id"].get<int64_t>()) + "/answer",
+           engineer_, R"({"text": "freed the disk"})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  auto deadline = steady_clock::now() + std::chrono::seconds(30);
+  while (Get("/v1/tasks/" + std::to_string(task["id"].get<int64_t>()))["state"] == "blocked" &&
+         steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  task = WaitSettled(fb);
+  ASSERT_EQ(task["state"], "review") << task.dump();
+  EXPECT_EQ(Events(task, "command_started").size(), 1u) << "the command ran once";
+  EXPECT_EQ(Get("/v1/escalations")["items"].size(), 0u);
+  // The model was told what happened to its command.
+  EXPECT_NE(DumpJson(replay_->requests().back()["messages"]).find("disk filled up"),
+            std::string::npos);
 }
 
 }  // namespace

@@ -295,7 +295,7 @@ TEST_F(AgentHostileTest, HostileCallsAndEventsReplayedAfterARestartAreSurvived) 
     append("prompt", {{"system", 5}, {"user", {{"deep", Json::array()}}}});
     // Events of every wrong shape, as an older loomd or a hand edit might leave.
     for (const char* type : {"llm_reply", "tool_result", "note", "edit_started", "review_comment",
-                             "escalation_answered", "tool_retry", "malformed"}) {
+                             "escalation_answered", "tool_retry", "malformed", "command_started"}) {
       for (const Json& data :
            {Json(5), Json("s"), Json::array({1}), Json(nullptr),
             Json{{"message", 5},

@@ -222,16 +222,15 @@ TEST_F(CrashResumeTest, EveryTaskReachesReviewDespiteKillsAtRandomPoints) {
 // gets an error result so that a retried task does not run it again.
 TEST_F(CrashResumeTest, ACallThatKillsLoomdEveryTimeFailsItsTaskAfterMaxAttempts) {
   model_->Stop();
-  Json replies = Json::array(
-      {{{"message",
-         {{"content", ""},
-          {"tool_calls",
-           {{{"name", "run_command"}, {"arguments", {{"command", "sleep 30; echo LIVED"}}}}}}}}}});
+  Json replies =
+      Json::array({{{"message",
+                     {{"content", ""},
+                      {"tool_calls", {{{"name", "run_tests"}, {"arguments", Json::object()}}}}}}}});
   auto model = ReplayModel::Start({{"conversations", {{{"replies", replies}}}}});
   ASSERT_TRUE(model.ok());
   model_ = std::move(*model);
   StartLoomd();
-  Json repo = {{"name", "calc"}, {"path", repo_}, {"test_command", "true"}};
+  Json repo = {{"name", "calc"}, {"path", repo_}, {"test_command", "sleep 30; echo LIVED"}};
   ASSERT_EQ(Call("POST", "/v1/repos", DumpJson(repo)).status, 201);
   Json fb = {{"kind", "feature"}, {"title", "sleepy"}, {"body", "x"}, {"repo", "calc"}};
   ASSERT_EQ(Call("POST", "/v1/feedback", DumpJson(fb), reporter_).status, 201);
@@ -254,7 +253,7 @@ TEST_F(CrashResumeTest, ACallThatKillsLoomdEveryTimeFailsItsTaskAfterMaxAttempts
     ADD_FAILURE() << "no " << n << " " << type << " events";
     return std::vector<Json>();
   };
-  // Attempt 1 (live), 2 and 3 (replayed): each is killed while the command sleeps.
+  // Attempt 1 (live), 2 and 3 (replayed): each is killed while the tests sleep.
   for (size_t attempt = 1; attempt <= 3; ++attempt) {
     if (attempt == 1) {
       wait_events("llm_reply", 1);
@@ -283,9 +282,70 @@ TEST_F(CrashResumeTest, ACallThatKillsLoomdEveryTimeFailsItsTaskAfterMaxAttempts
   auto results = wait_events("tool_result", 1);
   ASSERT_EQ(results.size(), 1u);
   EXPECT_TRUE(results[0]["data"]["error"].get<bool>());
-  // No start of the command ever completed: none was left to run a fourth time.
+  // No start of the tests ever completed: none was left to run a fourth time.
   auto r = Call("GET", "/v1/tasks/1/events?limit=5000");
-  EXPECT_EQ(r.body.find("\"command_run\""), std::string::npos);
+  EXPECT_EQ(r.body.find("\"test_run\""), std::string::npos);
+}
+
+// A run_command whose result was never recorded (loomd killed while it ran) is
+// not run again after the restart: its effects are unknown (it may be what
+// filled the disk). The model is told it was interrupted, and the task goes on.
+TEST_F(CrashResumeTest, ACommandInterruptedByAKillIsNotRunAgain) {
+  model_->Stop();
+  auto step = [](const std::string& tool, Json args) {
+    return Json{
+        {"message", {{"content", ""}, {"tool_calls", {{{"name", tool}, {"arguments", args}}}}}}};
+  };
+  Json replies = Json::array({step("run_command", {{"command", "sleep 30; echo LIVED"}}),
+                              step("write_file", {{"path", "NOTES.md"}, {"content", "x\n"}}),
+                              step("finish", {{"summary", "notes"}})});
+  auto model = ReplayModel::Start({{"conversations", {{{"replies", replies}}}}});
+  ASSERT_TRUE(model.ok());
+  model_ = std::move(*model);
+  StartLoomd();
+  Json repo = {{"name", "calc"}, {"path", repo_}, {"test_command", "true"}};
+  ASSERT_EQ(Call("POST", "/v1/repos", DumpJson(repo)).status, 201);
+  Json fb = {{"kind", "feature"}, {"title", "sleepy"}, {"body", "x"}, {"repo", "calc"}};
+  ASSERT_EQ(Call("POST", "/v1/feedback", DumpJson(fb), reporter_).status, 201);
+  auto events = [&](const std::string& type) {
+    std::vector<Json> out;
+    auto r = Call("GET", "/v1/tasks/1/events?limit=5000");
+    if (r.status != 200) return out;
+    Json all = ParseJson(r.body).value_or(Json::object());
+    for (const auto& e : all["items"]) {
+      if (e["type"] == type) out.push_back(e);
+    }
+    return out;
+  };
+  auto deadline = steady_clock::now() + std::chrono::seconds(30);
+  while (events("command_started").empty() && steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+  ASSERT_EQ(events("command_started").size(), 1u);
+  std::this_thread::sleep_for(milliseconds(300));  // the sandboxed sleep is running
+  testing::KillAndWait(pid_, SIGKILL);
+  pid_ = -1;
+  StartLoomd();
+
+  Json task;
+  deadline = steady_clock::now() + std::chrono::seconds(60);
+  while (steady_clock::now() < deadline) {
+    task = ParseJson(Call("GET", "/v1/tasks/1").body).value_or(Json::object());
+    if (task.value("state", "") == "review") break;
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+  ASSERT_EQ(task.value("state", ""), "review") << task.dump();
+  EXPECT_EQ(events("command_started").size(), 1u) << "started once";
+  EXPECT_TRUE(events("command_run").empty()) << "never ran to the end, never ran again";
+  EXPECT_TRUE(events("tool_retry").empty());
+  auto results = events("tool_result");
+  ASSERT_GE(results.size(), 1u);
+  EXPECT_EQ(results[0]["data"]["name"], "run_command");
+  EXPECT_TRUE(results[0]["data"]["error"].get<bool>());
+  std::string told = results[0]["data"]["content"];
+  EXPECT_EQ(told.rfind("error: interrupted", 0), 0u) << told;
+  EXPECT_NE(DumpJson(model_->requests().back()["messages"]).find("It was not run again"),
+            std::string::npos);
 }
 
 }  // namespace
