@@ -412,18 +412,24 @@ Status OrchestratorApi::FinishInterruptedMerges() {
     auto repo = repos::Repository::Open(RepoRecordFor(entry, *policies_),
                                         data_dir_ + "/worktrees/" + entry.name);
     Status s = repo.ok() ? (*repo)->FinishInterruptedMerge() : repo.status();
-    if (!s.ok()) LOOM_LOG(kError) << "repository " << entry.name << ": " << s.ToString();
+    if (!s.ok()) {
+      LOOM_LOG(kError) << "repository " << entry.name << ": " << s.ToString();
+    }
   }
   LOOM_ASSIGN_OR_RETURN(std::vector<Task> in_review,
                         store_->List(TaskState::kReview, 0, std::numeric_limits<int>::max()));
   for (const Task& task : in_review) {
     LOOM_ASSIGN_OR_RETURN(std::vector<Event> events, store_->Events(task.id));
-    std::optional<int64_t> reviewer;  // of a merge begun since the task came to review
+    bool merging = false;  // a merge began since the task came to review
+    int64_t reviewer = 0;
     for (const auto& e : events) {
-      if (e.type == "state" && StringOr(e.data, "to") == "review") reviewer.reset();
-      if (e.type == "merging") reviewer = IntOr(e.data, "reviewer", 0);
+      if (e.type == "state" && StringOr(e.data, "to") == "review") merging = false;
+      if (e.type == "merging") {
+        merging = true;
+        reviewer = IntOr(e.data, "reviewer", 0);
+      }
     }
-    if (!reviewer) continue;
+    if (!merging) continue;
     auto repo = OpenTaskRepo(store_, task, data_dir_, *policies_);
     if (!repo.ok()) continue;
     std::string id = std::to_string(task.id);
@@ -434,7 +440,7 @@ Status OrchestratorApi::FinishInterruptedMerges() {
     if (!diff.ok() || diff->base_commit != diff->head_commit) continue;
     LOOM_RETURN_IF_ERROR(store_->RecordReview(task.id, ReviewDecision::kMerged,
                                               "approved and merged (finished after a restart)",
-                                              *reviewer, {{"merge", "finished after a restart"}}));
+                                              reviewer, {{"merge", "finished after a restart"}}));
     (void)(*repo)->RemoveWorkspace(id, repos::BranchDisposition::kKeep);
     LOOM_LOG(kWarning) << "task " << id << ": recorded the merge that a stop of loomd interrupted";
   }
