@@ -498,7 +498,9 @@ class RepositoryImpl final : public Repository {
     co.checkout_strategy = GIT_CHECKOUT_SAFE;
     co.baseline = old_tree.get();
     if (run == CheckoutRun::kDryRun) {
-      co.checkout_strategy |= GIT_CHECKOUT_DRY_RUN;
+      // libgit2 1.5 writes the index even on a dry run: a kill then would leave
+      // index.lock behind before any journal says whose it is.
+      co.checkout_strategy |= GIT_CHECKOUT_DRY_RUN | GIT_CHECKOUT_DONT_WRITE_INDEX;
     } else {
       co.progress_cb = [](const char*, size_t completed, size_t, void*) {
         if (completed > 0) CrashPoint("merge.checkout_started");
