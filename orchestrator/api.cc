@@ -4,8 +4,11 @@
 
 #include <charconv>
 #include <filesystem>
+#include <limits>
 
+#include "common/crash_point.h"
 #include "common/json_reader.h"
+#include "common/log.h"
 #include "orchestrator/repo_policy.h"
 #include "repos/workspace.h"
 
@@ -357,8 +360,15 @@ void OrchestratorApi::MergeApproved(const Task& task, const Principal& reviewer,
   auto repo = OpenTaskRepo(store_, task, data_dir_, *policies_);
   if (!repo.ok()) return ex->Respond(ErrorResponse(repo.status()));
   std::string id = std::to_string(task.id);
+  // The intent, before git is touched: a restart that finds it on a task still in
+  // review whose branch is in the target finishes recording the merge
+  // (FinishInterruptedMerges).
+  Status intent =
+      store_->AppendEvent(task.id, "merging", {{"reviewer", reviewer.token_id}}).status();
+  if (!intent.ok()) return ex->Respond(ErrorResponse(intent));
   auto merged = (*repo)->MergeBranch(id);
   if (!merged.ok()) return ex->Respond(ErrorResponse(merged.status()));
+  CrashPoint("approve.merged");
   if (merged->kind == repos::MergeOutcome::Kind::kConflict) {
     // The target moved under the branch: the agent redoes its change on a
     // workspace made afresh from the new target head.
@@ -390,9 +400,51 @@ void OrchestratorApi::MergeApproved(const Task& task, const Principal& reviewer,
                                   std::string("approved and merged (") + how + ")",
                                   reviewer.token_id, {{"commit", merged->commit}, {"merge", how}});
   if (!s.ok()) return ex->Respond(ErrorResponse(s));
+  CrashPoint("approve.recorded");
   // The worktree has done its work; the branch stays for the record.
   (void)(*repo)->RemoveWorkspace(id, repos::BranchDisposition::kKeep);
   RespondJson(ex, 200, {{"merged", true}, {"commit", merged->commit}, {"merge", how}});
+}
+
+Status OrchestratorApi::FinishInterruptedMerges() {
+  LOOM_ASSIGN_OR_RETURN(std::vector<RepoEntry> entries, store_->ListRepos());
+  for (const RepoEntry& entry : entries) {
+    auto repo = repos::Repository::Open(RepoRecordFor(entry, *policies_),
+                                        data_dir_ + "/worktrees/" + entry.name);
+    Status s = repo.ok() ? (*repo)->FinishInterruptedMerge() : repo.status();
+    if (!s.ok()) {
+      LOOM_LOG(kError) << "repository " << entry.name << ": " << s.ToString();
+    }
+  }
+  LOOM_ASSIGN_OR_RETURN(std::vector<Task> in_review,
+                        store_->List(TaskState::kReview, 0, std::numeric_limits<int>::max()));
+  for (const Task& task : in_review) {
+    LOOM_ASSIGN_OR_RETURN(std::vector<Event> events, store_->Events(task.id));
+    bool merging = false;  // a merge began since the task came to review
+    int64_t reviewer = 0;
+    for (const auto& e : events) {
+      if (e.type == "state" && StringOr(e.data, "to") == "review") merging = false;
+      if (e.type == "merging") {
+        merging = true;
+        reviewer = IntOr(e.data, "reviewer", 0);
+      }
+    }
+    if (!merging) continue;
+    auto repo = OpenTaskRepo(store_, task, data_dir_, *policies_);
+    if (!repo.ok()) continue;
+    std::string id = std::to_string(task.id);
+    auto diff = (*repo)->DiffBranch(id);
+    // The merge committed (the target holds the branch) when the branch is its
+    // own merge base with the target; otherwise nothing had moved and the task
+    // waits in review for its approval again.
+    if (!diff.ok() || diff->base_commit != diff->head_commit) continue;
+    LOOM_RETURN_IF_ERROR(store_->RecordReview(task.id, ReviewDecision::kMerged,
+                                              "approved and merged (finished after a restart)",
+                                              reviewer, {{"merge", "finished after a restart"}}));
+    (void)(*repo)->RemoveWorkspace(id, repos::BranchDisposition::kKeep);
+    LOOM_LOG(kWarning) << "task " << id << ": recorded the merge that a stop of loomd interrupted";
+  }
+  return Status::Ok();
 }
 
 void OrchestratorApi::RequestChanges(HttpRequest& req, std::shared_ptr<HttpExchange>& ex) {

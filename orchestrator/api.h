@@ -49,6 +49,12 @@ class OrchestratorApi {
                   const std::map<std::string, policies::Policy>* policies, SecretStore* secrets,
                   std::function<void()> on_requeue);
   void Register(Router& router);
+  // At start, before serving: finishes what a stop during an approve left. Each
+  // registered repository completes or drops an interrupted merge
+  // (Repository::FinishInterruptedMerge; a failure is logged), and a task still
+  // in review whose approval had begun merging ("merging" event) is recorded
+  // merged when its branch is in the target, else left in review as before.
+  Status FinishInterruptedMerges();
 
  private:
   using Handler = void (OrchestratorApi::*)(HttpRequest&, std::shared_ptr<HttpExchange>&);

@@ -235,6 +235,7 @@ class DaemonImpl : public Daemon {
                                                           &policies_, secrets_.get(), [this] {
                                                             if (scheduler_) scheduler_->Wake();
                                                           });
+    LOOM_RETURN_IF_ERROR(orchestrator_api_->FinishInterruptedMerges());
     orchestrator_api_->Register(router_);
 
     HttpServerOptions opts;

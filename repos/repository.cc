@@ -13,15 +13,24 @@
 // Crashes. Creation ends with the snapshot ref, so a registered worktree without
 // one was cut short before any edit and is made again; one with a snapshot ref is
 // only ever reopened, never silently replaced. Opening and creating remove lock
-// files of the task's own refs left by a killed process.
+// files of the task's own refs left by a killed process. A merge into a target
+// that is checked out (a repository registered in place) writes the merge commit,
+// then a journal (old and new target commit, in .git/LOOM_MERGE), then moves the
+// ref, then updates the checkout, then removes the journal: the ref move is the
+// commit point, and a journal found later (FinishInterruptedMerge, and the start
+// of every merge) finishes the checkout when the ref had moved and is dropped
+// when it had not, so the checkout is never left half-merged.
+#include <fcntl.h>
 #include <git2.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <filesystem>
+#include <fstream>
 #include <mutex>
 
+#include "common/crash_point.h"
 #include "common/log.h"
 #include "repos/internal/confined_fs.h"
 #include "repos/internal/fast_checkout.h"
@@ -45,6 +54,23 @@ std::mutex& RegistrationMutex() {
   static std::mutex mu;
   return mu;
 }
+
+// Held for a whole merge, and while an interrupted one is finished: one merge
+// journal per repository, and a merge reads the journal a previous one may be
+// writing.
+std::mutex& MergeMutex() {
+  static std::mutex mu;
+  return mu;
+}
+
+// When this process started, near enough: a lock file older than this was left
+// by a process that is gone.
+std::filesystem::file_time_type ProcessStart() {
+  static const std::filesystem::file_time_type start =
+      std::filesystem::file_time_type::clock::now();
+  return start;
+}
+[[maybe_unused]] const auto kProcessStartAtLoad = ProcessStart();
 
 class RepositoryImpl final : public Repository {
  public:
@@ -198,7 +224,9 @@ class RepositoryImpl final : public Repository {
   }
 
   Result<MergeOutcome> MergeBranch(std::string_view task_id) override {
+    std::lock_guard<std::mutex> lock(MergeMutex());
     LOOM_ASSIGN_OR_RETURN(GitPtr<git_repository> repo, internal::OpenRepo(record_.path));
+    LOOM_RETURN_IF_ERROR(FinishJournaledMerge(repo.get()));
     LOOM_ASSIGN_OR_RETURN(std::string branch, FindBranch(repo.get(), std::string(task_id)));
     const std::string& target_name = record_.settings.target_branch;
     LOOM_ASSIGN_OR_RETURN(git_oid head, internal::BranchHead(repo.get(), branch));
@@ -240,18 +268,15 @@ class RepositoryImpl final : public Repository {
                "cannot create the merge commit");
       out.kind = MergeOutcome::Kind::kMergeCommit;
     }
-    LOOM_RETURN_IF_ERROR(UpdateCheckedOutTarget(repo.get(), target, result));
-    git_reference* ref = nullptr;
-    int rc = git_reference_create_matching(&ref, repo.get(), ("refs/heads/" + target_name).c_str(),
-                                           &result, 1, &target, ("loom: merge " + branch).c_str());
-    if (rc == GIT_EMODIFIED) {
-      return Status::FailedPrecondition("'" + target_name +
-                                        "' moved while merging; nothing was changed, retry");
-    }
-    LOOM_GIT(rc, "cannot update '" + target_name + "'");
-    git_reference_free(ref);
     out.commit = OidHex(result);
+    LOOM_RETURN_IF_ERROR(MoveTarget(repo.get(), branch, target, result));
     return out;
+  }
+
+  Status FinishInterruptedMerge() override {
+    std::lock_guard<std::mutex> lock(MergeMutex());
+    LOOM_ASSIGN_OR_RETURN(GitPtr<git_repository> repo, internal::OpenRepo(record_.path));
+    return FinishJournaledMerge(repo.get());
   }
 
  private:
@@ -268,25 +293,221 @@ class RepositoryImpl final : public Repository {
     return paths;
   }
 
-  // When the target branch is checked out in the main work tree (a repository
-  // registered in place), update that work tree too, refusing (before any ref
-  // moves) when local changes would be overwritten.
-  Status UpdateCheckedOutTarget(git_repository* repo, const git_oid& old_commit,
-                                const git_oid& new_commit) {
-    if (git_repository_is_bare(repo)) return Status::Ok();
+  // Moves the target ref from `old_commit` to `new_commit` (compare-and-swap), and
+  // when the target is checked out, brings that checkout along. The ref move is
+  // the commit point: before it the checkout is untouched, after it the checkout
+  // is finished from the journal (see FinishJournaledMerge) if this process dies.
+  // Local changes the merge would overwrite are refused before anything moves.
+  Status MoveTarget(git_repository* repo, const std::string& branch, const git_oid& old_commit,
+                    const git_oid& new_commit) {
+    const std::string& target_name = record_.settings.target_branch;
+    LOOM_ASSIGN_OR_RETURN(bool checked_out, TargetCheckedOut(repo));
+    const std::string journal = JournalPath(repo);
+    if (checked_out) {
+      LOOM_RETURN_IF_ERROR(CheckoutTarget(repo, old_commit, new_commit, CheckoutRun::kDryRun));
+      LOOM_RETURN_IF_ERROR(WriteJournal(journal, OidHex(old_commit), OidHex(new_commit)));
+    }
+    CrashPoint("merge.journaled");
+    git_reference* ref = nullptr;
+    int rc = git_reference_create_matching(&ref, repo, ("refs/heads/" + target_name).c_str(),
+                                           &new_commit, 1, &old_commit,
+                                           ("loom: merge " + branch).c_str());
+    if (rc < 0) {
+      if (checked_out) ::unlink(journal.c_str());
+      if (rc == GIT_EMODIFIED) {
+        return Status::FailedPrecondition("'" + target_name +
+                                          "' moved while merging; nothing was changed, retry");
+      }
+      return GitError(rc, "cannot update '" + target_name + "'");
+    }
+    git_reference_free(ref);
+    CrashPoint("merge.ref_moved");
+    if (!checked_out) return Status::Ok();
+    Status s = CheckoutTarget(repo, old_commit, new_commit, CheckoutRun::kApply);
+    if (!s.ok()) {
+      return s.WithContext("'" + target_name + "' is merged (" + OidHex(new_commit) +
+                           ") but its checkout at '" + record_.path +
+                           "' is not updated yet; it is finished at loomd's next start or merge");
+    }
+    CrashPoint("merge.checked_out");
+    if (::unlink(journal.c_str()) < 0 && errno != ENOENT) {
+      return Status::FromErrno(errno, "cannot remove the merge journal '" + journal + "'");
+    }
+    return Status::Ok();
+  }
+
+  // The journal of a merge into a checked-out target: "<old> <new>\n", written
+  // (through a temporary file and a rename, so it is whole or absent) before the
+  // target ref moves, removed once the checkout shows the new commit.
+  static std::string JournalPath(git_repository* repo) {
+    return std::string(git_repository_path(repo)) + "LOOM_MERGE";
+  }
+
+  static Status WriteJournal(const std::string& path, const std::string& old_hex,
+                             const std::string& new_hex) {
+    const std::string tmp = path + ".tmp";
+    const std::string text = old_hex + " " + new_hex + "\n";
+    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return Status::FromErrno(errno, "cannot write the merge journal '" + tmp + "'");
+    bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
+              ::fsync(fd) == 0;
+    int err = errno;
+    ::close(fd);
+    if (!ok || ::rename(tmp.c_str(), path.c_str()) < 0) {
+      if (ok) err = errno;
+      ::unlink(tmp.c_str());
+      return Status::FromErrno(err, "cannot write the merge journal '" + path + "'");
+    }
+    return Status::Ok();
+  }
+
+  // Completes what a process killed during a merge into the checked-out target
+  // left: when the target ref had moved, the checkout is brought to the new
+  // commit (it may hold the old tree, the new one, or a mix: FinishCheckout);
+  // when it had not, the checkout was never touched. Either way the journal goes.
+  Status FinishJournaledMerge(git_repository* repo) {
+    const std::string journal = JournalPath(repo);
+    std::ifstream in(journal);
+    if (!in) return Status::Ok();
+    std::string old_hex, new_hex;
+    in >> old_hex >> new_hex;
+    in.close();
+    git_oid old_commit, new_commit, current;
+    const std::string& target_name = record_.settings.target_branch;
+    if (git_oid_fromstr(&old_commit, old_hex.c_str()) < 0 ||
+        git_oid_fromstr(&new_commit, new_hex.c_str()) < 0) {
+      return Status::Corruption("the merge journal '" + journal +
+                                "' is damaged; check that the checkout at '" + record_.path +
+                                "' matches '" + target_name + "', then remove the journal");
+    }
+    LOOM_ASSIGN_OR_RETURN(current, internal::BranchHead(repo, target_name));
+    LOOM_ASSIGN_OR_RETURN(bool checked_out, TargetCheckedOut(repo));
+    if (git_oid_equal(&current, &new_commit) && !checked_out) {
+      LOOM_LOG(kWarning) << "'" << target_name << "' at " << record_.path
+                         << " is no longer checked out; the interrupted merge needs no checkout";
+    } else if (git_oid_equal(&current, &new_commit)) {
+      LOOM_RETURN_IF_ERROR(RemoveStaleIndexLock(repo));
+      LOOM_RETURN_IF_ERROR(
+          FinishCheckout(repo, old_commit, new_commit)
+              .WithContext("finishing the interrupted merge into '" + target_name + "'"));
+      LOOM_LOG(kWarning) << "finished the checkout of a merge into '" << target_name << "' at "
+                         << record_.path << " that a stop of loomd had interrupted";
+    } else if (git_oid_equal(&current, &old_commit)) {
+      LOOM_LOG(kWarning) << "a merge into '" << target_name << "' at " << record_.path
+                         << " was interrupted before the branch moved; nothing was changed";
+    } else {
+      LOOM_LOG(kWarning) << "'" << target_name << "' at " << record_.path
+                         << " moved since an interrupted merge; its checkout is left as it is";
+    }
+    if (::unlink(journal.c_str()) < 0 && errno != ENOENT) {
+      return Status::FromErrno(errno, "cannot remove the merge journal '" + journal + "'");
+    }
+    return Status::Ok();
+  }
+
+  // libgit2 writes the index through index.lock; a process killed in that
+  // instant leaves the lock, and every later checkout fails on it. A lock older
+  // than this process, found while a merge journal says that a checkout of ours
+  // was under way, is that one: a git command holds the lock for the length of
+  // one command.
+  static Status RemoveStaleIndexLock(git_repository* repo) {
+    const std::string lock = std::string(git_repository_path(repo)) + "index.lock";
+    std::error_code ec;
+    auto mtime = std::filesystem::last_write_time(lock, ec);
+    if (ec || mtime >= ProcessStart()) return Status::Ok();
+    if (::unlink(lock.c_str()) < 0 && errno != ENOENT) {
+      return Status::FromErrno(errno, "cannot remove the stale '" + lock + "'");
+    }
+    LOOM_LOG(kWarning) << "removed the stale " << lock << " of an interrupted merge";
+    return Status::Ok();
+  }
+
+  // Finishes a checkout from `old_commit` to `new_commit` that a killed process
+  // may have cut anywhere (files written but not the index, some files but not
+  // others). Every path the merge changes must hold its old content or its new
+  // one (or be absent where a side lacks it); those paths are then forced to the
+  // new commit, files and index. Any other content there is a local change made
+  // since: FailedPrecondition, nothing touched.
+  Status FinishCheckout(git_repository* repo, const git_oid& old_commit,
+                        const git_oid& new_commit) {
+    LOOM_ASSIGN_OR_RETURN(GitPtr<git_commit> oc, internal::LookupCommit(repo, old_commit));
+    LOOM_ASSIGN_OR_RETURN(GitPtr<git_tree> old_tree, internal::CommitTree(oc.get()));
+    LOOM_ASSIGN_OR_RETURN(GitPtr<git_commit> nc, internal::LookupCommit(repo, new_commit));
+    LOOM_ASSIGN_OR_RETURN(GitPtr<git_tree> new_tree, internal::CommitTree(nc.get()));
+    git_diff* draw = nullptr;
+    LOOM_GIT(git_diff_tree_to_tree(&draw, repo, old_tree.get(), new_tree.get(), nullptr),
+             "cannot compare the target's old and new trees");
+    GitPtr<git_diff> diff(draw);
+    const std::string workdir = git_repository_workdir(repo);
+    std::vector<std::string> paths;
+    for (size_t i = 0; i < git_diff_num_deltas(diff.get()); ++i) {
+      const git_diff_delta* d = git_diff_get_delta(diff.get(), i);
+      const std::string path = d->new_file.path;
+      const bool had = d->status != GIT_DELTA_ADDED, has = d->status != GIT_DELTA_DELETED;
+      struct stat st;
+      bool as_expected;
+      if (lstat((workdir + path).c_str(), &st) < 0) {
+        as_expected = !had || !has;
+      } else {
+        git_oid now;
+        as_expected = git_repository_hashfile(&now, repo, (workdir + path).c_str(), GIT_OBJECT_BLOB,
+                                              path.c_str()) == 0 &&
+                      ((had && git_oid_equal(&now, &d->old_file.id)) ||
+                       (has && git_oid_equal(&now, &d->new_file.id)));
+      }
+      if (!as_expected) {
+        return Status::FailedPrecondition(
+            "'" + path + "' in the checkout at '" + record_.path +
+            "' was changed since the merge began; commit or discard the change, then retry");
+      }
+      paths.push_back(path);
+    }
+    if (paths.empty()) return Status::Ok();
+    std::vector<char*> raw;
+    for (std::string& p : paths) raw.push_back(p.data());
+    git_checkout_options co = GIT_CHECKOUT_OPTIONS_INIT;
+    co.checkout_strategy = GIT_CHECKOUT_FORCE | GIT_CHECKOUT_DISABLE_PATHSPEC_MATCH;
+    co.paths = {raw.data(), raw.size()};
+    co.baseline = old_tree.get();
+    LOOM_GIT(git_checkout_tree(repo, reinterpret_cast<const git_object*>(nc.get()), &co),
+             "cannot update the checked-out target branch");
+    return Status::Ok();
+  }
+
+  // Whether the target branch is checked out in the main work tree (a repository
+  // registered in place), which a merge then updates too.
+  Result<bool> TargetCheckedOut(git_repository* repo) {
+    if (git_repository_is_bare(repo)) return false;
     git_reference* head = nullptr;
-    if (git_reference_lookup(&head, repo, "HEAD") < 0) return Status::Ok();
+    if (git_reference_lookup(&head, repo, "HEAD") < 0) return false;
     GitPtr<git_reference> head_ref(head);
     const char* sym = git_reference_symbolic_target(head);
-    if (!sym || std::string_view(sym) != "refs/heads/" + record_.settings.target_branch) {
-      return Status::Ok();
-    }
+    return sym && std::string_view(sym) == "refs/heads/" + record_.settings.target_branch;
+  }
+
+  enum class CheckoutRun { kDryRun, kApply };
+
+  // Brings the checkout from `old_commit`'s tree to `new_commit`'s. Safe: a file
+  // that holds neither its old nor its new content is a local change, and the
+  // checkout then refuses (before writing anything). A file already at its new
+  // content is fine, so this also finishes a checkout that was cut short.
+  Status CheckoutTarget(git_repository* repo, const git_oid& old_commit, const git_oid& new_commit,
+                        CheckoutRun run) {
     LOOM_ASSIGN_OR_RETURN(GitPtr<git_commit> oc, internal::LookupCommit(repo, old_commit));
     LOOM_ASSIGN_OR_RETURN(GitPtr<git_tree> old_tree, internal::CommitTree(oc.get()));
     LOOM_ASSIGN_OR_RETURN(GitPtr<git_commit> nc, internal::LookupCommit(repo, new_commit));
     git_checkout_options co = GIT_CHECKOUT_OPTIONS_INIT;
     co.checkout_strategy = GIT_CHECKOUT_SAFE;
     co.baseline = old_tree.get();
+    if (run == CheckoutRun::kDryRun) {
+      // libgit2 1.5 writes the index even on a dry run: a kill then would leave
+      // index.lock behind before any journal says whose it is.
+      co.checkout_strategy |= GIT_CHECKOUT_DRY_RUN | GIT_CHECKOUT_DONT_WRITE_INDEX;
+    } else {
+      co.progress_cb = [](const char*, size_t completed, size_t, void*) {
+        if (completed > 0) CrashPoint("merge.checkout_started");
+      };
+    }
     int rc = git_checkout_tree(repo, reinterpret_cast<const git_object*>(nc.get()), &co);
     if (rc == GIT_ECONFLICT) {
       return Status::FailedPrecondition(

@@ -246,7 +246,18 @@ class Repository {
   virtual Result<DiffReport> DiffBranch(std::string_view task_id) = 0;
   // Merges the task branch into the target branch: fast-forward when possible, else
   // a merge commit. Conflicts come back as kConflict with the paths, target untouched.
+  // When the target is checked out in the repository's own work tree, that checkout
+  // is updated too, and local changes the merge would overwrite are refused
+  // (FailedPrecondition) before anything moves. Crash-atomic: the target ref's move
+  // is the commit point; a process killed before it changed nothing, one killed
+  // after it left a journal from which FinishInterruptedMerge (called first by
+  // every merge) completes the checkout. An error after the ref moved says so.
   virtual Result<MergeOutcome> MergeBranch(std::string_view task_id) = 0;
+  // After a restart: completes the checkout of a merge whose process died after
+  // the target ref moved, or drops the journal of one that died before (nothing
+  // had changed). FailedPrecondition when local changes made meanwhile are in the
+  // way (the journal stays, so a later call finishes it once they are gone).
+  virtual Status FinishInterruptedMerge() = 0;
 };
 
 }  // namespace loom::repos

@@ -2,10 +2,12 @@
 // calls, edits, test runs, verification and commits), restarting it each time:
 // every task must still reach review with no lost step, no edit applied twice,
 // no duplicated commit, no tool call answered twice, no task leased twice at
-// once and no sandbox process outliving loomd.
+// once and no sandbox process outliving loomd. Then the approves, killed too: no
+// merge is ever left half-done in the registered checkout.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include <chrono>
 #include <cstdio>
@@ -69,12 +71,26 @@ class CrashResumeTest : public ::testing::Test {
     if (model_) model_->Stop();
   }
 
-  void StartLoomd() {
-    pid_ =
-        testing::Spawn({std::string(LOOM_BIN_DIR) + "/loomd", "--data-dir", data_, "--listen",
-                        "127.0.0.1:" + std::to_string(port_), "--llm-url", model_->url(), "--set",
-                        "agents=2", "--set", "llm.retries=2", "--set", "log.level=warning"},
-                       dir_.path() + "/loomd.log");
+  // With `crash_point`, loomd dies (SIGKILL) when it reaches that point
+  // (common/crash_point.h).
+  void StartLoomd(const std::string& crash_point = "") {
+    std::vector<std::string> argv = {std::string(LOOM_BIN_DIR) + "/loomd",
+                                     "--data-dir",
+                                     data_,
+                                     "--listen",
+                                     "127.0.0.1:" + std::to_string(port_),
+                                     "--llm-url",
+                                     model_->url(),
+                                     "--set",
+                                     "agents=2",
+                                     "--set",
+                                     "llm.retries=2",
+                                     "--set",
+                                     "log.level=warning"};
+    if (!crash_point.empty()) {
+      argv.insert(argv.begin(), {"/usr/bin/env", "LOOM_CRASH_POINT=" + crash_point});
+    }
+    pid_ = testing::Spawn(argv, dir_.path() + "/loomd.log");
     ASSERT_GT(pid_, 0);
     auto deadline = steady_clock::now() + std::chrono::seconds(10);
     while (Call("GET", "/healthz").status != 200) {
@@ -99,6 +115,38 @@ class CrashResumeTest : public ::testing::Test {
     int n = 0;
     for (const auto& t : Tasks().value("items", Json::array())) n += t["state"] == "review";
     return n;
+  }
+
+  // A merge that a kill may have cut short is done or undone, never half: the
+  // registered checkout is on main and matches it (nothing staged, changed or
+  // untracked, no merge journal left), and a task that reached review is merged
+  // exactly when main holds its branch.
+  void ExpectNoHalfMerge(const std::string& when) {
+    EXPECT_EQ(Output("git -C " + repo_ + " symbolic-ref HEAD"), "refs/heads/main\n") << when;
+    EXPECT_EQ(Output("git -C " + repo_ + " status --porcelain --untracked-files=all"), "")
+        << when << ": the checkout of main is half-merged";
+    EXPECT_FALSE(fs::exists(repo_ + "/.git/LOOM_MERGE")) << when;
+    for (const auto& t : Tasks().value("items", Json::array())) {
+      if (t["state"] != "review" && t["state"] != "merged") continue;
+      std::string branch = t["branch"];
+      bool in_main =
+          testing::RunCommand("git -C " + repo_ + " merge-base --is-ancestor " + branch + " main")
+              .exit_code == 0;
+      EXPECT_EQ(t["state"] == "merged", in_main) << when << ": " << t.dump();
+    }
+  }
+
+  // Waits for loomd to die of its crash point; false when it is still alive.
+  bool WaitForCrash() {
+    for (int i = 0; i < 500; ++i) {
+      int status = 0;
+      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        return WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
+      }
+      std::this_thread::sleep_for(milliseconds(10));
+    }
+    return false;
   }
 
   // Sandbox processes still running on this test's worktrees.
@@ -214,6 +262,122 @@ TEST_F(CrashResumeTest, EveryTaskReachesReviewDespiteKillsAtRandomPoints) {
   }
   EXPECT_GT(kills, 0);
   EXPECT_GT(resumed, 0) << "no kill interrupted a task; the test proved nothing";
+
+  // Then each task is approved with a kill at a random moment of its approve
+  // (the first merge fast-forwards main and rewrites the registered checkout; the
+  // others make merge commits). After every restart no merge is half-done.
+  std::uniform_int_distribution<int> approve_kill_ms(0, 25);
+  for (int round = 0; round < 3 * kTasks; ++round) {
+    std::string id;
+    for (const auto& t : Tasks().value("items", Json::array())) {
+      if (t["state"] == "review") id = std::to_string(t["id"].get<int64_t>());
+    }
+    if (id.empty()) break;
+    std::thread approve([&] { Call("POST", "/v1/reviews/" + id + "/approve"); });
+    std::this_thread::sleep_for(milliseconds(approve_kill_ms(rng)));
+    testing::KillAndWait(pid_, SIGKILL);
+    pid_ = -1;
+    approve.join();
+    StartLoomd();
+    ExpectNoHalfMerge("after a kill during the approve of task " + id);
+  }
+  for (const auto& t : Tasks().value("items", Json::array())) {
+    if (t["state"] != "review") continue;
+    auto r = Call("POST", "/v1/reviews/" + std::to_string(t["id"].get<int64_t>()) + "/approve");
+    EXPECT_EQ(r.status, 200) << r.body;
+  }
+  for (const auto& t : Tasks().value("items", Json::array()))
+    EXPECT_EQ(t["state"], "merged") << t.dump();
+  ExpectNoHalfMerge("after every approve");
+}
+
+// kill -9 at each step of an approve (common/crash_point.h): before main moves,
+// the restart leaves everything as before and approving again merges; from the
+// moment main moved, the restart finishes the merge (the registered checkout is
+// brought to main, the task recorded merged). Never a half-merged checkout.
+TEST_F(CrashResumeTest, AnApproveKilledAtAnyStepIsFinishedOrUndoneByTheRestart) {
+  struct Step {
+    const char* point;
+    bool merged_by_restart;
+  };
+  const std::vector<Step> steps = {
+      {"merge.journaled", false},  {"merge.ref_moved", true}, {"merge.checkout_started", true},
+      {"merge.checked_out", true}, {"approve.merged", true},  {"approve.recorded", true},
+  };
+  // One conversation per task, matched by the marker in its title: each adds two
+  // files of its own, so that every merge rewrites the registered checkout.
+  model_->Stop();
+  Json conversations = Json::array();
+  for (size_t i = 0; i < steps.size(); ++i) {
+    std::string n = std::string("note-") + static_cast<char>('a' + i);
+    auto write = [&](const std::string& file) {
+      return Json{{"message",
+                   {{"content", ""},
+                    {"tool_calls",
+                     {{{"name", "write_file"},
+                       {"arguments", {{"path", "notes/" + file}, {"content", file + "\n"}}}}}}}}};
+    };
+    Json finish = {
+        {"message",
+         {{"content", ""},
+          {"tool_calls", {{{"name", "finish"}, {"arguments", {{"summary", "Add " + n}}}}}}}}};
+    conversations.push_back(
+        Json{{"match", "[" + n + "]"},
+             {"replies", Json::array({write(n + "-a.txt"), write(n + "-b.txt"), finish})}});
+  }
+  auto model = ReplayModel::Start({{"conversations", conversations}});
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  model_ = std::move(*model);
+  StartLoomd();
+  Json repo = {{"name", "calc"}, {"path", repo_}, {"test_command", "true"}};
+  ASSERT_EQ(Call("POST", "/v1/repos", DumpJson(repo)).status, 201);
+  for (size_t i = 0; i < steps.size(); ++i) {
+    std::string n = std::string("note-") + static_cast<char>('a' + i);
+    Json fb = {{"kind", "feature"},
+               {"title", "Add the [" + n + "] files"},
+               {"body", "Please add them"},
+               {"repo", "calc"}};
+    ASSERT_EQ(Call("POST", "/v1/feedback", DumpJson(fb), reporter_).status, 201);
+  }
+  auto deadline = steady_clock::now() + std::chrono::seconds(60);
+  while (InReview() < static_cast<int>(steps.size()) && steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(milliseconds(50));
+  }
+  ASSERT_EQ(InReview(), static_cast<int>(steps.size())) << Tasks().dump();
+
+  for (size_t i = 0; i < steps.size(); ++i) {
+    const Step& step = steps[i];
+    SCOPED_TRACE(step.point);
+    std::string n = std::string("note-") + static_cast<char>('a' + i);
+    int64_t id = 0;
+    for (const auto& t : Tasks().value("items", Json::array())) {
+      if (t["title"].get<std::string>().find(n) != std::string::npos) id = t["id"];
+    }
+    ASSERT_GT(id, 0) << Tasks().dump();
+    const std::string review = "/v1/reviews/" + std::to_string(id);
+    const std::string main_before = Output("git -C " + repo_ + " rev-parse main");
+
+    testing::KillAndWait(pid_, SIGKILL);
+    StartLoomd(step.point);
+    Call("POST", review + "/approve");
+    ASSERT_TRUE(WaitForCrash()) << "loomd did not die at " << step.point;
+    StartLoomd();
+
+    ExpectNoHalfMerge(std::string("after a crash at ") + step.point);
+    auto task = ParseJson(Call("GET", "/v1/tasks/" + std::to_string(id)).body);
+    ASSERT_TRUE(task.ok());
+    if (step.merged_by_restart) {
+      EXPECT_EQ((*task)["state"], "merged") << task->dump();
+    } else {
+      EXPECT_EQ((*task)["state"], "review") << task->dump();
+      EXPECT_EQ(Output("git -C " + repo_ + " rev-parse main"), main_before);
+      auto r = Call("POST", review + "/approve");
+      EXPECT_EQ(r.status, 200) << r.body;
+    }
+    ExpectNoHalfMerge(std::string("after the merge past ") + step.point);
+    EXPECT_TRUE(fs::exists(repo_ + "/notes/" + n + "-a.txt"));
+    EXPECT_TRUE(fs::exists(repo_ + "/notes/" + n + "-b.txt"));
+  }
 }
 
 // A tool call that loomd does not outlive (here: killed each time the call

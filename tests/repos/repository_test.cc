@@ -1,5 +1,6 @@
 // Repository-level behaviour on real repositories: registration errors, the
-// registry's persistence, concurrent workspaces, removal, and merges.
+// registry's persistence, concurrent workspaces, removal, and merges (also one
+// that a killed process left half-done).
 #include <gtest/gtest.h>
 
 #include <thread>
@@ -296,6 +297,55 @@ TEST_F(RepositoryTest, RefusesMergeThatWouldClobberLocalChangesOfCheckedOutTarge
   EXPECT_EQ(m.status().code(), StatusCode::kFailedPrecondition) << m.status().ToString();
   EXPECT_EQ(Git(origin_, "rev-parse main"), before);
   EXPECT_EQ(ReadRaw(origin_ + "/README.md"), "# uncommitted human edit\n");
+}
+
+// The state a process killed during a merge into the checked-out target leaves
+// once main moved: the journal, main at the branch head, and the checkout cut
+// short (one of the branch's files written, the index still the old one).
+class InterruptedMergeTest : public RepositoryTest {
+ protected:
+  void SetUp() override {
+    RepositoryTest::SetUp();
+    head_ = Branch("m5", {{"src/new.cc", "new\n"}, {"README.md", "# agent\n"}});
+    old_ = Git(origin_, "rev-parse main");
+    WriteRaw(origin_ + "/.git/LOOM_MERGE", old_ + " " + head_ + "\n");
+    Sh("git -C " + origin_ + " update-ref refs/heads/main " + head_ + " " + old_);
+    WriteRaw(origin_ + "/src/new.cc", "new\n");
+  }
+  std::string head_, old_;
+};
+
+TEST_F(InterruptedMergeTest, FinishesTheCheckoutWhenTheTargetHadMoved) {
+  Status s = repo_->FinishInterruptedMerge();
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(Git(origin_, "rev-parse main"), head_);
+  EXPECT_EQ(ReadRaw(origin_ + "/README.md"), "# agent\n");
+  EXPECT_EQ(Git(origin_, "status --porcelain --untracked-files=all"), "");
+  EXPECT_FALSE(Exists(origin_ + "/.git/LOOM_MERGE"));
+}
+
+TEST_F(InterruptedMergeTest, AChangeMadeSinceIsRefusedAndTheJournalKept) {
+  WriteRaw(origin_ + "/README.md", "# a human edit\n");
+  Status s = repo_->FinishInterruptedMerge();
+  EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition) << s.ToString();
+  EXPECT_NE(s.message().find("README.md"), std::string::npos) << s.ToString();
+  EXPECT_EQ(ReadRaw(origin_ + "/README.md"), "# a human edit\n");
+  EXPECT_TRUE(Exists(origin_ + "/.git/LOOM_MERGE"));
+  // Once the edit is discarded, the next merge call finishes it first.
+  WriteRaw(origin_ + "/README.md", "# agent\n");
+  EXPECT_EQ(repo_->MergeBranch("m5")->kind, MergeOutcome::Kind::kUpToDate);
+  EXPECT_EQ(Git(origin_, "status --porcelain --untracked-files=all"), "");
+  EXPECT_FALSE(Exists(origin_ + "/.git/LOOM_MERGE"));
+}
+
+TEST_F(InterruptedMergeTest, ChangesNothingWhenTheTargetHadNotMoved) {
+  Sh("git -C " + origin_ + " update-ref refs/heads/main " + old_ + " " + head_);
+  Sh("rm " + origin_ + "/src/new.cc");
+  Status s = repo_->FinishInterruptedMerge();
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(Git(origin_, "rev-parse main"), old_);
+  EXPECT_EQ(Git(origin_, "status --porcelain --untracked-files=all"), "");
+  EXPECT_FALSE(Exists(origin_ + "/.git/LOOM_MERGE"));
 }
 
 }  // namespace
