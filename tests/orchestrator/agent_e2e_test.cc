@@ -67,7 +67,7 @@ class AgentEndToEndTest : public testing::DaemonFixture {
     settings.emplace_back("llm.url", llm_url);
     settings.emplace_back("llm.retries", "1");
     StartDaemon(settings);
-    RegisterCalc();
+    repo_ = RegisterCalc();
   }
 
   void TearDown() override {
@@ -75,48 +75,11 @@ class AgentEndToEndTest : public testing::DaemonFixture {
     if (replay_) replay_->Stop();
   }
 
-  // A copy of examples/calc as a new repository, registered as "calc".
-  void RegisterCalc() {
-    repo_ = dir_.path() + "/calc-origin";
-    fs::copy(std::string(LOOM_SOURCE_DIR) + "/examples/calc", repo_, fs::copy_options::recursive);
-    fs::remove_all(repo_ + "/__pycache__");
-    fs::remove_all(repo_ + "/tests/__pycache__");
-    ASSERT_TRUE(repos::InitRepository(repo_, "main", "initial").ok());
-    Json body = {{"name", "calc"},
-                 {"path", repo_},
-                 {"test_command", "python3 -m unittest discover -s tests -t ."}};
-    auto r = Call("POST", "/v1/repos", admin_, DumpJson(body));
-    ASSERT_EQ(r.status, 201) << r.body;
-  }
-
   int64_t File(const std::string& kind, const std::string& title, const std::string& body) {
     Json fb = {{"kind", kind}, {"title", title}, {"body", body}, {"repo", "calc"}};
     auto r = Call("POST", "/v1/feedback", reporter_, DumpJson(fb));
     EXPECT_EQ(r.status, 201) << r.body;
     return ParseJson(r.body).value_or(Json::object()).value("id", int64_t{0});
-  }
-
-  Json Get(const std::string& target) {
-    auto r = Call("GET", target, engineer_);
-    EXPECT_EQ(r.status, 200) << target << ": " << r.body;
-    return ParseJson(r.body).value_or(Json());
-  }
-
-  // The task made of feedback item `feedback_id`, once it has left
-  // queued/running/verifying.
-  Json WaitSettled(int64_t feedback_id, std::chrono::seconds limit = std::chrono::seconds(60)) {
-    auto deadline = steady_clock::now() + limit;
-    while (steady_clock::now() < deadline) {
-      Json item = Get("/v1/feedback/" + std::to_string(feedback_id));
-      if (item.contains("task_id")) {
-        Json task = Get("/v1/tasks/" + std::to_string(item["task_id"].get<int64_t>()));
-        std::string state = task.value("state", "");
-        if (state != "queued" && state != "running" && state != "verifying") return task;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    ADD_FAILURE() << "feedback " << feedback_id << " did not settle";
-    return Json::object();
   }
 
   std::vector<Json> Events(const Json& task, const std::string& type = "") {

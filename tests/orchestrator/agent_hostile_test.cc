@@ -29,7 +29,9 @@ Json Step(const std::string& tool, Json args) {
 }
 
 // One reply that makes all `calls` ({"name", "arguments"}) at once.
-Json Calls(Json calls) { return {{"message", {{"content", ""}, {"tool_calls", std::move(calls)}}}}; }
+Json Calls(Json calls) {
+  return {{"message", {{"content", ""}, {"tool_calls", std::move(calls)}}}};
+}
 
 Json Script(Json replies) { return {{"conversations", {{{"replies", std::move(replies)}}}}}; }
 
@@ -53,9 +55,11 @@ const std::vector<std::pair<std::string, std::vector<std::string>>>& Tools() {
 // overflow, deep nesting, documents that are not objects. As text, since 1e400
 // cannot be held in a Json.
 std::vector<std::pair<std::string, std::string>> HostileCalls() {
-  const std::vector<std::string> wrong = {"5",  "-1", "true", "[]", "{}", "{\"k\": [1]}",
-                                          "1e400", "18446744073709551615", "1.5",
-                                          std::string(200, '[') + std::string(200, ']')};
+  const std::vector<std::string> wrong = {"5",     "-1",
+                                          "true",  "[]",
+                                          "{}",    "{\"k\": [1]}",
+                                          "1e400", "18446744073709551615",
+                                          "1.5",   std::string(200, '[') + std::string(200, ']')};
   std::vector<std::pair<std::string, std::string>> out;
   for (const auto& [tool, args] : Tools()) {
     for (const auto& v : wrong) {
@@ -103,19 +107,6 @@ class AgentHostileTest : public testing::DaemonFixture {
     daemon_.reset();
   }
 
-  void RegisterCalc() {
-    std::string repo = dir_.path() + "/calc-origin";
-    fs::copy(std::string(LOOM_SOURCE_DIR) + "/examples/calc", repo, fs::copy_options::recursive);
-    fs::remove_all(repo + "/__pycache__");
-    fs::remove_all(repo + "/tests/__pycache__");
-    ASSERT_TRUE(repos::InitRepository(repo, "main", "initial").ok());
-    Json body = {{"name", "calc"},
-                 {"path", repo},
-                 {"test_command", "python3 -m unittest discover -s tests -t ."}};
-    auto r = Call("POST", "/v1/repos", admin_, DumpJson(body));
-    ASSERT_EQ(r.status, 201) << r.body;
-  }
-
   int64_t File(const std::string& title) {
     Json fb = {{"kind", "feature"}, {"title", title}, {"body", "x"}, {"repo", "calc"}};
     auto r = Call("POST", "/v1/feedback", reporter_, DumpJson(fb));
@@ -123,13 +114,8 @@ class AgentHostileTest : public testing::DaemonFixture {
     return ParseJson(r.body).value_or(Json::object()).value("id", int64_t{0});
   }
 
-  Json Get(const std::string& target) {
-    auto r = Call("GET", target, engineer_);
-    EXPECT_EQ(r.status, 200) << target << ": " << r.body.substr(0, 300);
-    return ParseJson(r.body).value_or(Json::object());
-  }
-
-  Json WaitSettled(int64_t task_id, std::chrono::seconds limit = std::chrono::seconds(90)) {
+  // Task `task_id` once it has left queued, running and verifying.
+  Json WaitTaskSettled(int64_t task_id, std::chrono::seconds limit = std::chrono::seconds(90)) {
     auto deadline = steady_clock::now() + limit;
     while (steady_clock::now() < deadline) {
       Json task = Get("/v1/tasks/" + std::to_string(task_id));
@@ -196,14 +182,14 @@ class AgentHostileTest : public testing::DaemonFixture {
 
 TEST_F(AgentHostileTest, ReadFileWithAnOverflowingLineIsAnErrorForTheModel) {
   WritePolicy();
-  Json replies = Json::array(
-      {Step("read_file", std::string(R"({"path": "calc.py", "start_line": 1e400})"))});
+  Json replies =
+      Json::array({Step("read_file", std::string(R"({"path": "calc.py", "start_line": 1e400})"))});
   for (auto& r : Ending()) replies.push_back(r);
   StartModel(Script(replies));
   StartLoomd();
   RegisterCalc();
   int64_t task = TaskOf(File("overflow"));
-  Json t = WaitSettled(task);
+  Json t = WaitTaskSettled(task);
   auto results = Events(task, "tool_result");
   EXPECT_EQ(t["state"], "review") << t.dump() << "\n" << Json(results).dump();
   ASSERT_FALSE(results.empty());
@@ -223,7 +209,7 @@ TEST_F(AgentHostileTest, AFinishWithANumberSummaryLeavesTheReviewReadable) {
   StartLoomd();
   RegisterCalc();
   int64_t task = TaskOf(File("summary"));
-  Json t = WaitSettled(task);
+  Json t = WaitTaskSettled(task);
   ASSERT_EQ(t["state"], "review") << t.dump();
   auto results = Events(task, "tool_result");
   ASSERT_EQ(results.size(), 4u);
@@ -238,8 +224,8 @@ TEST_F(AgentHostileTest, AFinishWithANumberSummaryLeavesTheReviewReadable) {
   for (const std::string& body :
        {std::string(R"({"comment": 5})"), std::string(R"({"comment": {"a": 1e400}})"),
         std::string(R"([])"), std::string(60000, '{')}) {
-    auto r = Call("POST", "/v1/reviews/" + std::to_string(task) + "/request-changes", engineer_,
-                  body);
+    auto r =
+        Call("POST", "/v1/reviews/" + std::to_string(task) + "/request-changes", engineer_, body);
     EXPECT_EQ(r.status, 400) << body.substr(0, 40) << " -> " << r.body;
     r = Call("POST", "/v1/reviews/" + std::to_string(task) + "/reject", engineer_, body);
     EXPECT_EQ(r.status, 400) << r.body;
@@ -255,7 +241,7 @@ TEST_F(AgentHostileTest, EveryToolAnswersHostileArgumentsWithAnError) {
   StartLoomd();
   RegisterCalc();
   int64_t task = TaskOf(File("hostile tools"));
-  Json t = WaitSettled(task);
+  Json t = WaitTaskSettled(task);
   EXPECT_EQ(t["state"], "review") << t.dump();
   ExpectAllRefused(task, 0);
   EXPECT_EQ(Call("GET", "/healthz", "").status, 200);
@@ -270,9 +256,9 @@ TEST_F(AgentHostileTest, HostileCallsAndEventsReplayedAfterARestartAreSurvived) 
   // the stored garbage makes hard to foresee: every reply edits and finishes.
   Json replies = Json::array();
   for (int i = 0; i < 40; ++i) {
-    replies.push_back(Calls({{{"name", "write_file"},
-                              {"arguments", {{"path", "NOTES.md"}, {"content", "notes\n"}}}},
-                             {{"name", "finish"}, {"arguments", {{"summary", "notes"}}}}}));
+    replies.push_back(Calls(
+        {{{"name", "write_file"}, {"arguments", {{"path", "NOTES.md"}, {"content", "notes\n"}}}},
+         {{"name", "finish"}, {"arguments", {{"summary", "notes"}}}}}));
   }
   StartModel(Script(replies));
   StartLoomd("0");
@@ -307,8 +293,9 @@ TEST_F(AgentHostileTest, HostileCallsAndEventsReplayedAfterARestartAreSurvived) 
                  {"comment", 1.5},
                  {"answer", {{"a", {1, 2}}}},
                  {"text", {{"k", 1}}}},
-             Json{{"message", {{"tool_calls", "x"}}}},
-             Json{{"message", {{"tool_calls", {5, {{"function", 5}}, {{"function", {{"name", 5}}}}}}}}}}) {
+            Json{{"message", {{"tool_calls", "x"}}}},
+            Json{{"message",
+                  {{"tool_calls", {5, {{"function", 5}}, {{"function", {{"name", 5}}}}}}}}}}) {
         append(type, data);
       }
     }
@@ -324,7 +311,7 @@ TEST_F(AgentHostileTest, HostileCallsAndEventsReplayedAfterARestartAreSurvived) 
            {{"message", {{"role", "assistant"}, {"content", ""}, {"tool_calls", calls}}}});
   }
   StartLoomd("1");
-  Json t = WaitSettled(task);
+  Json t = WaitTaskSettled(task);
   EXPECT_NE(t.value("state", ""), "") << "loomd answered";
   // The stored garbage replies before the last one add calls that have answers
   // or not; the hostile ones are answered in order after them.

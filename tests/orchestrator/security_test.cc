@@ -70,37 +70,7 @@ class SecurityTest : public testing::DaemonFixture {
     ASSERT_TRUE(replay.ok()) << replay.status().ToString();
     replay_ = std::move(*replay);
     StartDaemon({{"llm.url", replay_->url()}, {"llm.retries", "1"}});
-    repo_ = dir_.path() + "/calc-origin";
-    fs::copy(std::string(LOOM_SOURCE_DIR) + "/examples/calc", repo_, fs::copy_options::recursive);
-    fs::remove_all(repo_ + "/__pycache__");
-    fs::remove_all(repo_ + "/tests/__pycache__");
-    ASSERT_TRUE(repos::InitRepository(repo_, "main", "initial").ok());
-    Json body = {{"name", "calc"},
-                 {"path", repo_},
-                 {"test_command", "python3 -m unittest discover -s tests -t ."}};
-    auto r = Call("POST", "/v1/repos", admin_, DumpJson(body));
-    ASSERT_EQ(r.status, 201) << r.body;
-  }
-
-  Json Get(const std::string& target) {
-    auto r = Call("GET", target, engineer_);
-    EXPECT_EQ(r.status, 200) << target << ": " << r.body;
-    return ParseJson(r.body).value_or(Json());
-  }
-
-  Json WaitSettled(int64_t feedback_id) {
-    auto deadline = steady_clock::now() + std::chrono::seconds(60);
-    while (steady_clock::now() < deadline) {
-      Json item = Get("/v1/feedback/" + std::to_string(feedback_id));
-      if (item.contains("task_id")) {
-        Json task = Get("/v1/tasks/" + std::to_string(item["task_id"].get<int64_t>()));
-        std::string state = task.value("state", "");
-        if (state != "queued" && state != "running" && state != "verifying") return task;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    ADD_FAILURE() << "feedback " << feedback_id << " did not settle";
-    return Json::object();
+    repo_ = RegisterCalc();
   }
 
   int64_t FileBug() {
@@ -115,10 +85,10 @@ class SecurityTest : public testing::DaemonFixture {
                                    const std::string& input = "") {
     std::string in_file = dir_.path() + "/cli-stdin";
     std::ofstream(in_file, std::ios::binary) << input;
-    testing::CommandResult r = testing::RunCommand(
-        "LOOM_SERVER=http://127.0.0.1:" + std::to_string(daemon_->port()) + " LOOM_TOKEN='" +
-        token + "' " + testing::LoomBinary() + " " + args + " <" + testing::ShellQuote(in_file) +
-        " 2>&1");
+    testing::CommandResult r =
+        testing::RunCommand("LOOM_SERVER=http://127.0.0.1:" + std::to_string(daemon_->port()) +
+                            " LOOM_TOKEN='" + token + "' " + testing::LoomBinary() + " " + args +
+                            " <" + testing::ShellQuote(in_file) + " 2>&1");
     return {r.exit_code, r.out};
   }
 

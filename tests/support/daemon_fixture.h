@@ -4,11 +4,18 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <filesystem>
+#include <thread>
+
 #include "common/auth.h"
+#include "common/json.h"
 #include "common/schema.h"
 #include "orchestrator/daemon.h"
+#include "repos/workspace.h"
 #include "tests/support/http_client.h"
 #include "tests/support/temp_dir.h"
+#include "tests/support/test_paths.h"
 
 namespace loom::testing {
 
@@ -40,6 +47,48 @@ class DaemonFixture : public ::testing::Test {
                       std::map<std::string, std::string> headers = {}) {
     if (!token.empty()) headers["Authorization"] = "Bearer " + token;
     return HttpCall(daemon_->port(), method, target, body, headers);
+  }
+
+  // GET `target` as an engineer: the body as JSON (an empty object, and a failure,
+  // unless the answer is 200 with JSON).
+  Json Get(const std::string& target) {
+    auto r = Call("GET", target, engineer_);
+    EXPECT_EQ(r.status, 200) << target << ": " << r.body.substr(0, 300);
+    return ParseJson(r.body).value_or(Json::object());
+  }
+
+  // A copy of examples/calc (without bytecode caches) as a new git repository in the
+  // test's directory, registered as "calc" with its unittest command; its path.
+  std::string RegisterCalc() {
+    namespace fs = std::filesystem;
+    std::string repo = dir_.path() + "/calc-origin";
+    fs::copy(std::string(LOOM_SOURCE_DIR) + "/examples/calc", repo, fs::copy_options::recursive);
+    fs::remove_all(repo + "/__pycache__");
+    fs::remove_all(repo + "/tests/__pycache__");
+    EXPECT_TRUE(repos::InitRepository(repo, "main", "initial").ok());
+    Json body = {{"name", "calc"},
+                 {"path", repo},
+                 {"test_command", "python3 -m unittest discover -s tests -t ."}};
+    auto r = Call("POST", "/v1/repos", admin_, DumpJson(body));
+    EXPECT_EQ(r.status, 201) << r.body;
+    return repo;
+  }
+
+  // The task made of feedback item `feedback_id`, once it has left queued, running
+  // and verifying (an empty object, and a failure, after `limit`).
+  Json WaitSettled(int64_t feedback_id, std::chrono::seconds limit = std::chrono::seconds(60)) {
+    auto deadline = std::chrono::steady_clock::now() + limit;
+    while (std::chrono::steady_clock::now() < deadline) {
+      Json item = Get("/v1/feedback/" + std::to_string(feedback_id));
+      if (item.contains("task_id") && item["task_id"].is_number_integer()) {
+        Json task = Get("/v1/tasks/" + std::to_string(item["task_id"].get<int64_t>()));
+        std::string state = task.value("state", "");
+        if (state != "queued" && state != "running" && state != "verifying") return task;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    ADD_FAILURE() << "feedback " << feedback_id << " did not settle";
+    return Json::object();
   }
 
   TempDir dir_;
