@@ -380,13 +380,17 @@ class RepositoryImpl final : public Repository {
                                 "' is damaged; check that the checkout at '" + record_.path +
                                 "' matches '" + target_name + "', then remove the journal");
     }
+    // Killed while moving the target ref: its lock stays, and the ref did not move
+    // (the lock's rename is the move).
+    LOOM_RETURN_IF_ERROR(RemoveStaleLock(std::string(git_repository_commondir(repo)) +
+                                         "refs/heads/" + target_name + ".lock"));
     LOOM_ASSIGN_OR_RETURN(current, internal::BranchHead(repo, target_name));
     LOOM_ASSIGN_OR_RETURN(bool checked_out, TargetCheckedOut(repo));
     if (git_oid_equal(&current, &new_commit) && !checked_out) {
       LOOM_LOG(kWarning) << "'" << target_name << "' at " << record_.path
                          << " is no longer checked out; the interrupted merge needs no checkout";
     } else if (git_oid_equal(&current, &new_commit)) {
-      LOOM_RETURN_IF_ERROR(RemoveStaleIndexLock(repo));
+      LOOM_RETURN_IF_ERROR(RemoveStaleLock(std::string(git_repository_path(repo)) + "index.lock"));
       LOOM_RETURN_IF_ERROR(
           FinishCheckout(repo, old_commit, new_commit)
               .WithContext("finishing the interrupted merge into '" + target_name + "'"));
@@ -405,13 +409,12 @@ class RepositoryImpl final : public Repository {
     return Status::Ok();
   }
 
-  // libgit2 writes the index through index.lock; a process killed in that
-  // instant leaves the lock, and every later checkout fails on it. A lock older
-  // than this process, found while a merge journal says that a checkout of ours
-  // was under way, is that one: a git command holds the lock for the length of
-  // one command.
-  static Status RemoveStaleIndexLock(git_repository* repo) {
-    const std::string lock = std::string(git_repository_path(repo)) + "index.lock";
+  // libgit2 writes the index through index.lock and moves a ref through
+  // refs/heads/<name>.lock; a process killed in that instant leaves the lock, and
+  // every later checkout or ref update fails on it. A lock older than this
+  // process, found while a merge journal says that a merge of ours was under way,
+  // is that one: a git command holds a lock for the length of one command.
+  static Status RemoveStaleLock(const std::string& lock) {
     std::error_code ec;
     auto mtime = std::filesystem::last_write_time(lock, ec);
     if (ec || mtime >= ProcessStart()) return Status::Ok();

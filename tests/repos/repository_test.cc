@@ -338,6 +338,21 @@ TEST_F(InterruptedMergeTest, AChangeMadeSinceIsRefusedAndTheJournalKept) {
   EXPECT_FALSE(Exists(origin_ + "/.git/LOOM_MERGE"));
 }
 
+TEST_F(InterruptedMergeTest, ARefLockLeftByAKillDuringTheMoveIsRemoved) {
+  // Killed while moving main: the ref did not move and its lock stayed, and every
+  // later merge answered "locked by another process" (the random kill test found it).
+  Sh("git -C " + origin_ + " update-ref refs/heads/main " + old_ + " " + head_);
+  Sh("rm " + origin_ + "/src/new.cc");
+  WriteRaw(origin_ + "/.git/refs/heads/main.lock", old_ + "\n");
+  Sh("touch -d '1 hour ago' " + origin_ + "/.git/refs/heads/main.lock");
+  Status s = repo_->FinishInterruptedMerge();
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_FALSE(Exists(origin_ + "/.git/refs/heads/main.lock"));
+  Result<MergeOutcome> m = repo_->MergeBranch("m5");
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_EQ(Git(origin_, "rev-parse main"), head_);
+}
+
 TEST_F(InterruptedMergeTest, ChangesNothingWhenTheTargetHadNotMoved) {
   Sh("git -C " + origin_ + " update-ref refs/heads/main " + old_ + " " + head_);
   Sh("rm " + origin_ + "/src/new.cc");
