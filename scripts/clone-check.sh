@@ -15,8 +15,10 @@
 #
 # Each place's output goes to its log under $CLONE_CHECK_LOGS (default: a new temp
 # dir); a failing place prints the log's tail. Exits non-zero when any place fails.
-# Builds go through ccache when it is installed, so every place after the first
-# compiles little. The clones are removed at the end unless KEEP=1.
+# Builds go through ccache when it is installed, so a place after the first whose
+# build dir is inside its clone compiles little (readonly's out-of-tree build sees
+# other relative paths and compiles in full). The clones are removed at the end
+# unless KEEP=1.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 src=$PWD

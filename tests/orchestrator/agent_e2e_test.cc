@@ -21,11 +21,15 @@
 #include "orchestrator/replay_model.h"
 #include "repos/workspace.h"
 #include "tests/support/daemon_fixture.h"
+#include "tests/support/replay_script.h"
 #include "tests/support/subprocess.h"
 #include "tests/support/test_paths.h"
 
 namespace loom {
 namespace {
+
+using testing::Script;
+using testing::Step;
 
 // Titles whose fingerprints differ (digits are normalised away): "ab", "bb", ...
 std::string Word(int i) {
@@ -43,13 +47,6 @@ Json ReadJsonFile(const std::string& path) {
   EXPECT_TRUE(j.ok()) << path;
   return j.ok() ? *j : Json();
 }
-
-Json Step(const std::string& tool, Json args, const std::string& content = "") {
-  return {
-      {"message", {{"content", content}, {"tool_calls", {{{"name", tool}, {"arguments", args}}}}}}};
-}
-
-Json Script(Json replies) { return {{"conversations", {{{"replies", std::move(replies)}}}}}; }
 
 std::string Git(const std::string& args) { return loom::testing::CommandOutput("git " + args); }
 

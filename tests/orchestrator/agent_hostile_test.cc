@@ -16,24 +16,22 @@
 #include "orchestrator/task_store.h"
 #include "repos/workspace.h"
 #include "tests/support/daemon_fixture.h"
+#include "tests/support/replay_script.h"
 #include "tests/support/test_paths.h"
 
 namespace loom {
 namespace {
 
+using testing::Script;
+using testing::Step;
+
 namespace fs = std::filesystem;
 using std::chrono::steady_clock;
-
-Json Step(const std::string& tool, Json args) {
-  return {{"message", {{"content", ""}, {"tool_calls", {{{"name", tool}, {"arguments", args}}}}}}};
-}
 
 // One reply that makes all `calls` ({"name", "arguments"}) at once.
 Json Calls(Json calls) {
   return {{"message", {{"content", ""}, {"tool_calls", std::move(calls)}}}};
 }
-
-Json Script(Json replies) { return {{"conversations", {{{"replies", std::move(replies)}}}}}; }
 
 // The tools and their argument names (the contract in AgentToolSchemas).
 const std::vector<std::pair<std::string, std::vector<std::string>>>& Tools() {

@@ -17,17 +17,16 @@
 #include "orchestrator/secrets.h"
 #include "repos/workspace.h"
 #include "tests/support/daemon_fixture.h"
+#include "tests/support/replay_script.h"
 #include "tests/support/subprocess.h"
 
 namespace loom {
 namespace {
 
+using testing::Step;
+
 namespace fs = std::filesystem;
 using std::chrono::steady_clock;
-
-Json Step(const std::string& tool, Json args) {
-  return {{"message", {{"content", ""}, {"tool_calls", {{{"name", tool}, {"arguments", args}}}}}}};
-}
 
 std::string ReadAll(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

@@ -44,7 +44,8 @@ inline bool HostPathExists(const std::string& path) {
 }
 
 // True when the sandbox may bind `dir` read-only and (for a root caller) its uid can
-// reach it: not under a host-state tree, and every directory down to it world-searchable.
+// reach it: not under a host-state tree (the executor's kForbiddenReadOnlyPrefixes, which
+// refuses the run otherwise), and every directory down to it world-searchable.
 inline bool SandboxCanSee(const std::string& dir) {
   for (const char* prefix : {"/run", "/var", "/home", "/root", "/sys", "/proc", "/dev", "/tmp"}) {
     std::string p = prefix;
