@@ -112,6 +112,9 @@ const std::vector<Migration>& LoomMigrations() {
       {4, R"sql(
         ALTER TABLE tokens ADD COLUMN expires_at INTEGER;  -- ms since the epoch; NULL: never
       )sql"},
+      {5, R"sql(
+        ALTER TABLE tasks ADD COLUMN answer TEXT;  -- a question's answer (state answered)
+      )sql"},
   };
   return kMigrations;
 }

@@ -166,7 +166,7 @@ class AgentLoop {
       }
       Json message = reply->ToMessage();
       Usage usage{1, reply->prompt_tokens, reply->completion_tokens, 0};
-      auto logged = env_.store->AppendEvent(task_.id, "llm_reply",
+      auto logged = env_.store->AppendEvent(task_.id, EventType::kLlmReply,
                                             {{"message", message},
                                              {"prompt_tokens", reply->prompt_tokens},
                                              {"completion_tokens", reply->completion_tokens},
@@ -201,12 +201,12 @@ class AgentLoop {
     // task from resuming.
     for (const auto& e : events) {
       const Json& d = e.data;
-      if (e.type == "prompt") {
+      if (e.type == EventType::kPrompt) {
         messages_ = Json::array({{{"role", "system"}, {"content", StringOr(d, "system")}},
                                  {{"role", "user"}, {"content", StringOr(d, "user")}}});
         have_prompt = true;
         started_ms_ = e.created_at_ms;
-      } else if (e.type == "llm_reply") {
+      } else if (e.type == EventType::kLlmReply) {
         verified_ = false;
         const Json& stored = MemberOrNull(d, "message");
         Json message = stored.is_object() ? stored : Json{{"role", "assistant"}, {"content", ""}};
@@ -224,31 +224,31 @@ class AgentLoop {
                                 : args.is_null() ? std::string()
                                                  : DumpJson(args)});
         }
-      } else if (e.type == "tool_result") {
+      } else if (e.type == EventType::kToolResult) {
         std::string id = StringOr(d, "tool_call_id");
         messages_.push_back(
             {{"role", "tool"}, {"tool_call_id", id}, {"content", StringOr(d, "content")}});
         answered.insert(id);
         verified_ = BoolOr(d, "verified", false);
         Remember(StringOr(d, "name"), StringOr(d, "arguments"), StringOr(d, "content"));
-      } else if (e.type == "tool_retry") {
+      } else if (e.type == EventType::kToolRetry) {
         ++retries_[StringOr(d, "tool_call_id")];
-      } else if (e.type == "note") {
+      } else if (e.type == EventType::kNote) {
         messages_.push_back({{"role", "user"}, {"content", StringOr(d, "text")}});
-      } else if (e.type == "malformed") {
+      } else if (e.type == EventType::kMalformed) {
         ++malformed_;
-      } else if (e.type == "command_started") {
+      } else if (e.type == EventType::kCommandStarted) {
         commands_started_.insert(StringOr(d, "tool_call_id"));
-      } else if (e.type == "edit_started") {
+      } else if (e.type == EventType::kEditStarted) {
         edit_started_[StringOr(d, "tool_call_id")] = static_cast<int>(IntOr(d, "step", 0));
-      } else if (e.type == "review_comment") {
+      } else if (e.type == EventType::kReviewComment) {
         verified_ = false;
         messages_.push_back(
             {{"role", "user"},
              {"content", "An engineer reviewed your branch and requested changes:\n" +
                              StringOr(d, "comment") +
                              "\nMake them, run the tests and call finish again."}});
-      } else if (e.type == "escalation_answered") {
+      } else if (e.type == EventType::kEscalationAnswered) {
         verified_ = false;
         messages_.push_back(
             {{"role", "user"},
@@ -273,7 +273,8 @@ class AgentLoop {
       }
       user += "\nWhen the change is complete and the tests pass, call finish(summary).";
       LOOM_RETURN_IF_ERROR(
-          env_.store->AppendEvent(task_.id, "prompt", {{"system", system}, {"user", user}})
+          env_.store
+              ->AppendEvent(task_.id, EventType::kPrompt, {{"system", system}, {"user", user}})
               .status());
       messages_ = Json::array(
           {{{"role", "system"}, {"content", system}}, {{"role", "user"}, {"content", user}}});
@@ -301,7 +302,7 @@ class AgentLoop {
   // A reply that is garbage or uses no tool: tell the model, or give up.
   std::optional<AgentOutcome> Malformed(const std::string& what) {
     ++malformed_;
-    (void)env_.store->AppendEvent(task_.id, "malformed", {{"what", what}});
+    (void)env_.store->AppendEvent(task_.id, EventType::kMalformed, {{"what", what}});
     if (malformed_ >= env_.budgets.max_consecutive_malformed) {
       return Fail(std::to_string(malformed_) + " malformed replies in a row; last: " + what);
     }
@@ -310,7 +311,7 @@ class AgentLoop {
   }
 
   void Note(const std::string& text) {
-    (void)env_.store->AppendEvent(task_.id, "note", {{"text", text}});
+    (void)env_.store->AppendEvent(task_.id, EventType::kNote, {{"text", text}});
     messages_.push_back({{"role", "user"}, {"content", text}});
   }
 
@@ -393,7 +394,7 @@ class AgentLoop {
                      {"content", content},      {"error", out.error}, {"ms", ms}};
       // What a restart needs to send the task on to review without a model call.
       if (out.next == ToolOutput::Next::kReview) result["verified"] = true;
-      auto logged = env_.store->AppendEvent(task_.id, "tool_result", result,
+      auto logged = env_.store->AppendEvent(task_.id, EventType::kToolResult, result,
                                             Usage{0, 0, 0, tests_this_call_});
       tests_this_call_ = 0;
       if (!full.ok()) return ParkDiskFull("during " + call.name, full);
@@ -454,9 +455,10 @@ class AgentLoop {
                            std::to_string(attempts) +
                            " times and loomd stopped before it finished each time (it may crash "
                            "loomd); it is not run again";
-      Json result = {{"tool_call_id", call.id}, {"name", call.name}, {"arguments", call.arguments},
-                     {"content", "error: " + reason}, {"error", true}, {"ms", 0}};
-      auto logged = env_.store->AppendEvent(task_.id, "tool_result", result);
+      Json result = {
+          {"tool_call_id", call.id},       {"name", call.name}, {"arguments", call.arguments},
+          {"content", "error: " + reason}, {"error", true},     {"ms", 0}};
+      auto logged = env_.store->AppendEvent(task_.id, EventType::kToolResult, result);
       if (!logged.ok()) {
         return CannotRecord("recording the result of " + call.name, "cannot record a tool result",
                             logged.status());
@@ -465,7 +467,7 @@ class AgentLoop {
     }
     ++retries_[call.id];
     auto logged = env_.store->AppendEvent(
-        task_.id, "tool_retry",
+        task_.id, EventType::kToolRetry,
         {{"tool_call_id", call.id}, {"name", call.name}, {"attempt", attempts + 1}});
     if (!logged.ok()) {
       return CannotRecord("recording a restart of " + call.name, "cannot record a tool call",
@@ -492,17 +494,18 @@ class AgentLoop {
   ToolOutput Execute(const ToolCall& call) {
     auto parsed = ParseJson(call.arguments.empty() ? "{}" : call.arguments);
     if (!parsed.ok() || !parsed->is_object()) {
-      return Error("the arguments of " + call.name + " are not a JSON object (" +
-                   (parsed.ok() ? std::string("got ") + JsonTypeName(*parsed)
-                                : parsed.status().message()) +
-                   "): " + call.arguments.substr(0, 200));
+      return Error(
+          "the arguments of " + call.name + " are not a JSON object (" +
+          (parsed.ok() ? std::string("got ") + JsonTypeName(*parsed) : parsed.status().message()) +
+          "): " + call.arguments.substr(0, 200));
     }
     JsonReader a(*parsed);
     if (const Json* known = ToolArguments(call.name)) {
       for (const auto& [key, value] : parsed->items()) {
         if (known->contains(key)) continue;
         std::string names;
-        for (const auto& [name, schema] : known->items()) names += (names.empty() ? "" : ", ") + name;
+        for (const auto& [name, schema] : known->items())
+          names += (names.empty() ? "" : ", ") + name;
         return Error(call.name + " has no argument '" + key.substr(0, 100) +
                      "'; its arguments are: " + names);
       }
@@ -576,8 +579,8 @@ class AgentLoop {
       if (auto e = str("command", true, &command)) return *e;
       // The intent first: a restart that finds it without a result does not run
       // the command again (InterruptedCommand).
-      if (auto logged =
-              env_.store->AppendEvent(task_.id, "command_started", {{"tool_call_id", call.id}});
+      if (auto logged = env_.store->AppendEvent(task_.id, EventType::kCommandStarted,
+                                                {{"tool_call_id", call.id}});
           !logged.ok()) {
         return Error("the command was not run: loomd cannot record it (" +
                      logged.status().message() + ")");
@@ -627,7 +630,8 @@ class AgentLoop {
     Result<sandbox::Outcome> o = RunSandboxedQuietly(argv, dir, counts_as_test);
     if (!o.ok()) {
       ++sandbox_failures_;
-      (void)env_.store->AppendEvent(task_.id, "sandbox_error", {{"error", o.status().message()}});
+      (void)env_.store->AppendEvent(task_.id, EventType::kSandboxError,
+                                    {{"error", o.status().message()}});
       return o;
     }
     sandbox_failures_ = 0;
@@ -642,7 +646,8 @@ class AgentLoop {
         MaskSecrets(TruncateMiddle(run.stderr_data, env_.budgets.max_tool_output), env_.secrets);
     int64_t ms =
         std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count();
-    (void)env_.store->AppendEvent(task_.id, counts_as_test ? "test_run" : "command_run",
+    (void)env_.store->AppendEvent(task_.id,
+                                  counts_as_test ? EventType::kTestRun : EventType::kCommandRun,
                                   {{"argv", argv},
                                    {"tree", dir == env_.workspace->info().path ? "branch" : "base"},
                                    {"outcome", run.ToJson()},
@@ -783,7 +788,8 @@ class AgentLoop {
     }
     edit_started_[call_id] = step;
     return env_.store
-        ->AppendEvent(task_.id, "edit_started", {{"tool_call_id", call_id}, {"step", step}})
+        ->AppendEvent(task_.id, EventType::kEditStarted,
+                      {{"tool_call_id", call_id}, {"step", step}})
         .status();
   }
 
@@ -832,7 +838,7 @@ class AgentLoop {
                      ") pass on the original code too, so they do not reproduce the bug. Make a "
                      "test fail without the fix, then call finish again.");
       } else {
-        (void)env_.store->AppendEvent(task_.id, "fail_to_pass",
+        (void)env_.store->AppendEvent(task_.id, EventType::kFailToPass,
                                       {{"tests", tests}, {"base", base->ToJson()}});
       }
     }

@@ -235,12 +235,12 @@ Result<Json> ReviewSummary(TaskStore* store, const Task& task) {
     if (first_ms == 0) first_ms = e.created_at_ms;
     // Stored events are read tolerantly: a model's finish({"summary": 5}) is in
     // the log for good and must not break this page.
-    if (e.type == "tool_result") {
+    if (e.type == EventType::kToolResult) {
       std::string name = StringOr(e.data, "name");
       tools[name] = IntOr(tools, name, 0) + 1;
-    } else if (e.type == "test_run" && StringOr(e.data, "tree") == "branch") {
+    } else if (e.type == EventType::kTestRun && StringOr(e.data, "tree") == "branch") {
       last_run = e.data;
-    } else if (e.type == "llm_reply") {
+    } else if (e.type == EventType::kLlmReply) {
       const Json& calls = MemberOrNull(MemberOrNull(e.data, "message"), "tool_calls");
       if (!calls.is_array()) continue;
       for (const auto& tc : calls) {
@@ -249,7 +249,7 @@ Result<Json> ReviewSummary(TaskStore* store, const Task& task) {
         auto args = ParseJson(StringOr(fn, "arguments", "{}"));
         if (args.ok()) summary = StringOr(*args, "summary");
       }
-    } else if (e.type == "state" && StringOr(e.data, "to") == "review") {
+    } else if (e.type == EventType::kState && StringOr(e.data, "to") == "review") {
       review_ms = e.created_at_ms;
     }
   }
@@ -318,7 +318,8 @@ void OrchestratorApi::Approve(HttpRequest& req, std::shared_ptr<HttpExchange>& e
             : "the policy of " + task->repo + " does not let your role approve")));
   }
   if (!policy.review.auto_merge) {
-    Status s = store_->AppendEvent(task->id, "approved", {{"reviewer", who->token_id}}).status();
+    Status s =
+        store_->AppendEvent(task->id, EventType::kApproved, {{"reviewer", who->token_id}}).status();
     if (!s.ok()) return ex->Respond(ErrorResponse(s));
     return RespondJson(
         ex, 200,
@@ -345,8 +346,8 @@ void OrchestratorApi::Merge(HttpRequest& req, std::shared_ptr<HttpExchange>& ex)
   if (!events.ok()) return ex->Respond(ErrorResponse(events.status()));
   bool approved = false;
   for (const auto& e : *events) {
-    if (e.type == "state" && StringOr(e.data, "to") == "review") approved = false;
-    if (e.type == "approved") approved = true;
+    if (e.type == EventType::kState && StringOr(e.data, "to") == "review") approved = false;
+    if (e.type == EventType::kApproved) approved = true;
   }
   if (!approved) {
     return ex->Respond(ErrorResponse(Status::FailedPrecondition(
@@ -364,7 +365,7 @@ void OrchestratorApi::MergeApproved(const Task& task, const Principal& reviewer,
   // review whose branch is in the target finishes recording the merge
   // (FinishInterruptedMerges).
   Status intent =
-      store_->AppendEvent(task.id, "merging", {{"reviewer", reviewer.token_id}}).status();
+      store_->AppendEvent(task.id, EventType::kMerging, {{"reviewer", reviewer.token_id}}).status();
   if (!intent.ok()) return ex->Respond(ErrorResponse(intent));
   auto merged = (*repo)->MergeBranch(id);
   if (!merged.ok()) return ex->Respond(ErrorResponse(merged.status()));
@@ -423,8 +424,8 @@ Status OrchestratorApi::FinishInterruptedMerges() {
     bool merging = false;  // a merge began since the task came to review
     int64_t reviewer = 0;
     for (const auto& e : events) {
-      if (e.type == "state" && StringOr(e.data, "to") == "review") merging = false;
-      if (e.type == "merging") {
+      if (e.type == EventType::kState && StringOr(e.data, "to") == "review") merging = false;
+      if (e.type == EventType::kMerging) {
         merging = true;
         reviewer = IntOr(e.data, "reviewer", 0);
       }
@@ -451,9 +452,8 @@ void OrchestratorApi::RequestChanges(HttpRequest& req, std::shared_ptr<HttpExcha
   auto task = ReviewedTask(req);
   if (!task.ok()) return ex->Respond(ErrorResponse(task.status()));
   std::string comment;
-  if (!ReadBody(req, ex, [&](JsonReader& in) {
-        in.String("comment", &comment, Presence::kNonEmpty);
-      })) {
+  if (!ReadBody(req, ex,
+                [&](JsonReader& in) { in.String("comment", &comment, Presence::kNonEmpty); })) {
     return;
   }
   auto who = tokens_->Authenticate(req);
@@ -468,9 +468,8 @@ void OrchestratorApi::Reject(HttpRequest& req, std::shared_ptr<HttpExchange>& ex
   auto task = ReviewedTask(req);
   if (!task.ok()) return ex->Respond(ErrorResponse(task.status()));
   std::string reason;
-  if (!ReadBody(req, ex, [&](JsonReader& in) {
-        in.String("reason", &reason, Presence::kNonEmpty);
-      })) {
+  if (!ReadBody(req, ex,
+                [&](JsonReader& in) { in.String("reason", &reason, Presence::kNonEmpty); })) {
     return;
   }
   auto who = tokens_->Authenticate(req);

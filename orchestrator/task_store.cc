@@ -16,7 +16,7 @@ int64_t NowMs() {
 
 constexpr const char* kTaskColumns =
     "id, repo, kind, title, instructions, state, reason, branch, base_commit, steps, "
-    "prompt_tokens, completion_tokens, test_runs, requested_by, created_at, updated_at";
+    "prompt_tokens, completion_tokens, test_runs, requested_by, created_at, updated_at, answer";
 
 struct Edge {
   TaskState from, to;
@@ -42,6 +42,13 @@ constexpr Edge kEdges[] = {
     {TaskState::kFailed, TaskState::kQueued},  // an engineer retries
     {TaskState::kQueued, TaskState::kRejected},
     {TaskState::kFailed, TaskState::kRejected},
+    {TaskState::kRunning, TaskState::kAnswered},
+    {TaskState::kQueued, TaskState::kCancelled},
+    {TaskState::kRunning, TaskState::kCancelled},
+    {TaskState::kBlocked, TaskState::kCancelled},
+    {TaskState::kVerifying, TaskState::kCancelled},
+    {TaskState::kChangesRequested, TaskState::kCancelled},
+    {TaskState::kCancelled, TaskState::kQueued},  // retried
 };
 
 Task ReadTask(Statement* q) {
@@ -62,6 +69,7 @@ Task ReadTask(Statement* q) {
   if (!q->IsNull(13)) t.requested_by = q->Int(13);
   t.created_at_ms = q->Int(14);
   t.updated_at_ms = q->Int(15);
+  t.answer = q->OptionalText(16);
   return t;
 }
 
@@ -100,6 +108,10 @@ std::string_view FeedbackStatusFor(TaskState s) {
       return "rejected";
     case TaskState::kFailed:
       return "failed";
+    case TaskState::kAnswered:
+      return "answered";
+    case TaskState::kCancelled:
+      return "cancelled";
     default:
       return "in_progress";
   }
@@ -125,14 +137,19 @@ std::string_view TaskStateName(TaskState s) {
       return "rejected";
     case TaskState::kFailed:
       return "failed";
+    case TaskState::kAnswered:
+      return "answered";
+    case TaskState::kCancelled:
+      return "cancelled";
   }
   return "?";
 }
 
 Result<TaskState> ParseTaskState(std::string_view name) {
-  for (TaskState s : {TaskState::kQueued, TaskState::kRunning, TaskState::kBlocked,
-                      TaskState::kVerifying, TaskState::kReview, TaskState::kChangesRequested,
-                      TaskState::kMerged, TaskState::kRejected, TaskState::kFailed}) {
+  for (TaskState s :
+       {TaskState::kQueued, TaskState::kRunning, TaskState::kBlocked, TaskState::kVerifying,
+        TaskState::kReview, TaskState::kChangesRequested, TaskState::kMerged, TaskState::kRejected,
+        TaskState::kFailed, TaskState::kAnswered, TaskState::kCancelled}) {
     if (name == TaskStateName(s)) return s;
   }
   return Status::InvalidArgument("unknown task state '" + std::string(name) + "'");
@@ -160,13 +177,14 @@ Json Task::ToJson() const {
             {"updated_at", updated_at_ms}};
   if (branch) j["branch"] = *branch;
   if (base_commit) j["base_commit"] = *base_commit;
+  if (answer) j["answer"] = *answer;
   return j;
 }
 
 Json Event::ToJson() const {
   return {{"task_id", task_id},
           {"seq", seq},
-          {"type", type},
+          {"type", EventTypeName(type)},
           {"data", data},
           {"created_at", created_at_ms}};
 }
@@ -308,7 +326,7 @@ Result<std::vector<int64_t>> TaskStore::Triage() {
       task_id = db_->LastInsertRowId();
       created.push_back(*task_id);
       LOOM_RETURN_IF_ERROR(
-          AppendEventLocked(*task_id, "created", {{"feedback_id", p.id}}, {}).status());
+          AppendEventLocked(*task_id, EventType::kCreated, {{"feedback_id", p.id}}, {}).status());
     }
     LOOM_ASSIGN_OR_RETURN(
         Statement * link,
@@ -398,7 +416,7 @@ Status TaskStore::TransitionLocked(int64_t id, TaskState from, TaskState to,
   extra["from"] = TaskStateName(from);
   extra["to"] = TaskStateName(to);
   extra["reason"] = reason;
-  return AppendEventLocked(id, "state", extra, {}).status();
+  return AppendEventLocked(id, EventType::kState, extra, {}).status();
 }
 
 Status TaskStore::RecordReview(int64_t id, ReviewDecision decision, const std::string& text,
@@ -421,11 +439,22 @@ Status TaskStore::RecordReview(int64_t id, ReviewDecision decision, const std::s
       LOOM_RETURN_IF_ERROR(TransitionLocked(id, TaskState::kReview, TaskState::kChangesRequested,
                                             "changes requested", extra));
       extra["comment"] = text;
-      LOOM_RETURN_IF_ERROR(AppendEventLocked(id, "review_comment", extra, {}).status());
+      LOOM_RETURN_IF_ERROR(AppendEventLocked(id, EventType::kReviewComment, extra, {}).status());
       LOOM_RETURN_IF_ERROR(TransitionLocked(id, TaskState::kChangesRequested, TaskState::kQueued,
                                             "back to the agent with the review", {}));
       break;
   }
+  return tx.Commit();
+}
+
+Status TaskStore::RecordAnswer(int64_t id, TaskState from, const std::string& answer) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Transaction tx(db_.get());
+  LOOM_RETURN_IF_ERROR(tx.Begin());
+  LOOM_RETURN_IF_ERROR(
+      TransitionLocked(id, from, TaskState::kAnswered, "answered", {{"answer", answer}}));
+  LOOM_ASSIGN_OR_RETURN(Statement * q, db_->Prepare("UPDATE tasks SET answer=? WHERE id=?"));
+  LOOM_RETURN_IF_ERROR(q->BindAll(Masked(answer), id).Run());
   return tx.Commit();
 }
 
@@ -484,8 +513,8 @@ Status TaskStore::SetBranch(int64_t id, const std::string& branch, const std::st
   return q->BindAll(branch, base_commit, id).Run();
 }
 
-Result<int64_t> TaskStore::AppendEventLocked(int64_t task_id, const std::string& type,
-                                             const Json& data, const Usage& usage) {
+Result<int64_t> TaskStore::AppendEventLocked(int64_t task_id, EventType type, const Json& data,
+                                             const Usage& usage) {
   LOOM_ASSIGN_OR_RETURN(
       Statement * seq_q,
       db_->Prepare("SELECT COALESCE(MAX(seq), 0) + 1 FROM events WHERE task_id=?"));
@@ -497,7 +526,8 @@ Result<int64_t> TaskStore::AppendEventLocked(int64_t task_id, const std::string&
   LOOM_ASSIGN_OR_RETURN(
       Statement * ins,
       db_->Prepare("INSERT INTO events(task_id, seq, type, data, created_at) VALUES(?,?,?,?,?)"));
-  LOOM_RETURN_IF_ERROR(ins->BindAll(task_id, seq, type, DumpJson(Masked(data)), now).Run());
+  LOOM_RETURN_IF_ERROR(
+      ins->BindAll(task_id, seq, EventTypeName(type), DumpJson(Masked(data)), now).Run());
   if (usage.steps || usage.prompt_tokens || usage.completion_tokens || usage.test_runs) {
     LOOM_ASSIGN_OR_RETURN(
         Statement * upd,
@@ -511,7 +541,7 @@ Result<int64_t> TaskStore::AppendEventLocked(int64_t task_id, const std::string&
   return seq;
 }
 
-Result<int64_t> TaskStore::AppendEvent(int64_t task_id, const std::string& type, const Json& data,
+Result<int64_t> TaskStore::AppendEvent(int64_t task_id, EventType type, const Json& data,
                                        Usage usage) {
   std::lock_guard<std::mutex> lock(mu_);
   Transaction tx(db_.get());
@@ -535,7 +565,7 @@ Result<std::vector<Event>> TaskStore::Events(int64_t task_id, int64_t after_seq,
     Event e;
     e.task_id = task_id;
     e.seq = q->Int(0);
-    e.type = q->Text(1);
+    e.type = ParseEventType(q->Text(1));
     e.data = ParseJson(q->Text(2)).value_or(Json());
     e.created_at_ms = q->Int(3);
     out.push_back(std::move(e));
@@ -630,7 +660,7 @@ Status TaskStore::AnswerEscalation(int64_t id, const Json& answer, int64_t answe
                                      "answered_by=?, answered_at=? WHERE id=?"));
   LOOM_RETURN_IF_ERROR(upd->BindAll(DumpJson(Masked(answer)), answered_by, NowMs(), id).Run());
   if (task_id) {
-    LOOM_RETURN_IF_ERROR(AppendEventLocked(*task_id, "escalation_answered",
+    LOOM_RETURN_IF_ERROR(AppendEventLocked(*task_id, EventType::kEscalationAnswered,
                                            {{"escalation_id", id}, {"answer", answer}}, {})
                              .status());
     LOOM_ASSIGN_OR_RETURN(Task t, GetLocked(*task_id));

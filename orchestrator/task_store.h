@@ -4,6 +4,8 @@
 //   queued -> running -> (blocked <-> queued) -> verifying -> review
 //   review -> merged | changes_requested -> queued | rejected
 //   failed (budget spent or unrecoverable), which an engineer may retry (-> queued)
+//   running -> answered (a question: the agent's answer, no commit)
+//   queued | running | blocked | verifying | changes_requested -> cancelled (-> queued: retried)
 // Every transition is one SQLite transaction that checks the current state
 // (compare-and-set), writes the new state and appends an event, before the
 // caller acts on it. The event log is the task's memory: the agent rebuilds its
@@ -22,6 +24,7 @@
 #include "common/json.h"
 #include "common/secret_mask.h"
 #include "common/status.h"
+#include "orchestrator/event_type.h"
 
 namespace loom {
 
@@ -35,6 +38,8 @@ enum class TaskState {
   kMerged,
   kRejected,
   kFailed,
+  kAnswered,
+  kCancelled,
 };
 std::string_view TaskStateName(TaskState s);
 Result<TaskState> ParseTaskState(std::string_view name);
@@ -49,6 +54,7 @@ struct Task {
   TaskState state = TaskState::kQueued;
   std::string reason;
   std::optional<std::string> branch, base_commit;
+  std::optional<std::string> answer;  // a question's answer (state answered)
   int64_t steps = 0, prompt_tokens = 0, completion_tokens = 0, test_runs = 0;
   std::optional<int64_t> requested_by;
   std::vector<int64_t> feedback_ids;
@@ -59,7 +65,7 @@ struct Task {
 struct Event {
   int64_t task_id = 0;
   int64_t seq = 0;
-  std::string type;
+  EventType type = EventType::kUnknown;
   Json data;
   int64_t created_at_ms = 0;
   Json ToJson() const;
@@ -83,7 +89,7 @@ struct Escalation {
 enum class ReviewDecision { kMerged, kChangesRequested, kRejected };
 
 // What a task's feedback items show their reporters: in_progress, in_review,
-// merged, rejected or failed.
+// merged, rejected, failed, answered or cancelled.
 std::string_view FeedbackStatusFor(TaskState s);
 
 // Usage to add to a task's counters along with an event.
@@ -114,6 +120,9 @@ class TaskStore {
   // (someone else moved it) or the transition is not allowed.
   Status Transition(int64_t id, TaskState from, TaskState to, const std::string& reason,
                     Json extra = Json::object());
+  // A question's answer: `from` -> answered, with the answer stored on the task
+  // (masked) and in the state event, in one transaction.
+  Status RecordAnswer(int64_t id, TaskState from, const std::string& answer);
   // An engineer's decision on a task in `review`, in one transaction:
   // kMerged: -> merged (after the merge succeeded; `extra` holds its commit);
   // kRejected: -> rejected; kChangesRequested: -> changes_requested, a
@@ -130,8 +139,7 @@ class TaskStore {
 
   // Appends an event and adds `usage` to the task's counters in one
   // transaction; returns the event's seq.
-  Result<int64_t> AppendEvent(int64_t task_id, const std::string& type, const Json& data,
-                              Usage usage = {});
+  Result<int64_t> AppendEvent(int64_t task_id, EventType type, const Json& data, Usage usage = {});
   Result<std::vector<Event>> Events(int64_t task_id, int64_t after_seq = 0, int limit = 100000);
 
   // Escalations (minimal; answered by people through the API).
@@ -153,7 +161,7 @@ class TaskStore {
   Json Masked(const Json& j) const;
   std::string Masked(const std::string& text) const;
   Result<Task> GetLocked(int64_t id);
-  Result<int64_t> AppendEventLocked(int64_t task_id, const std::string& type, const Json& data,
+  Result<int64_t> AppendEventLocked(int64_t task_id, EventType type, const Json& data,
                                     const Usage& usage);
   Status TransitionLocked(int64_t id, TaskState from, TaskState to, const std::string& reason,
                           Json extra);

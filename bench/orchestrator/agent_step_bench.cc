@@ -162,8 +162,8 @@ int Main(int argc, char** argv) {
     auto events = (*store)->Events(task.id);
     int64_t start = 0, end = 0;
     for (const auto& e : *events) {
-      if (e.type == "prompt") start = e.created_at_ms;
-      if (e.type == "tool_result") end = e.created_at_ms;
+      if (e.type == EventType::kPrompt) start = e.created_at_ms;
+      if (e.type == EventType::kToolResult) end = e.created_at_ms;
     }
     total_steps += task.steps;
     first = std::min(first, start);

@@ -274,7 +274,7 @@ TEST_F(AgentHostileTest, HostileCallsAndEventsReplayedAfterARestartAreSurvived) 
     auto leased = (*store)->LeaseNext();  // -> running, as when loomd died mid-task
     ASSERT_TRUE(leased.ok() && leased->has_value());
     auto append = [&](const std::string& type, const Json& data) {
-      ASSERT_TRUE((*store)->AppendEvent(task, type, data).ok()) << type;
+      ASSERT_TRUE((*store)->AppendEvent(task, ParseEventType(type), data).ok()) << type;
     };
     append("prompt", {{"system", 5}, {"user", {{"deep", Json::array()}}}});
     // Events of every wrong shape, as an older loomd or a hand edit might leave.

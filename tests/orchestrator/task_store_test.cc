@@ -125,8 +125,25 @@ TEST_F(TaskStoreTest, TransitionIsACompareAndSet) {
   auto events = store_->Events(id);
   ASSERT_TRUE(events.ok());
   int transitions = 0;
-  for (const auto& e : *events) transitions += e.type == "state";
+  for (const auto& e : *events) transitions += e.type == EventType::kState;
   EXPECT_EQ(transitions, 1) << "a refused transition must leave no event";
+}
+
+TEST_F(TaskStoreTest, AnAnswerIsStoredOnTheTaskAndShownOnItsFeedback) {
+  int64_t id = OneQueuedTask();
+  ASSERT_TRUE(store_->Transition(id, TaskState::kQueued, TaskState::kRunning, "test").ok());
+  EXPECT_EQ(store_->RecordAnswer(id, TaskState::kQueued, "too late").code(),
+            StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(store_->RecordAnswer(id, TaskState::kRunning, "Use --verbose.").ok());
+  auto task = store_->Get(id);
+  ASSERT_TRUE(task.ok());
+  EXPECT_EQ(task->state, TaskState::kAnswered);
+  EXPECT_EQ(task->answer.value_or(""), "Use --verbose.");
+  EXPECT_EQ(task->ToJson()["answer"], "Use --verbose.");
+  EXPECT_FALSE(TransitionAllowed(TaskState::kAnswered, TaskState::kQueued));
+  EXPECT_TRUE(TransitionAllowed(TaskState::kCancelled, TaskState::kQueued));
+  EXPECT_EQ(FeedbackStatusFor(TaskState::kAnswered), "answered");
+  EXPECT_EQ(FeedbackStatusFor(TaskState::kCancelled), "cancelled");
 }
 
 TEST_F(TaskStoreTest, ConcurrentLeasesNeverHandOutATaskTwice) {
@@ -154,8 +171,8 @@ TEST_F(TaskStoreTest, ConcurrentLeasesNeverHandOutATaskTwice) {
 
 TEST_F(TaskStoreTest, EventsAreNumberedAndAddUsage) {
   int64_t id = OneQueuedTask();
-  auto a = store_->AppendEvent(id, "llm_reply", {{"n", 1}}, Usage{1, 100, 20, 0});
-  auto b = store_->AppendEvent(id, "tool_result", {{"n", 2}}, Usage{0, 0, 0, 1});
+  auto a = store_->AppendEvent(id, EventType::kLlmReply, {{"n", 1}}, Usage{1, 100, 20, 0});
+  auto b = store_->AppendEvent(id, EventType::kToolResult, {{"n", 2}}, Usage{0, 0, 0, 1});
   ASSERT_TRUE(a.ok() && b.ok());
   EXPECT_EQ(*b, *a + 1);
   auto task = store_->Get(id);
@@ -166,7 +183,7 @@ TEST_F(TaskStoreTest, EventsAreNumberedAndAddUsage) {
   auto after = store_->Events(id, *a);
   ASSERT_TRUE(after.ok());
   ASSERT_EQ(after->size(), 1u);
-  EXPECT_EQ((*after)[0].type, "tool_result");
+  EXPECT_EQ((*after)[0].type, EventType::kToolResult);
   EXPECT_EQ((*after)[0].data["n"], 2);
 }
 
@@ -205,7 +222,7 @@ TEST_F(TaskStoreTest, AnsweringAnEscalationRequeuesTheBlockedTask) {
   auto events = store_->Events(id);
   ASSERT_TRUE(events.ok());
   bool answered = false;
-  for (const auto& e : *events) answered |= e.type == "escalation_answered";
+  for (const auto& e : *events) answered |= e.type == EventType::kEscalationAnswered;
   EXPECT_TRUE(answered);
 }
 
