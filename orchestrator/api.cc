@@ -63,8 +63,8 @@ void RespondJson(std::shared_ptr<HttpExchange>& ex, int status, const Json& body
 }  // namespace
 
 OrchestratorApi::OrchestratorApi(TaskStore* store, TokenStore* tokens, std::string data_dir,
-                                 const std::map<std::string, policies::Policy>* policies,
-                                 SecretStore* secrets, std::function<void()> on_requeue)
+                                 const PolicySet* policies, SecretStore* secrets,
+                                 std::function<void()> on_requeue)
     : store_(store),
       tokens_(tokens),
       data_dir_(std::move(data_dir)),
@@ -269,7 +269,7 @@ void OrchestratorApi::TaskDiff(HttpRequest& req, std::shared_ptr<HttpExchange>& 
   if (!id.ok()) return ex->Respond(ErrorResponse(id.status()));
   auto task = store_->Get(*id);
   if (!task.ok()) return ex->Respond(ErrorResponse(task.status()));
-  auto diff = BranchDiffJson(store_, *task, data_dir_, *policies_);
+  auto diff = BranchDiffJson(store_, *task, data_dir_, *policies_->Snapshot());
   if (!diff.ok()) return ex->Respond(ErrorResponse(diff.status()));
   RespondJson(ex, 200, *diff);
 }
@@ -298,7 +298,7 @@ void OrchestratorApi::ShowReview(HttpRequest& req, std::shared_ptr<HttpExchange>
   if (!task.ok()) return ex->Respond(ErrorResponse(task.status()));
   auto review = ReviewSummary(store_, *task);
   if (!review.ok()) return ex->Respond(ErrorResponse(review.status()));
-  auto diff = BranchDiffJson(store_, *task, data_dir_, *policies_);
+  auto diff = BranchDiffJson(store_, *task, data_dir_, *policies_->Snapshot());
   if (!diff.ok()) return ex->Respond(ErrorResponse(diff.status()));
   (*review)["diff"] = *diff;
   RespondJson(ex, 200, *review);
@@ -309,7 +309,8 @@ void OrchestratorApi::Approve(HttpRequest& req, std::shared_ptr<HttpExchange>& e
   if (!task.ok()) return ex->Respond(ErrorResponse(task.status()));
   auto who = tokens_->Authenticate(req);
   if (!who.ok()) return ex->Respond(ErrorResponse(who.status()));
-  const policies::Policy& policy = PolicyFor(*policies_, task->repo);
+  std::shared_ptr<const PolicyMap> snapshot = policies_->Snapshot();
+  const policies::Policy& policy = PolicyFor(*snapshot, task->repo);
   auto role = static_cast<policies::Role>(static_cast<int>(who->role));
   if (!policies::MayApprove(policy, role, task->requested_by.value_or(0), who->token_id)) {
     bool own = task->requested_by && *task->requested_by == who->token_id;
@@ -336,7 +337,8 @@ void OrchestratorApi::Merge(HttpRequest& req, std::shared_ptr<HttpExchange>& ex)
   if (!task.ok()) return ex->Respond(ErrorResponse(task.status()));
   auto who = tokens_->Authenticate(req);
   if (!who.ok()) return ex->Respond(ErrorResponse(who.status()));
-  const policies::Policy& policy = PolicyFor(*policies_, task->repo);
+  std::shared_ptr<const PolicyMap> snapshot = policies_->Snapshot();
+  const policies::Policy& policy = PolicyFor(*snapshot, task->repo);
   if (!policies::MayMerge(policy, static_cast<policies::Role>(static_cast<int>(who->role)))) {
     return ex->Respond(ErrorResponse(
         Status::PermissionDenied("the policy of " + task->repo + " does not let your role merge")));
@@ -358,7 +360,7 @@ void OrchestratorApi::Merge(HttpRequest& req, std::shared_ptr<HttpExchange>& ex)
 
 void OrchestratorApi::MergeApproved(const Task& task, const Principal& reviewer,
                                     std::shared_ptr<HttpExchange>& ex) {
-  auto repo = OpenTaskRepo(store_, task, data_dir_, *policies_);
+  auto repo = OpenTaskRepo(store_, task, data_dir_, *policies_->Snapshot());
   if (!repo.ok()) return ex->Respond(ErrorResponse(repo.status()));
   std::string id = std::to_string(task.id);
   // The intent, before git is touched: a restart that finds it on a task still in
@@ -410,7 +412,7 @@ void OrchestratorApi::MergeApproved(const Task& task, const Principal& reviewer,
 Status OrchestratorApi::FinishInterruptedMerges() {
   LOOM_ASSIGN_OR_RETURN(std::vector<RepoEntry> entries, store_->ListRepos());
   for (const RepoEntry& entry : entries) {
-    auto repo = repos::Repository::Open(RepoRecordFor(entry, *policies_),
+    auto repo = repos::Repository::Open(RepoRecordFor(entry, *policies_->Snapshot()),
                                         data_dir_ + "/worktrees/" + entry.name);
     Status s = repo.ok() ? (*repo)->FinishInterruptedMerge() : repo.status();
     if (!s.ok()) {
@@ -431,7 +433,7 @@ Status OrchestratorApi::FinishInterruptedMerges() {
       }
     }
     if (!merging) continue;
-    auto repo = OpenTaskRepo(store_, task, data_dir_, *policies_);
+    auto repo = OpenTaskRepo(store_, task, data_dir_, *policies_->Snapshot());
     if (!repo.ok()) continue;
     std::string id = std::to_string(task.id);
     auto diff = (*repo)->DiffBranch(id);
@@ -476,7 +478,7 @@ void OrchestratorApi::Reject(HttpRequest& req, std::shared_ptr<HttpExchange>& ex
   Status s = store_->RecordReview(task->id, ReviewDecision::kRejected, "rejected: " + reason,
                                   who.ok() ? who->token_id : 0);
   if (!s.ok()) return ex->Respond(ErrorResponse(s));
-  if (auto repo = OpenTaskRepo(store_, *task, data_dir_, *policies_); repo.ok()) {
+  if (auto repo = OpenTaskRepo(store_, *task, data_dir_, *policies_->Snapshot()); repo.ok()) {
     (void)(*repo)->RemoveWorkspace(std::to_string(task->id), repos::BranchDisposition::kKeep);
   }
   RespondJson(ex, 200, store_->Get(task->id).value_or(*task).ToJson());
@@ -512,7 +514,7 @@ Result<Json> OrchestratorApi::ParseAnswer(const AnswerRequest& answer,
     LOOM_RETURN_IF_ERROR(ValidateSecretName(name));
     if (escalation.task_id) {
       LOOM_ASSIGN_OR_RETURN(Task task, store_->Get(*escalation.task_id));
-      if (!policies::SecretAllowed(PolicyFor(*policies_, task.repo), name)) {
+      if (!policies::SecretAllowed(PolicyFor(*policies_->Snapshot(), task.repo), name)) {
         return Status::PermissionDenied("the policy of " + task.repo +
                                         " does not allow the secret " + name +
                                         ": add it to [secrets] allowed first");

@@ -32,6 +32,7 @@
 
 #include "common/auth.h"
 #include "common/http_server.h"
+#include "orchestrator/repo_policy.h"
 #include "orchestrator/secrets.h"
 #include "orchestrator/task_store.h"
 #include "policies/policy.h"
@@ -46,7 +47,7 @@ class OrchestratorApi {
   // `data_dir`/base (the scheduler's layout).
   // `policies` (per repository; REQUIRES: outlives this) decide who may approve.
   OrchestratorApi(TaskStore* store, TokenStore* tokens, std::string data_dir,
-                  const std::map<std::string, policies::Policy>* policies, SecretStore* secrets,
+                  const PolicySet* policies, SecretStore* secrets,
                   std::function<void()> on_requeue);
   void Register(Router& router);
   // At start, before serving: finishes what a stop during an approve left. Each
@@ -88,7 +89,7 @@ class OrchestratorApi {
   TaskStore* store_;
   TokenStore* tokens_;
   std::string data_dir_;
-  const std::map<std::string, policies::Policy>* policies_;
+  const PolicySet* policies_;
   SecretStore* secrets_;
   // Held from the check that an escalation is open until its answer is recorded,
   // so an answer that is refused (409) has stored nothing, a secret included.

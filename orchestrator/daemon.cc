@@ -19,7 +19,10 @@
 #include "common/schema.h"
 #include "feedback/api.h"
 #include "feedback/intake.h"
+#include "orchestrator/agent.h"
 #include "orchestrator/api.h"
+#include "orchestrator/llm_client.h"
+#include "orchestrator/repo_policy.h"
 #include "orchestrator/scheduler.h"
 #include "orchestrator/secrets.h"
 #include "orchestrator/task_store.h"
@@ -87,6 +90,10 @@ Status CheckSandboxCanReach(const std::string& dir, uint32_t sandbox_uid) {
 }
 
 namespace {
+
+// What every agent prompt holds whatever the task: the tool schemas and the
+// system prompt's opening (about 0.5 KB, counted as 1 KB).
+size_t AgentFixedPromptBytes() { return DumpJson(AgentToolSchemas()).size() + 1024; }
 
 // Present while a loomd runs on the data dir; a clean stop removes it.
 std::string RunningMarker(const std::string& data_dir) { return data_dir + "/loomd.running"; }
@@ -356,22 +363,27 @@ class DaemonImpl : public Daemon {
     ex->Respond(HttpResponse::Json(200, DumpJson(TokenJson(*revoked))));
   }
 
-  // An invalid policy stops loomd: its error names the file, line and field.
+  // At start an invalid policy stops loomd: its error names the file, line and
+  // field. No directory: every repository gets the defaults.
   Status LoadPolicies(const Config& config) {
-    std::string dir = config.GetString("policies_dir");
-    if (dir.empty()) dir = data_dir_ + "/policies";
-    auto loaded = policies::LoadPolicyDir(dir);
+    policies_dir_ = config.GetString("policies_dir");
+    if (policies_dir_.empty()) policies_dir_ = data_dir_ + "/policies";
+    return ReloadPolicies();
+  }
+
+  Status ReloadPolicies() override {
+    auto loaded = policies::LoadPolicyDir(policies_dir_);
     if (!loaded.ok() && loaded.status().code() != StatusCode::kNotFound) return loaded.status();
-    if (loaded.ok()) policies_ = std::move(*loaded);
-    if (!policies_.empty()) {
-      LOOM_LOG(kInfo) << policies_.size() << " repository polic"
-                      << (policies_.size() == 1 ? "y" : "ies") << " from " << dir;
-    }
+    PolicyMap next = loaded.ok() ? std::move(*loaded) : PolicyMap{};
+    LOOM_LOG(kInfo) << next.size() << " repository polic" << (next.size() == 1 ? "y" : "ies")
+                    << " from " << policies_dir_;
+    policies_.Replace(std::move(next));
     return Status::Ok();
   }
 
   Status StartAgents(const Config& config) {
     SchedulerOptions opts;
+    LOOM_RETURN_IF_ERROR(CheckModelUrl(config.GetString("llm.url")));
     opts.agents = static_cast<int>(config.GetInt("agents"));
     if (opts.agents == 0) {
       LOOM_LOG(kInfo) << "agents = 0: intake only, no task will be worked on";
@@ -384,7 +396,7 @@ class DaemonImpl : public Daemon {
                                      std::to_string(reserve_mb) + ")");
     }
     opts.disk_reserve_bytes = static_cast<uint64_t>(reserve_mb) << 20;
-    opts.policies = policies_;
+    opts.policies = &policies_;
     opts.secrets = secrets_.get();
     opts.llm.masker = masker_;
     opts.llm.url = config.GetString("llm.url");
@@ -402,9 +414,40 @@ class DaemonImpl : public Daemon {
       return Status::FailedPrecondition("agents run tests in a bubblewrap sandbox, and " +
                                         s.message() + " (or set agents = 0 for intake only)");
     }
+    LOOM_RETURN_IF_ERROR(CheckModelEndpoint(opts.llm));
     LOOM_ASSIGN_OR_RETURN(executor_, sandbox::MakeBwrapExecutor(bwrap));
     LOOM_ASSIGN_OR_RETURN(scheduler_, Scheduler::Start(tasks_.get(), executor_.get(), opts));
     LOOM_LOG(kInfo) << opts.agents << " agent slot(s), model endpoint " << opts.llm.url;
+    return Status::Ok();
+  }
+
+  // Before any task is leased: a model endpoint that answers but cannot serve an
+  // agent (its context cannot hold the prompt) stops loomd with what to change.
+  // One that does not answer is reported and waited for: each task parks on an
+  // infrastructure escalation until it does (see llm_client.h).
+  static Status CheckModelEndpoint(const LlmOptions& llm) {
+    auto info = ProbeModelEndpoint(llm, std::chrono::seconds(5));
+    if (!info.ok()) {
+      LOOM_LOG(kWarning) << "the model endpoint " << llm.url
+                         << " does not answer: " << info.status().message()
+                         << "; tasks will wait on an infrastructure escalation until it does";
+      return Status::Ok();
+    }
+    std::string served;
+    bool found = false;
+    for (const std::string& m : info->models) {
+      served += (served.empty() ? "" : ", ") + m;
+      found = found || m == llm.model;
+    }
+    if (!found && llm.model != "default" && !info->models.empty()) {
+      LOOM_LOG(kWarning) << "the model endpoint " << llm.url << " serves " << served << ", not '"
+                         << llm.model << "' (llm.model): it may refuse every request";
+    }
+    LOOM_RETURN_IF_ERROR(CheckContextFits(*info, llm, AgentFixedPromptBytes()));
+    LOOM_LOG(kInfo) << "model endpoint " << llm.url << " serves " << served
+                    << (info->max_model_len > 0
+                            ? " (context " + std::to_string(info->max_model_len) + " tokens)"
+                            : std::string(" (context size not offered)"));
     return Status::Ok();
   }
 
@@ -418,7 +461,8 @@ class DaemonImpl : public Daemon {
   std::unique_ptr<RateLimiter> limiter_;
   std::unique_ptr<feedback::Api> feedback_api_;
   std::unique_ptr<TaskStore> tasks_;
-  std::map<std::string, policies::Policy> policies_;
+  std::string policies_dir_;
+  PolicySet policies_;
   std::unique_ptr<SecretStore> secrets_;
   std::shared_ptr<const SecretMasker> masker_;
   std::unique_ptr<sandbox::Executor> executor_;

@@ -29,6 +29,11 @@ class Daemon {
   virtual ~Daemon() = default;
   virtual uint16_t port() const = 0;
   virtual const std::string& data_dir() const = 0;
+  // Reads the policies directory again (loomd does on SIGHUP). The new set is
+  // validated whole before it replaces the old one: on an error (which names the
+  // file, line and field) the old policies stay. Tasks already running keep
+  // the policies they started with.
+  virtual Status ReloadPolicies() = 0;
   // Stops accepting, lets in-flight requests finish for up to `drain`, and
   // flushes pending writes. Idempotent.
   virtual void Stop(std::chrono::milliseconds drain) = 0;

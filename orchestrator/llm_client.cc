@@ -243,4 +243,60 @@ std::unique_ptr<LlmClient> MakeOpenAiClient(LlmOptions options) {
   return std::make_unique<OpenAiClient>(std::move(options));
 }
 
+Status CheckModelUrl(const std::string& url) {
+  auto scheme_end = url.find("://");
+  std::string scheme = scheme_end == std::string::npos ? "" : url.substr(0, scheme_end);
+  bool has_host =
+      scheme_end != std::string::npos && url.size() > scheme_end + 3 && url[scheme_end + 3] != '/';
+  if ((scheme == "http" || scheme == "https") && has_host) return Status::Ok();
+  return Status::InvalidArgument(
+      "llm.url must be an http:// or https:// URL of an OpenAI-compatible API, e.g. "
+      "http://127.0.0.1:8000/v1 (got '" +
+      url + "')");
+}
+
+Result<ModelEndpointInfo> ProbeModelEndpoint(const LlmOptions& options,
+                                             std::chrono::milliseconds timeout) {
+  std::vector<std::pair<std::string, std::string>> headers;
+  if (!options.api_key.empty()) headers.emplace_back("Authorization", "Bearer " + options.api_key);
+  std::string url = options.url + "/models";
+  HttpClient http;
+  LOOM_ASSIGN_OR_RETURN(HttpResult r, http.Call("GET", url, "", headers, timeout));
+  if (r.status != 200) {
+    return Status::FailedPrecondition("GET " + url + " answered " + std::to_string(r.status) +
+                                      ": " + r.body.substr(0, 200));
+  }
+  auto body = ParseJson(r.body);
+  if (!body.ok() || !body->is_object() || !body->contains("data") || !(*body)["data"].is_array()) {
+    return Status::FailedPrecondition("GET " + url + " did not answer a model list");
+  }
+  ModelEndpointInfo info;
+  const Json* chosen = nullptr;
+  for (const Json& m : (*body)["data"]) {
+    if (!m.is_object() || !m.contains("id") || !m["id"].is_string()) continue;
+    info.models.push_back(m["id"].get<std::string>());
+    if (info.models.back() == options.model) chosen = &m;
+  }
+  if (!chosen && (*body)["data"].size() == 1 && (*body)["data"][0].is_object()) {
+    chosen = &(*body)["data"][0];
+  }
+  if (chosen) info.max_model_len = IntOr(*chosen, "max_model_len", 0);
+  return info;
+}
+
+Status CheckContextFits(const ModelEndpointInfo& info, const LlmOptions& options,
+                        size_t fixed_prompt_bytes) {
+  if (info.max_model_len <= 0) return Status::Ok();
+  int64_t fixed_tokens = static_cast<int64_t>(fixed_prompt_bytes / 4);
+  int64_t needed = fixed_tokens + options.max_tokens;
+  if (needed <= info.max_model_len) return Status::Ok();
+  return Status::FailedPrecondition(
+      "the model at " + options.url + " has a context of " + std::to_string(info.max_model_len) +
+      " tokens, but an agent's prompt starts at about " + std::to_string(fixed_tokens) +
+      " tokens (instructions and tool schemas) and asks for replies of up to " +
+      std::to_string(options.max_tokens) +
+      ": every task would fail at its first step. Serve the model with a longer context "
+      "(loom-infer: more --kv-blocks; vLLM: --max-model-len) or pick a model that has one");
+}
+
 }  // namespace loom

@@ -64,4 +64,28 @@ std::unique_ptr<LlmClient> MakeOpenAiClient(LlmOptions options);
 // Parses a non-streaming completion body. Corruption when it is not one.
 Result<ChatReply> ParseCompletion(std::string_view body);
 
+// InvalidArgument unless `url` is an http:// or https:// base URL with a host
+// (e.g. "http://127.0.0.1:8000/v1"); says what a right one looks like.
+Status CheckModelUrl(const std::string& url);
+
+// What an endpoint's GET /models says of itself.
+struct ModelEndpointInfo {
+  std::vector<std::string> models;  // ids served
+  // The context size of `options.model` (or of the only model served) where the
+  // endpoint offers it (vLLM, SGLang and loom-infer give "max_model_len"); 0: unknown.
+  int64_t max_model_len = 0;
+};
+
+// Asks the endpoint for its models, once, without retries. Unavailable when it
+// cannot be reached; FailedPrecondition when it answers with an error status.
+Result<ModelEndpointInfo> ProbeModelEndpoint(const LlmOptions& options,
+                                             std::chrono::milliseconds timeout);
+
+// FailedPrecondition, saying what to change, when a context of `info.max_model_len`
+// tokens cannot hold a prompt's fixed part (`fixed_prompt_bytes`, counted as one
+// token per 4 bytes, which undercounts for code and JSON) plus a reply of
+// `options.max_tokens`. Ok when the context size is unknown.
+Status CheckContextFits(const ModelEndpointInfo& info, const LlmOptions& options,
+                        size_t fixed_prompt_bytes);
+
 }  // namespace loom

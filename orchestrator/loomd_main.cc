@@ -1,4 +1,5 @@
-// loomd: parse flags, load config, start the daemon, wait for SIGTERM/SIGINT.
+// loomd: parse flags, load config, start the daemon, wait for SIGTERM/SIGINT
+// (SIGHUP reloads the repository policies).
 #include <signal.h>
 #include <sys/stat.h>
 
@@ -64,13 +65,21 @@ int main(int argc, char** argv) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
   auto daemon = loom::Daemon::Start(config);
   if (!daemon.ok()) return fail(daemon.status());
   int sig = 0;
-  sigwait(&signals, &sig);
+  for (;;) {
+    sigwait(&signals, &sig);
+    if (sig != SIGHUP) break;
+    LOOM_LOG(kInfo) << "received SIGHUP, reloading the repository policies";
+    if (auto s = (*daemon)->ReloadPolicies(); !s.ok()) {
+      LOOM_LOG(kError) << "the policies were not reloaded, the old ones stay: " << s.message();
+    }
+  }
   LOOM_LOG(kInfo) << "received " << (sig == SIGTERM ? "SIGTERM" : "SIGINT") << ", draining";
   (*daemon)->Stop(std::chrono::milliseconds(config.GetInt("http.drain_ms")));
   LOOM_LOG(kInfo) << "loomd stopped";

@@ -43,9 +43,11 @@ class ReplayModelImpl : public ReplayModel {
     router_.Add(
         "POST", "/v1/chat/completions",
         [this](HttpRequest& r, std::shared_ptr<HttpExchange> ex) { Complete(r, std::move(ex)); });
-    router_.Add("GET", "/v1/models", [](HttpRequest&, std::shared_ptr<HttpExchange> ex) {
-      ex->Respond(HttpResponse::Json(
-          200, R"({"object":"list","data":[{"id":"replay","object":"model","owned_by":"loom"}]})"));
+    Json model = {{"id", "replay"}, {"object", "model"}, {"owned_by", "loom"}};
+    if (script_.contains("max_model_len")) model["max_model_len"] = script_["max_model_len"];
+    std::string models = DumpJson(Json{{"object", "list"}, {"data", Json::array({model})}});
+    router_.Add("GET", "/v1/models", [models](HttpRequest&, std::shared_ptr<HttpExchange> ex) {
+      ex->Respond(HttpResponse::Json(200, models));
     });
     HttpServerOptions o;
     o.host = std::move(host);

@@ -15,8 +15,9 @@
 //   {"fail": {"status": 503, "times": 2}}   first N requests for this step fail
 //   {"raw": "not json at all"}             a garbage body with status 200
 //   {"delay_ms": 200, "message": {...}}    a slow answer
-// Past the end of a conversation the server answers 500. Every request is
-// recorded. Supports "stream": true (SSE deltas). Thread-safe.
+// An optional top-level "max_model_len": N is the context size GET /v1/models
+// offers (as vLLM and loom-infer do). Past the end of a conversation the server answers 500. Every
+// request is recorded. Supports "stream": true (SSE deltas). Thread-safe.
 #pragma once
 
 #include <cstdint>

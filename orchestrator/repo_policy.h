@@ -1,11 +1,14 @@
 // What a repository's policy (policies/) means for the orchestrator: the git
 // settings of its workspaces, its sandbox limits, its agents' budgets and test
-// command. The policies are loaded once at start-up (an invalid one stops
-// loomd); a repository without a file of its own gets the shipped defaults.
-// Pure functions over values; thread-safe.
+// command. The policies are loaded at start-up (an invalid one stops loomd) and
+// again on SIGHUP (an invalid one keeps the old set); a repository without a
+// file of its own gets the shipped defaults. Pure functions over values and one
+// holder; thread-safe.
 #pragma once
 
 #include <map>
+#include <memory>
+#include <mutex>
 #include <string>
 
 #include "orchestrator/agent.h"
@@ -17,6 +20,28 @@
 namespace loom {
 
 using PolicyMap = std::map<std::string, policies::Policy>;
+
+// The repositories' policies, replaced whole when loomd reloads them. A reader
+// takes a snapshot that stays as it was for as long as it is held: a task runs
+// under the policies it started with, a request under those it came in with.
+class PolicySet {
+ public:
+  explicit PolicySet(PolicyMap initial = {})
+      : current_(std::make_shared<const PolicyMap>(std::move(initial))) {}
+  std::shared_ptr<const PolicyMap> Snapshot() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return current_;
+  }
+  void Replace(PolicyMap next) {
+    auto fresh = std::make_shared<const PolicyMap>(std::move(next));
+    std::lock_guard<std::mutex> lock(mu_);
+    current_ = std::move(fresh);
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::shared_ptr<const PolicyMap> current_;  // GUARDED_BY(mu_)
+};
 
 // `repo`'s policy: policies/<repo>.toml when there is one, else the defaults.
 const policies::Policy& PolicyFor(const PolicyMap& policies, const std::string& repo);

@@ -150,8 +150,10 @@ void Scheduler::RunTask(int slot, const Task& task) {
   };
   auto repo = store_->GetRepo(task.repo);
   if (!repo.ok()) return fail(repo.status().message());
-  const policies::Policy& policy = PolicyFor(options_.policies, repo->name);
-  repos::RepoRecord record = RepoRecordFor(*repo, options_.policies);
+  std::shared_ptr<const PolicyMap> snapshot =
+      options_.policies ? options_.policies->Snapshot() : std::make_shared<const PolicyMap>();
+  const policies::Policy& policy = PolicyFor(*snapshot, repo->name);
+  repos::RepoRecord record = RepoRecordFor(*repo, *snapshot);
   if (auto approved = ProtectedEditsApproved(task.id); approved.ok() && *approved) {
     record.settings.protected_globs.clear();
   }

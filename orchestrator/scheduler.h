@@ -23,6 +23,7 @@
 #include "common/status.h"
 #include "orchestrator/agent.h"
 #include "orchestrator/llm_client.h"
+#include "orchestrator/repo_policy.h"
 #include "orchestrator/task_store.h"
 #include "policies/policy.h"
 #include "sandbox/executor.h"
@@ -34,8 +35,9 @@ struct SchedulerOptions {
   std::string data_dir;  // worktrees/, base/ and scratch/ live here
   LlmOptions llm;
   // Per repository: budgets, sandbox limits, paths, test command. A repository
-  // not in the map gets the shipped defaults.
-  std::map<std::string, policies::Policy> policies;
+  // not in the set gets the shipped defaults; null: every repository does.
+  // REQUIRES: outlives the scheduler. A task keeps the policies it started with.
+  const PolicySet* policies = nullptr;
   SecretStore* secrets = nullptr;  // may be null: no secrets
   std::chrono::milliseconds poll{250};
   // Space kept free on the data dir's filesystem (see disk_reserve.h); 0: none.

@@ -771,3 +771,46 @@ TEST_F(FullDiskTest, ACommandThatFillsTheDiskParksTheTaskUntilSpaceIsFreed) {
 
 }  // namespace
 }  // namespace loom
+
+namespace loom {
+namespace {
+
+// A reload reaches the next task; a bad file leaves the policies as they were.
+TEST_F(AgentEndToEndTest, AReloadedPolicyGovernsTheNextTask) {
+  fs::create_directories(dir_.path() + "/policies");
+  auto write_policy = [&](const std::string& marker) {
+    std::ofstream(dir_.path() + "/policies/calc.toml")
+        << "[repo]\ntest_command = \"python3 -m unittest discover -s tests -t . && echo " << marker
+        << "\"\n";
+  };
+  write_policy("POLICY-A");
+  Json replies = Json::array(
+      {Step("write_file", {{"path", "tests/test_extra.py"}, {"content", "import unittest\n"}}),
+       Step("finish", {{"summary", "done"}})});
+  Start(Script(replies));
+  auto suite_output = [&](const Json& task) {
+    auto runs = Events(task, "test_run");
+    return runs.empty() ? std::string()
+                        : runs.back()["data"]["outcome"]["stdout"].get<std::string>();
+  };
+  Json first = WaitSettled(File("feature", "first feature", "x"));
+  ASSERT_EQ(first["state"], "review") << first.dump();
+  EXPECT_NE(suite_output(first).find("POLICY-A"), std::string::npos);
+
+  write_policy("POLICY-B");
+  ASSERT_TRUE(daemon_->ReloadPolicies().ok());
+  Json second = WaitSettled(File("feature", "second feature", "x"));
+  ASSERT_EQ(second["state"], "review") << second.dump();
+  EXPECT_NE(suite_output(second).find("POLICY-B"), std::string::npos);
+
+  std::ofstream(dir_.path() + "/policies/calc.toml") << "[repo]\ntest_comand = \"false\"\n";
+  Status bad = daemon_->ReloadPolicies();
+  EXPECT_FALSE(bad.ok());
+  EXPECT_NE(bad.message().find("calc.toml:2"), std::string::npos) << bad.ToString();
+  Json third = WaitSettled(File("feature", "third feature", "x"));
+  ASSERT_EQ(third["state"], "review") << third.dump();
+  EXPECT_NE(suite_output(third).find("POLICY-B"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace loom

@@ -1,0 +1,170 @@
+// loomd's checks of its model endpoint at start (a URL it can use, a context
+// that holds an agent's prompt) and its reload of the policies on SIGHUP.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "common/config.h"
+#include "orchestrator/daemon.h"
+#include "orchestrator/llm_client.h"
+#include "orchestrator/replay_model.h"
+#include "tests/support/http_client.h"
+#include "tests/support/replay_script.h"
+#include "tests/support/subprocess.h"
+#include "tests/support/temp_dir.h"
+#include "tests/support/test_paths.h"
+
+namespace loom {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::unique_ptr<ReplayModel> StartReplay(Json extra = Json::object()) {
+  Json script = testing::Script(Json::array({testing::Step("finish", {{"summary", "done"}})}));
+  for (auto& [k, v] : extra.items()) script[k] = v;
+  auto replay = ReplayModel::Start(script);
+  EXPECT_TRUE(replay.ok()) << replay.status().ToString();
+  return replay.ok() ? std::move(*replay) : nullptr;
+}
+
+Result<std::unique_ptr<Daemon>> StartLoomd(const std::string& dir, const std::string& llm_url) {
+  Config config(DaemonConfigSchema());
+  EXPECT_TRUE(config.Set("data_dir", dir, "test").ok());
+  EXPECT_TRUE(config.Set("listen", "127.0.0.1:0", "test").ok());
+  EXPECT_TRUE(config.Set("agents", "1", "test").ok());
+  EXPECT_TRUE(config.Set("llm.url", llm_url, "test").ok());
+  return Daemon::Start(config);
+}
+
+TEST(ModelUrlTest, OnlyHttpAndHttpsUrlsWithAHostAreTaken) {
+  EXPECT_TRUE(CheckModelUrl("http://127.0.0.1:8000/v1").ok());
+  EXPECT_TRUE(CheckModelUrl("https://api.example.com/v1").ok());
+  for (const char* bad :
+       {"127.0.0.1:8000/v1", "localhost:8000", "ftp://host/v1", "http://", "http:///v1", ""}) {
+    Status s = CheckModelUrl(bad);
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << bad;
+    EXPECT_NE(s.message().find("http://127.0.0.1:8000/v1"), std::string::npos) << s.message();
+  }
+}
+
+TEST(ModelUrlTest, LoomdRefusesAnLlmUrlWithoutAScheme) {
+  testing::TempDir dir;
+  auto d = StartLoomd(dir.path(), "127.0.0.1:8000/v1");
+  ASSERT_FALSE(d.ok());
+  EXPECT_NE(d.status().message().find("'127.0.0.1:8000/v1'"), std::string::npos)
+      << d.status().ToString();
+}
+
+TEST(ModelEndpointTest, TheProbeReadsTheModelsAndTheirContext) {
+  auto replay = StartReplay({{"max_model_len", 32768}});
+  ASSERT_TRUE(replay);
+  LlmOptions options;
+  options.url = replay->url();
+  auto info = ProbeModelEndpoint(options, std::chrono::seconds(5));
+  ASSERT_TRUE(info.ok()) << info.status().ToString();
+  EXPECT_EQ(info->models, std::vector<std::string>{"replay"});
+  EXPECT_EQ(info->max_model_len, 32768);
+
+  options.url = "http://127.0.0.1:" + std::to_string(testing::FreePort()) + "/v1";
+  EXPECT_EQ(ProbeModelEndpoint(options, std::chrono::seconds(5)).status().code(),
+            StatusCode::kUnavailable);
+  replay->Stop();
+}
+
+TEST(ModelEndpointTest, AContextTooSmallForThePromptAndAReplyIsSaidAtStart) {
+  ModelEndpointInfo info;
+  LlmOptions options;  // replies of up to 4096 tokens
+  EXPECT_TRUE(CheckContextFits(info, options, 1 << 20).ok()) << "unknown size: not refused";
+  info.max_model_len = 8192;
+  EXPECT_TRUE(CheckContextFits(info, options, 8000).ok());
+  EXPECT_EQ(CheckContextFits(info, options, 4 * 4200).code(), StatusCode::kFailedPrecondition);
+
+  auto replay = StartReplay({{"max_model_len", 4096}});
+  ASSERT_TRUE(replay);
+  testing::TempDir dir;
+  auto d = StartLoomd(dir.path(), replay->url());
+  ASSERT_FALSE(d.ok());
+  EXPECT_EQ(d.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(d.status().message().find("context of 4096 tokens"), std::string::npos)
+      << d.status().ToString();
+  replay->Stop();
+}
+
+TEST(ModelEndpointTest, AnEndpointThatFitsOrIsDownLetsLoomdStart) {
+  auto replay = StartReplay({{"max_model_len", 32768}});
+  ASSERT_TRUE(replay);
+  testing::TempDir dir;
+  auto d = StartLoomd(dir.path(), replay->url());
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  (*d)->Stop(std::chrono::milliseconds(0));
+  replay->Stop();
+
+  testing::TempDir other;  // down: tasks will wait on an escalation, loomd serves
+  auto down =
+      StartLoomd(other.path(), "http://127.0.0.1:" + std::to_string(testing::FreePort()) + "/v1");
+  ASSERT_TRUE(down.ok()) << down.status().ToString();
+  (*down)->Stop(std::chrono::milliseconds(0));
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// The real program: SIGHUP reloads (a bad file keeps the old set and says why),
+// and loomd lives on; SIGTERM still stops it.
+TEST(PolicyReloadTest, SighupReloadsThePoliciesAndABadFileKeepsTheOldOnes) {
+  testing::TempDir dir;
+  fs::create_directories(dir.path() + "/policies");
+  std::ofstream(dir.path() + "/policies/web.toml") << "[budgets]\nmax_steps = 3\n";
+  uint16_t port = testing::FreePort();
+  std::string log = dir.path() + "/loomd.log";
+  pid_t pid =
+      testing::Spawn({std::string(testing::BinDir()) + "/loomd", "--data-dir", dir.path() + "/data",
+                      "--set", "policies_dir=" + dir.path() + "/policies", "--set", "agents=0",
+                      "--listen", "127.0.0.1:" + std::to_string(port)},
+                     log);
+  ASSERT_GT(pid, 0);
+  auto healthy = [&] { return testing::HttpCall(port, "GET", "/healthz").status == 200; };
+  auto count = [&](const std::string& text) {
+    std::string all = ReadFile(log);
+    int n = 0;
+    for (size_t at = all.find(text); at != std::string::npos; at = all.find(text, at + 1)) ++n;
+    return n;
+  };
+  auto wait_for = [&](const std::string& text, int times = 1) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (count(text) < times) {
+      if (std::chrono::steady_clock::now() > deadline) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return true;
+  };
+  ASSERT_TRUE(wait_for("listening on")) << ReadFile(log);
+  EXPECT_EQ(count("1 repository policy from"), 1);
+
+  std::ofstream(dir.path() + "/policies/web.toml") << "[budgets]\nmax_step = 3\n";
+  ASSERT_EQ(::kill(pid, SIGHUP), 0);
+  ASSERT_TRUE(wait_for("the policies were not reloaded")) << ReadFile(log);
+  EXPECT_NE(ReadFile(log).find("web.toml:2:1"), std::string::npos) << ReadFile(log);
+  EXPECT_TRUE(healthy());
+
+  std::ofstream(dir.path() + "/policies/api.toml") << "[budgets]\nmax_steps = 5\n";
+  fs::remove(dir.path() + "/policies/web.toml");
+  ASSERT_EQ(::kill(pid, SIGHUP), 0);
+  ASSERT_TRUE(wait_for("1 repository policy from", 2)) << ReadFile(log);
+  EXPECT_TRUE(healthy());
+
+  int status = testing::KillAndWait(pid, SIGTERM);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << ReadFile(log);
+}
+
+}  // namespace
+}  // namespace loom
