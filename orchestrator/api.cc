@@ -62,10 +62,11 @@ void RespondJson(std::shared_ptr<HttpExchange>& ex, int status, const Json& body
 
 }  // namespace
 
-OrchestratorApi::OrchestratorApi(TaskStore* store, TokenStore* tokens, std::string data_dir,
-                                 const PolicySet* policies, SecretStore* secrets,
-                                 std::function<void()> on_requeue)
+OrchestratorApi::OrchestratorApi(TaskStore* store, feedback::Store* feedback, TokenStore* tokens,
+                                 std::string data_dir, const PolicySet* policies,
+                                 SecretStore* secrets, std::function<void()> on_requeue)
     : store_(store),
+      feedback_(feedback),
       tokens_(tokens),
       data_dir_(std::move(data_dir)),
       policies_(policies),
@@ -210,26 +211,40 @@ Result<Json> BranchDiffJson(TaskStore* store, const Task& task, const std::strin
   }
   LOOM_ASSIGN_OR_RETURN(auto repo, OpenTaskRepo(store, task, data_dir, policies));
   LOOM_ASSIGN_OR_RETURN(repos::DiffReport diff, repo->DiffBranch(std::to_string(task.id)));
-  Json files = Json::array();
+  // Edits of the policy's protected paths were approved by a person before the
+  // agent could make them; the reviewer still sees them called out.
+  const policies::Policy& policy = PolicyFor(policies, task.repo);
+  auto is_protected = [&](const std::string& path) {
+    for (const std::string& glob : policy.paths.protected_paths) {
+      if (!path.empty() && policies::GlobMatch(glob, path)) return true;
+    }
+    return false;
+  };
+  Json files = Json::array(), protected_paths = Json::array();
   for (const auto& f : diff.files) {
+    bool touched = is_protected(f.path) || is_protected(f.old_path);
+    if (touched) protected_paths.push_back(f.path);
     files.push_back({{"path", f.path},
                      {"old_path", f.old_path},
                      {"additions", f.additions},
                      {"deletions", f.deletions},
-                     {"binary", f.binary}});
+                     {"binary", f.binary},
+                     {"protected", touched}});
   }
   return Json{{"branch", *task.branch},
               {"base_commit", diff.base_commit},
               {"head_commit", diff.head_commit},
               {"files", files},
+              {"protected_paths", protected_paths},
               {"unified", diff.unified}};
 }
 
-// What a reviewer reads besides the diff: the last verification run, what the
+// What a reviewer reads besides the diff: the last verification run and the
+// FAIL_TO_PASS evidence (the agent's tests failing on the base tree), what the
 // agent did (tool calls by name, its finish summary), cost and time.
 Result<Json> ReviewSummary(TaskStore* store, const Task& task) {
   LOOM_ASSIGN_OR_RETURN(std::vector<Event> events, store->Events(task.id));
-  Json tools = Json::object(), last_run, summary;
+  Json tools = Json::object(), last_run, fail_to_pass, summary;
   int64_t first_ms = 0, review_ms = 0;
   for (const auto& e : events) {
     if (first_ms == 0) first_ms = e.created_at_ms;
@@ -240,6 +255,8 @@ Result<Json> ReviewSummary(TaskStore* store, const Task& task) {
       tools[name] = IntOr(tools, name, 0) + 1;
     } else if (e.type == EventType::kTestRun && StringOr(e.data, "tree") == "branch") {
       last_run = e.data;
+    } else if (e.type == EventType::kFailToPass) {
+      fail_to_pass = e.data;
     } else if (e.type == EventType::kLlmReply) {
       const Json& calls = MemberOrNull(MemberOrNull(e.data, "message"), "tool_calls");
       if (!calls.is_array()) continue;
@@ -258,6 +275,7 @@ Result<Json> ReviewSummary(TaskStore* store, const Task& task) {
       {"summary", summary},
       {"tool_calls", tools},
       {"verification", last_run},
+      {"fail_to_pass", fail_to_pass},
       {"tokens", task.prompt_tokens + task.completion_tokens},
       {"seconds_to_review", review_ms > 0 ? Json((review_ms - first_ms) / 1000.0) : Json()}};
 }
@@ -301,6 +319,19 @@ void OrchestratorApi::ShowReview(HttpRequest& req, std::shared_ptr<HttpExchange>
   auto diff = BranchDiffJson(store_, *task, data_dir_, *policies_->Snapshot());
   if (!diff.ok()) return ex->Respond(ErrorResponse(diff.status()));
   (*review)["diff"] = *diff;
+  // What the reporters asked for, in their words (the originals and duplicates
+  // that triage linked to this task).
+  Json feedback = Json::array();
+  for (int64_t id : task->feedback_ids) {
+    auto item = feedback_->Get(id);
+    if (!item.ok()) return ex->Respond(ErrorResponse(item.status()));
+    feedback.push_back({{"id", item->id},
+                        {"kind", item->kind},
+                        {"title", item->title},
+                        {"body", item->body},
+                        {"reporter_count", item->reporter_count}});
+  }
+  (*review)["feedback"] = feedback;
   RespondJson(ex, 200, *review);
 }
 

@@ -8,7 +8,9 @@
 //   GET  /v1/tasks/{id}/events[?after=&limit=]   engineer; `after` is a seq (for --follow)
 //   GET  /v1/tasks/{id}/diff            engineer: the branch against its merge base
 //   GET  /v1/reviews                    engineer: tasks in review
-//   GET  /v1/reviews/{id}               engineer: diff, tests, transcript summary, cost
+//   GET  /v1/reviews/{id}               engineer: diff (protected paths flagged), the
+//                                       verification and FAIL_TO_PASS runs, the feedback,
+//                                       transcript summary, cost
 //   POST /v1/reviews/{id}/approve       engineer: merge (a conflict sends it back to the agent);
 //                                       with review.auto_merge = false only records the approval
 //   POST /v1/reviews/{id}/merge         a merger: merges an approved branch
@@ -32,6 +34,7 @@
 
 #include "common/auth.h"
 #include "common/http_server.h"
+#include "feedback/intake.h"
 #include "orchestrator/repo_policy.h"
 #include "orchestrator/secrets.h"
 #include "orchestrator/task_store.h"
@@ -46,8 +49,8 @@ class OrchestratorApi {
   // Task worktrees live under `data_dir`/worktrees/<repo> and base trees under
   // `data_dir`/base (the scheduler's layout).
   // `policies` (per repository; REQUIRES: outlives this) decide who may approve.
-  OrchestratorApi(TaskStore* store, TokenStore* tokens, std::string data_dir,
-                  const PolicySet* policies, SecretStore* secrets,
+  OrchestratorApi(TaskStore* store, feedback::Store* feedback, TokenStore* tokens,
+                  std::string data_dir, const PolicySet* policies, SecretStore* secrets,
                   std::function<void()> on_requeue);
   void Register(Router& router);
   // At start, before serving: finishes what a stop during an approve left. Each
@@ -87,6 +90,7 @@ class OrchestratorApi {
   void AnswerEscalation(HttpRequest& req, std::shared_ptr<HttpExchange>& ex);
 
   TaskStore* store_;
+  feedback::Store* feedback_;
   TokenStore* tokens_;
   std::string data_dir_;
   const PolicySet* policies_;

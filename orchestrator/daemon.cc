@@ -238,10 +238,11 @@ class DaemonImpl : public Daemon {
     tasks_->SetMasker(masker_);
     log::SetMasker(masker_);
     LOOM_RETURN_IF_ERROR(StartAgents(config));
-    orchestrator_api_ = std::make_unique<OrchestratorApi>(tasks_.get(), tokens_.get(), data_dir_,
-                                                          &policies_, secrets_.get(), [this] {
-                                                            if (scheduler_) scheduler_->Wake();
-                                                          });
+    orchestrator_api_ =
+        std::make_unique<OrchestratorApi>(tasks_.get(), feedback_.get(), tokens_.get(), data_dir_,
+                                          &policies_, secrets_.get(), [this] {
+                                            if (scheduler_) scheduler_->Wake();
+                                          });
     LOOM_RETURN_IF_ERROR(orchestrator_api_->FinishInterruptedMerges());
     orchestrator_api_->Register(router_);
 

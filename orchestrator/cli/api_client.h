@@ -34,13 +34,15 @@ int ReportFailure(const GlobalOptions& global, const ApiReply& reply);
 void PrintReply(const GlobalOptions& global, const ApiReply& reply, int& exit_code,
                 const std::function<void(const Json&)>& human);
 
-// One line of a task's event log for people: "[12] run_tests -> tests passed ...".
-std::string FormatEvent(const Json& event);
+// A task event for people: one line, "[12] run_tests -> tests passed ...", or with
+// `full` the event whole (every text uncut, other data as indented JSON).
+std::string FormatEvent(const Json& event, bool full = false);
 
 // Prints task `id`'s events after seq `after` (FormatEvent lines, or JSON lines
 // under --json); with `follow`, keeps polling until the task is no longer
 // queued, running or verifying. Returns the exit code.
-int FollowTaskEvents(const GlobalOptions& global, int64_t id, int64_t after, bool follow);
+int FollowTaskEvents(const GlobalOptions& global, int64_t id, int64_t after, bool follow,
+                     bool full = false);
 
 // `text` made safe to print on a terminal: control characters other than newline
 // and tab (ESC, CR, BEL, DEL and the C1 range U+0080..U+009F) appear as \xNN or

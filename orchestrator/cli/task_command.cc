@@ -33,15 +33,60 @@ void PrintTask(const Json& t) {
             << Str(t, "completion_tokens") << " out, test runs " << Str(t, "test_runs") << "\n";
 }
 
+const Json& ArrayOrEmpty(const Json& object, std::string_view name) {
+  static const Json kEmpty = Json::array();
+  const Json& member = MemberOrNull(object, name);
+  return member.is_array() ? member : kEmpty;
+}
+
+// `loom review show`: what was asked, what the agent says it did, the diff (with
+// edits of protected paths called out), the FAIL_TO_PASS evidence and the
+// verification.
+void PrintReview(const Json& r) {
+  PrintTask(MemberOrNull(r, "task"));
+  for (const auto& f : ArrayOrEmpty(r, "feedback")) {
+    std::cout << "\nfeedback #" << Str(f, "id") << " (" << Str(f, "kind") << ", "
+              << Str(f, "reporter_count") << " reporter(s)): " << Str(f, "title") << "\n"
+              << Str(f, "body") << "\n";
+  }
+  std::cout << "\ntime to review: " << Str(r, "seconds_to_review") << " s\n"
+            << "tool calls: " << Str(r, "tool_calls") << "\n\nsummary:\n"
+            << Str(r, "summary") << "\n\n";
+  const Json& diff = MemberOrNull(r, "diff");
+  for (const auto& f : ArrayOrEmpty(diff, "files")) {
+    std::printf("  %-50s +%s -%s%s\n", Str(f, "path").c_str(), Str(f, "additions").c_str(),
+                Str(f, "deletions").c_str(),
+                BoolOr(f, "protected", false) ? "  PROTECTED (edit approved by a person)" : "");
+  }
+  std::cout << "\n" << Str(diff, "unified");
+  const Json& f2p = MemberOrNull(r, "fail_to_pass");
+  if (f2p.is_object()) {
+    const Json& o = MemberOrNull(f2p, "base");
+    std::string tests;
+    for (const auto& t : ArrayOrEmpty(f2p, "tests"))
+      if (t.is_string()) tests += " " + t.get<std::string>();
+    std::cout << "\n--- FAIL_TO_PASS: the agent's tests on the base tree (exit "
+              << Str(o, "exit_code") << ", so they reproduce the bug):" << tests << " ---\n"
+              << Str(o, "stdout") << Str(o, "stderr");
+  }
+  const Json& v = MemberOrNull(r, "verification");
+  if (v.is_object()) {
+    const Json& o = MemberOrNull(v, "outcome");
+    std::cout << "\n--- verification on the branch (exit " << Str(o, "exit_code") << ") ---\n"
+              << Str(o, "stdout") << Str(o, "stderr");
+  }
+}
+
 }  // namespace
 
-int FollowTaskEvents(const GlobalOptions& global, int64_t id, int64_t after, bool follow) {
+int FollowTaskEvents(const GlobalOptions& global, int64_t id, int64_t after, bool follow,
+                     bool full) {
   const std::string base = "/v1/tasks/" + std::to_string(id);
   while (true) {
     ApiReply r = CallApi(global, "GET", base + "/events?after=" + std::to_string(after));
     if (r.exit_code != kExitOk) return ReportFailure(global, r);
     for (const auto& e : r.body["items"]) {
-      std::cout << (global.json ? DumpJson(e) : FormatEvent(e)) << "\n" << std::flush;
+      std::cout << (global.json ? DumpJson(e) : FormatEvent(e, full)) << "\n" << std::flush;
     }
     after = r.body["next_after"].get<int64_t>();
     if (!follow) return kExitOk;
@@ -145,15 +190,17 @@ void AddTaskCommands(CLI::App& app, GlobalOptions& global, int& exit_code) {
   });
   struct LogArgs {
     int64_t id = 0, after = 0;
-    bool follow = false;
+    bool follow = false, full = false;
   };
   auto largs = std::make_shared<LogArgs>();
   auto* log = task->add_subcommand("log", "Print a task's event log");
   log->add_option("id", largs->id, "Task id")->required();
   log->add_option("--after", largs->after, "Only events after this sequence number");
   log->add_flag("-f,--follow", largs->follow, "Keep printing until the task stops working");
+  log->add_flag("--full", largs->full,
+                "Each event whole (prompts, replies, tool output) instead of one line");
   log->callback([&global, &exit_code, largs] {
-    exit_code = FollowTaskEvents(global, largs->id, largs->after, largs->follow);
+    exit_code = FollowTaskEvents(global, largs->id, largs->after, largs->follow, largs->full);
   });
 }
 
@@ -175,22 +222,7 @@ void AddReviewCommands(CLI::App& app, GlobalOptions& global, int& exit_code) {
   show->add_option("id", *show_id, "Task id")->required();
   show->callback([&global, &exit_code, show_id] {
     PrintReply(global, CallApi(global, "GET", "/v1/reviews/" + std::to_string(*show_id)), exit_code,
-               [](const Json& r) {
-                 PrintTask(r["task"]);
-                 std::cout << "time to review: " << Str(r, "seconds_to_review") << " s\n"
-                           << "tool calls: " << Str(r, "tool_calls") << "\n\nsummary:\n"
-                           << Str(r, "summary") << "\n\n";
-                 for (const auto& f : r["diff"]["files"]) {
-                   std::printf("  %-50s +%s -%s\n", Str(f, "path").c_str(),
-                               Str(f, "additions").c_str(), Str(f, "deletions").c_str());
-                 }
-                 std::cout << "\n" << Str(r["diff"], "unified");
-                 if (!r["verification"].is_null()) {
-                   const Json& o = r["verification"]["outcome"];
-                   std::cout << "\n--- verification (exit " << Str(o, "exit_code") << ") ---\n"
-                             << Str(o, "stdout") << Str(o, "stderr");
-                 }
-               });
+               PrintReview);
   });
   struct Decision {
     int64_t id = 0;
@@ -363,33 +395,38 @@ void AddEscalationCommands(CLI::App& app, GlobalOptions& global, int& exit_code)
 
 }  // namespace
 
-std::string FormatEvent(const Json& e) {
+std::string FormatEvent(const Json& e, bool full) {
   const Json& d = e.contains("data") ? e["data"] : Json::object();
   std::string type = Str(e, "type");
+  // One line an event, each text cut to `max`; or, with `full`, every text whole.
+  auto cut = [full](const std::string& text, size_t max) {
+    return full ? text : FirstLine(text, max);
+  };
   std::string out = "[" + Str(e, "seq") + "] ";
   if (type == "state") {
     out += "state " + Str(d, "from") + " -> " + Str(d, "to");
-    if (!Str(d, "reason").empty()) out += ": " + FirstLine(Str(d, "reason"), 160);
+    if (!Str(d, "reason").empty()) out += ": " + cut(Str(d, "reason"), 160);
   } else if (type == "prompt") {
-    out += "prompt: " + FirstLine(Str(d, "user"), 120);
+    out += "prompt: " + cut(Str(d, "user"), 120);
+    if (full) out += "\nsystem: " + Str(d, "system");
   } else if (type == "llm_reply") {
     const Json& m = d.contains("message") ? d["message"] : Json::object();
     out += "model (" + Str(d, "prompt_tokens") + "+" + Str(d, "completion_tokens") + " tokens, " +
            Str(d, "ms") + " ms):";
-    if (!Str(m, "content").empty()) out += " " + FirstLine(Str(m, "content"), 100);
+    if (!Str(m, "content").empty()) out += " " + cut(Str(m, "content"), 100);
     if (m.contains("tool_calls")) {
       for (const auto& tc : m["tool_calls"]) {
         const Json& fn = tc.contains("function") ? tc["function"] : Json::object();
-        out += " " + Str(fn, "name") + "(" + FirstLine(Str(fn, "arguments"), 80) + ")";
+        out += " " + Str(fn, "name") + "(" + cut(Str(fn, "arguments"), 80) + ")";
       }
     }
   } else if (type == "tool_result") {
     out += Str(d, "name") + (BoolOr(d, "error", false) ? " failed: " : " -> ") +
-           FirstLine(Str(d, "content"), 140);
+           cut(Str(d, "content"), 140);
   } else if (type == "note" || type == "malformed") {
-    out += type + ": " + FirstLine(Str(d, type == "note" ? "text" : "what"), 140);
+    out += type + ": " + cut(Str(d, type == "note" ? "text" : "what"), 140);
   } else {
-    out += type + " " + FirstLine(DumpJson(d), 140);
+    out += type + " " + (full ? DumpJson(d, 2) : cut(DumpJson(d), 140));
   }
   return out;
 }

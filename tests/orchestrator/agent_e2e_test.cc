@@ -138,6 +138,51 @@ TEST_F(AgentEndToEndTest, FixesABugWithAReproducingTest) {
   EXPECT_EQ(task["steps"], 8);
 }
 
+// What a reviewer reads: the reporter's words, the evidence that the agent's test
+// reproduces the bug, the verification; and the whole log for who needs it.
+TEST_F(AgentEndToEndTest, TheReviewShowsTheFeedbackAndTheFailToPassEvidence) {
+  Json demo = ReadJsonFile(std::string(LOOM_SOURCE_DIR) + "/examples/calc-demo.json");
+  Start(demo["replay"]);
+  std::string body = demo["feedback"]["body"];
+  int64_t fb = File("bug", demo["feedback"]["title"], body);
+  Json task = WaitSettled(fb);
+  ASSERT_EQ(task["state"], "review") << task.dump();
+  std::string id = std::to_string(task["id"].get<int64_t>());
+
+  Json review = Get("/v1/reviews/" + id);
+  ASSERT_EQ(review["feedback"].size(), 1u) << review.dump();
+  EXPECT_EQ(review["feedback"][0]["id"], fb);
+  EXPECT_EQ(review["feedback"][0]["body"], body);
+  EXPECT_EQ(review["fail_to_pass"]["tests"], Json::array({"tests/test_average.py"}));
+  EXPECT_NE(review["fail_to_pass"]["base"]["exit_code"], 0);
+  EXPECT_EQ(review["verification"]["outcome"]["exit_code"], 0);
+  EXPECT_EQ(review["diff"]["protected_paths"], Json::array());
+
+  auto loom = [&](const std::string& args) {
+    return testing::RunCommand("LOOM_SERVER=http://127.0.0.1:" + std::to_string(daemon_->port()) +
+                               " LOOM_TOKEN=" + engineer_ + " " + testing::LoomBinary() + " " +
+                               args + " 2>&1");
+  };
+  auto show = loom("review show " + id);
+  ASSERT_EQ(show.exit_code, 0) << show.out;
+  EXPECT_NE(show.out.find(body.substr(0, body.find('\n'))), std::string::npos) << show.out;
+  EXPECT_NE(show.out.find("FAIL_TO_PASS"), std::string::npos) << show.out;
+  EXPECT_NE(show.out.find("tests/test_average.py"), std::string::npos) << show.out;
+  EXPECT_EQ(show.out.find("PROTECTED"), std::string::npos) << show.out;
+
+  // The one-line log cuts the system prompt; --full prints it whole.
+  auto requests = replay_->requests();
+  std::string system = requests.at(0)["messages"][0]["content"];
+  std::string tail = system.substr(system.size() - 60);
+  auto brief = loom("task log " + id);
+  auto full = loom("task log " + id + " --full");
+  ASSERT_EQ(full.exit_code, 0) << full.out;
+  EXPECT_GT(full.out.size(), brief.out.size() * 2);
+  EXPECT_EQ(brief.out.find(tail), std::string::npos);
+  EXPECT_NE(full.out.find(tail), std::string::npos);
+  EXPECT_NE(full.out.find("Ran 9 tests"), std::string::npos) << full.out.substr(0, 3000);
+}
+
 TEST_F(AgentEndToEndTest, AddsAFeature) {
   Json replies = Json::array(
       {Step("replace_in_file", {{"path", "calc.py"},
@@ -661,6 +706,17 @@ TEST_F(AgentEndToEndTest, AnEditOfAProtectedPathWaitsForAnApproval) {
   std::string diff =
       Get("/v1/tasks/" + std::to_string(task["id"].get<int64_t>()) + "/diff")["unified"];
   EXPECT_NE(diff.find("+# new instructions"), std::string::npos);
+  // The reviewer sees the protected edit called out, though a person approved it.
+  Json review = Get("/v1/reviews/" + std::to_string(task["id"].get<int64_t>()));
+  EXPECT_EQ(review["diff"]["protected_paths"], Json::array({"AGENTS.md"})) << review.dump();
+  ASSERT_EQ(review["diff"]["files"].size(), 1u);
+  EXPECT_TRUE(review["diff"]["files"][0]["protected"].get<bool>());
+  auto show =
+      testing::RunCommand("LOOM_SERVER=http://127.0.0.1:" + std::to_string(daemon_->port()) +
+                          " LOOM_TOKEN=" + engineer_ + " " + testing::LoomBinary() +
+                          " review show " + std::to_string(task["id"].get<int64_t>()) + " 2>&1");
+  EXPECT_NE(show.out.find("AGENTS.md"), std::string::npos) << show.out;
+  EXPECT_NE(show.out.find("PROTECTED"), std::string::npos) << show.out;
 }
 
 }  // namespace
