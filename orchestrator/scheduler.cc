@@ -7,6 +7,7 @@
 #include "common/log.h"
 #include "common/private_dir.h"
 #include "orchestrator/repo_policy.h"
+#include "orchestrator/verifier.h"
 #include "repos/workspace.h"
 
 namespace loom {
@@ -33,24 +34,21 @@ std::vector<std::string> ShellCommand(const std::string& command) {
   return {"/bin/sh", "-c", command};
 }
 
-// A pristine copy of the worktree as created (without .git), for FAIL_TO_PASS.
-Status CopyBaseTree(const std::string& worktree, const std::string& dest) {
-  std::error_code ec;
-  if (fs::exists(dest, ec)) return Status::Ok();  // made before a restart
-  std::string tmp = dest + ".partial";
-  fs::remove_all(tmp, ec);
-  fs::create_directories(tmp, ec);
-  if (ec) return Status::IoError("creating " + tmp + ": " + ec.message());
-  for (const auto& entry : fs::directory_iterator(worktree, ec)) {
-    if (entry.path().filename() == ".git") continue;
-    fs::copy(entry.path(), tmp + "/" + entry.path().filename().string(),
-             fs::copy_options::recursive | fs::copy_options::copy_symlinks, ec);
-    if (ec) return Status::IoError("copying the base tree: " + ec.message());
+// The transitions during an agent's run, made on the loop's request.
+class StorePhases : public TaskPhases {
+ public:
+  StorePhases(TaskStore* store, int64_t task_id) : store_(store), task_id_(task_id) {}
+  Status BeginVerification(const std::string& reason) override {
+    return store_->Transition(task_id_, TaskState::kRunning, TaskState::kVerifying, reason);
   }
-  fs::rename(tmp, dest, ec);  // complete copies only
-  if (ec) return Status::IoError("renaming " + tmp + ": " + ec.message());
-  return Status::Ok();
-}
+  Status VerificationFailed(const std::string& reason) override {
+    return store_->Transition(task_id_, TaskState::kVerifying, TaskState::kRunning, reason);
+  }
+
+ private:
+  TaskStore* store_;
+  int64_t task_id_;
+};
 
 }  // namespace
 
@@ -139,14 +137,22 @@ void Scheduler::RunTask(int slot, const Task& task) {
           DiskFullSummary(task.id, "preparing its workspace (" + reason + ")", full);
       auto id = store_->Escalate(task.id, "infrastructure", summary, "orchestrator");
       if (id.ok()) {
-        (void)store_->Transition(
+        Status s = store_->Transition(
             task.id, TaskState::kRunning, TaskState::kBlocked,
             "escalation " + std::to_string(*id) + " (infrastructure): " + summary);
+        if (!s.ok()) {
+          LOOM_LOG(kError) << "task " << task.id << " stays running until a restart: cannot park "
+                           << "it: " << s.ToString();
+        }
         return;
       }
     }
     LOOM_LOG(kWarning) << "task " << task.id << " failed: " << reason;
-    (void)store_->Transition(task.id, TaskState::kRunning, TaskState::kFailed, reason);
+    if (Status s = store_->Transition(task.id, TaskState::kRunning, TaskState::kFailed, reason);
+        !s.ok()) {
+      LOOM_LOG(kError) << "task " << task.id
+                       << " stays running until a restart: cannot fail it: " << s.ToString();
+    }
   };
   auto repo = store_->GetRepo(task.repo);
   if (!repo.ok()) return fail(repo.status().message());
@@ -187,7 +193,12 @@ void Scheduler::RunTask(int slot, const Task& task) {
     }
   }
   std::string base_tree = options_.data_dir + "/base/" + id;
-  if (Status s = CopyBaseTree(ws.info().path, base_tree); !s.ok()) return fail(s.message());
+  // A pristine copy of the worktree as created, for FAIL_TO_PASS; one made before
+  // a restart is kept.
+  std::error_code ec;
+  if (!fs::exists(base_tree, ec)) {
+    if (Status s = CopyTree(ws.info().path, base_tree); !s.ok()) return fail(s.message());
+  }
 
   AgentEnv env;
   env.store = store_;
@@ -211,6 +222,8 @@ void Scheduler::RunTask(int slot, const Task& task) {
   env.scratch_dir = options_.data_dir + "/scratch";
   env.stop = &stop_;
   env.disk = disk_.get();
+  StorePhases phases(store_, task.id);
+  env.phases = &phases;
   LOOM_LOG(kInfo) << "slot " << slot << " runs task " << task.id << " on " << ws.info().branch;
   AgentOutcome outcome = RunAgent(task, env);
   Status s = RecordOutcome(task, outcome);
@@ -229,8 +242,11 @@ void Scheduler::RunTask(int slot, const Task& task) {
 Status Scheduler::RecordOutcome(const Task& task, const AgentOutcome& outcome) {
   Status s;
   switch (outcome.result) {
-    case AgentResult::kReview:
+    case AgentResult::kFinished:
       s = store_->Transition(task.id, TaskState::kVerifying, TaskState::kReview, outcome.reason);
+      break;
+    case AgentResult::kAnswered:
+      s = store_->RecordAnswer(task.id, TaskState::kRunning, outcome.answer);
       break;
     case AgentResult::kBlocked:
       s = store_->Transition(task.id, TaskState::kRunning, TaskState::kBlocked, outcome.reason);
