@@ -34,23 +34,41 @@ std::vector<std::string> ShellCommand(const std::string& command) {
   return {"/bin/sh", "-c", command};
 }
 
-// The transitions during an agent's run, made on the loop's request.
-class StorePhases : public TaskPhases {
- public:
-  StorePhases(TaskStore* store, int64_t task_id) : store_(store), task_id_(task_id) {}
-  Status BeginVerification(const std::string& reason) override {
-    return store_->Transition(task_id_, TaskState::kRunning, TaskState::kVerifying, reason);
-  }
-  Status VerificationFailed(const std::string& reason) override {
-    return store_->Transition(task_id_, TaskState::kVerifying, TaskState::kRunning, reason);
-  }
-
- private:
-  TaskStore* store_;
-  int64_t task_id_;
-};
-
 }  // namespace
+
+Status StoreTaskPhases::BeginVerification(const std::string& reason) {
+  return store_->Transition(task_id_, TaskState::kRunning, TaskState::kVerifying, reason);
+}
+
+Status StoreTaskPhases::VerificationFailed(const std::string& reason) {
+  return store_->Transition(task_id_, TaskState::kVerifying, TaskState::kRunning, reason);
+}
+
+Status RecordAgentOutcome(TaskStore* store, int64_t task_id, const AgentOutcome& outcome) {
+  Status s;
+  switch (outcome.result) {
+    case AgentResult::kFinished:
+      s = store->Transition(task_id, TaskState::kVerifying, TaskState::kReview, outcome.reason);
+      break;
+    case AgentResult::kAnswered:
+      s = store->RecordAnswer(task_id, TaskState::kRunning, outcome.answer);
+      break;
+    case AgentResult::kBlocked:
+      s = store->Transition(task_id, TaskState::kRunning, TaskState::kBlocked, outcome.reason);
+      if (s.code() == StatusCode::kFailedPrecondition) {
+        // Parked during finish, when the disk was too full to go back to running.
+        s = store->Transition(task_id, TaskState::kVerifying, TaskState::kBlocked, outcome.reason);
+      }
+      break;
+    case AgentResult::kFailed:
+      s = store->Transition(task_id, TaskState::kRunning, TaskState::kFailed, outcome.reason);
+      break;
+    case AgentResult::kInterrupted:
+      s = store->Transition(task_id, TaskState::kRunning, TaskState::kQueued, outcome.reason);
+      break;
+  }
+  return s;
+}
 
 Scheduler::Scheduler(TaskStore* store, sandbox::Executor* executor, SchedulerOptions options)
     : store_(store), executor_(executor), options_(std::move(options)) {
@@ -222,47 +240,21 @@ void Scheduler::RunTask(int slot, const Task& task) {
   env.scratch_dir = options_.data_dir + "/scratch";
   env.stop = &stop_;
   env.disk = disk_.get();
-  StorePhases phases(store_, task.id);
+  StoreTaskPhases phases(store_, task.id);
   env.phases = &phases;
   LOOM_LOG(kInfo) << "slot " << slot << " runs task " << task.id << " on " << ws.info().branch;
   AgentOutcome outcome = RunAgent(task, env);
-  Status s = RecordOutcome(task, outcome);
+  Status s = RecordAgentOutcome(store_, task.id, outcome);
   if (!s.ok() && s.code() != StatusCode::kFailedPrecondition) {
     // Not recorded (a full disk, most likely): once more on the reserve, so that
     // the task does not stay `running` with no agent until a restart.
     disk_->Release();
-    s = RecordOutcome(task, outcome);
+    s = RecordAgentOutcome(store_, task.id, outcome);
   }
   if (!s.ok()) {
     LOOM_LOG(kError) << "task " << task.id << ": " << s.ToString();
   }
   LOOM_LOG(kInfo) << "task " << task.id << " -> " << outcome.reason;
-}
-
-Status Scheduler::RecordOutcome(const Task& task, const AgentOutcome& outcome) {
-  Status s;
-  switch (outcome.result) {
-    case AgentResult::kFinished:
-      s = store_->Transition(task.id, TaskState::kVerifying, TaskState::kReview, outcome.reason);
-      break;
-    case AgentResult::kAnswered:
-      s = store_->RecordAnswer(task.id, TaskState::kRunning, outcome.answer);
-      break;
-    case AgentResult::kBlocked:
-      s = store_->Transition(task.id, TaskState::kRunning, TaskState::kBlocked, outcome.reason);
-      if (s.code() == StatusCode::kFailedPrecondition) {
-        // Parked during finish, when the disk was too full to go back to running.
-        s = store_->Transition(task.id, TaskState::kVerifying, TaskState::kBlocked, outcome.reason);
-      }
-      break;
-    case AgentResult::kFailed:
-      s = store_->Transition(task.id, TaskState::kRunning, TaskState::kFailed, outcome.reason);
-      break;
-    case AgentResult::kInterrupted:
-      s = store_->Transition(task.id, TaskState::kRunning, TaskState::kQueued, outcome.reason);
-      break;
-  }
-  return s;
 }
 
 }  // namespace loom
