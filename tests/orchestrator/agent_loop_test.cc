@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include "common/auth.h"
+#include "common/db.h"
 #include "common/schema.h"
 #include "feedback/intake.h"
 #include "orchestrator/agent.h"
@@ -97,6 +98,17 @@ class AgentLoopTest : public ::testing::Test {
       if (e.type == type) out.push_back(e.data);
     }
     return out;
+  }
+
+  // From now on the real database refuses events of `type` (a trigger).
+  void RefuseEvents(const std::string& type) {
+    auto db = Db::Open(DatabasePath(dir_.path()), LoomMigrations());
+    ASSERT_TRUE(db.ok()) << db.status().ToString();
+    ASSERT_TRUE((*db)
+                    ->Exec("CREATE TRIGGER refuse_" + type +
+                           " BEFORE INSERT ON events WHEN NEW.type = '" + type +
+                           "' BEGIN SELECT RAISE(ABORT, 'refused by the test'); END")
+                    .ok());
   }
 
   std::vector<std::string> Results() {
@@ -201,6 +213,30 @@ TEST_F(AgentLoopTest, MalformedRepliesAreToldThenFailTheTask) {
   EXPECT_EQ(Events(EventType::kNote).size(), 3u);
   const Json& last = llm_.sent().back();
   EXPECT_NE(StringOr(last.back(), "content").find("called no tool"), std::string::npos);
+}
+
+TEST_F(AgentLoopTest, ANoteThatCannotBeRecordedFailsTheTaskWithTheReason) {
+  RefuseEvents("note");
+  llm_.Add(FakeLlm::Text("no tool"));
+  llm_.Add(FakeLlm::Call("list_files", {{"path", "."}}));
+  AgentOutcome outcome = Run("feature");
+  EXPECT_EQ(outcome.result, AgentResult::kFailed);
+  EXPECT_NE(outcome.reason.find("cannot record a note"), std::string::npos) << outcome.reason;
+  EXPECT_EQ(Reload().state, TaskState::kFailed);
+  // The model never saw a message that the log, and so a resumed task, lacks.
+  EXPECT_EQ(llm_.calls(), 1);
+}
+
+TEST_F(AgentLoopTest, ATestRunThatCannotBeRecordedDoesNotStopTheTask) {
+  RefuseEvents("test_run");
+  llm_.Add(FakeLlm::Call("write_file", {{"path", "NOTES.md"}, {"content", "x\n"}}));
+  llm_.Add(FakeLlm::Call("run_tests", Json::object()));
+  llm_.Add(FakeLlm::Call("finish", {{"summary", "notes"}}));
+  AgentOutcome outcome = Run("feature");
+  EXPECT_EQ(outcome.result, AgentResult::kFinished) << outcome.reason;
+  EXPECT_EQ(Reload().state, TaskState::kReview);
+  EXPECT_TRUE(Events(EventType::kTestRun).empty());
+  EXPECT_EQ(Reload().test_runs, 2);  // counted with the tool results, which were recorded
 }
 
 TEST_F(AgentLoopTest, TheStepBudgetEndsATask) {
