@@ -25,6 +25,13 @@ Json Fn(const char* name, const char* description, Json properties,
         {"parameters", {{"type", "object"}, {"properties", properties}, {"required", required}}}}}};
 }
 
+// One row of the table: the name is written once, in the row, and the schema is
+// built from it.
+ToolSpec Row(const char* name, ToolEffect effect, const char* description, Json properties,
+             std::vector<std::string> required, ToolHandler handler) {
+  return {name, effect, Fn(name, description, std::move(properties), std::move(required)), handler};
+}
+
 Json Prop(const char* type, const char* description) {
   return {{"type", type}, {"description", description}};
 }
@@ -229,60 +236,47 @@ const std::vector<std::string>& EscalationKinds() {
 
 const std::vector<ToolSpec>& Tools() {
   static const std::vector<ToolSpec> kTools = {
-      {"list_files", ToolEffect::kReads,
-       Fn("list_files", "List the files and directories under a path of the repository.",
+      Row("list_files", ToolEffect::kReads,
+          "List the files and directories under a path of the repository.",
           {{"path",
             Prop("string", "Directory relative to the repository root; '.' for the root.")}},
-          {"path"}),
-       ListFiles},
-      {"read_file", ToolEffect::kReads,
-       Fn("read_file",
+          {"path"}, ListFiles),
+      Row("read_file", ToolEffect::kReads,
           "Read a file, optionally only lines start_line..end_line (1-based, inclusive).",
           {{"path", Prop("string", "File relative to the repository root.")},
            {"start_line", Prop("integer", "First line to read.")},
            {"end_line", Prop("integer", "Last line to read.")}},
-          {"path"}),
-       ReadFile},
-      {"search", ToolEffect::kReads,
-       Fn("search", "Search the repository's files for a literal text.",
+          {"path"}, ReadFile),
+      Row("search", ToolEffect::kReads, "Search the repository's files for a literal text.",
           {{"pattern", Prop("string", "Text to find.")},
            {"path", Prop("string", "Limit the search to this directory or file.")}},
-          {"pattern"}),
-       Search},
-      {"write_file", ToolEffect::kEdits,
-       Fn("write_file", "Create or overwrite a file with the given content.",
+          {"pattern"}, Search),
+      Row("write_file", ToolEffect::kEdits, "Create or overwrite a file with the given content.",
           {{"path", Prop("string", "File relative to the repository root.")},
            {"content", Prop("string", "The whole new content.")}},
-          {"path", "content"}),
-       WriteFile},
-      {"replace_in_file", ToolEffect::kEdits,
-       Fn("replace_in_file", "Replace one exact occurrence of `old` with `new` in a file.",
+          {"path", "content"}, WriteFile),
+      Row("replace_in_file", ToolEffect::kEdits,
+          "Replace one exact occurrence of `old` with `new` in a file.",
           {{"path", Prop("string", "File relative to the repository root.")},
            {"old", Prop("string", "Exact text to replace; it must occur exactly once.")},
            {"new", Prop("string", "Replacement text.")}},
-          {"path", "old", "new"}),
-       ReplaceInFile},
-      {"run_tests", ToolEffect::kRuns,
-       Fn("run_tests", "Run the repository's test command in the sandbox.",
-          {{"args", Prop("string", "Extra arguments for the test command (optional).")}}, {}),
-       RunTests},
-      {"run_command", ToolEffect::kRuns,
-       Fn("run_command", "Run a shell command in the sandbox, in the repository root.",
-          {{"command", Prop("string", "The command line.")}}, {"command"}),
-       RunCommand},
-      {"request_human", ToolEffect::kAsks,
-       Fn("request_human",
+          {"path", "old", "new"}, ReplaceInFile),
+      Row("run_tests", ToolEffect::kRuns, "Run the repository's test command in the sandbox.",
+          {{"args", Prop("string", "Extra arguments for the test command (optional).")}}, {},
+          RunTests),
+      Row("run_command", ToolEffect::kRuns,
+          "Run a shell command in the sandbox, in the repository root.",
+          {{"command", Prop("string", "The command line.")}}, {"command"}, RunCommand),
+      Row("request_human", ToolEffect::kAsks,
           "Ask a person for what only a person can give; the task waits for the answer.",
           {{"kind", Prop("string", "api_key, gpu, network, approval or question.")},
            {"summary", Prop("string", "What you need and why.")},
            {"secret_name", Prop("string", "For api_key: the environment variable to set.")}},
-          {"kind", "summary"}),
-       RequestHuman},
-      {"finish", ToolEffect::kEnds,
-       Fn("finish", "Declare the change complete; it is verified by running the tests.",
+          {"kind", "summary"}, RequestHuman),
+      Row("finish", ToolEffect::kEnds,
+          "Declare the change complete; it is verified by running the tests.",
           {{"summary", Prop("string", "What was changed and why (becomes the commit message).")}},
-          {"summary"}),
-       Finish},
+          {"summary"}, Finish),
   };
   return kTools;
 }
