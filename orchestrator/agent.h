@@ -17,11 +17,20 @@
 // blocked with an `infrastructure` escalation; the reserve is given up first so
 // that the tool's result, the escalation and the state change can be written.
 //
-// Tools (the contract of DESIGN.md): list_files(path), read_file(path,
-// start_line?, end_line?), search(pattern, path?), write_file(path, content),
-// replace_in_file(path, old, new), run_tests(args?), run_command(command),
-// request_human(kind, summary, secret_name?), finish(summary). Malformed calls,
-// unknown tools and bad arguments are answered to the model as errors.
+// The tools are a table (tools.h): the loop dispatches each call through it and
+// gives the handlers a ToolContext, never itself. Verification (the suite and
+// FAIL_TO_PASS) is the verifier's (verifier.h).
+//
+// The loop never moves the task's state: RunAgent returns an outcome (finished
+// with a verified change, answered, blocked, failed, interrupted) and the
+// scheduler makes the transition. The one state change during the loop, running
+// -> verifying while finish verifies (and back when it fails), is asked of the
+// caller through TaskPhases. A task of kind `question` ends with its answer
+// (finish's summary): no edit, no suite, no commit.
+//
+// Every event the conversation is rebuilt from is written or the task stops
+// (parked on a full disk, failed otherwise); records that are evidence only (a
+// test run's outcome) are logged loudly when they cannot be written.
 //
 // RunAgent is called on a worker thread with a leased task; it blocks on the
 // model and the sandbox. Thread-compatible: one call per task at a time (the
@@ -34,11 +43,13 @@
 #include <string>
 #include <vector>
 
+#include "common/clock.h"
 #include "common/json.h"
 #include "orchestrator/disk_reserve.h"
 #include "orchestrator/llm_client.h"
 #include "orchestrator/secrets.h"
 #include "orchestrator/task_store.h"
+#include "orchestrator/tools.h"
 #include "policies/policy.h"
 #include "repos/workspace.h"
 #include "sandbox/executor.h"
@@ -56,6 +67,18 @@ struct AgentBudgets {
   // the task fails instead of running it again on the next restart.
   int max_tool_attempts = 3;
   size_t max_tool_output = 16 << 10;  // bytes of a tool result the model sees
+};
+
+// The state changes of a task that happen while its agent runs, made by the
+// caller (the scheduler) when the loop asks. Each returns the store's error,
+// FailedPrecondition when the task is no longer where the change starts.
+class TaskPhases {
+ public:
+  virtual ~TaskPhases() = default;
+  // running -> verifying: finish was called (or was verified before a restart).
+  virtual Status BeginVerification(const std::string& reason) = 0;
+  // verifying -> running: verification refused the change; the agent goes on.
+  virtual Status VerificationFailed(const std::string& reason) = 0;
 };
 
 struct AgentEnv {
@@ -84,16 +107,28 @@ struct AgentEnv {
   // Set by the scheduler on shutdown: the loop returns kInterrupted before its
   // next model call (the task goes back to queued and resumes from its log).
   const std::atomic<bool>* stop = nullptr;
+  // The state changes during the loop. REQUIRES: set, and outlives the run.
+  TaskPhases* phases = nullptr;
+  // The wall-time budget's clock; null: the system clock.
+  const Clock* clock = nullptr;
 };
 
-enum class AgentResult { kReview, kBlocked, kFailed, kInterrupted };
+// How a run of the loop ended, and the transition the caller makes for it.
+enum class AgentResult {
+  kFinished,     // a change verified and committed: verifying -> review
+  kAnswered,     // a question answered: running -> answered, with `answer`
+  kBlocked,      // an escalation raised: -> blocked until a person answers
+  kFailed,       // a budget spent, stuck, or an unrecoverable error: -> failed
+  kInterrupted,  // loomd is stopping: -> queued, resumed from the log
+};
 
 struct AgentOutcome {
   AgentResult result;
   std::string reason;
+  std::string answer;  // kAnswered
 };
 
-// The tool definitions sent to the model (OpenAI "tools" format).
+// The tool definitions sent to the model (OpenAI "tools" format), from Tools().
 Json AgentToolSchemas();
 
 // The system prompt: the task, the repository's layout and instructions file,
@@ -103,18 +138,13 @@ Json AgentToolSchemas();
 std::string AgentSystemPrompt(const Task& task, repos::Workspace& workspace,
                               const std::string& instructions_file = "");
 
-// Runs `task` (state running) until it is ready for review, blocked on a person,
-// or failed. The caller makes the state transition the outcome names.
+// Runs `task` (state running) until it is ready for review, answered, blocked on
+// a person, or failed. The caller makes the state transition the outcome names.
 AgentOutcome RunAgent(const Task& task, AgentEnv& env);
 
-// The test command with the words of run_tests' `args` after it. A `sh -c CMD` command
-// gets them as its "$@", appended to CMD (after `sh -c CMD`, words would only set $0,
-// $1... and be dropped); any other argv gets them as arguments. Words are split on
-// whitespace, with no quoting.
-std::vector<std::string> TestArgvWithArgs(std::vector<std::string> test_argv,
-                                          const std::string& args);
-
-// Keeps the head and the tail of `text` within `max` bytes, saying what was cut.
-std::string TruncateMiddle(const std::string& text, size_t max);
+// A tool result with the run times taken out ("(12 ms)", "in 0.013s", "1.2 sec"):
+// what the stuck-loop detector compares, so that the same test run repeated
+// counts as the same result.
+std::string WithoutRunTimes(const std::string& text);
 
 }  // namespace loom

@@ -7,6 +7,7 @@
 #include "common/log.h"
 #include "common/private_dir.h"
 #include "orchestrator/repo_policy.h"
+#include "orchestrator/verifier.h"
 #include "repos/workspace.h"
 
 namespace loom {
@@ -33,26 +34,41 @@ std::vector<std::string> ShellCommand(const std::string& command) {
   return {"/bin/sh", "-c", command};
 }
 
-// A pristine copy of the worktree as created (without .git), for FAIL_TO_PASS.
-Status CopyBaseTree(const std::string& worktree, const std::string& dest) {
-  std::error_code ec;
-  if (fs::exists(dest, ec)) return Status::Ok();  // made before a restart
-  std::string tmp = dest + ".partial";
-  fs::remove_all(tmp, ec);
-  fs::create_directories(tmp, ec);
-  if (ec) return Status::IoError("creating " + tmp + ": " + ec.message());
-  for (const auto& entry : fs::directory_iterator(worktree, ec)) {
-    if (entry.path().filename() == ".git") continue;
-    fs::copy(entry.path(), tmp + "/" + entry.path().filename().string(),
-             fs::copy_options::recursive | fs::copy_options::copy_symlinks, ec);
-    if (ec) return Status::IoError("copying the base tree: " + ec.message());
-  }
-  fs::rename(tmp, dest, ec);  // complete copies only
-  if (ec) return Status::IoError("renaming " + tmp + ": " + ec.message());
-  return Status::Ok();
+}  // namespace
+
+Status StoreTaskPhases::BeginVerification(const std::string& reason) {
+  return store_->Transition(task_id_, TaskState::kRunning, TaskState::kVerifying, reason);
 }
 
-}  // namespace
+Status StoreTaskPhases::VerificationFailed(const std::string& reason) {
+  return store_->Transition(task_id_, TaskState::kVerifying, TaskState::kRunning, reason);
+}
+
+Status RecordAgentOutcome(TaskStore* store, int64_t task_id, const AgentOutcome& outcome) {
+  Status s;
+  switch (outcome.result) {
+    case AgentResult::kFinished:
+      s = store->Transition(task_id, TaskState::kVerifying, TaskState::kReview, outcome.reason);
+      break;
+    case AgentResult::kAnswered:
+      s = store->RecordAnswer(task_id, TaskState::kRunning, outcome.answer);
+      break;
+    case AgentResult::kBlocked:
+      s = store->Transition(task_id, TaskState::kRunning, TaskState::kBlocked, outcome.reason);
+      if (s.code() == StatusCode::kFailedPrecondition) {
+        // Parked during finish, when the disk was too full to go back to running.
+        s = store->Transition(task_id, TaskState::kVerifying, TaskState::kBlocked, outcome.reason);
+      }
+      break;
+    case AgentResult::kFailed:
+      s = store->Transition(task_id, TaskState::kRunning, TaskState::kFailed, outcome.reason);
+      break;
+    case AgentResult::kInterrupted:
+      s = store->Transition(task_id, TaskState::kRunning, TaskState::kQueued, outcome.reason);
+      break;
+  }
+  return s;
+}
 
 Scheduler::Scheduler(TaskStore* store, sandbox::Executor* executor, SchedulerOptions options)
     : store_(store), executor_(executor), options_(std::move(options)) {
@@ -139,14 +155,22 @@ void Scheduler::RunTask(int slot, const Task& task) {
           DiskFullSummary(task.id, "preparing its workspace (" + reason + ")", full);
       auto id = store_->Escalate(task.id, "infrastructure", summary, "orchestrator");
       if (id.ok()) {
-        (void)store_->Transition(
+        Status s = store_->Transition(
             task.id, TaskState::kRunning, TaskState::kBlocked,
             "escalation " + std::to_string(*id) + " (infrastructure): " + summary);
+        if (!s.ok()) {
+          LOOM_LOG(kError) << "task " << task.id << " stays running until a restart: cannot park "
+                           << "it: " << s.ToString();
+        }
         return;
       }
     }
     LOOM_LOG(kWarning) << "task " << task.id << " failed: " << reason;
-    (void)store_->Transition(task.id, TaskState::kRunning, TaskState::kFailed, reason);
+    if (Status s = store_->Transition(task.id, TaskState::kRunning, TaskState::kFailed, reason);
+        !s.ok()) {
+      LOOM_LOG(kError) << "task " << task.id
+                       << " stays running until a restart: cannot fail it: " << s.ToString();
+    }
   };
   auto repo = store_->GetRepo(task.repo);
   if (!repo.ok()) return fail(repo.status().message());
@@ -189,7 +213,12 @@ void Scheduler::RunTask(int slot, const Task& task) {
     }
   }
   std::string base_tree = options_.data_dir + "/base/" + id;
-  if (Status s = CopyBaseTree(ws.info().path, base_tree); !s.ok()) return fail(s.message());
+  // A pristine copy of the worktree as created, for FAIL_TO_PASS; one made before
+  // a restart is kept.
+  std::error_code ec;
+  if (!fs::exists(base_tree, ec)) {
+    if (Status s = CopyTree(ws.info().path, base_tree); !s.ok()) return fail(s.message());
+  }
 
   AgentEnv env;
   env.store = store_;
@@ -213,42 +242,21 @@ void Scheduler::RunTask(int slot, const Task& task) {
   env.scratch_dir = options_.data_dir + "/scratch";
   env.stop = &stop_;
   env.disk = disk_.get();
+  StoreTaskPhases phases(store_, task.id);
+  env.phases = &phases;
   LOOM_LOG(kInfo) << "slot " << slot << " runs task " << task.id << " on " << ws.info().branch;
   AgentOutcome outcome = RunAgent(task, env);
-  Status s = RecordOutcome(task, outcome);
+  Status s = RecordAgentOutcome(store_, task.id, outcome);
   if (!s.ok() && s.code() != StatusCode::kFailedPrecondition) {
     // Not recorded (a full disk, most likely): once more on the reserve, so that
     // the task does not stay `running` with no agent until a restart.
     disk_->Release();
-    s = RecordOutcome(task, outcome);
+    s = RecordAgentOutcome(store_, task.id, outcome);
   }
   if (!s.ok()) {
     LOOM_LOG(kError) << "task " << task.id << ": " << s.ToString();
   }
   LOOM_LOG(kInfo) << "task " << task.id << " -> " << outcome.reason;
-}
-
-Status Scheduler::RecordOutcome(const Task& task, const AgentOutcome& outcome) {
-  Status s;
-  switch (outcome.result) {
-    case AgentResult::kReview:
-      s = store_->Transition(task.id, TaskState::kVerifying, TaskState::kReview, outcome.reason);
-      break;
-    case AgentResult::kBlocked:
-      s = store_->Transition(task.id, TaskState::kRunning, TaskState::kBlocked, outcome.reason);
-      if (s.code() == StatusCode::kFailedPrecondition) {
-        // Parked during finish, when the disk was too full to go back to running.
-        s = store_->Transition(task.id, TaskState::kVerifying, TaskState::kBlocked, outcome.reason);
-      }
-      break;
-    case AgentResult::kFailed:
-      s = store_->Transition(task.id, TaskState::kRunning, TaskState::kFailed, outcome.reason);
-      break;
-    case AgentResult::kInterrupted:
-      s = store_->Transition(task.id, TaskState::kRunning, TaskState::kQueued, outcome.reason);
-      break;
-  }
-  return s;
 }
 
 }  // namespace loom

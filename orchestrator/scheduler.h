@@ -3,11 +3,13 @@
 // Each slot is a worker thread that triages new feedback into tasks, leases the
 // oldest queued task (a compare-and-set transition, so no task runs twice at
 // once), opens or creates its workspace, runs the agent, and records the
-// outcome as the next state: review, blocked (escalated, the slot is freed) or
-// failed. On Stop() the agents stop at their next step and their tasks go back
-// to queued; after a crash, TaskStore::RecoverInterrupted() does the same at
-// start-up. A step that meets a full disk (the data dir's DiskReserve) parks its
-// task as blocked with an `infrastructure` escalation. Thread-safe.
+// outcome as the next state: review, answered (a question), blocked (escalated,
+// the slot is freed) or failed. The agent moves no state itself: the scheduler
+// makes every transition of a run, those during finish (running -> verifying
+// and back) through StoreTaskPhases. On Stop() the agents stop at their next step and their tasks
+// go back to queued; after a crash, TaskStore::RecoverInterrupted() does the same at start-up. A
+// step that meets a full disk (the data dir's DiskReserve) parks its task as blocked with an
+// `infrastructure` escalation. Thread-safe.
 #pragma once
 
 #include <atomic>
@@ -44,6 +46,25 @@ struct SchedulerOptions {
   uint64_t disk_reserve_bytes = 16 << 20;
 };
 
+// The transitions during an agent's run (agent.h's TaskPhases) on the task store.
+class StoreTaskPhases : public TaskPhases {
+ public:
+  // REQUIRES: `store` outlives this.
+  StoreTaskPhases(TaskStore* store, int64_t task_id) : store_(store), task_id_(task_id) {}
+  Status BeginVerification(const std::string& reason) override;
+  Status VerificationFailed(const std::string& reason) override;
+
+ private:
+  TaskStore* store_;
+  int64_t task_id_;
+};
+
+// The state change `outcome` names: finished: verifying -> review; answered:
+// running -> answered with the answer; blocked: running (or verifying, parked
+// during finish) -> blocked; failed: running -> failed; interrupted: running ->
+// queued. FailedPrecondition when the task is not where the change starts.
+Status RecordAgentOutcome(TaskStore* store, int64_t task_id, const AgentOutcome& outcome);
+
 class Scheduler {
  public:
   // REQUIRES: `store` and `executor` outlive the scheduler.
@@ -60,8 +81,6 @@ class Scheduler {
   Scheduler(TaskStore* store, sandbox::Executor* executor, SchedulerOptions options);
   void SlotLoop(int slot);
   void RunTask(int slot, const Task& task);
-  // The state change `outcome` names, from running (verifying for review).
-  Status RecordOutcome(const Task& task, const AgentOutcome& outcome);
   Result<bool> ProtectedEditsApproved(int64_t task_id);
 
   TaskStore* store_;

@@ -285,6 +285,28 @@ TEST_F(AgentEndToEndTest, ABugFixWithoutAFailingTestIsSentBackToTheAgent) {
   EXPECT_EQ(back, 2);
 }
 
+TEST_F(AgentEndToEndTest, AQuestionIsAnsweredWithoutEditsTestsOrACommit) {
+  Start(Script(Json::array(
+      {Step("read_file", {{"path", "calc.py"}}),
+       Step("write_file", {{"path", "calc.py"}, {"content", "def average(v):\n    return 0\n"}}),
+       Step("finish", {{"summary", "average() divides the total by len(values) - 1."}})})));
+  int64_t fb = File("question", "How does average() divide?", "By n or by n - 1?");
+  Json task = WaitSettled(fb);
+  ASSERT_EQ(task["state"], "answered") << task.dump();
+  EXPECT_EQ(task["answer"], "average() divides the total by len(values) - 1.");
+  auto results = Events(task, "tool_result");
+  ASSERT_EQ(results.size(), 3u);
+  EXPECT_TRUE(results[1]["data"]["error"].get<bool>());
+  EXPECT_NE(results[1]["data"]["content"].get<std::string>().find("this task is a question"),
+            std::string::npos);
+  // The suite never ran, the worktree kept its code, and the branch has no commit.
+  EXPECT_TRUE(Events(task, "test_run").empty());
+  EXPECT_EQ(Events(task, "llm_reply").size(), 3u);
+  std::string branch = task["branch"];
+  EXPECT_EQ(Git("-C " + repo_ + " rev-list --count " + branch), "1\n");
+  EXPECT_EQ(Get("/v1/feedback/" + std::to_string(fb))["status"], "answered");
+}
+
 TEST_F(AgentEndToEndTest, GarbageFromTheModelFailsTheTaskWithAReason) {
   Start(Script(Json::array({{{"raw", "<html>definitely not a completion</html>"}}})));
   int64_t fb = File("feature", "anything", "anything");

@@ -1,0 +1,82 @@
+// Verification of an agent's change before it goes to review: the test suite
+// passes on the branch's final tree and, for a bug, SWE-bench's FAIL_TO_PASS
+// holds: the tests the agent added or changed, applied to a pristine copy of the
+// base tree, fail there (they reproduce the bug).
+//
+// Also the one tree copy of the orchestrator: the scheduler makes the pristine
+// base tree of a task with it when its workspace is created, and the verifier
+// makes from that the temporary trees FAIL_TO_PASS runs on.
+//
+// The verifier runs nothing itself: the sandboxed runs go through the caller's
+// runner (which counts them and records them in the task's log), and the
+// FAIL_TO_PASS evidence through its recorder. Thread-compatible.
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "common/clock.h"
+#include "common/json.h"
+#include "common/status.h"
+#include "orchestrator/task_store.h"
+#include "repos/workspace.h"
+#include "sandbox/executor.h"
+
+namespace loom {
+
+// Copies the tree at `from` (regular files, directories, symlinks as links;
+// a top-level `.git` is left out) to `to`, which must not exist. The copy is made
+// under `to` + ".partial" and renamed, so `to` exists only complete; a
+// ".partial" left by a crash is replaced.
+Status CopyTree(const std::string& from, const std::string& to);
+
+// Whether `path` names a test file by the usual conventions (test_*.py,
+// *_test.cc, *.spec.ts, anything under tests/...).
+bool IsTestPath(const std::string& path);
+
+struct VerifierOptions {
+  std::vector<std::string> test_argv;  // the policy's test command
+  // For bugs: the FAIL_TO_PASS check. `base_tree` is the pristine copy of the
+  // worktree (CopyTree); empty disables the check.
+  bool require_failing_test = true;
+  std::string base_tree;
+  std::string scratch_dir;  // where the temporary trees are made
+  size_t max_output = 16 << 10;
+  const Clock* clock = SystemClock::Default();  // names the temporary trees
+};
+
+// Runs `argv` sandboxed in `dir`; `base` says it is a copy of the base tree (for
+// the log). The outcome has the task's secrets masked.
+using SuiteRunner = std::function<Result<sandbox::Outcome>(const std::vector<std::string>& argv,
+                                                           const std::string& dir)>;
+// Records the FAIL_TO_PASS evidence {tests, base}; an error refuses the finish.
+using EvidenceRecorder = std::function<Status(const Json& evidence)>;
+
+struct Verdict {
+  enum class Kind {
+    kPassed,   // the change may be committed and reviewed
+    kRefused,  // the agent must do more (`message` says what)
+    kError,    // verification could not be done (`message` says why)
+  };
+  Kind kind = Kind::kPassed;
+  std::string message;  // what the model is told when not passed
+};
+
+class Verifier {
+ public:
+  Verifier(VerifierOptions options, SuiteRunner run, EvidenceRecorder record);
+
+  // The suite on `workspace`'s worktree, then FAIL_TO_PASS when `task` is a bug.
+  Verdict Verify(const Task& task, repos::Workspace& workspace);
+
+ private:
+  Verdict CheckFailToPass(const Task& task, repos::Workspace& workspace);
+
+  VerifierOptions options_;
+  SuiteRunner run_;
+  EvidenceRecorder record_;
+};
+
+}  // namespace loom
