@@ -9,14 +9,14 @@
 #include <thread>
 
 #include "common/log.h"
-#include "inference/chat_format.h"
-#include "inference/cpu/cpu_backend.h"
+#include "inference/model/cpu/cpu_backend.h"
+#include "inference/text/chat_format.h"
 #ifdef LOOM_WITH_CUDA
 #include "inference/cuda/cuda_backend.h"
 #endif
-#include "inference/engine.h"
+#include "inference/engine/engine.h"
 #include "inference/server.h"
-#include "inference/tokenizer.h"
+#include "inference/text/tokenizer.h"
 
 namespace {
 

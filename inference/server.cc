@@ -19,9 +19,9 @@
 #include "common/json_reader.h"
 #include "common/log.h"
 #include "common/metrics.h"
-#include "inference/chat_format.h"
-#include "inference/tokenizer.h"
-#include "inference/tool_call_parser.h"
+#include "inference/text/chat_format.h"
+#include "inference/text/tokenizer.h"
+#include "inference/text/tool_call_parser.h"
 
 namespace loom::inference {
 namespace {
@@ -543,8 +543,7 @@ class ServerImpl final : public InferenceServer {
       ex->Respond(OpenAiError(400, e->message, "invalid_request_error", e->param));
       return;
     }
-    auto ids =
-        tokenizer_->Encode(text, special ? SpecialTokens::kParse : SpecialTokens::kAsText);
+    auto ids = tokenizer_->Encode(text, special ? SpecialTokens::kParse : SpecialTokens::kAsText);
     Json out = {{"tokens", ids}, {"count", ids.size()}, {"max_model_len", engine_->max_context()}};
     ex->Respond(HttpResponse::Json(200, DumpJson(out)));
   }

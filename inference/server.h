@@ -17,7 +17,7 @@
 #include <string>
 
 #include "common/status.h"
-#include "inference/engine.h"
+#include "inference/engine/engine.h"
 
 namespace loom::inference {
 

@@ -34,7 +34,7 @@
 #include "bench/inference/synthetic_model.h"
 #include "common/json.h"
 #include "inference/cuda/cuda_backend.h"
-#include "inference/engine.h"
+#include "inference/engine/engine.h"
 
 namespace loom::inference {
 namespace {

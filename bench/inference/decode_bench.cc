@@ -22,8 +22,8 @@
 
 #include "bench/inference/synthetic_model.h"
 #include "common/json.h"
-#include "inference/cpu/cpu_backend.h"
-#include "inference/cpu/kernels.h"
+#include "inference/model/cpu/cpu_backend.h"
+#include "inference/model/cpu/kernels.h"
 
 namespace loom::inference {
 namespace {

@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "common/json.h"
-#include "inference/safetensors.h"
+#include "inference/model/safetensors.h"
 
 namespace loom::inference::bench {
 

@@ -24,8 +24,8 @@
 
 #include "bench/inference/synthetic_model.h"
 #include "common/json.h"
-#include "inference/cpu/cpu_backend.h"
-#include "inference/engine.h"
+#include "inference/engine/engine.h"
+#include "inference/model/cpu/cpu_backend.h"
 
 namespace loom::inference {
 namespace {

@@ -22,11 +22,11 @@
 #include <utility>
 
 #include "common/log.h"
-#include "inference/cpu/thread_pool.h"
 #include "inference/cuda/check.h"
 #include "inference/cuda/kernels.h"
 #include "inference/cuda/nccl_communicator.h"
-#include "inference/safetensors.h"
+#include "inference/model/cpu/thread_pool.h"
+#include "inference/model/safetensors.h"
 
 namespace loom::inference {
 namespace {

@@ -24,7 +24,7 @@
 #include <vector>
 
 #include "common/status.h"
-#include "inference/backend.h"
+#include "inference/model/backend.h"
 
 namespace loom::inference {
 

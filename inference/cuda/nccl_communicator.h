@@ -19,7 +19,7 @@
 #include <vector>
 
 #include "common/status.h"
-#include "inference/communicator.h"
+#include "inference/model/communicator.h"
 
 namespace loom::inference::cuda {
 

@@ -18,8 +18,8 @@
 #include <thread>
 #include <vector>
 
-#include "inference/backend.h"
-#include "inference/sampler.h"
+#include "inference/engine/sampler.h"
+#include "inference/model/backend.h"
 
 namespace loom::inference::testing {
 

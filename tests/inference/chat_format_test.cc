@@ -4,7 +4,7 @@
 // ensure_ascii=False) from Qwen2.5-Instruct's and Llama-3.2-Instruct's chat
 // templates, on the same conversations (tool keys written in sorted order, as
 // nlohmann::json keeps them).
-#include "inference/chat_format.h"
+#include "inference/text/chat_format.h"
 
 #include <gtest/gtest.h>
 

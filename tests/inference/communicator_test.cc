@@ -1,4 +1,4 @@
-#include "inference/communicator.h"
+#include "inference/model/communicator.h"
 
 #include <gtest/gtest.h>
 

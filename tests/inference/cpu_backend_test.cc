@@ -3,7 +3,7 @@
 // parallelism must not change the numbers beyond float32 rounding. A synthetic
 // Qwen2-style checkpoint (q/k/v bias, tied embeddings) is also checked against
 // a naive double-precision forward pass written here.
-#include "inference/cpu/cpu_backend.h"
+#include "inference/model/cpu/cpu_backend.h"
 
 #include <gtest/gtest.h>
 
@@ -15,7 +15,7 @@
 #include <sstream>
 
 #include "common/json.h"
-#include "inference/safetensors.h"
+#include "inference/model/safetensors.h"
 #include "tests/inference/fixture_path.h"
 #include "tests/support/temp_dir.h"
 

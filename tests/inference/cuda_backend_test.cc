@@ -26,10 +26,10 @@
 #include <sstream>
 
 #include "common/json.h"
-#include "inference/cpu/cpu_backend.h"
 #include "inference/cuda/nccl_communicator.h"
-#include "inference/engine.h"
-#include "inference/safetensors.h"
+#include "inference/engine/engine.h"
+#include "inference/model/cpu/cpu_backend.h"
+#include "inference/model/safetensors.h"
 #include "tests/inference/fixture_path.h"
 #include "tests/support/temp_dir.h"
 

@@ -10,9 +10,9 @@
 #include <thread>
 
 #include "common/json.h"
-#include "inference/cpu/cpu_backend.h"
-#include "inference/engine.h"
-#include "inference/tokenizer.h"
+#include "inference/engine/engine.h"
+#include "inference/model/cpu/cpu_backend.h"
+#include "inference/text/tokenizer.h"
 #include "tests/inference/fixture_path.h"
 
 namespace loom::inference {

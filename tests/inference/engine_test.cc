@@ -1,4 +1,4 @@
-#include "inference/engine.h"
+#include "inference/engine/engine.h"
 
 #include <gtest/gtest.h>
 

@@ -2,7 +2,7 @@
 // every tile edge (rows not a multiple of 4, inputs not a multiple of the tile
 // width, k not a multiple of the vector length). ctest runs this binary once
 // per instruction set (LOOM_CPU_KERNELS).
-#include "inference/cpu/kernels.h"
+#include "inference/model/cpu/kernels.h"
 
 #include <gtest/gtest.h>
 

@@ -1,4 +1,4 @@
-#include "inference/kv_cache.h"
+#include "inference/engine/kv_cache.h"
 
 #include <gtest/gtest.h>
 

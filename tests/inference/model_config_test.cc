@@ -1,4 +1,4 @@
-#include "inference/model_config.h"
+#include "inference/model/model_config.h"
 
 #include <gtest/gtest.h>
 

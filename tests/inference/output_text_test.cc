@@ -1,4 +1,4 @@
-#include "inference/output_text.h"
+#include "inference/engine/output_text.h"
 
 #include <gtest/gtest.h>
 

@@ -1,4 +1,4 @@
-#include "inference/safetensors.h"
+#include "inference/model/safetensors.h"
 
 #include <gtest/gtest.h>
 

@@ -9,9 +9,9 @@
 #include <sstream>
 
 #include "common/json.h"
-#include "inference/chat_format.h"
-#include "inference/cpu/cpu_backend.h"
-#include "inference/tokenizer.h"
+#include "inference/model/cpu/cpu_backend.h"
+#include "inference/text/chat_format.h"
+#include "inference/text/tokenizer.h"
 #include "tests/fakes/fake_backend.h"
 #include "tests/inference/fixture_path.h"
 #include "tests/support/http_client.h"
@@ -559,7 +559,8 @@ TEST_F(ServerToolCallTest, AnOverflowingTemperatureIsA400NotACrash) {
 TEST_F(ServerToolCallTest, ToolParametersNestedDeeplyAreA400NotACrash) {
   auto port = stack_->server->port();
   std::string body = R"({"messages": [{"role": "user", "content": "hi"}], "tools": [{"type":
-      "function", "function": {"name": "f", "parameters": )" + Deep(100000) + "}}]}";
+      "function", "function": {"name": "f", "parameters": )" +
+                     Deep(100000) + "}}]}";
   auto r = HttpCall(port, "POST", "/v1/chat/completions", body, {});
   ExpectOpenAiError(r, 400);
   EXPECT_NE(r.body.find("nested deeper"), std::string::npos) << r.body;
@@ -570,8 +571,8 @@ TEST_F(ServerToolCallTest, ToolParametersNestedDeeplyAreA400NotACrash) {
                {{{"role", "user"}, {"content", "hi"}},
                 {{"role", "assistant"},
                  {"content", nullptr},
-                 {"tool_calls", {{{"type", "function"},
-                                  {"function", {{"name", "f"}, {"arguments", args}}}}}}},
+                 {"tool_calls",
+                  {{{"type", "function"}, {"function", {{"name", "f"}, {"arguments", args}}}}}}},
                 {{"role", "tool"}, {"content", "ok"}}}},
               {"max_tokens", 1}};
   ExpectHandled(stack_->Post("/v1/chat/completions", msg), "deep arguments string");
@@ -580,12 +581,36 @@ TEST_F(ServerToolCallTest, ToolParametersNestedDeeplyAreA400NotACrash) {
 
 TEST_F(ServerToolCallTest, EveryRouteSurvivesEveryHostileValueInEveryField) {
   auto port = stack_->server->port();
-  const std::vector<std::string> values = {
-      "null", "true", "0", "-1", "1.5", "1e308", "1e400", "-1e400", "18446744073709551615",
-      "-9223372036854775809", "\"\"", "\"x\"", "[]", "{}", "[\"x\"]", "[-1]", "[1e300]",
-      "{\"k\": 1e400}", "[{}]", "[[[]]]", Deep(130), Deep(100000)};
-  const std::vector<std::string> bodies = {"",     "{",     "[]",      "5",
-                                           "null", "\"s\"", Deep(150000), "{\"a\":\"\xff\"}",
+  const std::vector<std::string> values = {"null",
+                                           "true",
+                                           "0",
+                                           "-1",
+                                           "1.5",
+                                           "1e308",
+                                           "1e400",
+                                           "-1e400",
+                                           "18446744073709551615",
+                                           "-9223372036854775809",
+                                           "\"\"",
+                                           "\"x\"",
+                                           "[]",
+                                           "{}",
+                                           "[\"x\"]",
+                                           "[-1]",
+                                           "[1e300]",
+                                           "{\"k\": 1e400}",
+                                           "[{}]",
+                                           "[[[]]]",
+                                           Deep(130),
+                                           Deep(100000)};
+  const std::vector<std::string> bodies = {"",
+                                           "{",
+                                           "[]",
+                                           "5",
+                                           "null",
+                                           "\"s\"",
+                                           Deep(150000),
+                                           "{\"a\":\"\xff\"}",
                                            std::string(100000, '{')};
   const std::vector<std::pair<std::string, std::vector<std::string>>> routes = {
       {"/v1/completions",
@@ -624,11 +649,13 @@ TEST_F(ServerToolCallTest, EveryRouteSurvivesEveryHostileValueInEveryField) {
   for (const auto& v : values) {
     for (std::string member : {"role", "content", "tool_calls", "name", "tool_call_id"}) {
       post("/v1/chat/completions", R"({"max_tokens": 1, "messages": [{"role": "user", )"
-                                   "\"" + member + "\": " + v + "}]}");
+                                   "\"" +
+                                       member + "\": " + v + "}]}");
     }
     post("/v1/chat/completions",
          R"({"max_tokens": 1, "messages": [{"role": "assistant", "tool_calls": [{"function":
-             {"name": "f", "arguments": )" + v + "}}]}, {\"role\": \"user\", \"content\": \"x\"}]}");
+             {"name": "f", "arguments": )" +
+             v + "}}]}, {\"role\": \"user\", \"content\": \"x\"}]}");
     post("/v1/chat/completions",
          R"({"max_tokens": 1, "messages": [{"role": "user", "content": [{"type": )" + v +
              ", \"text\": " + v + "}]}]}");
@@ -638,13 +665,16 @@ TEST_F(ServerToolCallTest, EveryRouteSurvivesEveryHostileValueInEveryField) {
           "{\"type\": \"function\", \"function\": {\"name\": \"f\", \"parameters\": " + v + "}}",
           v}) {
       post("/v1/chat/completions", R"({"max_tokens": 1, "messages": [{"role": "user",
-           "content": "hi"}], "tools": [)" + tool + "]}");
+           "content": "hi"}], "tools": [)" +
+                                       tool + "]}");
     }
     post("/v1/chat/completions",
          R"({"max_tokens": 1, "messages": [{"role": "user", "content": "hi"}], "tools": [{"type":
-             "function", "function": {"name": "f"}}], "tool_choice": {"function": )" + v + "}}");
+             "function", "function": {"name": "f"}}], "tool_choice": {"function": )" +
+             v + "}}");
     post("/v1/completions", R"({"prompt": "hi", "max_tokens": 1, "stream_options":
-        {"include_usage": )" + v + "}}");
+        {"include_usage": )" + v +
+                                "}}");
   }
   EXPECT_EQ(HttpCall(port, "GET", "/health", "", {}).status, 200);
   EXPECT_GT(requests, 400);

@@ -1,7 +1,7 @@
 // Tokenizer: exact against the HF golden ids of the tiny-llama fixture, special
 // tokens, the Llama-3 / Qwen2 / GPT-2 splitters against Python `re` (with \p{L} and
 // \p{N} spelled out as explicit classes), and load errors that name the field.
-#include "inference/tokenizer.h"
+#include "inference/text/tokenizer.h"
 
 #include <gtest/gtest.h>
 
@@ -14,8 +14,8 @@
 #include <vector>
 
 #include "common/json.h"
-#include "inference/internal/nfc.h"
-#include "inference/internal/pre_tokenize.h"
+#include "inference/text/internal/nfc.h"
+#include "inference/text/internal/pre_tokenize.h"
 #include "tests/inference/fixture_path.h"
 
 namespace loom::inference {

@@ -1,7 +1,7 @@
 // Tool-call parsing: whole outputs for both formats, the streaming parser fed at
 // every split point (and byte by byte) agreeing with the whole parse, hold-back of a
 // partial <tool_call>, and malformed calls kept as content.
-#include "inference/tool_call_parser.h"
+#include "inference/text/tool_call_parser.h"
 
 #include <gtest/gtest.h>
 

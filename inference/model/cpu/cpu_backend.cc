@@ -13,7 +13,7 @@
 // decode steps and several sequences share each weight pass. Each tensor-
 // parallel rank runs this on its own thread with its own matmul pool; ranks
 // hold identical copies of x (the all-reduce gives every rank the same bits).
-#include "inference/cpu/cpu_backend.h"
+#include "inference/model/cpu/cpu_backend.h"
 
 #include <algorithm>
 #include <cmath>
@@ -21,10 +21,10 @@
 #include <limits>
 #include <string>
 
-#include "inference/communicator.h"
-#include "inference/cpu/kernels.h"
-#include "inference/cpu/thread_pool.h"
-#include "inference/safetensors.h"
+#include "inference/model/communicator.h"
+#include "inference/model/cpu/kernels.h"
+#include "inference/model/cpu/thread_pool.h"
+#include "inference/model/safetensors.h"
 
 namespace loom::inference {
 namespace {

@@ -4,7 +4,7 @@
 // `rope_theta` and `rope_scaling` at the top level (Qwen2.5, Llama 3.x as
 // published); transformers 5 nests both in `rope_parameters`. Every error names
 // the file and the key, since the user's fix is to edit that file.
-#include "inference/model_config.h"
+#include "inference/model/model_config.h"
 
 #include <cerrno>
 #include <cmath>

@@ -1,6 +1,6 @@
 // Tool-call parsing over a small state machine (see tool_call_parser.h). The whole-
 // output parser is the streaming one fed once, so both agree by construction.
-#include "inference/tool_call_parser.h"
+#include "inference/text/tool_call_parser.h"
 
 #include <optional>
 

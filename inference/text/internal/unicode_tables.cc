@@ -2,7 +2,7 @@
 //
 // Sorted, non-overlapping code point ranges with their General Category major
 // class; lookups binary-search them (ASCII has a direct table).
-#include "inference/unicode_tables.h"
+#include "inference/text/internal/unicode_tables.h"
 
 #include <algorithm>
 #include <array>

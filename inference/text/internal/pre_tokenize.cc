@@ -4,12 +4,12 @@
 // each splitter then walks the code points trying the regex's alternatives in order,
 // the way a backtracking engine would settle them. The only look-ahead, \s+(?!\S),
 // reduces to "a whitespace run followed by a non-space gives back its last char".
-#include "inference/internal/pre_tokenize.h"
+#include "inference/text/internal/pre_tokenize.h"
 
 #include <cstdint>
 #include <string_view>
 
-#include "inference/unicode_tables.h"
+#include "inference/text/internal/unicode_tables.h"
 
 namespace loom::inference::internal {
 namespace {

@@ -11,7 +11,7 @@
 
 #include <cstdint>
 
-#include "inference/cpu/thread_pool.h"
+#include "inference/model/cpu/thread_pool.h"
 
 namespace loom::inference::cpu {
 

@@ -3,7 +3,7 @@
 // twice) or by 4 input rows with AVX-512 (16 accumulators); decode
 // (m = 1) is bound by streaming the weights, which the row split over threads
 // spreads across cores.
-#include "inference/cpu/kernels.h"
+#include "inference/model/cpu/kernels.h"
 
 #include <algorithm>
 #include <cmath>

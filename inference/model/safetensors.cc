@@ -5,7 +5,7 @@
 // Every file is mmapped once (read-only, MAP_PRIVATE) and its header validated
 // completely at open time, so reads are plain pointer arithmetic afterwards.
 // Data may be unaligned (the header length is arbitrary): elements are memcpy'd.
-#include "inference/safetensors.h"
+#include "inference/model/safetensors.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>

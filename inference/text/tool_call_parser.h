@@ -25,7 +25,7 @@
 #include <string_view>
 #include <vector>
 
-#include "inference/chat_format.h"
+#include "inference/text/chat_format.h"
 
 namespace loom::inference {
 

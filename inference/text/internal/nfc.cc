@@ -2,13 +2,13 @@
 // Hangul), canonical ordering of combining marks, then canonical composition of each
 // starter with the following unblocked characters (the Unicode sample code's
 // internalCompose). The quick check skips all of it for text that is NFC already.
-#include "inference/internal/nfc.h"
+#include "inference/text/internal/nfc.h"
 
 #include <cstdint>
 #include <vector>
 
-#include "inference/internal/pre_tokenize.h"
-#include "inference/unicode_tables.h"
+#include "inference/text/internal/pre_tokenize.h"
+#include "inference/text/internal/unicode_tables.h"
 
 namespace loom::inference::internal {
 namespace {

@@ -1,5 +1,5 @@
 // Shared by every backend: what Backend::Forward REQUIRES of a batch.
-#include "inference/backend.h"
+#include "inference/model/backend.h"
 
 #include <string>
 

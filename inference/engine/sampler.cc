@@ -3,7 +3,7 @@
 // temperature, cut to the smallest prefix whose mass reaches top-p, and one is
 // drawn with a uniform from the request's own mt19937_64 (its output sequence is
 // fixed by the standard, unlike the library's distributions).
-#include "inference/sampler.h"
+#include "inference/engine/sampler.h"
 
 #include <algorithm>
 #include <cmath>

@@ -18,7 +18,7 @@
 #include <string>
 
 #include "common/status.h"
-#include "inference/backend.h"
+#include "inference/model/backend.h"
 
 namespace loom::inference {
 

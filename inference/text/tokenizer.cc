@@ -7,7 +7,7 @@
 // pair is merged until none is left (a heap with lazy invalidation, as HF does, so a
 // long run of spaces is O(n log n)). Results are cached per word because agents
 // resend long prompts whose words repeat.
-#include "inference/tokenizer.h"
+#include "inference/text/tokenizer.h"
 
 #include <algorithm>
 #include <array>
@@ -19,8 +19,8 @@
 #include <unordered_map>
 
 #include "common/json.h"
-#include "inference/internal/nfc.h"
-#include "inference/internal/pre_tokenize.h"
+#include "inference/text/internal/nfc.h"
+#include "inference/text/internal/pre_tokenize.h"
 
 namespace loom::inference {
 namespace {

@@ -22,9 +22,9 @@
 #include <vector>
 
 #include "common/status.h"
-#include "inference/backend.h"
-#include "inference/output_text.h"
-#include "inference/sampler.h"
+#include "inference/engine/output_text.h"
+#include "inference/engine/sampler.h"
+#include "inference/model/backend.h"
 
 namespace loom::inference {
 

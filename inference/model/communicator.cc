@@ -4,7 +4,7 @@
 // gets the same bits) into a shared result, and after a second barrier every
 // rank copies the result out. A third barrier keeps the next collective from
 // overwriting the shared state before everyone has read it.
-#include "inference/communicator.h"
+#include "inference/model/communicator.h"
 
 #include <algorithm>
 #include <barrier>

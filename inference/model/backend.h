@@ -21,7 +21,7 @@
 #include <vector>
 
 #include "common/status.h"
-#include "inference/model_config.h"
+#include "inference/model/model_config.h"
 
 namespace loom::inference {
 

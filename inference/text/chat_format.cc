@@ -1,7 +1,7 @@
 // ChatML/Hermes and Llama 3.x prompt rendering, transcribed from the Qwen2.5 and
 // Llama 3.1 chat templates (see chat_format.h). Each Render* function follows its
 // template's control flow line by line so differences are easy to audit.
-#include "inference/chat_format.h"
+#include "inference/text/chat_format.h"
 
 #include <filesystem>
 #include <fstream>

@@ -11,7 +11,7 @@
 // A sequence's state is just its tokens (prompt + generated), how many of them
 // have K/V in the cache, and its block table, so a preempted sequence is
 // recomputed by treating all of its tokens as a prompt.
-#include "inference/engine.h"
+#include "inference/engine/engine.h"
 
 #include <algorithm>
 #include <chrono>
@@ -21,7 +21,7 @@
 #include <thread>
 #include <unordered_set>
 
-#include "inference/kv_cache.h"
+#include "inference/engine/kv_cache.h"
 
 namespace loom::inference {
 

@@ -2,7 +2,7 @@
 // warm), an LRU list of unreferenced published blocks, and a hash map from the
 // chained block hash to the block that holds it. Every operation is O(1) except
 // the token comparison in Lookup (one block's tokens).
-#include "inference/kv_cache.h"
+#include "inference/engine/kv_cache.h"
 
 #include <algorithm>
 #include <cassert>

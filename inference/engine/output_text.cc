@@ -3,7 +3,7 @@
 // UTF-8). After each append the new tail of the text is searched for every stop
 // string, starting far enough back to see one that straddles the old end; the
 // longest suffix that is a proper prefix of a stop string is held back.
-#include "inference/output_text.h"
+#include "inference/engine/output_text.h"
 
 #include <algorithm>
 
