@@ -35,7 +35,7 @@ Result<std::string> TokenStore::Create(Role role, std::string_view name,
                                        std::optional<int64_t> expires_at_ms) {
   LOOM_ASSIGN_OR_RETURN(std::string secret, RandomHex(32));
   std::string token = "loom_" + secret;
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   LOOM_ASSIGN_OR_RETURN(
       Statement * ins,
       db_->Prepare(
@@ -51,7 +51,7 @@ Result<std::string> TokenStore::Create(Role role, std::string_view name,
 }
 
 Result<bool> TokenStore::HasAdmin() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   LOOM_ASSIGN_OR_RETURN(Statement * q,
                         db_->Prepare("SELECT 1 FROM tokens WHERE role='admin' AND revoked_at IS "
                                      "NULL AND (expires_at IS NULL OR expires_at > ?)"));
@@ -64,7 +64,7 @@ Result<bool> TokenStore::HasAdmin() {
 Result<Principal> TokenStore::Lookup(std::string_view token) {
   std::string hash = Sha256Hex(token);
   int64_t now = clock_->NowMs();
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   Principal p;
   if (auto it = cache_.find(hash); it != cache_.end() &&
                                    now - it->second.cached_at_ms < kCacheTtlMs &&
@@ -114,7 +114,7 @@ TokenInfo ReadToken(Statement* q) {
 }  // namespace
 
 Result<std::vector<TokenInfo>> TokenStore::List() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   LOOM_ASSIGN_OR_RETURN(Statement * q, db_->Prepare(std::string("SELECT ") + kTokenColumns +
                                                     " FROM tokens ORDER BY id"));
   std::vector<TokenInfo> out;
@@ -138,12 +138,12 @@ Result<TokenInfo> TokenStore::GetLocked(int64_t id) {
 }
 
 Result<TokenInfo> TokenStore::Get(int64_t id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return GetLocked(id);
 }
 
 Result<TokenInfo> TokenStore::Revoke(int64_t id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   LOOM_ASSIGN_OR_RETURN(
       Statement * q,
       db_->Prepare("UPDATE tokens SET revoked_at=? WHERE id=? AND revoked_at IS NULL"));

@@ -10,7 +10,6 @@
 
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -20,6 +19,7 @@
 #include "common/clock.h"
 #include "common/db.h"
 #include "common/http_server.h"
+#include "common/mutex.h"
 #include "common/status.h"
 
 namespace loom {
@@ -80,12 +80,12 @@ class TokenStore {
     int64_t cached_at_ms;
   };
   TokenStore(std::unique_ptr<Db> db, const Clock* clock) : db_(std::move(db)), clock_(clock) {}
-  Result<TokenInfo> GetLocked(int64_t id);
+  Result<TokenInfo> GetLocked(int64_t id) REQUIRES(mu_);
 
-  std::mutex mu_;
-  std::unique_ptr<Db> db_;  // GUARDED_BY(mu_)
+  Mutex mu_;
+  std::unique_ptr<Db> db_ GUARDED_BY(mu_);
   const Clock* clock_;
-  std::unordered_map<std::string, Cached> cache_;  // GUARDED_BY(mu_)
+  std::unordered_map<std::string, Cached> cache_ GUARDED_BY(mu_);
 };
 
 }  // namespace loom

@@ -23,12 +23,12 @@
 #include <boost/beast/http.hpp>
 #include <condition_variable>
 #include <deque>
-#include <mutex>
 #include <set>
 #include <thread>
 
 #include "common/json.h"
 #include "common/log.h"
+#include "common/mutex.h"
 
 namespace loom {
 
@@ -255,7 +255,7 @@ class ServerImpl : public HttpServer {
   uint16_t port() const override { return port_; }
 
   void Shutdown(std::chrono::milliseconds drain) override {
-    std::lock_guard<std::mutex> shutdown_lock(shutdown_mu_);
+    MutexLock shutdown_lock(&shutdown_mu_);
     if (threads_.empty()) return;
     stopping_ = true;
     net::post(acceptor_.get_executor(), [this] {
@@ -267,8 +267,10 @@ class ServerImpl : public HttpServer {
       net::post(s->executor(), [s] { s->CloseIfIdle(); });
     });
     {
-      std::unique_lock<std::mutex> lock(mu_);
-      drained_.wait_for(lock, drain, [this] { return in_flight_ == 0; });
+      auto deadline = std::chrono::steady_clock::now() + drain;
+      MutexLock lock(&mu_);
+      while (in_flight_ > 0 && lock.WaitUntil(&drained_, deadline)) {
+      }
     }
     ForEachSession([](const std::shared_ptr<Session>& s) {
       net::post(s->executor(), [s] { s->ForceClose(); });
@@ -286,15 +288,15 @@ class ServerImpl : public HttpServer {
   void Handle(HttpRequest& req, std::shared_ptr<HttpExchange> ex) { handler_(req, std::move(ex)); }
 
   void ExchangeStarted() {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     ++in_flight_;
   }
   void ExchangeFinished() {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     if (--in_flight_ == 0) drained_.notify_all();
   }
   void Forget(Session* s) {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     for (auto it = sessions_.begin(); it != sessions_.end();) {
       auto sp = it->lock();
       if (!sp || sp.get() == s) {
@@ -356,7 +358,7 @@ class ServerImpl : public HttpServer {
       auto session = std::make_shared<Session>(std::move(socket), this);
       bool full;
       {
-        std::lock_guard<std::mutex> lock(mu_);
+        MutexLock lock(&mu_);
         sessions_.push_back(session);
         full = sessions_.size() >= max_connections_;
         accept_paused_ = full;
@@ -369,7 +371,7 @@ class ServerImpl : public HttpServer {
   void ForEachSession(const std::function<void(const std::shared_ptr<Session>&)>& fn) {
     std::vector<std::shared_ptr<Session>> live;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       for (auto& w : sessions_)
         if (auto s = w.lock()) live.push_back(std::move(s));
     }
@@ -387,12 +389,12 @@ class ServerImpl : public HttpServer {
   uint16_t port_ = 0;
   std::vector<std::thread> threads_;
   std::atomic<bool> stopping_{false};
-  std::mutex shutdown_mu_;
-  std::mutex mu_;
+  Mutex shutdown_mu_;
+  Mutex mu_;
   std::condition_variable drained_;
-  int in_flight_ = 0;                             // GUARDED_BY(mu_)
-  std::vector<std::weak_ptr<Session>> sessions_;  // GUARDED_BY(mu_)
-  bool accept_paused_ = false;                    // GUARDED_BY(mu_)
+  int in_flight_ GUARDED_BY(mu_) = 0;
+  std::vector<std::weak_ptr<Session>> sessions_ GUARDED_BY(mu_);
+  bool accept_paused_ GUARDED_BY(mu_) = false;
 };
 
 Session::Session(tcp::socket socket, ServerImpl* server)

@@ -6,10 +6,10 @@
 #include <chrono>
 #include <cstring>
 #include <ctime>
-#include <mutex>
 #include <string>
 
 #include "common/json.h"
+#include "common/mutex.h"
 #include "common/secret_mask.h"
 
 namespace loom::log {
@@ -18,11 +18,11 @@ namespace {
 std::atomic<Level> g_level{Level::kInfo};
 std::atomic<Format> g_format{Format::kText};
 std::atomic<int> g_fd{2};
-std::mutex g_masker_mu;
-std::shared_ptr<const SecretMasker> g_masker;  // GUARDED_BY(g_masker_mu)
+Mutex g_masker_mu;
+std::shared_ptr<const SecretMasker> g_masker GUARDED_BY(g_masker_mu);
 
 std::shared_ptr<const SecretMasker> CurrentMasker() {
-  std::lock_guard<std::mutex> lock(g_masker_mu);
+  MutexLock lock(&g_masker_mu);
   return g_masker;
 }
 
@@ -60,7 +60,7 @@ void SetFormat(Format format) { g_format = format; }
 void SetOutputFd(int fd) { g_fd = fd; }
 
 void SetMasker(std::shared_ptr<const SecretMasker> masker) {
-  std::lock_guard<std::mutex> lock(g_masker_mu);
+  MutexLock lock(&g_masker_mu);
   g_masker = std::move(masker);
 }
 

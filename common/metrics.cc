@@ -46,31 +46,31 @@ std::string Num(double v) {
 }  // namespace
 
 void Counter::Add(const Labels& labels, double v) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   values_[labels] += v;
 }
 double Counter::Value(const Labels& labels) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto it = values_.find(labels);
   return it == values_.end() ? 0 : it->second;
 }
 
 void Gauge::Set(const Labels& labels, double v) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   values_[labels] = v;
 }
 void Gauge::Add(const Labels& labels, double v) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   values_[labels] += v;
 }
 double Gauge::Value(const Labels& labels) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto it = values_.find(labels);
   return it == values_.end() ? 0 : it->second;
 }
 
 void Histogram::Observe(const Labels& labels, double v) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   Series& s = series_[labels];
   if (s.buckets.empty()) s.buckets.assign(bounds_.size(), 0);
   for (size_t i = 0; i < bounds_.size(); ++i) {
@@ -83,7 +83,7 @@ void Histogram::Observe(const Labels& labels, double v) {
   s.sum += v;
 }
 uint64_t Histogram::Count(const Labels& labels) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto it = series_.find(labels);
   return it == series_.end() ? 0 : it->second.count;
 }
@@ -97,7 +97,7 @@ Counter* MetricsRegistry::NewCounter(std::string name, std::string help,
   f->label_names = std::move(label_names);
   f->counter = std::make_unique<Counter>();
   Counter* c = f->counter.get();
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   families_.push_back(std::move(f));
   return c;
 }
@@ -111,7 +111,7 @@ Gauge* MetricsRegistry::NewGauge(std::string name, std::string help,
   f->label_names = std::move(label_names);
   f->gauge = std::make_unique<Gauge>();
   Gauge* g = f->gauge.get();
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   families_.push_back(std::move(f));
   return g;
 }
@@ -126,7 +126,7 @@ Histogram* MetricsRegistry::NewHistogram(std::string name, std::string help,
   f->label_names = std::move(label_names);
   f->histogram = std::make_unique<Histogram>(std::move(bounds));
   Histogram* h = f->histogram.get();
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   families_.push_back(std::move(f));
   return h;
 }
@@ -135,23 +135,29 @@ std::vector<double> MetricsRegistry::LatencyBuckets() {
   return {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
 }
 
+// A counter's or a gauge's lines.
+template <class Metric>
+void MetricsRegistry::RenderValues(std::ostream& os, const Family& f, const Metric& metric) {
+  MutexLock lock(&metric.mu_);
+  if (metric.values_.empty() && f.label_names.empty()) os << f.name << " 0\n";
+  for (const auto& [labels, v] : metric.values_) {
+    os << f.name << LabelText(f.label_names, labels) << " " << Num(v) << "\n";
+  }
+}
+
 std::string MetricsRegistry::Render() const {
   std::ostringstream os;
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   for (const auto& f : families_) {
     os << "# HELP " << f->name << " " << f->help << "\n# TYPE " << f->name << " " << f->type
        << "\n";
-    if (f->counter || f->gauge) {
-      const std::mutex& m = f->counter ? f->counter->mu_ : f->gauge->mu_;
-      std::lock_guard<std::mutex> l(const_cast<std::mutex&>(m));
-      const auto& values = f->counter ? f->counter->values_ : f->gauge->values_;
-      if (values.empty() && f->label_names.empty()) os << f->name << " 0\n";
-      for (const auto& [labels, v] : values) {
-        os << f->name << LabelText(f->label_names, labels) << " " << Num(v) << "\n";
-      }
+    if (f->counter) {
+      RenderValues(os, *f, *f->counter);
+    } else if (f->gauge) {
+      RenderValues(os, *f, *f->gauge);
     } else {
       const Histogram& h = *f->histogram;
-      std::lock_guard<std::mutex> l(h.mu_);
+      MutexLock l(&h.mu_);
       for (const auto& [labels, s] : h.series_) {
         uint64_t cum = 0;
         for (size_t i = 0; i < h.bounds_.size(); ++i) {

@@ -11,9 +11,11 @@
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <mutex>
+#include <ostream>
 #include <string>
 #include <vector>
+
+#include "common/mutex.h"
 
 namespace loom {
 
@@ -26,8 +28,8 @@ class Counter {
 
  private:
   friend class MetricsRegistry;
-  mutable std::mutex mu_;
-  std::map<Labels, double> values_;  // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  std::map<Labels, double> values_ GUARDED_BY(mu_);
 };
 
 class Gauge {
@@ -39,8 +41,8 @@ class Gauge {
 
  private:
   friend class MetricsRegistry;
-  mutable std::mutex mu_;
-  std::map<Labels, double> values_;  // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  std::map<Labels, double> values_ GUARDED_BY(mu_);
 };
 
 class Histogram {
@@ -57,8 +59,8 @@ class Histogram {
     double sum = 0;
   };
   std::vector<double> bounds_;
-  mutable std::mutex mu_;
-  std::map<Labels, Series> series_;  // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  std::map<Labels, Series> series_ GUARDED_BY(mu_);
 };
 
 class MetricsRegistry {
@@ -81,8 +83,11 @@ class MetricsRegistry {
     std::unique_ptr<Gauge> gauge;
     std::unique_ptr<Histogram> histogram;
   };
-  mutable std::mutex mu_;
-  std::vector<std::unique_ptr<Family>> families_;  // GUARDED_BY(mu_)
+  template <class Metric>
+  static void RenderValues(std::ostream& os, const Family& f, const Metric& metric);
+
+  mutable Mutex mu_;
+  std::vector<std::unique_ptr<Family>> families_ GUARDED_BY(mu_);
 };
 
 }  // namespace loom

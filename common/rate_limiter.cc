@@ -8,7 +8,7 @@ namespace loom {
 int64_t RateLimiter::Acquire(const std::string& key) {
   if (!enabled()) return 0;
   int64_t now = clock_->MonotonicNs();
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (now - last_sweep_ns_ > 60'000'000'000LL) {
     // Drop buckets that would be full by now: they carry no information.
     double full_after_ns = burst_ / rate_ * 1e9;

@@ -4,11 +4,11 @@
 #pragma once
 
 #include <cstdint>
-#include <mutex>
 #include <string>
 #include <unordered_map>
 
 #include "common/clock.h"
+#include "common/mutex.h"
 
 namespace loom {
 
@@ -30,9 +30,9 @@ class RateLimiter {
   };
   double rate_, burst_;
   const Clock* clock_;
-  std::mutex mu_;
-  std::unordered_map<std::string, Bucket> buckets_;  // GUARDED_BY(mu_)
-  int64_t last_sweep_ns_ = 0;                        // GUARDED_BY(mu_)
+  Mutex mu_;
+  std::unordered_map<std::string, Bucket> buckets_ GUARDED_BY(mu_);
+  int64_t last_sweep_ns_ GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace loom

@@ -33,7 +33,8 @@ packages=(
   bubblewrap unicode-data python3 curl procps
 )
 if [ "$mode" = tests ]; then
-  packages+=(wrk)
+  # clang: the thread-safety analysis test (scripts/thread_safety_check.py).
+  packages+=(wrk clang)
 fi
 
 missing=()
