@@ -69,10 +69,7 @@ Result<std::unique_ptr<Db>> Db::Open(const std::string& path,
                                     : "PRAGMA synchronous=NORMAL"));
   LOOM_RETURN_IF_ERROR(db->Exec("PRAGMA foreign_keys=ON"));
   if (!options.read_only) LOOM_RETURN_IF_ERROR(db->Migrate(migrations));
-  LOOM_ASSIGN_OR_RETURN(Statement * v, db->Prepare("PRAGMA user_version"));
-  LOOM_ASSIGN_OR_RETURN(bool row, v->Step());
-  db->schema_version_ = row ? static_cast<int>(v->Int(0)) : 0;
-  v->Reset();
+  LOOM_ASSIGN_OR_RETURN(db->schema_version_, db->UserVersion());
   return db;
 }
 
@@ -81,10 +78,7 @@ Db::~Db() {
 }
 
 Status Db::Migrate(const std::vector<Migration>& migrations) {
-  LOOM_ASSIGN_OR_RETURN(Statement * v, Prepare("PRAGMA user_version"));
-  LOOM_ASSIGN_OR_RETURN(bool row, v->Step());
-  int current = row ? static_cast<int>(v->Int(0)) : 0;
-  v->Reset();
+  LOOM_ASSIGN_OR_RETURN(int current, UserVersion());
   int newest = migrations.empty() ? 0 : migrations.back().version;
   if (current > newest) {
     return Status::FailedPrecondition(
@@ -105,6 +99,14 @@ Status Db::Migrate(const std::vector<Migration>& migrations) {
     LOOM_RETURN_IF_ERROR(tx.Commit());
   }
   return Status::Ok();
+}
+
+Result<int> Db::UserVersion() {
+  LOOM_ASSIGN_OR_RETURN(std::optional<int> v,
+                        QueryOptional("PRAGMA user_version", [](const Statement& row) {
+                          return static_cast<int>(row.Int(0));
+                        }));
+  return v.value_or(0);
 }
 
 Status Db::Exec(std::string_view sql) {

@@ -14,6 +14,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "common/status.h"
@@ -57,6 +59,18 @@ class Db {
   Status Exec(std::string_view sql);
   // Prepares one statement (cached: preparing the same SQL again is cheap).
   Result<Statement*> Prepare(std::string_view sql);
+  // The query-one idiom: prepares `sql`, binds `args` from index 1, steps
+  // once and returns `read(row)` for the first row, or NotFound(`not_found`)
+  // when there is none. The statement is reset before this returns, so no read
+  // stays open. `read` is called as T(const Statement&).
+  template <typename Read, typename... Args>
+  auto QueryOne(std::string_view sql, std::string_view not_found, Read&& read, const Args&... args)
+      -> Result<std::invoke_result_t<Read&, const Statement&>>;
+  // As QueryOne, but no row is std::nullopt rather than an error.
+  template <typename Read, typename... Args>
+  auto QueryOptional(std::string_view sql, Read&& read, const Args&... args)
+      -> Result<std::optional<std::invoke_result_t<Read&, const Statement&>>>;
+
   int64_t LastInsertRowId() const;
   int Changes() const;
   int SchemaVersion() const { return schema_version_; }
@@ -69,6 +83,7 @@ class Db {
  private:
   Db() = default;
   Status Migrate(const std::vector<Migration>& migrations);
+  Result<int> UserVersion();
   Status Error(std::string_view what) const;
 
   struct Closer {
@@ -124,6 +139,27 @@ class Statement {
   bool done_ = false;
   Status bind_error_;
 };
+
+template <typename Read, typename... Args>
+auto Db::QueryOptional(std::string_view sql, Read&& read, const Args&... args)
+    -> Result<std::optional<std::invoke_result_t<Read&, const Statement&>>> {
+  using T = std::invoke_result_t<Read&, const Statement&>;
+  LOOM_ASSIGN_OR_RETURN(Statement * q, Prepare(sql));
+  if constexpr (sizeof...(args) > 0) q->BindAll(args...);
+  LOOM_ASSIGN_OR_RETURN(bool row, q->Step());
+  if (!row) return std::optional<T>();
+  std::optional<T> value(read(static_cast<const Statement&>(*q)));
+  q->Reset();
+  return value;
+}
+
+template <typename Read, typename... Args>
+auto Db::QueryOne(std::string_view sql, std::string_view not_found, Read&& read,
+                  const Args&... args) -> Result<std::invoke_result_t<Read&, const Statement&>> {
+  LOOM_ASSIGN_OR_RETURN(auto value, QueryOptional(sql, read, args...));
+  if (!value) return Status::NotFound(std::string(not_found));
+  return std::move(*value);
+}
 
 // Rolls back unless Commit() was called.
 class Transaction {

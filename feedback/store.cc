@@ -21,28 +21,28 @@ constexpr const char* kColumns =
     "id, kind, title, body, reporter, app_version, commit_sha, url, logs, stack_trace, repo, "
     "context, status, fingerprint, duplicate_of, reporter_count, token_id, created_at, task_id";
 
-Item ReadItem(Statement* q) {
+Item ReadItem(const Statement& r) {
   Item it;
-  it.id = q->Int(0);
-  it.kind = q->Text(1);
-  it.title = q->Text(2);
-  it.body = q->Text(3);
-  it.reporter = q->OptionalText(4);
-  it.app_version = q->OptionalText(5);
-  it.commit = q->OptionalText(6);
-  it.url = q->OptionalText(7);
-  it.logs = q->OptionalText(8);
-  it.stack_trace = q->OptionalText(9);
-  it.repo = q->OptionalText(10);
-  auto ctx = ParseJson(q->Text(11));
+  it.id = r.Int(0);
+  it.kind = r.Text(1);
+  it.title = r.Text(2);
+  it.body = r.Text(3);
+  it.reporter = r.OptionalText(4);
+  it.app_version = r.OptionalText(5);
+  it.commit = r.OptionalText(6);
+  it.url = r.OptionalText(7);
+  it.logs = r.OptionalText(8);
+  it.stack_trace = r.OptionalText(9);
+  it.repo = r.OptionalText(10);
+  auto ctx = ParseJson(r.Text(11));
   it.context = ctx.ok() ? *ctx : Json::object();
-  it.status = q->Text(12);
-  it.fingerprint = q->Text(13);
-  if (!q->IsNull(14)) it.duplicate_of = q->Int(14);
-  it.reporter_count = q->Int(15);
-  it.token_id = q->Int(16);
-  it.created_at_ms = q->Int(17);
-  if (!q->IsNull(18)) it.task_id = q->Int(18);
+  it.status = r.Text(12);
+  it.fingerprint = r.Text(13);
+  if (!r.IsNull(14)) it.duplicate_of = r.Int(14);
+  it.reporter_count = r.Int(15);
+  it.token_id = r.Int(16);
+  it.created_at_ms = r.Int(17);
+  if (!r.IsNull(18)) it.task_id = r.Int(18);
   return it;
 }
 
@@ -151,19 +151,19 @@ void Store::WriterLoop() {
 Result<SubmitResult> Store::Insert(Item& item, const std::string& idempotency_key) {
   Db* db = writer_db_.get();
   if (!idempotency_key.empty()) {
-    LOOM_ASSIGN_OR_RETURN(Statement * q,
-                          db->Prepare("SELECT f.id, f.status, f.duplicate_of, o.token_id FROM "
-                                      "feedback f LEFT JOIN feedback o ON o.id = f.duplicate_of "
-                                      "WHERE f.token_id=? AND f.idempotency_key=?"));
-    q->BindAll(item.token_id, idempotency_key);
-    LOOM_ASSIGN_OR_RETURN(bool row, q->Step());
-    if (row) {
-      SubmitResult r{q->Int(0), q->Text(1), std::nullopt, 0, true};
-      if (!q->IsNull(2)) r.duplicate_of = q->Int(2);
-      if (!q->IsNull(3)) r.original_token_id = q->Int(3);
-      q->Reset();
-      return r;
-    }
+    LOOM_ASSIGN_OR_RETURN(std::optional<SubmitResult> earlier,
+                          db->QueryOptional(
+                              "SELECT f.id, f.status, f.duplicate_of, o.token_id FROM "
+                              "feedback f LEFT JOIN feedback o ON o.id = f.duplicate_of "
+                              "WHERE f.token_id=? AND f.idempotency_key=?",
+                              [](const Statement& row) {
+                                SubmitResult r{row.Int(0), row.Text(1), std::nullopt, 0, true};
+                                if (!row.IsNull(2)) r.duplicate_of = row.Int(2);
+                                if (!row.IsNull(3)) r.original_token_id = row.Int(3);
+                                return r;
+                              },
+                              item.token_id, idempotency_key));
+    if (earlier) return *earlier;
   }
   item.fingerprint = Fingerprint(item);
   item.created_at_ms = NowMs();
@@ -223,14 +223,8 @@ Result<SubmitResult> Store::Insert(Item& item, const std::string& idempotency_ke
 
 Result<Item> Store::Get(int64_t id) {
   std::lock_guard<std::mutex> lock(read_mu_);
-  LOOM_ASSIGN_OR_RETURN(Statement * q, reader_db_->Prepare(std::string("SELECT ") + kColumns +
-                                                           " FROM feedback WHERE id=?"));
-  q->Bind(1, id);
-  LOOM_ASSIGN_OR_RETURN(bool row, q->Step());
-  if (!row) return Status::NotFound("no feedback item " + std::to_string(id));
-  Item it = ReadItem(q);
-  q->Reset();
-  return it;
+  return reader_db_->QueryOne(std::string("SELECT ") + kColumns + " FROM feedback WHERE id=?",
+                              "no feedback item " + std::to_string(id), ReadItem, id);
 }
 
 Result<std::vector<Item>> Store::List(const ListQuery& query) {
@@ -253,7 +247,7 @@ Result<std::vector<Item>> Store::List(const ListQuery& query) {
   while (true) {
     LOOM_ASSIGN_OR_RETURN(bool row, q->Step());
     if (!row) break;
-    out.push_back(ReadItem(q));
+    out.push_back(ReadItem(*q));
   }
   return out;
 }

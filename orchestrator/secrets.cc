@@ -220,13 +220,12 @@ Result<SecretList> SecretStore::Get(const std::vector<std::string>& names) {
   std::lock_guard<std::mutex> lock(mu_);
   SecretList out;
   for (const auto& name : names) {
-    LOOM_ASSIGN_OR_RETURN(Statement * q, db_->Prepare("SELECT sealed FROM secrets WHERE name=?"));
-    q->Bind(1, name);
-    LOOM_ASSIGN_OR_RETURN(bool row, q->Step());
-    if (!row) continue;
-    std::string sealed = q->Text(0);
-    q->Reset();
-    LOOM_ASSIGN_OR_RETURN(std::string value, Unseal(sealed));
+    LOOM_ASSIGN_OR_RETURN(std::optional<std::string> sealed,
+                          db_->QueryOptional(
+                              "SELECT sealed FROM secrets WHERE name=?",
+                              [](const Statement& r) { return r.Text(0); }, name));
+    if (!sealed) continue;
+    LOOM_ASSIGN_OR_RETURN(std::string value, Unseal(*sealed));
     out.emplace_back(name, std::move(value));
   }
   return out;

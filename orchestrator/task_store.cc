@@ -51,25 +51,25 @@ constexpr Edge kEdges[] = {
     {TaskState::kCancelled, TaskState::kQueued},  // retried
 };
 
-Task ReadTask(Statement* q) {
+Task ReadTask(const Statement& r) {
   Task t;
-  t.id = q->Int(0);
-  t.repo = q->Text(1);
-  t.kind = q->Text(2);
-  t.title = q->Text(3);
-  t.instructions = q->Text(4);
-  t.state = ParseTaskState(q->Text(5)).value_or(TaskState::kFailed);
-  t.reason = q->Text(6);
-  t.branch = q->OptionalText(7);
-  t.base_commit = q->OptionalText(8);
-  t.steps = q->Int(9);
-  t.prompt_tokens = q->Int(10);
-  t.completion_tokens = q->Int(11);
-  t.test_runs = q->Int(12);
-  if (!q->IsNull(13)) t.requested_by = q->Int(13);
-  t.created_at_ms = q->Int(14);
-  t.updated_at_ms = q->Int(15);
-  t.answer = q->OptionalText(16);
+  t.id = r.Int(0);
+  t.repo = r.Text(1);
+  t.kind = r.Text(2);
+  t.title = r.Text(3);
+  t.instructions = r.Text(4);
+  t.state = ParseTaskState(r.Text(5)).value_or(TaskState::kFailed);
+  t.reason = r.Text(6);
+  t.branch = r.OptionalText(7);
+  t.base_commit = r.OptionalText(8);
+  t.steps = r.Int(9);
+  t.prompt_tokens = r.Int(10);
+  t.completion_tokens = r.Int(11);
+  t.test_runs = r.Int(12);
+  if (!r.IsNull(13)) t.requested_by = r.Int(13);
+  t.created_at_ms = r.Int(14);
+  t.updated_at_ms = r.Int(15);
+  t.answer = r.OptionalText(16);
   return t;
 }
 
@@ -229,15 +229,13 @@ Status TaskStore::AddRepo(const RepoEntry& repo) {
 
 Result<RepoEntry> TaskStore::GetRepo(const std::string& name) {
   std::lock_guard<std::mutex> lock(mu_);
-  LOOM_ASSIGN_OR_RETURN(
-      Statement * q,
-      db_->Prepare("SELECT name, path, target_branch, test_command FROM repos WHERE name=?"));
-  q->Bind(1, name);
-  LOOM_ASSIGN_OR_RETURN(bool row, q->Step());
-  if (!row) return Status::NotFound("no repository named '" + name + "'");
-  RepoEntry r{q->Text(0), q->Text(1), q->Text(2), q->Text(3)};
-  q->Reset();
-  return r;
+  return db_->QueryOne(
+      "SELECT name, path, target_branch, test_command FROM repos WHERE name=?",
+      "no repository named '" + name + "'",
+      [](const Statement& r) {
+        return RepoEntry{r.Text(0), r.Text(1), r.Text(2), r.Text(3)};
+      },
+      name);
 }
 
 Result<std::vector<RepoEntry>> TaskStore::ListRepos() {
@@ -299,19 +297,21 @@ Result<std::vector<int64_t>> TaskStore::Triage() {
   for (auto& p : pending) {
     std::optional<int64_t> task_id;
     if (p.duplicate_of) {
-      LOOM_ASSIGN_OR_RETURN(Statement * q, db_->Prepare("SELECT task_id FROM feedback WHERE id=?"));
-      q->Bind(1, *p.duplicate_of);
-      LOOM_ASSIGN_OR_RETURN(bool row, q->Step());
-      if (row && !q->IsNull(0)) task_id = q->Int(0);
-      q->Reset();
+      LOOM_ASSIGN_OR_RETURN(
+          auto original, db_->QueryOptional(
+                             "SELECT task_id FROM feedback WHERE id=?",
+                             [](const Statement& r) {
+                               return r.IsNull(0) ? std::nullopt : std::optional<int64_t>(r.Int(0));
+                             },
+                             *p.duplicate_of));
+      if (original) task_id = *original;
       if (!task_id) continue;  // the original is not triaged yet; next round
     } else {
       std::optional<std::string> repo = p.repo;
       if (repo) {
-        LOOM_ASSIGN_OR_RETURN(Statement * q, db_->Prepare("SELECT 1 FROM repos WHERE name=?"));
-        q->Bind(1, *repo);
-        LOOM_ASSIGN_OR_RETURN(bool known, q->Step());
-        q->Reset();
+        LOOM_ASSIGN_OR_RETURN(auto known, db_->QueryOptional(
+                                              "SELECT 1 FROM repos WHERE name=?",
+                                              [](const Statement&) { return true; }, *repo));
         if (!known) continue;  // waits until the repository is registered
       } else {
         repo = only_repo;
@@ -343,13 +343,9 @@ Result<std::vector<int64_t>> TaskStore::Triage() {
 }
 
 Result<Task> TaskStore::GetLocked(int64_t id) {
-  LOOM_ASSIGN_OR_RETURN(Statement * q, db_->Prepare(std::string("SELECT ") + kTaskColumns +
-                                                    " FROM tasks WHERE id=?"));
-  q->Bind(1, id);
-  LOOM_ASSIGN_OR_RETURN(bool row, q->Step());
-  if (!row) return Status::NotFound("no task " + std::to_string(id));
-  Task t = ReadTask(q);
-  q->Reset();
+  LOOM_ASSIGN_OR_RETURN(
+      Task t, db_->QueryOne(std::string("SELECT ") + kTaskColumns + " FROM tasks WHERE id=?",
+                            "no task " + std::to_string(id), ReadTask, id));
   LOOM_ASSIGN_OR_RETURN(
       Statement * fb,
       db_->Prepare("SELECT feedback_id FROM task_feedback WHERE task_id=? ORDER BY feedback_id"));
@@ -472,11 +468,11 @@ Result<std::optional<Task>> TaskStore::LeaseNext() {
   Transaction tx(db_.get());
   LOOM_RETURN_IF_ERROR(tx.Begin());
   LOOM_ASSIGN_OR_RETURN(
-      Statement * q, db_->Prepare("SELECT id FROM tasks WHERE state='queued' ORDER BY id LIMIT 1"));
-  LOOM_ASSIGN_OR_RETURN(bool row, q->Step());
-  if (!row) return std::optional<Task>();
-  int64_t id = q->Int(0);
-  q->Reset();
+      std::optional<int64_t> next,
+      db_->QueryOptional("SELECT id FROM tasks WHERE state='queued' ORDER BY id LIMIT 1",
+                         [](const Statement& r) { return r.Int(0); }));
+  if (!next) return std::optional<Task>();
+  int64_t id = *next;
   LOOM_RETURN_IF_ERROR(TransitionLocked(id, TaskState::kQueued, TaskState::kRunning, "leased", {}));
   LOOM_RETURN_IF_ERROR(tx.Commit());
   LOOM_ASSIGN_OR_RETURN(Task t, GetLocked(id));
@@ -515,13 +511,10 @@ Status TaskStore::SetBranch(int64_t id, const std::string& branch, const std::st
 
 Result<int64_t> TaskStore::AppendEventLocked(int64_t task_id, EventType type, const Json& data,
                                              const Usage& usage) {
-  LOOM_ASSIGN_OR_RETURN(
-      Statement * seq_q,
-      db_->Prepare("SELECT COALESCE(MAX(seq), 0) + 1 FROM events WHERE task_id=?"));
-  seq_q->Bind(1, task_id);
-  LOOM_ASSIGN_OR_RETURN(bool row, seq_q->Step());
-  int64_t seq = row ? seq_q->Int(0) : 1;
-  seq_q->Reset();
+  LOOM_ASSIGN_OR_RETURN(int64_t seq,
+                        db_->QueryOne(
+                            "SELECT COALESCE(MAX(seq), 0) + 1 FROM events WHERE task_id=?",
+                            "no next seq", [](const Statement& r) { return r.Int(0); }, task_id));
   int64_t now = NowMs();
   LOOM_ASSIGN_OR_RETURN(
       Statement * ins,
@@ -596,17 +589,17 @@ Result<int64_t> TaskStore::Escalate(std::optional<int64_t> task_id, const std::s
 }
 
 namespace {
-Escalation ReadEscalation(Statement* q) {
+Escalation ReadEscalation(const Statement& r) {
   Escalation e;
-  e.id = q->Int(0);
-  if (!q->IsNull(1)) e.task_id = q->Int(1);
-  e.kind = q->Text(2);
-  e.summary = q->Text(3);
-  e.secret_name = q->OptionalText(4);
-  e.raised_by = q->Text(5);
-  e.state = q->Text(6);
-  if (!q->IsNull(7)) e.answer = ParseJson(q->Text(7)).value_or(Json());
-  e.created_at_ms = q->Int(8);
+  e.id = r.Int(0);
+  if (!r.IsNull(1)) e.task_id = r.Int(1);
+  e.kind = r.Text(2);
+  e.summary = r.Text(3);
+  e.secret_name = r.OptionalText(4);
+  e.raised_by = r.Text(5);
+  e.state = r.Text(6);
+  if (!r.IsNull(7)) e.answer = ParseJson(r.Text(7)).value_or(Json());
+  e.created_at_ms = r.Int(8);
   return e;
 }
 constexpr const char* kEscalationColumns =
@@ -623,36 +616,27 @@ Result<std::vector<Escalation>> TaskStore::ListEscalations(bool open_only) {
   while (true) {
     LOOM_ASSIGN_OR_RETURN(bool row, q->Step());
     if (!row) break;
-    out.push_back(ReadEscalation(q));
+    out.push_back(ReadEscalation(*q));
   }
   return out;
 }
 
 Result<Escalation> TaskStore::GetEscalation(int64_t id) {
   std::lock_guard<std::mutex> lock(mu_);
-  LOOM_ASSIGN_OR_RETURN(Statement * q, db_->Prepare(std::string("SELECT ") + kEscalationColumns +
-                                                    " FROM escalations WHERE id=?"));
-  q->Bind(1, id);
-  LOOM_ASSIGN_OR_RETURN(bool row, q->Step());
-  if (!row) return Status::NotFound("no escalation " + std::to_string(id));
-  Escalation e = ReadEscalation(q);
-  q->Reset();
-  return e;
+  return db_->QueryOne(std::string("SELECT ") + kEscalationColumns + " FROM escalations WHERE id=?",
+                       "no escalation " + std::to_string(id), ReadEscalation, id);
 }
 
 Status TaskStore::AnswerEscalation(int64_t id, const Json& answer, int64_t answered_by) {
   std::lock_guard<std::mutex> lock(mu_);
   Transaction tx(db_.get());
   LOOM_RETURN_IF_ERROR(tx.Begin());
-  LOOM_ASSIGN_OR_RETURN(Statement * q,
-                        db_->Prepare("SELECT task_id, state FROM escalations WHERE id=?"));
-  q->Bind(1, id);
-  LOOM_ASSIGN_OR_RETURN(bool row, q->Step());
-  if (!row) return Status::NotFound("no escalation " + std::to_string(id));
-  std::optional<int64_t> task_id;
-  if (!q->IsNull(0)) task_id = q->Int(0);
-  std::string state = q->Text(1);
-  q->Reset();
+  LOOM_ASSIGN_OR_RETURN(
+      Escalation e,
+      db_->QueryOne(std::string("SELECT ") + kEscalationColumns + " FROM escalations WHERE id=?",
+                    "no escalation " + std::to_string(id), ReadEscalation, id));
+  std::optional<int64_t> task_id = e.task_id;
+  const std::string& state = e.state;
   if (state != "open")
     return Status::FailedPrecondition("escalation " + std::to_string(id) + " is already answered");
   LOOM_ASSIGN_OR_RETURN(Statement * upd,

@@ -59,6 +59,36 @@ TEST(DbTest, ConstraintViolationIsAlreadyExists) {
   EXPECT_EQ(s.code(), StatusCode::kAlreadyExists) << s.ToString();
 }
 
+TEST(DbTest, QueryOneReadsTheRowOrSaysNotFound) {
+  testing::TempDir dir;
+  auto db = std::move(Db::Open(dir.File("x.db"), kV1)).value();
+  ASSERT_TRUE((*db->Prepare("INSERT INTO t(name) VALUES('a')"))->Run().ok());
+  auto name = [](const Statement& r) { return r.Text(0); };
+  auto found = db->QueryOne("SELECT name FROM t WHERE id=?", "no row 1", name, 1);
+  ASSERT_TRUE(found.ok()) << found.status().ToString();
+  EXPECT_EQ(*found, "a");
+  auto missing = db->QueryOne("SELECT name FROM t WHERE id=?", "no row 9", name, 9);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(missing.status().message(), "no row 9");
+  auto maybe = db->QueryOptional("SELECT name FROM t WHERE name=?", name, "b");
+  ASSERT_TRUE(maybe.ok());
+  EXPECT_FALSE(maybe->has_value());
+}
+
+TEST(DbTest, QueryOneLeavesNoReadOpen) {
+  testing::TempDir dir;
+  auto db = std::move(Db::Open(dir.File("x.db"), kV1)).value();
+  ASSERT_TRUE((*db->Prepare("INSERT INTO t(name) VALUES('a'), ('b')"))->Run().ok());
+  auto id = db->QueryOne("SELECT id FROM t ORDER BY id", "empty",
+                         [](const Statement& r) { return r.Int(0); });
+  ASSERT_TRUE(id.ok());
+  EXPECT_EQ(*id, 1);
+  // A statement left on a row would hold a read transaction; a writer on a
+  // second connection could not checkpoint, and DROP would be refused as busy.
+  EXPECT_TRUE(db->Exec("DROP TABLE t").ok());
+}
+
 TEST(DbTest, GarbageFileIsCorruption) {
   testing::TempDir dir;
   FILE* f = std::fopen(dir.File("bad.db").c_str(), "w");
