@@ -1,7 +1,6 @@
 #include "common/auth.h"
 
 #include "common/crypto.h"
-#include "common/schema.h"
 
 namespace loom {
 
@@ -25,9 +24,28 @@ Result<Role> ParseRole(std::string_view name) {
                                  "': use reporter, engineer or admin");
 }
 
+const std::vector<Migration>& TokenMigrations() {
+  static const std::vector<Migration> kMigrations = {
+      {1, R"sql(
+        CREATE TABLE tokens(
+          id INTEGER PRIMARY KEY,
+          hash TEXT NOT NULL UNIQUE,          -- sha256 of the bearer token; the token itself is never stored
+          role TEXT NOT NULL CHECK(role IN ('reporter', 'engineer', 'admin')),
+          name TEXT NOT NULL DEFAULT '',
+          created_at INTEGER NOT NULL,
+          revoked_at INTEGER
+        );
+      )sql"},
+      {4, R"sql(
+        ALTER TABLE tokens ADD COLUMN expires_at INTEGER;  -- ms since the epoch; NULL: never
+      )sql"},
+  };
+  return kMigrations;
+}
+
 Result<std::unique_ptr<TokenStore>> TokenStore::Open(const std::string& db_path,
                                                      const Clock* clock) {
-  LOOM_ASSIGN_OR_RETURN(auto db, Db::Open(db_path, LoomMigrations()));
+  LOOM_ASSIGN_OR_RETURN(auto db, Db::OpenMigrated(db_path));
   return std::unique_ptr<TokenStore>(new TokenStore(std::move(db), clock));
 }
 

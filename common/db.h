@@ -25,10 +25,18 @@ struct sqlite3_stmt;
 
 namespace loom {
 
+// One step of a database's schema. Each module declares the migrations of the
+// tables it owns; the program that owns the database file assembles them into
+// one list (AssembleMigrations; loomd's is orchestrator/schema.h).
 struct Migration {
-  int version;      // 1, 2, 3, ... applied in order, each exactly once
+  int version;      // increasing; each applied exactly once, in order
   std::string sql;  // may hold several statements
 };
+
+// Merges modules' migrations into one list ordered by version. A version that
+// several modules contribute to becomes one migration (one transaction) whose
+// SQL is theirs in the order the modules are given.
+std::vector<Migration> AssembleMigrations(const std::vector<std::vector<Migration>>& modules);
 
 class Statement;
 
@@ -50,6 +58,13 @@ class Db {
   static Result<std::unique_ptr<Db>> Open(const std::string& path,
                                           const std::vector<Migration>& migrations) {
     return Open(path, migrations, Options{});
+  }
+  // Opens the existing database at `path` as it is, without migrating it: for a
+  // store that shares a database whose owner migrated it first (loomd does at
+  // start). FailedPrecondition when the file has no schema yet.
+  static Result<std::unique_ptr<Db>> OpenMigrated(const std::string& path, Options options);
+  static Result<std::unique_ptr<Db>> OpenMigrated(const std::string& path) {
+    return OpenMigrated(path, Options{});
   }
   ~Db();
   Db(const Db&) = delete;
@@ -82,6 +97,9 @@ class Db {
 
  private:
   Db() = default;
+  static Result<std::unique_ptr<Db>> OpenImpl(const std::string& path,
+                                              const std::vector<Migration>* migrations,
+                                              Options options);
   Status Migrate(const std::vector<Migration>& migrations);
   Result<int> UserVersion();
   Status Error(std::string_view what) const;

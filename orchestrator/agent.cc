@@ -336,7 +336,7 @@ class AgentLoop {
 
   AgentOutcome Escalate(const std::string& kind, const std::string& summary,
                         const std::string& raised_by, std::optional<std::string> secret) {
-    auto id = env_.store->Escalate(task_.id, kind, summary, raised_by, std::move(secret));
+    auto id = env_.escalations->Escalate(task_.id, kind, summary, raised_by, std::move(secret));
     if (!id.ok()) return Fail("cannot record an escalation: " + id.status().message());
     return {AgentResult::kBlocked,
             "escalation " + std::to_string(*id) + " (" + kind + "): " + summary};

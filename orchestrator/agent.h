@@ -36,6 +36,7 @@
 
 #include "common/json.h"
 #include "orchestrator/disk_reserve.h"
+#include "orchestrator/escalation_store.h"
 #include "orchestrator/llm_client.h"
 #include "orchestrator/secrets.h"
 #include "orchestrator/task_store.h"
@@ -60,6 +61,7 @@ struct AgentBudgets {
 
 struct AgentEnv {
   TaskStore* store = nullptr;
+  EscalationStore* escalations = nullptr;
   LlmClient* llm = nullptr;
   repos::Workspace* workspace = nullptr;
   sandbox::Executor* executor = nullptr;

@@ -33,7 +33,7 @@
 #include "common/auth.h"
 #include "common/http_server.h"
 #include "orchestrator/secrets.h"
-#include "orchestrator/task_store.h"
+#include "orchestrator/stores.h"
 #include "policies/policy.h"
 
 namespace loom {
@@ -45,7 +45,8 @@ class OrchestratorApi {
   // Task worktrees live under `data_dir`/worktrees/<repo> and base trees under
   // `data_dir`/base (the scheduler's layout).
   // `policies` (per repository; REQUIRES: outlives this) decide who may approve.
-  OrchestratorApi(TaskStore* store, TokenStore* tokens, std::string data_dir,
+  // REQUIRES: `stores` outlive this.
+  OrchestratorApi(const OrchestratorStores& stores, TokenStore* tokens, std::string data_dir,
                   const std::map<std::string, policies::Policy>* policies, SecretStore* secrets,
                   std::function<void()> on_requeue);
   void Register(Router& router);
@@ -86,6 +87,8 @@ class OrchestratorApi {
   void AnswerEscalation(HttpRequest& req, std::shared_ptr<HttpExchange>& ex);
 
   TaskStore* store_;
+  EscalationStore* escalations_;
+  RepoStore* repos_;
   TokenStore* tokens_;
   std::string data_dir_;
   const std::map<std::string, policies::Policy>* policies_;

@@ -22,7 +22,9 @@
 
 #include "common/status.h"
 #include "orchestrator/agent.h"
+#include "orchestrator/escalation_store.h"
 #include "orchestrator/llm_client.h"
+#include "orchestrator/repo_store.h"
 #include "orchestrator/task_store.h"
 #include "policies/policy.h"
 #include "sandbox/executor.h"
@@ -44,8 +46,9 @@ struct SchedulerOptions {
 
 class Scheduler {
  public:
-  // REQUIRES: `store` and `executor` outlive the scheduler.
-  static Result<std::unique_ptr<Scheduler>> Start(TaskStore* store, sandbox::Executor* executor,
+  // REQUIRES: the stores and `executor` outlive the scheduler.
+  static Result<std::unique_ptr<Scheduler>> Start(TaskStore* store, EscalationStore* escalations,
+                                                  RepoStore* repos, sandbox::Executor* executor,
                                                   SchedulerOptions options);
   ~Scheduler();
   // Wakes idle slots (new feedback, an answered escalation).
@@ -55,7 +58,8 @@ class Scheduler {
   int busy_slots() const { return busy_; }
 
  private:
-  Scheduler(TaskStore* store, sandbox::Executor* executor, SchedulerOptions options);
+  Scheduler(TaskStore* store, EscalationStore* escalations, RepoStore* repos,
+            sandbox::Executor* executor, SchedulerOptions options);
   void SlotLoop(int slot);
   void RunTask(int slot, const Task& task);
   // The state change `outcome` names, from running (verifying for review).
@@ -63,6 +67,8 @@ class Scheduler {
   Result<bool> ProtectedEditsApproved(int64_t task_id);
 
   TaskStore* store_;
+  EscalationStore* escalations_;
+  RepoStore* repos_;
   sandbox::Executor* executor_;
   SchedulerOptions options_;
   std::unique_ptr<LlmClient> llm_;
