@@ -27,7 +27,10 @@ namespace loom {
 
 // One step of a database's schema. Each module declares the migrations of the
 // tables it owns; the program that owns the database file assembles them into
-// one list (AssembleMigrations; loomd's is orchestrator/schema.h).
+// one list (AssembleMigrations; loomd's is orchestrator/schema.h, numbered 1, 2,
+// 3, ... without gaps). The runner only requires increasing versions, so that a
+// module's tests can make its tables alone from its own migrations; a database
+// made from such a partial list is for those tests, never for loomd.
 struct Migration {
   int version;      // increasing; each applied exactly once, in order
   std::string sql;  // may hold several statements
