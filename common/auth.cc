@@ -1,7 +1,6 @@
 #include "common/auth.h"
 
 #include "common/crypto.h"
-#include "common/schema.h"
 
 namespace loom {
 
@@ -25,9 +24,28 @@ Result<Role> ParseRole(std::string_view name) {
                                  "': use reporter, engineer or admin");
 }
 
+const std::vector<Migration>& TokenMigrations() {
+  static const std::vector<Migration> kMigrations = {
+      {1, R"sql(
+        CREATE TABLE tokens(
+          id INTEGER PRIMARY KEY,
+          hash TEXT NOT NULL UNIQUE,          -- sha256 of the bearer token; the token itself is never stored
+          role TEXT NOT NULL CHECK(role IN ('reporter', 'engineer', 'admin')),
+          name TEXT NOT NULL DEFAULT '',
+          created_at INTEGER NOT NULL,
+          revoked_at INTEGER
+        );
+      )sql"},
+      {4, R"sql(
+        ALTER TABLE tokens ADD COLUMN expires_at INTEGER;  -- ms since the epoch; NULL: never
+      )sql"},
+  };
+  return kMigrations;
+}
+
 Result<std::unique_ptr<TokenStore>> TokenStore::Open(const std::string& db_path,
                                                      const Clock* clock) {
-  LOOM_ASSIGN_OR_RETURN(auto db, Db::Open(db_path, LoomMigrations()));
+  LOOM_ASSIGN_OR_RETURN(auto db, Db::OpenMigrated(db_path));
   return std::unique_ptr<TokenStore>(new TokenStore(std::move(db), clock));
 }
 
@@ -52,13 +70,11 @@ Result<std::string> TokenStore::Create(Role role, std::string_view name,
 
 Result<bool> TokenStore::HasAdmin() {
   MutexLock lock(&mu_);
-  LOOM_ASSIGN_OR_RETURN(Statement * q,
-                        db_->Prepare("SELECT 1 FROM tokens WHERE role='admin' AND revoked_at IS "
-                                     "NULL AND (expires_at IS NULL OR expires_at > ?)"));
-  q->Bind(1, clock_->NowMs());
-  LOOM_ASSIGN_OR_RETURN(bool row, q->Step());
-  q->Reset();
-  return row;
+  LOOM_ASSIGN_OR_RETURN(auto admin, db_->QueryOptional(
+                                        "SELECT 1 FROM tokens WHERE role='admin' AND revoked_at "
+                                        "IS NULL AND (expires_at IS NULL OR expires_at > ?)",
+                                        [](const Statement&) { return true; }, clock_->NowMs()));
+  return admin.has_value();
 }
 
 Result<Principal> TokenStore::Lookup(std::string_view token) {
@@ -72,23 +88,29 @@ Result<Principal> TokenStore::Lookup(std::string_view token) {
     p = it->second.principal;
   } else {
     cache_.erase(hash);
+    struct Row {
+      int64_t id;
+      std::string role, name;
+      std::optional<int64_t> expires_at_ms;
+    };
     LOOM_ASSIGN_OR_RETURN(
-        Statement * q,
-        db_->Prepare(
-            "SELECT id, role, name, expires_at FROM tokens WHERE hash=? AND revoked_at IS NULL"));
-    q->Bind(1, std::string_view(hash));
-    LOOM_ASSIGN_OR_RETURN(bool row, q->Step());
+        std::optional<Row> row,
+        db_->QueryOptional(
+            "SELECT id, role, name, expires_at FROM tokens WHERE hash=? AND revoked_at IS NULL",
+            [](const Statement& r) {
+              return Row{r.Int(0), r.Text(1), r.Text(2),
+                         r.IsNull(3) ? std::nullopt : std::optional<int64_t>(r.Int(3))};
+            },
+            hash));
     if (!row) return Status::Unauthenticated("unknown or revoked token");
-    p.token_id = q->Int(0);
-    auto role = ParseRole(q->Text(1));
+    p.token_id = row->id;
+    auto role = ParseRole(row->role);
     if (!role.ok()) {
-      q->Reset();
       return Status::Corruption("token " + std::to_string(p.token_id) + " has a bad role");
     }
     p.role = *role;
-    p.name = q->Text(2);
-    if (!q->IsNull(3)) p.expires_at_ms = q->Int(3);
-    q->Reset();
+    p.name = row->name;
+    p.expires_at_ms = row->expires_at_ms;
     cache_[hash] = {p, now};
   }
   if (p.expires_at_ms && now >= *p.expires_at_ms) {
@@ -101,14 +123,14 @@ Result<Principal> TokenStore::Lookup(std::string_view token) {
 namespace {
 constexpr const char* kTokenColumns = "id, role, name, created_at, expires_at, revoked_at";
 
-TokenInfo ReadToken(Statement* q) {
+TokenInfo ReadToken(const Statement& r) {
   TokenInfo t;
-  t.id = q->Int(0);
-  t.role = ParseRole(q->Text(1)).value_or(Role::kReporter);
-  t.name = q->Text(2);
-  t.created_at_ms = q->Int(3);
-  if (!q->IsNull(4)) t.expires_at_ms = q->Int(4);
-  if (!q->IsNull(5)) t.revoked_at_ms = q->Int(5);
+  t.id = r.Int(0);
+  t.role = ParseRole(r.Text(1)).value_or(Role::kReporter);
+  t.name = r.Text(2);
+  t.created_at_ms = r.Int(3);
+  if (!r.IsNull(4)) t.expires_at_ms = r.Int(4);
+  if (!r.IsNull(5)) t.revoked_at_ms = r.Int(5);
   return t;
 }
 }  // namespace
@@ -121,20 +143,14 @@ Result<std::vector<TokenInfo>> TokenStore::List() {
   while (true) {
     LOOM_ASSIGN_OR_RETURN(bool row, q->Step());
     if (!row) break;
-    out.push_back(ReadToken(q));
+    out.push_back(ReadToken(*q));
   }
   return out;
 }
 
 Result<TokenInfo> TokenStore::GetLocked(int64_t id) {
-  LOOM_ASSIGN_OR_RETURN(Statement * q, db_->Prepare(std::string("SELECT ") + kTokenColumns +
-                                                    " FROM tokens WHERE id=?"));
-  q->Bind(1, id);
-  LOOM_ASSIGN_OR_RETURN(bool row, q->Step());
-  if (!row) return Status::NotFound("no token " + std::to_string(id));
-  TokenInfo t = ReadToken(q);
-  q->Reset();
-  return t;
+  return db_->QueryOne(std::string("SELECT ") + kTokenColumns + " FROM tokens WHERE id=?",
+                       "no token " + std::to_string(id), ReadToken, id);
 }
 
 Result<TokenInfo> TokenStore::Get(int64_t id) {

@@ -25,6 +25,10 @@
 namespace loom {
 
 enum class Role { kReporter = 0, kEngineer = 1, kAdmin = 2 };
+
+// The migrations of the tokens table (assembled with the other modules' by
+// loomd: orchestrator/schema.h).
+const std::vector<Migration>& TokenMigrations();
 std::string_view RoleName(Role role);
 Result<Role> ParseRole(std::string_view name);
 

@@ -31,8 +31,40 @@ Status Db::Error(std::string_view what) const {
   }
 }
 
+std::vector<Migration> AssembleMigrations(const std::vector<std::vector<Migration>>& modules) {
+  std::vector<Migration> out;
+  for (const auto& module : modules) {
+    for (const Migration& m : module) {
+      auto it = out.begin();
+      while (it != out.end() && it->version < m.version) ++it;
+      if (it != out.end() && it->version == m.version) {
+        it->sql += m.sql;
+      } else {
+        out.insert(it, m);
+      }
+    }
+  }
+  return out;
+}
+
 Result<std::unique_ptr<Db>> Db::Open(const std::string& path,
                                      const std::vector<Migration>& migrations, Options options) {
+  return OpenImpl(path, &migrations, options);
+}
+
+Result<std::unique_ptr<Db>> Db::OpenMigrated(const std::string& path, Options options) {
+  LOOM_ASSIGN_OR_RETURN(auto db, OpenImpl(path, nullptr, options));
+  if (db->schema_version_ == 0) {
+    return Status::FailedPrecondition("database " + path +
+                                      " has no schema yet: it is opened with its migrations first "
+                                      "(loomd migrates it at start)");
+  }
+  return db;
+}
+
+Result<std::unique_ptr<Db>> Db::OpenImpl(const std::string& path,
+                                         const std::vector<Migration>* migrations,
+                                         Options options) {
   std::unique_ptr<Db> db(new Db());
   db->path_ = path;
   sqlite3* raw = nullptr;
@@ -68,11 +100,8 @@ Result<std::unique_ptr<Db>> Db::Open(const std::string& path,
                                     ? "PRAGMA synchronous=FULL"
                                     : "PRAGMA synchronous=NORMAL"));
   LOOM_RETURN_IF_ERROR(db->Exec("PRAGMA foreign_keys=ON"));
-  if (!options.read_only) LOOM_RETURN_IF_ERROR(db->Migrate(migrations));
-  LOOM_ASSIGN_OR_RETURN(Statement * v, db->Prepare("PRAGMA user_version"));
-  LOOM_ASSIGN_OR_RETURN(bool row, v->Step());
-  db->schema_version_ = row ? static_cast<int>(v->Int(0)) : 0;
-  v->Reset();
+  if (!options.read_only && migrations) LOOM_RETURN_IF_ERROR(db->Migrate(*migrations));
+  LOOM_ASSIGN_OR_RETURN(db->schema_version_, db->UserVersion());
   return db;
 }
 
@@ -81,21 +110,19 @@ Db::~Db() {
 }
 
 Status Db::Migrate(const std::vector<Migration>& migrations) {
-  LOOM_ASSIGN_OR_RETURN(Statement * v, Prepare("PRAGMA user_version"));
-  LOOM_ASSIGN_OR_RETURN(bool row, v->Step());
-  int current = row ? static_cast<int>(v->Int(0)) : 0;
-  v->Reset();
+  LOOM_ASSIGN_OR_RETURN(int current, UserVersion());
   int newest = migrations.empty() ? 0 : migrations.back().version;
   if (current > newest) {
     return Status::FailedPrecondition(
         "database " + path_ + " has schema version " + std::to_string(current) +
         " but this binary knows only up to " + std::to_string(newest) + ": use a newer loomd");
   }
-  int expected = 1;
+  int previous = 0;
   for (const auto& m : migrations) {
-    if (m.version != expected++) {
-      return Status::Internal("migrations must be numbered 1, 2, 3, ... without gaps");
+    if (m.version <= previous) {
+      return Status::Internal("migrations must be numbered in increasing order");
     }
+    previous = m.version;
     if (m.version <= current) continue;
     Transaction tx(this);
     LOOM_RETURN_IF_ERROR(tx.Begin());
@@ -105,6 +132,14 @@ Status Db::Migrate(const std::vector<Migration>& migrations) {
     LOOM_RETURN_IF_ERROR(tx.Commit());
   }
   return Status::Ok();
+}
+
+Result<int> Db::UserVersion() {
+  LOOM_ASSIGN_OR_RETURN(std::optional<int> v,
+                        QueryOptional("PRAGMA user_version", [](const Statement& row) {
+                          return static_cast<int>(row.Int(0));
+                        }));
+  return v.value_or(0);
 }
 
 Status Db::Exec(std::string_view sql) {

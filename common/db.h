@@ -14,6 +14,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "common/status.h"
@@ -23,10 +25,21 @@ struct sqlite3_stmt;
 
 namespace loom {
 
+// One step of a database's schema. Each module declares the migrations of the
+// tables it owns; the program that owns the database file assembles them into
+// one list (AssembleMigrations; loomd's is orchestrator/schema.h, numbered 1, 2,
+// 3, ... without gaps). The runner only requires increasing versions, so that a
+// module's tests can make its tables alone from its own migrations; a database
+// made from such a partial list is for those tests, never for loomd.
 struct Migration {
-  int version;      // 1, 2, 3, ... applied in order, each exactly once
+  int version;      // increasing; each applied exactly once, in order
   std::string sql;  // may hold several statements
 };
+
+// Merges modules' migrations into one list ordered by version. A version that
+// several modules contribute to becomes one migration (one transaction) whose
+// SQL is theirs in the order the modules are given.
+std::vector<Migration> AssembleMigrations(const std::vector<std::vector<Migration>>& modules);
 
 class Statement;
 
@@ -49,6 +62,13 @@ class Db {
                                           const std::vector<Migration>& migrations) {
     return Open(path, migrations, Options{});
   }
+  // Opens the existing database at `path` as it is, without migrating it: for a
+  // store that shares a database whose owner migrated it first (loomd does at
+  // start). FailedPrecondition when the file has no schema yet.
+  static Result<std::unique_ptr<Db>> OpenMigrated(const std::string& path, Options options);
+  static Result<std::unique_ptr<Db>> OpenMigrated(const std::string& path) {
+    return OpenMigrated(path, Options{});
+  }
   ~Db();
   Db(const Db&) = delete;
   Db& operator=(const Db&) = delete;
@@ -57,6 +77,18 @@ class Db {
   Status Exec(std::string_view sql);
   // Prepares one statement (cached: preparing the same SQL again is cheap).
   Result<Statement*> Prepare(std::string_view sql);
+  // The query-one idiom: prepares `sql`, binds `args` from index 1, steps
+  // once and returns `read(row)` for the first row, or NotFound(`not_found`)
+  // when there is none. The statement is reset before this returns, so no read
+  // stays open. `read` is called as T(const Statement&).
+  template <typename Read, typename... Args>
+  auto QueryOne(std::string_view sql, std::string_view not_found, Read&& read, const Args&... args)
+      -> Result<std::invoke_result_t<Read&, const Statement&>>;
+  // As QueryOne, but no row is std::nullopt rather than an error.
+  template <typename Read, typename... Args>
+  auto QueryOptional(std::string_view sql, Read&& read, const Args&... args)
+      -> Result<std::optional<std::invoke_result_t<Read&, const Statement&>>>;
+
   int64_t LastInsertRowId() const;
   int Changes() const;
   int SchemaVersion() const { return schema_version_; }
@@ -68,7 +100,11 @@ class Db {
 
  private:
   Db() = default;
+  static Result<std::unique_ptr<Db>> OpenImpl(const std::string& path,
+                                              const std::vector<Migration>* migrations,
+                                              Options options);
   Status Migrate(const std::vector<Migration>& migrations);
+  Result<int> UserVersion();
   Status Error(std::string_view what) const;
 
   struct Closer {
@@ -124,6 +160,27 @@ class Statement {
   bool done_ = false;
   Status bind_error_;
 };
+
+template <typename Read, typename... Args>
+auto Db::QueryOptional(std::string_view sql, Read&& read, const Args&... args)
+    -> Result<std::optional<std::invoke_result_t<Read&, const Statement&>>> {
+  using T = std::invoke_result_t<Read&, const Statement&>;
+  LOOM_ASSIGN_OR_RETURN(Statement * q, Prepare(sql));
+  if constexpr (sizeof...(args) > 0) q->BindAll(args...);
+  LOOM_ASSIGN_OR_RETURN(bool row, q->Step());
+  if (!row) return std::optional<T>();
+  std::optional<T> value(read(static_cast<const Statement&>(*q)));
+  q->Reset();
+  return value;
+}
+
+template <typename Read, typename... Args>
+auto Db::QueryOne(std::string_view sql, std::string_view not_found, Read&& read,
+                  const Args&... args) -> Result<std::invoke_result_t<Read&, const Statement&>> {
+  LOOM_ASSIGN_OR_RETURN(auto value, QueryOptional(sql, read, args...));
+  if (!value) return Status::NotFound(std::string(not_found));
+  return std::move(*value);
+}
 
 // Rolls back unless Commit() was called.
 class Transaction {

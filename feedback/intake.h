@@ -21,11 +21,16 @@
 #include <variant>
 #include <vector>
 
+#include "common/clock.h"
 #include "common/db.h"
 #include "common/json.h"
 #include "common/status.h"
 
 namespace loom::feedback {
+
+// The migrations of the feedback tables (assembled with the other modules' by
+// loomd: orchestrator/schema.h).
+const std::vector<Migration>& Migrations();
 
 struct Item {
   int64_t id = 0;
@@ -91,9 +96,35 @@ struct Counts {
   std::vector<std::pair<std::string, int64_t>> by_status;
 };
 
+// Triage's view of the feedback table, on a connection the caller owns, so
+// that what it reads and writes joins the caller's transaction (the task store
+// makes a task of an item and marks the item in one). The only way anything
+// above feedback/ touches the table. Thread-compatible: the caller serializes
+// its use of `db`.
+class TriageQueue {
+ public:
+  explicit TriageQueue(Db* db) : db_(db) {}
+  // Items no task was made of yet (status new or duplicate), oldest first.
+  Result<std::vector<Item>> Untriaged(int limit);
+  // The task item `id` was triaged into; nullopt while it has none.
+  Result<std::optional<int64_t>> TaskOf(int64_t id);
+  // Links item `id` to `task_id`: a new item becomes triaged, a duplicate stays one.
+  Status MarkTriaged(int64_t id, int64_t task_id);
+  // The status every item of `task_id` shows its reporter from now on
+  // (in_progress, in_review, merged, ...: the task's state as a reporter sees it).
+  Status SetTaskStatus(int64_t task_id, std::string_view status);
+
+ private:
+  Db* db_;
+};
+
 class Store {
  public:
-  static Result<std::unique_ptr<Store>> Open(const std::string& db_path);
+  // Opens the database at `db_path`, which its owner migrated (loomd:
+  // orchestrator/schema.h). REQUIRES: `clock` (which stamps created_at)
+  // outlives the store.
+  static Result<std::unique_ptr<Store>> Open(const std::string& db_path,
+                                             const Clock* clock = SystemClock::Default());
   ~Store();  // flushes pending submissions and joins the writer
 
   using Callback = std::function<void(Result<SubmitResult>)>;
@@ -113,10 +144,11 @@ class Store {
     std::string idempotency_key;
     Callback done;
   };
-  Store(std::unique_ptr<Db> writer, std::unique_ptr<Db> reader);
+  Store(std::unique_ptr<Db> writer, std::unique_ptr<Db> reader, const Clock* clock);
   void WriterLoop();
   Result<SubmitResult> Insert(Item& item, const std::string& idempotency_key);
 
+  const Clock* const clock_;
   std::unique_ptr<Db> writer_db_;  // writer thread only
   std::mutex read_mu_;
   std::unique_ptr<Db> reader_db_;  // GUARDED_BY(read_mu_)

@@ -3,7 +3,6 @@
 #include <future>
 
 #include "common/log.h"
-#include "common/schema.h"
 #include "feedback/intake.h"
 
 namespace loom::feedback {
@@ -11,42 +10,78 @@ namespace {
 
 constexpr size_t kMaxBatch = 1024;
 
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 constexpr const char* kColumns =
     "id, kind, title, body, reporter, app_version, commit_sha, url, logs, stack_trace, repo, "
     "context, status, fingerprint, duplicate_of, reporter_count, token_id, created_at, task_id";
 
-Item ReadItem(Statement* q) {
+Item ReadItem(const Statement& r) {
   Item it;
-  it.id = q->Int(0);
-  it.kind = q->Text(1);
-  it.title = q->Text(2);
-  it.body = q->Text(3);
-  it.reporter = q->OptionalText(4);
-  it.app_version = q->OptionalText(5);
-  it.commit = q->OptionalText(6);
-  it.url = q->OptionalText(7);
-  it.logs = q->OptionalText(8);
-  it.stack_trace = q->OptionalText(9);
-  it.repo = q->OptionalText(10);
-  auto ctx = ParseJson(q->Text(11));
+  it.id = r.Int(0);
+  it.kind = r.Text(1);
+  it.title = r.Text(2);
+  it.body = r.Text(3);
+  it.reporter = r.OptionalText(4);
+  it.app_version = r.OptionalText(5);
+  it.commit = r.OptionalText(6);
+  it.url = r.OptionalText(7);
+  it.logs = r.OptionalText(8);
+  it.stack_trace = r.OptionalText(9);
+  it.repo = r.OptionalText(10);
+  auto ctx = ParseJson(r.Text(11));
   it.context = ctx.ok() ? *ctx : Json::object();
-  it.status = q->Text(12);
-  it.fingerprint = q->Text(13);
-  if (!q->IsNull(14)) it.duplicate_of = q->Int(14);
-  it.reporter_count = q->Int(15);
-  it.token_id = q->Int(16);
-  it.created_at_ms = q->Int(17);
-  if (!q->IsNull(18)) it.task_id = q->Int(18);
+  it.status = r.Text(12);
+  it.fingerprint = r.Text(13);
+  if (!r.IsNull(14)) it.duplicate_of = r.Int(14);
+  it.reporter_count = r.Int(15);
+  it.token_id = r.Int(16);
+  it.created_at_ms = r.Int(17);
+  if (!r.IsNull(18)) it.task_id = r.Int(18);
   return it;
 }
 
 }  // namespace
+
+const std::vector<Migration>& Migrations() {
+  static const std::vector<Migration> kMigrations = {
+      {1, R"sql(
+        CREATE TABLE feedback(
+          id INTEGER PRIMARY KEY,
+          kind TEXT NOT NULL CHECK(kind IN ('bug', 'feature', 'question')),
+          title TEXT NOT NULL,
+          body TEXT NOT NULL,
+          reporter TEXT,
+          app_version TEXT,
+          commit_sha TEXT,
+          url TEXT,
+          logs TEXT,
+          stack_trace TEXT,
+          repo TEXT,
+          context TEXT NOT NULL DEFAULT '{}',  -- a JSON object
+          status TEXT NOT NULL,                -- new | duplicate | triaged | ... (see docs/api.md)
+          fingerprint TEXT NOT NULL,
+          duplicate_of INTEGER REFERENCES feedback(id),
+          reporter_count INTEGER NOT NULL DEFAULT 1,
+          token_id INTEGER NOT NULL REFERENCES tokens(id),
+          idempotency_key TEXT,
+          created_at INTEGER NOT NULL
+        );
+        CREATE INDEX feedback_fingerprint ON feedback(fingerprint) WHERE duplicate_of IS NULL;
+        CREATE INDEX feedback_token ON feedback(token_id, id);
+        CREATE UNIQUE INDEX feedback_idempotency ON feedback(token_id, idempotency_key)
+          WHERE idempotency_key IS NOT NULL;
+        CREATE TABLE feedback_reporters(
+          feedback_id INTEGER NOT NULL REFERENCES feedback(id),
+          reporter TEXT NOT NULL,
+          PRIMARY KEY(feedback_id, reporter)
+        ) WITHOUT ROWID;
+      )sql"},
+      // The task a feedback item was triaged into (see TriageQueue).
+      {2, R"sql(
+        ALTER TABLE feedback ADD COLUMN task_id INTEGER REFERENCES tasks(id);
+      )sql"},
+  };
+  return kMigrations;
+}
 
 Json Item::ToJson() const {
   Json j = {{"id", id},
@@ -73,14 +108,14 @@ Json Item::ToJson() const {
   return j;
 }
 
-Result<std::unique_ptr<Store>> Store::Open(const std::string& db_path) {
-  LOOM_ASSIGN_OR_RETURN(auto writer, Db::Open(db_path, LoomMigrations()));
-  LOOM_ASSIGN_OR_RETURN(auto reader, Db::Open(db_path, LoomMigrations()));
-  return std::unique_ptr<Store>(new Store(std::move(writer), std::move(reader)));
+Result<std::unique_ptr<Store>> Store::Open(const std::string& db_path, const Clock* clock) {
+  LOOM_ASSIGN_OR_RETURN(auto writer, Db::OpenMigrated(db_path));
+  LOOM_ASSIGN_OR_RETURN(auto reader, Db::OpenMigrated(db_path));
+  return std::unique_ptr<Store>(new Store(std::move(writer), std::move(reader), clock));
 }
 
-Store::Store(std::unique_ptr<Db> writer, std::unique_ptr<Db> reader)
-    : writer_db_(std::move(writer)), reader_db_(std::move(reader)) {
+Store::Store(std::unique_ptr<Db> writer, std::unique_ptr<Db> reader, const Clock* clock)
+    : clock_(clock), writer_db_(std::move(writer)), reader_db_(std::move(reader)) {
   writer_ = std::thread([this] { WriterLoop(); });
 }
 
@@ -151,22 +186,22 @@ void Store::WriterLoop() {
 Result<SubmitResult> Store::Insert(Item& item, const std::string& idempotency_key) {
   Db* db = writer_db_.get();
   if (!idempotency_key.empty()) {
-    LOOM_ASSIGN_OR_RETURN(Statement * q,
-                          db->Prepare("SELECT f.id, f.status, f.duplicate_of, o.token_id FROM "
-                                      "feedback f LEFT JOIN feedback o ON o.id = f.duplicate_of "
-                                      "WHERE f.token_id=? AND f.idempotency_key=?"));
-    q->BindAll(item.token_id, idempotency_key);
-    LOOM_ASSIGN_OR_RETURN(bool row, q->Step());
-    if (row) {
-      SubmitResult r{q->Int(0), q->Text(1), std::nullopt, 0, true};
-      if (!q->IsNull(2)) r.duplicate_of = q->Int(2);
-      if (!q->IsNull(3)) r.original_token_id = q->Int(3);
-      q->Reset();
-      return r;
-    }
+    LOOM_ASSIGN_OR_RETURN(std::optional<SubmitResult> earlier,
+                          db->QueryOptional(
+                              "SELECT f.id, f.status, f.duplicate_of, o.token_id FROM "
+                              "feedback f LEFT JOIN feedback o ON o.id = f.duplicate_of "
+                              "WHERE f.token_id=? AND f.idempotency_key=?",
+                              [](const Statement& row) {
+                                SubmitResult r{row.Int(0), row.Text(1), std::nullopt, 0, true};
+                                if (!row.IsNull(2)) r.duplicate_of = row.Int(2);
+                                if (!row.IsNull(3)) r.original_token_id = row.Int(3);
+                                return r;
+                              },
+                              item.token_id, idempotency_key));
+    if (earlier) return *earlier;
   }
   item.fingerprint = Fingerprint(item);
-  item.created_at_ms = NowMs();
+  item.created_at_ms = clock_->NowMs();
   LOOM_ASSIGN_OR_RETURN(
       Statement * find,
       db->Prepare("SELECT id, token_id FROM feedback WHERE fingerprint=? AND duplicate_of IS "
@@ -223,14 +258,8 @@ Result<SubmitResult> Store::Insert(Item& item, const std::string& idempotency_ke
 
 Result<Item> Store::Get(int64_t id) {
   std::lock_guard<std::mutex> lock(read_mu_);
-  LOOM_ASSIGN_OR_RETURN(Statement * q, reader_db_->Prepare(std::string("SELECT ") + kColumns +
-                                                           " FROM feedback WHERE id=?"));
-  q->Bind(1, id);
-  LOOM_ASSIGN_OR_RETURN(bool row, q->Step());
-  if (!row) return Status::NotFound("no feedback item " + std::to_string(id));
-  Item it = ReadItem(q);
-  q->Reset();
-  return it;
+  return reader_db_->QueryOne(std::string("SELECT ") + kColumns + " FROM feedback WHERE id=?",
+                              "no feedback item " + std::to_string(id), ReadItem, id);
 }
 
 Result<std::vector<Item>> Store::List(const ListQuery& query) {
@@ -253,7 +282,7 @@ Result<std::vector<Item>> Store::List(const ListQuery& query) {
   while (true) {
     LOOM_ASSIGN_OR_RETURN(bool row, q->Step());
     if (!row) break;
-    out.push_back(ReadItem(q));
+    out.push_back(ReadItem(*q));
   }
   return out;
 }
@@ -269,6 +298,46 @@ Result<Counts> Store::CountByStatus() {
     c.by_status.emplace_back(q->Text(0), q->Int(1));
   }
   return c;
+}
+
+Result<std::vector<Item>> TriageQueue::Untriaged(int limit) {
+  LOOM_ASSIGN_OR_RETURN(Statement * q,
+                        db_->Prepare(std::string("SELECT ") + kColumns +
+                                     " FROM feedback WHERE task_id IS NULL AND status IN "
+                                     "('new', 'duplicate') ORDER BY id LIMIT ?"));
+  q->Bind(1, static_cast<int64_t>(limit));
+  std::vector<Item> out;
+  while (true) {
+    LOOM_ASSIGN_OR_RETURN(bool row, q->Step());
+    if (!row) break;
+    out.push_back(ReadItem(*q));
+  }
+  return out;
+}
+
+Result<std::optional<int64_t>> TriageQueue::TaskOf(int64_t id) {
+  LOOM_ASSIGN_OR_RETURN(auto task, db_->QueryOptional(
+                                       "SELECT task_id FROM feedback WHERE id=?",
+                                       [](const Statement& r) {
+                                         return r.IsNull(0) ? std::nullopt
+                                                            : std::optional<int64_t>(r.Int(0));
+                                       },
+                                       id));
+  return task ? *task : std::nullopt;
+}
+
+Status TriageQueue::MarkTriaged(int64_t id, int64_t task_id) {
+  LOOM_ASSIGN_OR_RETURN(
+      Statement * q,
+      db_->Prepare("UPDATE feedback SET task_id=?, status=CASE status WHEN 'new' THEN 'triaged' "
+                   "ELSE status END WHERE id=?"));
+  return q->BindAll(task_id, id).Run();
+}
+
+Status TriageQueue::SetTaskStatus(int64_t task_id, std::string_view status) {
+  LOOM_ASSIGN_OR_RETURN(Statement * q,
+                        db_->Prepare("UPDATE feedback SET status=? WHERE task_id=?"));
+  return q->BindAll(status, task_id).Run();
 }
 
 }  // namespace loom::feedback

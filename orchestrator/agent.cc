@@ -165,8 +165,8 @@ class AgentLoop : public ToolContext {
   Result<std::string> Escalate(const std::string& kind, const std::string& summary,
                                const std::string& raised_by,
                                std::optional<std::string> secret) override {
-    LOOM_ASSIGN_OR_RETURN(
-        int64_t id, env_.store->Escalate(task_.id, kind, summary, raised_by, std::move(secret)));
+    LOOM_ASSIGN_OR_RETURN(int64_t id, env_.escalations->Escalate(task_.id, kind, summary, raised_by,
+                                                                 std::move(secret)));
     return "escalation " + std::to_string(id) + " (" + kind + "): " + summary;
   }
 

@@ -46,6 +46,7 @@
 #include "common/clock.h"
 #include "common/json.h"
 #include "orchestrator/disk_reserve.h"
+#include "orchestrator/escalation_store.h"
 #include "orchestrator/llm_client.h"
 #include "orchestrator/secrets.h"
 #include "orchestrator/task_store.h"
@@ -83,6 +84,7 @@ class TaskPhases {
 
 struct AgentEnv {
   TaskStore* store = nullptr;
+  EscalationStore* escalations = nullptr;
   LlmClient* llm = nullptr;
   repos::Workspace* workspace = nullptr;
   sandbox::Executor* executor = nullptr;

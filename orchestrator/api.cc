@@ -62,10 +62,13 @@ void RespondJson(std::shared_ptr<HttpExchange>& ex, int status, const Json& body
 
 }  // namespace
 
-OrchestratorApi::OrchestratorApi(TaskStore* store, feedback::Store* feedback, TokenStore* tokens,
-                                 std::string data_dir, const PolicySet* policies,
-                                 SecretStore* secrets, std::function<void()> on_requeue)
-    : store_(store),
+OrchestratorApi::OrchestratorApi(const OrchestratorStores& stores, feedback::Store* feedback,
+                                 TokenStore* tokens, std::string data_dir,
+                                 const PolicySet* policies, SecretStore* secrets,
+                                 std::function<void()> on_requeue)
+    : store_(stores.tasks.get()),
+      escalations_(stores.escalations.get()),
+      repos_(stores.repos.get()),
       feedback_(feedback),
       tokens_(tokens),
       data_dir_(std::move(data_dir)),
@@ -109,38 +112,32 @@ void OrchestratorApi::Register(Router& router) {
 }
 
 void OrchestratorApi::AddRepo(HttpRequest& req, std::shared_ptr<HttpExchange>& ex) {
-  RepoEntry repo;
-  repo.target_branch = "main";
+  repos::RepoRecord repo;
   if (!ReadBody(req, ex, [&](JsonReader& in) {
         in.String("name", &repo.name, Presence::kNonEmpty)
             .String("path", &repo.path, Presence::kNonEmpty)
             .String("test_command", &repo.test_command, Presence::kNonEmpty)
-            .String("branch", &repo.target_branch);
+            .String("branch", &repo.settings.target_branch);
       })) {
     return;
   }
-  if (repo.target_branch.empty()) repo.target_branch = "main";
-  std::error_code ec;
-  std::filesystem::path abs = std::filesystem::absolute(repo.path, ec);
-  if (!ec) repo.path = abs.lexically_normal().string();
-  // Validates what an agent will need: the repository opens, is not empty and
-  // has the target branch.
-  repos::RepoRegistry probe;
-  repos::RepoSettings settings;
-  settings.target_branch = repo.target_branch;
-  auto checked = probe.RegisterLocal(repo.name, repo.path, settings);
-  if (!checked.ok()) return ex->Respond(ErrorResponse(checked.status(), "path"));
-  Status s = store_->AddRepo(repo);
-  if (!s.ok()) return ex->Respond(ErrorResponse(s, "name"));
+  if (repo.settings.target_branch.empty()) repo.settings.target_branch = "main";
+  // Checks what an agent will need (the repository opens, is not empty and has
+  // the target branch), then registers it.
+  auto registered = repos_->Register(std::move(repo));
+  if (!registered.ok()) {
+    Status s = registered.status();
+    return ex->Respond(ErrorResponse(s, s.code() == StatusCode::kAlreadyExists ? "name" : "path"));
+  }
   if (on_requeue_) on_requeue_();  // feedback that waited for a repository can be triaged
-  RespondJson(ex, 201, repo.ToJson());
+  RespondJson(ex, 201, RepoJson(*registered));
 }
 
 void OrchestratorApi::ListRepos(HttpRequest&, std::shared_ptr<HttpExchange>& ex) {
-  auto repos = store_->ListRepos();
+  auto repos = repos_->List();
   if (!repos.ok()) return ex->Respond(ErrorResponse(repos.status()));
   Json items = Json::array();
-  for (const auto& r : *repos) items.push_back(r.ToJson());
+  for (const auto& r : *repos) items.push_back(RepoJson(r));
   RespondJson(ex, 200, {{"items", items}});
 }
 
@@ -196,20 +193,20 @@ void OrchestratorApi::TaskEvents(HttpRequest& req, std::shared_ptr<HttpExchange>
 namespace {
 
 // The repository of `task`, opened with the scheduler's worktree layout.
-Result<std::unique_ptr<repos::Repository>> OpenTaskRepo(TaskStore* store, const Task& task,
+Result<std::unique_ptr<repos::Repository>> OpenTaskRepo(RepoStore* repos, const Task& task,
                                                         const std::string& data_dir,
                                                         const PolicyMap& policies) {
-  LOOM_ASSIGN_OR_RETURN(RepoEntry entry, store->GetRepo(task.repo));
-  repos::RepoRecord record = RepoRecordFor(entry, policies);
-  return repos::Repository::Open(record, data_dir + "/worktrees/" + entry.name);
+  LOOM_ASSIGN_OR_RETURN(repos::RepoRecord registered, repos->Get(task.repo));
+  repos::RepoRecord record = RepoRecordFor(registered, policies);
+  return repos::Repository::Open(record, data_dir + "/worktrees/" + record.name);
 }
 
-Result<Json> BranchDiffJson(TaskStore* store, const Task& task, const std::string& data_dir,
+Result<Json> BranchDiffJson(RepoStore* repos, const Task& task, const std::string& data_dir,
                             const PolicyMap& policies) {
   if (!task.branch) {
     return Status::FailedPrecondition("task " + std::to_string(task.id) + " has no branch yet");
   }
-  LOOM_ASSIGN_OR_RETURN(auto repo, OpenTaskRepo(store, task, data_dir, policies));
+  LOOM_ASSIGN_OR_RETURN(auto repo, OpenTaskRepo(repos, task, data_dir, policies));
   LOOM_ASSIGN_OR_RETURN(repos::DiffReport diff, repo->DiffBranch(std::to_string(task.id)));
   // Edits of the policy's protected paths were approved by a person before the
   // agent could make them; the reviewer still sees them called out.
@@ -287,7 +284,7 @@ void OrchestratorApi::TaskDiff(HttpRequest& req, std::shared_ptr<HttpExchange>& 
   if (!id.ok()) return ex->Respond(ErrorResponse(id.status()));
   auto task = store_->Get(*id);
   if (!task.ok()) return ex->Respond(ErrorResponse(task.status()));
-  auto diff = BranchDiffJson(store_, *task, data_dir_, *policies_->Snapshot());
+  auto diff = BranchDiffJson(repos_, *task, data_dir_, *policies_->Snapshot());
   if (!diff.ok()) return ex->Respond(ErrorResponse(diff.status()));
   RespondJson(ex, 200, *diff);
 }
@@ -316,7 +313,7 @@ void OrchestratorApi::ShowReview(HttpRequest& req, std::shared_ptr<HttpExchange>
   if (!task.ok()) return ex->Respond(ErrorResponse(task.status()));
   auto review = ReviewSummary(store_, *task);
   if (!review.ok()) return ex->Respond(ErrorResponse(review.status()));
-  auto diff = BranchDiffJson(store_, *task, data_dir_, *policies_->Snapshot());
+  auto diff = BranchDiffJson(repos_, *task, data_dir_, *policies_->Snapshot());
   if (!diff.ok()) return ex->Respond(ErrorResponse(diff.status()));
   (*review)["diff"] = *diff;
   // What the reporters asked for, in their words (the originals and duplicates
@@ -391,7 +388,7 @@ void OrchestratorApi::Merge(HttpRequest& req, std::shared_ptr<HttpExchange>& ex)
 
 void OrchestratorApi::MergeApproved(const Task& task, const Principal& reviewer,
                                     std::shared_ptr<HttpExchange>& ex) {
-  auto repo = OpenTaskRepo(store_, task, data_dir_, *policies_->Snapshot());
+  auto repo = OpenTaskRepo(repos_, task, data_dir_, *policies_->Snapshot());
   if (!repo.ok()) return ex->Respond(ErrorResponse(repo.status()));
   std::string id = std::to_string(task.id);
   // The intent, before git is touched: a restart that finds it on a task still in
@@ -441,8 +438,8 @@ void OrchestratorApi::MergeApproved(const Task& task, const Principal& reviewer,
 }
 
 Status OrchestratorApi::FinishInterruptedMerges() {
-  LOOM_ASSIGN_OR_RETURN(std::vector<RepoEntry> entries, store_->ListRepos());
-  for (const RepoEntry& entry : entries) {
+  LOOM_ASSIGN_OR_RETURN(std::vector<repos::RepoRecord> entries, repos_->List());
+  for (const repos::RepoRecord& entry : entries) {
     auto repo = repos::Repository::Open(RepoRecordFor(entry, *policies_->Snapshot()),
                                         data_dir_ + "/worktrees/" + entry.name);
     Status s = repo.ok() ? (*repo)->FinishInterruptedMerge() : repo.status();
@@ -464,7 +461,7 @@ Status OrchestratorApi::FinishInterruptedMerges() {
       }
     }
     if (!merging) continue;
-    auto repo = OpenTaskRepo(store_, task, data_dir_, *policies_->Snapshot());
+    auto repo = OpenTaskRepo(repos_, task, data_dir_, *policies_->Snapshot());
     if (!repo.ok()) continue;
     std::string id = std::to_string(task.id);
     auto diff = (*repo)->DiffBranch(id);
@@ -509,7 +506,7 @@ void OrchestratorApi::Reject(HttpRequest& req, std::shared_ptr<HttpExchange>& ex
   Status s = store_->RecordReview(task->id, ReviewDecision::kRejected, "rejected: " + reason,
                                   who.ok() ? who->token_id : 0);
   if (!s.ok()) return ex->Respond(ErrorResponse(s));
-  if (auto repo = OpenTaskRepo(store_, *task, data_dir_, *policies_->Snapshot()); repo.ok()) {
+  if (auto repo = OpenTaskRepo(repos_, *task, data_dir_, *policies_->Snapshot()); repo.ok()) {
     (void)(*repo)->RemoveWorkspace(std::to_string(task->id), repos::BranchDisposition::kKeep);
   }
   RespondJson(ex, 200, store_->Get(task->id).value_or(*task).ToJson());
@@ -521,7 +518,7 @@ void OrchestratorApi::ListEscalations(HttpRequest& req, std::shared_ptr<HttpExch
     return ex->Respond(
         ErrorResponse(Status::InvalidArgument("state must be open or all"), "state"));
   }
-  auto list = store_->ListEscalations(state == "open");
+  auto list = escalations_->List(state == "open");
   if (!list.ok()) return ex->Respond(ErrorResponse(list.status()));
   Json items = Json::array();
   for (const auto& e : *list) items.push_back(e.ToJson());
@@ -531,7 +528,7 @@ void OrchestratorApi::ListEscalations(HttpRequest& req, std::shared_ptr<HttpExch
 void OrchestratorApi::ShowEscalation(HttpRequest& req, std::shared_ptr<HttpExchange>& ex) {
   auto id = PathId(req);
   if (!id.ok()) return ex->Respond(ErrorResponse(id.status()));
-  auto e = store_->GetEscalation(*id);
+  auto e = escalations_->Get(*id);
   if (!e.ok()) return ex->Respond(ErrorResponse(e.status()));
   RespondJson(ex, 200, e->ToJson());
 }
@@ -590,7 +587,7 @@ void OrchestratorApi::AnswerEscalation(HttpRequest& req, std::shared_ptr<HttpExc
     return;
   }
   std::unique_lock<std::mutex> answering(answer_mu_);
-  auto escalation = store_->GetEscalation(*id);
+  auto escalation = escalations_->Get(*id);
   if (!escalation.ok()) return ex->Respond(ErrorResponse(escalation.status()));
   // Checked before ParseAnswer, which stores a secret: a 409 changes nothing.
   if (escalation->state != "open") {
@@ -600,11 +597,11 @@ void OrchestratorApi::AnswerEscalation(HttpRequest& req, std::shared_ptr<HttpExc
   auto answer = ParseAnswer(request, *escalation);
   if (!answer.ok()) return ex->Respond(ErrorResponse(answer.status()));
   auto who = tokens_->Authenticate(req);
-  Status s = store_->AnswerEscalation(*id, *answer, who.ok() ? who->token_id : 0);
+  Status s = escalations_->Answer(*id, *answer, who.ok() ? who->token_id : 0);
   answering.unlock();
   if (!s.ok()) return ex->Respond(ErrorResponse(s));
   if (on_requeue_) on_requeue_();
-  auto e = store_->GetEscalation(*id);
+  auto e = escalations_->Get(*id);
   if (!e.ok()) return ex->Respond(ErrorResponse(e.status()));
   RespondJson(ex, 200, e->ToJson());
 }

@@ -37,7 +37,7 @@
 #include "feedback/intake.h"
 #include "orchestrator/repo_policy.h"
 #include "orchestrator/secrets.h"
-#include "orchestrator/task_store.h"
+#include "orchestrator/stores.h"
 #include "policies/policy.h"
 
 namespace loom {
@@ -49,7 +49,8 @@ class OrchestratorApi {
   // Task worktrees live under `data_dir`/worktrees/<repo> and base trees under
   // `data_dir`/base (the scheduler's layout).
   // `policies` (per repository; REQUIRES: outlives this) decide who may approve.
-  OrchestratorApi(TaskStore* store, feedback::Store* feedback, TokenStore* tokens,
+  // REQUIRES: `stores` and `feedback` outlive this.
+  OrchestratorApi(const OrchestratorStores& stores, feedback::Store* feedback, TokenStore* tokens,
                   std::string data_dir, const PolicySet* policies, SecretStore* secrets,
                   std::function<void()> on_requeue);
   void Register(Router& router);
@@ -90,6 +91,8 @@ class OrchestratorApi {
   void AnswerEscalation(HttpRequest& req, std::shared_ptr<HttpExchange>& ex);
 
   TaskStore* store_;
+  EscalationStore* escalations_;
+  RepoStore* repos_;
   feedback::Store* feedback_;
   TokenStore* tokens_;
   std::string data_dir_;

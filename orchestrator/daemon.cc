@@ -16,7 +16,6 @@
 #include "common/metrics.h"
 #include "common/private_dir.h"
 #include "common/rate_limiter.h"
-#include "common/schema.h"
 #include "feedback/api.h"
 #include "feedback/intake.h"
 #include "orchestrator/agent.h"
@@ -24,8 +23,9 @@
 #include "orchestrator/llm_client.h"
 #include "orchestrator/repo_policy.h"
 #include "orchestrator/scheduler.h"
+#include "orchestrator/schema.h"
 #include "orchestrator/secrets.h"
-#include "orchestrator/task_store.h"
+#include "orchestrator/stores.h"
 #include "policies/policy.h"
 #include "sandbox/executor.h"
 
@@ -98,15 +98,16 @@ size_t AgentFixedPromptBytes() { return DumpJson(AgentToolSchemas()).size() + 10
 // Present while a loomd runs on the data dir; a clean stop removes it.
 std::string RunningMarker(const std::string& data_dir) { return data_dir + "/loomd.running"; }
 
-// Before any store opens the database. A damaged file is refused with what to do
-// (serving from it would answer 500s and could lose more). A -wal file that is
-// gone after an unclean stop means the writes acknowledged since the last
-// checkpoint are lost: that is reported (`*wal_lost`), never silent.
+// Before any store opens the database: creates or migrates it (the stores open
+// it as it is). A damaged file is refused with what to do (serving from it
+// would answer 500s and could lose more). A -wal file that is gone after an
+// unclean stop means the writes acknowledged since the last checkpoint are
+// lost: that is reported (`*wal_lost`), never silent.
 Status CheckDatabaseAtStart(const std::string& data_dir, bool* wal_lost) {
   std::string db_path = DatabasePath(data_dir);
   std::error_code ec;
   *wal_lost = false;
-  if (!std::filesystem::exists(db_path, ec)) return Status::Ok();
+  if (!std::filesystem::exists(db_path, ec)) return MigrateDatabase(db_path);
   if (std::filesystem::exists(RunningMarker(data_dir), ec) &&
       !std::filesystem::exists(db_path + "-wal", ec)) {
     *wal_lost = true;
@@ -229,20 +230,19 @@ class DaemonImpl : public Daemon {
                 [this](HttpRequest& r, std::shared_ptr<HttpExchange> ex) { RevokeToken(r, ex); });
     feedback_api_->Register(router_);
 
-    LOOM_ASSIGN_OR_RETURN(tasks_, TaskStore::Open(db_path));
+    LOOM_ASSIGN_OR_RETURN(stores_, OrchestratorStores::Open(db_path, SystemClock::Default()));
     LOOM_RETURN_IF_ERROR(LoadPolicies(config));
     LOOM_ASSIGN_OR_RETURN(secrets_, SecretStore::Open(db_path, data_dir_));
     // The one masker of every stored secret, wherever text is recorded or shown:
     // the event log, the log, API responses (below) and model requests.
     masker_ = secrets_->masker();
-    tasks_->SetMasker(masker_);
+    stores_.db->SetMasker(masker_);
     log::SetMasker(masker_);
     LOOM_RETURN_IF_ERROR(StartAgents(config));
-    orchestrator_api_ =
-        std::make_unique<OrchestratorApi>(tasks_.get(), feedback_.get(), tokens_.get(), data_dir_,
-                                          &policies_, secrets_.get(), [this] {
-                                            if (scheduler_) scheduler_->Wake();
-                                          });
+    orchestrator_api_ = std::make_unique<OrchestratorApi>(
+        stores_, feedback_.get(), tokens_.get(), data_dir_, &policies_, secrets_.get(), [this] {
+          if (scheduler_) scheduler_->Wake();
+        });
     LOOM_RETURN_IF_ERROR(orchestrator_api_->FinishInterruptedMerges());
     orchestrator_api_->Register(router_);
 
@@ -417,7 +417,9 @@ class DaemonImpl : public Daemon {
     }
     LOOM_RETURN_IF_ERROR(CheckModelEndpoint(opts.llm));
     LOOM_ASSIGN_OR_RETURN(executor_, sandbox::MakeBwrapExecutor(bwrap));
-    LOOM_ASSIGN_OR_RETURN(scheduler_, Scheduler::Start(tasks_.get(), executor_.get(), opts));
+    LOOM_ASSIGN_OR_RETURN(scheduler_,
+                          Scheduler::Start(stores_.tasks.get(), stores_.escalations.get(),
+                                           stores_.repos.get(), executor_.get(), opts));
     LOOM_LOG(kInfo) << opts.agents << " agent slot(s), model endpoint " << opts.llm.url;
     return Status::Ok();
   }
@@ -461,7 +463,7 @@ class DaemonImpl : public Daemon {
   std::unique_ptr<feedback::Store> feedback_;
   std::unique_ptr<RateLimiter> limiter_;
   std::unique_ptr<feedback::Api> feedback_api_;
-  std::unique_ptr<TaskStore> tasks_;
+  OrchestratorStores stores_;
   std::string policies_dir_;
   PolicySet policies_;
   std::unique_ptr<SecretStore> secrets_;

@@ -7,22 +7,16 @@ const policies::Policy& PolicyFor(const PolicyMap& policies, const std::string& 
   return it == policies.end() ? policies::DefaultPolicy() : it->second;
 }
 
-repos::RepoRecord RepoRecordFor(const RepoEntry& entry, const PolicyMap& policies) {
-  const policies::Policy& p = PolicyFor(policies, entry.name);
-  repos::RepoRecord record;
-  record.name = entry.name;
-  record.path = entry.path;
-  record.settings.target_branch =
-      policies.count(entry.name) ? p.repo.target_branch : entry.target_branch;
+repos::RepoRecord RepoRecordFor(const repos::RepoRecord& registered, const PolicyMap& policies) {
+  const policies::Policy& p = PolicyFor(policies, registered.name);
+  repos::RepoRecord record = registered;
+  if (policies.count(registered.name)) record.settings.target_branch = p.repo.target_branch;
+  if (!p.repo.test_command.empty()) record.test_command = p.repo.test_command;
   record.settings.allowed_globs = p.paths.allowed;
   record.settings.protected_globs = p.paths.protected_paths;
   record.settings.author_name = p.agent.author_name;
   record.settings.author_email = p.agent.author_email;
   return record;
-}
-
-std::string TestCommandFor(const RepoEntry& entry, const policies::Policy& policy) {
-  return policy.repo.test_command.empty() ? entry.test_command : policy.repo.test_command;
 }
 
 sandbox::Limits SandboxLimitsFor(const policies::Policy& policy) {

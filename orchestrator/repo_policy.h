@@ -12,7 +12,6 @@
 #include <string>
 
 #include "orchestrator/agent.h"
-#include "orchestrator/task_store.h"
 #include "policies/policy.h"
 #include "repos/workspace.h"
 #include "sandbox/executor.h"
@@ -46,13 +45,14 @@ class PolicySet {
 // `repo`'s policy: policies/<repo>.toml when there is one, else the defaults.
 const policies::Policy& PolicyFor(const PolicyMap& policies, const std::string& repo);
 
-// The git layer's view: target branch (the policy's when the repository has a
-// policy file, else the registered one), editable and never-edited globs (the
-// policy's `protected` paths are refused until approvals of edits exist), author.
-repos::RepoRecord RepoRecordFor(const RepoEntry& entry, const PolicyMap& policies);
-
-// The policy's test command, else the one given at registration.
-std::string TestCommandFor(const RepoEntry& entry, const policies::Policy& policy);
+// The repository as its tasks see it: the registered record (RepoStore) with
+// its policy applied. What is registered is the default, and the policy
+// overrides: the target branch is the policy's when the repository has a policy
+// file, else the registered one; the test command is the policy's when it sets
+// one, else the registered one. The editable and never-edited globs (the
+// policy's `protected` paths, refused until an approval) and the commit author
+// come from the policy alone.
+repos::RepoRecord RepoRecordFor(const repos::RepoRecord& registered, const PolicyMap& policies);
 
 sandbox::Limits SandboxLimitsFor(const policies::Policy& policy);
 AgentBudgets BudgetsFor(const policies::Policy& policy);

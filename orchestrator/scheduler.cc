@@ -70,13 +70,19 @@ Status RecordAgentOutcome(TaskStore* store, int64_t task_id, const AgentOutcome&
   return s;
 }
 
-Scheduler::Scheduler(TaskStore* store, sandbox::Executor* executor, SchedulerOptions options)
-    : store_(store), executor_(executor), options_(std::move(options)) {
+Scheduler::Scheduler(TaskStore* store, EscalationStore* escalations, RepoStore* repos,
+                     sandbox::Executor* executor, SchedulerOptions options)
+    : store_(store),
+      escalations_(escalations),
+      repos_(repos),
+      executor_(executor),
+      options_(std::move(options)) {
   llm_ = MakeOpenAiClient(options_.llm);
   disk_ = std::make_unique<DiskReserve>(options_.data_dir, options_.disk_reserve_bytes);
 }
 
-Result<std::unique_ptr<Scheduler>> Scheduler::Start(TaskStore* store, sandbox::Executor* executor,
+Result<std::unique_ptr<Scheduler>> Scheduler::Start(TaskStore* store, EscalationStore* escalations,
+                                                    RepoStore* repos, sandbox::Executor* executor,
                                                     SchedulerOptions options) {
   if (options.agents < 1) return Status::InvalidArgument("agents must be at least 1");
   // The sandbox uid passes through worktrees/ and scratch/ to the trees lent to
@@ -90,7 +96,8 @@ Result<std::unique_ptr<Scheduler>> Scheduler::Start(TaskStore* store, sandbox::E
   if (recovered > 0) {
     LOOM_LOG(kInfo) << "requeued " << recovered << " interrupted task(s)";
   }
-  std::unique_ptr<Scheduler> s(new Scheduler(store, executor, std::move(options)));
+  std::unique_ptr<Scheduler> s(
+      new Scheduler(store, escalations, repos, executor, std::move(options)));
   // Makes the reserve; a disk already full is reported, and each task that
   // starts parks until it has room.
   if (Status full = s->disk_->Check(); !full.ok()) {
@@ -136,7 +143,7 @@ void Scheduler::SlotLoop(int slot) {
 // True once a person approved an approval escalation of this task (the agent's
 // edits of protected paths).
 Result<bool> Scheduler::ProtectedEditsApproved(int64_t task_id) {
-  LOOM_ASSIGN_OR_RETURN(std::vector<Escalation> all, store_->ListEscalations(false));
+  LOOM_ASSIGN_OR_RETURN(std::vector<Escalation> all, escalations_->List(false));
   for (const auto& e : all) {
     if (e.task_id == task_id && e.kind == "approval" && BoolOr(e.answer, "approved", false)) {
       return true;
@@ -153,7 +160,7 @@ void Scheduler::RunTask(int slot, const Task& task) {
       LOOM_LOG(kWarning) << "task " << task.id << ": " << reason << "; " << full.message();
       std::string summary =
           DiskFullSummary(task.id, "preparing its workspace (" + reason + ")", full);
-      auto id = store_->Escalate(task.id, "infrastructure", summary, "orchestrator");
+      auto id = escalations_->Escalate(task.id, "infrastructure", summary, "orchestrator");
       if (id.ok()) {
         Status s = store_->Transition(
             task.id, TaskState::kRunning, TaskState::kBlocked,
@@ -172,7 +179,7 @@ void Scheduler::RunTask(int slot, const Task& task) {
                        << " stays running until a restart: cannot fail it: " << s.ToString();
     }
   };
-  auto repo = store_->GetRepo(task.repo);
+  auto repo = repos_->Get(task.repo);
   if (!repo.ok()) return fail(repo.status().message());
   std::shared_ptr<const PolicyMap> snapshot =
       options_.policies ? options_.policies->Snapshot() : std::make_shared<const PolicyMap>();
@@ -222,10 +229,11 @@ void Scheduler::RunTask(int slot, const Task& task) {
 
   AgentEnv env;
   env.store = store_;
+  env.escalations = escalations_;
   env.llm = llm_.get();
   env.workspace = &ws;
   env.executor = executor_;
-  env.test_argv = ShellCommand(TestCommandFor(*repo, policy));
+  env.test_argv = ShellCommand(record.test_command);
   env.limits = SandboxLimitsFor(policy);
   env.network = policy.sandbox.network == policies::NetworkAccess::kLoopback
                     ? sandbox::Network::kLoopback

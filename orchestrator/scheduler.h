@@ -24,8 +24,10 @@
 
 #include "common/status.h"
 #include "orchestrator/agent.h"
+#include "orchestrator/escalation_store.h"
 #include "orchestrator/llm_client.h"
 #include "orchestrator/repo_policy.h"
+#include "orchestrator/repo_store.h"
 #include "orchestrator/task_store.h"
 #include "policies/policy.h"
 #include "sandbox/executor.h"
@@ -67,8 +69,9 @@ Status RecordAgentOutcome(TaskStore* store, int64_t task_id, const AgentOutcome&
 
 class Scheduler {
  public:
-  // REQUIRES: `store` and `executor` outlive the scheduler.
-  static Result<std::unique_ptr<Scheduler>> Start(TaskStore* store, sandbox::Executor* executor,
+  // REQUIRES: the stores and `executor` outlive the scheduler.
+  static Result<std::unique_ptr<Scheduler>> Start(TaskStore* store, EscalationStore* escalations,
+                                                  RepoStore* repos, sandbox::Executor* executor,
                                                   SchedulerOptions options);
   ~Scheduler();
   // Wakes idle slots (new feedback, an answered escalation).
@@ -78,12 +81,15 @@ class Scheduler {
   int busy_slots() const { return busy_; }
 
  private:
-  Scheduler(TaskStore* store, sandbox::Executor* executor, SchedulerOptions options);
+  Scheduler(TaskStore* store, EscalationStore* escalations, RepoStore* repos,
+            sandbox::Executor* executor, SchedulerOptions options);
   void SlotLoop(int slot);
   void RunTask(int slot, const Task& task);
   Result<bool> ProtectedEditsApproved(int64_t task_id);
 
   TaskStore* store_;
+  EscalationStore* escalations_;
+  RepoStore* repos_;
   sandbox::Executor* executor_;
   SchedulerOptions options_;
   std::unique_ptr<LlmClient> llm_;

@@ -10,16 +10,9 @@
 
 #include "common/crypto.h"
 #include "common/log.h"
-#include "common/schema.h"
 
 namespace loom {
 namespace {
-
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 bool IsHex64(const std::string& s) {
   if (s.size() != 64) return false;
@@ -114,8 +107,11 @@ struct SecretStore::Key {
   }
 };
 
-SecretStore::SecretStore(std::unique_ptr<Db> db, std::unique_ptr<Key> key)
-    : db_(std::move(db)), key_(std::move(key)), masker_(std::make_shared<SecretMasker>()) {}
+SecretStore::SecretStore(std::unique_ptr<Db> db, std::unique_ptr<Key> key, const Clock* clock)
+    : db_(std::move(db)),
+      key_(std::move(key)),
+      masker_(std::make_shared<SecretMasker>()),
+      clock_(clock) {}
 
 SecretStore::~SecretStore() = default;
 
@@ -158,12 +154,26 @@ Status ValidateSecretName(const std::string& name) {
   return Status::Ok();
 }
 
+const std::vector<Migration>& SecretStore::Migrations() {
+  static const std::vector<Migration> kMigrations = {
+      {3, R"sql(
+        CREATE TABLE secrets(
+          name TEXT PRIMARY KEY,
+          sealed TEXT NOT NULL,             -- AES-256-GCM, hex(nonce || ciphertext || tag)
+          updated_at INTEGER NOT NULL
+        );
+      )sql"},
+  };
+  return kMigrations;
+}
+
 Result<std::unique_ptr<SecretStore>> SecretStore::Open(const std::string& db_path,
-                                                       const std::string& data_dir) {
+                                                       const std::string& data_dir,
+                                                       const Clock* clock) {
   auto key = std::make_unique<Key>();
   LOOM_ASSIGN_OR_RETURN(key->raw, LoadKey(data_dir));
-  LOOM_ASSIGN_OR_RETURN(auto db, Db::Open(db_path, LoomMigrations()));
-  std::unique_ptr<SecretStore> store(new SecretStore(std::move(db), std::move(key)));
+  LOOM_ASSIGN_OR_RETURN(auto db, Db::OpenMigrated(db_path));
+  std::unique_ptr<SecretStore> store(new SecretStore(std::move(db), std::move(key), clock));
   LOOM_RETURN_IF_ERROR(store->LoadAll());
   return store;
 }
@@ -213,20 +223,19 @@ Status SecretStore::Put(const std::string& name, const std::string& value) {
                         db_->Prepare("INSERT INTO secrets(name, sealed, updated_at) VALUES(?,?,?) "
                                      "ON CONFLICT(name) DO UPDATE SET sealed=excluded.sealed, "
                                      "updated_at=excluded.updated_at"));
-  return q->BindAll(name, sealed, NowMs()).Run();
+  return q->BindAll(name, sealed, clock_->NowMs()).Run();
 }
 
 Result<SecretList> SecretStore::Get(const std::vector<std::string>& names) {
   std::lock_guard<std::mutex> lock(mu_);
   SecretList out;
   for (const auto& name : names) {
-    LOOM_ASSIGN_OR_RETURN(Statement * q, db_->Prepare("SELECT sealed FROM secrets WHERE name=?"));
-    q->Bind(1, name);
-    LOOM_ASSIGN_OR_RETURN(bool row, q->Step());
-    if (!row) continue;
-    std::string sealed = q->Text(0);
-    q->Reset();
-    LOOM_ASSIGN_OR_RETURN(std::string value, Unseal(sealed));
+    LOOM_ASSIGN_OR_RETURN(std::optional<std::string> sealed,
+                          db_->QueryOptional(
+                              "SELECT sealed FROM secrets WHERE name=?",
+                              [](const Statement& r) { return r.Text(0); }, name));
+    if (!sealed) continue;
+    LOOM_ASSIGN_OR_RETURN(std::string value, Unseal(*sealed));
     out.emplace_back(name, std::move(value));
   }
   return out;

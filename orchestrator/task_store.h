@@ -9,22 +9,23 @@
 // Every transition is one SQLite transaction that checks the current state
 // (compare-and-set), writes the new state and appends an event, before the
 // caller acts on it. The event log is the task's memory: the agent rebuilds its
-// conversation from it after a restart. TaskStore is thread-safe (one
-// connection behind a mutex; transactions are short).
+// conversation from it after a restart. Triage makes tasks of feedback through
+// feedback's TriageQueue, in the same transaction. TaskStore is thread-safe:
+// it works on the connection the orchestrator's stores share (store_db.h),
+// under its lock; transactions are short.
 #pragma once
 
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "common/db.h"
 #include "common/json.h"
-#include "common/secret_mask.h"
 #include "common/status.h"
 #include "orchestrator/event_type.h"
+#include "orchestrator/store_db.h"
 
 namespace loom {
 
@@ -71,21 +72,6 @@ struct Event {
   Json ToJson() const;
 };
 
-struct RepoEntry {
-  std::string name, path, target_branch, test_command;
-  Json ToJson() const;
-};
-
-struct Escalation {
-  int64_t id = 0;
-  std::optional<int64_t> task_id;
-  std::string kind, summary, raised_by, state;
-  std::optional<std::string> secret_name;
-  Json answer;
-  int64_t created_at_ms = 0;
-  Json ToJson() const;
-};
-
 enum class ReviewDecision { kMerged, kChangesRequested, kRejected };
 
 // What a task's feedback items show their reporters: in_progress, in_review,
@@ -97,14 +83,16 @@ struct Usage {
   int64_t steps = 0, prompt_tokens = 0, completion_tokens = 0, test_runs = 0;
 };
 
+class RepoStore;
+
 class TaskStore {
  public:
-  static Result<std::unique_ptr<TaskStore>> Open(const std::string& db_path);
+  // The migrations of the tasks, task_feedback and events tables (assembled
+  // with the other modules' in orchestrator/schema.h).
+  static const std::vector<Migration>& Migrations();
 
-  // Repositories.
-  Status AddRepo(const RepoEntry& repo);
-  Result<RepoEntry> GetRepo(const std::string& name);
-  Result<std::vector<RepoEntry>> ListRepos();
+  // REQUIRES: `repos` works on the same StoreDb and outlives this store.
+  TaskStore(std::shared_ptr<StoreDb> db, RepoStore* repos) : db_(std::move(db)), repos_(repos) {}
 
   // Triage: turns every untriaged feedback item into a task (an original) or
   // links it to its original's task (a duplicate). Items naming no repository go
@@ -142,33 +130,17 @@ class TaskStore {
   Result<int64_t> AppendEvent(int64_t task_id, EventType type, const Json& data, Usage usage = {});
   Result<std::vector<Event>> Events(int64_t task_id, int64_t after_seq = 0, int limit = 100000);
 
-  // Escalations (minimal; answered by people through the API).
-  Result<int64_t> Escalate(std::optional<int64_t> task_id, const std::string& kind,
-                           const std::string& summary, const std::string& raised_by,
-                           std::optional<std::string> secret_name = std::nullopt);
-  Result<std::vector<Escalation>> ListEscalations(bool open_only);
-  Result<Escalation> GetEscalation(int64_t id);
-  // Records the answer and requeues the blocked task, in one transaction.
-  Status AnswerEscalation(int64_t id, const Json& answer, int64_t answered_by);
-
-  // From now on every event, state reason, escalation summary and answer is
-  // masked by `masker` before it is written (the secret store's; see
-  // common/secret_mask.h). Null: nothing is masked.
-  void SetMasker(std::shared_ptr<const SecretMasker> masker);
+  // Within the caller's lock and transaction (another store's: answering an
+  // escalation records an event and requeues the task in its transaction).
+  Result<Task> GetLocked(const StoreDb::Lock& lock, int64_t id);
+  Result<int64_t> AppendEventLocked(const StoreDb::Lock& lock, int64_t task_id, EventType type,
+                                    const Json& data, const Usage& usage);
+  Status TransitionLocked(const StoreDb::Lock& lock, int64_t id, TaskState from, TaskState to,
+                          const std::string& reason, Json extra);
 
  private:
-  explicit TaskStore(std::unique_ptr<Db> db) : db_(std::move(db)) {}
-  Json Masked(const Json& j) const;
-  std::string Masked(const std::string& text) const;
-  Result<Task> GetLocked(int64_t id);
-  Result<int64_t> AppendEventLocked(int64_t task_id, EventType type, const Json& data,
-                                    const Usage& usage);
-  Status TransitionLocked(int64_t id, TaskState from, TaskState to, const std::string& reason,
-                          Json extra);
-
-  std::mutex mu_;
-  std::unique_ptr<Db> db_;                      // GUARDED_BY(mu_)
-  std::shared_ptr<const SecretMasker> masker_;  // GUARDED_BY(mu_)
+  std::shared_ptr<StoreDb> db_;
+  RepoStore* repos_;
 };
 
 }  // namespace loom

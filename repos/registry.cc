@@ -1,11 +1,9 @@
-// RepoRegistry: the registered repositories, validated on registration and
-// persisted by the caller as JSON. A mutex guards the map; libgit2 work (opening,
-// cloning) happens outside it.
+// Checks made before a repository is registered (the registry itself is the
+// orchestrator's RepoStore, in loomd's database), and the bare clone.
 #include <git2.h>
 
 #include <filesystem>
 
-#include "common/json.h"
 #include "repos/internal/git_util.h"
 #include "repos/workspace.h"
 
@@ -34,70 +32,23 @@ Result<std::string> Absolute(const std::string& path) {
   return p.lexically_normal().string();
 }
 
-Json SettingsToJson(const RepoSettings& s) {
-  return Json{{"target_branch", s.target_branch},
-              {"allowed_globs", s.allowed_globs},
-              {"protected_globs", s.protected_globs},
-              {"author_name", s.author_name},
-              {"author_email", s.author_email}};
-}
-
-bool GetString(const Json& j, const char* key, std::string* out) {
-  auto it = j.find(key);
-  if (it == j.end()) return true;
-  if (!it->is_string()) return false;
-  *out = it->get<std::string>();
-  return true;
-}
-
-bool GetStrings(const Json& j, const char* key, std::vector<std::string>* out) {
-  auto it = j.find(key);
-  if (it == j.end()) return true;
-  if (!it->is_array()) return false;
-  out->clear();
-  for (const Json& v : *it) {
-    if (!v.is_string()) return false;
-    out->push_back(v.get<std::string>());
-  }
-  return true;
-}
-
 }  // namespace
 
-Status RepoRegistry::Add(RepoRecord record) {
-  std::lock_guard<std::mutex> lock(mu_);
-  if (records_.count(record.name)) {
-    return Status::AlreadyExists("repository '" + record.name + "' is already registered");
-  }
-  std::string name = record.name;
-  records_.emplace(std::move(name), std::move(record));
-  return Status::Ok();
-}
-
-Result<RepoRecord> RepoRegistry::RegisterLocal(std::string name, std::string path,
-                                               RepoSettings settings) {
-  LOOM_RETURN_IF_ERROR(ValidateName(name));
-  LOOM_ASSIGN_OR_RETURN(std::string abs, Absolute(path));
-  LOOM_RETURN_IF_ERROR(internal::ValidateRepository(abs, settings));
-  RepoRecord record{std::move(name), std::move(abs), "", std::move(settings)};
-  LOOM_RETURN_IF_ERROR(Add(record));
+Result<RepoRecord> CheckRepository(RepoRecord record) {
+  LOOM_RETURN_IF_ERROR(ValidateName(record.name));
+  LOOM_ASSIGN_OR_RETURN(record.path, Absolute(record.path));
+  LOOM_RETURN_IF_ERROR(internal::ValidateRepository(record.path, record.settings));
   return record;
 }
 
-Result<RepoRecord> RepoRegistry::RegisterClone(std::string name, std::string source,
-                                               std::string dest, RepoSettings settings) {
-  LOOM_RETURN_IF_ERROR(ValidateName(name));
-  LOOM_ASSIGN_OR_RETURN(std::string abs, Absolute(dest));
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (records_.count(name)) {
-      return Status::AlreadyExists("repository '" + name + "' is already registered");
-    }
-  }
+Result<RepoRecord> CloneRepository(std::string source, RepoRecord record) {
+  LOOM_RETURN_IF_ERROR(ValidateName(record.name));
+  LOOM_ASSIGN_OR_RETURN(std::string abs, Absolute(record.path));
   std::error_code ec;
   if (std::filesystem::exists(abs, ec)) {
     return Status::AlreadyExists("clone destination '" + abs + "' already exists");
   }
+  const RepoSettings& settings = record.settings;
   internal::EnsureLibgit2();
   git_clone_options opts = GIT_CLONE_OPTIONS_INIT;
   opts.bare = 1;
@@ -126,80 +77,9 @@ Result<RepoRecord> RepoRegistry::RegisterClone(std::string name, std::string sou
     std::filesystem::remove_all(abs, ec);
     return valid.WithContext("cloned '" + source + "'");
   }
-  RepoRecord record{std::move(name), std::move(abs), std::move(source), std::move(settings)};
-  LOOM_RETURN_IF_ERROR(Add(record));
+  record.path = std::move(abs);
+  record.origin = std::move(source);
   return record;
-}
-
-Status RepoRegistry::Unregister(std::string_view name) {
-  std::lock_guard<std::mutex> lock(mu_);
-  auto it = records_.find(name);
-  if (it == records_.end()) {
-    return Status::NotFound("repository '" + std::string(name) + "' is not registered");
-  }
-  records_.erase(it);
-  return Status::Ok();
-}
-
-Result<RepoRecord> RepoRegistry::Get(std::string_view name) const {
-  std::lock_guard<std::mutex> lock(mu_);
-  auto it = records_.find(name);
-  if (it == records_.end()) {
-    return Status::NotFound("repository '" + std::string(name) + "' is not registered");
-  }
-  return it->second;
-}
-
-std::vector<RepoRecord> RepoRegistry::List() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  std::vector<RepoRecord> out;
-  for (const auto& [name, record] : records_) out.push_back(record);
-  return out;
-}
-
-std::string RepoRegistry::ToJson() const {
-  Json arr = Json::array();
-  for (const RepoRecord& r : List()) {
-    arr.push_back(Json{{"name", r.name},
-                       {"path", r.path},
-                       {"origin", r.origin},
-                       {"settings", SettingsToJson(r.settings)}});
-  }
-  return DumpJson(Json{{"repositories", arr}}, 2);
-}
-
-Status RepoRegistry::LoadJson(std::string_view text) {
-  LOOM_ASSIGN_OR_RETURN(Json j, ParseJson(text));
-  auto repos = j.is_object() ? j.find("repositories") : j.end();
-  if (repos == j.end() || !repos->is_array()) {
-    return Status::InvalidArgument("registry JSON must be {\"repositories\": [...]}");
-  }
-  std::map<std::string, RepoRecord, std::less<>> loaded;
-  for (const Json& e : *repos) {
-    RepoRecord r;
-    bool ok = e.is_object() && GetString(e, "name", &r.name) && GetString(e, "path", &r.path) &&
-              GetString(e, "origin", &r.origin);
-    auto s = e.is_object() ? e.find("settings") : e.end();
-    if (ok && s != e.end()) {
-      ok = s->is_object() && GetString(*s, "target_branch", &r.settings.target_branch) &&
-           GetStrings(*s, "allowed_globs", &r.settings.allowed_globs) &&
-           GetStrings(*s, "protected_globs", &r.settings.protected_globs) &&
-           GetString(*s, "author_name", &r.settings.author_name) &&
-           GetString(*s, "author_email", &r.settings.author_email);
-    }
-    if (!ok || r.path.empty()) {
-      return Status::InvalidArgument("registry JSON: malformed entry " + DumpJson(e));
-    }
-    LOOM_RETURN_IF_ERROR(ValidateName(r.name));
-    if (loaded.count(r.name)) {
-      return Status::InvalidArgument("registry JSON: repository '" + r.name + "' appears twice");
-    }
-    std::string key = r.name;
-    loaded.emplace(std::move(key), std::move(r));
-  }
-  std::lock_guard<std::mutex> lock(mu_);
-  records_ = std::move(loaded);
-  return Status::Ok();
 }
 
 }  // namespace loom::repos

@@ -1,7 +1,8 @@
 // repos/workspace.h: the public interface of Loom's git layer.
 //
-// A RepoRegistry holds the registered repositories (the caller persists it as
-// JSON). A Repository opened from a RepoRecord creates one Workspace per agent
+// A RepoRecord is one registered repository (the orchestrator's RepoStore keeps
+// them; CheckRepository validates one before it is registered). A Repository
+// opened from a RepoRecord creates one Workspace per agent
 // task: branch `loom/<task-id>-<slug>` plus a linked worktree checked out from the
 // target branch's head. Every agent edit goes through the Workspace, which confines
 // paths to the worktree (no `..`, absolute paths, symlinks anywhere on the path,
@@ -27,7 +28,9 @@
 
 namespace loom::repos {
 
-// Per-repository settings. Until policies/ provides them, the caller fills this in.
+// Per-repository git settings. The target branch is registered with the
+// repository; the orchestrator fills the rest in from the repository's policy
+// (orchestrator/repo_policy.h), whose target branch overrides the registered one.
 struct RepoSettings {
   std::string target_branch = "main";
   // Glob patterns (relative to the worktree root) an edit may touch; empty means
@@ -40,43 +43,28 @@ struct RepoSettings {
   std::string author_email = "loom-agent@localhost";
 };
 
-// One registered repository, as the caller persists it.
+// One registered repository: the one record type of a repository, from its
+// registration (the orchestrator's RepoStore) to the Repository opened on it.
 struct RepoRecord {
-  std::string name;    // [A-Za-z0-9._-]+, unique in a registry
+  std::string name;    // [A-Za-z0-9._-]+, not starting with '.'; unique among the registered
   std::string path;    // the repository on disk (a work tree or a bare repository)
   std::string origin;  // the URL or path it was cloned from; empty when registered in place
+  // The test suite, run with /bin/sh -c in the sandbox. The registered default;
+  // a policy's test_command overrides it. Not used by the git layer.
+  std::string test_command;
   RepoSettings settings;
 };
 
-// The set of registered repositories. Validates each repository when it is
-// registered (it opens, is not empty, has the target branch). Persistence is the
-// caller's: ToJson() / FromJson(). Thread-safe.
-class RepoRegistry {
- public:
-  RepoRegistry() = default;
-
-  // Registers the existing repository at `path` (a work tree, or a bare repository).
-  Result<RepoRecord> RegisterLocal(std::string name, std::string path, RepoSettings settings);
-  // Clones `source` (a path or URL) into `dest` as a bare repository and registers it.
-  // `dest` must not exist. A bare clone has no checked-out branch that a merge
-  // would leave stale.
-  Result<RepoRecord> RegisterClone(std::string name, std::string source, std::string dest,
-                                   RepoSettings settings);
-  Status Unregister(std::string_view name);
-  Result<RepoRecord> Get(std::string_view name) const;
-  std::vector<RepoRecord> List() const;  // sorted by name
-
-  std::string ToJson() const;
-  // Replaces the contents with the records in `json` (as written by ToJson). Does
-  // not touch the disk: a repository that vanished is reported when opened.
-  Status LoadJson(std::string_view json);
-
- private:
-  Status Add(RepoRecord record);
-
-  mutable std::mutex mu_;
-  std::map<std::string, RepoRecord, std::less<>> records_;  // GUARDED_BY(mu_)
-};
+// Checks a repository before it is registered, and says precisely what is
+// wrong: a bad name, no repository at the path, an empty repository (no commits
+// yet), a corrupt one, or a missing target branch. Returns `record` with its
+// path made absolute.
+Result<RepoRecord> CheckRepository(RepoRecord record);
+// Clones `source` (a path or URL) into `record.path` as a bare repository, then
+// checks it as CheckRepository does; a clone that fails the check is removed.
+// `record.path` must not exist. A bare clone has no checked-out branch that a
+// merge would leave stale. Returns the record with its origin set.
+Result<RepoRecord> CloneRepository(std::string source, RepoRecord record);
 
 struct FileEntry {
   enum class Kind { kFile, kDirectory, kSymlink, kOther };

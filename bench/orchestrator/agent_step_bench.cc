@@ -23,12 +23,12 @@
 #include "common/auth.h"
 #include "common/config.h"
 #include "common/log.h"
-#include "common/schema.h"
 #include "feedback/intake.h"
 #include "orchestrator/daemon.h"
 #include "orchestrator/llm_client.h"
 #include "orchestrator/replay_model.h"
-#include "orchestrator/task_store.h"
+#include "orchestrator/schema.h"
+#include "orchestrator/stores.h"
 #include "repos/workspace.h"
 
 namespace loom {
@@ -119,11 +119,16 @@ int Main(int argc, char** argv) {
   auto daemon = Daemon::Start(config);
   if (!daemon.ok()) return Die(daemon.status().message());
   std::string db = DatabasePath(dir + "/data");
-  auto store = TaskStore::Open(db);
+  auto stores = OrchestratorStores::Open(db);
   auto fb = feedback::Store::Open(db);
-  if (!store.ok() || !fb.ok()) return Die("cannot open the stores");
-  if (Status s = (*store)->AddRepo({"calc", repo, "main", "true"}); !s.ok())
-    return Die(s.message());
+  if (!stores.ok() || !fb.ok()) return Die("cannot open the stores");
+  TaskStore* store = stores->tasks.get();
+  repos::RepoRecord calc;
+  calc.name = "calc";
+  calc.path = repo;
+  calc.test_command = "true";
+  if (auto registered = stores->repos->Register(calc); !registered.ok())
+    return Die(registered.status().message());
   // A token row for the items (feedback references one).
   auto tokens = TokenStore::Open(db);
   auto token = (*tokens)->Create(Role::kReporter, "bench");
@@ -141,8 +146,8 @@ int Main(int argc, char** argv) {
   }
   // Wait until every task has made its steps (then it parks: the script ended).
   while (true) {
-    auto blocked = (*store)->List(TaskState::kBlocked, 0, 10000);
-    auto failed = (*store)->List(TaskState::kFailed, 0, 10000);
+    auto blocked = store->List(TaskState::kBlocked, 0, 10000);
+    auto failed = store->List(TaskState::kFailed, 0, 10000);
     if (blocked.ok() && failed.ok() &&
         blocked->size() + failed->size() >= static_cast<size_t>(tasks)) {
       if (!failed->empty()) return Die("a task failed: " + (*failed)[0].reason);
@@ -157,9 +162,9 @@ int Main(int argc, char** argv) {
   // Per task: from its prompt to its last tool result, divided by its steps.
   std::vector<double> per_step;
   int64_t total_steps = 0, first = INT64_MAX, last = 0;
-  auto all = (*store)->List(std::nullopt, 0, 10000);
+  auto all = store->List(std::nullopt, 0, 10000);
   for (const auto& task : *all) {
-    auto events = (*store)->Events(task.id);
+    auto events = store->Events(task.id);
     int64_t start = 0, end = 0;
     for (const auto& e : *events) {
       if (e.type == EventType::kPrompt) start = e.created_at_ms;

@@ -93,8 +93,7 @@ int main(int argc, char** argv) {
   } scratch{dir};
   if (!MakeRepo(repo_path, files)) return 1;
 
-  loom::repos::RepoRegistry registry;
-  auto rec = registry.RegisterLocal("bench", repo_path, {});
+  auto rec = loom::repos::CheckRepository({"bench", repo_path, "", "", {}});
   if (!rec.ok()) {
     fprintf(stderr, "%s\n", rec.status().ToString().c_str());
     return 1;

@@ -18,10 +18,10 @@
 #include "common/auth.h"
 #include "common/config.h"
 #include "common/log.h"
-#include "common/schema.h"
 #include "orchestrator/cli/api_client.h"
 #include "orchestrator/daemon.h"
 #include "orchestrator/replay_model.h"
+#include "orchestrator/schema.h"
 #include "repos/workspace.h"
 
 namespace loom::cli {

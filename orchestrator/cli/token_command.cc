@@ -6,8 +6,8 @@
 
 #include "common/auth.h"
 #include "common/private_dir.h"
-#include "common/schema.h"
 #include "orchestrator/cli/api_client.h"
+#include "orchestrator/schema.h"
 
 namespace loom::cli {
 namespace {
@@ -134,7 +134,10 @@ void AddTokenCommands(CLI::App& app, GlobalOptions& global, int& exit_code) {
       exit_code = kExitError;
       return;
     }
-    auto store = TokenStore::Open(DatabasePath(bargs->data_dir));
+    // Bootstrap may come before loomd's first start: the database is made here.
+    Status migrated = MigrateDatabase(DatabasePath(bargs->data_dir));
+    auto store = migrated.ok() ? TokenStore::Open(DatabasePath(bargs->data_dir))
+                               : Result<std::unique_ptr<TokenStore>>(migrated);
     if (!store.ok()) {
       std::cerr << "loom: " << store.status().message() << "\n";
       exit_code = kExitError;

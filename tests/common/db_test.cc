@@ -59,6 +59,71 @@ TEST(DbTest, ConstraintViolationIsAlreadyExists) {
   EXPECT_EQ(s.code(), StatusCode::kAlreadyExists) << s.ToString();
 }
 
+TEST(DbTest, QueryOneReadsTheRowOrSaysNotFound) {
+  testing::TempDir dir;
+  auto db = std::move(Db::Open(dir.File("x.db"), kV1)).value();
+  ASSERT_TRUE((*db->Prepare("INSERT INTO t(name) VALUES('a')"))->Run().ok());
+  auto name = [](const Statement& r) { return r.Text(0); };
+  auto found = db->QueryOne("SELECT name FROM t WHERE id=?", "no row 1", name, 1);
+  ASSERT_TRUE(found.ok()) << found.status().ToString();
+  EXPECT_EQ(*found, "a");
+  auto missing = db->QueryOne("SELECT name FROM t WHERE id=?", "no row 9", name, 9);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(missing.status().message(), "no row 9");
+  auto maybe = db->QueryOptional("SELECT name FROM t WHERE name=?", name, "b");
+  ASSERT_TRUE(maybe.ok());
+  EXPECT_FALSE(maybe->has_value());
+}
+
+TEST(DbTest, QueryOneLeavesNoReadOpen) {
+  testing::TempDir dir;
+  auto db = std::move(Db::Open(dir.File("x.db"), kV1)).value();
+  ASSERT_TRUE((*db->Prepare("INSERT INTO t(name) VALUES('a'), ('b')"))->Run().ok());
+  auto id = db->QueryOne("SELECT id FROM t ORDER BY id", "empty",
+                         [](const Statement& r) { return r.Int(0); });
+  ASSERT_TRUE(id.ok());
+  EXPECT_EQ(*id, 1);
+  // A statement left on a row would hold a read transaction; a writer on a
+  // second connection could not checkpoint, and DROP would be refused as busy.
+  EXPECT_TRUE(db->Exec("DROP TABLE t").ok());
+}
+
+TEST(DbTest, AssembledMigrationsMergeModulesByVersionInModuleOrder) {
+  const std::vector<Migration> a = {{1, "CREATE TABLE a(id INTEGER);"},
+                                    {3, "ALTER TABLE a ADD COLUMN x INTEGER;"}};
+  const std::vector<Migration> b = {{1, "CREATE TABLE b(a_id INTEGER REFERENCES a(id));"},
+                                    {2, "CREATE TABLE c(id INTEGER);"}};
+  std::vector<Migration> all = AssembleMigrations({a, b});
+  ASSERT_EQ(all.size(), 3u);
+  EXPECT_EQ(all[0].version, 1);
+  EXPECT_EQ(all[0].sql, a[0].sql + b[0].sql);
+  EXPECT_EQ(all[1].version, 2);
+  EXPECT_EQ(all[2].version, 3);
+  testing::TempDir dir;
+  auto db = Db::Open(dir.File("x.db"), all);
+  ASSERT_TRUE(db.ok()) << db.status().ToString();
+  EXPECT_EQ((*db)->SchemaVersion(), 3);
+}
+
+TEST(DbTest, MigrationsOutOfOrderAreRefused) {
+  testing::TempDir dir;
+  auto db = Db::Open(dir.File("x.db"), {kV2[1], kV1[0]});
+  ASSERT_FALSE(db.ok());
+  EXPECT_EQ(db.status().code(), StatusCode::kInternal);
+}
+
+TEST(DbTest, OpenMigratedTakesTheSchemaAsItIsAndRefusesNone) {
+  testing::TempDir dir;
+  auto none = Db::OpenMigrated(dir.File("x.db"));
+  ASSERT_FALSE(none.ok());
+  EXPECT_EQ(none.status().code(), StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(Db::Open(dir.File("x.db"), kV2).ok());
+  auto db = Db::OpenMigrated(dir.File("x.db"));
+  ASSERT_TRUE(db.ok()) << db.status().ToString();
+  EXPECT_EQ((*db)->SchemaVersion(), 2);
+}
+
 TEST(DbTest, GarbageFileIsCorruption) {
   testing::TempDir dir;
   FILE* f = std::fopen(dir.File("bad.db").c_str(), "w");

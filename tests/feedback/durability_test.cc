@@ -17,8 +17,8 @@
 
 #include "common/auth.h"
 #include "common/json.h"
-#include "common/schema.h"
 #include "feedback/intake.h"
+#include "orchestrator/schema.h"
 #include "tests/support/http_client.h"
 #include "tests/support/subprocess.h"
 #include "tests/support/temp_dir.h"
@@ -31,6 +31,7 @@ TEST(DurabilityTest, AcknowledgedFeedbackSurvivesKillNine) {
   testing::TempDir dir;
   std::string token;
   {
+    ASSERT_TRUE(MigrateDatabase(DatabasePath(dir.path())).ok());
     auto tokens = TokenStore::Open(DatabasePath(dir.path()));
     ASSERT_TRUE(tokens.ok());
     token = *(*tokens)->Create(Role::kReporter, "app");
@@ -134,6 +135,7 @@ TEST(DurabilityTest, AWalDeletedAfterKillNineIsReportedAtStart) {
   testing::TempDir dir;
   std::string token;
   {
+    ASSERT_TRUE(MigrateDatabase(DatabasePath(dir.path())).ok());
     auto tokens = TokenStore::Open(DatabasePath(dir.path()));
     ASSERT_TRUE(tokens.ok());
     token = *(*tokens)->Create(Role::kReporter, "app");
@@ -164,6 +166,7 @@ TEST(DurabilityTest, AWalDeletedAfterKillNineIsReportedAtStart) {
 TEST(DurabilityTest, ADamagedDatabaseIsRefusedAtStartWithWhatToDo) {
   testing::TempDir dir;
   {
+    ASSERT_TRUE(MigrateDatabase(DatabasePath(dir.path())).ok());
     auto tokens = TokenStore::Open(DatabasePath(dir.path()));
     ASSERT_TRUE(tokens.ok());
     auto who = (*tokens)->Lookup(*(*tokens)->Create(Role::kReporter, "app"));

@@ -4,7 +4,6 @@
 #include <thread>
 
 #include "common/auth.h"
-#include "common/schema.h"
 #include "feedback/intake.h"
 #include "tests/support/temp_dir.h"
 
@@ -15,6 +14,10 @@ class StoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
     path_ = dir_.File("loom.db");
+    // The tokens and feedback tables alone (loomd assembles every module's migrations).
+    // The tasks items are triaged into are the orchestrator's; here, their key alone.
+    const std::vector<Migration> tasks = {{2, "CREATE TABLE tasks(id INTEGER PRIMARY KEY);"}};
+    ASSERT_TRUE(Db::Open(path_, AssembleMigrations({TokenMigrations(), Migrations(), tasks})).ok());
     auto tokens = TokenStore::Open(path_);
     ASSERT_TRUE(tokens.ok());
     ASSERT_TRUE((*tokens)->Create(Role::kReporter, "r").ok());  // token id 1
@@ -105,6 +108,54 @@ TEST_F(StoreTest, ListFiltersAndPages) {
   auto second = *store_->List(page);
   ASSERT_EQ(second.size(), 2u);
   EXPECT_GT(second.front().id, first.back().id);
+}
+
+// Triage through the queue, on a connection of the caller's own.
+class TriageQueueTest : public StoreTest {
+ protected:
+  void SetUp() override {
+    StoreTest::SetUp();
+    auto db = Db::OpenMigrated(path_);
+    ASSERT_TRUE(db.ok());
+    db_ = std::move(*db);
+    ASSERT_TRUE(db_->Exec("INSERT INTO tasks(id) VALUES(7)").ok());
+  }
+  std::vector<int64_t> UntriagedIds() {
+    auto items = TriageQueue(db_.get()).Untriaged(100);
+    EXPECT_TRUE(items.ok()) << items.status().ToString();
+    std::vector<int64_t> ids;
+    for (const Item& it : items.ok() ? *items : std::vector<Item>{}) ids.push_back(it.id);
+    return ids;
+  }
+  std::unique_ptr<Db> db_;
+};
+
+TEST_F(TriageQueueTest, MarkingJoinsTheCallersTransaction) {
+  auto a = *store_->SubmitAndWait(MakeItem("Crash on save 1", "ann"));
+  auto b = *store_->SubmitAndWait(MakeItem("Crash on save 2", "bob"));
+  EXPECT_EQ(UntriagedIds(), (std::vector<int64_t>{a.id, b.id}));
+  TriageQueue queue(db_.get());
+  {
+    Transaction tx(db_.get());
+    ASSERT_TRUE(tx.Begin().ok());
+    ASSERT_TRUE(queue.MarkTriaged(a.id, 7).ok());
+  }  // rolled back: the caller's transaction failed, so did the marking
+  EXPECT_EQ(UntriagedIds(), (std::vector<int64_t>{a.id, b.id}));
+  EXPECT_EQ(*queue.TaskOf(a.id), std::nullopt);
+  {
+    Transaction tx(db_.get());
+    ASSERT_TRUE(tx.Begin().ok());
+    ASSERT_TRUE(queue.MarkTriaged(a.id, 7).ok());
+    ASSERT_TRUE(queue.MarkTriaged(b.id, 7).ok());
+    ASSERT_TRUE(tx.Commit().ok());
+  }
+  EXPECT_TRUE(UntriagedIds().empty());
+  EXPECT_EQ(*queue.TaskOf(a.id), std::optional<int64_t>(7));
+  EXPECT_EQ(store_->Get(a.id)->status, "triaged");
+  EXPECT_EQ(store_->Get(b.id)->status, "duplicate");  // a duplicate stays one
+  ASSERT_TRUE(queue.SetTaskStatus(7, "in_review").ok());
+  EXPECT_EQ(store_->Get(a.id)->status, "in_review");
+  EXPECT_EQ(store_->Get(b.id)->status, "in_review");
 }
 
 TEST_F(StoreTest, SurvivesReopen) {

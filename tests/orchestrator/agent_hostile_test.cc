@@ -13,7 +13,7 @@
 
 #include "common/json.h"
 #include "orchestrator/replay_model.h"
-#include "orchestrator/task_store.h"
+#include "orchestrator/stores.h"
 #include "repos/workspace.h"
 #include "tests/support/daemon_fixture.h"
 #include "tests/support/replay_script.h"
@@ -266,15 +266,16 @@ TEST_F(AgentHostileTest, HostileCallsAndEventsReplayedAfterARestartAreSurvived) 
 
   int64_t task = 0;
   {
-    auto store = TaskStore::Open(DatabasePath(dir_.path()));
-    ASSERT_TRUE(store.ok());
-    auto created = (*store)->Triage();
+    auto stores = OrchestratorStores::Open(DatabasePath(dir_.path()));
+    ASSERT_TRUE(stores.ok());
+    TaskStore* store = stores->tasks.get();
+    auto created = store->Triage();
     ASSERT_TRUE(created.ok() && created->size() == 1u);
     task = (*created)[0];
-    auto leased = (*store)->LeaseNext();  // -> running, as when loomd died mid-task
+    auto leased = store->LeaseNext();  // -> running, as when loomd died mid-task
     ASSERT_TRUE(leased.ok() && leased->has_value());
     auto append = [&](const std::string& type, const Json& data) {
-      ASSERT_TRUE((*store)->AppendEvent(task, ParseEventType(type), data).ok()) << type;
+      ASSERT_TRUE(store->AppendEvent(task, ParseEventType(type), data).ok()) << type;
     };
     append("prompt", {{"system", 5}, {"user", {{"deep", Json::array()}}}});
     // Events of every wrong shape, as an older loomd or a hand edit might leave.

@@ -5,13 +5,17 @@
 // event log.
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
+
 #include "common/auth.h"
 #include "common/db.h"
-#include "common/schema.h"
 #include "feedback/intake.h"
 #include "orchestrator/agent.h"
 #include "orchestrator/scheduler.h"
-#include "orchestrator/task_store.h"
+#include "orchestrator/schema.h"
+#include "orchestrator/stores.h"
+#include "repos/workspace.h"
 #include "tests/fakes/fake_clock.h"
 #include "tests/fakes/fake_executor.h"
 #include "tests/fakes/fake_llm.h"
@@ -24,18 +28,30 @@ namespace {
 class AgentLoopTest : public ::testing::Test {
  protected:
   void SetUp() override {
+    ASSERT_TRUE(MigrateDatabase(DatabasePath(dir_.path())).ok());
     auto fb = feedback::Store::Open(DatabasePath(dir_.path()));
     ASSERT_TRUE(fb.ok()) << fb.status().ToString();
     feedback_ = std::move(*fb);
-    auto s = TaskStore::Open(DatabasePath(dir_.path()));
+    auto s = OrchestratorStores::Open(DatabasePath(dir_.path()));
     ASSERT_TRUE(s.ok()) << s.status().ToString();
-    store_ = std::move(*s);
+    stores_ = std::move(*s);
+    store_ = stores_.tasks.get();
     auto tokens = TokenStore::Open(DatabasePath(dir_.path()));
     ASSERT_TRUE(tokens.ok());
     auto token = (*tokens)->Create(Role::kReporter, "reporter");
     ASSERT_TRUE(token.ok());
     token_id_ = (*tokens)->Lookup(*token)->token_id;
-    ASSERT_TRUE(store_->AddRepo({"app", "/srv/app", "main", "make test"}).ok());
+    // Triage needs a registered repository (a real one, one commit); the loop
+    // itself works on the fake workspace.
+    std::string repo = dir_.path() + "/app";
+    std::filesystem::create_directories(repo);
+    std::ofstream(repo + "/README") << "app\n";
+    ASSERT_TRUE(repos::InitRepository(repo, "main", "initial").ok());
+    repos::RepoRecord record;
+    record.name = "app";
+    record.path = repo;
+    record.test_command = "make test";
+    ASSERT_TRUE(stores_.repos->Register(record).ok());
     workspace_ = std::make_unique<FakeWorkspace>(
         dir_.path(), FakeWorkspace::Files{{"app.py", "def f():\n    return 1\n"},
                                           {"tests/test_app.py", "assert f() == 1\n"}});
@@ -57,9 +73,10 @@ class AgentLoopTest : public ::testing::Test {
   }
 
   AgentEnv Env(const Task& task) {
-    phases_ = std::make_unique<StoreTaskPhases>(store_.get(), task.id);
+    phases_ = std::make_unique<StoreTaskPhases>(store_, task.id);
     AgentEnv env;
-    env.store = store_.get();
+    env.store = store_;
+    env.escalations = stores_.escalations.get();
     env.llm = &llm_;
     env.workspace = workspace_.get();
     env.executor = &executor_;
@@ -79,7 +96,7 @@ class AgentLoopTest : public ::testing::Test {
     AgentEnv env = Env(task_);
     env.budgets = budgets;
     AgentOutcome outcome = RunAgent(task_, env);
-    Status recorded = RecordAgentOutcome(store_.get(), task_.id, outcome);
+    Status recorded = RecordAgentOutcome(store_, task_.id, outcome);
     EXPECT_TRUE(recorded.ok()) << recorded.ToString();
     return outcome;
   }
@@ -119,7 +136,8 @@ class AgentLoopTest : public ::testing::Test {
 
   testing::TempDir dir_;
   std::unique_ptr<feedback::Store> feedback_;
-  std::unique_ptr<TaskStore> store_;
+  OrchestratorStores stores_;
+  TaskStore* store_ = nullptr;
   int64_t token_id_ = 0;
   std::unique_ptr<FakeWorkspace> workspace_;
   FakeLlm llm_;
@@ -369,7 +387,7 @@ TEST_F(AgentLoopTest, TheAgentCanAskForInfrastructure) {
   AgentOutcome outcome = Run("feature");
   EXPECT_EQ(outcome.result, AgentResult::kBlocked) << outcome.reason;
   EXPECT_EQ(Reload().state, TaskState::kBlocked);
-  auto open = store_->ListEscalations(true);
+  auto open = stores_.escalations->List(true);
   ASSERT_TRUE(open.ok());
   ASSERT_EQ(open->size(), 1u);
   EXPECT_EQ((*open)[0].kind, "infrastructure");
@@ -388,7 +406,7 @@ TEST_F(AgentLoopTest, AModelServerThatIsDownParksTheTask) {
   AgentOutcome outcome = Run("bug");
   EXPECT_EQ(outcome.result, AgentResult::kBlocked);
   EXPECT_EQ(Reload().state, TaskState::kBlocked);
-  auto open = store_->ListEscalations(true);
+  auto open = stores_.escalations->List(true);
   ASSERT_TRUE(open.ok());
   ASSERT_EQ(open->size(), 1u);
   EXPECT_EQ((*open)[0].kind, "gpu");

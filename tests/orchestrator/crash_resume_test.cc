@@ -21,8 +21,8 @@
 
 #include "common/auth.h"
 #include "common/json.h"
-#include "common/schema.h"
 #include "orchestrator/replay_model.h"
+#include "orchestrator/schema.h"
 #include "repos/workspace.h"
 #include "tests/support/http_client.h"
 #include "tests/support/subprocess.h"
@@ -47,6 +47,7 @@ class CrashResumeTest : public ::testing::Test {
     fs::copy(std::string(LOOM_SOURCE_DIR) + "/examples/calc", repo_, fs::copy_options::recursive);
     ASSERT_TRUE(repos::InitRepository(repo_, "main", "initial").ok());
     fs::create_directories(data_);
+    ASSERT_TRUE(MigrateDatabase(DatabasePath(data_)).ok());
     auto tokens = TokenStore::Open(DatabasePath(data_));
     ASSERT_TRUE(tokens.ok());
     admin_ = *(*tokens)->Create(Role::kAdmin, "admin");

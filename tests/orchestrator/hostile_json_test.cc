@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "common/json.h"
-#include "orchestrator/task_store.h"
+#include "orchestrator/stores.h"
 #include "tests/support/daemon_fixture.h"
 
 namespace loom {
@@ -64,9 +64,9 @@ class HostileJsonTest : public testing::DaemonFixture {
   }
 
   int64_t OpenEscalation() {
-    auto store = TaskStore::Open(DatabasePath(dir_.path()));
-    EXPECT_TRUE(store.ok());
-    auto id = (*store)->Escalate(std::nullopt, "question", "which way?", "orchestrator");
+    auto stores = OrchestratorStores::Open(DatabasePath(dir_.path()));
+    EXPECT_TRUE(stores.ok());
+    auto id = stores->escalations->Escalate(std::nullopt, "question", "which way?", "orchestrator");
     EXPECT_TRUE(id.ok());
     return id.ok() ? *id : 0;
   }

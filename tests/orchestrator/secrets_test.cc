@@ -7,7 +7,7 @@
 #include <cstdlib>
 
 #include "common/crypto.h"
-#include "common/schema.h"
+#include "orchestrator/schema.h"
 #include "tests/support/temp_dir.h"
 
 namespace loom {
@@ -19,6 +19,7 @@ class SecretStoreTest : public ::testing::Test {
   void TearDown() override { ::unsetenv("LOOM_SECRET_KEY"); }
 
   std::unique_ptr<SecretStore> Open() {
+    EXPECT_TRUE(MigrateDatabase(DatabasePath(dir_.path())).ok());
     auto s = SecretStore::Open(DatabasePath(dir_.path()), dir_.path());
     EXPECT_TRUE(s.ok()) << s.status().ToString();
     return s.ok() ? std::move(*s) : nullptr;
@@ -26,14 +27,14 @@ class SecretStoreTest : public ::testing::Test {
 
   // The sealed column of secret `name`, read with a connection of our own.
   std::string Sealed(const std::string& name) {
-    auto db = Db::Open(DatabasePath(dir_.path()), LoomMigrations());
+    auto db = Db::OpenMigrated(DatabasePath(dir_.path()));
     auto q = (*db)->Prepare("SELECT sealed FROM secrets WHERE name=?");
     (*q)->Bind(1, name);
     return *(*q)->Step() ? (*q)->Text(0) : "";
   }
 
   void WriteSealed(const std::string& name, const std::string& sealed) {
-    auto db = Db::Open(DatabasePath(dir_.path()), LoomMigrations());
+    auto db = Db::OpenMigrated(DatabasePath(dir_.path()));
     auto q = (*db)->Prepare("INSERT INTO secrets(name, sealed, updated_at) VALUES(?,?,0)");
     ASSERT_TRUE((*q)->BindAll(name, sealed).Run().ok());
   }

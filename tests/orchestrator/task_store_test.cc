@@ -6,12 +6,17 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <filesystem>
+#include <fstream>
 #include <set>
 #include <thread>
 
 #include "common/auth.h"
-#include "common/schema.h"
 #include "feedback/intake.h"
+#include "orchestrator/schema.h"
+#include "orchestrator/stores.h"
+#include "repos/workspace.h"
+#include "tests/fakes/fake_clock.h"
 #include "tests/support/temp_dir.h"
 
 namespace loom {
@@ -25,12 +30,14 @@ std::string Word(int i) {
 class TaskStoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
+    ASSERT_TRUE(MigrateDatabase(DatabasePath(dir_.path())).ok());
     auto fb = feedback::Store::Open(DatabasePath(dir_.path()));
     ASSERT_TRUE(fb.ok()) << fb.status().ToString();
     feedback_ = std::move(*fb);
-    auto s = TaskStore::Open(DatabasePath(dir_.path()));
+    auto s = OrchestratorStores::Open(DatabasePath(dir_.path()), &clock_);
     ASSERT_TRUE(s.ok()) << s.status().ToString();
-    store_ = std::move(*s);
+    stores_ = std::move(*s);
+    store_ = stores_.tasks.get();
     auto tokens = TokenStore::Open(DatabasePath(dir_.path()));
     ASSERT_TRUE(tokens.ok());
     auto token = (*tokens)->Create(Role::kReporter, "reporter");
@@ -51,8 +58,18 @@ class TaskStoreTest : public ::testing::Test {
     return r.ok() ? r->id : 0;
   }
 
+  // Registers a real repository (one file, one commit on main) named `name`.
   void AddRepo(const std::string& name) {
-    ASSERT_TRUE(store_->AddRepo({name, "/srv/" + name, "main", "make test"}).ok());
+    std::string path = dir_.path() + "/" + name;
+    ASSERT_TRUE(std::filesystem::create_directories(path));
+    std::ofstream(path + "/README") << name << "\n";
+    ASSERT_TRUE(repos::InitRepository(path, "main", "initial").ok());
+    repos::RepoRecord record;
+    record.name = name;
+    record.path = path;
+    record.test_command = "make test";
+    auto registered = stores_.repos->Register(record);
+    ASSERT_TRUE(registered.ok()) << registered.status().ToString();
   }
 
   int64_t OneQueuedTask() {
@@ -65,7 +82,9 @@ class TaskStoreTest : public ::testing::Test {
 
   testing::TempDir dir_;
   std::unique_ptr<feedback::Store> feedback_;
-  std::unique_ptr<TaskStore> store_;
+  FakeClock clock_;
+  OrchestratorStores stores_;
+  TaskStore* store_ = nullptr;
   int64_t token_id_ = 0;
 };
 
@@ -198,26 +217,42 @@ TEST_F(TaskStoreTest, RecoverInterruptedRequeuesRunningAndVerifyingTasks) {
   ASSERT_TRUE(store_->Transition(ids[1], TaskState::kQueued, TaskState::kRunning, "").ok());
   ASSERT_TRUE(store_->Transition(ids[1], TaskState::kRunning, TaskState::kVerifying, "").ok());
   // A new store on the same file, as after kill -9.
-  store_.reset();
-  auto reopened = TaskStore::Open(DatabasePath(dir_.path()));
+  stores_ = {};
+  auto reopened = OrchestratorStores::Open(DatabasePath(dir_.path()));
   ASSERT_TRUE(reopened.ok());
-  auto n = (*reopened)->RecoverInterrupted();
+  auto n = reopened->tasks->RecoverInterrupted();
   ASSERT_TRUE(n.ok());
   EXPECT_EQ(*n, 2);
-  for (int64_t id : ids) EXPECT_EQ((*reopened)->Get(id)->state, TaskState::kQueued);
+  for (int64_t id : ids) EXPECT_EQ(reopened->tasks->Get(id)->state, TaskState::kQueued);
+}
+
+TEST_F(TaskStoreTest, StampsEventsAndStateChangesWithTheInjectedClock) {
+  int64_t id = OneQueuedTask();
+  int64_t created = clock_.NowMs();
+  clock_.AdvanceMs(5'000);
+  ASSERT_TRUE(store_->Transition(id, TaskState::kQueued, TaskState::kRunning, "").ok());
+  auto task = store_->Get(id);
+  ASSERT_TRUE(task.ok());
+  EXPECT_EQ(task->created_at_ms, created);
+  EXPECT_EQ(task->updated_at_ms, created + 5'000);
+  auto events = store_->Events(id);
+  ASSERT_TRUE(events.ok() && events->size() == 2u);
+  EXPECT_EQ(events->front().created_at_ms, created);
+  EXPECT_EQ(events->back().created_at_ms, created + 5'000);
 }
 
 TEST_F(TaskStoreTest, AnsweringAnEscalationRequeuesTheBlockedTask) {
   int64_t id = OneQueuedTask();
   ASSERT_TRUE(store_->Transition(id, TaskState::kQueued, TaskState::kRunning, "").ok());
-  auto esc = store_->Escalate(id, "gpu", "no model answered", "orchestrator");
+  EscalationStore* escalations = stores_.escalations.get();
+  auto esc = escalations->Escalate(id, "gpu", "no model answered", "orchestrator");
   ASSERT_TRUE(esc.ok());
   ASSERT_TRUE(store_->Transition(id, TaskState::kRunning, TaskState::kBlocked, "waiting").ok());
-  EXPECT_EQ(store_->ListEscalations(true)->size(), 1u);
-  ASSERT_TRUE(store_->AnswerEscalation(*esc, {{"text", "loom-infer is up"}}, 7).ok());
+  EXPECT_EQ(escalations->List(true)->size(), 1u);
+  ASSERT_TRUE(escalations->Answer(*esc, {{"text", "loom-infer is up"}}, 7).ok());
   EXPECT_EQ(store_->Get(id)->state, TaskState::kQueued);
-  EXPECT_TRUE(store_->ListEscalations(true)->empty());
-  EXPECT_EQ(store_->AnswerEscalation(*esc, {{"text", "twice"}}, 7).code(),
+  EXPECT_TRUE(escalations->List(true)->empty());
+  EXPECT_EQ(escalations->Answer(*esc, {{"text", "twice"}}, 7).code(),
             StatusCode::kFailedPrecondition);
   auto events = store_->Events(id);
   ASSERT_TRUE(events.ok());

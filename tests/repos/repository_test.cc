@@ -1,5 +1,5 @@
-// Repository-level behaviour on real repositories: registration errors, the
-// registry's persistence, concurrent workspaces, removal, and merges (also one
+// Repository-level behaviour on real repositories: registration checks, bare
+// clones, concurrent workspaces, removal, and merges (also one
 // that a killed process left half-done).
 #include <gtest/gtest.h>
 
@@ -15,8 +15,9 @@ class RepositoryTest : public ::testing::Test {
  protected:
   void SetUp() override {
     origin_ = MakeFixtureRepo(tmp_.path());
-    Result<RepoRecord> rec = registry_.RegisterLocal("demo", origin_, RepoSettings{});
+    Result<RepoRecord> rec = CheckRepository({"demo", origin_, "", "", RepoSettings{}});
     ASSERT_TRUE(rec.ok()) << rec.status().ToString();
+    rec_ = *rec;
     Result<std::unique_ptr<Repository>> repo = Repository::Open(*rec, tmp_.path() + "/wts");
     ASSERT_TRUE(repo.ok()) << repo.status().ToString();
     repo_ = std::move(*repo);
@@ -35,25 +36,29 @@ class RepositoryTest : public ::testing::Test {
 
   TempDir tmp_;
   std::string origin_;
-  RepoRegistry registry_;
+  RepoRecord rec_;
   std::unique_ptr<Repository> repo_;
 };
 
+// What each repository would be registered with: its name, path and settings.
+RepoRecord Record(std::string name, std::string path, RepoSettings settings = {}) {
+  return RepoRecord{std::move(name), std::move(path), "", "", std::move(settings)};
+}
+
 TEST(RegistryTest, ExplainsMissingEmptyCorruptAndBranchlessRepositories) {
   TempDir tmp;
-  RepoRegistry reg;
-  Result<RepoRecord> missing = reg.RegisterLocal("a", tmp.path() + "/nope", {});
+  Result<RepoRecord> missing = CheckRepository(Record("a", tmp.path() + "/nope"));
   EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
 
   Sh("git init -q -b main " + tmp.path() + "/empty");
-  Result<RepoRecord> empty = reg.RegisterLocal("b", tmp.path() + "/empty", {});
+  Result<RepoRecord> empty = CheckRepository(Record("b", tmp.path() + "/empty"));
   EXPECT_EQ(empty.status().code(), StatusCode::kFailedPrecondition);
   EXPECT_NE(empty.status().message().find("empty"), std::string::npos) << empty.status().message();
 
   std::string repo = MakeFixtureRepo(tmp.path());
   RepoSettings other;
   other.target_branch = "release";
-  Result<RepoRecord> branchless = reg.RegisterLocal("c", repo, other);
+  Result<RepoRecord> branchless = CheckRepository(Record("c", repo, other));
   EXPECT_EQ(branchless.status().code(), StatusCode::kNotFound);
   EXPECT_NE(branchless.status().message().find("'release'"), std::string::npos);
 
@@ -61,133 +66,42 @@ TEST(RegistryTest, ExplainsMissingEmptyCorruptAndBranchlessRepositories) {
   std::string tree = Git(repo, "rev-parse main^{tree}");
   std::string obj = repo + "/.git/objects/" + tree.substr(0, 2) + "/" + tree.substr(2);
   Sh("chmod u+w '" + obj + "' && printf garbage > '" + obj + "'");
-  Result<RepoRecord> corrupt = reg.RegisterLocal("d", repo, {});
+  Result<RepoRecord> corrupt = CheckRepository(Record("d", repo));
   EXPECT_EQ(corrupt.status().code(), StatusCode::kCorruption) << corrupt.status().ToString();
 
-  EXPECT_EQ(reg.RegisterLocal("bad/name", repo, {}).status().code(), StatusCode::kInvalidArgument);
-  EXPECT_TRUE(reg.List().empty());
+  EXPECT_EQ(CheckRepository(Record("bad/name", repo)).status().code(),
+            StatusCode::kInvalidArgument);
 }
 
-TEST(RegistryTest, PersistsAsJsonAndClonesBare) {
+TEST(RegistryTest, ChecksMakeThePathAbsoluteAndKeepTheRecord) {
+  TempDir tmp;
+  std::string origin = MakeFixtureRepo(tmp.path());
+  RepoRecord record = Record("local", origin + "/./", {});
+  record.test_command = "make test";
+  Result<RepoRecord> checked = CheckRepository(record);
+  ASSERT_TRUE(checked.ok()) << checked.status().ToString();
+  EXPECT_EQ(checked->path, origin + "/");
+  EXPECT_EQ(checked->test_command, "make test");
+  EXPECT_EQ(checked->origin, "");
+}
+
+TEST(RegistryTest, ClonesBareWithTheTargetBranch) {
   TempDir tmp;
   std::string origin = MakeFixtureRepo(tmp.path());
   Sh("git -C " + origin + " branch release");
-  RepoRegistry reg;
   RepoSettings s;
   s.target_branch = "release";
   s.allowed_globs = {"src/**"};
-  Result<RepoRecord> cloned = reg.RegisterClone("cl", origin, tmp.path() + "/clone.git", s);
+  Result<RepoRecord> cloned = CloneRepository(origin, Record("cl", tmp.path() + "/clone.git", s));
   ASSERT_TRUE(cloned.ok()) << cloned.status().ToString();
   EXPECT_EQ(Git(tmp.path() + "/clone.git", "rev-parse --is-bare-repository"), "true");
   EXPECT_EQ(Git(tmp.path() + "/clone.git", "rev-parse release"), Git(origin, "rev-parse main"));
-  ASSERT_TRUE(reg.RegisterLocal("local", origin, {}).ok());
-  EXPECT_EQ(reg.RegisterLocal("local", origin, {}).status().code(), StatusCode::kAlreadyExists);
-  EXPECT_EQ(reg.RegisterClone("x", origin, tmp.path() + "/clone.git", s).status().code(),
+  EXPECT_EQ(cloned->origin, origin);
+  EXPECT_EQ(cloned->path, tmp.path() + "/clone.git");
+  EXPECT_EQ(cloned->settings.target_branch, "release");
+  EXPECT_EQ(cloned->settings.allowed_globs, std::vector<std::string>{"src/**"});
+  EXPECT_EQ(CloneRepository(origin, Record("x", tmp.path() + "/clone.git", s)).status().code(),
             StatusCode::kAlreadyExists);
-
-  RepoRegistry restored;
-  ASSERT_TRUE(restored.LoadJson(reg.ToJson()).ok());
-  std::vector<RepoRecord> list = restored.List();
-  ASSERT_EQ(list.size(), 2u);
-  EXPECT_EQ(list[0].name, "cl");
-  EXPECT_EQ(list[0].origin, origin);
-  EXPECT_EQ(list[0].settings.target_branch, "release");
-  EXPECT_EQ(list[0].settings.allowed_globs, std::vector<std::string>{"src/**"});
-  EXPECT_EQ(list[1].path, origin);
-  EXPECT_EQ(restored.LoadJson("{\"repositories\": [{\"name\": 3}]}").code(),
-            StatusCode::kInvalidArgument);
-  EXPECT_EQ(restored.LoadJson("not json").code(), StatusCode::kInvalidArgument);
-  EXPECT_TRUE(restored.Unregister("cl").ok());
-  EXPECT_EQ(restored.Get("cl").status().code(), StatusCode::kNotFound);
-
-  // A workspace on the bare clone works the same way.
-  Result<std::unique_ptr<Repository>> repo = Repository::Open(*cloned, tmp.path() + "/wts");
-  ASSERT_TRUE(repo.ok()) << repo.status().ToString();
-  Result<std::unique_ptr<Workspace>> ws = (*repo)->CreateWorkspace("b1", "bare");
-  ASSERT_TRUE(ws.ok()) << ws.status().ToString();
-  ASSERT_TRUE((*ws)->WriteFile("src/n.cc", "n").ok());
-  ASSERT_TRUE((*ws)->CommitToBranch({"n", {}}).ok());
-  Result<MergeOutcome> m = (*repo)->MergeBranch("b1");
-  ASSERT_TRUE(m.ok()) << m.status().ToString();
-  EXPECT_EQ(m->kind, MergeOutcome::Kind::kFastForward);
-}
-
-TEST_F(RepositoryTest, CreatesManyWorkspacesConcurrently) {
-  constexpr int kThreads = 8;
-  std::vector<Status> results(kThreads);
-  std::vector<std::thread> threads;
-  for (int i = 0; i < kThreads; ++i) {
-    threads.emplace_back([&, i] {
-      std::string id = "c" + std::to_string(i);
-      Result<std::unique_ptr<Workspace>> ws = repo_->CreateWorkspace(id, "parallel");
-      if (!ws.ok()) {
-        results[i] = ws.status();
-        return;
-      }
-      for (int k = 0; k < 5 && results[i].ok(); ++k) {
-        results[i] = (*ws)->WriteFile("own/" + id + ".txt", std::to_string(k)).status();
-      }
-      if (results[i].ok()) results[i] = (*ws)->CommitToBranch({"parallel " + id, {}}).status();
-    });
-  }
-  for (std::thread& t : threads) t.join();
-  for (int i = 0; i < kThreads; ++i) EXPECT_TRUE(results[i].ok()) << results[i].ToString();
-  Result<std::vector<WorkspaceInfo>> list = repo_->ListWorkspaces();
-  ASSERT_TRUE(list.ok());
-  EXPECT_EQ(list->size(), static_cast<size_t>(kThreads));
-  for (int i = 0; i < kThreads; ++i) {
-    std::string id = "c" + std::to_string(i);
-    EXPECT_EQ(Sh("git -C " + origin_ + " show loom/" + id + "-parallel:own/" + id + ".txt"), "4");
-  }
-  EXPECT_EQ(Trimmed(Sh("git -C " + origin_ + " worktree list | wc -l")),
-            std::to_string(kThreads + 1));
-}
-
-TEST_F(RepositoryTest, CreatesWorkspacesWhileOthersAreRemoved) {
-  // libgit2 1.5 takes a sibling whose admin files vanish while git_worktree_add
-  // checks the branch for one that has it checked out.
-  constexpr int kEach = 6;
-  for (int i = 0; i < kEach; ++i) {
-    ASSERT_TRUE(repo_->CreateWorkspace("old" + std::to_string(i), "gone").ok());
-  }
-  std::vector<Status> results(2 * kEach);
-  std::vector<std::thread> threads;
-  for (int i = 0; i < kEach; ++i) {
-    threads.emplace_back([&, i] {
-      results[i] = repo_->CreateWorkspace("new" + std::to_string(i), "made").status();
-    });
-    threads.emplace_back([&, i] {
-      results[kEach + i] =
-          repo_->RemoveWorkspace("old" + std::to_string(i), BranchDisposition::kDelete);
-    });
-  }
-  for (std::thread& t : threads) t.join();
-  for (const Status& s : results) EXPECT_TRUE(s.ok()) << s.ToString();
-  EXPECT_EQ(Trimmed(Sh("git -C " + origin_ + " worktree list | wc -l")), std::to_string(kEach + 1));
-}
-
-TEST_F(RepositoryTest, RemovesWorkspaceCleanlyWithoutFollowingSymlinks) {
-  Result<std::unique_ptr<Workspace>> ws = repo_->CreateWorkspace("r1", "remove me");
-  ASSERT_TRUE(ws.ok());
-  std::string path = (*ws)->info().path, outside = tmp_.path() + "/keep";
-  WriteRaw(outside + "/precious.txt", "p");
-  Sh("ln -s '" + outside + "' '" + path + "/src/planted'");
-  ws->reset();
-  ASSERT_TRUE(repo_->RemoveWorkspace("r1", BranchDisposition::kKeep).ok());
-  EXPECT_FALSE(Exists(path));
-  EXPECT_FALSE(Exists(origin_ + "/.git/worktrees/loom-r1"));
-  EXPECT_EQ(ReadRaw(outside + "/precious.txt"), "p");
-  EXPECT_NE(Git(origin_, "branch --list loom/r1-remove-me").find("loom/r1-remove-me"),
-            std::string::npos);
-  EXPECT_EQ(Git(origin_, "for-each-ref refs/loom/snapshots/r1"), "");
-  EXPECT_EQ(repo_->OpenWorkspace("r1").status().code(), StatusCode::kNotFound);
-
-  // Recreating reuses the kept branch; removing with kDelete drops it.
-  ASSERT_TRUE(repo_->CreateWorkspace("r1", "remove me").ok());
-  ASSERT_TRUE(repo_->RemoveWorkspace("r1", BranchDisposition::kDelete).ok());
-  EXPECT_EQ(Git(origin_, "branch --list loom/r1-remove-me"), "");
-  EXPECT_EQ(repo_->RemoveWorkspace("r1", BranchDisposition::kDelete).code(), StatusCode::kNotFound);
-  EXPECT_EQ(Git(origin_, "worktree list --porcelain | grep -c '^worktree'"), "1");
 }
 
 // A worktree deleted by hand, or whose .git link a test run replaced, is reported
@@ -196,9 +110,7 @@ TEST_F(RepositoryTest, AWorktreeOfAnotherDataDirIsReportedAndLeftAlone) {
   // A new data dir on a repository used before: its task 1 met the earlier task 1's
   // worktree and failed with "worktree of task 1 is damaged" (or wrote into it).
   ASSERT_TRUE(repo_->CreateWorkspace("1", "earlier").ok());
-  Result<RepoRecord> rec = registry_.Get("demo");
-  ASSERT_TRUE(rec.ok());
-  Result<std::unique_ptr<Repository>> other = Repository::Open(*rec, tmp_.path() + "/wts-new");
+  Result<std::unique_ptr<Repository>> other = Repository::Open(rec_, tmp_.path() + "/wts-new");
   ASSERT_TRUE(other.ok());
   auto expect_refused = [&](const std::string& also) {
     Result<std::unique_ptr<Workspace>> opened = (*other)->OpenWorkspace("1");

@@ -18,8 +18,8 @@ class WorkspaceTest : public ::testing::Test {
   }
 
   void Open(RepoSettings settings) {
-    Result<RepoRecord> rec =
-        registry_.RegisterLocal("demo" + std::to_string(n_++), origin_, std::move(settings));
+    Result<RepoRecord> rec = CheckRepository(
+        RepoRecord{"demo" + std::to_string(n_++), origin_, "", "", std::move(settings)});
     ASSERT_TRUE(rec.ok()) << rec.status().ToString();
     Result<std::unique_ptr<Repository>> repo = Repository::Open(*rec, tmp_.path() + "/worktrees");
     ASSERT_TRUE(repo.ok()) << repo.status().ToString();
@@ -34,7 +34,6 @@ class WorkspaceTest : public ::testing::Test {
 
   TempDir tmp_;
   std::string origin_;
-  RepoRegistry registry_;
   std::unique_ptr<Repository> repo_;
   int n_ = 0;
 };

@@ -10,8 +10,8 @@
 
 #include "common/auth.h"
 #include "common/json.h"
-#include "common/schema.h"
 #include "orchestrator/daemon.h"
+#include "orchestrator/schema.h"
 #include "repos/workspace.h"
 #include "tests/support/http_client.h"
 #include "tests/support/temp_dir.h"
@@ -27,6 +27,7 @@ class DaemonFixture : public ::testing::Test {
     ASSERT_TRUE(config.Set("data_dir", dir_.path(), "test").ok());
     ASSERT_TRUE(config.Set("listen", "127.0.0.1:0", "test").ok());
     for (const auto& [k, v] : settings) ASSERT_TRUE(config.Set(k, v, "test").ok()) << k;
+    ASSERT_TRUE(MigrateDatabase(DatabasePath(dir_.path())).ok());
     auto tokens = TokenStore::Open(DatabasePath(dir_.path()));
     ASSERT_TRUE(tokens.ok());
     admin_ = *(*tokens)->Create(Role::kAdmin, "admin");

@@ -1,0 +1,133 @@
+// The escalations table. See escalation_store.h.
+#include "orchestrator/escalation_store.h"
+
+namespace loom {
+namespace {
+
+Escalation ReadEscalation(const Statement& r) {
+  Escalation e;
+  e.id = r.Int(0);
+  if (!r.IsNull(1)) e.task_id = r.Int(1);
+  e.kind = r.Text(2);
+  e.summary = r.Text(3);
+  e.secret_name = r.OptionalText(4);
+  e.raised_by = r.Text(5);
+  e.state = r.Text(6);
+  if (!r.IsNull(7)) e.answer = ParseJson(r.Text(7)).value_or(Json());
+  e.created_at_ms = r.Int(8);
+  return e;
+}
+
+constexpr const char* kEscalationColumns =
+    "id, task_id, kind, summary, secret_name, raised_by, state, answer, created_at";
+
+Result<Escalation> GetLocked(const StoreDb::Lock& lock, int64_t id) {
+  return lock.db()->QueryOne(
+      std::string("SELECT ") + kEscalationColumns + " FROM escalations WHERE id=?",
+      "no escalation " + std::to_string(id), ReadEscalation, id);
+}
+
+}  // namespace
+
+const std::vector<Migration>& EscalationStore::Migrations() {
+  static const std::vector<Migration> kMigrations = {
+      {2, R"sql(
+        CREATE TABLE escalations(
+          id INTEGER PRIMARY KEY,
+          task_id INTEGER REFERENCES tasks(id),
+          kind TEXT NOT NULL,               -- api_key | gpu | network | approval | question
+          summary TEXT NOT NULL,
+          secret_name TEXT,
+          raised_by TEXT NOT NULL,          -- agent | orchestrator
+          state TEXT NOT NULL DEFAULT 'open',  -- open | answered
+          answer TEXT,                      -- JSON
+          answered_by INTEGER,
+          created_at INTEGER NOT NULL,
+          answered_at INTEGER
+        );
+        CREATE INDEX escalations_state ON escalations(state, id);
+      )sql"},
+  };
+  return kMigrations;
+}
+
+Json Escalation::ToJson() const {
+  Json j = {{"id", id},           {"kind", kind},
+            {"summary", summary}, {"raised_by", raised_by},
+            {"state", state},     {"created_at", created_at_ms}};
+  if (task_id) j["task_id"] = *task_id;
+  if (secret_name) j["secret_name"] = *secret_name;
+  if (!answer.is_null()) j["answer"] = answer;
+  return j;
+}
+
+Result<int64_t> EscalationStore::Escalate(std::optional<int64_t> task_id, const std::string& kind,
+                                          const std::string& summary, const std::string& raised_by,
+                                          std::optional<std::string> secret_name) {
+  auto lock = db_->Acquire();
+  LOOM_ASSIGN_OR_RETURN(
+      Statement * q,
+      lock.db()->Prepare("INSERT INTO escalations(task_id, kind, summary, secret_name, raised_by, "
+                         "created_at) VALUES(?,?,?,?,?,?)"));
+  if (task_id) {
+    q->Bind(1, *task_id);
+  } else {
+    q->BindNull(1);
+  }
+  q->Bind(2, kind)
+      .Bind(3, lock.Masked(summary))
+      .Bind(4, secret_name)
+      .Bind(5, raised_by)
+      .Bind(6, lock.NowMs());
+  LOOM_RETURN_IF_ERROR(q->Run());
+  return lock.db()->LastInsertRowId();
+}
+
+Result<std::vector<Escalation>> EscalationStore::List(bool open_only) {
+  auto lock = db_->Acquire();
+  LOOM_ASSIGN_OR_RETURN(
+      Statement * q,
+      lock.db()->Prepare(std::string("SELECT ") + kEscalationColumns + " FROM escalations" +
+                         (open_only ? " WHERE state='open'" : "") + " ORDER BY id"));
+  std::vector<Escalation> out;
+  while (true) {
+    LOOM_ASSIGN_OR_RETURN(bool row, q->Step());
+    if (!row) break;
+    out.push_back(ReadEscalation(*q));
+  }
+  return out;
+}
+
+Result<Escalation> EscalationStore::Get(int64_t id) {
+  auto lock = db_->Acquire();
+  return GetLocked(lock, id);
+}
+
+Status EscalationStore::Answer(int64_t id, const Json& answer, int64_t answered_by) {
+  auto lock = db_->Acquire();
+  Transaction tx(lock.db());
+  LOOM_RETURN_IF_ERROR(tx.Begin());
+  LOOM_ASSIGN_OR_RETURN(Escalation e, GetLocked(lock, id));
+  if (e.state != "open")
+    return Status::FailedPrecondition("escalation " + std::to_string(id) + " is already answered");
+  LOOM_ASSIGN_OR_RETURN(Statement * upd,
+                        lock.db()->Prepare("UPDATE escalations SET state='answered', answer=?, "
+                                           "answered_by=?, answered_at=? WHERE id=?"));
+  LOOM_RETURN_IF_ERROR(
+      upd->BindAll(DumpJson(lock.Masked(answer)), answered_by, lock.NowMs(), id).Run());
+  if (e.task_id) {
+    LOOM_RETURN_IF_ERROR(tasks_
+                             ->AppendEventLocked(lock, *e.task_id, EventType::kEscalationAnswered,
+                                                 {{"escalation_id", id}, {"answer", answer}}, {})
+                             .status());
+    LOOM_ASSIGN_OR_RETURN(Task t, tasks_->GetLocked(lock, *e.task_id));
+    if (t.state == TaskState::kBlocked) {
+      LOOM_RETURN_IF_ERROR(
+          tasks_->TransitionLocked(lock, *e.task_id, TaskState::kBlocked, TaskState::kQueued,
+                                   "escalation " + std::to_string(id) + " answered", {}));
+    }
+  }
+  return tx.Commit();
+}
+
+}  // namespace loom

@@ -1,0 +1,56 @@
+// Escalations: what an agent or the orchestrator asks a person (an API key, a
+// GPU, network access, an approval, an answer), and the person's answer.
+// Answering one requeues its blocked task in the same transaction, through the
+// task store on the shared connection (store_db.h). Thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/db.h"
+#include "common/json.h"
+#include "common/status.h"
+#include "orchestrator/store_db.h"
+#include "orchestrator/task_store.h"
+
+namespace loom {
+
+struct Escalation {
+  int64_t id = 0;
+  std::optional<int64_t> task_id;
+  std::string kind, summary, raised_by, state;
+  std::optional<std::string> secret_name;
+  Json answer;
+  int64_t created_at_ms = 0;
+  Json ToJson() const;
+};
+
+class EscalationStore {
+ public:
+  // The migrations of the escalations table (assembled in orchestrator/schema.h).
+  static const std::vector<Migration>& Migrations();
+
+  // REQUIRES: `tasks` works on the same StoreDb and outlives this store.
+  EscalationStore(std::shared_ptr<StoreDb> db, TaskStore* tasks)
+      : db_(std::move(db)), tasks_(tasks) {}
+
+  // Records an open escalation (its summary masked); returns its id.
+  Result<int64_t> Escalate(std::optional<int64_t> task_id, const std::string& kind,
+                           const std::string& summary, const std::string& raised_by,
+                           std::optional<std::string> secret_name = std::nullopt);
+  Result<std::vector<Escalation>> List(bool open_only);
+  Result<Escalation> Get(int64_t id);
+  // Records the answer (masked) with an "escalation_answered" event on its task
+  // and requeues the task if it is blocked, in one transaction.
+  // FailedPrecondition when the escalation is already answered.
+  Status Answer(int64_t id, const Json& answer, int64_t answered_by);
+
+ private:
+  std::shared_ptr<StoreDb> db_;
+  TaskStore* tasks_;
+};
+
+}  // namespace loom

@@ -1,0 +1,98 @@
+// The repos table. See repo_store.h.
+#include "orchestrator/repo_store.h"
+
+namespace loom {
+namespace {
+
+repos::RepoRecord ReadRepo(const Statement& r) {
+  repos::RepoRecord repo;
+  repo.name = r.Text(0);
+  repo.path = r.Text(1);
+  repo.settings.target_branch = r.Text(2);
+  repo.test_command = r.Text(3);
+  return repo;
+}
+
+constexpr const char* kRepoColumns = "name, path, target_branch, test_command";
+
+}  // namespace
+
+const std::vector<Migration>& RepoStore::Migrations() {
+  static const std::vector<Migration> kMigrations = {
+      {2, R"sql(
+        CREATE TABLE repos(
+          id INTEGER PRIMARY KEY,
+          name TEXT NOT NULL UNIQUE,
+          path TEXT NOT NULL,
+          target_branch TEXT NOT NULL,
+          test_command TEXT NOT NULL,
+          created_at INTEGER NOT NULL
+        );
+      )sql"},
+  };
+  return kMigrations;
+}
+
+Json RepoJson(const repos::RepoRecord& repo) {
+  return {{"name", repo.name},
+          {"path", repo.path},
+          {"branch", repo.settings.target_branch},
+          {"test_command", repo.test_command}};
+}
+
+Result<repos::RepoRecord> RepoStore::Register(repos::RepoRecord record) {
+  // libgit2 work, outside the lock.
+  LOOM_ASSIGN_OR_RETURN(record, repos::CheckRepository(std::move(record)));
+  auto lock = db_->Acquire();
+  LOOM_ASSIGN_OR_RETURN(Statement * q,
+                        lock.db()->Prepare("INSERT INTO repos(name, path, target_branch, "
+                                           "test_command, created_at) VALUES(?,?,?,?,?)"));
+  Status s = q->BindAll(record.name, record.path, record.settings.target_branch,
+                        record.test_command, lock.NowMs())
+                 .Run();
+  if (s.code() == StatusCode::kAlreadyExists) {
+    return Status::AlreadyExists("a repository named '" + record.name + "' is already registered");
+  }
+  LOOM_RETURN_IF_ERROR(s);
+  return record;
+}
+
+Result<repos::RepoRecord> RepoStore::Get(const std::string& name) {
+  auto lock = db_->Acquire();
+  return lock.db()->QueryOne(std::string("SELECT ") + kRepoColumns + " FROM repos WHERE name=?",
+                             "no repository named '" + name + "'", ReadRepo, name);
+}
+
+Result<std::vector<repos::RepoRecord>> RepoStore::List() {
+  auto lock = db_->Acquire();
+  LOOM_ASSIGN_OR_RETURN(Statement * q, lock.db()->Prepare(std::string("SELECT ") + kRepoColumns +
+                                                          " FROM repos ORDER BY name"));
+  std::vector<repos::RepoRecord> out;
+  while (true) {
+    LOOM_ASSIGN_OR_RETURN(bool row, q->Step());
+    if (!row) break;
+    out.push_back(ReadRepo(*q));
+  }
+  return out;
+}
+
+Result<bool> RepoStore::IsRegistered(const StoreDb::Lock& lock, const std::string& name) {
+  LOOM_ASSIGN_OR_RETURN(auto known, lock.db()->QueryOptional(
+                                        "SELECT 1 FROM repos WHERE name=?",
+                                        [](const Statement&) { return true; }, name));
+  return known.has_value();
+}
+
+Result<std::optional<std::string>> RepoStore::OnlyRepository(const StoreDb::Lock& lock) {
+  LOOM_ASSIGN_OR_RETURN(Statement * q, lock.db()->Prepare("SELECT name FROM repos LIMIT 2"));
+  std::vector<std::string> names;
+  while (true) {
+    LOOM_ASSIGN_OR_RETURN(bool row, q->Step());
+    if (!row) break;
+    names.push_back(q->Text(0));
+  }
+  if (names.size() != 1) return std::optional<std::string>();
+  return std::optional<std::string>(names[0]);
+}
+
+}  // namespace loom

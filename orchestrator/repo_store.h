@@ -1,0 +1,50 @@
+// The registered repositories: loomd's one registry (the repos table) of the
+// one repository record type, repos::RepoRecord. What is registered (path,
+// target branch, test command) is each repository's default; its policy
+// overrides the target branch and the test command where it sets them
+// (repo_policy.h, docs/policies.md). Thread-safe (the shared StoreDb).
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/db.h"
+#include "common/json.h"
+#include "common/status.h"
+#include "orchestrator/store_db.h"
+#include "repos/workspace.h"
+
+namespace loom {
+
+// {name, path, branch, test_command}: a registered repository as the API shows it.
+Json RepoJson(const repos::RepoRecord& repo);
+
+class RepoStore {
+ public:
+  // The migrations of the repos table (assembled in orchestrator/schema.h).
+  static const std::vector<Migration>& Migrations();
+
+  explicit RepoStore(std::shared_ptr<StoreDb> db) : db_(std::move(db)) {}
+
+  // Checks the repository (repos::CheckRepository: a good name, a repository
+  // that opens, is not empty and has the target branch) and registers it.
+  // Returns the record as registered (its path absolute). AlreadyExists for a
+  // name that is taken.
+  Result<repos::RepoRecord> Register(repos::RepoRecord record);
+  // As registered, before any policy: name, path, test command and
+  // settings.target_branch. NotFound when no repository has that name.
+  Result<repos::RepoRecord> Get(const std::string& name);
+  Result<std::vector<repos::RepoRecord>> List();  // sorted by name
+
+  // Within the caller's lock (triage): whether `name` is registered, and the
+  // name of the only registered repository (nullopt with none or several).
+  Result<bool> IsRegistered(const StoreDb::Lock& lock, const std::string& name);
+  Result<std::optional<std::string>> OnlyRepository(const StoreDb::Lock& lock);
+
+ private:
+  std::shared_ptr<StoreDb> db_;
+};
+
+}  // namespace loom

@@ -1,0 +1,65 @@
+// The SQLite connection the orchestrator's stores share: tasks and their events
+// (task_store.h), escalations (escalation_store.h) and repositories
+// (repo_store.h). One connection behind one mutex lets one transaction span
+// stores (answering an escalation requeues its task; triage reads the
+// repositories and marks feedback while it makes tasks). Besides the
+// connection it carries what every write needs: the clock that stamps rows and
+// the masker applied to recorded text.
+//
+// Thread-safe. A store holds a StoreDb::Lock for the whole of each operation;
+// the methods of a store that take a `const StoreDb::Lock&` run inside the
+// caller's lock and transaction.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "common/clock.h"
+#include "common/db.h"
+#include "common/json.h"
+#include "common/secret_mask.h"
+#include "common/status.h"
+
+namespace loom {
+
+class StoreDb {
+ public:
+  // Opens the database at `db_path`, which MigrateDatabase (schema.h) made
+  // current. REQUIRES: `clock` outlives the StoreDb.
+  static Result<std::shared_ptr<StoreDb>> Open(const std::string& db_path,
+                                               const Clock* clock = SystemClock::Default());
+
+  // Proof that its holder has the connection to itself; valid while it lives.
+  class Lock {
+   public:
+    Db* db() const { return owner_->db_.get(); }
+    int64_t NowMs() const { return owner_->clock_->NowMs(); }
+    // `j` or `text` as it may be recorded: every stored secret masked.
+    Json Masked(const Json& j) const;
+    std::string Masked(const std::string& text) const;
+
+   private:
+    friend class StoreDb;
+    explicit Lock(StoreDb* owner) : owner_(owner), lock_(owner->mu_) {}
+    StoreDb* owner_;
+    std::unique_lock<std::mutex> lock_;
+  };
+  Lock Acquire() { return Lock(this); }
+
+  // From now on every event, state reason, escalation summary and answer is
+  // masked by `masker` before it is written (the secret store's; see
+  // common/secret_mask.h). Null: nothing is masked.
+  void SetMasker(std::shared_ptr<const SecretMasker> masker);
+
+ private:
+  StoreDb(std::unique_ptr<Db> db, const Clock* clock) : db_(std::move(db)), clock_(clock) {}
+
+  std::mutex mu_;
+  std::unique_ptr<Db> db_;                      // GUARDED_BY(mu_)
+  std::shared_ptr<const SecretMasker> masker_;  // GUARDED_BY(mu_)
+  const Clock* const clock_;
+};
+
+}  // namespace loom
