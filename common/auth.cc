@@ -5,26 +5,6 @@
 
 namespace loom {
 
-std::string_view RoleName(Role role) {
-  switch (role) {
-    case Role::kReporter:
-      return "reporter";
-    case Role::kEngineer:
-      return "engineer";
-    case Role::kAdmin:
-      return "admin";
-  }
-  return "?";
-}
-
-Result<Role> ParseRole(std::string_view name) {
-  for (Role r : {Role::kReporter, Role::kEngineer, Role::kAdmin}) {
-    if (name == RoleName(r)) return r;
-  }
-  return Status::InvalidArgument("unknown role '" + std::string(name) +
-                                 "': use reporter, engineer or admin");
-}
-
 Result<std::unique_ptr<TokenStore>> TokenStore::Open(const std::string& db_path,
                                                      const Clock* clock) {
   LOOM_ASSIGN_OR_RETURN(auto db, Db::Open(db_path, LoomMigrations()));

@@ -20,13 +20,10 @@
 #include "common/db.h"
 #include "common/http_server.h"
 #include "common/mutex.h"
+#include "common/role.h"
 #include "common/status.h"
 
 namespace loom {
-
-enum class Role { kReporter = 0, kEngineer = 1, kAdmin = 2 };
-std::string_view RoleName(Role role);
-Result<Role> ParseRole(std::string_view name);
 
 struct Principal {
   int64_t token_id = 0;

@@ -15,6 +15,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/role.h"
 #include "common/status.h"
 
 namespace loom::policies {
@@ -26,9 +27,9 @@ enum class NetworkAccess { kNone, kLoopback };
 // escalations (no inference backend, a policy violation) are never restricted.
 enum class EscalationKind { kApiKey, kGpu, kNetwork, kApproval, kQuestion };
 
-// Mirrors loom::Role of common/auth.h (same order and values) without pulling its
-// database and HTTP headers in. Policies only ever grant kEngineer and kAdmin.
-enum class Role { kReporter = 0, kEngineer = 1, kAdmin = 2 };
+// Policies name roles (loom::Role of common/role.h) for approvers and mergers;
+// they only ever grant kEngineer and kAdmin.
+using loom::Role;
 
 // Every member below is one field of the file, `[section] key`, with the same
 // default as policies/default.toml (a test keeps the two equal).
@@ -66,7 +67,7 @@ struct BudgetsPolicy {
   int64_t max_test_runs = 30;             // run_tests calls + verifications
   int64_t max_consecutive_malformed = 4;  // replies with no usable tool call in a row
   int64_t stuck_repeats = 3;              // same call with the same result, in a row
-  int64_t max_tool_attempts = 3;  // starts of one tool call that loomd did not outlive
+  int64_t max_tool_attempts = 3;          // starts of one tool call that loomd did not outlive
   int64_t max_tool_output_kb = 16;        // of a tool result, as the model sees it
   bool operator==(const BudgetsPolicy&) const = default;
 };
