@@ -21,6 +21,7 @@
 #include <variant>
 #include <vector>
 
+#include "common/clock.h"
 #include "common/db.h"
 #include "common/json.h"
 #include "common/status.h"
@@ -93,7 +94,9 @@ struct Counts {
 
 class Store {
  public:
-  static Result<std::unique_ptr<Store>> Open(const std::string& db_path);
+  // `clock` stamps created_at; it must outlive the store.
+  static Result<std::unique_ptr<Store>> Open(const std::string& db_path,
+                                             const Clock* clock = SystemClock::Default());
   ~Store();  // flushes pending submissions and joins the writer
 
   using Callback = std::function<void(Result<SubmitResult>)>;
@@ -113,10 +116,11 @@ class Store {
     std::string idempotency_key;
     Callback done;
   };
-  Store(std::unique_ptr<Db> writer, std::unique_ptr<Db> reader);
+  Store(std::unique_ptr<Db> writer, std::unique_ptr<Db> reader, const Clock* clock);
   void WriterLoop();
   Result<SubmitResult> Insert(Item& item, const std::string& idempotency_key);
 
+  const Clock* const clock_;
   std::unique_ptr<Db> writer_db_;  // writer thread only
   std::mutex read_mu_;
   std::unique_ptr<Db> reader_db_;  // GUARDED_BY(read_mu_)

@@ -1,5 +1,4 @@
 // Durable feedback storage with group commit (see intake.h).
-#include <chrono>
 #include <future>
 
 #include "common/log.h"
@@ -10,12 +9,6 @@ namespace loom::feedback {
 namespace {
 
 constexpr size_t kMaxBatch = 1024;
-
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 constexpr const char* kColumns =
     "id, kind, title, body, reporter, app_version, commit_sha, url, logs, stack_trace, repo, "
@@ -73,14 +66,14 @@ Json Item::ToJson() const {
   return j;
 }
 
-Result<std::unique_ptr<Store>> Store::Open(const std::string& db_path) {
+Result<std::unique_ptr<Store>> Store::Open(const std::string& db_path, const Clock* clock) {
   LOOM_ASSIGN_OR_RETURN(auto writer, Db::Open(db_path, LoomMigrations()));
   LOOM_ASSIGN_OR_RETURN(auto reader, Db::Open(db_path, LoomMigrations()));
-  return std::unique_ptr<Store>(new Store(std::move(writer), std::move(reader)));
+  return std::unique_ptr<Store>(new Store(std::move(writer), std::move(reader), clock));
 }
 
-Store::Store(std::unique_ptr<Db> writer, std::unique_ptr<Db> reader)
-    : writer_db_(std::move(writer)), reader_db_(std::move(reader)) {
+Store::Store(std::unique_ptr<Db> writer, std::unique_ptr<Db> reader, const Clock* clock)
+    : clock_(clock), writer_db_(std::move(writer)), reader_db_(std::move(reader)) {
   writer_ = std::thread([this] { WriterLoop(); });
 }
 
@@ -166,7 +159,7 @@ Result<SubmitResult> Store::Insert(Item& item, const std::string& idempotency_ke
     }
   }
   item.fingerprint = Fingerprint(item);
-  item.created_at_ms = NowMs();
+  item.created_at_ms = clock_->NowMs();
   LOOM_ASSIGN_OR_RETURN(
       Statement * find,
       db->Prepare("SELECT id, token_id FROM feedback WHERE fingerprint=? AND duplicate_of IS "

@@ -4,7 +4,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <chrono>
 #include <cstdlib>
 #include <map>
 
@@ -14,12 +13,6 @@
 
 namespace loom {
 namespace {
-
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 bool IsHex64(const std::string& s) {
   if (s.size() != 64) return false;
@@ -114,8 +107,11 @@ struct SecretStore::Key {
   }
 };
 
-SecretStore::SecretStore(std::unique_ptr<Db> db, std::unique_ptr<Key> key)
-    : db_(std::move(db)), key_(std::move(key)), masker_(std::make_shared<SecretMasker>()) {}
+SecretStore::SecretStore(std::unique_ptr<Db> db, std::unique_ptr<Key> key, const Clock* clock)
+    : clock_(clock),
+      db_(std::move(db)),
+      key_(std::move(key)),
+      masker_(std::make_shared<SecretMasker>()) {}
 
 SecretStore::~SecretStore() = default;
 
@@ -159,11 +155,12 @@ Status ValidateSecretName(const std::string& name) {
 }
 
 Result<std::unique_ptr<SecretStore>> SecretStore::Open(const std::string& db_path,
-                                                       const std::string& data_dir) {
+                                                       const std::string& data_dir,
+                                                       const Clock* clock) {
   auto key = std::make_unique<Key>();
   LOOM_ASSIGN_OR_RETURN(key->raw, LoadKey(data_dir));
   LOOM_ASSIGN_OR_RETURN(auto db, Db::Open(db_path, LoomMigrations()));
-  std::unique_ptr<SecretStore> store(new SecretStore(std::move(db), std::move(key)));
+  std::unique_ptr<SecretStore> store(new SecretStore(std::move(db), std::move(key), clock));
   LOOM_RETURN_IF_ERROR(store->LoadAll());
   return store;
 }
@@ -213,7 +210,7 @@ Status SecretStore::Put(const std::string& name, const std::string& value) {
                         db_->Prepare("INSERT INTO secrets(name, sealed, updated_at) VALUES(?,?,?) "
                                      "ON CONFLICT(name) DO UPDATE SET sealed=excluded.sealed, "
                                      "updated_at=excluded.updated_at"));
-  return q->BindAll(name, sealed, NowMs()).Run();
+  return q->BindAll(name, sealed, clock_->NowMs()).Run();
 }
 
 Result<SecretList> SecretStore::Get(const std::vector<std::string>& names) {

@@ -21,6 +21,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/clock.h"
 #include "common/db.h"
 #include "common/secret_mask.h"
 #include "common/status.h"
@@ -31,8 +32,10 @@ using SecretList = std::vector<std::pair<std::string, std::string>>;  // name, v
 
 class SecretStore {
  public:
+  // `clock` stamps updated_at; it must outlive the store.
   static Result<std::unique_ptr<SecretStore>> Open(const std::string& db_path,
-                                                   const std::string& data_dir);
+                                                   const std::string& data_dir,
+                                                   const Clock* clock = SystemClock::Default());
   ~SecretStore();
   // Names are environment variable names: [A-Z_][A-Z0-9_]*, at most 128.
   // Values have at least SecretMasker::kMinFragment bytes (shorter ones could
@@ -46,13 +49,14 @@ class SecretStore {
   struct Key;  // the key material and its derived keys; see secrets.cc
 
  private:
-  SecretStore(std::unique_ptr<Db> db, std::unique_ptr<Key> key);
+  SecretStore(std::unique_ptr<Db> db, std::unique_ptr<Key> key, const Clock* clock);
   // REQUIRES: mu_ held (the key caches what it derives).
   Result<std::string> Seal(const std::string& value);
   Result<std::string> Unseal(const std::string& sealed);
   // Reads every value into the masker, sealing v1 values again as v2.
   Status LoadAll();
 
+  const Clock* const clock_;
   std::mutex mu_;
   std::unique_ptr<Db> db_;    // GUARDED_BY(mu_)
   std::unique_ptr<Key> key_;  // GUARDED_BY(mu_)
