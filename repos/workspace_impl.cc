@@ -168,11 +168,10 @@ class WorkspaceImpl final : public Workspace {
     int rc = git_reference_name_to_id(&head, repo_.get(), ref_name_.c_str());
     if (rc == GIT_ENOTFOUND) {
       LOOM_ASSIGN_OR_RETURN(head, BranchHead(repo_.get(), params_.branch));
-      git_reference* ref = nullptr;
-      LOOM_GIT(git_reference_create(&ref, repo_.get(), ref_name_.c_str(), &head, 0,
+      GitPtr<git_reference> ref;
+      LOOM_GIT(git_reference_create(Out(ref), repo_.get(), ref_name_.c_str(), &head, 0,
                                     "loom: start snapshots"),
                "cannot create snapshot ref " + ref_name_);
-      git_reference_free(ref);
     } else if (rc < 0) {
       return GitError(rc, "cannot read snapshot ref " + ref_name_);
     }
@@ -424,12 +423,11 @@ class WorkspaceImpl final : public Workspace {
     LOOM_GIT(git_commit_create(&id, repo_.get(), nullptr, sig.get(), sig.get(), "UTF-8",
                                message.c_str(), head_tree_.get(), 1, parents),
              "cannot create the branch commit");
-    git_reference* ref = nullptr;
-    LOOM_GIT(
-        git_reference_create_matching(&ref, repo_.get(), ("refs/heads/" + params_.branch).c_str(),
-                                      &id, 1, &branch_head, "loom: commit"),
-        "cannot move branch '" + params_.branch + "' (did it move meanwhile?)");
-    git_reference_free(ref);
+    GitPtr<git_reference> ref;
+    LOOM_GIT(git_reference_create_matching(Out(ref), repo_.get(),
+                                           ("refs/heads/" + params_.branch).c_str(), &id, 1,
+                                           &branch_head, "loom: commit"),
+             "cannot move branch '" + params_.branch + "' (did it move meanwhile?)");
     LOOM_ASSIGN_OR_RETURN(GitPtr<git_tree> old_tree, CommitTree(parent.get()));
     LOOM_RETURN_IF_ERROR(SyncIndex(old_tree.get(), head_tree_.get()));
     return OidHex(id);
@@ -498,10 +496,8 @@ class WorkspaceImpl final : public Workspace {
   }
 
   bool InTree(const std::string& path) const {
-    git_tree_entry* e = nullptr;
-    if (git_tree_entry_bypath(&e, head_tree_.get(), path.c_str()) != 0) return false;
-    git_tree_entry_free(e);
-    return true;
+    GitPtr<git_tree_entry> entry;
+    return git_tree_entry_bypath(Out(entry), head_tree_.get(), path.c_str()) == 0;
   }
 
   // Writes `content` as a blob, applying the repository's to-odb filters (CRLF
@@ -559,11 +555,10 @@ class WorkspaceImpl final : public Workspace {
     LOOM_GIT(git_commit_create(&id, repo_.get(), nullptr, sig.get(), sig.get(), "UTF-8",
                                message.c_str(), tree.get(), 1, parents),
              "cannot create snapshot commit");
-    git_reference* ref = nullptr;
-    LOOM_GIT(git_reference_create_matching(&ref, repo_.get(), ref_name_.c_str(), &id, 1, &head_,
+    GitPtr<git_reference> ref;
+    LOOM_GIT(git_reference_create_matching(Out(ref), repo_.get(), ref_name_.c_str(), &id, 1, &head_,
                                            nullptr),
              "cannot advance " + ref_name_ + " (is another process driving this task?)");
-    git_reference_free(ref);
     head_ = id;
     head_tree_ = std::move(tree);
     step_ = step;
