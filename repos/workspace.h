@@ -30,10 +30,12 @@ namespace loom::repos {
 // Per-repository settings. Until policies/ provides them, the caller fills this in.
 struct RepoSettings {
   std::string target_branch = "main";
-  // Glob patterns (relative to the worktree root) an edit may touch; empty means
-  // every path. `*` and `?` stay within one path segment, `**` spans segments,
-  // `dir/` means everything under dir. Reads are not limited by these globs.
-  std::vector<std::string> allowed_globs;
+  // Glob patterns (relative to the worktree root) an edit may touch, in the rules of
+  // common/glob.h (the ones policies/ validates paths.allowed with): `*` and `?`
+  // stay within one path segment, `**` spans segments, `dir/` means everything
+  // under dir. Empty allows no edit, as an empty paths.allowed does. Reads are not
+  // limited by these globs. Repository::Open refuses a pattern ValidateGlob refuses.
+  std::vector<std::string> allowed_globs = {"**"};
   // Paths that are never edited, even when an allowed glob matches them.
   std::vector<std::string> protected_globs;
   std::string author_name = "Loom agent";

@@ -21,6 +21,7 @@
 #include <algorithm>
 #include <sstream>
 
+#include "common/glob.h"
 #include "repos/internal/confined_fs.h"
 #include "repos/internal/git_util.h"
 
@@ -463,16 +464,14 @@ class WorkspaceImpl final : public Workspace {
   Result<RelPath> ParseEditable(std::string_view path) {
     LOOM_ASSIGN_OR_RETURN(RelPath rel, ParseRelPath(path, RootUse::kRefused));
     const RepoSettings& s = params_.settings;
-    if (!s.allowed_globs.empty()) {
-      bool ok = std::any_of(s.allowed_globs.begin(), s.allowed_globs.end(),
-                            [&](const std::string& g) { return GlobMatch(g, rel.text); });
-      if (!ok) {
-        std::string allowed;
-        for (const std::string& g : s.allowed_globs) allowed += (allowed.empty() ? "" : ", ") + g;
-        return Status::PermissionDenied("path '" + rel.text +
-                                        "' is refused: it is outside the allowed paths (" +
-                                        allowed + ")");
-      }
+    bool ok = std::any_of(s.allowed_globs.begin(), s.allowed_globs.end(),
+                          [&](const std::string& g) { return GlobMatch(g, rel.text); });
+    if (!ok) {
+      std::string allowed;
+      for (const std::string& g : s.allowed_globs) allowed += (allowed.empty() ? "" : ", ") + g;
+      return Status::PermissionDenied("path '" + rel.text +
+                                      "' is refused: it is outside the allowed paths (" +
+                                      (allowed.empty() ? "none" : allowed) + ")");
     }
     for (const std::string& g : s.protected_globs) {
       if (GlobMatch(g, rel.text)) {

@@ -10,7 +10,6 @@
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <fnmatch.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -64,20 +63,6 @@ FileMeta MetaFromStat(const struct stat& st) {
     m.kind = FileMeta::Kind::kOther;
   }
   return m;
-}
-
-bool SegmentsMatch(const std::vector<std::string>& pat, size_t i,
-                   const std::vector<std::string>& path, size_t j) {
-  if (i == pat.size()) return j == path.size();
-  if (pat[i] == "**") {
-    for (size_t k = j; k <= path.size(); ++k) {
-      if (SegmentsMatch(pat, i + 1, path, k)) return true;
-    }
-    return false;
-  }
-  if (j == path.size()) return false;
-  if (fnmatch(pat[i].c_str(), path[j].c_str(), 0) != 0) return false;
-  return SegmentsMatch(pat, i + 1, path, j + 1);
 }
 
 std::vector<std::string> SplitSlash(std::string_view s) {
@@ -140,12 +125,6 @@ Result<RelPath> ParseRelPath(std::string_view path, RootUse root) {
     return Status::InvalidArgument("path '" + std::string(path) + "' names no file");
   }
   return out;
-}
-
-bool GlobMatch(std::string_view pattern, std::string_view path) {
-  std::string pat(pattern);
-  if (!pat.empty() && pat.back() == '/') pat += "**";
-  return SegmentsMatch(SplitSlash(pat), 0, SplitSlash(path), 0);
 }
 
 Result<ConfinedDir> ConfinedDir::Open(const std::string& root) {

@@ -52,10 +52,6 @@ enum class RootUse { kAllowed, kRefused };
 // that try to leave the worktree or reach into `.git`.
 Result<RelPath> ParseRelPath(std::string_view path, RootUse root);
 
-// `*`/`?`/[...] match within a segment, `**` spans any number of segments, a
-// trailing '/' means "everything under".
-bool GlobMatch(std::string_view pattern, std::string_view path);
-
 struct FileMeta {
   enum class Kind { kMissing, kFile, kDirectory, kSymlink, kOther };
   Kind kind = Kind::kMissing;

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include "policies/policy.h"
 #include "test_repo.h"
 
 namespace loom::repos {
@@ -191,6 +192,75 @@ TEST_F(WorkspaceTest, RefusesPathsOutsideAllowedGlobsAndProtectedOnes) {
   EXPECT_EQ(ws->DeleteFile("crlf.txt").status().code(), StatusCode::kPermissionDenied);
   EXPECT_EQ(ws->RenameFile("src/app.cc", "app.cc").status().code(), StatusCode::kPermissionDenied);
   EXPECT_TRUE(ws->ReadFile("crlf.txt").ok());  // reads are not limited by globs
+}
+
+// The policy side (ParsePolicy validates, Decide classifies) and the workspace side
+// (Repository::Open validates, edits are enforced) follow one rule set, so for every
+// pattern and path they agree: `**`, `*`, `dir/`, dotfiles and dot-directories,
+// an empty list, and a leading `/` (refused by both, never read as relative).
+TEST_F(WorkspaceTest, EnforcesPathGlobsExactlyAsThePolicyDecidesThem) {
+  const std::vector<std::string> patterns = {"**",      "*",    "src/**", "src/",   ".github/",
+                                             "**/*.md", "*.md", ".*",     "**/.env"};
+  const std::vector<std::string> paths = {
+      "a.txt",     ".env",      "src/app.cc", "src/.hidden/x.cc", ".github/workflows/ci.yml",
+      "docs/a.md", "README.md", "sub/.env"};
+  auto policy_of = [](const std::string& allowed, const std::string& prot) {
+    Result<policies::Policy> p = policies::ParsePolicy(
+        "[paths]\nallowed = [" + allowed + "]\nprotected = [" + prot + "]\n", "t.toml");
+    EXPECT_TRUE(p.ok()) << p.status().ToString();
+    return p.ok() ? *p : policies::Policy{};
+  };
+  int n = 0;
+  for (const std::string& pattern : patterns) {
+    // As the only allowed pattern.
+    policies::Policy allow = policy_of("\"" + pattern + "\"", "");
+    RepoSettings settings;
+    settings.allowed_globs = {pattern};
+    settings.protected_globs = {};
+    Open(settings);
+    auto ws = Create("g" + std::to_string(n++));
+    ASSERT_TRUE(ws);
+    for (const std::string& path : paths) {
+      bool decided = policies::Decide(allow, path) == policies::PathDecision::kAllowed;
+      Status wrote = ws->WriteFile(path, "x\n").status();
+      EXPECT_EQ(wrote.ok(), decided)
+          << "allowed " << pattern << ", " << path << ": " << wrote.ToString();
+    }
+    // As the only protected pattern.
+    policies::Policy protect = policy_of("\"**\"", "\"" + pattern + "\"");
+    settings.allowed_globs = {"**"};
+    settings.protected_globs = {pattern};
+    Open(settings);
+    ws = Create("g" + std::to_string(n++));
+    ASSERT_TRUE(ws);
+    for (const std::string& path : paths) {
+      bool prot = policies::Decide(protect, path) == policies::PathDecision::kProtected;
+      Status wrote = ws->WriteFile(path, "x\n").status();
+      EXPECT_EQ(!wrote.ok(), prot)
+          << "protected " << pattern << ", " << path << ": " << wrote.ToString();
+    }
+  }
+  // No allowed pattern allows nothing, on both sides.
+  policies::Policy none = policy_of("", "");
+  RepoSettings settings;
+  settings.allowed_globs = {};
+  Open(settings);
+  auto ws = Create("g" + std::to_string(n++));
+  ASSERT_TRUE(ws);
+  EXPECT_EQ(policies::Decide(none, "a.txt"), policies::PathDecision::kOutside);
+  EXPECT_EQ(ws->WriteFile("a.txt", "x\n").status().code(), StatusCode::kPermissionDenied);
+  // A leading '/' is refused by both validators.
+  EXPECT_FALSE(policies::ParsePolicy("[paths]\nallowed = [\"/src/**\"]\n", "t.toml").ok());
+  for (auto member : {&RepoSettings::allowed_globs, &RepoSettings::protected_globs}) {
+    RepoSettings bad;
+    bad.*member = {"/src/**"};
+    Result<RepoRecord> rec = registry_.RegisterLocal("bad" + std::to_string(n++), origin_, bad);
+    EXPECT_EQ(rec.status().code(), StatusCode::kInvalidArgument);
+    RepoRecord record = *registry_.List().begin();
+    record.settings = bad;
+    EXPECT_EQ(Repository::Open(record, tmp_.path() + "/worktrees").status().code(),
+              StatusCode::kInvalidArgument);
+  }
 }
 
 TEST_F(WorkspaceTest, ListsAndSearchesFiles) {
