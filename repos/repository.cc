@@ -158,6 +158,10 @@ class RepositoryImpl final : public Repository {
                                      internal::OpenMode::kResume);
   }
 
+  std::string WorkspacePath(std::string_view task_id) const override {
+    return worktrees_dir_ + "/" + internal::WorktreeName(task_id);
+  }
+
   Result<std::vector<WorkspaceInfo>> ListWorkspaces() override {
     LOOM_ASSIGN_OR_RETURN(GitPtr<git_repository> repo, internal::OpenRepo(record_.path));
     git_strarray names{};

@@ -187,10 +187,8 @@ class WorkspaceImpl final : public Workspace {
 
   // Makes the worktree equal to the snapshot tree: modified or deleted tracked
   // files are rewritten, files the snapshot lacks (not ignored) are removed.
-  // `reclaimed_entries` is what OpenWorkspaceAt took back, for the report.
-  Status Resume(size_t reclaimed_entries) {
+  Status Resume() {
     resume_.step = step_;
-    resume_.reclaimed_entries = reclaimed_entries;
     git_diff_options opts = GIT_DIFF_OPTIONS_INIT;
     opts.flags =
         GIT_DIFF_INCLUDE_UNTRACKED | GIT_DIFF_RECURSE_UNTRACKED_DIRS | GIT_DIFF_INCLUDE_TYPECHANGE;
@@ -738,19 +736,11 @@ Result<DiffReport> DiffCommits(git_repository* repo, const git_oid& base, const 
 }
 
 Result<std::unique_ptr<Workspace>> OpenWorkspaceAt(WorkspaceParams params, OpenMode mode) {
-  size_t reclaimed = 0;
-  if (mode == OpenMode::kResume) {
-    // A root process that died during a sandboxed run left the worktree lent to the
-    // sandbox's uid, and libgit2 will not open a repository someone else owns.
-    Result<size_t> r = ReclaimTree(params.worktree_path);
-    if (!r.ok()) return r.status().WithContext("cannot take the worktree back");
-    reclaimed = *r;
-  }
   LOOM_ASSIGN_OR_RETURN(GitPtr<git_repository> repo, OpenRepo(params.worktree_path));
   LOOM_ASSIGN_OR_RETURN(ConfinedDir fs, ConfinedDir::Open(params.worktree_path));
   auto ws = std::make_unique<WorkspaceImpl>(std::move(params), std::move(repo), std::move(fs));
   LOOM_RETURN_IF_ERROR(ws->Load());
-  if (mode == OpenMode::kResume) LOOM_RETURN_IF_ERROR(ws->Resume(reclaimed));
+  if (mode == OpenMode::kResume) LOOM_RETURN_IF_ERROR(ws->Resume());
   return std::unique_ptr<Workspace>(std::move(ws));
 }
 

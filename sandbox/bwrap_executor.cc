@@ -51,17 +51,16 @@
 #include <vector>
 
 #include "common/log.h"
+#include "common/posix.h"
 #include "sandbox/executor.h"
 #include "sandbox/internal/cgroup.h"
 #include "sandbox/internal/seccomp_filter.h"
-#include "sandbox/internal/unique_fd.h"
 #include "sandbox/internal/worktree.h"
 
 namespace loom::sandbox {
 namespace {
 
 using internal::RunCgroup;
-using internal::UniqueFd;
 using Clock = std::chrono::steady_clock;
 
 // Host paths never bound into a sandbox: sockets (munge, docker, ssh agents),
@@ -492,8 +491,8 @@ Result<Outcome> BwrapExecutor::Run(const RunSpec& spec) {
   if (!run.as_root) return Execute(spec, run);
   // A root caller's sandbox runs as the slot's uid, which must own the worktree to
   // write it: lend it for the run, and give it back once nothing of the run is alive.
-  LOOM_ASSIGN_OR_RETURN(internal::WorktreeLoan loan,
-                        internal::WorktreeLoan::Lend(dir_fd.get(), worktree, {run.uid, run.gid}));
+  LOOM_ASSIGN_OR_RETURN(OwnershipLoan loan,
+                        OwnershipLoan::Lend(dir_fd.get(), worktree, {run.uid, run.gid}));
   Result<Outcome> outcome = Execute(spec, run);
   Status given_back = loan.GiveBack();
   if (!given_back.ok()) {
