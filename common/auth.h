@@ -20,17 +20,14 @@
 #include "common/db.h"
 #include "common/http_server.h"
 #include "common/mutex.h"
+#include "common/role.h"
 #include "common/status.h"
 
 namespace loom {
 
-enum class Role { kReporter = 0, kEngineer = 1, kAdmin = 2 };
-
 // The migrations of the tokens table (assembled with the other modules' by
 // loomd: orchestrator/schema.h).
 const std::vector<Migration>& TokenMigrations();
-std::string_view RoleName(Role role);
-Result<Role> ParseRole(std::string_view name);
 
 struct Principal {
   int64_t token_id = 0;

@@ -1,5 +1,4 @@
 // Durable feedback storage with group commit (see intake.h).
-#include <chrono>
 #include <future>
 
 #include "common/log.h"

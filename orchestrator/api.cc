@@ -339,8 +339,7 @@ void OrchestratorApi::Approve(HttpRequest& req, std::shared_ptr<HttpExchange>& e
   if (!who.ok()) return ex->Respond(ErrorResponse(who.status()));
   std::shared_ptr<const PolicyMap> snapshot = policies_->Snapshot();
   const policies::Policy& policy = PolicyFor(*snapshot, task->repo);
-  auto role = static_cast<policies::Role>(static_cast<int>(who->role));
-  if (!policies::MayApprove(policy, role, task->requested_by.value_or(0), who->token_id)) {
+  if (!policies::MayApprove(policy, who->role, task->requested_by.value_or(0), who->token_id)) {
     bool own = task->requested_by && *task->requested_by == who->token_id;
     return ex->Respond(ErrorResponse(Status::PermissionDenied(
         own ? "whoever requested a task cannot approve it: ask another engineer"
@@ -367,7 +366,7 @@ void OrchestratorApi::Merge(HttpRequest& req, std::shared_ptr<HttpExchange>& ex)
   if (!who.ok()) return ex->Respond(ErrorResponse(who.status()));
   std::shared_ptr<const PolicyMap> snapshot = policies_->Snapshot();
   const policies::Policy& policy = PolicyFor(*snapshot, task->repo);
-  if (!policies::MayMerge(policy, static_cast<policies::Role>(static_cast<int>(who->role)))) {
+  if (!policies::MayMerge(policy, who->role)) {
     return ex->Respond(ErrorResponse(
         Status::PermissionDenied("the policy of " + task->repo + " does not let your role merge")));
   }

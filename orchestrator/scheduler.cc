@@ -196,6 +196,14 @@ void Scheduler::RunTask(int slot, const Task& task) {
     return fail("cannot open repository " + repo->name + ": " + repository.status().message());
 
   std::string id = std::to_string(task.id);
+  // A root loomd that died during a sandboxed run left the worktree lent to the
+  // sandbox uid; take it back before libgit2 opens it.
+  size_t reclaimed = 0;
+  if (auto r = sandbox::ReclaimWorktree((*repository)->WorkspacePath(id)); r.ok()) {
+    reclaimed = *r;
+  } else if (r.status().code() != StatusCode::kNotFound) {
+    return fail("cannot take the worktree back from the sandbox: " + r.status().message());
+  }
   auto workspace = (*repository)->OpenWorkspace(id);
   bool created = false;
   // NotFound: none yet, or one whose creation was cut short (CreateWorkspace makes
@@ -207,9 +215,9 @@ void Scheduler::RunTask(int slot, const Task& task) {
   if (!workspace.ok()) return fail("cannot prepare the workspace: " + workspace.status().message());
   repos::Workspace& ws = **workspace;
   if (const repos::ResumeReport& r = ws.resume_report();
-      !r.restored_paths.empty() || r.reclaimed_entries > 0) {
+      !r.restored_paths.empty() || reclaimed > 0) {
     LOOM_LOG(kInfo) << "task " << task.id << " resumes at step " << r.step << ": restored "
-                    << r.restored_paths.size() << " path(s), took back " << r.reclaimed_entries
+                    << r.restored_paths.size() << " path(s), took back " << reclaimed
                     << " entries from the sandbox";
   }
   // New, made again from the moved target after a merge conflict, or created just

@@ -4,7 +4,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <chrono>
 #include <cstdlib>
 #include <map>
 
@@ -108,10 +107,10 @@ struct SecretStore::Key {
 };
 
 SecretStore::SecretStore(std::unique_ptr<Db> db, std::unique_ptr<Key> key, const Clock* clock)
-    : db_(std::move(db)),
+    : clock_(clock),
+      db_(std::move(db)),
       key_(std::move(key)),
-      masker_(std::make_shared<SecretMasker>()),
-      clock_(clock) {}
+      masker_(std::make_shared<SecretMasker>()) {}
 
 SecretStore::~SecretStore() = default;
 

@@ -59,11 +59,11 @@ class SecretStore {
   // Reads every value into the masker, sealing v1 values again as v2.
   Status LoadAll();
 
+  const Clock* const clock_;
   std::mutex mu_;
   std::unique_ptr<Db> db_;    // GUARDED_BY(mu_)
   std::unique_ptr<Key> key_;  // GUARDED_BY(mu_)
   const std::shared_ptr<SecretMasker> masker_;
-  const Clock* const clock_;
 };
 
 Status ValidateSecretName(const std::string& name);

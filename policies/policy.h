@@ -15,6 +15,8 @@
 #include <string_view>
 #include <vector>
 
+#include "common/glob.h"
+#include "common/role.h"
 #include "common/status.h"
 
 namespace loom::policies {
@@ -26,9 +28,12 @@ enum class NetworkAccess { kNone, kLoopback };
 // escalations (no inference backend, a policy violation) are never restricted.
 enum class EscalationKind { kApiKey, kGpu, kNetwork, kApproval, kQuestion };
 
-// Mirrors loom::Role of common/auth.h (same order and values) without pulling its
-// database and HTTP headers in. Policies only ever grant kEngineer and kAdmin.
-enum class Role { kReporter = 0, kEngineer = 1, kAdmin = 2 };
+// Policies name roles (loom::Role of common/role.h) for approvers and mergers;
+// they only ever grant kEngineer and kAdmin.
+using loom::Role;
+// A policy's path globs follow common/glob.h; these names are that one matcher.
+using loom::GlobMatch;
+using loom::ValidateGlob;
 
 // Every member below is one field of the file, `[section] key`, with the same
 // default as policies/default.toml (a test keeps the two equal).
@@ -40,6 +45,7 @@ struct RepoPolicy {
 };
 
 struct PathsPolicy {
+  // Globs follow the rules of common/glob.h (ValidateGlob checks them at load).
   std::vector<std::string> allowed = {"**"};  // globs the agent may edit
   // TOML key `protected`: globs edited only after an approval escalation.
   std::vector<std::string> protected_paths = {".github/", ".gitlab-ci.yml", ".loom/", "AGENTS.md"};
@@ -66,7 +72,7 @@ struct BudgetsPolicy {
   int64_t max_test_runs = 30;             // run_tests calls + verifications
   int64_t max_consecutive_malformed = 4;  // replies with no usable tool call in a row
   int64_t stuck_repeats = 3;              // same call with the same result, in a row
-  int64_t max_tool_attempts = 3;  // starts of one tool call that loomd did not outlive
+  int64_t max_tool_attempts = 3;          // starts of one tool call that loomd did not outlive
   int64_t max_tool_output_kb = 16;        // of a tool result, as the model sees it
   bool operator==(const BudgetsPolicy&) const = default;
 };
@@ -168,19 +174,6 @@ bool MayApprove(const Policy& policy, Role role, int64_t requester_token_id,
                 int64_t approver_token_id);
 // May a token of `role` merge an approved branch (review.mergers)?
 bool MayMerge(const Policy& policy, Role role);
-
-// ---- Globs -----------------------------------------------------------------
-// Patterns are anchored at the worktree root and matched segment by segment:
-// `*` any run of characters and `?` one character, both within a segment; a
-// segment `**` matches zero or more segments; a trailing `/` means everything
-// under that directory (`dir/` is `dir/**`; both also match `dir` itself).
-// Refused: empty, absolute, `.`/`..`/empty segments, `**` inside a segment,
-// `[`, `]`, `{`, `}`, `\`, control characters.
-
-// OK, or InvalidArgument saying what is wrong with the pattern.
-Status ValidateGlob(std::string_view pattern);
-// False for an invalid pattern. `path` is matched as given (no normalisation).
-bool GlobMatch(std::string_view pattern, std::string_view path);
 
 // ---- The format, for tools and docs ----------------------------------------
 struct FieldInfo {

@@ -66,10 +66,9 @@ Result<RepoRecord> CloneRepository(std::string source, RepoRecord record) {
   if (git_reference_name_to_id(&oid, repo.get(), local.c_str()) == GIT_ENOTFOUND &&
       git_reference_name_to_id(&oid, repo.get(),
                                ("refs/remotes/origin/" + settings.target_branch).c_str()) == 0) {
-    git_reference* ref = nullptr;
-    LOOM_GIT(git_reference_create(&ref, repo.get(), local.c_str(), &oid, 0, "loom: target"),
+    GitPtr<git_reference> ref;
+    LOOM_GIT(git_reference_create(Out(ref), repo.get(), local.c_str(), &oid, 0, "loom: target"),
              "cannot create branch '" + settings.target_branch + "'");
-    git_reference_free(ref);
   }
   repo.reset();
   Status valid = internal::ValidateRepository(abs, settings);

@@ -89,9 +89,8 @@ class RepositoryImpl final : public Repository {
     const std::string branch = internal::BranchName(task_id, slug);
     LOOM_RETURN_IF_ERROR(CheckOwnWorktree(repo.get(), std::string(task_id)));
     LOOM_RETURN_IF_ERROR(RemoveStaleLocks(repo.get(), task_id, branch));
-    git_worktree* existing = nullptr;
-    if (git_worktree_lookup(&existing, repo.get(), name.c_str()) == 0) {
-      git_worktree_free(existing);
+    if (GitPtr<git_worktree> existing;
+        git_worktree_lookup(Out(existing), repo.get(), name.c_str()) == 0) {
       LOOM_ASSIGN_OR_RETURN(bool complete, HasRef(repo.get(), ref_name));
       if (complete) {
         return Status::AlreadyExists("task " + std::string(task_id) +
@@ -108,10 +107,9 @@ class RepositoryImpl final : public Repository {
     CleanUpWorktree(repo.get(), name, path);
     // A snapshot ref without a worktree belongs to a removed workspace; it goes
     // first, so that a registered worktree with a snapshot ref is always complete.
-    if (git_reference* stale = nullptr;
-        git_reference_lookup(&stale, repo.get(), ref_name.c_str()) == 0) {
-      int rc = git_reference_delete(stale);
-      git_reference_free(stale);
+    if (GitPtr<git_reference> stale;
+        git_reference_lookup(Out(stale), repo.get(), ref_name.c_str()) == 0) {
+      int rc = git_reference_delete(stale.get());
       if (rc < 0) return GitError(rc, "cannot delete the stale " + ref_name);
     }
     git_reference* bref = nullptr;
@@ -136,10 +134,10 @@ class RepositoryImpl final : public Repository {
     // Start the snapshot chain at the branch head (a reused branch restarts it). This
     // is the last step: it marks the workspace complete.
     const git_oid* tip = git_reference_target(branch_ref.get());
-    git_reference* sref = nullptr;
-    rc = git_reference_create(&sref, repo.get(), ref_name.c_str(), tip, 1, "loom: new workspace");
-    if (rc < 0) return GitError(rc, "cannot create " + ref_name);
-    git_reference_free(sref);
+    GitPtr<git_reference> sref;
+    LOOM_GIT(git_reference_create(Out(sref), repo.get(), ref_name.c_str(), tip, 1,
+                                  "loom: new workspace"),
+             "cannot create " + ref_name);
     return internal::OpenWorkspaceAt({path, std::string(task_id), branch, record_.settings},
                                      internal::OpenMode::kNew);
   }
@@ -158,6 +156,10 @@ class RepositoryImpl final : public Repository {
     }
     return internal::OpenWorkspaceAt({info.path, info.task_id, info.branch, record_.settings},
                                      internal::OpenMode::kResume);
+  }
+
+  std::string WorkspacePath(std::string_view task_id) const override {
+    return worktrees_dir_ + "/" + internal::WorktreeName(task_id);
   }
 
   Result<std::vector<WorkspaceInfo>> ListWorkspaces() override {
@@ -183,29 +185,25 @@ class RepositoryImpl final : public Repository {
     Result<std::string> b = FindBranch(repo.get(), std::string(task_id));
     if (b.ok()) branch = *b;
     bool found = false;
-    git_worktree* wt = nullptr;
     std::string path = worktrees_dir_ + "/" + name;
-    if (git_worktree_lookup(&wt, repo.get(), name.c_str()) == 0) {
+    if (GitPtr<git_worktree> wt; git_worktree_lookup(Out(wt), repo.get(), name.c_str()) == 0) {
       found = true;
-      path = git_worktree_path(wt);
-      git_worktree_free(wt);
+      path = git_worktree_path(wt.get());
     }
     struct stat st;
     found = found || lstat(path.c_str(), &st) == 0;
     CleanUpWorktree(repo.get(), name, path);
     std::string ref_name = internal::SnapshotRefName(task_id);
-    git_reference* sref = nullptr;
-    if (git_reference_lookup(&sref, repo.get(), ref_name.c_str()) == 0) {
+    if (GitPtr<git_reference> sref;
+        git_reference_lookup(Out(sref), repo.get(), ref_name.c_str()) == 0) {
       found = true;
-      git_reference_delete(sref);
-      git_reference_free(sref);
+      git_reference_delete(sref.get());
     }
     if (disposition == BranchDisposition::kDelete && !branch.empty()) {
-      git_reference* bref = nullptr;
-      if (git_reference_lookup(&bref, repo.get(), ("refs/heads/" + branch).c_str()) == 0) {
+      if (GitPtr<git_reference> bref;
+          git_reference_lookup(Out(bref), repo.get(), ("refs/heads/" + branch).c_str()) == 0) {
         found = true;
-        int rc = git_reference_delete(bref);
-        git_reference_free(bref);
+        int rc = git_reference_delete(bref.get());
         if (rc < 0) return GitError(rc, "cannot delete branch '" + branch + "'");
       }
     }
@@ -308,8 +306,8 @@ class RepositoryImpl final : public Repository {
       LOOM_RETURN_IF_ERROR(WriteJournal(journal, OidHex(old_commit), OidHex(new_commit)));
     }
     CrashPoint("merge.journaled");
-    git_reference* ref = nullptr;
-    int rc = git_reference_create_matching(&ref, repo, ("refs/heads/" + target_name).c_str(),
+    GitPtr<git_reference> ref;
+    int rc = git_reference_create_matching(Out(ref), repo, ("refs/heads/" + target_name).c_str(),
                                            &new_commit, 1, &old_commit,
                                            ("loom: merge " + branch).c_str());
     if (rc < 0) {
@@ -320,7 +318,6 @@ class RepositoryImpl final : public Repository {
       }
       return GitError(rc, "cannot update '" + target_name + "'");
     }
-    git_reference_free(ref);
     CrashPoint("merge.ref_moved");
     if (!checked_out) return Status::Ok();
     Status s = CheckoutTarget(repo, old_commit, new_commit, CheckoutRun::kApply);
@@ -617,9 +614,9 @@ class RepositoryImpl final : public Repository {
       git_worktree_add_options opts = GIT_WORKTREE_ADD_OPTIONS_INIT;
       opts.ref = branch;
       opts.checkout_options.checkout_strategy = GIT_CHECKOUT_NONE;
-      git_worktree* wt = nullptr;
-      LOOM_GIT(git_worktree_add(&wt, repo, name.c_str(), path.c_str(), &opts), "git_worktree_add");
-      git_worktree_free(wt);
+      GitPtr<git_worktree> wt;
+      LOOM_GIT(git_worktree_add(Out(wt), repo, name.c_str(), path.c_str(), &opts),
+               "git_worktree_add");
     }
     return internal::CheckoutIntoEmptyWorktree(path, OidHex(*git_reference_target(branch)), 0);
   }
@@ -663,14 +660,12 @@ class RepositoryImpl final : public Repository {
       LOOM_LOG(kWarning) << "removing worktree: " << s.ToString();
     }
     std::lock_guard<std::mutex> lock(RegistrationMutex());
-    git_worktree* wt = nullptr;
-    if (git_worktree_lookup(&wt, repo, name.c_str()) == 0) {
+    if (GitPtr<git_worktree> wt; git_worktree_lookup(Out(wt), repo, name.c_str()) == 0) {
       git_worktree_prune_options popts = GIT_WORKTREE_PRUNE_OPTIONS_INIT;
       popts.flags = GIT_WORKTREE_PRUNE_VALID | GIT_WORKTREE_PRUNE_LOCKED;
-      if (git_worktree_prune(wt, &popts) < 0) {
+      if (git_worktree_prune(wt.get(), &popts) < 0) {
         LOOM_LOG(kWarning) << GitError(-1, "pruning worktree " + name).ToString();
       }
-      git_worktree_free(wt);
     }
     s = internal::RemoveTreeNoFollow(std::string(git_repository_commondir(repo)) + "worktrees/" +
                                      name);

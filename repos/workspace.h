@@ -33,10 +33,12 @@ namespace loom::repos {
 // (orchestrator/repo_policy.h), whose target branch overrides the registered one.
 struct RepoSettings {
   std::string target_branch = "main";
-  // Glob patterns (relative to the worktree root) an edit may touch; empty means
-  // every path. `*` and `?` stay within one path segment, `**` spans segments,
-  // `dir/` means everything under dir. Reads are not limited by these globs.
-  std::vector<std::string> allowed_globs;
+  // Glob patterns (relative to the worktree root) an edit may touch, in the rules of
+  // common/glob.h (the ones policies/ validates paths.allowed with): `*` and `?`
+  // stay within one path segment, `**` spans segments, `dir/` means everything
+  // under dir. Empty allows no edit, as an empty paths.allowed does. Reads are not
+  // limited by these globs. Repository::Open refuses a pattern ValidateGlob refuses.
+  std::vector<std::string> allowed_globs = {"**"};
   // Paths that are never edited, even when an allowed glob matches them.
   std::vector<std::string> protected_globs;
   std::string author_name = "Loom agent";
@@ -114,13 +116,10 @@ struct SnapshotDetail {
 };
 
 // What reopening a workspace found and did to make the worktree match its last
-// snapshot (an edit was written but the process died before its snapshot), and to
-// make it this process's again (it died while a sandboxed run had the worktree on
-// loan to the sandbox's uid).
+// snapshot (an edit was written but the process died before its snapshot).
 struct ResumeReport {
   int step = 0;
   std::vector<std::string> restored_paths;  // rewritten or deleted to match the snapshot
-  size_t reclaimed_entries = 0;             // taken back from the uid they were lent to
 };
 
 struct WorkspaceInfo {
@@ -220,11 +219,16 @@ class Repository {
   // by a killed process are removed.
   virtual Result<std::unique_ptr<Workspace>> CreateWorkspace(std::string_view task_id,
                                                              std::string_view slug) = 0;
-  // Reopens a task's workspace after a restart: takes the worktree back when it is
-  // still lent to another uid, and makes it match the latest snapshot (see
-  // Workspace::resume_report). NotFound when the task has no workspace, or only one
-  // whose creation was cut short (CreateWorkspace then makes it again).
+  // Reopens a task's workspace after a restart and makes it match the latest
+  // snapshot (see Workspace::resume_report). NotFound when the task has no workspace,
+  // or only one whose creation was cut short (CreateWorkspace then makes it again).
+  // REQUIRES: the worktree is this process's; one a crash left lent to a sandbox uid
+  // is taken back first with sandbox::ReclaimWorktree(WorkspacePath(task_id)), as
+  // libgit2 will not open a repository another uid owns.
   virtual Result<std::unique_ptr<Workspace>> OpenWorkspace(std::string_view task_id) = 0;
+  // Where the worktree of `task_id` is (or will be): `<worktrees_dir>/loom-<task_id>`.
+  // REQUIRES: `task_id` is valid (see CreateWorkspace).
+  virtual std::string WorkspacePath(std::string_view task_id) const = 0;
   virtual Result<std::vector<WorkspaceInfo>> ListWorkspaces() = 0;
   // Removes the worktree directory, its admin files under .git/worktrees, the
   // snapshot ref, and the branch when `branch` is kDelete.

@@ -21,6 +21,7 @@
 #include <algorithm>
 #include <sstream>
 
+#include "common/glob.h"
 #include "repos/internal/confined_fs.h"
 #include "repos/internal/git_util.h"
 
@@ -168,11 +169,10 @@ class WorkspaceImpl final : public Workspace {
     int rc = git_reference_name_to_id(&head, repo_.get(), ref_name_.c_str());
     if (rc == GIT_ENOTFOUND) {
       LOOM_ASSIGN_OR_RETURN(head, BranchHead(repo_.get(), params_.branch));
-      git_reference* ref = nullptr;
-      LOOM_GIT(git_reference_create(&ref, repo_.get(), ref_name_.c_str(), &head, 0,
+      GitPtr<git_reference> ref;
+      LOOM_GIT(git_reference_create(Out(ref), repo_.get(), ref_name_.c_str(), &head, 0,
                                     "loom: start snapshots"),
                "cannot create snapshot ref " + ref_name_);
-      git_reference_free(ref);
     } else if (rc < 0) {
       return GitError(rc, "cannot read snapshot ref " + ref_name_);
     }
@@ -187,10 +187,8 @@ class WorkspaceImpl final : public Workspace {
 
   // Makes the worktree equal to the snapshot tree: modified or deleted tracked
   // files are rewritten, files the snapshot lacks (not ignored) are removed.
-  // `reclaimed_entries` is what OpenWorkspaceAt took back, for the report.
-  Status Resume(size_t reclaimed_entries) {
+  Status Resume() {
     resume_.step = step_;
-    resume_.reclaimed_entries = reclaimed_entries;
     git_diff_options opts = GIT_DIFF_OPTIONS_INIT;
     opts.flags =
         GIT_DIFF_INCLUDE_UNTRACKED | GIT_DIFF_RECURSE_UNTRACKED_DIRS | GIT_DIFF_INCLUDE_TYPECHANGE;
@@ -424,12 +422,11 @@ class WorkspaceImpl final : public Workspace {
     LOOM_GIT(git_commit_create(&id, repo_.get(), nullptr, sig.get(), sig.get(), "UTF-8",
                                message.c_str(), head_tree_.get(), 1, parents),
              "cannot create the branch commit");
-    git_reference* ref = nullptr;
-    LOOM_GIT(
-        git_reference_create_matching(&ref, repo_.get(), ("refs/heads/" + params_.branch).c_str(),
-                                      &id, 1, &branch_head, "loom: commit"),
-        "cannot move branch '" + params_.branch + "' (did it move meanwhile?)");
-    git_reference_free(ref);
+    GitPtr<git_reference> ref;
+    LOOM_GIT(git_reference_create_matching(Out(ref), repo_.get(),
+                                           ("refs/heads/" + params_.branch).c_str(), &id, 1,
+                                           &branch_head, "loom: commit"),
+             "cannot move branch '" + params_.branch + "' (did it move meanwhile?)");
     LOOM_ASSIGN_OR_RETURN(GitPtr<git_tree> old_tree, CommitTree(parent.get()));
     LOOM_RETURN_IF_ERROR(SyncIndex(old_tree.get(), head_tree_.get()));
     return OidHex(id);
@@ -465,16 +462,14 @@ class WorkspaceImpl final : public Workspace {
   Result<RelPath> ParseEditable(std::string_view path) {
     LOOM_ASSIGN_OR_RETURN(RelPath rel, ParseRelPath(path, RootUse::kRefused));
     const RepoSettings& s = params_.settings;
-    if (!s.allowed_globs.empty()) {
-      bool ok = std::any_of(s.allowed_globs.begin(), s.allowed_globs.end(),
-                            [&](const std::string& g) { return GlobMatch(g, rel.text); });
-      if (!ok) {
-        std::string allowed;
-        for (const std::string& g : s.allowed_globs) allowed += (allowed.empty() ? "" : ", ") + g;
-        return Status::PermissionDenied("path '" + rel.text +
-                                        "' is refused: it is outside the allowed paths (" +
-                                        allowed + ")");
-      }
+    bool ok = std::any_of(s.allowed_globs.begin(), s.allowed_globs.end(),
+                          [&](const std::string& g) { return GlobMatch(g, rel.text); });
+    if (!ok) {
+      std::string allowed;
+      for (const std::string& g : s.allowed_globs) allowed += (allowed.empty() ? "" : ", ") + g;
+      return Status::PermissionDenied("path '" + rel.text +
+                                      "' is refused: it is outside the allowed paths (" +
+                                      (allowed.empty() ? "none" : allowed) + ")");
     }
     for (const std::string& g : s.protected_globs) {
       if (GlobMatch(g, rel.text)) {
@@ -498,10 +493,8 @@ class WorkspaceImpl final : public Workspace {
   }
 
   bool InTree(const std::string& path) const {
-    git_tree_entry* e = nullptr;
-    if (git_tree_entry_bypath(&e, head_tree_.get(), path.c_str()) != 0) return false;
-    git_tree_entry_free(e);
-    return true;
+    GitPtr<git_tree_entry> entry;
+    return git_tree_entry_bypath(Out(entry), head_tree_.get(), path.c_str()) == 0;
   }
 
   // Writes `content` as a blob, applying the repository's to-odb filters (CRLF
@@ -559,11 +552,10 @@ class WorkspaceImpl final : public Workspace {
     LOOM_GIT(git_commit_create(&id, repo_.get(), nullptr, sig.get(), sig.get(), "UTF-8",
                                message.c_str(), tree.get(), 1, parents),
              "cannot create snapshot commit");
-    git_reference* ref = nullptr;
-    LOOM_GIT(git_reference_create_matching(&ref, repo_.get(), ref_name_.c_str(), &id, 1, &head_,
+    GitPtr<git_reference> ref;
+    LOOM_GIT(git_reference_create_matching(Out(ref), repo_.get(), ref_name_.c_str(), &id, 1, &head_,
                                            nullptr),
              "cannot advance " + ref_name_ + " (is another process driving this task?)");
-    git_reference_free(ref);
     head_ = id;
     head_tree_ = std::move(tree);
     step_ = step;
@@ -744,19 +736,11 @@ Result<DiffReport> DiffCommits(git_repository* repo, const git_oid& base, const 
 }
 
 Result<std::unique_ptr<Workspace>> OpenWorkspaceAt(WorkspaceParams params, OpenMode mode) {
-  size_t reclaimed = 0;
-  if (mode == OpenMode::kResume) {
-    // A root process that died during a sandboxed run left the worktree lent to the
-    // sandbox's uid, and libgit2 will not open a repository someone else owns.
-    Result<size_t> r = ReclaimTree(params.worktree_path);
-    if (!r.ok()) return r.status().WithContext("cannot take the worktree back");
-    reclaimed = *r;
-  }
   LOOM_ASSIGN_OR_RETURN(GitPtr<git_repository> repo, OpenRepo(params.worktree_path));
   LOOM_ASSIGN_OR_RETURN(ConfinedDir fs, ConfinedDir::Open(params.worktree_path));
   auto ws = std::make_unique<WorkspaceImpl>(std::move(params), std::move(repo), std::move(fs));
   LOOM_RETURN_IF_ERROR(ws->Load());
-  if (mode == OpenMode::kResume) LOOM_RETURN_IF_ERROR(ws->Resume(reclaimed));
+  if (mode == OpenMode::kResume) LOOM_RETURN_IF_ERROR(ws->Resume());
   return std::unique_ptr<Workspace>(std::move(ws));
 }
 

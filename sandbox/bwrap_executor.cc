@@ -1,11 +1,13 @@
 // BwrapExecutor: one run = one bubblewrap process tree.
 //
 // Run() validates the spec (internal/worktree.h says where a worktree may be), lends
-// a root caller's worktree to the sandbox uid and gives it back after the run; the
-// run itself, Execute(), prepares everything the child needs (bwrap's arguments
+// a root caller's worktree to the sandbox uid and gives it back after the run
+// (loom::OwnershipLoan, common/posix.h). The run itself, Execute(), is four steps:
+// BuildArgs, Spawn, Supervise, Classify. BuildArgs prepares everything the child
+// needs (bwrap's arguments
 // in a memfd read with `--args`, so nothing, secrets included, shows in `ps`; the
 // seccomp program; synthesized /etc files; O_PATH fds of the worktree and its .git
-// so that no path is resolved twice), then clones a child straight into the run's
+// so that no path is resolved twice); Spawn clones a child straight into the run's
 // cgroup (clone3 CLONE_INTO_CGROUP; fork and a write to cgroup.procs before 5.7).
 // The child, using only async-signal-safe calls: resets signals, lays out its fds
 // (stdin /dev/null, stdout/stderr pipes, then the numbered fds bwrap is told about)
@@ -17,14 +19,16 @@
 // child subreaper: it reaps bwrap and the sandbox's pid 1, which bwrap leaves
 // unreaped) and exits as bwrap did. A CLOEXEC pipe reports a failure before exec.
 //
-// The parent polls the output pipes, bwrap's --json-status-fd and a pidfd of the
+// Supervise, in the parent, polls the output pipes, bwrap's --json-status-fd and a pidfd of the
 // reaper, against the wall-clock deadline and the output cap. It stops when the
 // reaper exits, never waiting for EOF (an orphan may hold the pipes), then drains
 // what is buffered. Killing: cgroup.kill when there is a cgroup, SIGKILL to the
 // sandbox's pid 1 (its pid namespace dies with it, taking double-forked and
 // setsid'd processes along) and to the reaper (bwrap dies with its parent). Before
-// returning, Run() waits until pid 1 is gone and the cgroup is empty: nothing a run
-// started survives Run().
+// returning, Supervise waits until pid 1 is gone and the cgroup is empty: nothing a
+// run started survives Run(). Classify then turns what was seen into the Outcome
+// (exit, signal, the limit hit) or into an error when the command never ran
+// sandboxed.
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -51,17 +55,16 @@
 #include <vector>
 
 #include "common/log.h"
+#include "common/posix.h"
 #include "sandbox/executor.h"
 #include "sandbox/internal/cgroup.h"
 #include "sandbox/internal/seccomp_filter.h"
-#include "sandbox/internal/unique_fd.h"
 #include "sandbox/internal/worktree.h"
 
 namespace loom::sandbox {
 namespace {
 
 using internal::RunCgroup;
-using internal::UniqueFd;
 using Clock = std::chrono::steady_clock;
 
 // Host paths never bound into a sandbox: sockets (munge, docker, ssh agents),
@@ -417,8 +420,44 @@ class BwrapExecutor final : public Executor {
     uid_t uid = 0;  // the sandbox's
     gid_t gid = 0;
   };
+  // What BuildArgs prepares for Spawn: the child's plan and every fd it gets. Lives
+  // on Execute's stack until the run is over (plan.argv points into argv).
+  struct Invocation {
+    ChildPlan plan;
+    std::vector<UniqueFd> keep_alive;  // memfds passed to the child, closed after fork
+    std::array<UniqueFd, 2> status_pipe, stdout_pipe, stderr_pipe, err_pipe;
+    UniqueFd dev_null;
+    std::vector<std::string> argv_storage;
+    std::vector<char*> argv;  // into argv_storage, null-terminated
+  };
+  // What Supervise saw of a run that is over (nothing of it is alive).
+  struct Supervised {
+    Outcome outcome;  // output, wall time, CPU and memory filled in
+    LimitHit killed_for = LimitHit::kNone;
+    std::optional<int> json_exit;  // the command's exit as bwrap reported it
+    bool saw_child_pid = false;    // bwrap got as far as starting the sandbox
+    int wait_status = 0;           // bwrap's own
+  };
+
   // Runs the prepared command: everything after validation (and the loan).
   Result<Outcome> Execute(const RunSpec& spec, PreparedRun& run);
+  // bwrap's argument list (in a memfd, fd 3 of the child), the /etc files, the
+  // seccomp program, the pipes and rlimits of the child.
+  Status BuildArgs(const RunSpec& spec, PreparedRun& run, const RunCgroup* cgroup,
+                   Invocation& inv) const;
+  // Starts bwrap through the reaper child (in `cgroup` where there is one), closes
+  // the parent's copies of the child's fds, and turns a failure of the child before
+  // exec into an error.
+  Result<pid_t> Spawn(PreparedRun& run, RunCgroup* cgroup, Invocation& inv) const;
+  // Captures output and bwrap's status until bwrap exits, enforcing the wall clock
+  // and the output cap (killing everything on either), then makes sure nothing of
+  // the run is left and reads its resource use.
+  static Result<Supervised> Supervise(const Limits& lim, pid_t pid, RunCgroup* cgroup,
+                                      Invocation& inv, Clock::time_point start);
+  // The Outcome (exit, signal, the limit hit), or an error when bwrap never ran the
+  // command sandboxed.
+  static Result<Outcome> Classify(const Limits& lim, const PreparedRun& run,
+                                  const RunCgroup* cgroup, Supervised supervised);
 
   const BwrapOptions options_;
   const std::string cgroup_parent_;  // "" when runs get no cgroup
@@ -492,8 +531,8 @@ Result<Outcome> BwrapExecutor::Run(const RunSpec& spec) {
   if (!run.as_root) return Execute(spec, run);
   // A root caller's sandbox runs as the slot's uid, which must own the worktree to
   // write it: lend it for the run, and give it back once nothing of the run is alive.
-  LOOM_ASSIGN_OR_RETURN(internal::WorktreeLoan loan,
-                        internal::WorktreeLoan::Lend(dir_fd.get(), worktree, {run.uid, run.gid}));
+  LOOM_ASSIGN_OR_RETURN(OwnershipLoan loan,
+                        OwnershipLoan::Lend(dir_fd.get(), worktree, {run.uid, run.gid}));
   Result<Outcome> outcome = Execute(spec, run);
   Status given_back = loan.GiveBack();
   if (!given_back.ok()) {
@@ -504,23 +543,31 @@ Result<Outcome> BwrapExecutor::Run(const RunSpec& spec) {
   return outcome;
 }
 
+// A run in four steps, each a function: BuildArgs (bwrap's argument list and the
+// fds it gets), Spawn (the child, born in its cgroup where there is one), Supervise
+// (output, status, limits and the wall clock until bwrap is gone, then nothing of
+// the run is left alive) and Classify (what happened: an Outcome, or an error when
+// the command was never run sandboxed).
 Result<Outcome> BwrapExecutor::Execute(const RunSpec& spec, PreparedRun& run) {
-  const std::string& worktree = run.worktree;
-  const std::vector<std::string>& ro_paths = run.ro_paths;
-  UniqueFd& worktree_fd = run.worktree_fd;
-  UniqueFd& git_fd = run.git_fd;
-  const bool as_root = run.as_root;
-  const uid_t uid = run.uid;
-  const gid_t gid = run.gid;
-
   // The run's cgroup, if the host gives us one.
   std::unique_ptr<RunCgroup> cgroup;
   if (!cgroup_parent_.empty()) {
     std::string name = "run-" + std::to_string(getpid()) + "-" + std::to_string(run_counter_++);
     LOOM_ASSIGN_OR_RETURN(cgroup, RunCgroup::Create(cgroup_parent_, name, spec.limits));
   }
+  Invocation inv;
+  LOOM_RETURN_IF_ERROR(BuildArgs(spec, run, cgroup.get(), inv));
+  const auto start = Clock::now();
+  LOOM_ASSIGN_OR_RETURN(pid_t pid, Spawn(run, cgroup.get(), inv));
+  LOOM_ASSIGN_OR_RETURN(Supervised supervised,
+                        Supervise(spec.limits, pid, cgroup.get(), inv, start));
+  return Classify(spec.limits, run, cgroup.get(), std::move(supervised));
+}
 
-  ChildPlan plan;
+Status BwrapExecutor::BuildArgs(const RunSpec& spec, PreparedRun& run, const RunCgroup* cgroup,
+                                Invocation& inv) const {
+  const std::string& worktree = run.worktree;
+  ChildPlan& plan = inv.plan;
   std::string args;
   // fd 3: this argument list itself (filled in below; the memfd is made last).
   const int args_fd = 3;
@@ -572,34 +619,33 @@ Result<Outcome> BwrapExecutor::Execute(const RunSpec& spec, PreparedRun& run) {
     Arg(args, etc);
     Arg(args, etc);
   }
-  const std::string ids = std::to_string(uid) + ":" + std::to_string(gid);
+  const std::string ids = std::to_string(run.uid) + ":" + std::to_string(run.gid);
   const std::pair<const char*, std::string> synthesized[] = {
       {"/etc/passwd", "root:x:0:0:root:/root:/bin/sh\nsandbox:x:" + ids +
                           ":Loom sandbox:/tmp:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:"
                           "/usr/sbin/nologin\n"},
-      {"/etc/group", "root:x:0:\nsandbox:x:" + std::to_string(gid) + ":\nnogroup:x:65534:\n"},
+      {"/etc/group", "root:x:0:\nsandbox:x:" + std::to_string(run.gid) + ":\nnogroup:x:65534:\n"},
       {"/etc/hosts", "127.0.0.1 localhost loom-sandbox\n::1 localhost ip6-localhost\n"},
       {"/etc/hostname", "loom-sandbox\n"},
   };
-  std::vector<UniqueFd> keep_alive;  // fds passed to the child, closed after fork
   for (const auto& [dest, content] : synthesized) {
     LOOM_ASSIGN_OR_RETURN(UniqueFd fd, DataFd("loom-etc", content));
     Arg(args, "--ro-bind-data");
     Arg(args, std::to_string(plan.Pass(fd.get())));
     Arg(args, dest);
-    keep_alive.push_back(std::move(fd));
+    inv.keep_alive.push_back(std::move(fd));
   }
-  for (const auto& path : ro_paths) {
+  for (const auto& path : run.ro_paths) {
     Arg(args, "--ro-bind");
     Arg(args, path);
     Arg(args, path);
   }
   Arg(args, "--bind-fd");
-  Arg(args, std::to_string(plan.Pass(worktree_fd.get())));
+  Arg(args, std::to_string(plan.Pass(run.worktree_fd.get())));
   Arg(args, worktree);
-  if (git_fd.valid()) {
+  if (run.git_fd.valid()) {
     Arg(args, "--ro-bind-fd");
-    Arg(args, std::to_string(plan.Pass(git_fd.get())));
+    Arg(args, std::to_string(plan.Pass(run.git_fd.get())));
     Arg(args, worktree + "/.git");
   }
   Arg(args, "--remount-ro");
@@ -612,27 +658,29 @@ Result<Outcome> BwrapExecutor::Execute(const RunSpec& spec, PreparedRun& run) {
              spec.network == Network::kLoopback ? seccomp_loopback_ : seccomp_none_));
   Arg(args, "--seccomp");
   Arg(args, std::to_string(plan.Pass(seccomp_fd.get())));
-  LOOM_ASSIGN_OR_RETURN(auto status_pipe, MakePipe());
+  inv.keep_alive.push_back(std::move(seccomp_fd));
+  LOOM_ASSIGN_OR_RETURN(inv.status_pipe, MakePipe());
   Arg(args, "--json-status-fd");
-  Arg(args, std::to_string(plan.Pass(status_pipe[1].get())));
+  Arg(args, std::to_string(plan.Pass(inv.status_pipe[1].get())));
   // bwrap 0.8 does not accept the command inside --args: it follows on the command line.
   LOOM_ASSIGN_OR_RETURN(UniqueFd args_memfd, DataFd("loom-bwrap-args", args));
   plan.fds[0] = args_memfd.get();
   plan.max_source_fd = std::max(plan.max_source_fd, args_memfd.get());
+  inv.keep_alive.push_back(std::move(args_memfd));
 
-  UniqueFd dev_null(open("/dev/null", O_RDONLY | O_CLOEXEC));
-  if (!dev_null.valid()) return Status::FromErrno(errno, "opening /dev/null");
-  LOOM_ASSIGN_OR_RETURN(auto stdout_pipe, MakePipe());
-  LOOM_ASSIGN_OR_RETURN(auto stderr_pipe, MakePipe());
-  LOOM_ASSIGN_OR_RETURN(auto err_pipe, MakePipe());
-  plan.stdin_fd = dev_null.get();
-  plan.stdout_fd = stdout_pipe[1].get();
-  plan.stderr_fd = stderr_pipe[1].get();
-  plan.err_fd = err_pipe[1].get();
+  inv.dev_null = UniqueFd(open("/dev/null", O_RDONLY | O_CLOEXEC));
+  if (!inv.dev_null.valid()) return Status::FromErrno(errno, "opening /dev/null");
+  LOOM_ASSIGN_OR_RETURN(inv.stdout_pipe, MakePipe());
+  LOOM_ASSIGN_OR_RETURN(inv.stderr_pipe, MakePipe());
+  LOOM_ASSIGN_OR_RETURN(inv.err_pipe, MakePipe());
+  plan.stdin_fd = inv.dev_null.get();
+  plan.stdout_fd = inv.stdout_pipe[1].get();
+  plan.stderr_fd = inv.stderr_pipe[1].get();
+  plan.err_fd = inv.err_pipe[1].get();
   plan.cgroup_procs_fd = -1;
-  plan.drop_privileges = as_root;
-  plan.uid = uid;
-  plan.gid = gid;
+  plan.drop_privileges = run.as_root;
+  plan.uid = run.uid;
+  plan.gid = run.gid;
   plan.parent_pid = getpid();
   const Limits& lim = spec.limits;
   // SIGXCPU at the limit; SIGKILL a second later for a payload that ignores it.
@@ -646,14 +694,16 @@ Result<Outcome> BwrapExecutor::Execute(const RunSpec& spec, PreparedRun& run) {
   plan.Limit(RLIMIT_CORE, 0);
   plan.Limit(RLIMIT_MEMLOCK, 64 * 1024);
   plan.bwrap_path = options_.bwrap_path.c_str();
-  std::vector<std::string> argv_storage = {"bwrap", "--args", std::to_string(args_fd), "--"};
-  argv_storage.insert(argv_storage.end(), spec.argv.begin(), spec.argv.end());
-  std::vector<char*> bwrap_argv;
-  for (auto& a : argv_storage) bwrap_argv.push_back(a.data());
-  bwrap_argv.push_back(nullptr);
-  plan.argv = bwrap_argv.data();
+  inv.argv_storage = {"bwrap", "--args", std::to_string(args_fd), "--"};
+  inv.argv_storage.insert(inv.argv_storage.end(), spec.argv.begin(), spec.argv.end());
+  for (auto& a : inv.argv_storage) inv.argv.push_back(a.data());
+  inv.argv.push_back(nullptr);
+  plan.argv = inv.argv.data();
+  return Status::Ok();
+}
 
-  const auto start = Clock::now();
+Result<pid_t> BwrapExecutor::Spawn(PreparedRun& run, RunCgroup* cgroup, Invocation& inv) const {
+  ChildPlan& plan = inv.plan;
   pid_t pid = -1;
   if (cgroup) {
     // Born in its cgroup: joining one afterwards (a write to cgroup.procs) waits for
@@ -676,20 +726,18 @@ Result<Outcome> BwrapExecutor::Execute(const RunSpec& spec, PreparedRun& run) {
   }
 
   // Parent: drop the child's ends so EOF and errors are seen.
-  stdout_pipe[1].Reset();
-  stderr_pipe[1].Reset();
-  status_pipe[1].Reset();
-  err_pipe[1].Reset();
-  keep_alive.clear();
-  args_memfd.Reset();
-  seccomp_fd.Reset();
-  worktree_fd.Reset();
-  git_fd.Reset();
+  inv.stdout_pipe[1].Reset();
+  inv.stderr_pipe[1].Reset();
+  inv.status_pipe[1].Reset();
+  inv.err_pipe[1].Reset();
+  inv.keep_alive.clear();
+  run.worktree_fd.Reset();
+  run.git_fd.Reset();
 
   int msg[2];
   ssize_t got;
   do {
-    got = read(err_pipe[0].get(), msg, sizeof msg);
+    got = read(inv.err_pipe[0].get(), msg, sizeof msg);
   } while (got < 0 && errno == EINTR);
   if (got == static_cast<ssize_t>(sizeof msg)) {
     waitpid(pid, nullptr, 0);
@@ -704,27 +752,31 @@ Result<Outcome> BwrapExecutor::Execute(const RunSpec& spec, PreparedRun& run) {
     }
     return Status::FailedPrecondition(what);
   }
+  return pid;
+}
 
+Result<BwrapExecutor::Supervised> BwrapExecutor::Supervise(const Limits& lim, pid_t pid,
+                                                           RunCgroup* cgroup, Invocation& inv,
+                                                           Clock::time_point start) {
   UniqueFd bwrap_pidfd(PidfdOpen(pid));
   if (!bwrap_pidfd.valid()) {
     kill(pid, SIGKILL);
     waitpid(pid, nullptr, 0);
     return Status::FromErrno(errno, "pidfd_open (Linux >= 5.3 is required)");
   }
-  for (auto* p : {&stdout_pipe[0], &stderr_pipe[0], &status_pipe[0]}) {
+  for (auto* p : {&inv.stdout_pipe[0], &inv.stderr_pipe[0], &inv.status_pipe[0]}) {
     fcntl(p->get(), F_SETFL, O_NONBLOCK);
   }
 
-  Outcome outcome;
+  Supervised result;
+  Outcome& outcome = result.outcome;
   OutputCapture captures[2] = {
-      {&outcome.stdout_data, &outcome.stdout_truncated, std::move(stdout_pipe[0])},
-      {&outcome.stderr_data, &outcome.stderr_truncated, std::move(stderr_pipe[0])}};
-  UniqueFd status_fd = std::move(status_pipe[0]);
+      {&outcome.stdout_data, &outcome.stdout_truncated, std::move(inv.stdout_pipe[0])},
+      {&outcome.stderr_data, &outcome.stderr_truncated, std::move(inv.stderr_pipe[0])}};
+  UniqueFd status_fd = std::move(inv.status_pipe[0]);
   std::string status_text;
   UniqueFd inner_pidfd;  // the sandbox's pid 1
-  bool saw_child_pid = false;
-  std::optional<int> json_exit;
-  LimitHit killed_for = LimitHit::kNone;
+  LimitHit& killed_for = result.killed_for;
   const auto deadline = start + lim.wall_time;
   UsageSampler sampler;
   pid_t inner_pid = -1;
@@ -755,7 +807,7 @@ Result<Outcome> BwrapExecutor::Execute(const RunSpec& spec, PreparedRun& run) {
       status_text.erase(0, nl + 1);
       if (!line.ok() || !line->is_object()) continue;
       if (line->contains("child-pid") && (*line)["child-pid"].is_number_integer()) {
-        saw_child_pid = true;
+        result.saw_child_pid = true;
         pid_t inner = (*line)["child-pid"].get<pid_t>();
         UniqueFd fd(PidfdOpen(inner));
         // Only trust the pidfd if it is still bwrap's child (not a reused pid); bwrap
@@ -766,7 +818,7 @@ Result<Outcome> BwrapExecutor::Execute(const RunSpec& spec, PreparedRun& run) {
         }
       }
       if (line->contains("exit-code") && (*line)["exit-code"].is_number_integer()) {
-        json_exit = (*line)["exit-code"].get<int>();
+        result.json_exit = (*line)["exit-code"].get<int>();
       }
     }
   };
@@ -840,10 +892,9 @@ Result<Outcome> BwrapExecutor::Execute(const RunSpec& spec, PreparedRun& run) {
     if (pfds[bwrap_idx].revents != 0) break;
   }
 
-  int wait_status = 0;
   struct rusage usage;
   memset(&usage, 0, sizeof usage);
-  while (wait4(pid, &wait_status, 0, &usage) < 0 && errno == EINTR) {
+  while (wait4(pid, &result.wait_status, 0, &usage) < 0 && errno == EINTR) {
   }
   // bwrap is gone; make sure the sandbox's pid 1 (and so its namespace) is too.
   read_status();
@@ -877,26 +928,31 @@ Result<Outcome> BwrapExecutor::Execute(const RunSpec& spec, PreparedRun& run) {
     if (auto cpu = cgroup->CpuUsageMs()) outcome.cpu_ms = *cpu;
     if (auto peak = cgroup->PeakMemoryBytes()) outcome.peak_memory_bytes = *peak;
   }
+  return result;
+}
 
-  if (killed_for != LimitHit::kNone) {
-    outcome.limit = killed_for;
+Result<Outcome> BwrapExecutor::Classify(const Limits& lim, const PreparedRun& run,
+                                        const RunCgroup* cgroup, Supervised supervised) {
+  Outcome outcome = std::move(supervised.outcome);
+  if (supervised.killed_for != LimitHit::kNone) {
+    outcome.limit = supervised.killed_for;
     outcome.signal = SIGKILL;
-  } else if (json_exit) {
-    int e = *json_exit;
+  } else if (supervised.json_exit) {
+    int e = *supervised.json_exit;
     if (e > 128 && e < 128 + NSIG) {
       outcome.signal = e - 128;
     } else {
       outcome.exit_code = e;
     }
-  } else if (!saw_child_pid) {
+  } else if (!supervised.saw_child_pid) {
     std::string message = outcome.stderr_data.substr(0, 2000);
     while (!message.empty() && message.back() == '\n') message.pop_back();
     return Status::FailedPrecondition("bubblewrap could not create the sandbox: " +
                                       (message.empty() ? std::string("no message") : message));
-  } else if (WIFSIGNALED(wait_status)) {
-    outcome.signal = WTERMSIG(wait_status);
+  } else if (WIFSIGNALED(supervised.wait_status)) {
+    outcome.signal = WTERMSIG(supervised.wait_status);
   } else {
-    outcome.exit_code = WEXITSTATUS(wait_status);
+    outcome.exit_code = WEXITSTATUS(supervised.wait_status);
   }
 
   // bwrap sets the sandbox up in its child, after reporting child-pid: a failure
@@ -908,9 +964,9 @@ Result<Outcome> BwrapExecutor::Execute(const RunSpec& spec, PreparedRun& run) {
       !outcome.stderr_data.starts_with(kExecvpPrefix)) {
     std::string message = outcome.stderr_data.substr(0, outcome.stderr_data.find('\n'));
     std::string hint;
-    if (message.find("Permission denied") != std::string::npos && as_root) {
-      hint = "; the sandbox uid " + std::to_string(uid) +
-             " must be able to traverse every directory above " + worktree + " (chmod o+x)";
+    if (message.find("Permission denied") != std::string::npos && run.as_root) {
+      hint = "; the sandbox uid " + std::to_string(run.uid) +
+             " must be able to traverse every directory above " + run.worktree + " (chmod o+x)";
     }
     return Status::FailedPrecondition("bubblewrap could not set up the sandbox: " + message + hint);
   }

@@ -13,7 +13,7 @@
 
 #include <cstring>
 
-#include "sandbox/internal/unique_fd.h"
+#include "common/posix.h"
 
 namespace loom::sandbox {
 namespace internal {
@@ -21,8 +21,6 @@ Result<std::unique_ptr<Executor>> CreateBwrapExecutor(const BwrapOptions& option
 }  // namespace internal
 
 namespace {
-
-using internal::UniqueFd;
 
 // Replaces each byte of an invalid UTF-8 sequence by U+FFFD.
 std::string ToValidUtf8(std::string_view s) {

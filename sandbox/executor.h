@@ -133,4 +133,15 @@ Result<std::unique_ptr<Executor>> MakeBwrapExecutor(const BwrapOptions& options)
 Result<std::string> ReadWorktreeFile(const std::string& worktree, const std::string& relative_path,
                                      size_t max_bytes);
 
+// Takes back a worktree that a root caller's run had lent to the sandbox uid when
+// the process died before the run gave it back (BwrapOptions::run_as_uid): every
+// entry that uid owns, and the root last, becomes this process's again, set-uid
+// bits cleared, no symlink followed, `.git` untouched (common/posix.h ReclaimTree).
+// Call it before opening such a worktree again: libgit2 will not open a repository
+// another uid owns. Returns how many entries changed owner (0: nothing was lent).
+// NotFound when there is no such directory; InvalidArgument for a place no worktree
+// may be (CheckWorktreeLocation's rules: `/`, top-level and system directories);
+// PermissionDenied when the tree is another uid's and this process is not root.
+Result<size_t> ReclaimWorktree(const std::string& worktree);
+
 }  // namespace loom::sandbox

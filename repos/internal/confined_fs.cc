@@ -10,7 +10,6 @@
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <fnmatch.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -66,20 +65,6 @@ FileMeta MetaFromStat(const struct stat& st) {
   return m;
 }
 
-bool SegmentsMatch(const std::vector<std::string>& pat, size_t i,
-                   const std::vector<std::string>& path, size_t j) {
-  if (i == pat.size()) return j == path.size();
-  if (pat[i] == "**") {
-    for (size_t k = j; k <= path.size(); ++k) {
-      if (SegmentsMatch(pat, i + 1, path, k)) return true;
-    }
-    return false;
-  }
-  if (j == path.size()) return false;
-  if (fnmatch(pat[i].c_str(), path[j].c_str(), 0) != 0) return false;
-  return SegmentsMatch(pat, i + 1, path, j + 1);
-}
-
 std::vector<std::string> SplitSlash(std::string_view s) {
   std::vector<std::string> out;
   size_t start = 0;
@@ -93,18 +78,6 @@ std::vector<std::string> SplitSlash(std::string_view s) {
 }
 
 }  // namespace
-
-UniqueFd::~UniqueFd() {
-  if (fd_ >= 0) close(fd_);
-}
-
-UniqueFd& UniqueFd::operator=(UniqueFd&& o) noexcept {
-  if (this != &o) {
-    if (fd_ >= 0) close(fd_);
-    fd_ = o.release();
-  }
-  return *this;
-}
 
 Result<RelPath> ParseRelPath(std::string_view path, RootUse root) {
   RelPath out;
@@ -140,12 +113,6 @@ Result<RelPath> ParseRelPath(std::string_view path, RootUse root) {
     return Status::InvalidArgument("path '" + std::string(path) + "' names no file");
   }
   return out;
-}
-
-bool GlobMatch(std::string_view pattern, std::string_view path) {
-  std::string pat(pattern);
-  if (!pat.empty() && pat.back() == '/') pat += "**";
-  return SegmentsMatch(SplitSlash(pat), 0, SplitSlash(path), 0);
 }
 
 Result<ConfinedDir> ConfinedDir::Open(const std::string& root) {
@@ -463,64 +430,7 @@ Status RemoveChildren(int dir_fd, const std::string& where, int depth) {
   return Status::Ok();
 }
 
-// Gives every entry below `dir_fd` that `from` owns to `to`; see ReclaimTree.
-Status ReclaimChildren(int dir_fd, const std::string& where, int depth, dev_t dev, uid_t from,
-                       uid_t to_uid, gid_t to_gid, size_t* changed) {
-  if (depth > 4 * kMaxWalkDepth) return Status::ResourceExhausted("tree too deep: " + where);
-  LOOM_ASSIGN_OR_RETURN(std::vector<std::string> names, ListNames(dir_fd, where));
-  for (const std::string& name : names) {
-    if (depth == 0 && name == ".git") continue;  // never lent
-    const std::string shown = where + "/" + name;
-    struct stat st;
-    if (fstatat(dir_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) < 0) {
-      if (errno == ENOENT) continue;
-      return Status::FromErrno(errno, "cannot stat '" + shown + "'");
-    }
-    if (st.st_dev != dev) continue;  // a mount point: not ours to walk
-    if (S_ISDIR(st.st_mode)) {
-      int sub = openat(dir_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-      if (sub < 0) return Status::FromErrno(errno, "cannot open '" + shown + "'");
-      UniqueFd sub_fd(sub);
-      LOOM_RETURN_IF_ERROR(
-          ReclaimChildren(sub, shown, depth + 1, dev, from, to_uid, to_gid, changed));
-    }
-    if (st.st_uid != from) continue;
-    if (fchownat(dir_fd, name.c_str(), to_uid, to_gid, AT_SYMLINK_NOFOLLOW) < 0) {
-      return Status::FromErrno(errno, "cannot take back '" + shown + "'");
-    }
-    if (S_ISREG(st.st_mode) && (st.st_mode & (S_ISUID | S_ISGID)) != 0 &&
-        fchmodat(dir_fd, name.c_str(), st.st_mode & 07777 & ~(S_ISUID | S_ISGID), 0) < 0) {
-      return Status::FromErrno(errno, "cannot clear the set-uid bits of '" + shown + "'");
-    }
-    ++*changed;
-  }
-  return Status::Ok();
-}
-
 }  // namespace
-
-Result<size_t> ReclaimTree(const std::string& root) {
-  int fd = open(root.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0) return Status::FromErrno(errno, "cannot open '" + root + "'");
-  UniqueFd dir(fd);
-  struct stat st;
-  if (fstat(fd, &st) < 0) return Status::FromErrno(errno, "cannot stat '" + root + "'");
-  const uid_t me = geteuid();
-  if (st.st_uid == me) return size_t{0};
-  if (me != 0) {
-    return Status::PermissionDenied("'" + root + "' belongs to uid " + std::to_string(st.st_uid) +
-                                    ", not to this process (uid " + std::to_string(me) +
-                                    "), which cannot take it back; chown it to uid " +
-                                    std::to_string(me) + " and retry");
-  }
-  size_t changed = 0;
-  LOOM_RETURN_IF_ERROR(ReclaimChildren(fd, root, 0, st.st_dev, st.st_uid, me, getegid(), &changed));
-  // The root last: a reclaim cut short is redone in full next time.
-  if (fchown(fd, me, getegid()) < 0) {
-    return Status::FromErrno(errno, "cannot take back '" + root + "'");
-  }
-  return changed + 1;
-}
 
 Status RemoveTreeNoFollow(const std::string& root) {
   int fd = open(root.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);

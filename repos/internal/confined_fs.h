@@ -14,31 +14,11 @@
 #include <string_view>
 #include <vector>
 
+#include "common/posix.h"
 #include "common/status.h"
 #include "repos/workspace.h"
 
 namespace loom::repos::internal {
-
-// Owns a file descriptor.
-class UniqueFd {
- public:
-  UniqueFd() = default;
-  explicit UniqueFd(int fd) : fd_(fd) {}
-  ~UniqueFd();
-  UniqueFd(UniqueFd&& o) noexcept : fd_(o.release()) {}
-  UniqueFd& operator=(UniqueFd&& o) noexcept;
-  UniqueFd(const UniqueFd&) = delete;
-  UniqueFd& operator=(const UniqueFd&) = delete;
-  int get() const { return fd_; }
-  int release() {
-    int fd = fd_;
-    fd_ = -1;
-    return fd;
-  }
-
- private:
-  int fd_ = -1;
-};
 
 // A validated relative path: its normalised '/'-joined form and its components.
 struct RelPath {
@@ -51,10 +31,6 @@ enum class RootUse { kAllowed, kRefused };
 // Lexical checks. InvalidArgument for malformed input, PermissionDenied for paths
 // that try to leave the worktree or reach into `.git`.
 Result<RelPath> ParseRelPath(std::string_view path, RootUse root);
-
-// `*`/`?`/[...] match within a segment, `**` spans any number of segments, a
-// trailing '/' means "everything under".
-bool GlobMatch(std::string_view pattern, std::string_view path);
 
 struct FileMeta {
   enum class Kind { kMissing, kFile, kDirectory, kSymlink, kOther };
@@ -101,15 +77,6 @@ class ConfinedDir {
 
   UniqueFd root_;
 };
-
-// Takes back a worktree lent to another uid for a sandboxed run that never gave it
-// back (the process died during the run): when `root` belongs to another uid, every
-// entry below it that uid owns, then `root` itself, becomes this process's (euid and
-// egid), set-uid/set-gid bits cleared, without following a symlink or entering
-// another file system; `.git` directly below the root is left alone (a run never
-// owns it). Returns how many entries changed owner (0: `root` was already ours).
-// PermissionDenied when `root` is another uid's and this process is not root.
-Result<size_t> ReclaimTree(const std::string& root);
 
 // Removes the directory tree at the absolute path `root` without ever following a
 // symlink inside it (a planted link is unlinked, not descended into). OK if missing.

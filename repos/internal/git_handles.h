@@ -32,6 +32,29 @@ struct GitDeleter {
 template <typename T>
 using GitPtr = std::unique_ptr<T, GitDeleter>;
 
+// Hands a GitPtr to a libgit2 out-parameter and lets it own what comes back, so no
+// handle is ever held raw: `LOOM_GIT(git_reference_lookup(Out(ref), repo, name), ...)`.
+// The GitPtr takes the handle when the full expression ends (like C++23 out_ptr);
+// it stays empty when the call fails.
+template <typename T>
+class GitOut {
+ public:
+  explicit GitOut(GitPtr<T>& owner) : owner_(owner) {}
+  ~GitOut() { owner_.reset(raw_); }
+  GitOut(const GitOut&) = delete;
+  GitOut& operator=(const GitOut&) = delete;
+  operator T**() { return &raw_; }
+
+ private:
+  GitPtr<T>& owner_;
+  T* raw_ = nullptr;
+};
+
+template <typename T>
+GitOut<T> Out(GitPtr<T>& owner) {
+  return GitOut<T>(owner);
+}
+
 // A git_buf on the stack that is disposed when it goes out of scope.
 class GitBuf {
  public:

@@ -6,6 +6,8 @@
 
 #include <mutex>
 
+#include "common/glob.h"
+
 namespace loom::repos::internal {
 
 void EnsureLibgit2() {
@@ -124,6 +126,15 @@ Status ValidateRepository(const std::string& path, const RepoSettings& settings)
   if (settings.target_branch.empty()) return Status::InvalidArgument("target branch is empty");
   if (git_reference_is_valid_name(("refs/heads/" + settings.target_branch).c_str()) != 1) {
     return Status::InvalidArgument("bad target branch name '" + settings.target_branch + "'");
+  }
+  for (const auto* globs : {&settings.allowed_globs, &settings.protected_globs}) {
+    for (const std::string& g : *globs) {
+      Status s = ValidateGlob(g);
+      if (!s.ok()) {
+        return s.WithContext(globs == &settings.allowed_globs ? "allowed paths"
+                                                              : "protected paths");
+      }
+    }
   }
   LOOM_ASSIGN_OR_RETURN(GitPtr<git_repository> repo, OpenRepo(path));
   LOOM_ASSIGN_OR_RETURN(git_oid head, BranchHead(repo.get(), settings.target_branch));

@@ -40,7 +40,9 @@ Result<git_oid> BranchHead(git_repository* repo, const std::string& branch);
 Result<std::string> BlobForWorktree(git_blob* blob, const std::string& path);
 
 // Checks that `path` holds a readable repository with a commit on the target
-// branch; the error says whether it is missing, empty, corrupt or lacks the branch.
+// branch, and that the allowed and protected globs follow common/glob.h (the same
+// rules a policy's are validated with); the error says whether it is missing, empty,
+// corrupt, lacks the branch, or which glob is wrong.
 Status ValidateRepository(const std::string& path, const RepoSettings& settings);
 
 }  // namespace loom::repos::internal

@@ -12,9 +12,9 @@
 #include <string>
 #include <vector>
 
+#include "common/posix.h"
 #include "common/status.h"
 #include "sandbox/executor.h"
-#include "sandbox/internal/unique_fd.h"
 
 namespace loom::sandbox::internal {
 

@@ -21,7 +21,7 @@
 #include <cstring>
 #include <memory>
 
-#include "sandbox/internal/unique_fd.h"
+#include "common/posix.h"
 
 namespace loom::sandbox::internal {
 namespace {

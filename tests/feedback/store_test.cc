@@ -5,6 +5,7 @@
 
 #include "common/auth.h"
 #include "feedback/intake.h"
+#include "tests/fakes/fake_clock.h"
 #include "tests/support/temp_dir.h"
 
 namespace loom::feedback {
@@ -49,6 +50,17 @@ TEST_F(StoreTest, StoresAndReadsBack) {
   ASSERT_TRUE(got.ok());
   EXPECT_EQ(got->title, "Crash");
   EXPECT_EQ(store_->Get(999).status().code(), StatusCode::kNotFound);
+}
+
+TEST_F(StoreTest, StampsItemsWithTheInjectedClock) {
+  FakeClock clock;
+  clock.AdvanceMs(5000);
+  store_.reset();
+  auto s = Store::Open(path_, &clock);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  auto r = (*s)->SubmitAndWait(MakeItem("Clocked"));
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ((*s)->Get(r->id)->created_at_ms, clock.NowMs());
 }
 
 TEST_F(StoreTest, DuplicatesPointAtTheOriginalWhichCountsDistinctReporters) {

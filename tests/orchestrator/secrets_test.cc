@@ -8,6 +8,7 @@
 
 #include "common/crypto.h"
 #include "orchestrator/schema.h"
+#include "tests/fakes/fake_clock.h"
 #include "tests/support/temp_dir.h"
 
 namespace loom {
@@ -79,6 +80,19 @@ TEST_F(SecretStoreTest, AVersionOneValueStillOpensAndIsSealedAgain) {
   EXPECT_EQ((*got)[0].second, "sealed-by-version-1");
   EXPECT_EQ(Sealed("OLD").rfind("v2:", 0), 0u) << "sealed again with the salted key";
   EXPECT_EQ(store->masker()->Mask("x sealed-by-version-1"), "x [secret OLD]");
+}
+
+TEST_F(SecretStoreTest, StampsUpdatesWithTheInjectedClock) {
+  FakeClock clock;
+  clock.AdvanceMs(7000);
+  ASSERT_TRUE(MigrateDatabase(DatabasePath(dir_.path())).ok());
+  auto s = SecretStore::Open(DatabasePath(dir_.path()), dir_.path(), &clock);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  ASSERT_TRUE((*s)->Put("API_TOKEN", "a-long-enough-secret-value").ok());
+  auto db = Db::Open(DatabasePath(dir_.path()), LoomMigrations());
+  auto q = (*db)->Prepare("SELECT updated_at FROM secrets WHERE name='API_TOKEN'");
+  ASSERT_TRUE(*(*q)->Step());
+  EXPECT_EQ((*q)->Int(0), clock.NowMs());
 }
 
 TEST_F(SecretStoreTest, AValueTooShortToMaskIsRefused) {

@@ -34,17 +34,6 @@ TEST(ParseRelPathTest, RefusesEscapesAndGitDir) {
   EXPECT_TRUE(ParseRelPath(".gitignore", RootUse::kRefused).ok());
 }
 
-TEST(GlobMatchTest, SegmentsAndDoubleStar) {
-  EXPECT_TRUE(GlobMatch("src/**", "src/a/b.cc"));
-  EXPECT_TRUE(GlobMatch("src/", "src/a.cc"));
-  EXPECT_TRUE(GlobMatch("**/*.md", "README.md"));
-  EXPECT_TRUE(GlobMatch("**/*.md", "docs/x/y.md"));
-  EXPECT_TRUE(GlobMatch("src/*.cc", "src/a.cc"));
-  EXPECT_FALSE(GlobMatch("src/*.cc", "src/x/a.cc"));
-  EXPECT_FALSE(GlobMatch("src/**", "tests/a.cc"));
-  EXPECT_FALSE(GlobMatch("*.md", "docs/a.md"));
-}
-
 TEST(ConfinedDirTest, RefusesSymlinkedDirectoryAndLeaf) {
   TempDir tmp;
   std::string root = tmp.path() + "/root", outside = tmp.path() + "/outside";

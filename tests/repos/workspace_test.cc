@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include "common/posix.h"
+#include "policies/policy.h"
 #include "test_repo.h"
 
 namespace loom::repos {
@@ -192,6 +194,78 @@ TEST_F(WorkspaceTest, RefusesPathsOutsideAllowedGlobsAndProtectedOnes) {
   EXPECT_TRUE(ws->ReadFile("crlf.txt").ok());  // reads are not limited by globs
 }
 
+// The policy side (ParsePolicy validates, Decide classifies) and the workspace side
+// (Repository::Open validates, edits are enforced) follow one rule set, so for every
+// pattern and path they agree: `**`, `*`, `dir/`, dotfiles and dot-directories,
+// an empty list, and a leading `/` (refused by both, never read as relative).
+TEST_F(WorkspaceTest, EnforcesPathGlobsExactlyAsThePolicyDecidesThem) {
+  const std::vector<std::string> patterns = {"**",      "*",    "src/**", "src/",   ".github/",
+                                             "**/*.md", "*.md", ".*",     "**/.env"};
+  const std::vector<std::string> paths = {
+      "a.txt",     ".env",      "src/app.cc", "src/.hidden/x.cc", ".github/workflows/ci.yml",
+      "docs/a.md", "README.md", "sub/.env"};
+  auto policy_of = [](const std::string& allowed, const std::string& prot) {
+    Result<policies::Policy> p = policies::ParsePolicy(
+        "[paths]\nallowed = [" + allowed + "]\nprotected = [" + prot + "]\n", "t.toml");
+    EXPECT_TRUE(p.ok()) << p.status().ToString();
+    return p.ok() ? *p : policies::Policy{};
+  };
+  int n = 0;
+  for (const std::string& pattern : patterns) {
+    // As the only allowed pattern.
+    policies::Policy allow = policy_of("\"" + pattern + "\"", "");
+    RepoSettings settings;
+    settings.allowed_globs = {pattern};
+    settings.protected_globs = {};
+    Open(settings);
+    auto ws = Create("g" + std::to_string(n++));
+    ASSERT_TRUE(ws);
+    for (const std::string& path : paths) {
+      bool decided = policies::Decide(allow, path) == policies::PathDecision::kAllowed;
+      Status wrote = ws->WriteFile(path, "x\n").status();
+      EXPECT_EQ(wrote.ok(), decided)
+          << "allowed " << pattern << ", " << path << ": " << wrote.ToString();
+    }
+    // As the only protected pattern.
+    policies::Policy protect = policy_of("\"**\"", "\"" + pattern + "\"");
+    settings.allowed_globs = {"**"};
+    settings.protected_globs = {pattern};
+    Open(settings);
+    ws = Create("g" + std::to_string(n++));
+    ASSERT_TRUE(ws);
+    for (const std::string& path : paths) {
+      bool prot = policies::Decide(protect, path) == policies::PathDecision::kProtected;
+      Status wrote = ws->WriteFile(path, "x\n").status();
+      EXPECT_EQ(!wrote.ok(), prot)
+          << "protected " << pattern << ", " << path << ": " << wrote.ToString();
+    }
+  }
+  // No allowed pattern allows nothing, on both sides.
+  policies::Policy none = policy_of("", "");
+  RepoSettings settings;
+  settings.allowed_globs = {};
+  Open(settings);
+  auto ws = Create("g" + std::to_string(n++));
+  ASSERT_TRUE(ws);
+  EXPECT_EQ(policies::Decide(none, "a.txt"), policies::PathDecision::kOutside);
+  EXPECT_EQ(ws->WriteFile("a.txt", "x\n").status().code(), StatusCode::kPermissionDenied);
+  // A leading '/' is refused by both validators.
+  EXPECT_FALSE(policies::ParsePolicy("[paths]\nallowed = [\"/src/**\"]\n", "t.toml").ok());
+  for (auto member : {&RepoSettings::allowed_globs, &RepoSettings::protected_globs}) {
+    RepoSettings bad;
+    bad.*member = {"/src/**"};
+    Result<RepoRecord> rec =
+        CheckRepository(RepoRecord{"bad" + std::to_string(n++), origin_, "", "", bad});
+    EXPECT_EQ(rec.status().code(), StatusCode::kInvalidArgument);
+    Result<RepoRecord> good = CheckRepository(RepoRecord{"good", origin_, "", "", RepoSettings{}});
+    ASSERT_TRUE(good.ok()) << good.status().ToString();
+    RepoRecord record = *good;
+    record.settings = bad;
+    EXPECT_EQ(Repository::Open(record, tmp_.path() + "/worktrees").status().code(),
+              StatusCode::kInvalidArgument);
+  }
+}
+
 TEST_F(WorkspaceTest, ListsAndSearchesFiles) {
   auto ws = Create("t9");
   Result<std::vector<FileEntry>> root = ws->ListFiles("");
@@ -273,19 +347,23 @@ TEST_F(WorkspaceTest, ResumesAfterCrashAtEveryStep) {
   }
 }
 
-TEST_F(WorkspaceTest, ResumeTakesBackAWorktreeStillLentToTheSandbox) {
+TEST_F(WorkspaceTest, ResumesAWorktreeTakenBackFromTheSandbox) {
   if (geteuid() != 0) GTEST_SKIP() << "lending a worktree to another uid needs root";
   auto ws = Create("t16");
   ASSERT_TRUE(ws);
   ASSERT_TRUE(ws->WriteFile("tests/test_new.py", "new test\n").ok());
   std::string path = ws->info().path;
+  EXPECT_EQ(repo_->WorkspacePath("t16"), path);
   ws.reset();
   // The process died during a sandboxed run: the worktree (not its .git) still
-  // belongs to the sandbox uid, and libgit2 would call it "no repository".
+  // belongs to the sandbox uid, and libgit2 would call it "no repository". The
+  // caller takes it back first (sandbox::ReclaimWorktree wraps this ReclaimTree).
   Sh("cd '" + path + "' && find . -path ./.git -prune -o -exec chown -h 64000:64000 {} +");
+  Result<size_t> reclaimed = ReclaimTree(repo_->WorkspacePath("t16"));
+  ASSERT_TRUE(reclaimed.ok()) << reclaimed.status().ToString();
+  EXPECT_GT(*reclaimed, 10u);
   Result<std::unique_ptr<Workspace>> r = repo_->OpenWorkspace("t16");
   ASSERT_TRUE(r.ok()) << r.status().ToString();
-  EXPECT_GT((*r)->resume_report().reclaimed_entries, 10u);
   EXPECT_EQ((*r)->resume_report().step, 1);
   EXPECT_EQ(ReadRaw(path + "/tests/test_new.py"), "new test\n");
   EXPECT_EQ(Sh("find '" + path + "' ! -uid 0 -o ! -gid 0"), "");

@@ -1,8 +1,7 @@
-// Where a worktree may be, and the lend / give-back of a root caller's worktree,
-// checked directly (no bubblewrap): the refusals on paths a root executor must never
-// be pointed at in a test, and the ownership rules on trees no payload could build
-// (a hard link to a file outside, .git). executor_test.cc checks the same through
-// real runs.
+// Where a worktree may be, and taking back one a crash left lent, checked directly
+// (no bubblewrap): the refusals on paths a root executor must never be pointed at in
+// a test. The loan itself is tests/common/posix_test.cc; executor_test.cc checks it
+// through real runs.
 #include "sandbox/internal/worktree.h"
 
 #include <fcntl.h>
@@ -14,8 +13,12 @@
 #include <fstream>
 #include <string>
 
-namespace loom::sandbox::internal {
+#include "sandbox/executor.h"
+
+namespace loom::sandbox {
 namespace {
+
+using internal::CheckWorktreeLocation;
 
 TEST(CheckWorktreeLocationTest, RefusesRootTopLevelAndSystemTrees) {
   for (const char* path : {"/",
@@ -68,131 +71,40 @@ TEST(CheckWorktreeLocationTest, AcceptsADirectoryOfItsOwn) {
   }
 }
 
-// A root-owned tree with what a real worktree may hold, and a canary outside it.
-class WorktreeLoanTest : public ::testing::Test {
- protected:
-  static constexpr Owner kSandbox{64097, 64097};
-  static constexpr uid_t kOther = 64098;
-
-  void SetUp() override {
-    if (geteuid() != 0) GTEST_SKIP() << "changing owners needs root";
-    umask(022);
-    char tmpl[] = "/tmp/loom-loan-test-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    root_ = tmpl;
-    wt_ = root_ + "/wt";
-    outside_ = root_ + "/outside";
-    ASSERT_EQ(mkdir(wt_.c_str(), 0755), 0);
-    ASSERT_EQ(mkdir(outside_.c_str(), 0755), 0);
-    ASSERT_EQ(mkdir((wt_ + "/.git").c_str(), 0755), 0);
-    Write(wt_ + "/.git/HEAD");
-    ASSERT_EQ(mkdir((wt_ + "/src").c_str(), 0755), 0);
-    Write(wt_ + "/src/a.c");
-    Write(outside_ + "/secret");
-    ASSERT_EQ(link((outside_ + "/secret").c_str(), (wt_ + "/hardlink").c_str()), 0);
-    ASSERT_EQ(symlink((outside_ + "/secret").c_str(), (wt_ + "/symlink").c_str()), 0);
-    ASSERT_EQ(symlink(outside_.c_str(), (wt_ + "/dirlink").c_str()), 0);
-    Write(wt_ + "/theirs");
-    ASSERT_EQ(chown((wt_ + "/theirs").c_str(), kOther, kOther), 0);
-    fd_ = open(wt_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    ASSERT_GE(fd_, 0);
+// A crash during a root caller's run left the worktree lent to the sandbox uid:
+// ReclaimWorktree gives it all back (not .git, which was never lent), and refuses
+// places no worktree may be.
+TEST(ReclaimWorktreeTest, TakesBackATreeACrashLeftLent) {
+  if (geteuid() != 0) GTEST_SKIP() << "changing owners needs root";
+  char tmpl[] = "/tmp/loom-reclaim-test-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string wt = tmpl;
+  ASSERT_EQ(mkdir((wt + "/.git").c_str(), 0755), 0);
+  ASSERT_EQ(mkdir((wt + "/src").c_str(), 0755), 0);
+  std::ofstream(wt + "/src/a.c") << "data";
+  std::ofstream(wt + "/.git/HEAD") << "ref";
+  for (const char* p : {"/src/a.c", "/src", ""}) {
+    ASSERT_EQ(lchown((wt + p).c_str(), 64000, 64000), 0);
   }
-
-  void TearDown() override {
-    if (fd_ >= 0) close(fd_);
-    std::error_code ec;
-    if (!root_.empty()) std::filesystem::remove_all(root_, ec);
-  }
-
-  static void Write(const std::string& path) { std::ofstream(path) << "data"; }
-
-  static struct stat Stat(const std::string& path) {
-    struct stat st {};
-    EXPECT_EQ(lstat(path.c_str(), &st), 0) << path;
-    return st;
-  }
-
-  std::string root_, wt_, outside_;
-  int fd_ = -1;
-};
-
-TEST_F(WorktreeLoanTest, LendsWhatTheOwnerOwnsAndNothingElse) {
-  auto loan = WorktreeLoan::Lend(fd_, wt_, kSandbox);
-  ASSERT_TRUE(loan.ok()) << loan.status().ToString();
-  for (const char* lent : {"", "/src", "/src/a.c", "/symlink", "/dirlink"}) {
-    EXPECT_EQ(Stat(wt_ + lent).st_uid, kSandbox.uid) << lent;
-    EXPECT_EQ(Stat(wt_ + lent).st_gid, kSandbox.gid) << lent;
-  }
-  EXPECT_EQ(Stat(wt_ + "/.git").st_uid, 0u);
-  EXPECT_EQ(Stat(wt_ + "/.git/HEAD").st_uid, 0u);
-  EXPECT_EQ(Stat(wt_ + "/hardlink").st_uid, 0u) << "a hard link to a file outside was lent";
-  EXPECT_EQ(Stat(wt_ + "/theirs").st_uid, kOther);
-  EXPECT_EQ(Stat(outside_).st_uid, 0u) << "followed a symlink";
-  EXPECT_EQ(Stat(outside_ + "/secret").st_uid, 0u) << "followed a symlink";
-
-  ASSERT_TRUE(loan->GiveBack().ok());
-  for (const char* back : {"", "/src", "/src/a.c", "/symlink", "/dirlink", "/hardlink"}) {
-    EXPECT_EQ(Stat(wt_ + back).st_uid, 0u) << back;
-  }
-  EXPECT_EQ(Stat(wt_ + "/theirs").st_uid, kOther);
-}
-
-TEST_F(WorktreeLoanTest, GivesBackWhatTheSandboxMadeWithoutSetUidBits) {
-  ASSERT_EQ(chown(wt_.c_str(), 0, 4321), 0);
-  {
-    auto loan = WorktreeLoan::Lend(fd_, wt_, kSandbox);
-    ASSERT_TRUE(loan.ok()) << loan.status().ToString();
-    // What a payload running as the sandbox uid leaves behind.
-    std::string deep = wt_ + "/made";
-    ASSERT_EQ(mkdir(deep.c_str(), 0700), 0);
-    Write(deep + "/suid");
-    ASSERT_EQ(symlink("/etc/shadow", (deep + "/shadow").c_str()), 0);
-    for (const char* p : {"", "/suid", "/shadow"}) {
-      ASSERT_EQ(lchown((deep + p).c_str(), kSandbox.uid, kSandbox.gid), 0);
-    }
-    ASSERT_EQ(chmod((deep + "/suid").c_str(), 06755), 0);  // chown cleared the bits
-    // Given back by the destructor.
-  }
-  for (const char* p : {"", "/made", "/made/suid", "/made/shadow", "/src/a.c"}) {
-    EXPECT_EQ(Stat(wt_ + p).st_uid, 0u) << p;
-    EXPECT_EQ(Stat(wt_ + p).st_gid, 4321u) << p;
-  }
-  EXPECT_EQ(Stat(wt_ + "/made/suid").st_mode & 07777, 0755u);
-  EXPECT_EQ(Stat("/etc/shadow").st_uid, 0u);
-}
-
-TEST_F(WorktreeLoanTest, GivesBackADirectoryTreeDeeperThanPathMax) {
-  auto loan = WorktreeLoan::Lend(fd_, wt_, kSandbox);
-  ASSERT_TRUE(loan.ok()) << loan.status().ToString();
-  // 300 levels of 20-character names: 6,300 bytes, beyond PATH_MAX (4,096).
-  int dir = dup(fd_);
-  for (int i = 0; i < 300; ++i) {
-    const char* name = "dddddddddddddddddddd";
-    ASSERT_EQ(mkdirat(dir, name, 0755), 0);
-    ASSERT_EQ(fchownat(dir, name, kSandbox.uid, kSandbox.gid, AT_SYMLINK_NOFOLLOW), 0);
-    int next = openat(dir, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    close(dir);
-    ASSERT_GE(next, 0);
-    dir = next;
-  }
+  Result<size_t> r = ReclaimWorktree(wt);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(*r, 3u);
   struct stat st;
-  ASSERT_EQ(fstat(dir, &st), 0);
-  EXPECT_EQ(st.st_uid, kSandbox.uid);
-  Status s = loan->GiveBack();
-  EXPECT_TRUE(s.ok()) << s.ToString();
-  ASSERT_EQ(fstat(dir, &st), 0);
-  close(dir);
-  EXPECT_EQ(st.st_uid, 0u) << "the bottom of the tree stayed lent";
-  EXPECT_EQ(Stat(wt_ + "/dddddddddddddddddddd").st_uid, 0u);
+  for (const char* p : {"", "/src", "/src/a.c", "/.git", "/.git/HEAD"}) {
+    ASSERT_EQ(lstat((wt + p).c_str(), &st), 0);
+    EXPECT_EQ(st.st_uid, 0u) << p;
+  }
+  EXPECT_EQ(*ReclaimWorktree(wt), 0u);  // nothing lent any more
+  std::error_code ec;
+  std::filesystem::remove_all(wt, ec);
+  EXPECT_EQ(ReclaimWorktree(wt).status().code(), StatusCode::kNotFound);
 }
 
-TEST_F(WorktreeLoanTest, RefusesAnotherUsersTreeAndChangesNothing) {
-  ASSERT_EQ(chown(wt_.c_str(), kOther, kOther), 0);
-  auto loan = WorktreeLoan::Lend(fd_, wt_, kSandbox);
-  EXPECT_EQ(loan.status().code(), StatusCode::kPermissionDenied);
-  EXPECT_EQ(Stat(wt_).st_uid, kOther);
-  EXPECT_EQ(Stat(wt_ + "/src/a.c").st_uid, 0u);
+TEST(ReclaimWorktreeTest, RefusesPlacesNoWorktreeMayBe) {
+  for (const char* path : {"/", "/tmp", "/etc", "/usr/lib", "relative/path"}) {
+    EXPECT_EQ(ReclaimWorktree(path).status().code(), StatusCode::kInvalidArgument) << path;
+  }
 }
 
 }  // namespace
-}  // namespace loom::sandbox::internal
+}  // namespace loom::sandbox

@@ -1,16 +1,15 @@
-// Glob patterns over worktree-relative paths. Matching works on '/'-separated
-// segments: a `**` segment stands for any run of segments, and within a segment
+// Glob patterns over worktree-relative paths (rules in glob.h). Matching works on
+// '/'-separated segments: a `**` segment stands for any run of segments, and within a segment
 // `*` and `?` match characters. Both levels use the classic iterative wildcard
 // algorithm (remember the last star, retry one element further on a mismatch),
 // which is linear in practice and never recurses, so a hostile pattern cannot
 // blow the stack.
+#include "common/glob.h"
+
 #include <string>
-#include <string_view>
 #include <vector>
 
-#include "policies/policy.h"
-
-namespace loom::policies {
+namespace loom {
 namespace {
 
 std::vector<std::string_view> Split(std::string_view s) {
@@ -110,4 +109,4 @@ bool GlobMatch(std::string_view pattern, std::string_view path) {
   return p == pat.size();
 }
 
-}  // namespace loom::policies
+}  // namespace loom
