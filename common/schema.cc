@@ -115,6 +115,14 @@ const std::vector<Migration>& LoomMigrations() {
       {5, R"sql(
         ALTER TABLE tasks ADD COLUMN answer TEXT;  -- a question's answer (state answered)
       )sql"},
+      {6, R"sql(
+        -- Why the item's task ended (failed, rejected, cancelled) or its answer.
+        ALTER TABLE feedback ADD COLUMN resolution TEXT;
+        -- Budget an engineer added on a retry, over the policy's.
+        ALTER TABLE tasks ADD COLUMN extra_steps INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE tasks ADD COLUMN extra_tokens INTEGER NOT NULL DEFAULT 0;
+        -- (escalations.state may now also be 'closed': its task was cancelled.)
+      )sql"},
   };
   return kMigrations;
 }

@@ -19,7 +19,8 @@ int64_t NowMs() {
 
 constexpr const char* kColumns =
     "id, kind, title, body, reporter, app_version, commit_sha, url, logs, stack_trace, repo, "
-    "context, status, fingerprint, duplicate_of, reporter_count, token_id, created_at, task_id";
+    "context, status, fingerprint, duplicate_of, reporter_count, token_id, created_at, task_id, "
+    "resolution";
 
 Item ReadItem(Statement* q) {
   Item it;
@@ -43,6 +44,7 @@ Item ReadItem(Statement* q) {
   it.token_id = q->Int(16);
   it.created_at_ms = q->Int(17);
   if (!q->IsNull(18)) it.task_id = q->Int(18);
+  it.resolution = q->OptionalText(19);
   return it;
 }
 
@@ -66,6 +68,7 @@ Json Item::ToJson() const {
   opt("commit", commit);
   opt("url", url);
   if (task_id) j["task_id"] = *task_id;
+  opt("resolution", resolution);
   opt("logs", logs);
   opt("stack_trace", stack_trace);
   opt("repo", repo);

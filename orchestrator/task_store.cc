@@ -3,6 +3,7 @@
 
 #include <chrono>
 
+#include "common/json_reader.h"
 #include "common/schema.h"
 
 namespace loom {
@@ -16,7 +17,8 @@ int64_t NowMs() {
 
 constexpr const char* kTaskColumns =
     "id, repo, kind, title, instructions, state, reason, branch, base_commit, steps, "
-    "prompt_tokens, completion_tokens, test_runs, requested_by, created_at, updated_at, answer";
+    "prompt_tokens, completion_tokens, test_runs, requested_by, created_at, updated_at, answer, "
+    "extra_steps, extra_tokens";
 
 struct Edge {
   TaskState from, to;
@@ -70,6 +72,8 @@ Task ReadTask(Statement* q) {
   t.created_at_ms = q->Int(14);
   t.updated_at_ms = q->Int(15);
   t.answer = q->OptionalText(16);
+  t.extra_steps = q->Int(17);
+  t.extra_tokens = q->Int(18);
   return t;
 }
 
@@ -178,6 +182,8 @@ Json Task::ToJson() const {
   if (branch) j["branch"] = *branch;
   if (base_commit) j["base_commit"] = *base_commit;
   if (answer) j["answer"] = *answer;
+  if (extra_steps) j["extra_steps"] = extra_steps;
+  if (extra_tokens) j["extra_tokens"] = extra_tokens;
   return j;
 }
 
@@ -408,11 +414,27 @@ Status TaskStore::TransitionLocked(int64_t id, TaskState from, TaskState to,
     return Status::FailedPrecondition("task " + std::to_string(id) + " is no longer " +
                                       std::string(TaskStateName(from)));
   }
-  // The reporter follows the task on their feedback item.
-  LOOM_ASSIGN_OR_RETURN(Statement * fb,
-                        db_->Prepare("UPDATE feedback SET status=? WHERE task_id=?"));
-  LOOM_RETURN_IF_ERROR(fb->BindAll(FeedbackStatusFor(to), id).Run());
+  // The reporter follows the task on their feedback item, and sees why it ended
+  // (or the answer).
   if (!extra.is_object()) extra = Json::object();
+  std::optional<std::string> resolution;
+  switch (to) {
+    case TaskState::kAnswered:
+      if (const Json& a = MemberOrNull(extra, "answer"); a.is_string())
+        resolution = Masked(a.get<std::string>());
+      break;
+    case TaskState::kMerged:
+    case TaskState::kRejected:
+    case TaskState::kFailed:
+    case TaskState::kCancelled:
+      resolution = Masked(reason);
+      break;
+    default:
+      break;
+  }
+  LOOM_ASSIGN_OR_RETURN(Statement * fb,
+                        db_->Prepare("UPDATE feedback SET status=?, resolution=? WHERE task_id=?"));
+  LOOM_RETURN_IF_ERROR(fb->BindAll(FeedbackStatusFor(to), resolution, id).Run());
   extra["from"] = TaskStateName(from);
   extra["to"] = TaskStateName(to);
   extra["reason"] = reason;
@@ -511,6 +533,49 @@ Status TaskStore::SetBranch(int64_t id, const std::string& branch, const std::st
   LOOM_ASSIGN_OR_RETURN(Statement * q,
                         db_->Prepare("UPDATE tasks SET branch=?, base_commit=? WHERE id=?"));
   return q->BindAll(branch, base_commit, id).Run();
+}
+
+Status TaskStore::ClearBranch(int64_t id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  LOOM_ASSIGN_OR_RETURN(Statement * q,
+                        db_->Prepare("UPDATE tasks SET branch=NULL, base_commit=NULL WHERE id=?"));
+  return q->BindAll(id).Run();
+}
+
+Status TaskStore::RecordCancel(int64_t id, TaskState from, const std::string& reason, int64_t by) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Transaction tx(db_.get());
+  LOOM_RETURN_IF_ERROR(tx.Begin());
+  LOOM_RETURN_IF_ERROR(TransitionLocked(id, from, TaskState::kCancelled, reason, {{"by", by}}));
+  LOOM_ASSIGN_OR_RETURN(Statement * q,
+                        db_->Prepare("UPDATE escalations SET state='closed', answered_by=?, "
+                                     "answered_at=? WHERE task_id=? AND state='open'"));
+  LOOM_RETURN_IF_ERROR(q->BindAll(by, NowMs(), id).Run());
+  return tx.Commit();
+}
+
+Status TaskStore::RecordRetry(int64_t id, TaskState from, int64_t by, int64_t extra_steps,
+                              int64_t extra_tokens) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Transaction tx(db_.get());
+  LOOM_RETURN_IF_ERROR(tx.Begin());
+  LOOM_ASSIGN_OR_RETURN(Task t, GetLocked(id));
+  LOOM_RETURN_IF_ERROR(TransitionLocked(id, from, TaskState::kQueued, "retried", {{"by", by}}));
+  LOOM_ASSIGN_OR_RETURN(
+      Statement * q,
+      db_->Prepare("UPDATE tasks SET branch=NULL, base_commit=NULL, answer=NULL, "
+                   "extra_steps=extra_steps+?, extra_tokens=extra_tokens+? WHERE id=?"));
+  LOOM_RETURN_IF_ERROR(q->BindAll(extra_steps, extra_tokens, id).Run());
+  LOOM_RETURN_IF_ERROR(AppendEventLocked(id, EventType::kRetried,
+                                         {{"by", by},
+                                          {"extra_steps", extra_steps},
+                                          {"extra_tokens", extra_tokens},
+                                          {"steps", t.steps},
+                                          {"tokens", t.prompt_tokens + t.completion_tokens},
+                                          {"test_runs", t.test_runs}},
+                                         {})
+                           .status());
+  return tx.Commit();
 }
 
 Result<int64_t> TaskStore::AppendEventLocked(int64_t task_id, EventType type, const Json& data,
@@ -653,8 +718,11 @@ Status TaskStore::AnswerEscalation(int64_t id, const Json& answer, int64_t answe
   if (!q->IsNull(0)) task_id = q->Int(0);
   std::string state = q->Text(1);
   q->Reset();
-  if (state != "open")
-    return Status::FailedPrecondition("escalation " + std::to_string(id) + " is already answered");
+  if (state != "open") {
+    return Status::FailedPrecondition(
+        "escalation " + std::to_string(id) + " is already " +
+        (state == "closed" ? "closed: its task was cancelled" : "answered"));
+  }
   LOOM_ASSIGN_OR_RETURN(Statement * upd,
                         db_->Prepare("UPDATE escalations SET state='answered', answer=?, "
                                      "answered_by=?, answered_at=? WHERE id=?"));

@@ -809,6 +809,11 @@ Result<Outcome> BwrapExecutor::Execute(const RunSpec& spec, PreparedRun& run) {
       kill_everything();
       break;
     }
+    if (spec.cancel && spec.cancel->load()) {
+      killed_for = LimitHit::kCancelled;
+      kill_everything();
+      break;
+    }
     if (now >= next_sample) {
       if (cgroup) {
         sampler.Sample(cgroup->Pids(), pid);

@@ -121,6 +121,8 @@ std::string_view LimitHitName(LimitHit limit) {
       return "file_size";
     case LimitHit::kCpu:
       return "cpu";
+    case LimitHit::kCancelled:
+      return "cancelled";
   }
   return "unknown";
 }

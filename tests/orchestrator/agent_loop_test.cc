@@ -10,7 +10,7 @@
 #include "common/schema.h"
 #include "feedback/intake.h"
 #include "orchestrator/agent.h"
-#include "orchestrator/scheduler.h"
+#include "orchestrator/lifecycle.h"
 #include "orchestrator/task_store.h"
 #include "tests/fakes/fake_clock.h"
 #include "tests/fakes/fake_executor.h"
@@ -30,6 +30,7 @@ class AgentLoopTest : public ::testing::Test {
     auto s = TaskStore::Open(DatabasePath(dir_.path()));
     ASSERT_TRUE(s.ok()) << s.status().ToString();
     store_ = std::move(*s);
+    lifecycle_ = std::make_unique<TaskLifecycle>(store_.get(), LifecycleOptions{dir_.path()});
     auto tokens = TokenStore::Open(DatabasePath(dir_.path()));
     ASSERT_TRUE(tokens.ok());
     auto token = (*tokens)->Create(Role::kReporter, "reporter");
@@ -51,13 +52,13 @@ class AgentLoopTest : public ::testing::Test {
     item.token_id = token_id_;
     EXPECT_TRUE(feedback_->SubmitAndWait(std::move(item)).ok());
     EXPECT_TRUE(store_->Triage().ok());
-    auto leased = store_->LeaseNext();
+    auto leased = lifecycle_->Lease();
     EXPECT_TRUE(leased.ok() && leased->has_value());
     return leased.ok() && leased->has_value() ? **leased : Task{};
   }
 
   AgentEnv Env(const Task& task) {
-    phases_ = std::make_unique<StoreTaskPhases>(store_.get(), task.id);
+    phases_ = std::make_unique<LifecyclePhases>(lifecycle_.get(), task.id);
     AgentEnv env;
     env.store = store_.get();
     env.llm = &llm_;
@@ -79,7 +80,7 @@ class AgentLoopTest : public ::testing::Test {
     AgentEnv env = Env(task_);
     env.budgets = budgets;
     AgentOutcome outcome = RunAgent(task_, env);
-    Status recorded = RecordAgentOutcome(store_.get(), task_.id, outcome);
+    Status recorded = lifecycle_->RecordOutcome(task_.id, outcome);
     EXPECT_TRUE(recorded.ok()) << recorded.ToString();
     return outcome;
   }
@@ -126,7 +127,8 @@ class AgentLoopTest : public ::testing::Test {
   FakeExecutor executor_;
   FakeClock clock_;
   policies::Policy policy_;
-  std::unique_ptr<StoreTaskPhases> phases_;
+  std::unique_ptr<TaskLifecycle> lifecycle_;
+  std::unique_ptr<LifecyclePhases> phases_;
   Task task_;
 };
 
