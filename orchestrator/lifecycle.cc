@@ -113,20 +113,26 @@ Status TaskLifecycle::RecordOutcome(int64_t id, const AgentOutcome& outcome) {
     case AgentResult::kCancelled:
       return Status::Ok();  // Cancel moved it
   }
+  return CancellationStands(id, s);
+}
+
+Status TaskLifecycle::Park(int64_t id, const std::string& reason) {
+  return CancellationStands(
+      id, store_->Transition(id, TaskState::kRunning, TaskState::kBlocked, reason));
+}
+
+Status TaskLifecycle::Fail(int64_t id, const std::string& reason) {
+  return CancellationStands(
+      id, store_->Transition(id, TaskState::kRunning, TaskState::kFailed, reason));
+}
+
+Status TaskLifecycle::CancellationStands(int64_t id, Status s) {
   if (s.code() == StatusCode::kFailedPrecondition) {
-    // Cancelled while its agent ran: the cancellation stands.
+    // Cancelled while its slot ran it: the cancellation stands.
     auto task = store_->Get(id);
     if (task.ok() && task->state == TaskState::kCancelled) return Status::Ok();
   }
   return s;
-}
-
-Status TaskLifecycle::Park(int64_t id, const std::string& reason) {
-  return store_->Transition(id, TaskState::kRunning, TaskState::kBlocked, reason);
-}
-
-Status TaskLifecycle::Fail(int64_t id, const std::string& reason) {
-  return store_->Transition(id, TaskState::kRunning, TaskState::kFailed, reason);
 }
 
 Status TaskLifecycle::Merged(int64_t id, int64_t reviewer, const std::string& reason, Json extra) {

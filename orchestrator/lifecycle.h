@@ -78,8 +78,9 @@ class TaskLifecycle {
   // while its agent ran is left cancelled: Ok.
   Status RecordOutcome(int64_t id, const AgentOutcome& outcome);
   // running -> blocked: preparing the task met a full disk (its escalation raised).
+  // Ok when the task was cancelled meanwhile, as for RecordOutcome.
   Status Park(int64_t id, const std::string& reason);
-  // running -> failed: the task could not even start.
+  // running -> failed: the task could not even start. Ok when cancelled meanwhile.
   Status Fail(int64_t id, const std::string& reason);
 
   // --- People, through the API.
@@ -103,6 +104,8 @@ class TaskLifecycle {
   Result<Task> Retry(int64_t id, int64_t by, const RetryBudget& budget);
 
  private:
+  // `s`, or Ok when it is FailedPrecondition and the task is cancelled.
+  Status CancellationStands(int64_t id, Status s);
   // Removes the task's worktree, branch and base copy and forgets its branch;
   // what cannot be removed is logged.
   void RemoveTaskFiles(const Task& task);

@@ -28,6 +28,11 @@ void PrintTask(const Json& t) {
             << "repo:    " << Str(t, "repo") << "\n";
   if (!Str(t, "branch").empty()) std::cout << "branch:  " << Str(t, "branch") << "\n";
   if (!Str(t, "reason").empty()) std::cout << "reason:  " << Str(t, "reason") << "\n";
+  if (!Str(t, "answer").empty()) std::cout << "answer:  " << Str(t, "answer") << "\n";
+  if (!Str(t, "extra_steps").empty() || !Str(t, "extra_tokens").empty()) {
+    std::cout << "extra budget: " << IntOr(t, "extra_steps", 0) << " steps, "
+              << IntOr(t, "extra_tokens", 0) << " tokens (retries)\n";
+  }
   std::cout << "feedback: " << Str(t, "feedback_ids") << "\n"
             << "steps " << Str(t, "steps") << ", tokens " << Str(t, "prompt_tokens") << " in / "
             << Str(t, "completion_tokens") << " out, test runs " << Str(t, "test_runs") << "\n";
@@ -240,10 +245,11 @@ void AddTaskCommands(CLI::App& app, GlobalOptions& global, int& exit_code) {
     PrintReply(global,
                CallApi(global, "POST", "/v1/tasks/" + std::to_string(rargs->id) + "/retry", &body),
                exit_code, [&](const Json& t) {
-                 std::cout << "Task #" << rargs->id << " is " << Str(t, "state") << " again";
-                 if (!Str(t, "extra_steps").empty()) {
-                   std::cout << " (extra budget: " << Str(t, "extra_steps") << " steps, "
-                             << Str(t, "extra_tokens") << " tokens)";
+                 std::cout << "Task #" << rargs->id << " is " << Str(t, "state")
+                           << " again, on a fresh worktree";
+                 if (t.contains("extra_steps") || t.contains("extra_tokens")) {
+                   std::cout << " (extra budget: " << IntOr(t, "extra_steps", 0) << " steps, "
+                             << IntOr(t, "extra_tokens", 0) << " tokens)";
                  }
                  std::cout << ".\n";
                });

@@ -200,6 +200,50 @@ TEST_F(AgentLoopTest, BadCallsAreAnsweredAsErrorsAndTheTaskGoesOn) {
   EXPECT_NE(outcome.reason.find("script has ended"), std::string::npos) << outcome.reason;
 }
 
+TEST_F(AgentLoopTest, ACancelledTaskStopsBeforeItsNextModelCall) {
+  llm_.Add(FakeLlm::Call("list_files", {{"path", "."}}));
+  task_ = Lease("feature");
+  AgentEnv env = Env(task_);
+  ASSERT_TRUE(lifecycle_->Cancel(task_.id, "not needed", 1).ok());
+  env.cancel = lifecycle_->CancelFlag(task_.id);
+  ASSERT_NE(env.cancel, nullptr);
+  AgentOutcome outcome = RunAgent(task_, env);
+  EXPECT_EQ(outcome.result, AgentResult::kCancelled);
+  EXPECT_EQ(llm_.calls(), 0);
+  EXPECT_TRUE(lifecycle_->RecordOutcome(task_.id, outcome).ok());
+  EXPECT_EQ(Reload().state, TaskState::kCancelled);
+}
+
+TEST_F(AgentLoopTest, ARetriedTaskStartsANewConversationWithItsBudgetCountedAfresh) {
+  AgentBudgets budgets;
+  budgets.max_steps = 2;
+  llm_.Add(FakeLlm::Call("list_files", {{"path", "."}}));
+  llm_.Add(FakeLlm::Call("read_file", {{"path", "app.py"}}));
+  AgentOutcome first = Run("feature", budgets);
+  ASSERT_EQ(first.result, AgentResult::kFailed);
+  EXPECT_NE(first.reason.find("step budget (2"), std::string::npos) << first.reason;
+  lifecycle_->Release(task_.id);
+  ASSERT_TRUE(lifecycle_->Retry(task_.id, 1, {false, 1, 0}).ok());
+  auto leased = lifecycle_->Lease();
+  ASSERT_TRUE(leased.ok() && leased->has_value());
+  task_ = **leased;
+  llm_.Add(FakeLlm::Call("list_files", {{"path", "."}}));
+  llm_.Add(FakeLlm::Call("read_file", {{"path", "app.py"}}));
+  llm_.Add(FakeLlm::Call("search", {{"pattern", "return"}}));
+  AgentEnv env = Env(task_);
+  env.budgets = budgets;
+  AgentOutcome second = RunAgent(task_, env);
+  // Three calls after the retry (the policy's 2 and 1 extra), the first of them
+  // with only the new prompt.
+  EXPECT_EQ(second.result, AgentResult::kFailed);
+  EXPECT_NE(second.reason.find("step budget (3"), std::string::npos) << second.reason;
+  ASSERT_EQ(llm_.calls(), 5);
+  EXPECT_EQ(llm_.sent()[2].size(), 2u);
+  EXPECT_EQ(llm_.sent()[4].size(), 6u);
+  EXPECT_EQ(Events(EventType::kPrompt).size(), 2u);
+  EXPECT_EQ(Reload().steps, 5);
+}
+
 TEST_F(AgentLoopTest, MalformedRepliesAreToldThenFailTheTask) {
   llm_.Add(FakeLlm::Text("I think the bug is in app.py"));
   llm_.Add(Status::Corruption("not a completion"));

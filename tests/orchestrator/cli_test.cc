@@ -101,6 +101,8 @@ TEST_F(CliTest, TaskCancelAndRetry) {
   Json retried = ParseJson(retry.out).value();
   EXPECT_EQ(retried["state"], "queued");
   EXPECT_EQ(retried["extra_steps"], 60) << "as much again as the default policy's budget";
+  CliRun show_task = Loom("task show " + id, engineer_);
+  EXPECT_NE(show_task.out.find("extra budget: 60 steps"), std::string::npos) << show_task.out;
   EXPECT_EQ(Loom("task retry 999", engineer_).exit_code, cli::kExitNotFound);
 }
 
