@@ -58,6 +58,7 @@ void TaskLifecycle::Release(int64_t id) {
     leased_.erase(it);
   }
   if (!cancelled) return;
+  std::lock_guard<std::mutex> files(files_mu_);
   auto task = store_->Get(id);
   if (!task.ok()) {
     LOOM_LOG(kError) << "task " << id << ": cannot remove its files: " << task.status().ToString();
@@ -73,7 +74,9 @@ Result<int> TaskLifecycle::RecoverInterrupted() {
                           store_->List(TaskState::kCancelled, after, 200));
     if (cancelled.empty()) break;
     for (const Task& t : cancelled) {
-      if (t.branch) RemoveTaskFiles(t);
+      if (!t.branch) continue;
+      std::lock_guard<std::mutex> files(files_mu_);
+      RemoveTaskFiles(t);
     }
     after = cancelled.back().id;
   }
@@ -174,7 +177,10 @@ Result<Task> TaskLifecycle::Cancel(int64_t id, const std::string& reason, int64_
     if (running) leased->second->store(true);
     lock.unlock();
     LOOM_LOG(kInfo) << "task " << id << " cancelled: " << reason;
-    if (!running) RemoveTaskFiles(task);
+    if (!running) {
+      std::lock_guard<std::mutex> files(files_mu_);
+      RemoveTaskFiles(task);
+    }
     return store_->Get(id);
   }
 }
@@ -203,9 +209,13 @@ Result<Task> TaskLifecycle::Retry(int64_t id, int64_t by, const RetryBudget& bud
     extra_tokens += policy.max_tokens;
   }
   // The old attempt's files go first: once queued, a slot may lease the task
-  // and create its new workspace.
-  RemoveTaskFiles(task);
-  LOOM_RETURN_IF_ERROR(store_->RecordRetry(id, task.state, by, extra_steps, extra_tokens));
+  // and create its new workspace. Under files_mu_, so that a cancel's removal
+  // still under way cannot remove the new workspace.
+  {
+    std::lock_guard<std::mutex> files(files_mu_);
+    RemoveTaskFiles(task);
+    LOOM_RETURN_IF_ERROR(store_->RecordRetry(id, task.state, by, extra_steps, extra_tokens));
+  }
   LOOM_LOG(kInfo) << "task " << id << " retried";
   return store_->Get(id);
 }

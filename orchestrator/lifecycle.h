@@ -107,13 +107,16 @@ class TaskLifecycle {
   // `s`, or Ok when it is FailedPrecondition and the task is cancelled.
   Status CancellationStands(int64_t id, Status s);
   // Removes the task's worktree, branch and base copy and forgets its branch;
-  // what cannot be removed is logged.
+  // what cannot be removed is logged. REQUIRES: files_mu_ held.
   void RemoveTaskFiles(const Task& task);
 
   TaskStore* store_;
   LifecycleOptions options_;
   std::mutex mu_;
   std::map<int64_t, std::shared_ptr<std::atomic<bool>>> leased_;  // GUARDED_BY(mu_)
+  // Held while a task's files are removed, and by a retry until it is queued;
+  // never together with mu_.
+  std::mutex files_mu_;
 };
 
 // The phases of one task's run (agent.h's TaskPhases), asked of its lifecycle.

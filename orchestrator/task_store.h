@@ -119,6 +119,10 @@ class TaskStore {
   Result<Task> Get(int64_t id);
   Result<std::vector<Task>> List(std::optional<TaskState> state, int64_t after_id, int limit);
 
+  // The transitions below (Transition, RecordAnswer, RecordReview, LeaseNext,
+  // RecoverInterrupted, RecordCancel, RecordRetry, AnswerEscalation) are the task
+  // lifecycle's (lifecycle.h): the daemon asks it, never these directly.
+  //
   // Moves `id` from `from` to `to` with an event {type: "state", from, to,
   // reason, ...extra}. FailedPrecondition when the task is no longer in `from`
   // (someone else moved it) or the transition is not allowed.
