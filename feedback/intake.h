@@ -39,13 +39,18 @@ struct Item {
   std::string body;
   std::optional<std::string> reporter, app_version, commit, url, logs, stack_trace, repo;
   Json context = Json::object();
-  std::string status;  // new | duplicate | triaged (a task was made of it)
+  // new | duplicate | triaged (a task was made of it), then its task's progress:
+  // in_progress | in_review | merged | rejected | failed | answered | cancelled
+  std::string status;
   std::string fingerprint;
   std::optional<int64_t> duplicate_of;
   int64_t reporter_count = 1;
   int64_t token_id = 0;
   int64_t created_at_ms = 0;
   std::optional<int64_t> task_id;  // the task triage made of it (or of its original)
+  // Why its task ended (failed, rejected, cancelled, merged) or the answer to a
+  // question, written with the status by the task's transition.
+  std::optional<std::string> resolution;
 
   Json ToJson() const;
 };
@@ -111,8 +116,10 @@ class TriageQueue {
   // Links item `id` to `task_id`: a new item becomes triaged, a duplicate stays one.
   Status MarkTriaged(int64_t id, int64_t task_id);
   // The status every item of `task_id` shows its reporter from now on
-  // (in_progress, in_review, merged, ...: the task's state as a reporter sees it).
-  Status SetTaskStatus(int64_t task_id, std::string_view status);
+  // (in_progress, in_review, merged, ...: the task's state as a reporter sees it),
+  // and why it ended or the question's answer (`resolution`; none while it runs).
+  Status SetTaskStatus(int64_t task_id, std::string_view status,
+                       const std::optional<std::string>& resolution = std::nullopt);
 
  private:
   Db* db_;

@@ -11,7 +11,8 @@ constexpr size_t kMaxBatch = 1024;
 
 constexpr const char* kColumns =
     "id, kind, title, body, reporter, app_version, commit_sha, url, logs, stack_trace, repo, "
-    "context, status, fingerprint, duplicate_of, reporter_count, token_id, created_at, task_id";
+    "context, status, fingerprint, duplicate_of, reporter_count, token_id, created_at, task_id, "
+    "resolution";
 
 Item ReadItem(const Statement& r) {
   Item it;
@@ -35,6 +36,7 @@ Item ReadItem(const Statement& r) {
   it.token_id = r.Int(16);
   it.created_at_ms = r.Int(17);
   if (!r.IsNull(18)) it.task_id = r.Int(18);
+  it.resolution = r.OptionalText(19);
   return it;
 }
 
@@ -78,6 +80,10 @@ const std::vector<Migration>& Migrations() {
       {2, R"sql(
         ALTER TABLE feedback ADD COLUMN task_id INTEGER REFERENCES tasks(id);
       )sql"},
+      {6, R"sql(
+        -- Why the item's task ended (failed, rejected, cancelled) or its answer.
+        ALTER TABLE feedback ADD COLUMN resolution TEXT;
+      )sql"},
   };
   return kMigrations;
 }
@@ -100,6 +106,7 @@ Json Item::ToJson() const {
   opt("commit", commit);
   opt("url", url);
   if (task_id) j["task_id"] = *task_id;
+  opt("resolution", resolution);
   opt("logs", logs);
   opt("stack_trace", stack_trace);
   opt("repo", repo);
@@ -333,10 +340,11 @@ Status TriageQueue::MarkTriaged(int64_t id, int64_t task_id) {
   return q->BindAll(task_id, id).Run();
 }
 
-Status TriageQueue::SetTaskStatus(int64_t task_id, std::string_view status) {
+Status TriageQueue::SetTaskStatus(int64_t task_id, std::string_view status,
+                                  const std::optional<std::string>& resolution) {
   LOOM_ASSIGN_OR_RETURN(Statement * q,
-                        db_->Prepare("UPDATE feedback SET status=? WHERE task_id=?"));
-  return q->BindAll(status, task_id).Run();
+                        db_->Prepare("UPDATE feedback SET status=?, resolution=? WHERE task_id=?"));
+  return q->BindAll(status, resolution, task_id).Run();
 }
 
 }  // namespace loom::feedback

@@ -73,6 +73,7 @@ class AgentLoop : public ToolContext {
       if (auto done = RunToolCalls(calls, Replay::kYes)) return *done;
     }
     while (true) {
+      if (Cancelled()) return CancelledOutcome();
       if (env_.stop && env_.stop->load())
         return {AgentResult::kInterrupted, "loomd is stopping", ""};
       if (auto over = CheckBudgets()) return *over;
@@ -190,6 +191,7 @@ class AgentLoop : public ToolContext {
     bool have_prompt = false;
     std::set<std::string> answered;
     std::vector<ToolCall> last_calls;
+    int64_t base_steps = 0, base_tokens = 0, base_test_runs = 0;
     // Events are read tolerantly: whatever a model or an older loomd stored
     // (a message that is not an object, arguments of any type) must not stop the
     // task from resuming.
@@ -248,6 +250,23 @@ class AgentLoop : public ToolContext {
              {"content", "An engineer reviewed your branch and requested changes:\n" +
                              StringOr(d, "comment") +
                              "\nMake them, run the tests and call finish again."}});
+      } else if (e.type == EventType::kRetried) {
+        // A fresh start: nothing before counts.
+        messages_ = Json::array();
+        have_prompt = false;
+        last_calls.clear();
+        answered.clear();
+        commands_started_.clear();
+        edit_started_.clear();
+        retries_.clear();
+        verified_ = false;
+        answer_.reset();
+        malformed_ = 0;
+        last_key_.clear();
+        repeats_ = 0;
+        base_steps = IntOr(d, "steps", 0);
+        base_tokens = IntOr(d, "tokens", 0);
+        base_test_runs = IntOr(d, "test_runs", 0);
       } else if (e.type == EventType::kEscalationAnswered) {
         verified_ = false;
         answer_.reset();
@@ -260,9 +279,10 @@ class AgentLoop : public ToolContext {
     for (const auto& call : last_calls) {
       if (!answered.count(call.id)) pending_.push_back(call);
     }
-    steps_ = task_.steps;
-    tokens_ = task_.prompt_tokens + task_.completion_tokens;
-    test_runs_ = task_.test_runs;
+    // Counted since the last retry (its event holds the counters then).
+    steps_ = task_.steps - base_steps;
+    tokens_ = task_.prompt_tokens + task_.completion_tokens - base_tokens;
+    test_runs_ = task_.test_runs - base_test_runs;
     if (!have_prompt) {
       std::string system =
           AgentSystemPrompt(task_, *env_.workspace, env_.policy->repo.instructions_file);
@@ -292,10 +312,12 @@ class AgentLoop : public ToolContext {
 
   std::optional<AgentOutcome> CheckBudgets() {
     const AgentBudgets& b = env_.budgets;
-    if (steps_ >= b.max_steps)
-      return Fail("the step budget (" + std::to_string(b.max_steps) + " model calls) is spent");
-    if (tokens_ >= b.max_tokens)
-      return Fail("the token budget (" + std::to_string(b.max_tokens) + ") is spent");
+    int64_t max_steps = b.max_steps + task_.extra_steps;
+    int64_t max_tokens = b.max_tokens + task_.extra_tokens;
+    if (steps_ >= max_steps)
+      return Fail("the step budget (" + std::to_string(max_steps) + " model calls) is spent");
+    if (tokens_ >= max_tokens)
+      return Fail("the token budget (" + std::to_string(max_tokens) + ") is spent");
     if (clock_->NowMs() - started_ms_ >
         std::chrono::duration_cast<std::chrono::milliseconds>(b.max_wall).count()) {
       return Fail("the wall-time budget (" + std::to_string(b.max_wall.count()) +
@@ -305,6 +327,11 @@ class AgentLoop : public ToolContext {
   }
 
   AgentOutcome Fail(const std::string& reason) { return {AgentResult::kFailed, reason, ""}; }
+
+  bool Cancelled() const { return env_.cancel && env_.cancel->load(); }
+  AgentOutcome CancelledOutcome() const {
+    return {AgentResult::kCancelled, "cancelled by an engineer", ""};
+  }
 
   // A reply that is garbage or uses no tool: tell the model, or give up.
   std::optional<AgentOutcome> Malformed(const std::string& what) {
@@ -381,6 +408,7 @@ class AgentLoop : public ToolContext {
   std::optional<AgentOutcome> RunToolCalls(const std::vector<ToolCall>& calls,
                                            Replay replay = Replay::kNo) {
     for (const auto& call : calls) {
+      if (Cancelled()) return CancelledOutcome();
       bool interrupted = replay == Replay::kYes && call.name == "run_command" &&
                          commands_started_.count(call.id) > 0;
       if (replay == Replay::kYes && !interrupted) {
@@ -571,6 +599,7 @@ class AgentLoop : public ToolContext {
     for (const auto& secret : env_.secrets) spec.env.push_back(secret);
     spec.limits = env_.limits;
     spec.network = env_.network;
+    spec.cancel = env_.cancel;
     last_run_start_s_ = std::time(nullptr);
     return env_.executor->Run(spec);
   }

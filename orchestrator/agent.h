@@ -28,6 +28,10 @@
 // caller through TaskPhases. A task of kind `question` ends with its answer
 // (finish's summary): no edit, no suite, no commit.
 //
+// A "retried" event starts the task afresh: the conversation is rebuilt from the
+// events after the last one only, and the budgets count from the counters it
+// recorded, raised by the task's extra_steps and extra_tokens.
+//
 // Every event the conversation is rebuilt from is written or the task stops
 // (parked on a full disk, failed otherwise); records that are evidence only (a
 // test run's outcome) are logged loudly when they cannot be written.
@@ -109,6 +113,10 @@ struct AgentEnv {
   // Set by the scheduler on shutdown: the loop returns kInterrupted before its
   // next model call (the task goes back to queued and resumes from its log).
   const std::atomic<bool>* stop = nullptr;
+  // Set by the task's lifecycle when an engineer cancels the task (already
+  // moved to cancelled): the sandbox run in progress is killed, and the loop
+  // returns kCancelled before its next tool call or model call. May be null.
+  const std::atomic<bool>* cancel = nullptr;
   // The state changes during the loop. REQUIRES: set, and outlives the run.
   TaskPhases* phases = nullptr;
   // The wall-time budget's clock; null: the system clock.
@@ -122,6 +130,7 @@ enum class AgentResult {
   kBlocked,      // an escalation raised: -> blocked until a person answers
   kFailed,       // a budget spent, stuck, or an unrecoverable error: -> failed
   kInterrupted,  // loomd is stopping: -> queued, resumed from the log
+  kCancelled,    // an engineer cancelled the task: already cancelled, nothing to record
 };
 
 struct AgentOutcome {

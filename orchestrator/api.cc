@@ -62,13 +62,14 @@ void RespondJson(std::shared_ptr<HttpExchange>& ex, int status, const Json& body
 
 }  // namespace
 
-OrchestratorApi::OrchestratorApi(const OrchestratorStores& stores, feedback::Store* feedback,
-                                 TokenStore* tokens, std::string data_dir,
-                                 const PolicySet* policies, SecretStore* secrets,
-                                 std::function<void()> on_requeue)
+OrchestratorApi::OrchestratorApi(const OrchestratorStores& stores, TaskLifecycle* lifecycle,
+                                 feedback::Store* feedback, TokenStore* tokens,
+                                 std::string data_dir, const PolicySet* policies,
+                                 SecretStore* secrets, std::function<void()> on_requeue)
     : store_(stores.tasks.get()),
       escalations_(stores.escalations.get()),
       repos_(stores.repos.get()),
+      lifecycle_(lifecycle),
       feedback_(feedback),
       tokens_(tokens),
       data_dir_(std::move(data_dir)),
@@ -98,6 +99,8 @@ void OrchestratorApi::Register(Router& router) {
   Add(router, "GET", "/v1/tasks/{id}", Role::kEngineer, &OrchestratorApi::ShowTask);
   Add(router, "GET", "/v1/tasks/{id}/events", Role::kEngineer, &OrchestratorApi::TaskEvents);
   Add(router, "GET", "/v1/tasks/{id}/diff", Role::kEngineer, &OrchestratorApi::TaskDiff);
+  Add(router, "POST", "/v1/tasks/{id}/cancel", Role::kEngineer, &OrchestratorApi::CancelTask);
+  Add(router, "POST", "/v1/tasks/{id}/retry", Role::kEngineer, &OrchestratorApi::RetryTask);
   Add(router, "GET", "/v1/reviews", Role::kEngineer, &OrchestratorApi::ListReviews);
   Add(router, "GET", "/v1/reviews/{id}", Role::kEngineer, &OrchestratorApi::ShowReview);
   Add(router, "POST", "/v1/reviews/{id}/approve", Role::kEngineer, &OrchestratorApi::Approve);
@@ -188,6 +191,40 @@ void OrchestratorApi::TaskEvents(HttpRequest& req, std::shared_ptr<HttpExchange>
   for (const auto& e : *events) items.push_back(e.ToJson());
   Json next = events->empty() ? Json(*after) : Json(events->back().seq);
   RespondJson(ex, 200, {{"items", items}, {"next_after", next}});
+}
+
+void OrchestratorApi::CancelTask(HttpRequest& req, std::shared_ptr<HttpExchange>& ex) {
+  auto id = PathId(req);
+  if (!id.ok()) return ex->Respond(ErrorResponse(id.status()));
+  std::string reason;
+  if (!req.body.empty() &&
+      !ReadBody(req, ex, [&](JsonReader& in) { in.String("reason", &reason); })) {
+    return;
+  }
+  auto who = tokens_->Authenticate(req);
+  int64_t by = who.ok() ? who->token_id : 0;
+  std::string why = "cancelled by an engineer" + (reason.empty() ? "" : ": " + reason);
+  auto task = lifecycle_->Cancel(*id, why, by);
+  if (!task.ok()) return ex->Respond(ErrorResponse(task.status()));
+  RespondJson(ex, 200, task->ToJson());
+}
+
+void OrchestratorApi::RetryTask(HttpRequest& req, std::shared_ptr<HttpExchange>& ex) {
+  auto id = PathId(req);
+  if (!id.ok()) return ex->Respond(ErrorResponse(id.status()));
+  RetryBudget budget;
+  if (!req.body.empty() && !ReadBody(req, ex, [&](JsonReader& in) {
+        in.Bool("more_budget", &budget.more)
+            .Int("extra_steps", &budget.extra_steps, Presence::kOptional, 0, 1'000'000)
+            .Int("extra_tokens", &budget.extra_tokens, Presence::kOptional, 0, int64_t{1} << 40);
+      })) {
+    return;
+  }
+  auto who = tokens_->Authenticate(req);
+  auto task = lifecycle_->Retry(*id, who.ok() ? who->token_id : 0, budget);
+  if (!task.ok()) return ex->Respond(ErrorResponse(task.status()));
+  if (on_requeue_) on_requeue_();
+  RespondJson(ex, 200, task->ToJson());
 }
 
 namespace {
@@ -408,13 +445,13 @@ void OrchestratorApi::MergeApproved(const Task& task, const Principal& reviewer,
     std::error_code ec;
     std::filesystem::remove_all(data_dir_ + "/base/" + id, ec);
     if (s.ok()) {
-      s = store_->RecordReview(
-          task.id, ReviewDecision::kChangesRequested,
-          "Approved, but the merge conflicts with changes made on " +
-              (*repo)->record().settings.target_branch + " meanwhile (in " + paths +
-              "). Your workspace was made again from its new head: "
-              "apply your change to it once more.",
-          reviewer.token_id, {{"conflicting_paths", merged->conflicting_paths}});
+      s = lifecycle_->RequestChanges(task.id, reviewer.token_id,
+                                     "Approved, but the merge conflicts with changes made on " +
+                                         (*repo)->record().settings.target_branch +
+                                         " meanwhile (in " + paths +
+                                         "). Your workspace was made again from its new head: "
+                                         "apply your change to it once more.",
+                                     {{"conflicting_paths", merged->conflicting_paths}});
     }
     if (!s.ok()) return ex->Respond(ErrorResponse(s));
     if (on_requeue_) on_requeue_();
@@ -426,9 +463,9 @@ void OrchestratorApi::MergeApproved(const Task& task, const Principal& reviewer,
   const char* how = merged->kind == repos::MergeOutcome::Kind::kFastForward   ? "fast-forward"
                     : merged->kind == repos::MergeOutcome::Kind::kMergeCommit ? "merge commit"
                                                                               : "up to date";
-  Status s = store_->RecordReview(task.id, ReviewDecision::kMerged,
-                                  std::string("approved and merged (") + how + ")",
-                                  reviewer.token_id, {{"commit", merged->commit}, {"merge", how}});
+  Status s = lifecycle_->Merged(task.id, reviewer.token_id,
+                                std::string("approved and merged (") + how + ")",
+                                {{"commit", merged->commit}, {"merge", how}});
   if (!s.ok()) return ex->Respond(ErrorResponse(s));
   CrashPoint("approve.recorded");
   // The worktree has done its work; the branch stays for the record.
@@ -468,9 +505,9 @@ Status OrchestratorApi::FinishInterruptedMerges() {
     // own merge base with the target; otherwise nothing had moved and the task
     // waits in review for its approval again.
     if (!diff.ok() || diff->base_commit != diff->head_commit) continue;
-    LOOM_RETURN_IF_ERROR(store_->RecordReview(task.id, ReviewDecision::kMerged,
-                                              "approved and merged (finished after a restart)",
-                                              reviewer, {{"merge", "finished after a restart"}}));
+    LOOM_RETURN_IF_ERROR(lifecycle_->Merged(task.id, reviewer,
+                                            "approved and merged (finished after a restart)",
+                                            {{"merge", "finished after a restart"}}));
     (void)(*repo)->RemoveWorkspace(id, repos::BranchDisposition::kKeep);
     LOOM_LOG(kWarning) << "task " << id << ": recorded the merge that a stop of loomd interrupted";
   }
@@ -486,8 +523,7 @@ void OrchestratorApi::RequestChanges(HttpRequest& req, std::shared_ptr<HttpExcha
     return;
   }
   auto who = tokens_->Authenticate(req);
-  Status s = store_->RecordReview(task->id, ReviewDecision::kChangesRequested, comment,
-                                  who.ok() ? who->token_id : 0);
+  Status s = lifecycle_->RequestChanges(task->id, who.ok() ? who->token_id : 0, comment);
   if (!s.ok()) return ex->Respond(ErrorResponse(s));
   if (on_requeue_) on_requeue_();
   RespondJson(ex, 200, store_->Get(task->id).value_or(*task).ToJson());
@@ -502,8 +538,7 @@ void OrchestratorApi::Reject(HttpRequest& req, std::shared_ptr<HttpExchange>& ex
     return;
   }
   auto who = tokens_->Authenticate(req);
-  Status s = store_->RecordReview(task->id, ReviewDecision::kRejected, "rejected: " + reason,
-                                  who.ok() ? who->token_id : 0);
+  Status s = lifecycle_->Reject(task->id, who.ok() ? who->token_id : 0, "rejected: " + reason);
   if (!s.ok()) return ex->Respond(ErrorResponse(s));
   if (auto repo = OpenTaskRepo(repos_, *task, data_dir_, *policies_->Snapshot()); repo.ok()) {
     (void)(*repo)->RemoveWorkspace(std::to_string(task->id), repos::BranchDisposition::kKeep);
@@ -596,7 +631,7 @@ void OrchestratorApi::AnswerEscalation(HttpRequest& req, std::shared_ptr<HttpExc
   auto answer = ParseAnswer(request, *escalation);
   if (!answer.ok()) return ex->Respond(ErrorResponse(answer.status()));
   auto who = tokens_->Authenticate(req);
-  Status s = escalations_->Answer(*id, *answer, who.ok() ? who->token_id : 0);
+  Status s = lifecycle_->AnswerEscalation(*id, *answer, who.ok() ? who->token_id : 0);
   answering.unlock();
   if (!s.ok()) return ex->Respond(ErrorResponse(s));
   if (on_requeue_) on_requeue_();

@@ -7,6 +7,14 @@
 //   GET  /v1/tasks/{id}                 engineer
 //   GET  /v1/tasks/{id}/events[?after=&limit=]   engineer; `after` is a seq (for --follow)
 //   GET  /v1/tasks/{id}/diff            engineer: the branch against its merge base
+//   POST /v1/tasks/{id}/cancel          engineer: {reason?}; a queued, blocked or
+//                                       changes_requested task at once, a running or
+//                                       verifying one with its sandbox run killed; its
+//                                       worktree and branch removed, its escalations
+//                                       closed, its feedback told why. 409 otherwise
+//   POST /v1/tasks/{id}/retry           engineer: {more_budget?, extra_steps?, extra_tokens?};
+//                                       a failed or cancelled task back to queued with a
+//                                       fresh workspace. 409 otherwise
 //   GET  /v1/reviews                    engineer: tasks in review
 //   GET  /v1/reviews/{id}               engineer: diff (protected paths flagged), the
 //                                       verification and FAIL_TO_PASS runs, the feedback,
@@ -35,6 +43,7 @@
 #include "common/auth.h"
 #include "common/http_server.h"
 #include "feedback/intake.h"
+#include "orchestrator/lifecycle.h"
 #include "orchestrator/repo_policy.h"
 #include "orchestrator/secrets.h"
 #include "orchestrator/stores.h"
@@ -49,9 +58,11 @@ class OrchestratorApi {
   // Task worktrees live under `data_dir`/worktrees/<repo> and base trees under
   // `data_dir`/base (the scheduler's layout).
   // `policies` (per repository; REQUIRES: outlives this) decide who may approve.
-  // REQUIRES: `stores` and `feedback` outlive this.
-  OrchestratorApi(const OrchestratorStores& stores, feedback::Store* feedback, TokenStore* tokens,
-                  std::string data_dir, const PolicySet* policies, SecretStore* secrets,
+  // REQUIRES: `stores`, `lifecycle` (over the same stores) and `feedback` outlive
+  // this. Every state change is asked of `lifecycle`.
+  OrchestratorApi(const OrchestratorStores& stores, TaskLifecycle* lifecycle,
+                  feedback::Store* feedback, TokenStore* tokens, std::string data_dir,
+                  const PolicySet* policies, SecretStore* secrets,
                   std::function<void()> on_requeue);
   void Register(Router& router);
   // At start, before serving: finishes what a stop during an approve left. Each
@@ -71,6 +82,8 @@ class OrchestratorApi {
   void ShowTask(HttpRequest& req, std::shared_ptr<HttpExchange>& ex);
   void TaskEvents(HttpRequest& req, std::shared_ptr<HttpExchange>& ex);
   void TaskDiff(HttpRequest& req, std::shared_ptr<HttpExchange>& ex);
+  void CancelTask(HttpRequest& req, std::shared_ptr<HttpExchange>& ex);
+  void RetryTask(HttpRequest& req, std::shared_ptr<HttpExchange>& ex);
   void ListReviews(HttpRequest& req, std::shared_ptr<HttpExchange>& ex);
   void ShowReview(HttpRequest& req, std::shared_ptr<HttpExchange>& ex);
   void Approve(HttpRequest& req, std::shared_ptr<HttpExchange>& ex);
@@ -93,6 +106,7 @@ class OrchestratorApi {
   TaskStore* store_;
   EscalationStore* escalations_;
   RepoStore* repos_;
+  TaskLifecycle* lifecycle_;
   feedback::Store* feedback_;
   TokenStore* tokens_;
   std::string data_dir_;

@@ -238,11 +238,15 @@ class DaemonImpl : public Daemon {
     masker_ = secrets_->masker();
     stores_.db->SetMasker(masker_);
     log::SetMasker(masker_);
+    lifecycle_ = std::make_unique<TaskLifecycle>(stores_.tasks.get(), stores_.escalations.get(),
+                                                 stores_.repos.get(),
+                                                 LifecycleOptions{data_dir_, &policies_});
     LOOM_RETURN_IF_ERROR(StartAgents(config));
-    orchestrator_api_ = std::make_unique<OrchestratorApi>(
-        stores_, feedback_.get(), tokens_.get(), data_dir_, &policies_, secrets_.get(), [this] {
-          if (scheduler_) scheduler_->Wake();
-        });
+    orchestrator_api_ =
+        std::make_unique<OrchestratorApi>(stores_, lifecycle_.get(), feedback_.get(), tokens_.get(),
+                                          data_dir_, &policies_, secrets_.get(), [this] {
+                                            if (scheduler_) scheduler_->Wake();
+                                          });
     LOOM_RETURN_IF_ERROR(orchestrator_api_->FinishInterruptedMerges());
     orchestrator_api_->Register(router_);
 
@@ -417,9 +421,9 @@ class DaemonImpl : public Daemon {
     }
     LOOM_RETURN_IF_ERROR(CheckModelEndpoint(opts.llm));
     LOOM_ASSIGN_OR_RETURN(executor_, sandbox::MakeBwrapExecutor(bwrap));
-    LOOM_ASSIGN_OR_RETURN(scheduler_,
-                          Scheduler::Start(stores_.tasks.get(), stores_.escalations.get(),
-                                           stores_.repos.get(), executor_.get(), opts));
+    LOOM_ASSIGN_OR_RETURN(
+        scheduler_, Scheduler::Start(stores_.tasks.get(), stores_.escalations.get(),
+                                     stores_.repos.get(), lifecycle_.get(), executor_.get(), opts));
     LOOM_LOG(kInfo) << opts.agents << " agent slot(s), model endpoint " << opts.llm.url;
     return Status::Ok();
   }
@@ -468,6 +472,7 @@ class DaemonImpl : public Daemon {
   PolicySet policies_;
   std::unique_ptr<SecretStore> secrets_;
   std::shared_ptr<const SecretMasker> masker_;
+  std::unique_ptr<TaskLifecycle> lifecycle_;
   std::unique_ptr<sandbox::Executor> executor_;
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<OrchestratorApi> orchestrator_api_;

@@ -108,8 +108,11 @@ Status EscalationStore::Answer(int64_t id, const Json& answer, int64_t answered_
   Transaction tx(lock.db());
   LOOM_RETURN_IF_ERROR(tx.Begin());
   LOOM_ASSIGN_OR_RETURN(Escalation e, GetLocked(lock, id));
-  if (e.state != "open")
-    return Status::FailedPrecondition("escalation " + std::to_string(id) + " is already answered");
+  if (e.state != "open") {
+    return Status::FailedPrecondition(
+        "escalation " + std::to_string(id) + " is already " +
+        (e.state == "closed" ? "closed: its task was cancelled" : "answered"));
+  }
   LOOM_ASSIGN_OR_RETURN(Statement * upd,
                         lock.db()->Prepare("UPDATE escalations SET state='answered', answer=?, "
                                            "answered_by=?, answered_at=? WHERE id=?"));

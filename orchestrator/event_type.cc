@@ -6,7 +6,7 @@
 namespace loom {
 namespace {
 
-constexpr std::array<std::pair<EventType, std::string_view>, 18> kNames = {{
+constexpr std::array<std::pair<EventType, std::string_view>, 19> kNames = {{
     {EventType::kCreated, "created"},
     {EventType::kState, "state"},
     {EventType::kPrompt, "prompt"},
@@ -25,6 +25,7 @@ constexpr std::array<std::pair<EventType, std::string_view>, 18> kNames = {{
     {EventType::kEscalationAnswered, "escalation_answered"},
     {EventType::kApproved, "approved"},
     {EventType::kMerging, "merging"},
+    {EventType::kRetried, "retried"},
 }};
 
 }  // namespace

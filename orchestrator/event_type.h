@@ -19,6 +19,8 @@
 //   escalation_answered a person's answer {escalation_id, answer}
 //   approved            an engineer's approval (review.auto_merge = false)
 //   merging             an approval began merging
+//   retried             an engineer retried the task: a fresh start {by, extra_steps,
+//                       extra_tokens, steps, tokens, test_runs (the counters then)}
 #pragma once
 
 #include <string_view>
@@ -44,6 +46,7 @@ enum class EventType {
   kEscalationAnswered,
   kApproved,
   kMerging,
+  kRetried,
   kUnknown,  // a name this binary does not know (read back, never written)
 };
 

@@ -36,45 +36,13 @@ std::vector<std::string> ShellCommand(const std::string& command) {
 
 }  // namespace
 
-Status StoreTaskPhases::BeginVerification(const std::string& reason) {
-  return store_->Transition(task_id_, TaskState::kRunning, TaskState::kVerifying, reason);
-}
-
-Status StoreTaskPhases::VerificationFailed(const std::string& reason) {
-  return store_->Transition(task_id_, TaskState::kVerifying, TaskState::kRunning, reason);
-}
-
-Status RecordAgentOutcome(TaskStore* store, int64_t task_id, const AgentOutcome& outcome) {
-  Status s;
-  switch (outcome.result) {
-    case AgentResult::kFinished:
-      s = store->Transition(task_id, TaskState::kVerifying, TaskState::kReview, outcome.reason);
-      break;
-    case AgentResult::kAnswered:
-      s = store->RecordAnswer(task_id, TaskState::kRunning, outcome.answer);
-      break;
-    case AgentResult::kBlocked:
-      s = store->Transition(task_id, TaskState::kRunning, TaskState::kBlocked, outcome.reason);
-      if (s.code() == StatusCode::kFailedPrecondition) {
-        // Parked during finish, when the disk was too full to go back to running.
-        s = store->Transition(task_id, TaskState::kVerifying, TaskState::kBlocked, outcome.reason);
-      }
-      break;
-    case AgentResult::kFailed:
-      s = store->Transition(task_id, TaskState::kRunning, TaskState::kFailed, outcome.reason);
-      break;
-    case AgentResult::kInterrupted:
-      s = store->Transition(task_id, TaskState::kRunning, TaskState::kQueued, outcome.reason);
-      break;
-  }
-  return s;
-}
-
 Scheduler::Scheduler(TaskStore* store, EscalationStore* escalations, RepoStore* repos,
-                     sandbox::Executor* executor, SchedulerOptions options)
+                     TaskLifecycle* lifecycle, sandbox::Executor* executor,
+                     SchedulerOptions options)
     : store_(store),
       escalations_(escalations),
       repos_(repos),
+      lifecycle_(lifecycle),
       executor_(executor),
       options_(std::move(options)) {
   llm_ = MakeOpenAiClient(options_.llm);
@@ -82,7 +50,8 @@ Scheduler::Scheduler(TaskStore* store, EscalationStore* escalations, RepoStore* 
 }
 
 Result<std::unique_ptr<Scheduler>> Scheduler::Start(TaskStore* store, EscalationStore* escalations,
-                                                    RepoStore* repos, sandbox::Executor* executor,
+                                                    RepoStore* repos, TaskLifecycle* lifecycle,
+                                                    sandbox::Executor* executor,
                                                     SchedulerOptions options) {
   if (options.agents < 1) return Status::InvalidArgument("agents must be at least 1");
   // The sandbox uid passes through worktrees/ and scratch/ to the trees lent to
@@ -92,12 +61,12 @@ Result<std::unique_ptr<Scheduler>> Scheduler::Start(TaskStore* store, Escalation
                              std::pair{"/base", DirAccess::kPrivate}}) {
     LOOM_RETURN_IF_ERROR(MakePrivateDir(options.data_dir + sub, access));
   }
-  LOOM_ASSIGN_OR_RETURN(int recovered, store->RecoverInterrupted());
+  LOOM_ASSIGN_OR_RETURN(int recovered, lifecycle->RecoverInterrupted());
   if (recovered > 0) {
     LOOM_LOG(kInfo) << "requeued " << recovered << " interrupted task(s)";
   }
   std::unique_ptr<Scheduler> s(
-      new Scheduler(store, escalations, repos, executor, std::move(options)));
+      new Scheduler(store, escalations, repos, lifecycle, executor, std::move(options)));
   // Makes the reserve; a disk already full is reported, and each task that
   // starts parks until it has room.
   if (Status full = s->disk_->Check(); !full.ok()) {
@@ -126,12 +95,13 @@ void Scheduler::SlotLoop(int slot) {
     if (auto triaged = store_->Triage(); !triaged.ok()) {
       LOOM_LOG(kError) << "triage failed: " << triaged.status().ToString();
     }
-    auto leased = store_->LeaseNext();
+    auto leased = lifecycle_->Lease();
     if (!leased.ok()) {
       LOOM_LOG(kError) << "leasing a task failed: " << leased.status().ToString();
     } else if (leased->has_value()) {
       ++busy_;
       RunTask(slot, **leased);
+      lifecycle_->Release((*leased)->id);
       --busy_;
       continue;
     }
@@ -162,9 +132,8 @@ void Scheduler::RunTask(int slot, const Task& task) {
           DiskFullSummary(task.id, "preparing its workspace (" + reason + ")", full);
       auto id = escalations_->Escalate(task.id, "infrastructure", summary, "orchestrator");
       if (id.ok()) {
-        Status s = store_->Transition(
-            task.id, TaskState::kRunning, TaskState::kBlocked,
-            "escalation " + std::to_string(*id) + " (infrastructure): " + summary);
+        Status s = lifecycle_->Park(
+            task.id, "escalation " + std::to_string(*id) + " (infrastructure): " + summary);
         if (!s.ok()) {
           LOOM_LOG(kError) << "task " << task.id << " stays running until a restart: cannot park "
                            << "it: " << s.ToString();
@@ -173,8 +142,7 @@ void Scheduler::RunTask(int slot, const Task& task) {
       }
     }
     LOOM_LOG(kWarning) << "task " << task.id << " failed: " << reason;
-    if (Status s = store_->Transition(task.id, TaskState::kRunning, TaskState::kFailed, reason);
-        !s.ok()) {
+    if (Status s = lifecycle_->Fail(task.id, reason); !s.ok()) {
       LOOM_LOG(kError) << "task " << task.id
                        << " stays running until a restart: cannot fail it: " << s.ToString();
     }
@@ -257,17 +225,18 @@ void Scheduler::RunTask(int slot, const Task& task) {
   env.base_tree = base_tree;
   env.scratch_dir = options_.data_dir + "/scratch";
   env.stop = &stop_;
+  env.cancel = lifecycle_->CancelFlag(task.id);
   env.disk = disk_.get();
-  StoreTaskPhases phases(store_, task.id);
+  LifecyclePhases phases(lifecycle_, task.id);
   env.phases = &phases;
   LOOM_LOG(kInfo) << "slot " << slot << " runs task " << task.id << " on " << ws.info().branch;
   AgentOutcome outcome = RunAgent(task, env);
-  Status s = RecordAgentOutcome(store_, task.id, outcome);
+  Status s = lifecycle_->RecordOutcome(task.id, outcome);
   if (!s.ok() && s.code() != StatusCode::kFailedPrecondition) {
     // Not recorded (a full disk, most likely): once more on the reserve, so that
     // the task does not stay `running` with no agent until a restart.
     disk_->Release();
-    s = RecordAgentOutcome(store_, task.id, outcome);
+    s = lifecycle_->RecordOutcome(task.id, outcome);
   }
   if (!s.ok()) {
     LOOM_LOG(kError) << "task " << task.id << ": " << s.ToString();

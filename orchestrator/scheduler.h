@@ -4,12 +4,15 @@
 // oldest queued task (a compare-and-set transition, so no task runs twice at
 // once), opens or creates its workspace, runs the agent, and records the
 // outcome as the next state: review, answered (a question), blocked (escalated,
-// the slot is freed) or failed. The agent moves no state itself: the scheduler
-// makes every transition of a run, those during finish (running -> verifying
-// and back) through StoreTaskPhases. On Stop() the agents stop at their next step and their tasks
-// go back to queued; after a crash, TaskStore::RecoverInterrupted() does the same at start-up. A
-// step that meets a full disk (the data dir's DiskReserve) parks its task as blocked with an
-// `infrastructure` escalation. Thread-safe.
+// the slot is freed) or failed. The agent moves no state itself, nor does the
+// scheduler: each transition of a run is asked of the task's lifecycle
+// (lifecycle.h), those during finish (running -> verifying and back) through
+// LifecyclePhases. A task cancelled while it runs has its agent and sandbox run
+// stopped through the lifecycle's cancel flag, and its files removed when the
+// slot releases it. On Stop() the agents stop at their next step and their tasks
+// go back to queued; after a crash, TaskLifecycle::RecoverInterrupted() does the
+// same at start-up. A step that meets a full disk (the data dir's DiskReserve)
+// parks its task as blocked with an `infrastructure` escalation. Thread-safe.
 #pragma once
 
 #include <atomic>
@@ -25,6 +28,7 @@
 #include "common/status.h"
 #include "orchestrator/agent.h"
 #include "orchestrator/escalation_store.h"
+#include "orchestrator/lifecycle.h"
 #include "orchestrator/llm_client.h"
 #include "orchestrator/repo_policy.h"
 #include "orchestrator/repo_store.h"
@@ -48,30 +52,13 @@ struct SchedulerOptions {
   uint64_t disk_reserve_bytes = 16 << 20;
 };
 
-// The transitions during an agent's run (agent.h's TaskPhases) on the task store.
-class StoreTaskPhases : public TaskPhases {
- public:
-  // REQUIRES: `store` outlives this.
-  StoreTaskPhases(TaskStore* store, int64_t task_id) : store_(store), task_id_(task_id) {}
-  Status BeginVerification(const std::string& reason) override;
-  Status VerificationFailed(const std::string& reason) override;
-
- private:
-  TaskStore* store_;
-  int64_t task_id_;
-};
-
-// The state change `outcome` names: finished: verifying -> review; answered:
-// running -> answered with the answer; blocked: running (or verifying, parked
-// during finish) -> blocked; failed: running -> failed; interrupted: running ->
-// queued. FailedPrecondition when the task is not where the change starts.
-Status RecordAgentOutcome(TaskStore* store, int64_t task_id, const AgentOutcome& outcome);
-
 class Scheduler {
  public:
-  // REQUIRES: the stores and `executor` outlive the scheduler.
+  // REQUIRES: the stores, `lifecycle` (over the same task store) and `executor`
+  // outlive the scheduler.
   static Result<std::unique_ptr<Scheduler>> Start(TaskStore* store, EscalationStore* escalations,
-                                                  RepoStore* repos, sandbox::Executor* executor,
+                                                  RepoStore* repos, TaskLifecycle* lifecycle,
+                                                  sandbox::Executor* executor,
                                                   SchedulerOptions options);
   ~Scheduler();
   // Wakes idle slots (new feedback, an answered escalation).
@@ -82,7 +69,7 @@ class Scheduler {
 
  private:
   Scheduler(TaskStore* store, EscalationStore* escalations, RepoStore* repos,
-            sandbox::Executor* executor, SchedulerOptions options);
+            TaskLifecycle* lifecycle, sandbox::Executor* executor, SchedulerOptions options);
   void SlotLoop(int slot);
   void RunTask(int slot, const Task& task);
   Result<bool> ProtectedEditsApproved(int64_t task_id);
@@ -90,6 +77,7 @@ class Scheduler {
   TaskStore* store_;
   EscalationStore* escalations_;
   RepoStore* repos_;
+  TaskLifecycle* lifecycle_;
   sandbox::Executor* executor_;
   SchedulerOptions options_;
   std::unique_ptr<LlmClient> llm_;

@@ -1,6 +1,7 @@
 // Tasks and their events. See task_store.h for the state machine and the contract.
 #include "orchestrator/task_store.h"
 
+#include "common/json_reader.h"
 #include "feedback/intake.h"
 #include "orchestrator/repo_store.h"
 
@@ -9,7 +10,8 @@ namespace {
 
 constexpr const char* kTaskColumns =
     "id, repo, kind, title, instructions, state, reason, branch, base_commit, steps, "
-    "prompt_tokens, completion_tokens, test_runs, requested_by, created_at, updated_at, answer";
+    "prompt_tokens, completion_tokens, test_runs, requested_by, created_at, updated_at, answer, "
+    "extra_steps, extra_tokens";
 
 struct Edge {
   TaskState from, to;
@@ -63,6 +65,8 @@ Task ReadTask(const Statement& r) {
   t.created_at_ms = r.Int(14);
   t.updated_at_ms = r.Int(15);
   t.answer = r.OptionalText(16);
+  t.extra_steps = r.Int(17);
+  t.extra_tokens = r.Int(18);
   return t;
 }
 
@@ -170,6 +174,8 @@ Json Task::ToJson() const {
   if (branch) j["branch"] = *branch;
   if (base_commit) j["base_commit"] = *base_commit;
   if (answer) j["answer"] = *answer;
+  if (extra_steps) j["extra_steps"] = extra_steps;
+  if (extra_tokens) j["extra_tokens"] = extra_tokens;
   return j;
 }
 
@@ -220,6 +226,11 @@ const std::vector<Migration>& TaskStore::Migrations() {
       )sql"},
       {5, R"sql(
         ALTER TABLE tasks ADD COLUMN answer TEXT;  -- a question's answer (state answered)
+      )sql"},
+      {6, R"sql(
+        -- Budget an engineer added on a retry, over the policy's.
+        ALTER TABLE tasks ADD COLUMN extra_steps INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE tasks ADD COLUMN extra_tokens INTEGER NOT NULL DEFAULT 0;
       )sql"},
   };
   return kMigrations;
@@ -339,9 +350,26 @@ Status TaskStore::TransitionLocked(const StoreDb::Lock& lock, int64_t id, TaskSt
     return Status::FailedPrecondition("task " + std::to_string(id) + " is no longer " +
                                       std::string(TaskStateName(from)));
   }
-  // The reporter follows the task on their feedback item.
-  LOOM_RETURN_IF_ERROR(feedback::TriageQueue(lock.db()).SetTaskStatus(id, FeedbackStatusFor(to)));
+  // The reporter follows the task on their feedback item, and sees why it ended
+  // (or the answer).
   if (!extra.is_object()) extra = Json::object();
+  std::optional<std::string> resolution;
+  switch (to) {
+    case TaskState::kAnswered:
+      if (const Json& a = MemberOrNull(extra, "answer"); a.is_string())
+        resolution = lock.Masked(a.get<std::string>());
+      break;
+    case TaskState::kMerged:
+    case TaskState::kRejected:
+    case TaskState::kFailed:
+    case TaskState::kCancelled:
+      resolution = lock.Masked(reason);
+      break;
+    default:
+      break;
+  }
+  LOOM_RETURN_IF_ERROR(
+      feedback::TriageQueue(lock.db()).SetTaskStatus(id, FeedbackStatusFor(to), resolution));
   extra["from"] = TaskStateName(from);
   extra["to"] = TaskStateName(to);
   extra["reason"] = reason;
@@ -443,6 +471,52 @@ Status TaskStore::SetBranch(int64_t id, const std::string& branch, const std::st
   LOOM_ASSIGN_OR_RETURN(Statement * q,
                         lock.db()->Prepare("UPDATE tasks SET branch=?, base_commit=? WHERE id=?"));
   return q->BindAll(branch, base_commit, id).Run();
+}
+
+Status TaskStore::ClearBranch(int64_t id) {
+  auto lock = db_->Acquire();
+  LOOM_ASSIGN_OR_RETURN(
+      Statement * q,
+      lock.db()->Prepare("UPDATE tasks SET branch=NULL, base_commit=NULL WHERE id=?"));
+  return q->BindAll(id).Run();
+}
+
+Status TaskStore::RecordCancel(int64_t id, TaskState from, const std::string& reason, int64_t by) {
+  auto lock = db_->Acquire();
+  Transaction tx(lock.db());
+  LOOM_RETURN_IF_ERROR(tx.Begin());
+  LOOM_RETURN_IF_ERROR(
+      TransitionLocked(lock, id, from, TaskState::kCancelled, reason, {{"by", by}}));
+  LOOM_ASSIGN_OR_RETURN(Statement * q,
+                        lock.db()->Prepare("UPDATE escalations SET state='closed', answered_by=?, "
+                                           "answered_at=? WHERE task_id=? AND state='open'"));
+  LOOM_RETURN_IF_ERROR(q->BindAll(by, lock.NowMs(), id).Run());
+  return tx.Commit();
+}
+
+Status TaskStore::RecordRetry(int64_t id, TaskState from, int64_t by, int64_t extra_steps,
+                              int64_t extra_tokens) {
+  auto lock = db_->Acquire();
+  Transaction tx(lock.db());
+  LOOM_RETURN_IF_ERROR(tx.Begin());
+  LOOM_ASSIGN_OR_RETURN(Task t, GetLocked(lock, id));
+  LOOM_RETURN_IF_ERROR(
+      TransitionLocked(lock, id, from, TaskState::kQueued, "retried", {{"by", by}}));
+  LOOM_ASSIGN_OR_RETURN(
+      Statement * q,
+      lock.db()->Prepare("UPDATE tasks SET branch=NULL, base_commit=NULL, answer=NULL, "
+                         "extra_steps=extra_steps+?, extra_tokens=extra_tokens+? WHERE id=?"));
+  LOOM_RETURN_IF_ERROR(q->BindAll(extra_steps, extra_tokens, id).Run());
+  LOOM_RETURN_IF_ERROR(AppendEventLocked(lock, id, EventType::kRetried,
+                                         {{"by", by},
+                                          {"extra_steps", extra_steps},
+                                          {"extra_tokens", extra_tokens},
+                                          {"steps", t.steps},
+                                          {"tokens", t.prompt_tokens + t.completion_tokens},
+                                          {"test_runs", t.test_runs}},
+                                         {})
+                           .status());
+  return tx.Commit();
 }
 
 Result<int64_t> TaskStore::AppendEventLocked(const StoreDb::Lock& lock, int64_t task_id,

@@ -57,6 +57,8 @@ struct Task {
   std::optional<std::string> branch, base_commit;
   std::optional<std::string> answer;  // a question's answer (state answered)
   int64_t steps = 0, prompt_tokens = 0, completion_tokens = 0, test_runs = 0;
+  // Budget added by engineers' retries, over the policy's (model calls, tokens).
+  int64_t extra_steps = 0, extra_tokens = 0;
   std::optional<int64_t> requested_by;
   std::vector<int64_t> feedback_ids;
   int64_t created_at_ms = 0, updated_at_ms = 0;
@@ -75,7 +77,9 @@ struct Event {
 enum class ReviewDecision { kMerged, kChangesRequested, kRejected };
 
 // What a task's feedback items show their reporters: in_progress, in_review,
-// merged, rejected, failed, answered or cancelled.
+// merged, rejected, failed, answered or cancelled. Along with the status, every
+// transition writes the item's `resolution`: the task's reason when it ended
+// (merged, rejected, failed, cancelled), its answer when answered, else null.
 std::string_view FeedbackStatusFor(TaskState s);
 
 // Usage to add to a task's counters along with an event.
@@ -103,6 +107,10 @@ class TaskStore {
   Result<Task> Get(int64_t id);
   Result<std::vector<Task>> List(std::optional<TaskState> state, int64_t after_id, int limit);
 
+  // The transitions below (Transition, RecordAnswer, RecordReview, LeaseNext,
+  // RecoverInterrupted, RecordCancel, RecordRetry, AnswerEscalation) are the task
+  // lifecycle's (lifecycle.h): the daemon asks it, never these directly.
+  //
   // Moves `id` from `from` to `to` with an event {type: "state", from, to,
   // reason, ...extra}. FailedPrecondition when the task is no longer in `from`
   // (someone else moved it) or the transition is not allowed.
@@ -124,6 +132,18 @@ class TaskStore {
   // them any more). Returns how many.
   Result<int> RecoverInterrupted();
   Status SetBranch(int64_t id, const std::string& branch, const std::string& base_commit);
+  // Forgets the task's branch and base commit (its workspace was removed).
+  Status ClearBranch(int64_t id);
+  // A cancellation, in one transaction: `from` -> cancelled with `reason`, and
+  // the task's open escalations closed (state "closed").
+  Status RecordCancel(int64_t id, TaskState from, const std::string& reason, int64_t by);
+  // A retry, in one transaction: `from` (failed or cancelled) -> queued, the
+  // branch and answer forgotten (a fresh start), `extra_steps`/`extra_tokens`
+  // added to the task's extra budget, and a "retried" event {by, extra_steps,
+  // extra_tokens, steps, tokens, test_runs} holding the counters at the retry:
+  // the agent counts its budget from there.
+  Status RecordRetry(int64_t id, TaskState from, int64_t by, int64_t extra_steps,
+                     int64_t extra_tokens);
 
   // Appends an event and adds `usage` to the task's counters in one
   // transaction; returns the event's seq.

@@ -322,7 +322,9 @@ ToolOutput RunTool(ToolContext& ctx, const ToolCall& call) {
 
 std::string DescribeOutcome(const sandbox::Outcome& o, size_t max) {
   std::string head;
-  if (o.limit != sandbox::LimitHit::kNone) {
+  if (o.limit == sandbox::LimitHit::kCancelled) {
+    head = "killed: the task was cancelled";
+  } else if (o.limit != sandbox::LimitHit::kNone) {
     head = "stopped by the sandbox limit: " + std::string(sandbox::LimitHitName(o.limit));
   } else if (o.signal) {
     head = "killed by signal " + std::to_string(*o.signal);

@@ -450,10 +450,10 @@ class BwrapExecutor final : public Executor {
   // exec into an error.
   Result<pid_t> Spawn(PreparedRun& run, RunCgroup* cgroup, Invocation& inv) const;
   // Captures output and bwrap's status until bwrap exits, enforcing the wall clock
-  // and the output cap (killing everything on either), then makes sure nothing of
-  // the run is left and reads its resource use.
-  static Result<Supervised> Supervise(const Limits& lim, pid_t pid, RunCgroup* cgroup,
-                                      Invocation& inv, Clock::time_point start);
+  // and the output cap (killing everything on either, or when `cancel` is set),
+  // then makes sure nothing of the run is left and reads its resource use.
+  static Result<Supervised> Supervise(const Limits& lim, const std::atomic<bool>* cancel, pid_t pid,
+                                      RunCgroup* cgroup, Invocation& inv, Clock::time_point start);
   // The Outcome (exit, signal, the limit hit), or an error when bwrap never ran the
   // command sandboxed.
   static Result<Outcome> Classify(const Limits& lim, const PreparedRun& run,
@@ -560,7 +560,7 @@ Result<Outcome> BwrapExecutor::Execute(const RunSpec& spec, PreparedRun& run) {
   const auto start = Clock::now();
   LOOM_ASSIGN_OR_RETURN(pid_t pid, Spawn(run, cgroup.get(), inv));
   LOOM_ASSIGN_OR_RETURN(Supervised supervised,
-                        Supervise(spec.limits, pid, cgroup.get(), inv, start));
+                        Supervise(spec.limits, spec.cancel, pid, cgroup.get(), inv, start));
   return Classify(spec.limits, run, cgroup.get(), std::move(supervised));
 }
 
@@ -755,8 +755,10 @@ Result<pid_t> BwrapExecutor::Spawn(PreparedRun& run, RunCgroup* cgroup, Invocati
   return pid;
 }
 
-Result<BwrapExecutor::Supervised> BwrapExecutor::Supervise(const Limits& lim, pid_t pid,
-                                                           RunCgroup* cgroup, Invocation& inv,
+Result<BwrapExecutor::Supervised> BwrapExecutor::Supervise(const Limits& lim,
+                                                           const std::atomic<bool>* cancel,
+                                                           pid_t pid, RunCgroup* cgroup,
+                                                           Invocation& inv,
                                                            Clock::time_point start) {
   UniqueFd bwrap_pidfd(PidfdOpen(pid));
   if (!bwrap_pidfd.valid()) {
@@ -858,6 +860,11 @@ Result<BwrapExecutor::Supervised> BwrapExecutor::Supervise(const Limits& lim, pi
     auto now = Clock::now();
     if (now >= deadline) {
       killed_for = LimitHit::kTimeout;
+      kill_everything();
+      break;
+    }
+    if (cancel && cancel->load()) {
+      killed_for = LimitHit::kCancelled;
       kill_everything();
       break;
     }

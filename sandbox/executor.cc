@@ -119,6 +119,8 @@ std::string_view LimitHitName(LimitHit limit) {
       return "file_size";
     case LimitHit::kCpu:
       return "cpu";
+    case LimitHit::kCancelled:
+      return "cancelled";
   }
   return "unknown";
 }

@@ -12,6 +12,7 @@
 // sandbox/; see docs/sandbox.md.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -61,11 +62,16 @@ struct RunSpec {
   std::vector<std::pair<std::string, std::string>> env;
   Limits limits;
   Network network = Network::kNone;
+  // When set, polled while the command runs (at least every 20 ms): once true,
+  // the run is killed as a timeout would be and its outcome says `cancelled`.
+  // REQUIRES: outlives the run. Null: the run cannot be cancelled.
+  const std::atomic<bool>* cancel = nullptr;
 };
 
 // Which limit ended the run, if any.
-enum class LimitHit { kNone, kTimeout, kMemory, kPids, kOutput, kFileSize, kCpu };
-std::string_view LimitHitName(LimitHit limit);  // "none", "timeout", "memory", ...
+// kCancelled: not a limit, but the run's RunSpec::cancel was set.
+enum class LimitHit { kNone, kTimeout, kMemory, kPids, kOutput, kFileSize, kCpu, kCancelled };
+std::string_view LimitHitName(LimitHit limit);  // "none", "timeout", "memory", ..., "cancelled"
 
 struct Outcome {
   // Exactly one of these is set: the exit status, or the signal that ended the

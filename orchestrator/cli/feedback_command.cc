@@ -15,6 +15,10 @@ void PrintItem(const Json& it) {
   for (const char* f : {"reporter", "repo", "app_version", "commit", "url"}) {
     if (!Str(it, f).empty()) std::cout << f << ": " << Str(it, f) << "\n";
   }
+  if (!Str(it, "resolution").empty()) {
+    std::cout << (Str(it, "status") == "answered" ? "answer: " : "why: ") << Str(it, "resolution")
+              << "\n";
+  }
   std::cout << "\n" << Str(it, "body") << "\n";
   if (!Str(it, "stack_trace").empty())
     std::cout << "\nstack trace:\n" << Str(it, "stack_trace") << "\n";

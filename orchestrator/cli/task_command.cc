@@ -1,4 +1,4 @@
-// loom repo add|list, loom task list|show|log, loom escalations list|show|answer.
+// loom repo add|list, loom task list|show|log|cancel|retry, loom escalations list|show|answer.
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -28,6 +28,11 @@ void PrintTask(const Json& t) {
             << "repo:    " << Str(t, "repo") << "\n";
   if (!Str(t, "branch").empty()) std::cout << "branch:  " << Str(t, "branch") << "\n";
   if (!Str(t, "reason").empty()) std::cout << "reason:  " << Str(t, "reason") << "\n";
+  if (!Str(t, "answer").empty()) std::cout << "answer:  " << Str(t, "answer") << "\n";
+  if (!Str(t, "extra_steps").empty() || !Str(t, "extra_tokens").empty()) {
+    std::cout << "extra budget: " << IntOr(t, "extra_steps", 0) << " steps, "
+              << IntOr(t, "extra_tokens", 0) << " tokens (retries)\n";
+  }
   std::cout << "feedback: " << Str(t, "feedback_ids") << "\n"
             << "steps " << Str(t, "steps") << ", tokens " << Str(t, "prompt_tokens") << " in / "
             << Str(t, "completion_tokens") << " out, test runs " << Str(t, "test_runs") << "\n";
@@ -201,6 +206,53 @@ void AddTaskCommands(CLI::App& app, GlobalOptions& global, int& exit_code) {
                 "Each event whole (prompts, replies, tool output) instead of one line");
   log->callback([&global, &exit_code, largs] {
     exit_code = FollowTaskEvents(global, largs->id, largs->after, largs->follow, largs->full);
+  });
+  struct CancelArgs {
+    int64_t id = 0;
+    std::string reason;
+  };
+  auto cargs = std::make_shared<CancelArgs>();
+  auto* cancel = task->add_subcommand(
+      "cancel", "Stop a queued, running or blocked task; its worktree and branch are removed");
+  cancel->add_option("id", cargs->id, "Task id")->required();
+  cancel->add_option("--reason", cargs->reason, "Why (the reporter sees it)");
+  cancel->callback([&global, &exit_code, cargs] {
+    Json body = Json::object();
+    if (!cargs->reason.empty()) body["reason"] = cargs->reason;
+    PrintReply(global,
+               CallApi(global, "POST", "/v1/tasks/" + std::to_string(cargs->id) + "/cancel", &body),
+               exit_code, [&](const Json& t) {
+                 std::cout << "Cancelled task #" << cargs->id << ": " << Str(t, "reason") << "\n";
+               });
+  });
+  struct RetryArgs {
+    int64_t id = 0, extra_steps = 0, extra_tokens = 0;
+    bool more_budget = false;
+  };
+  auto rargs = std::make_shared<RetryArgs>();
+  auto* retry = task->add_subcommand(
+      "retry", "Start a failed or cancelled task again, on a fresh worktree from the target");
+  retry->add_option("id", rargs->id, "Task id")->required();
+  retry->add_flag("--more-budget", rargs->more_budget,
+                  "Give it as many steps and tokens again as the policy's budget");
+  retry->add_option("--extra-steps", rargs->extra_steps, "Model calls to add to its budget");
+  retry->add_option("--extra-tokens", rargs->extra_tokens, "Tokens to add to its budget");
+  retry->callback([&global, &exit_code, rargs] {
+    Json body = Json::object();
+    if (rargs->more_budget) body["more_budget"] = true;
+    if (rargs->extra_steps) body["extra_steps"] = rargs->extra_steps;
+    if (rargs->extra_tokens) body["extra_tokens"] = rargs->extra_tokens;
+    PrintReply(global,
+               CallApi(global, "POST", "/v1/tasks/" + std::to_string(rargs->id) + "/retry", &body),
+               exit_code, [&](const Json& t) {
+                 std::cout << "Task #" << rargs->id << " is " << Str(t, "state")
+                           << " again, on a fresh worktree";
+                 if (t.contains("extra_steps") || t.contains("extra_tokens")) {
+                   std::cout << " (extra budget: " << IntOr(t, "extra_steps", 0) << " steps, "
+                             << IntOr(t, "extra_tokens", 0) << " tokens)";
+                 }
+                 std::cout << ".\n";
+               });
   });
 }
 

@@ -304,7 +304,10 @@ TEST_F(AgentEndToEndTest, AQuestionIsAnsweredWithoutEditsTestsOrACommit) {
   EXPECT_EQ(Events(task, "llm_reply").size(), 3u);
   std::string branch = task["branch"];
   EXPECT_EQ(Git("-C " + repo_ + " rev-list --count " + branch), "1\n");
-  EXPECT_EQ(Get("/v1/feedback/" + std::to_string(fb))["status"], "answered");
+  Json item = Get("/v1/feedback/" + std::to_string(fb));
+  EXPECT_EQ(item["status"], "answered");
+  EXPECT_EQ(item["resolution"], "average() divides the total by len(values) - 1.")
+      << "the reporter reads the answer on their item";
 }
 
 TEST_F(AgentEndToEndTest, GarbageFromTheModelFailsTheTaskWithAReason) {
@@ -407,6 +410,137 @@ TEST_F(AgentEndToEndTest, ASlowModelIsWaitedFor) {
   Json task = WaitSettled(File("feature", "slow thinker", "x"));
   EXPECT_EQ(task["state"], "review") << task.dump();
   EXPECT_GE(Events(task, "llm_reply")[0]["data"]["ms"].get<int64_t>(), 1400);
+}
+
+// The entries of data_dir/worktrees/calc: the tasks' worktrees.
+std::vector<std::string> Worktrees(const std::string& data_dir) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(data_dir + "/worktrees/calc", ec))
+    out.push_back(e.path().string());
+  return out;
+}
+
+TEST_F(AgentEndToEndTest, CancellingARunningTaskKillsItsSandboxRunAndRemovesItsFiles) {
+  Start(Script(Json::array({Step("run_command", {{"command", "sleep 120"}}),
+                            Step("finish", {{"summary", "never reached"}})})));
+  int64_t fb = File("feature", "sleep a while", "x");
+  // Until the sleep runs in the sandbox.
+  Json task;
+  auto deadline = steady_clock::now() + std::chrono::seconds(60);
+  while (steady_clock::now() < deadline) {
+    Json item = Get("/v1/feedback/" + std::to_string(fb));
+    if (item.contains("task_id")) {
+      task = Get("/v1/tasks/" + std::to_string(item["task_id"].get<int64_t>()));
+      if (!Events(task, "command_started").empty()) break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_FALSE(Events(task, "command_started").empty()) << task.dump();
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  std::string id = std::to_string(task["id"].get<int64_t>());
+  ASSERT_EQ(Worktrees(dir_.path()).size(), 1u);
+  ASSERT_NE(Git("-C " + repo_ + " branch --list 'loom/*'"), "");
+
+  auto started = steady_clock::now();
+  auto r = Call("POST", "/v1/tasks/" + id + "/cancel", engineer_,
+                R"({"reason": "filed against the wrong app"})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(ParseJson(r.body)->value("state", ""), "cancelled");
+  // The slot lets go once the sleep is killed: then the worktree and the branch
+  // are removed, and the task forgets its branch last.
+  while (Get("/v1/tasks/" + id).contains("branch") &&
+         steady_clock::now() - started < std::chrono::seconds(30)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_LT(steady_clock::now() - started, std::chrono::seconds(10)) << "the sleep was not killed";
+  EXPECT_TRUE(Worktrees(dir_.path()).empty());
+  EXPECT_EQ(Git("-C " + repo_ + " branch --list 'loom/*'"), "");
+  EXPECT_FALSE(fs::exists(dir_.path() + "/base/" + id));
+  task = Get("/v1/tasks/" + id);
+  EXPECT_EQ(task["state"], "cancelled");
+  EXPECT_FALSE(task.contains("branch"));
+  auto results = Events(task, "tool_result");
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_NE(results[0]["data"]["content"].get<std::string>().find("cancelled"), std::string::npos)
+      << results[0].dump();
+  EXPECT_TRUE(Events(task, "llm_reply").size() == 1u) << "no model call after the cancel";
+  Json item = Get("/v1/feedback/" + std::to_string(fb));
+  EXPECT_EQ(item["status"], "cancelled");
+  EXPECT_EQ(item["resolution"], "cancelled by an engineer: filed against the wrong app");
+  // Nothing to cancel twice.
+  EXPECT_EQ(Call("POST", "/v1/tasks/" + id + "/cancel", engineer_).status, 409);
+  EXPECT_EQ(Call("POST", "/v1/tasks/" + id + "/cancel", reporter_).status, 403);
+}
+
+TEST_F(AgentEndToEndTest, CancellingABlockedTaskClosesItsEscalation) {
+  Start(Json(), {{"llm.timeout_ms", "2000"}}, "http://127.0.0.1:1/v1");
+  int64_t fb = File("bug", "needs a model", "x");
+  Json task = WaitSettled(fb);
+  ASSERT_EQ(task["state"], "blocked") << task.dump();
+  std::string id = std::to_string(task["id"].get<int64_t>());
+  auto r = Call("POST", "/v1/tasks/" + id + "/cancel", engineer_, "");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_TRUE(Get("/v1/escalations")["items"].empty());
+  EXPECT_EQ(Get("/v1/escalations?state=all")["items"][0]["state"], "closed");
+  EXPECT_EQ(Get("/v1/feedback/" + std::to_string(fb))["resolution"], "cancelled by an engineer");
+  EXPECT_TRUE(Worktrees(dir_.path()).empty());
+  EXPECT_EQ(Git("-C " + repo_ + " branch --list 'loom/*'"), "");
+}
+
+TEST_F(AgentEndToEndTest, ARetriedFailedTaskStartsAfreshAndSucceedsWithMoreBudget) {
+  fs::create_directories(dir_.path() + "/policies");
+  std::ofstream(dir_.path() + "/policies/calc.toml") << "[budgets]\nmax_steps = 2\n";
+  Start(Script(Json::array({Step("write_file", {{"path", "NOTES.md"}, {"content", "notes\n"}}),
+                            Step("list_files", {{"path", "."}}),
+                            Step("finish", {{"summary", "Add notes"}})})));
+  int64_t fb = File("feature", "write notes", "x");
+  Json task = WaitSettled(fb);
+  ASSERT_EQ(task["state"], "failed") << task.dump();
+  EXPECT_NE(task["reason"].get<std::string>().find("step budget (2"), std::string::npos);
+  Json item = Get("/v1/feedback/" + std::to_string(fb));
+  EXPECT_EQ(item["status"], "failed");
+  EXPECT_EQ(item["resolution"], task["reason"]);
+  std::string id = std::to_string(task["id"].get<int64_t>());
+
+  EXPECT_EQ(Call("POST", "/v1/tasks/" + id + "/retry", engineer_, R"({"extra_steps": -1})").status,
+            400);
+  auto r = Call("POST", "/v1/tasks/" + id + "/retry", engineer_, R"({"extra_steps": 1})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(ParseJson(r.body)->value("extra_steps", 0), 1);
+  task = WaitSettled(fb);
+  ASSERT_EQ(task["state"], "review") << task.dump();
+  EXPECT_EQ(task["steps"], 5) << "2 before the retry, 3 after";
+  EXPECT_EQ(task["base_commit"], Git("-C " + repo_ + " rev-parse main").substr(0, 40));
+  EXPECT_EQ(Git("-C " + repo_ + " show " + task["branch"].get<std::string>() + ":NOTES.md"),
+            "notes\n");
+  // The log says who retried it, and the model saw a new conversation.
+  auto retried = Events(task, "retried");
+  ASSERT_EQ(retried.size(), 1u);
+  EXPECT_TRUE(retried[0]["data"]["by"].is_number_integer());
+  EXPECT_GT(retried[0]["data"]["by"].get<int64_t>(), 0);
+  EXPECT_EQ(Events(task, "prompt").size(), 2u);
+  int fresh = 0;
+  for (const auto& req : replay_->requests()) fresh += req["messages"].size() == 2;
+  EXPECT_EQ(fresh, 2);
+  EXPECT_EQ(Get("/v1/feedback/" + std::to_string(fb))["status"], "in_review");
+}
+
+TEST_F(AgentEndToEndTest, RetryAndCancelAreRefusedForATaskInReview) {
+  Start(Script(Json::array({Step("write_file", {{"path", "NOTES.md"}, {"content", "notes\n"}}),
+                            Step("finish", {{"summary", "Add notes"}})})));
+  Json task = WaitSettled(File("feature", "write notes", "x"));
+  ASSERT_EQ(task["state"], "review") << task.dump();
+  std::string id = std::to_string(task["id"].get<int64_t>());
+  auto retry = Call("POST", "/v1/tasks/" + id + "/retry", engineer_, R"({"more_budget": true})");
+  EXPECT_EQ(retry.status, 409) << retry.body;
+  EXPECT_NE(retry.body.find("is review: only failed or cancelled tasks can be retried"),
+            std::string::npos)
+      << retry.body;
+  EXPECT_EQ(Call("POST", "/v1/tasks/" + id + "/cancel", engineer_).status, 409);
+  EXPECT_EQ(Call("POST", "/v1/tasks/999/retry", engineer_).status, 404);
+  EXPECT_EQ(Get("/v1/tasks/" + id)["state"], "review");
+  EXPECT_NE(Git("-C " + repo_ + " branch --list 'loom/*'"), "");
 }
 
 TEST_F(AgentEndToEndTest, TwentyTasksOnFourSlots) {

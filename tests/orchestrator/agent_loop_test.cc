@@ -12,7 +12,7 @@
 #include "common/db.h"
 #include "feedback/intake.h"
 #include "orchestrator/agent.h"
-#include "orchestrator/scheduler.h"
+#include "orchestrator/lifecycle.h"
 #include "orchestrator/schema.h"
 #include "orchestrator/stores.h"
 #include "repos/workspace.h"
@@ -52,6 +52,8 @@ class AgentLoopTest : public ::testing::Test {
     record.path = repo;
     record.test_command = "make test";
     ASSERT_TRUE(stores_.repos->Register(record).ok());
+    lifecycle_ = std::make_unique<TaskLifecycle>(
+        store_, stores_.escalations.get(), stores_.repos.get(), LifecycleOptions{dir_.path()});
     workspace_ = std::make_unique<FakeWorkspace>(
         dir_.path(), FakeWorkspace::Files{{"app.py", "def f():\n    return 1\n"},
                                           {"tests/test_app.py", "assert f() == 1\n"}});
@@ -67,13 +69,13 @@ class AgentLoopTest : public ::testing::Test {
     item.token_id = token_id_;
     EXPECT_TRUE(feedback_->SubmitAndWait(std::move(item)).ok());
     EXPECT_TRUE(store_->Triage().ok());
-    auto leased = store_->LeaseNext();
+    auto leased = lifecycle_->Lease();
     EXPECT_TRUE(leased.ok() && leased->has_value());
     return leased.ok() && leased->has_value() ? **leased : Task{};
   }
 
   AgentEnv Env(const Task& task) {
-    phases_ = std::make_unique<StoreTaskPhases>(store_, task.id);
+    phases_ = std::make_unique<LifecyclePhases>(lifecycle_.get(), task.id);
     AgentEnv env;
     env.store = store_;
     env.escalations = stores_.escalations.get();
@@ -96,7 +98,7 @@ class AgentLoopTest : public ::testing::Test {
     AgentEnv env = Env(task_);
     env.budgets = budgets;
     AgentOutcome outcome = RunAgent(task_, env);
-    Status recorded = RecordAgentOutcome(store_, task_.id, outcome);
+    Status recorded = lifecycle_->RecordOutcome(task_.id, outcome);
     EXPECT_TRUE(recorded.ok()) << recorded.ToString();
     return outcome;
   }
@@ -144,7 +146,8 @@ class AgentLoopTest : public ::testing::Test {
   FakeExecutor executor_;
   FakeClock clock_;
   policies::Policy policy_;
-  std::unique_ptr<StoreTaskPhases> phases_;
+  std::unique_ptr<TaskLifecycle> lifecycle_;
+  std::unique_ptr<LifecyclePhases> phases_;
   Task task_;
 };
 
@@ -214,6 +217,50 @@ TEST_F(AgentLoopTest, BadCallsAreAnsweredAsErrorsAndTheTaskGoesOn) {
   for (const Json& d : Events(EventType::kToolResult)) EXPECT_TRUE(BoolOr(d, "error", false));
   EXPECT_EQ(outcome.result, AgentResult::kFailed) << outcome.reason;
   EXPECT_NE(outcome.reason.find("script has ended"), std::string::npos) << outcome.reason;
+}
+
+TEST_F(AgentLoopTest, ACancelledTaskStopsBeforeItsNextModelCall) {
+  llm_.Add(FakeLlm::Call("list_files", {{"path", "."}}));
+  task_ = Lease("feature");
+  AgentEnv env = Env(task_);
+  ASSERT_TRUE(lifecycle_->Cancel(task_.id, "not needed", 1).ok());
+  env.cancel = lifecycle_->CancelFlag(task_.id);
+  ASSERT_NE(env.cancel, nullptr);
+  AgentOutcome outcome = RunAgent(task_, env);
+  EXPECT_EQ(outcome.result, AgentResult::kCancelled);
+  EXPECT_EQ(llm_.calls(), 0);
+  EXPECT_TRUE(lifecycle_->RecordOutcome(task_.id, outcome).ok());
+  EXPECT_EQ(Reload().state, TaskState::kCancelled);
+}
+
+TEST_F(AgentLoopTest, ARetriedTaskStartsANewConversationWithItsBudgetCountedAfresh) {
+  AgentBudgets budgets;
+  budgets.max_steps = 2;
+  llm_.Add(FakeLlm::Call("list_files", {{"path", "."}}));
+  llm_.Add(FakeLlm::Call("read_file", {{"path", "app.py"}}));
+  AgentOutcome first = Run("feature", budgets);
+  ASSERT_EQ(first.result, AgentResult::kFailed);
+  EXPECT_NE(first.reason.find("step budget (2"), std::string::npos) << first.reason;
+  lifecycle_->Release(task_.id);
+  ASSERT_TRUE(lifecycle_->Retry(task_.id, 1, {false, 1, 0}).ok());
+  auto leased = lifecycle_->Lease();
+  ASSERT_TRUE(leased.ok() && leased->has_value());
+  task_ = **leased;
+  llm_.Add(FakeLlm::Call("list_files", {{"path", "."}}));
+  llm_.Add(FakeLlm::Call("read_file", {{"path", "app.py"}}));
+  llm_.Add(FakeLlm::Call("search", {{"pattern", "return"}}));
+  AgentEnv env = Env(task_);
+  env.budgets = budgets;
+  AgentOutcome second = RunAgent(task_, env);
+  // Three calls after the retry (the policy's 2 and 1 extra), the first of them
+  // with only the new prompt.
+  EXPECT_EQ(second.result, AgentResult::kFailed);
+  EXPECT_NE(second.reason.find("step budget (3"), std::string::npos) << second.reason;
+  ASSERT_EQ(llm_.calls(), 5);
+  EXPECT_EQ(llm_.sent()[2].size(), 2u);
+  EXPECT_EQ(llm_.sent()[4].size(), 6u);
+  EXPECT_EQ(Events(EventType::kPrompt).size(), 2u);
+  EXPECT_EQ(Reload().steps, 5);
 }
 
 TEST_F(AgentLoopTest, MalformedRepliesAreToldThenFailTheTask) {

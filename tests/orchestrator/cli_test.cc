@@ -53,7 +53,9 @@ TEST_F(CliTest, ControlCharactersFromAReporterArePrintedEscaped) {
   // Retitles the terminal, clears the screen, returns the carriage over the line and
   // uses the 8-bit CSI (U+009B): raw, any of them rewrites what an engineer sees.
   Json fb = {{"kind", "bug"},
-             {"title", "Save \x1b]0;pwned\x07\x1b[2J fails\rok \xc2\x9b" "31m"},
+             {"title",
+              "Save \x1b]0;pwned\x07\x1b[2J fails\rok \xc2\x9b"
+              "31m"},
              {"body", "Steps"}};
   ASSERT_EQ(Call("POST", "/v1/feedback", reporter_, DumpJson(fb)).status, 201);
   for (const char* command : {"feedback list", "feedback show 1"}) {
@@ -66,6 +68,42 @@ TEST_F(CliTest, ControlCharactersFromAReporterArePrintedEscaped) {
               std::string::npos)
         << command << ": " << r.out;
   }
+}
+
+TEST_F(CliTest, TaskCancelAndRetry) {
+  // No model answers: the task parks on an escalation (blocked).
+  StartDaemon(
+      {{"llm.url", "http://127.0.0.1:1/v1"}, {"llm.timeout_ms", "2000"}, {"llm.retries", "1"}});
+  RegisterCalc();
+  Json fb = {{"kind", "bug"}, {"title", "Save fails"}, {"body", "Steps"}, {"repo", "calc"}};
+  auto filed = Call("POST", "/v1/feedback", reporter_, DumpJson(fb));
+  ASSERT_EQ(filed.status, 201) << filed.body;
+  int64_t fb_id = ParseJson(filed.body).value()["id"];
+  Json task = WaitSettled(fb_id);
+  ASSERT_EQ(task["state"], "blocked") << task.dump();
+  std::string id = std::to_string(task["id"].get<int64_t>());
+
+  EXPECT_EQ(Loom("task retry " + id, engineer_).exit_code, cli::kExitError) << "blocked: 409";
+  EXPECT_EQ(Loom("task cancel " + id, reporter_).exit_code, cli::kExitAuth);
+  CliRun cancel = Loom("task cancel " + id + " --reason 'filed twice'", engineer_);
+  EXPECT_EQ(cancel.exit_code, cli::kExitOk);
+  EXPECT_NE(cancel.out.find("Cancelled task #" + id + ": cancelled by an engineer: filed twice"),
+            std::string::npos)
+      << cancel.out;
+  CliRun show = Loom("feedback show " + std::to_string(fb_id), reporter_);
+  EXPECT_NE(show.out.find("cancelled"), std::string::npos) << show.out;
+  EXPECT_NE(show.out.find("why: cancelled by an engineer: filed twice"), std::string::npos)
+      << show.out;
+  EXPECT_EQ(Loom("task cancel " + id, engineer_).exit_code, cli::kExitError) << "already";
+
+  CliRun retry = Loom("--json task retry " + id + " --more-budget", engineer_);
+  ASSERT_EQ(retry.exit_code, cli::kExitOk) << retry.out;
+  Json retried = ParseJson(retry.out).value();
+  EXPECT_EQ(retried["state"], "queued");
+  EXPECT_EQ(retried["extra_steps"], 60) << "as much again as the default policy's budget";
+  CliRun show_task = Loom("task show " + id, engineer_);
+  EXPECT_NE(show_task.out.find("extra budget: 60 steps"), std::string::npos) << show_task.out;
+  EXPECT_EQ(Loom("task retry 999", engineer_).exit_code, cli::kExitNotFound);
 }
 
 TEST_F(CliTest, UnreachableServerIsExitCode5) {

@@ -131,6 +131,13 @@ const std::vector<Migration> kShippedBeforeTheSplit = {
     {5, R"sql(
         ALTER TABLE tasks ADD COLUMN answer TEXT;  -- a question's answer (state answered)
       )sql"},
+    // Added after the split, here in one piece as it would have been written
+    // before it: the modules' parts of version 6 must make the same schema.
+    {6, R"sql(
+        ALTER TABLE feedback ADD COLUMN resolution TEXT;
+        ALTER TABLE tasks ADD COLUMN extra_steps INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE tasks ADD COLUMN extra_tokens INTEGER NOT NULL DEFAULT 0;
+      )sql"},
 };
 
 // type/name -> (table, SQL) of every schema object.

@@ -9,7 +9,9 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 
+#include <atomic>
 #include <cstdlib>
+#include <thread>
 
 #include "sandbox/executor.h"
 #include "tests/sandbox/sandbox_fixture.h"
@@ -112,6 +114,21 @@ TEST_F(SandboxTest, SleepForeverIsKilledAtTheTimeout) {
   EXPECT_EQ(o.signal, SIGKILL);
   EXPECT_GE(o.wall_ms, 500);
   EXPECT_LT(o.wall_ms, 3000);
+}
+
+TEST_F(SandboxTest, ACancelledRunIsKilledAtOnce) {
+  std::atomic<bool> cancel{false};
+  std::thread canceller([&] {
+    std::this_thread::sleep_for(300ms);
+    cancel = true;
+  });
+  Outcome o = Sh("trap '' TERM INT HUP; sleep 1000", [&](RunSpec& s) { s.cancel = &cancel; });
+  canceller.join();
+  EXPECT_EQ(o.limit, LimitHit::kCancelled) << DumpJson(o.ToJson());
+  EXPECT_EQ(o.signal, SIGKILL);
+  EXPECT_GE(o.wall_ms, 300);
+  EXPECT_LT(o.wall_ms, 3000);
+  EXPECT_EQ(o.ToJson()["limit"], "cancelled");
 }
 
 TEST_F(SandboxTest, IgnoringSigtermDoesNotOutliveTheTimeout) {
