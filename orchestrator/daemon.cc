@@ -39,6 +39,9 @@ std::vector<Config::Key> DaemonConfigSchema() {
       {"log.level", T::kString, "info", "debug, info, warning or error."},
       {"log.json", T::kBool, "false", "Write logs as JSON lines."},
       {"http.threads", T::kInt, "2", "HTTP I/O threads."},
+      {"http.blocking_threads", T::kInt, "4",
+       "Threads that run the task, review and escalation routes (SQLite, git), off the I/O "
+       "threads."},
       {"http.max_body_bytes", T::kInt, "1048576", "Largest accepted request body (413 above)."},
       {"http.header_timeout_ms", T::kInt, "10000", "Time allowed to send a request head."},
       {"http.idle_timeout_ms", T::kInt, "60000", "Keep-alive wait for the next request."},
@@ -238,11 +241,17 @@ class DaemonImpl : public Daemon {
     tasks_->SetMasker(masker_);
     log::SetMasker(masker_);
     LOOM_RETURN_IF_ERROR(StartAgents(config));
-    orchestrator_api_ =
-        std::make_unique<OrchestratorApi>(tasks_.get(), feedback_.get(), tokens_.get(), data_dir_,
-                                          &policies_, secrets_.get(), [this] {
-                                            if (scheduler_) scheduler_->Wake();
-                                          });
+    int64_t blocking_threads = config.GetInt("http.blocking_threads");
+    if (blocking_threads < 1 || blocking_threads > 256) {
+      return Status::InvalidArgument("http.blocking_threads must be between 1 and 256 (got " +
+                                     std::to_string(blocking_threads) + ")");
+    }
+    orchestrator_api_ = std::make_unique<OrchestratorApi>(
+        tasks_.get(), feedback_.get(), tokens_.get(), data_dir_, &policies_, secrets_.get(),
+        [this] {
+          if (scheduler_) scheduler_->Wake();
+        },
+        static_cast<int>(blocking_threads));
     LOOM_RETURN_IF_ERROR(orchestrator_api_->FinishInterruptedMerges());
     orchestrator_api_->Register(router_);
 
