@@ -212,8 +212,12 @@ class DaemonImpl : public Daemon {
     latency_ = metrics_.NewHistogram("loom_http_request_duration_seconds",
                                      "HTTP request latency by route.", {"route"},
                                      MetricsRegistry::LatencyBuckets());
+    // Triage waits for new feedback instead of polling (the scheduler starts
+    // before the server takes its first request).
     feedback_api_ = std::make_unique<feedback::Api>(feedback_.get(), tokens_.get(), limiter_.get(),
-                                                    &metrics_, feedback::Limits{});
+                                                    &metrics_, feedback::Limits{}, [this] {
+                                                      if (scheduler_) scheduler_->Wake();
+                                                    });
     LOOM_RETURN_IF_ERROR(feedback_api_->LoadCounts());
 
     router_.Add("GET", "/healthz", [](HttpRequest&, std::shared_ptr<HttpExchange> ex) {
