@@ -23,8 +23,12 @@ Json ForCaller(const Item& item, const Principal& who) {
 }  // namespace
 
 Api::Api(Store* store, TokenStore* tokens, RateLimiter* limiter, MetricsRegistry* metrics,
-         Limits limits)
-    : store_(store), tokens_(tokens), limiter_(limiter), limits_(limits) {
+         Limits limits, std::function<void()> on_stored)
+    : store_(store),
+      tokens_(tokens),
+      limiter_(limiter),
+      limits_(limits),
+      on_stored_(std::move(on_stored)) {
   submitted_ = metrics->NewCounter("loom_feedback_submitted_total",
                                    "Feedback items stored, by kind and outcome (new or duplicate).",
                                    {"kind", "status"});
@@ -84,6 +88,7 @@ void Api::Submit(HttpRequest& req, std::shared_ptr<HttpExchange> ex) {
                    if (!r->replayed) {
                      submitted_->Add({kind, r->status});
                      items_->Add({r->status}, 1);
+                     if (on_stored_) on_stored_();
                    }
                    ex->Respond(HttpResponse::Json(r->replayed ? 200 : 201, DumpJson(body)));
                  });

@@ -14,8 +14,10 @@ namespace loom::feedback {
 
 class Api {
  public:
+  // `on_stored` (may be empty) is called after each new item is stored: the
+  // orchestrator's triage waits for it instead of polling.
   Api(Store* store, TokenStore* tokens, RateLimiter* limiter, MetricsRegistry* metrics,
-      Limits limits);
+      Limits limits, std::function<void()> on_stored = nullptr);
   void Register(Router& router);
   // Sets the loom_feedback_items gauge from the database (at start-up).
   Status LoadCounts();
@@ -29,6 +31,7 @@ class Api {
   TokenStore* tokens_;
   RateLimiter* limiter_;
   Limits limits_;
+  std::function<void()> on_stored_;
   Counter* submitted_;
   Counter* rejected_;
   Gauge* items_;

@@ -65,7 +65,8 @@ void RespondJson(std::shared_ptr<HttpExchange>& ex, int status, const Json& body
 OrchestratorApi::OrchestratorApi(const OrchestratorStores& stores, TaskLifecycle* lifecycle,
                                  feedback::Store* feedback, TokenStore* tokens,
                                  std::string data_dir, const PolicySet* policies,
-                                 SecretStore* secrets, std::function<void()> on_requeue)
+                                 SecretStore* secrets, std::function<void()> on_requeue,
+                                 int blocking_threads)
     : store_(stores.tasks.get()),
       escalations_(stores.escalations.get()),
       repos_(stores.repos.get()),
@@ -75,20 +76,29 @@ OrchestratorApi::OrchestratorApi(const OrchestratorStores& stores, TaskLifecycle
       data_dir_(std::move(data_dir)),
       policies_(policies),
       secrets_(secrets),
-      on_requeue_(std::move(on_requeue)) {}
+      on_requeue_(std::move(on_requeue)),
+      pool_(std::make_unique<BlockingPool>(std::max(1, blocking_threads))) {}
 
+OrchestratorApi::~OrchestratorApi() = default;
+
+// Every route reads or writes SQLite behind a store's lock, and some run libgit2
+// diffs and merges or read whole event logs: all of it runs on the blocking pool,
+// never on an HTTP I/O thread (which would stall every connection it serves).
+// The request is copied: the server keeps its own for the access log and metrics.
 void OrchestratorApi::Add(Router& router, const char* method, const char* path, Role min_role,
                           Handler handler) {
   router.Add(method, path,
-             [this, min_role, handler](HttpRequest& req, std::shared_ptr<HttpExchange> ex) {
-               auto who = tokens_->Authenticate(req);
-               if (!who.ok()) return ex->Respond(ErrorResponse(who.status()));
-               if (!who->AtLeast(min_role)) {
-                 return ex->Respond(ErrorResponse(
-                     Status::PermissionDenied("this needs a token with the role " +
-                                              std::string(RoleName(min_role)) + " or higher")));
-               }
-               (this->*handler)(req, ex);
+             [this, min_role, handler](HttpRequest& request, std::shared_ptr<HttpExchange> ex) {
+               pool_->Post([this, min_role, handler, req = request, ex]() mutable {
+                 auto who = tokens_->Authenticate(req);
+                 if (!who.ok()) return ex->Respond(ErrorResponse(who.status()));
+                 if (!who->AtLeast(min_role)) {
+                   return ex->Respond(ErrorResponse(
+                       Status::PermissionDenied("this needs a token with the role " +
+                                                std::string(RoleName(min_role)) + " or higher")));
+                 }
+                 (this->*handler)(req, ex);
+               });
              });
 }
 

@@ -30,8 +30,9 @@
 //        {deny: true, reason}, {secret: {name, value}}; requeues the blocked task.
 //        A secret is stored encrypted; the answer and the log keep only its name.
 //
-// Handlers run SQLite reads, and for approvals the libgit2 merge, on the I/O
-// thread (short). Whoever requested a task (the token that filed its feedback)
+// Handlers run on a small pool of their own (`blocking_threads`), never on an
+// HTTP I/O thread: they read and write SQLite, and run libgit2 diffs and merges,
+// and answer through the exchange. Whoever requested a task (the token that filed its feedback)
 // cannot approve it. Thread-safe.
 #pragma once
 
@@ -41,6 +42,7 @@
 #include <string>
 
 #include "common/auth.h"
+#include "common/blocking_pool.h"
 #include "common/http_server.h"
 #include "feedback/intake.h"
 #include "orchestrator/lifecycle.h"
@@ -62,8 +64,10 @@ class OrchestratorApi {
   // this. Every state change is asked of `lifecycle`.
   OrchestratorApi(const OrchestratorStores& stores, TaskLifecycle* lifecycle,
                   feedback::Store* feedback, TokenStore* tokens, std::string data_dir,
-                  const PolicySet* policies, SecretStore* secrets,
-                  std::function<void()> on_requeue);
+                  const PolicySet* policies, SecretStore* secrets, std::function<void()> on_requeue,
+                  int blocking_threads = 4);
+  // Runs the requests already handed to the pool, then returns.
+  ~OrchestratorApi();
   void Register(Router& router);
   // At start, before serving: finishes what a stop during an approve left. Each
   // registered repository completes or drops an interrupted merge
@@ -116,6 +120,8 @@ class OrchestratorApi {
   // so an answer that is refused (409) has stored nothing, a secret included.
   std::mutex answer_mu_;
   std::function<void()> on_requeue_;
+  // Last: destroyed first, so its jobs finish while the rest is alive.
+  std::unique_ptr<BlockingPool> pool_;
 };
 
 }  // namespace loom

@@ -39,6 +39,9 @@ std::vector<Config::Key> DaemonConfigSchema() {
       {"log.level", T::kString, "info", "debug, info, warning or error."},
       {"log.json", T::kBool, "false", "Write logs as JSON lines."},
       {"http.threads", T::kInt, "2", "HTTP I/O threads."},
+      {"http.blocking_threads", T::kInt, "4",
+       "Threads that run the task, review and escalation routes (SQLite, git), off the I/O "
+       "threads."},
       {"http.max_body_bytes", T::kInt, "1048576", "Largest accepted request body (413 above)."},
       {"http.header_timeout_ms", T::kInt, "10000", "Time allowed to send a request head."},
       {"http.idle_timeout_ms", T::kInt, "60000", "Keep-alive wait for the next request."},
@@ -210,8 +213,12 @@ class DaemonImpl : public Daemon {
     latency_ = metrics_.NewHistogram("loom_http_request_duration_seconds",
                                      "HTTP request latency by route.", {"route"},
                                      MetricsRegistry::LatencyBuckets());
+    // Triage waits for new feedback instead of polling (the scheduler starts
+    // before the server takes its first request).
     feedback_api_ = std::make_unique<feedback::Api>(feedback_.get(), tokens_.get(), limiter_.get(),
-                                                    &metrics_, feedback::Limits{});
+                                                    &metrics_, feedback::Limits{}, [this] {
+                                                      if (scheduler_) scheduler_->Wake();
+                                                    });
     LOOM_RETURN_IF_ERROR(feedback_api_->LoadCounts());
 
     router_.Add("GET", "/healthz", [](HttpRequest&, std::shared_ptr<HttpExchange> ex) {
@@ -242,11 +249,18 @@ class DaemonImpl : public Daemon {
                                                  stores_.repos.get(),
                                                  LifecycleOptions{data_dir_, &policies_});
     LOOM_RETURN_IF_ERROR(StartAgents(config));
-    orchestrator_api_ =
-        std::make_unique<OrchestratorApi>(stores_, lifecycle_.get(), feedback_.get(), tokens_.get(),
-                                          data_dir_, &policies_, secrets_.get(), [this] {
-                                            if (scheduler_) scheduler_->Wake();
-                                          });
+    int64_t blocking_threads = config.GetInt("http.blocking_threads");
+    if (blocking_threads < 1 || blocking_threads > 256) {
+      return Status::InvalidArgument("http.blocking_threads must be between 1 and 256 (got " +
+                                     std::to_string(blocking_threads) + ")");
+    }
+    orchestrator_api_ = std::make_unique<OrchestratorApi>(
+        stores_, lifecycle_.get(), feedback_.get(), tokens_.get(), data_dir_, &policies_,
+        secrets_.get(),
+        [this] {
+          if (scheduler_) scheduler_->Wake();
+        },
+        static_cast<int>(blocking_threads));
     LOOM_RETURN_IF_ERROR(orchestrator_api_->FinishInterruptedMerges());
     orchestrator_api_->Register(router_);
 

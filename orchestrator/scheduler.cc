@@ -75,26 +75,60 @@ Result<std::unique_ptr<Scheduler>> Scheduler::Start(TaskStore* store, Escalation
   for (int i = 0; i < s->options_.agents; ++i) {
     s->slots_.emplace_back([raw = s.get(), i] { raw->SlotLoop(i); });
   }
+  s->triage_ = std::thread([raw = s.get()] { raw->TriageLoop(); });
   return s;
 }
 
 Scheduler::~Scheduler() { Stop(); }
 
-void Scheduler::Wake() { wake_.notify_all(); }
+void Scheduler::Wake() {
+  {
+    MutexLock lock(&mu_);
+    ++wakes_;
+  }
+  wake_.notify_all();
+}
+
+uint64_t Scheduler::Wakes() {
+  MutexLock lock(&mu_);
+  return wakes_;
+}
+
+void Scheduler::WaitForWake(uint64_t seen) {
+  auto deadline = std::chrono::steady_clock::now() + options_.idle_recheck;
+  MutexLock lock(&mu_);
+  while (wakes_ == seen && !stop_ && lock.WaitUntil(&wake_, deadline)) {
+  }
+}
 
 void Scheduler::Stop() {
-  stop_ = true;
+  {
+    MutexLock lock(&mu_);  // a waiter between its check of stop_ and its wait sees it
+    stop_ = true;
+  }
   wake_.notify_all();
+  if (triage_.joinable()) triage_.join();
   for (auto& t : slots_) {
     if (t.joinable()) t.join();
   }
 }
 
+void Scheduler::TriageLoop() {
+  while (!stop_) {
+    uint64_t seen = Wakes();  // before triage: a submission during it is not missed
+    auto created = store_->Triage();
+    if (!created.ok()) {
+      LOOM_LOG(kError) << "triage failed: " << created.status().ToString();
+    } else if (!created->empty()) {
+      Wake();
+    }
+    WaitForWake(seen);
+  }
+}
+
 void Scheduler::SlotLoop(int slot) {
   while (!stop_) {
-    if (auto triaged = store_->Triage(); !triaged.ok()) {
-      LOOM_LOG(kError) << "triage failed: " << triaged.status().ToString();
-    }
+    uint64_t seen = Wakes();
     auto leased = lifecycle_->Lease();
     if (!leased.ok()) {
       LOOM_LOG(kError) << "leasing a task failed: " << leased.status().ToString();
@@ -105,8 +139,7 @@ void Scheduler::SlotLoop(int slot) {
       --busy_;
       continue;
     }
-    std::unique_lock<std::mutex> lock(mu_);
-    wake_.wait_for(lock, options_.poll, [this] { return stop_.load(); });
+    WaitForWake(seen);
   }
 }
 

@@ -1,18 +1,20 @@
 // The scheduler: N agent slots that lease queued tasks and run them.
 //
-// Each slot is a worker thread that triages new feedback into tasks, leases the
-// oldest queued task (a compare-and-set transition, so no task runs twice at
-// once), opens or creates its workspace, runs the agent, and records the
-// outcome as the next state: review, answered (a question), blocked (escalated,
-// the slot is freed) or failed. The agent moves no state itself, nor does the
-// scheduler: each transition of a run is asked of the task's lifecycle
-// (lifecycle.h), those during finish (running -> verifying and back) through
-// LifecyclePhases. A task cancelled while it runs has its agent and sandbox run
-// stopped through the lifecycle's cancel flag, and its files removed when the
-// slot releases it. On Stop() the agents stop at their next step and their tasks
-// go back to queued; after a crash, TaskLifecycle::RecoverInterrupted() does the
-// same at start-up. A step that meets a full disk (the data dir's DiskReserve)
-// parks its task as blocked with an `infrastructure` escalation. Thread-safe.
+// One triage thread turns new feedback into tasks when woken (a submission, a
+// repository added) and wakes the slots when it made some. Each slot is a worker
+// thread that, when woken, leases the oldest queued task (a compare-and-set
+// transition, so no task runs twice at once), opens or creates its workspace,
+// runs the agent, and records the outcome as the next state: review, answered (a
+// question), blocked (escalated, the slot is freed) or failed. The agent moves no
+// state itself, nor does the scheduler: each transition of a run is asked of the
+// task's lifecycle (lifecycle.h), those during finish (running -> verifying and
+// back) through LifecyclePhases. A task cancelled while it runs has its agent and
+// sandbox run stopped through the lifecycle's cancel flag, and its files removed
+// when the slot releases it. On Stop() the agents stop at their next step and
+// their tasks go back to queued; after a crash, TaskLifecycle::RecoverInterrupted()
+// does the same at start-up. A step that meets a full disk (the data dir's
+// DiskReserve) parks its task as blocked with an `infrastructure` escalation.
+// Thread-safe.
 #pragma once
 
 #include <atomic>
@@ -20,11 +22,11 @@
 #include <condition_variable>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "common/mutex.h"
 #include "common/status.h"
 #include "orchestrator/agent.h"
 #include "orchestrator/escalation_store.h"
@@ -47,7 +49,9 @@ struct SchedulerOptions {
   // REQUIRES: outlives the scheduler. A task keeps the policies it started with.
   const PolicySet* policies = nullptr;
   SecretStore* secrets = nullptr;  // may be null: no secrets
-  std::chrono::milliseconds poll{250};
+  // Triage and idle slots wait for Wake() (new feedback, a repository added, a
+  // task requeued); this is only the safety net for a wake-up that never came.
+  std::chrono::milliseconds idle_recheck{std::chrono::seconds(5)};
   // Space kept free on the data dir's filesystem (see disk_reserve.h); 0: none.
   uint64_t disk_reserve_bytes = 16 << 20;
 };
@@ -61,8 +65,9 @@ class Scheduler {
                                                   sandbox::Executor* executor,
                                                   SchedulerOptions options);
   ~Scheduler();
-  // Wakes idle slots (new feedback, an answered escalation).
-  void Wake();
+  // Wakes triage and the idle slots: new feedback, a repository added, a task
+  // requeued (an answered escalation, a review sent back).
+  void Wake() EXCLUDES(mu_);
   // Stops leasing and waits for the slots to finish their current step.
   void Stop();
   int busy_slots() const { return busy_; }
@@ -70,7 +75,13 @@ class Scheduler {
  private:
   Scheduler(TaskStore* store, EscalationStore* escalations, RepoStore* repos,
             TaskLifecycle* lifecycle, sandbox::Executor* executor, SchedulerOptions options);
+  // One thread turns new feedback into tasks, and wakes the slots when it made some.
+  void TriageLoop();
   void SlotLoop(int slot);
+  // The number of Wake() calls so far; WaitForWake returns once it has moved on
+  // from `seen`, at Stop(), or after `options_.idle_recheck`.
+  uint64_t Wakes() EXCLUDES(mu_);
+  void WaitForWake(uint64_t seen) EXCLUDES(mu_);
   void RunTask(int slot, const Task& task);
   Result<bool> ProtectedEditsApproved(int64_t task_id);
 
@@ -84,8 +95,10 @@ class Scheduler {
   std::unique_ptr<DiskReserve> disk_;
   std::atomic<bool> stop_{false};
   std::atomic<int> busy_{0};
-  std::mutex mu_;
+  Mutex mu_;
   std::condition_variable wake_;
+  uint64_t wakes_ GUARDED_BY(mu_) = 0;
+  std::thread triage_;
   std::vector<std::thread> slots_;
 };
 
