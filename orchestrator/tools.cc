@@ -181,6 +181,17 @@ ToolOutput RequestHuman(ToolContext& ctx, const ToolCall& call, JsonReader& a) {
                      "'; do without it, or finish with what you have");
   }
   if (kind == "api_key" && secret.empty()) return ToolError("an api_key request needs secret_name");
+  // Nobody could answer it: the API refuses a secret the policy does not list,
+  // so the task would wait for good. The agent hears it now instead.
+  if (kind == "api_key" && !policies::SecretAllowed(ctx.policy(), secret)) {
+    std::string allowed;
+    for (const std::string& name : ctx.policy().secrets.allowed) {
+      allowed += (allowed.empty() ? "" : ", ") + name;
+    }
+    return ToolError("this repository's policy does not allow the secret '" + secret +
+                     "' ([secrets] allowed: " + (allowed.empty() ? "none" : allowed) +
+                     "), so nobody can give it; do without it, or finish with what you have");
+  }
   auto blocked = ctx.Escalate(kind, summary, "agent",
                               secret.empty() ? std::nullopt : std::optional<std::string>(secret));
   ToolOutput out = ToolReply("a person has been asked; the task waits for the answer");

@@ -462,3 +462,30 @@ TEST_F(AgentLoopTest, AModelServerThatIsDownParksTheTask) {
 
 }  // namespace
 }  // namespace loom
+
+namespace loom {
+namespace {
+
+// An api_key the policy does not list could never be given (the API refuses it):
+// the agent is told at once instead of parking the task on it.
+TEST_F(AgentLoopTest, AnApiKeyThePolicyDoesNotAllowIsRefusedAtOnce) {
+  policy_.secrets.allowed = {"DEPLOY_TOKEN"};
+  llm_.Add(FakeLlm::Call("request_human", {{"kind", "api_key"},
+                                           {"summary", "the suite needs the database"},
+                                           {"secret_name", "PROD_DB_PASSWORD"}}));
+  llm_.Add(FakeLlm::Call("finish", {{"summary", "answered without it"}}));
+  AgentOutcome outcome = Run("question");
+  auto results = Results();
+  ASSERT_GE(results.size(), 1u);
+  EXPECT_NE(results[0].find("does not allow the secret 'PROD_DB_PASSWORD' ([secrets] allowed: "
+                            "DEPLOY_TOKEN)"),
+            std::string::npos)
+      << results[0];
+  auto open = stores_.escalations->List(true);
+  ASSERT_TRUE(open.ok());
+  EXPECT_TRUE(open->empty());
+  EXPECT_EQ(outcome.result, AgentResult::kAnswered) << outcome.reason;
+}
+
+}  // namespace
+}  // namespace loom
