@@ -2,7 +2,7 @@
 // N concurrent tasks, an instant scripted model (the replay server on loopback)
 // and a trivial tool (list_files), so what is measured is the loop itself: the
 // model call through libcurl, parsing, the durable appends of the reply and the
-// tool result (SQLite WAL, synchronous=FULL), the tool and the bookkeeping.
+// tool result (SQLite WAL, synchronous=NORMAL), the tool and the bookkeeping.
 //
 // Baseline in the same run: the same model call alone (LlmClient::Chat on the
 // same server from N threads), so the ratio says what the loop adds to it.
@@ -23,8 +23,8 @@
 #include "common/auth.h"
 #include "common/config.h"
 #include "common/log.h"
-#include "feedback/intake.h"
 #include "orchestrator/daemon.h"
+#include "orchestrator/http_client.h"
 #include "orchestrator/llm_client.h"
 #include "orchestrator/replay_model.h"
 #include "orchestrator/schema.h"
@@ -120,8 +120,7 @@ int Main(int argc, char** argv) {
   if (!daemon.ok()) return Die(daemon.status().message());
   std::string db = DatabasePath(dir + "/data");
   auto stores = OrchestratorStores::Open(db);
-  auto fb = feedback::Store::Open(db);
-  if (!stores.ok() || !fb.ok()) return Die("cannot open the stores");
+  if (!stores.ok()) return Die("cannot open the stores");
   TaskStore* store = stores->tasks.get();
   repos::RepoRecord calc;
   calc.name = "calc";
@@ -132,17 +131,21 @@ int Main(int argc, char** argv) {
   // A token row for the items (feedback references one).
   auto tokens = TokenStore::Open(db);
   auto token = (*tokens)->Create(Role::kReporter, "bench");
-  int64_t token_id = (*tokens)->Lookup(*token)->token_id;
+  // Filed as a user files them, over HTTP: each stored item wakes triage.
+  HttpClient http;
+  std::string url = "http://127.0.0.1:" + std::to_string((*daemon)->port()) + "/v1/feedback";
   auto t0 = Clock::now();
   for (int t = 0; t < tasks; ++t) {
-    feedback::Item item;
-    item.kind = "feature";
-    item.title = "bench task " + std::string(1, static_cast<char>('a' + t % 26)) +
-                 std::string(1, static_cast<char>('a' + t / 26));
-    item.body = "x";
-    item.repo = "calc";
-    item.token_id = token_id;
-    if (auto r = (*fb)->SubmitAndWait(std::move(item)); !r.ok()) return Die(r.status().message());
+    Json item = {{"kind", "feature"},
+                 {"title", "bench task " + std::string(1, static_cast<char>('a' + t % 26)) +
+                               std::string(1, static_cast<char>('a' + t / 26))},
+                 {"body", "x"},
+                 {"repo", "calc"}};
+    auto r =
+        http.Call("POST", url, DumpJson(item),
+                  {{"Authorization", "Bearer " + *token}, {"Content-Type", "application/json"}});
+    if (!r.ok()) return Die(r.status().message());
+    if (r->status != 201) return Die("POST /v1/feedback answered " + std::to_string(r->status));
   }
   // Wait until every task has made its steps (then it parks: the script ended).
   while (true) {
