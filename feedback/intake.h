@@ -14,7 +14,6 @@
 #include <deque>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -24,6 +23,7 @@
 #include "common/clock.h"
 #include "common/db.h"
 #include "common/json.h"
+#include "common/mutex.h"
 #include "common/status.h"
 
 namespace loom::feedback {
@@ -138,12 +138,12 @@ class Store {
   // Queues `item` for the next group commit; `done` runs on the writer thread
   // once the item is durable (or with the error). An idempotency key makes a
   // retried submission from the same token return the first item.
-  void Submit(Item item, std::string idempotency_key, Callback done);
+  void Submit(Item item, std::string idempotency_key, Callback done) EXCLUDES(mu_);
   Result<SubmitResult> SubmitAndWait(Item item, std::string idempotency_key = "");
 
-  Result<Item> Get(int64_t id);
-  Result<std::vector<Item>> List(const ListQuery& query);
-  Result<Counts> CountByStatus();
+  Result<Item> Get(int64_t id) EXCLUDES(read_mu_);
+  Result<std::vector<Item>> List(const ListQuery& query) EXCLUDES(read_mu_);
+  Result<Counts> CountByStatus() EXCLUDES(read_mu_);
 
  private:
   struct Pending {
@@ -152,18 +152,18 @@ class Store {
     Callback done;
   };
   Store(std::unique_ptr<Db> writer, std::unique_ptr<Db> reader, const Clock* clock);
-  void WriterLoop();
+  void WriterLoop() EXCLUDES(mu_);
   Result<SubmitResult> Insert(Item& item, const std::string& idempotency_key);
 
   const Clock* const clock_;
   std::unique_ptr<Db> writer_db_;  // writer thread only
-  std::mutex read_mu_;
-  std::unique_ptr<Db> reader_db_;  // GUARDED_BY(read_mu_)
+  Mutex read_mu_;
+  std::unique_ptr<Db> reader_db_ GUARDED_BY(read_mu_);
 
-  std::mutex mu_;
+  Mutex mu_;
   std::condition_variable cv_;
-  std::deque<Pending> queue_;  // GUARDED_BY(mu_)
-  bool stop_ = false;          // GUARDED_BY(mu_)
+  std::deque<Pending> queue_ GUARDED_BY(mu_);
+  bool stop_ GUARDED_BY(mu_) = false;
   std::thread writer_;
 };
 

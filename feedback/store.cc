@@ -2,6 +2,7 @@
 #include <future>
 
 #include "common/log.h"
+#include "common/mutex.h"
 #include "feedback/intake.h"
 
 namespace loom::feedback {
@@ -127,7 +128,7 @@ Store::Store(std::unique_ptr<Db> writer, std::unique_ptr<Db> reader, const Clock
 
 Store::~Store() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     stop_ = true;
   }
   cv_.notify_all();
@@ -136,7 +137,7 @@ Store::~Store() {
 
 void Store::Submit(Item item, std::string idempotency_key, Callback done) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     queue_.push_back(Pending{std::move(item), std::move(idempotency_key), std::move(done)});
   }
   cv_.notify_one();
@@ -154,8 +155,8 @@ void Store::WriterLoop() {
   while (true) {
     std::vector<Pending> batch;
     {
-      std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [this] { return stop_ || !queue_.empty(); });
+      MutexLock lock(&mu_);
+      while (!stop_ && queue_.empty()) lock.Wait(&cv_);
       if (queue_.empty()) return;  // stop_ and nothing left to write
       while (!queue_.empty() && batch.size() < kMaxBatch) {
         batch.push_back(std::move(queue_.front()));
@@ -263,7 +264,7 @@ Result<SubmitResult> Store::Insert(Item& item, const std::string& idempotency_ke
 }
 
 Result<Item> Store::Get(int64_t id) {
-  std::lock_guard<std::mutex> lock(read_mu_);
+  MutexLock lock(&read_mu_);
   return reader_db_->QueryOne(std::string("SELECT ") + kColumns + " FROM feedback WHERE id=?",
                               "no feedback item " + std::to_string(id), ReadItem, id);
 }
@@ -275,7 +276,7 @@ Result<std::vector<Item>> Store::List(const ListQuery& query) {
   if (query.repo) sql += " AND repo = ?";
   if (query.token_id) sql += " AND token_id = ?";
   sql += " ORDER BY id LIMIT ?";
-  std::lock_guard<std::mutex> lock(read_mu_);
+  MutexLock lock(&read_mu_);
   LOOM_ASSIGN_OR_RETURN(Statement * q, reader_db_->Prepare(sql));
   int i = 1;
   q->Bind(i++, query.after_id);
@@ -294,7 +295,7 @@ Result<std::vector<Item>> Store::List(const ListQuery& query) {
 }
 
 Result<Counts> Store::CountByStatus() {
-  std::lock_guard<std::mutex> lock(read_mu_);
+  MutexLock lock(&read_mu_);
   LOOM_ASSIGN_OR_RETURN(
       Statement * q, reader_db_->Prepare("SELECT status, count(*) FROM feedback GROUP BY status"));
   Counts c;

@@ -10,7 +10,6 @@
 
 #include <atomic>
 #include <cmath>
-#include <mutex>
 #include <random>
 #include <sstream>
 
@@ -19,6 +18,7 @@
 #include "common/json_reader.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "common/mutex.h"
 #include "inference/text/chat_format.h"
 #include "inference/text/tokenizer.h"
 #include "inference/text/tool_call_parser.h"
@@ -153,8 +153,8 @@ class Reply {
   // The engine callback: false when the client is gone or the reply is done.
   // Events that arrive before Started() (the engine may be quicker than the
   // I/O thread) are kept and replayed by it.
-  bool OnEvent(const GenerationEvent& ev) {
-    std::lock_guard lock(mu_);
+  bool OnEvent(const GenerationEvent& ev) EXCLUDES(mu_) {
+    MutexLock lock(&mu_);
     if (!started_) {
       early_.push_back(ev);
       return true;
@@ -164,8 +164,8 @@ class Reply {
 
   // Called once the engine accepted the request: starts the SSE stream when
   // asked and replays early events. False when the request should be cancelled.
-  bool Started() {
-    std::lock_guard lock(mu_);
+  bool Started() EXCLUDES(mu_) {
+    MutexLock lock(&mu_);
     started_ = true;
     if (stream_) {
       ex_->StartStream(200, "text/event-stream",
@@ -189,7 +189,7 @@ class Reply {
 
   bool Write(const Json& chunk) { return ex_->Write(Sse(chunk)); }
 
-  bool Handle(const GenerationEvent& ev) {
+  bool Handle(const GenerationEvent& ev) REQUIRES(mu_) {
     if (ex_->ClientGone()) return false;
     tokens_.insert(tokens_.end(), ev.tokens.begin(), ev.tokens.end());
     if (ev.finish == FinishReason::kError) {
@@ -226,9 +226,9 @@ class Reply {
     return ok;
   }
 
-  std::mutex mu_;  // the engine thread and Started() on the I/O thread
-  bool started_ = false;
-  std::vector<GenerationEvent> early_;
+  Mutex mu_;  // the engine thread and Started() on the I/O thread
+  bool started_ GUARDED_BY(mu_) = false;
+  std::vector<GenerationEvent> early_ GUARDED_BY(mu_);
 
   std::shared_ptr<HttpExchange> ex_;
   std::string model_;

@@ -630,19 +630,21 @@ void OrchestratorApi::AnswerEscalation(HttpRequest& req, std::shared_ptr<HttpExc
       })) {
     return;
   }
-  std::unique_lock<std::mutex> answering(answer_mu_);
-  auto escalation = escalations_->Get(*id);
-  if (!escalation.ok()) return ex->Respond(ErrorResponse(escalation.status()));
-  // Checked before ParseAnswer, which stores a secret: a 409 changes nothing.
-  if (escalation->state != "open") {
-    return ex->Respond(ErrorResponse(
-        Status::FailedPrecondition("escalation " + std::to_string(*id) + " is already answered")));
+  Status s;
+  {
+    MutexLock answering(&answer_mu_);
+    auto escalation = escalations_->Get(*id);
+    if (!escalation.ok()) return ex->Respond(ErrorResponse(escalation.status()));
+    // Checked before ParseAnswer, which stores a secret: a 409 changes nothing.
+    if (escalation->state != "open") {
+      return ex->Respond(ErrorResponse(Status::FailedPrecondition(
+          "escalation " + std::to_string(*id) + " is already answered")));
+    }
+    auto answer = ParseAnswer(request, *escalation);
+    if (!answer.ok()) return ex->Respond(ErrorResponse(answer.status()));
+    auto who = tokens_->Authenticate(req);
+    s = lifecycle_->AnswerEscalation(*id, *answer, who.ok() ? who->token_id : 0);
   }
-  auto answer = ParseAnswer(request, *escalation);
-  if (!answer.ok()) return ex->Respond(ErrorResponse(answer.status()));
-  auto who = tokens_->Authenticate(req);
-  Status s = lifecycle_->AnswerEscalation(*id, *answer, who.ok() ? who->token_id : 0);
-  answering.unlock();
   if (!s.ok()) return ex->Respond(ErrorResponse(s));
   if (on_requeue_) on_requeue_();
   auto e = escalations_->Get(*id);

@@ -38,12 +38,12 @@
 
 #include <functional>
 #include <map>
-#include <mutex>
 #include <string>
 
 #include "common/auth.h"
 #include "common/blocking_pool.h"
 #include "common/http_server.h"
+#include "common/mutex.h"
 #include "feedback/intake.h"
 #include "orchestrator/lifecycle.h"
 #include "orchestrator/repo_policy.h"
@@ -105,7 +105,7 @@ class OrchestratorApi {
   Result<Json> ParseAnswer(const AnswerRequest& answer, const Escalation& escalation);
   void ListEscalations(HttpRequest& req, std::shared_ptr<HttpExchange>& ex);
   void ShowEscalation(HttpRequest& req, std::shared_ptr<HttpExchange>& ex);
-  void AnswerEscalation(HttpRequest& req, std::shared_ptr<HttpExchange>& ex);
+  void AnswerEscalation(HttpRequest& req, std::shared_ptr<HttpExchange>& ex) EXCLUDES(answer_mu_);
 
   TaskStore* store_;
   EscalationStore* escalations_;
@@ -118,7 +118,7 @@ class OrchestratorApi {
   SecretStore* secrets_;
   // Held from the check that an escalation is open until its answer is recorded,
   // so an answer that is refused (409) has stored nothing, a secret included.
-  std::mutex answer_mu_;
+  Mutex answer_mu_;
   std::function<void()> on_requeue_;
   // Last: destroyed first, so its jobs finish while the rest is alive.
   std::unique_ptr<BlockingPool> pool_;

@@ -7,13 +7,13 @@
 #include <charconv>
 #include <cstdio>
 #include <filesystem>
-#include <mutex>
 
 #include "common/auth.h"
 #include "common/http_server.h"
 #include "common/json_reader.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "common/mutex.h"
 #include "common/private_dir.h"
 #include "common/rate_limiter.h"
 #include "feedback/api.h"
@@ -287,8 +287,8 @@ class DaemonImpl : public Daemon {
   uint16_t port() const override { return server_->port(); }
   const std::string& data_dir() const override { return data_dir_; }
 
-  void Stop(std::chrono::milliseconds drain) override {
-    std::lock_guard<std::mutex> lock(stop_mu_);
+  void Stop(std::chrono::milliseconds drain) override EXCLUDES(stop_mu_) {
+    MutexLock lock(&stop_mu_);
     if (server_) server_->Shutdown(drain);
     if (scheduler_) scheduler_->Stop();  // agents stop at their next step; tasks requeue
     feedback_api_.reset();
@@ -492,7 +492,9 @@ class DaemonImpl : public Daemon {
   std::unique_ptr<OrchestratorApi> orchestrator_api_;
   Router router_;
   std::unique_ptr<HttpServer> server_;
-  std::mutex stop_mu_;
+  // Serializes Stop() (the signal watcher's and the destructor's); it guards no
+  // member: Start() sets them before another thread can see the daemon.
+  Mutex stop_mu_;
 };
 
 }  // namespace

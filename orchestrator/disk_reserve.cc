@@ -35,7 +35,7 @@ bool DiskReserve::HoldLocked() {
 
 Status DiskReserve::Check() {
   if (bytes_ == 0) return Status::Ok();
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   struct statvfs vfs;
   if (::statvfs(dir_.c_str(), &vfs) != 0) {
     return Status::IoError("cannot read the free space of " + dir_ + ": " + std::strerror(errno));
@@ -55,7 +55,7 @@ Status DiskReserve::Check() {
 
 void DiskReserve::Release() {
   if (bytes_ == 0) return;
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   ::unlink(path_.c_str());
   held_ = false;
 }

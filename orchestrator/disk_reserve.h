@@ -15,9 +15,9 @@
 #pragma once
 
 #include <cstdint>
-#include <mutex>
 #include <string>
 
+#include "common/mutex.h"
 #include "common/status.h"
 
 namespace loom {
@@ -30,17 +30,17 @@ class DiskReserve {
   // OK while the disk has room; otherwise ResourceExhausted saying how much is
   // free, how much loomd keeps, and what to do. Makes the ballast when missing
   // and there is room for it. A statvfs and, rarely, an fallocate.
-  Status Check();
+  Status Check() EXCLUDES(mu_);
   // Deletes the ballast (a no-op when there is none).
-  void Release();
+  void Release() EXCLUDES(mu_);
 
  private:
-  bool HoldLocked();  // REQUIRES: mu_ held
+  bool HoldLocked() REQUIRES(mu_);
 
   const std::string dir_, path_;
   const uint64_t bytes_;
-  std::mutex mu_;
-  bool held_ = false;  // GUARDED_BY(mu_)
+  Mutex mu_;
+  bool held_ GUARDED_BY(mu_) = false;
 };
 
 // The summary of the `infrastructure` escalation that parks task `task_id`

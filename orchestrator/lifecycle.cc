@@ -37,14 +37,14 @@ TaskLifecycle::TaskLifecycle(TaskStore* store, EscalationStore* escalations, Rep
 Result<std::optional<Task>> TaskLifecycle::Lease() {
   // Held across the lease, so that a Cancel never sees a running task that no
   // slot has a flag for.
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   LOOM_ASSIGN_OR_RETURN(std::optional<Task> task, store_->LeaseNext());
   if (task) leased_[task->id] = std::make_shared<std::atomic<bool>>(false);
   return task;
 }
 
 const std::atomic<bool>* TaskLifecycle::CancelFlag(int64_t id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto it = leased_.find(id);
   return it == leased_.end() ? nullptr : it->second.get();
 }
@@ -52,14 +52,14 @@ const std::atomic<bool>* TaskLifecycle::CancelFlag(int64_t id) {
 void TaskLifecycle::Release(int64_t id) {
   bool cancelled = false;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     auto it = leased_.find(id);
     if (it == leased_.end()) return;
     cancelled = it->second->load();
     leased_.erase(it);
   }
   if (!cancelled) return;
-  std::lock_guard<std::mutex> files(files_mu_);
+  MutexLock files(&files_mu_);
   auto task = store_->Get(id);
   if (!task.ok()) {
     LOOM_LOG(kError) << "task " << id << ": cannot remove its files: " << task.status().ToString();
@@ -76,7 +76,7 @@ Result<int> TaskLifecycle::RecoverInterrupted() {
     if (cancelled.empty()) break;
     for (const Task& t : cancelled) {
       if (!t.branch) continue;
-      std::lock_guard<std::mutex> files(files_mu_);
+      MutexLock files(&files_mu_);
       RemoveTaskFiles(t);
     }
     after = cancelled.back().id;
@@ -169,17 +169,19 @@ Result<Task> TaskLifecycle::Cancel(int64_t id, const std::string& reason, int64_
     }
     // Held across the transition so that a slot's Release either comes before
     // (the task is not leased: its files are removed here) or sees the flag.
-    std::unique_lock<std::mutex> lock(mu_);
-    Status s = store_->RecordCancel(id, task.state, reason, by);
-    if (s.code() == StatusCode::kFailedPrecondition && attempt < 3) continue;
-    LOOM_RETURN_IF_ERROR(s);
-    auto leased = leased_.find(id);
-    bool running = leased != leased_.end();
-    if (running) leased->second->store(true);
-    lock.unlock();
+    bool running = false;
+    {
+      MutexLock lock(&mu_);
+      Status s = store_->RecordCancel(id, task.state, reason, by);
+      if (s.code() == StatusCode::kFailedPrecondition && attempt < 3) continue;
+      LOOM_RETURN_IF_ERROR(s);
+      auto leased = leased_.find(id);
+      running = leased != leased_.end();
+      if (running) leased->second->store(true);
+    }
     LOOM_LOG(kInfo) << "task " << id << " cancelled: " << reason;
     if (!running) {
-      std::lock_guard<std::mutex> files(files_mu_);
+      MutexLock files(&files_mu_);
       RemoveTaskFiles(task);
     }
     return store_->Get(id);
@@ -192,7 +194,7 @@ Result<Task> TaskLifecycle::Retry(int64_t id, int64_t by, const RetryBudget& bud
     return NotFrom(task, "retried", "failed or cancelled");
   }
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     if (leased_.count(id)) {
       return Status::FailedPrecondition("task " + std::to_string(id) +
                                         " is still stopping after its cancellation: retry it in "
@@ -213,7 +215,7 @@ Result<Task> TaskLifecycle::Retry(int64_t id, int64_t by, const RetryBudget& bud
   // and create its new workspace. Under files_mu_, so that a cancel's removal
   // still under way cannot remove the new workspace.
   {
-    std::lock_guard<std::mutex> files(files_mu_);
+    MutexLock files(&files_mu_);
     RemoveTaskFiles(task);
     LOOM_RETURN_IF_ERROR(store_->RecordRetry(id, task.state, by, extra_steps, extra_tokens));
   }

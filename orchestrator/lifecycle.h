@@ -24,11 +24,11 @@
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 
 #include "common/json.h"
+#include "common/mutex.h"
 #include "common/status.h"
 #include "orchestrator/agent.h"
 #include "orchestrator/escalation_store.h"
@@ -63,17 +63,17 @@ class TaskLifecycle {
   // --- The scheduler's slots.
   // The oldest queued task moved to running, or nullopt. The task is the
   // caller's until Release(id).
-  Result<std::optional<Task>> Lease();
+  Result<std::optional<Task>> Lease() EXCLUDES(mu_);
   // The cancel flag of a leased task, for AgentEnv::cancel; null when `id` is not
   // leased. Valid until Release(id).
-  const std::atomic<bool>* CancelFlag(int64_t id);
+  const std::atomic<bool>* CancelFlag(int64_t id) EXCLUDES(mu_);
   // The slot let go of `id` (its workspace closed, its sandbox runs over): a task
   // cancelled meanwhile has its worktree, base copy and branch removed now.
-  void Release(int64_t id);
+  void Release(int64_t id) EXCLUDES(mu_, files_mu_);
   // At start-up, before any lease: running and verifying tasks go back to queued,
   // and cancelled tasks that still have a branch lose it. Returns how many were
   // requeued.
-  Result<int> RecoverInterrupted();
+  Result<int> RecoverInterrupted() EXCLUDES(files_mu_);
   // running -> verifying while finish verifies; verifying -> running when it fails.
   Status BeginVerification(int64_t id, const std::string& reason);
   Status VerificationFailed(int64_t id, const std::string& reason);
@@ -99,29 +99,29 @@ class TaskLifecycle {
   // queued, blocked, changes_requested, running or verifying -> cancelled, its
   // open escalations closed, its feedback told `reason`. FailedPrecondition (a
   // message naming the state) from any other state. Returns the task as cancelled.
-  Result<Task> Cancel(int64_t id, const std::string& reason, int64_t by);
+  Result<Task> Cancel(int64_t id, const std::string& reason, int64_t by) EXCLUDES(mu_, files_mu_);
   // failed or cancelled -> queued with a fresh start (its old worktree, base copy
   // and branch removed; a new workspace from the target's head when leased) and
   // `budget` added. FailedPrecondition from any other state, or while the slot
   // that ran a cancelled task is still stopping.
-  Result<Task> Retry(int64_t id, int64_t by, const RetryBudget& budget);
+  Result<Task> Retry(int64_t id, int64_t by, const RetryBudget& budget) EXCLUDES(mu_, files_mu_);
 
  private:
   // `s`, or Ok when it is FailedPrecondition and the task is cancelled.
   Status CancellationStands(int64_t id, Status s);
   // Removes the task's worktree, branch and base copy and forgets its branch;
-  // what cannot be removed is logged. REQUIRES: files_mu_ held.
-  void RemoveTaskFiles(const Task& task);
+  // what cannot be removed is logged.
+  void RemoveTaskFiles(const Task& task) REQUIRES(files_mu_);
 
   TaskStore* store_;
   EscalationStore* escalations_;
   RepoStore* repos_;
   LifecycleOptions options_;
-  std::mutex mu_;
-  std::map<int64_t, std::shared_ptr<std::atomic<bool>>> leased_;  // GUARDED_BY(mu_)
+  Mutex mu_;
+  std::map<int64_t, std::shared_ptr<std::atomic<bool>>> leased_ GUARDED_BY(mu_);
   // Held while a task's files are removed, and by a retry until it is queued;
   // never together with mu_.
-  std::mutex files_mu_;
+  Mutex files_mu_;
 };
 
 // The phases of one task's run (agent.h's TaskPhases), asked of its lifecycle.

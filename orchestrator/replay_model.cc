@@ -2,12 +2,12 @@
 
 #include <fstream>
 #include <map>
-#include <mutex>
 #include <sstream>
 #include <thread>
 
 #include "common/http_server.h"
 #include "common/json_reader.h"
+#include "common/mutex.h"
 
 namespace loom {
 namespace {
@@ -65,7 +65,7 @@ class ReplayModelImpl : public ReplayModel {
   uint16_t port() const override { return server_->port(); }
   std::string url() const override { return "http://127.0.0.1:" + std::to_string(port()) + "/v1"; }
   std::vector<Json> requests() const override {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     return requests_;
   }
   void Stop() override {
@@ -106,7 +106,7 @@ class ReplayModelImpl : public ReplayModel {
     const Json* entry = nullptr;
     int fail_status = 0;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       requests_.push_back(*body);
       if (conv && step < (*conv)["replies"].size()) {
         entry = &(*conv)["replies"][step];
@@ -205,9 +205,9 @@ class ReplayModelImpl : public ReplayModel {
   Json script_;
   Router router_;
   std::unique_ptr<HttpServer> server_;
-  mutable std::mutex mu_;
-  std::vector<Json> requests_;                              // GUARDED_BY(mu_)
-  std::map<std::pair<std::string, size_t>, int> failures_;  // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  std::vector<Json> requests_ GUARDED_BY(mu_);
+  std::map<std::pair<std::string, size_t>, int> failures_ GUARDED_BY(mu_);
 };
 
 }  // namespace

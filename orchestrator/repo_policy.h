@@ -8,9 +8,9 @@
 
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 
+#include "common/mutex.h"
 #include "orchestrator/agent.h"
 #include "policies/policy.h"
 #include "repos/workspace.h"
@@ -27,19 +27,19 @@ class PolicySet {
  public:
   explicit PolicySet(PolicyMap initial = {})
       : current_(std::make_shared<const PolicyMap>(std::move(initial))) {}
-  std::shared_ptr<const PolicyMap> Snapshot() const {
-    std::lock_guard<std::mutex> lock(mu_);
+  std::shared_ptr<const PolicyMap> Snapshot() const EXCLUDES(mu_) {
+    MutexLock lock(&mu_);
     return current_;
   }
-  void Replace(PolicyMap next) {
+  void Replace(PolicyMap next) EXCLUDES(mu_) {
     auto fresh = std::make_shared<const PolicyMap>(std::move(next));
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     current_ = std::move(fresh);
   }
 
  private:
-  mutable std::mutex mu_;
-  std::shared_ptr<const PolicyMap> current_;  // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  std::shared_ptr<const PolicyMap> current_ GUARDED_BY(mu_);
 };
 
 // `repo`'s policy: policies/<repo>.toml when there is one, else the defaults.

@@ -178,7 +178,7 @@ Result<std::unique_ptr<SecretStore>> SecretStore::Open(const std::string& db_pat
 }
 
 Status SecretStore::LoadAll() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   std::vector<std::pair<std::string, std::string>> rows;
   {
     LOOM_ASSIGN_OR_RETURN(Statement * q, db_->Prepare("SELECT name, sealed FROM secrets"));
@@ -214,7 +214,7 @@ Status SecretStore::Put(const std::string& name, const std::string& value) {
                                    " characters: a shorter one could not be told apart from "
                                    "ordinary output, so it could not be masked");
   }
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   LOOM_ASSIGN_OR_RETURN(std::string sealed, Seal(value));
   // Known to the masker before it can reach any sandbox run.
   masker_->Add(name, value);
@@ -226,7 +226,7 @@ Status SecretStore::Put(const std::string& name, const std::string& value) {
 }
 
 Result<SecretList> SecretStore::Get(const std::vector<std::string>& names) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   SecretList out;
   for (const auto& name : names) {
     LOOM_ASSIGN_OR_RETURN(std::optional<std::string> sealed,

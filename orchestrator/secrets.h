@@ -16,13 +16,13 @@
 #pragma once
 
 #include <memory>
-#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "common/clock.h"
 #include "common/db.h"
+#include "common/mutex.h"
 #include "common/secret_mask.h"
 #include "common/status.h"
 
@@ -43,9 +43,9 @@ class SecretStore {
   // Names are environment variable names: [A-Z_][A-Z0-9_]*, at most 128.
   // Values have at least SecretMasker::kMinFragment bytes (shorter ones could
   // not be masked without masking ordinary text).
-  Status Put(const std::string& name, const std::string& value);
+  Status Put(const std::string& name, const std::string& value) EXCLUDES(mu_);
   // The stored values among `names` (missing ones are left out).
-  Result<SecretList> Get(const std::vector<std::string>& names);
+  Result<SecretList> Get(const std::vector<std::string>& names) EXCLUDES(mu_);
   // Masks every value this store held when it opened or was given since.
   std::shared_ptr<const SecretMasker> masker() const { return masker_; }
 
@@ -53,16 +53,16 @@ class SecretStore {
 
  private:
   SecretStore(std::unique_ptr<Db> db, std::unique_ptr<Key> key, const Clock* clock);
-  // REQUIRES: mu_ held (the key caches what it derives).
-  Result<std::string> Seal(const std::string& value);
-  Result<std::string> Unseal(const std::string& sealed);
+  // Under mu_: the key caches what it derives.
+  Result<std::string> Seal(const std::string& value) REQUIRES(mu_);
+  Result<std::string> Unseal(const std::string& sealed) REQUIRES(mu_);
   // Reads every value into the masker, sealing v1 values again as v2.
-  Status LoadAll();
+  Status LoadAll() EXCLUDES(mu_);
 
   const Clock* const clock_;
-  std::mutex mu_;
-  std::unique_ptr<Db> db_;    // GUARDED_BY(mu_)
-  std::unique_ptr<Key> key_;  // GUARDED_BY(mu_)
+  Mutex mu_;
+  std::unique_ptr<Db> db_ GUARDED_BY(mu_);
+  std::unique_ptr<Key> key_ GUARDED_BY(mu_);
   const std::shared_ptr<SecretMasker> masker_;
 };
 

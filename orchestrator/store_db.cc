@@ -14,15 +14,17 @@ Result<std::shared_ptr<StoreDb>> StoreDb::Open(const std::string& db_path, const
 }
 
 void StoreDb::SetMasker(std::shared_ptr<const SecretMasker> masker) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   masker_ = std::move(masker);
 }
 
 Json StoreDb::Lock::Masked(const Json& j) const {
+  owner_->mu_.AssertHeld();  // a Lock holds it (see store_db.h)
   return owner_->masker_ ? owner_->masker_->MaskJson(j) : j;
 }
 
 std::string StoreDb::Lock::Masked(const std::string& text) const {
+  owner_->mu_.AssertHeld();
   return owner_->masker_ ? owner_->masker_->Mask(text) : text;
 }
 

@@ -13,12 +13,12 @@
 
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <string>
 
 #include "common/clock.h"
 #include "common/db.h"
 #include "common/json.h"
+#include "common/mutex.h"
 #include "common/secret_mask.h"
 #include "common/status.h"
 
@@ -32,9 +32,18 @@ class StoreDb {
                                                const Clock* clock = SystemClock::Default());
 
   // Proof that its holder has the connection to itself; valid while it lives.
+  // Its accessors read the guarded members through AssertHeld: the analysis
+  // cannot follow a lock returned from Acquire() into the caller, but a Lock
+  // cannot exist without holding owner_->mu_ (it is neither copied nor moved;
+  // Acquire() returns it by guaranteed copy elision).
   class Lock {
    public:
-    Db* db() const { return owner_->db_.get(); }
+    Lock(const Lock&) = delete;
+    Lock& operator=(const Lock&) = delete;
+    Db* db() const {
+      owner_->mu_.AssertHeld();
+      return owner_->db_.get();
+    }
     int64_t NowMs() const { return owner_->clock_->NowMs(); }
     // `j` or `text` as it may be recorded: every stored secret masked.
     Json Masked(const Json& j) const;
@@ -42,23 +51,23 @@ class StoreDb {
 
    private:
     friend class StoreDb;
-    explicit Lock(StoreDb* owner) : owner_(owner), lock_(owner->mu_) {}
-    StoreDb* owner_;
-    std::unique_lock<std::mutex> lock_;
+    explicit Lock(StoreDb* owner) : owner_(owner), lock_(&owner->mu_) {}
+    StoreDb* const owner_;
+    MutexLock lock_;
   };
   Lock Acquire() { return Lock(this); }
 
   // From now on every event, state reason, escalation summary and answer is
   // masked by `masker` before it is written (the secret store's; see
   // common/secret_mask.h). Null: nothing is masked.
-  void SetMasker(std::shared_ptr<const SecretMasker> masker);
+  void SetMasker(std::shared_ptr<const SecretMasker> masker) EXCLUDES(mu_);
 
  private:
   StoreDb(std::unique_ptr<Db> db, const Clock* clock) : db_(std::move(db)), clock_(clock) {}
 
-  std::mutex mu_;
-  std::unique_ptr<Db> db_;                      // GUARDED_BY(mu_)
-  std::shared_ptr<const SecretMasker> masker_;  // GUARDED_BY(mu_)
+  Mutex mu_;
+  std::unique_ptr<Db> db_ GUARDED_BY(mu_);
+  std::shared_ptr<const SecretMasker> masker_ GUARDED_BY(mu_);
   const Clock* const clock_;
 };
 

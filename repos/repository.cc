@@ -28,10 +28,10 @@
 #include <cerrno>
 #include <filesystem>
 #include <fstream>
-#include <mutex>
 
 #include "common/crash_point.h"
 #include "common/log.h"
+#include "common/mutex.h"
 #include "repos/internal/confined_fs.h"
 #include "repos/internal/fast_checkout.h"
 #include "repos/internal/git_util.h"
@@ -50,18 +50,14 @@ using internal::OidHex;
 // worktree's HEAD, and libgit2 1.5 takes a sibling whose admin files vanish
 // between its listing and its lookup for one that has the branch ("reference is
 // already checked out"). One lock for the process: Repository objects come and go.
-std::mutex& RegistrationMutex() {
-  static std::mutex mu;
-  return mu;
-}
+// Constant-initialized (std::mutex's constructor is constexpr), so usable from
+// any static initializer.
+Mutex registration_mu;
 
 // Held for a whole merge, and while an interrupted one is finished: one merge
 // journal per repository, and a merge reads the journal a previous one may be
 // writing.
-std::mutex& MergeMutex() {
-  static std::mutex mu;
-  return mu;
-}
+Mutex merge_mu;
 
 // When this process started, near enough: a lock file older than this was left
 // by a process that is gone.
@@ -222,7 +218,7 @@ class RepositoryImpl final : public Repository {
   }
 
   Result<MergeOutcome> MergeBranch(std::string_view task_id) override {
-    std::lock_guard<std::mutex> lock(MergeMutex());
+    MutexLock lock(&merge_mu);
     LOOM_ASSIGN_OR_RETURN(GitPtr<git_repository> repo, internal::OpenRepo(record_.path));
     LOOM_RETURN_IF_ERROR(FinishJournaledMerge(repo.get()));
     LOOM_ASSIGN_OR_RETURN(std::string branch, FindBranch(repo.get(), std::string(task_id)));
@@ -272,7 +268,7 @@ class RepositoryImpl final : public Repository {
   }
 
   Status FinishInterruptedMerge() override {
-    std::lock_guard<std::mutex> lock(MergeMutex());
+    MutexLock lock(&merge_mu);
     LOOM_ASSIGN_OR_RETURN(GitPtr<git_repository> repo, internal::OpenRepo(record_.path));
     return FinishJournaledMerge(repo.get());
   }
@@ -297,7 +293,7 @@ class RepositoryImpl final : public Repository {
   // is finished from the journal (see FinishJournaledMerge) if this process dies.
   // Local changes the merge would overwrite are refused before anything moves.
   Status MoveTarget(git_repository* repo, const std::string& branch, const git_oid& old_commit,
-                    const git_oid& new_commit) {
+                    const git_oid& new_commit) REQUIRES(merge_mu) {
     const std::string& target_name = record_.settings.target_branch;
     LOOM_ASSIGN_OR_RETURN(bool checked_out, TargetCheckedOut(repo));
     const std::string journal = JournalPath(repo);
@@ -362,7 +358,7 @@ class RepositoryImpl final : public Repository {
   // left: when the target ref had moved, the checkout is brought to the new
   // commit (it may hold the old tree, the new one, or a mix: FinishCheckout);
   // when it had not, the checkout was never touched. Either way the journal goes.
-  Status FinishJournaledMerge(git_repository* repo) {
+  Status FinishJournaledMerge(git_repository* repo) REQUIRES(merge_mu) {
     const std::string journal = JournalPath(repo);
     std::ifstream in(journal);
     if (!in) return Status::Ok();
@@ -428,8 +424,8 @@ class RepositoryImpl final : public Repository {
   // one (or be absent where a side lacks it); those paths are then forced to the
   // new commit, files and index. Any other content there is a local change made
   // since: FailedPrecondition, nothing touched.
-  Status FinishCheckout(git_repository* repo, const git_oid& old_commit,
-                        const git_oid& new_commit) {
+  Status FinishCheckout(git_repository* repo, const git_oid& old_commit, const git_oid& new_commit)
+      REQUIRES(merge_mu) {
     LOOM_ASSIGN_OR_RETURN(GitPtr<git_commit> oc, internal::LookupCommit(repo, old_commit));
     LOOM_ASSIGN_OR_RETURN(GitPtr<git_tree> old_tree, internal::CommitTree(oc.get()));
     LOOM_ASSIGN_OR_RETURN(GitPtr<git_commit> nc, internal::LookupCommit(repo, new_commit));
@@ -610,7 +606,7 @@ class RepositoryImpl final : public Repository {
   static Status AddWorktree(git_repository* repo, git_reference* branch, const std::string& name,
                             const std::string& path) {
     {
-      std::lock_guard<std::mutex> lock(RegistrationMutex());
+      MutexLock lock(&registration_mu);
       git_worktree_add_options opts = GIT_WORKTREE_ADD_OPTIONS_INIT;
       opts.ref = branch;
       opts.checkout_options.checkout_strategy = GIT_CHECKOUT_NONE;
@@ -659,7 +655,7 @@ class RepositoryImpl final : public Repository {
     if (!s.ok()) {
       LOOM_LOG(kWarning) << "removing worktree: " << s.ToString();
     }
-    std::lock_guard<std::mutex> lock(RegistrationMutex());
+    MutexLock lock(&registration_mu);
     if (GitPtr<git_worktree> wt; git_worktree_lookup(Out(wt), repo, name.c_str()) == 0) {
       git_worktree_prune_options popts = GIT_WORKTREE_PRUNE_OPTIONS_INIT;
       popts.flags = GIT_WORKTREE_PRUNE_VALID | GIT_WORKTREE_PRUNE_LOCKED;

@@ -17,10 +17,10 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
-#include <mutex>
 #include <thread>
 #include <unordered_set>
 
+#include "common/mutex.h"
 #include "inference/engine/kv_cache.h"
 
 namespace loom::inference {
@@ -96,7 +96,7 @@ class EngineImpl final : public Engine {
 
   ~EngineImpl() override {
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(&mu_);
       stopping_ = true;
     }
     cv_.notify_all();
@@ -122,7 +122,7 @@ class EngineImpl final : public Engine {
     if (request.max_tokens < 1) {
       return Status::InvalidArgument("max_tokens must be at least 1");
     }
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     if (stopping_) return Status::Unavailable("the engine is shutting down");
     uint64_t id = next_id_++;
     incoming_.push_back(std::make_unique<Sequence>(id, std::move(request), std::move(on_event),
@@ -133,13 +133,13 @@ class EngineImpl final : public Engine {
   }
 
   void Cancel(uint64_t id) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     cancels_.insert(id);
     cv_.notify_one();
   }
 
   EngineStats Stats() const override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     return stats_;
   }
 
@@ -151,11 +151,11 @@ class EngineImpl final : public Engine {
     for (;;) {
       std::unordered_set<uint64_t> cancels;
       {
-        std::unique_lock lock(mu_);
-        cv_.wait(lock, [&] {
-          return stopping_ || !incoming_.empty() || !cancels_.empty() || !running_.empty() ||
-                 !waiting_.empty();
-        });
+        MutexLock lock(&mu_);
+        while (!stopping_ && incoming_.empty() && cancels_.empty() && running_.empty() &&
+               waiting_.empty()) {
+          lock.Wait(&cv_);
+        }
         if (stopping_) break;
         for (auto& s : incoming_) waiting_.push_back(std::move(s));
         incoming_.clear();
@@ -167,7 +167,7 @@ class EngineImpl final : public Engine {
     }
     std::deque<std::unique_ptr<Sequence>> rest;
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(&mu_);
       for (auto& s : incoming_) rest.push_back(std::move(s));
       incoming_.clear();
     }
@@ -505,7 +505,7 @@ class EngineImpl final : public Engine {
       double span = std::chrono::duration<double>(now - recent_.front().first).count();
       tps = static_cast<double>(recent_.size()) / std::max(span, 1.0);
     }
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     stats_.queue_depth = static_cast<int64_t>(waiting_.size() + incoming_.size());
     stats_.running = static_cast<int64_t>(running_.size());
     stats_.kv_blocks_used = kv_.num_used();
@@ -523,13 +523,13 @@ class EngineImpl final : public Engine {
   int32_t max_context_ = 0;
   std::unordered_set<int32_t> eos_;
 
-  mutable std::mutex mu_;
+  mutable Mutex mu_;
   std::condition_variable cv_;
-  bool stopping_ = false;                            // GUARDED_BY(mu_)
-  uint64_t next_id_ = 1;                             // GUARDED_BY(mu_)
-  std::vector<std::unique_ptr<Sequence>> incoming_;  // GUARDED_BY(mu_)
-  std::unordered_set<uint64_t> cancels_;             // GUARDED_BY(mu_)
-  EngineStats stats_;                                // GUARDED_BY(mu_)
+  bool stopping_ GUARDED_BY(mu_) = false;
+  uint64_t next_id_ GUARDED_BY(mu_) = 1;
+  std::vector<std::unique_ptr<Sequence>> incoming_ GUARDED_BY(mu_);
+  std::unordered_set<uint64_t> cancels_ GUARDED_BY(mu_);
+  EngineStats stats_ GUARDED_BY(mu_);
 
   // Engine thread only.
   KvBlockManager kv_;

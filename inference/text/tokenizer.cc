@@ -13,12 +13,12 @@
 #include <array>
 #include <filesystem>
 #include <fstream>
-#include <mutex>
 #include <queue>
 #include <sstream>
 #include <unordered_map>
 
 #include "common/json.h"
+#include "common/mutex.h"
 #include "inference/text/internal/nfc.h"
 #include "inference/text/internal/pre_tokenize.h"
 
@@ -127,9 +127,9 @@ struct Tokenizer::Impl {
   std::vector<int32_t> template_prefix;
   std::vector<int32_t> template_suffix;
 
-  mutable std::mutex cache_mu;
-  mutable std::unordered_map<std::string, std::vector<int32_t>, StringHash, std::equal_to<>>
-      cache;  // GUARDED_BY(cache_mu)
+  mutable Mutex cache_mu;
+  mutable std::unordered_map<std::string, std::vector<int32_t>, StringHash, std::equal_to<>> cache
+      GUARDED_BY(cache_mu);
 
   Status Error(std::string_view field, std::string_view what) const {
     return Status::InvalidArgument("tokenizer " + file + ": " + std::string(field) + ": " +
@@ -518,7 +518,7 @@ std::vector<int32_t> Tokenizer::Impl::Bpe(std::string_view word) const {
 void Tokenizer::Impl::EncodeWord(std::string_view word, std::vector<int32_t>* out) const {
   if (word.empty()) return;
   {
-    std::lock_guard<std::mutex> lock(cache_mu);
+    MutexLock lock(&cache_mu);
     if (auto it = cache.find(word); it != cache.end()) {
       out->insert(out->end(), it->second.begin(), it->second.end());
       return;
@@ -526,7 +526,7 @@ void Tokenizer::Impl::EncodeWord(std::string_view word, std::vector<int32_t>* ou
   }
   std::vector<int32_t> ids = Bpe(word);
   out->insert(out->end(), ids.begin(), ids.end());
-  std::lock_guard<std::mutex> lock(cache_mu);
+  MutexLock lock(&cache_mu);
   if (cache.size() >= kMaxCachedWords) cache.clear();
   cache.emplace(std::string(word), std::move(ids));
 }
@@ -623,7 +623,7 @@ const std::vector<int32_t>& Tokenizer::template_prefix() const { return impl_->t
 const std::vector<int32_t>& Tokenizer::template_suffix() const { return impl_->template_suffix; }
 
 size_t Tokenizer::cached_words() const {
-  std::lock_guard<std::mutex> lock(impl_->cache_mu);
+  MutexLock lock(&impl_->cache_mu);
   return impl_->cache.size();
 }
 

@@ -11,7 +11,7 @@ ThreadPool::ThreadPool(int size) : size_(std::max(size, 1)) {
 
 ThreadPool::~ThreadPool() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     stop_ = true;
   }
   start_cv_.notify_all();
@@ -23,15 +23,15 @@ void ThreadPool::WorkerLoop(int index) {
   for (;;) {
     const std::function<void(int)>* job;
     {
-      std::unique_lock<std::mutex> lock(mu_);
-      start_cv_.wait(lock, [&] { return stop_ || generation_ != seen; });
+      MutexLock lock(&mu_);
+      while (!stop_ && generation_ == seen) lock.Wait(&start_cv_);
       if (stop_) return;
       seen = generation_;
       job = job_;
     }
     (*job)(index);
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       if (--pending_ == 0) done_cv_.notify_one();
     }
   }
@@ -43,15 +43,15 @@ void ThreadPool::RunOnEach(const std::function<void(int)>& fn) {
     return;
   }
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     job_ = &fn;
     pending_ = size_ - 1;
     ++generation_;
   }
   start_cv_.notify_all();
   fn(0);
-  std::unique_lock<std::mutex> lock(mu_);
-  done_cv_.wait(lock, [&] { return pending_ == 0; });
+  MutexLock lock(&mu_);
+  while (pending_ != 0) lock.Wait(&done_cv_);
   job_ = nullptr;
 }
 

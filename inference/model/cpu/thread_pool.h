@@ -9,9 +9,10 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
-#include <mutex>
 #include <thread>
 #include <vector>
+
+#include "common/mutex.h"
 
 namespace loom::inference::cpu {
 
@@ -27,24 +28,24 @@ class ThreadPool {
   // Runs fn(i) for every i in [0, size()), each on its own thread, concurrently
   // (so fn may block on the others, as the ranks' collectives do); returns when
   // all have returned.
-  void RunOnEach(const std::function<void(int)>& fn);
+  void RunOnEach(const std::function<void(int)>& fn) EXCLUDES(mu_);
 
   // Calls fn(begin, end) on disjoint chunks covering [0, n), each at least
   // `grain` long (but the last), spread over the threads.
   void ParallelFor(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
 
  private:
-  void WorkerLoop(int index);
+  void WorkerLoop(int index) EXCLUDES(mu_);
 
   const int size_;
-  std::mutex mu_;
+  Mutex mu_;
   std::condition_variable start_cv_;
   std::condition_variable done_cv_;
-  uint64_t generation_ = 0;                        // GUARDED_BY(mu_)
-  int pending_ = 0;                                // GUARDED_BY(mu_)
-  bool stop_ = false;                              // GUARDED_BY(mu_)
-  const std::function<void(int)>* job_ = nullptr;  // GUARDED_BY(mu_)
-  std::vector<std::thread> workers_;               // joined in the destructor
+  uint64_t generation_ GUARDED_BY(mu_) = 0;
+  int pending_ GUARDED_BY(mu_) = 0;
+  bool stop_ GUARDED_BY(mu_) = false;
+  const std::function<void(int)>* job_ GUARDED_BY(mu_) = nullptr;
+  std::vector<std::thread> workers_;  // joined in the destructor
 };
 
 }  // namespace loom::inference::cpu
