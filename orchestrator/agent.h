@@ -23,7 +23,7 @@
 //
 // The loop never moves the task's state: RunAgent returns an outcome (finished
 // with a verified change, answered, blocked, failed, interrupted) and the
-// scheduler makes the transition. The one state change during the loop, running
+// scheduler asks the task's lifecycle (lifecycle.h) for the transition. The one state change during the loop, running
 // -> verifying while finish verifies (and back when it fails), is asked of the
 // caller through TaskPhases. A task of kind `question` ends with its answer
 // (finish's summary): no edit, no suite, no commit.

@@ -108,7 +108,7 @@ class TaskStore {
   Result<std::vector<Task>> List(std::optional<TaskState> state, int64_t after_id, int limit);
 
   // The transitions below (Transition, RecordAnswer, RecordReview, LeaseNext,
-  // RecoverInterrupted, RecordCancel, RecordRetry, AnswerEscalation) are the task
+  // RecoverInterrupted, RecordCancel, RecordRetry; EscalationStore::Answer) are the task
   // lifecycle's (lifecycle.h): the daemon asks it, never these directly.
   //
   // Moves `id` from `from` to `to` with an event {type: "state", from, to,

@@ -19,27 +19,12 @@
 #include <sstream>
 
 #include "common/json.h"
+#include "common/posix.h"
 
 namespace loom::inference {
 
 // An open file descriptor and its read-only mapping, released together.
 class MappedFile {
- private:
-  // A file descriptor owned like any other handle.
-  class UniqueFd {
-   public:
-    explicit UniqueFd(int fd) : fd_(fd) {}
-    UniqueFd(UniqueFd&& o) noexcept : fd_(o.fd_) { o.fd_ = -1; }
-    UniqueFd& operator=(UniqueFd&&) = delete;
-    UniqueFd(const UniqueFd&) = delete;
-    ~UniqueFd() {
-      if (fd_ >= 0) ::close(fd_);
-    }
-
-   private:
-    int fd_;
-  };
-
  public:
   MappedFile(std::string path, UniqueFd fd, void* addr, size_t size)
       : path_(std::move(path)), fd_(std::move(fd)), addr_(addr), size_(size) {}
