@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Compiles, with clang's thread-safety analysis, every translation unit of a
-build that uses common/mutex.h's annotations; warnings are errors.
+build that uses common/mutex.h's annotations, itself or through a header that
+does (to any depth); warnings are errors.
 
 GCC builds Loom and ignores the annotations, so this is where GUARDED_BY,
 REQUIRES and EXCLUDES are enforced (a ctest, `thread_safety_analysis`). Only
@@ -27,16 +28,45 @@ ANALYSIS = ["-fsyntax-only", "-Wthread-safety", "-Werror=thread-safety",
             "-Wno-unknown-warning-option"]
 
 
-def uses_annotations(source):
-    """The file, or its header of the same name, uses the annotations."""
-    for path in (source, os.path.splitext(source)[0] + ".h"):
-        try:
-            with open(path, encoding="utf-8", errors="replace") as f:
-                if USES_ANNOTATIONS.search(f.read()):
-                    return True
-        except OSError:
-            pass
-    return False
+INCLUDE = re.compile(r'^#include "([^"]+)"', re.M)
+
+
+def read(path):
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def annotated_headers():
+    """The tree's headers that use the annotations, or include one that does
+    (to any depth): a file that includes one uses a class whose locking rules
+    the analysis checks at every call."""
+    headers = {}
+    for top in os.listdir(ROOT):
+        if top.startswith(".") or top.startswith("build") or not os.path.isdir(os.path.join(ROOT, top)):
+            continue
+        for dirpath, _, files in os.walk(os.path.join(ROOT, top)):
+            for name in files:
+                if name.endswith(".h"):
+                    path = os.path.join(dirpath, name)
+                    headers[os.path.relpath(path, ROOT)] = read(path)
+    marked = {h for h, text in headers.items() if USES_ANNOTATIONS.search(text)}
+    changed = True
+    while changed:
+        changed = False
+        for h, text in headers.items():
+            if h not in marked and any(inc in marked for inc in INCLUDE.findall(text)):
+                marked.add(h)
+                changed = True
+    return marked
+
+
+def uses_annotations(source, marked):
+    """The file uses the annotations or includes a header that does."""
+    text = read(source)
+    return bool(USES_ANNOTATIONS.search(text)) or any(inc in marked for inc in INCLUDE.findall(text))
 
 
 def clang_args(entry, clang):
@@ -85,12 +115,13 @@ def main():
             sys.exit(f"thread_safety_check: cannot read {db} ({e.strerror}); configure with "
                      "CMAKE_EXPORT_COMPILE_COMMANDS=ON (Loom's CMakeLists sets it)")
         seen = set()
+        marked = annotated_headers()
         for e in entries:
             src = os.path.normpath(os.path.join(e["directory"], e["file"]))
             if not src.endswith(".cc") or src in seen or not src.startswith(ROOT + os.sep):
                 continue
             seen.add(src)
-            if uses_annotations(src):
+            if uses_annotations(src, marked):
                 args, cwd = clang_args(e, opts.clang)
                 jobs.append((args, cwd, os.path.relpath(src, ROOT)))
     failed = 0
