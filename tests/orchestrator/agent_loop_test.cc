@@ -20,38 +20,19 @@
 #include "tests/fakes/fake_executor.h"
 #include "tests/fakes/fake_llm.h"
 #include "tests/fakes/fake_workspace.h"
+#include "tests/support/store_fixture.h"
 #include "tests/support/temp_dir.h"
 
 namespace loom {
 namespace {
 
-class AgentLoopTest : public ::testing::Test {
+class AgentLoopTest : public testing::StoreFixture {
  protected:
   void SetUp() override {
-    ASSERT_TRUE(MigrateDatabase(DatabasePath(dir_.path())).ok());
-    auto fb = feedback::Store::Open(DatabasePath(dir_.path()));
-    ASSERT_TRUE(fb.ok()) << fb.status().ToString();
-    feedback_ = std::move(*fb);
-    auto s = OrchestratorStores::Open(DatabasePath(dir_.path()));
-    ASSERT_TRUE(s.ok()) << s.status().ToString();
-    stores_ = std::move(*s);
-    store_ = stores_.tasks.get();
-    auto tokens = TokenStore::Open(DatabasePath(dir_.path()));
-    ASSERT_TRUE(tokens.ok());
-    auto token = (*tokens)->Create(Role::kReporter, "reporter");
-    ASSERT_TRUE(token.ok());
-    token_id_ = (*tokens)->Lookup(*token)->token_id;
+    OpenStores();
     // Triage needs a registered repository (a real one, one commit); the loop
     // itself works on the fake workspace.
-    std::string repo = dir_.path() + "/app";
-    std::filesystem::create_directories(repo);
-    std::ofstream(repo + "/README") << "app\n";
-    ASSERT_TRUE(repos::InitRepository(repo, "main", "initial").ok());
-    repos::RepoRecord record;
-    record.name = "app";
-    record.path = repo;
-    record.test_command = "make test";
-    ASSERT_TRUE(stores_.repos->Register(record).ok());
+    RegisterRepo("app", "make test");
     lifecycle_ = std::make_unique<TaskLifecycle>(
         store_, stores_.escalations.get(), stores_.repos.get(), LifecycleOptions{dir_.path()});
     workspace_ = std::make_unique<FakeWorkspace>(
@@ -136,11 +117,6 @@ class AgentLoopTest : public ::testing::Test {
     return out;
   }
 
-  testing::TempDir dir_;
-  std::unique_ptr<feedback::Store> feedback_;
-  OrchestratorStores stores_;
-  TaskStore* store_ = nullptr;
-  int64_t token_id_ = 0;
   std::unique_ptr<FakeWorkspace> workspace_;
   FakeLlm llm_;
   FakeExecutor executor_;

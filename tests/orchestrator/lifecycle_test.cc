@@ -13,6 +13,7 @@
 #include "orchestrator/schema.h"
 #include "orchestrator/stores.h"
 #include "repos/workspace.h"
+#include "tests/support/store_fixture.h"
 #include "tests/support/subprocess.h"
 #include "tests/support/temp_dir.h"
 
@@ -21,31 +22,11 @@ namespace {
 
 namespace fs = std::filesystem;
 
-class LifecycleTest : public ::testing::Test {
+class LifecycleTest : public testing::StoreFixture {
  protected:
   void SetUp() override {
-    ASSERT_TRUE(MigrateDatabase(DatabasePath(dir_.path())).ok());
-    auto fb = feedback::Store::Open(DatabasePath(dir_.path()));
-    ASSERT_TRUE(fb.ok()) << fb.status().ToString();
-    feedback_ = std::move(*fb);
-    auto s = OrchestratorStores::Open(DatabasePath(dir_.path()));
-    ASSERT_TRUE(s.ok()) << s.status().ToString();
-    stores_ = std::move(*s);
-    store_ = stores_.tasks.get();
-    auto tokens = TokenStore::Open(DatabasePath(dir_.path()));
-    ASSERT_TRUE(tokens.ok());
-    auto token = (*tokens)->Create(Role::kReporter, "reporter");
-    ASSERT_TRUE(token.ok());
-    token_id_ = (*tokens)->Lookup(*token)->token_id;
-    repo_ = dir_.path() + "/app";
-    fs::create_directories(repo_);
-    std::ofstream(repo_ + "/app.py") << "x = 1\n";
-    ASSERT_TRUE(repos::InitRepository(repo_, "main", "initial").ok());
-    repos::RepoRecord record;
-    record.name = "app";
-    record.path = repo_;
-    record.test_command = "true";
-    ASSERT_TRUE(stores_.repos->Register(record).ok());
+    OpenStores();
+    repo_ = RegisterRepo("app", "true", "app.py", "x = 1\n");
     fs::create_directories(dir_.path() + "/worktrees/app");
     fs::create_directories(dir_.path() + "/base");
     lifecycle_ = std::make_unique<TaskLifecycle>(
@@ -88,12 +69,8 @@ class LifecycleTest : public ::testing::Test {
 
   feedback::Item Feedback() { return feedback_->Get(feedback_id_).value_or(feedback::Item{}); }
 
-  testing::TempDir dir_;
-  std::unique_ptr<feedback::Store> feedback_;
-  OrchestratorStores stores_;
-  TaskStore* store_ = nullptr;
   std::unique_ptr<TaskLifecycle> lifecycle_;
-  int64_t token_id_ = 0, feedback_id_ = 0;
+  int64_t feedback_id_ = 0;
   std::string repo_, worktree_;
 };
 

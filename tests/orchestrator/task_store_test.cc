@@ -17,6 +17,7 @@
 #include "orchestrator/stores.h"
 #include "repos/workspace.h"
 #include "tests/fakes/fake_clock.h"
+#include "tests/support/store_fixture.h"
 #include "tests/support/temp_dir.h"
 
 namespace loom {
@@ -27,23 +28,9 @@ std::string Word(int i) {
   return {static_cast<char>('a' + i % 26), static_cast<char>('a' + i / 26)};
 }
 
-class TaskStoreTest : public ::testing::Test {
+class TaskStoreTest : public testing::StoreFixture {
  protected:
-  void SetUp() override {
-    ASSERT_TRUE(MigrateDatabase(DatabasePath(dir_.path())).ok());
-    auto fb = feedback::Store::Open(DatabasePath(dir_.path()));
-    ASSERT_TRUE(fb.ok()) << fb.status().ToString();
-    feedback_ = std::move(*fb);
-    auto s = OrchestratorStores::Open(DatabasePath(dir_.path()), &clock_);
-    ASSERT_TRUE(s.ok()) << s.status().ToString();
-    stores_ = std::move(*s);
-    store_ = stores_.tasks.get();
-    auto tokens = TokenStore::Open(DatabasePath(dir_.path()));
-    ASSERT_TRUE(tokens.ok());
-    auto token = (*tokens)->Create(Role::kReporter, "reporter");
-    ASSERT_TRUE(token.ok());
-    token_id_ = (*tokens)->Lookup(*token)->token_id;
-  }
+  void SetUp() override { OpenStores(&clock_); }
 
   int64_t File(const std::string& title, const std::string& kind = "bug",
                std::optional<std::string> repo = std::nullopt) {
@@ -58,19 +45,7 @@ class TaskStoreTest : public ::testing::Test {
     return r.ok() ? r->id : 0;
   }
 
-  // Registers a real repository (one file, one commit on main) named `name`.
-  void AddRepo(const std::string& name) {
-    std::string path = dir_.path() + "/" + name;
-    ASSERT_TRUE(std::filesystem::create_directories(path));
-    std::ofstream(path + "/README") << name << "\n";
-    ASSERT_TRUE(repos::InitRepository(path, "main", "initial").ok());
-    repos::RepoRecord record;
-    record.name = name;
-    record.path = path;
-    record.test_command = "make test";
-    auto registered = stores_.repos->Register(record);
-    ASSERT_TRUE(registered.ok()) << registered.status().ToString();
-  }
+  void AddRepo(const std::string& name) { RegisterRepo(name, "make test"); }
 
   int64_t OneQueuedTask() {
     AddRepo("app");
@@ -80,12 +55,7 @@ class TaskStoreTest : public ::testing::Test {
     return created.ok() && created->size() == 1 ? (*created)[0] : 0;
   }
 
-  testing::TempDir dir_;
-  std::unique_ptr<feedback::Store> feedback_;
   FakeClock clock_;
-  OrchestratorStores stores_;
-  TaskStore* store_ = nullptr;
-  int64_t token_id_ = 0;
 };
 
 TEST_F(TaskStoreTest, TriageMakesOneTaskPerOriginalAndLinksBothWays) {
