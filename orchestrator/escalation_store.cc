@@ -21,10 +21,14 @@ Escalation ReadEscalation(const Statement& r) {
 constexpr const char* kEscalationColumns =
     "id, task_id, kind, summary, secret_name, raised_by, state, answer, created_at";
 
+// On the writer's connection (under its Lock) or the reader's (a ReadLock).
+Result<Escalation> ReadEscalationFrom(Db* db, int64_t id) {
+  return db->QueryOne(std::string("SELECT ") + kEscalationColumns + " FROM escalations WHERE id=?",
+                      "no escalation " + std::to_string(id), ReadEscalation, id);
+}
+
 Result<Escalation> GetLocked(const StoreDb::Lock& lock, int64_t id) {
-  return lock.db()->QueryOne(
-      std::string("SELECT ") + kEscalationColumns + " FROM escalations WHERE id=?",
-      "no escalation " + std::to_string(id), ReadEscalation, id);
+  return ReadEscalationFrom(lock.db(), id);
 }
 
 }  // namespace
@@ -84,7 +88,7 @@ Result<int64_t> EscalationStore::Escalate(std::optional<int64_t> task_id, const 
 }
 
 Result<std::vector<Escalation>> EscalationStore::List(bool open_only) {
-  auto lock = db_->Acquire();
+  auto lock = db_->AcquireReader();
   LOOM_ASSIGN_OR_RETURN(
       Statement * q,
       lock.db()->Prepare(std::string("SELECT ") + kEscalationColumns + " FROM escalations" +
@@ -95,12 +99,13 @@ Result<std::vector<Escalation>> EscalationStore::List(bool open_only) {
     if (!row) break;
     out.push_back(ReadEscalation(*q));
   }
+  q->Reset();
   return out;
 }
 
 Result<Escalation> EscalationStore::Get(int64_t id) {
-  auto lock = db_->Acquire();
-  return GetLocked(lock, id);
+  auto lock = db_->AcquireReader();
+  return ReadEscalationFrom(lock.db(), id);
 }
 
 Status EscalationStore::Answer(int64_t id, const Json& answer, int64_t answered_by) {

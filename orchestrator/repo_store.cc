@@ -58,13 +58,13 @@ Result<repos::RepoRecord> RepoStore::Register(repos::RepoRecord record) {
 }
 
 Result<repos::RepoRecord> RepoStore::Get(const std::string& name) {
-  auto lock = db_->Acquire();
+  auto lock = db_->AcquireReader();
   return lock.db()->QueryOne(std::string("SELECT ") + kRepoColumns + " FROM repos WHERE name=?",
                              "no repository named '" + name + "'", ReadRepo, name);
 }
 
 Result<std::vector<repos::RepoRecord>> RepoStore::List() {
-  auto lock = db_->Acquire();
+  auto lock = db_->AcquireReader();
   LOOM_ASSIGN_OR_RETURN(Statement * q, lock.db()->Prepare(std::string("SELECT ") + kRepoColumns +
                                                           " FROM repos ORDER BY name"));
   std::vector<repos::RepoRecord> out;
@@ -73,6 +73,7 @@ Result<std::vector<repos::RepoRecord>> RepoStore::List() {
     if (!row) break;
     out.push_back(ReadRepo(*q));
   }
+  q->Reset();
   return out;
 }
 

@@ -10,7 +10,10 @@ Result<std::shared_ptr<StoreDb>> StoreDb::Open(const std::string& db_path, const
   Db::Options options;
   options.durability = Db::Durability::kNormal;
   LOOM_ASSIGN_OR_RETURN(auto db, Db::OpenMigrated(db_path, options));
-  return std::shared_ptr<StoreDb>(new StoreDb(std::move(db), clock));
+  Db::Options read_only;
+  read_only.read_only = true;
+  LOOM_ASSIGN_OR_RETURN(auto reader, Db::OpenMigrated(db_path, read_only));
+  return std::shared_ptr<StoreDb>(new StoreDb(std::move(db), std::move(reader), clock));
 }
 
 void StoreDb::SetMasker(std::shared_ptr<const SecretMasker> masker) {

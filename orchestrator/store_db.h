@@ -6,6 +6,11 @@
 // connection it carries what every write needs: the clock that stamps rows and
 // the masker applied to recorded text.
 //
+// Plain reads (a task, a list of tasks, an event log, escalations, repositories)
+// go to a second, read-only connection with a lock of its own (ReadLock): in WAL
+// mode it sees every committed write and never waits for the writer, so the API
+// answers while an agent's write or a long transaction holds the first.
+//
 // Thread-safe. A store holds a StoreDb::Lock for the whole of each operation;
 // the methods of a store that take a `const StoreDb::Lock&` run inside the
 // caller's lock and transaction.
@@ -57,17 +62,39 @@ class StoreDb {
   };
   Lock Acquire() { return Lock(this); }
 
+  // The read-only connection to itself; valid while it lives. A read of several
+  // statements that must agree runs in a transaction on it (BEGIN ... COMMIT).
+  class ReadLock {
+   public:
+    ReadLock(const ReadLock&) = delete;
+    ReadLock& operator=(const ReadLock&) = delete;
+    Db* db() const {
+      owner_->read_mu_.AssertHeld();  // as Lock's: a ReadLock holds it
+      return owner_->reader_.get();
+    }
+
+   private:
+    friend class StoreDb;
+    explicit ReadLock(StoreDb* owner) : owner_(owner), lock_(&owner->read_mu_) {}
+    StoreDb* const owner_;
+    MutexLock lock_;
+  };
+  ReadLock AcquireReader() { return ReadLock(this); }
+
   // From now on every event, state reason, escalation summary and answer is
   // masked by `masker` before it is written (the secret store's; see
   // common/secret_mask.h). Null: nothing is masked.
   void SetMasker(std::shared_ptr<const SecretMasker> masker) EXCLUDES(mu_);
 
  private:
-  StoreDb(std::unique_ptr<Db> db, const Clock* clock) : db_(std::move(db)), clock_(clock) {}
+  StoreDb(std::unique_ptr<Db> db, std::unique_ptr<Db> reader, const Clock* clock)
+      : db_(std::move(db)), reader_(std::move(reader)), clock_(clock) {}
 
   Mutex mu_;
   std::unique_ptr<Db> db_ GUARDED_BY(mu_);
   std::shared_ptr<const SecretMasker> masker_ GUARDED_BY(mu_);
+  Mutex read_mu_;
+  std::unique_ptr<Db> reader_ GUARDED_BY(read_mu_);
   const Clock* const clock_;
 };
 

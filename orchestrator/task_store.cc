@@ -286,35 +286,50 @@ Result<std::vector<int64_t>> TaskStore::Triage() {
 }
 
 Result<Task> TaskStore::GetLocked(const StoreDb::Lock& lock, int64_t id) {
+  return ReadTaskFrom(lock.db(), id);
+}
+
+Result<Task> TaskStore::ReadTaskFrom(Db* db, int64_t id) {
   LOOM_ASSIGN_OR_RETURN(
-      Task t, lock.db()->QueryOne(std::string("SELECT ") + kTaskColumns + " FROM tasks WHERE id=?",
-                                  "no task " + std::to_string(id), ReadTask, id));
+      Task t, db->QueryOne(std::string("SELECT ") + kTaskColumns + " FROM tasks WHERE id=?",
+                           "no task " + std::to_string(id), ReadTask, id));
   LOOM_ASSIGN_OR_RETURN(
       Statement * fb,
-      lock.db()->Prepare(
-          "SELECT feedback_id FROM task_feedback WHERE task_id=? ORDER BY feedback_id"));
+      db->Prepare("SELECT feedback_id FROM task_feedback WHERE task_id=? ORDER BY feedback_id"));
   fb->Bind(1, id);
   while (true) {
     LOOM_ASSIGN_OR_RETURN(bool r, fb->Step());
     if (!r) break;
     t.feedback_ids.push_back(fb->Int(0));
   }
+  fb->Reset();
   return t;
 }
 
 Result<Task> TaskStore::Get(int64_t id) {
-  auto lock = db_->Acquire();
-  return GetLocked(lock, id);
+  auto lock = db_->AcquireReader();
+  LOOM_RETURN_IF_ERROR(lock.db()->Exec("BEGIN"));  // the task and its links, one snapshot
+  Result<Task> task = ReadTaskFrom(lock.db(), id);
+  (void)lock.db()->Exec("COMMIT");  // a read: nothing to lose
+  return task;
 }
 
 Result<std::vector<Task>> TaskStore::List(std::optional<TaskState> state, int64_t after_id,
                                           int limit) {
-  auto lock = db_->Acquire();
+  auto lock = db_->AcquireReader();
+  LOOM_RETURN_IF_ERROR(lock.db()->Exec("BEGIN"));  // the ids and their tasks, one snapshot
+  Result<std::vector<Task>> tasks = ListFrom(lock.db(), state, after_id, limit);
+  (void)lock.db()->Exec("COMMIT");
+  return tasks;
+}
+
+Result<std::vector<Task>> TaskStore::ListFrom(Db* db, std::optional<TaskState> state,
+                                              int64_t after_id, int limit) {
   std::string sql = std::string("SELECT id FROM tasks WHERE id > ?") +
                     (state ? " AND state = ?" : "") + " ORDER BY id LIMIT ?";
   std::vector<int64_t> ids;
   {
-    LOOM_ASSIGN_OR_RETURN(Statement * q, lock.db()->Prepare(sql));
+    LOOM_ASSIGN_OR_RETURN(Statement * q, db->Prepare(sql));
     int i = 1;
     q->Bind(i++, after_id);
     if (state) q->Bind(i++, TaskStateName(*state));
@@ -324,10 +339,11 @@ Result<std::vector<Task>> TaskStore::List(std::optional<TaskState> state, int64_
       if (!row) break;
       ids.push_back(q->Int(0));
     }
+    q->Reset();
   }
   std::vector<Task> out;
   for (int64_t id : ids) {
-    LOOM_ASSIGN_OR_RETURN(Task t, GetLocked(lock, id));
+    LOOM_ASSIGN_OR_RETURN(Task t, ReadTaskFrom(db, id));
     out.push_back(std::move(t));
   }
   return out;
@@ -557,7 +573,7 @@ Result<int64_t> TaskStore::AppendEvent(int64_t task_id, EventType type, const Js
 }
 
 Result<std::vector<Event>> TaskStore::Events(int64_t task_id, int64_t after_seq, int limit) {
-  auto lock = db_->Acquire();
+  auto lock = db_->AcquireReader();
   LOOM_ASSIGN_OR_RETURN(
       Statement * q,
       lock.db()->Prepare("SELECT seq, type, data, created_at FROM events WHERE task_id=? AND seq>? "
@@ -575,6 +591,7 @@ Result<std::vector<Event>> TaskStore::Events(int64_t task_id, int64_t after_seq,
     e.created_at_ms = q->Int(3);
     out.push_back(std::move(e));
   }
+  q->Reset();
   return out;
 }
 

@@ -153,6 +153,10 @@ class TaskStore {
   // Within the caller's lock and transaction (another store's: answering an
   // escalation records an event and requeues the task in its transaction).
   Result<Task> GetLocked(const StoreDb::Lock& lock, int64_t id);
+  // Reads on `db`, the writer's (under its Lock) or the reader's (a ReadLock).
+  static Result<Task> ReadTaskFrom(Db* db, int64_t id);
+  static Result<std::vector<Task>> ListFrom(Db* db, std::optional<TaskState> state,
+                                            int64_t after_id, int limit);
   Result<int64_t> AppendEventLocked(const StoreDb::Lock& lock, int64_t task_id, EventType type,
                                     const Json& data, const Usage& usage);
   Status TransitionLocked(const StoreDb::Lock& lock, int64_t id, TaskState from, TaskState to,
