@@ -306,21 +306,28 @@ Result<Task> TaskStore::ReadTaskFrom(Db* db, int64_t id) {
   return t;
 }
 
+// Runs `read` in one read transaction on `db` (the reader's), so that its
+// statements see one snapshot. A COMMIT that fails (a statement an error left
+// open) is rolled back: no snapshot may outlive the read and hide later writes.
+namespace {
+template <class Read>
+auto InSnapshot(Db* db, Read read) -> decltype(read()) {
+  LOOM_RETURN_IF_ERROR(db->Exec("BEGIN"));
+  auto out = read();
+  if (!db->Exec("COMMIT").ok()) (void)db->Exec("ROLLBACK");
+  return out;
+}
+}  // namespace
+
 Result<Task> TaskStore::Get(int64_t id) {
   auto lock = db_->AcquireReader();
-  LOOM_RETURN_IF_ERROR(lock.db()->Exec("BEGIN"));  // the task and its links, one snapshot
-  Result<Task> task = ReadTaskFrom(lock.db(), id);
-  (void)lock.db()->Exec("COMMIT");  // a read: nothing to lose
-  return task;
+  return InSnapshot(lock.db(), [&] { return ReadTaskFrom(lock.db(), id); });
 }
 
 Result<std::vector<Task>> TaskStore::List(std::optional<TaskState> state, int64_t after_id,
                                           int limit) {
   auto lock = db_->AcquireReader();
-  LOOM_RETURN_IF_ERROR(lock.db()->Exec("BEGIN"));  // the ids and their tasks, one snapshot
-  Result<std::vector<Task>> tasks = ListFrom(lock.db(), state, after_id, limit);
-  (void)lock.db()->Exec("COMMIT");
-  return tasks;
+  return InSnapshot(lock.db(), [&] { return ListFrom(lock.db(), state, after_id, limit); });
 }
 
 Result<std::vector<Task>> TaskStore::ListFrom(Db* db, std::optional<TaskState> state,
