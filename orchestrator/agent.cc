@@ -42,8 +42,8 @@ class AgentLoop : public ToolContext {
         env_(env),
         clock_(env.clock ? env.clock : SystemClock::Default()),
         verifier_(
-            VerifierOptions{env.test_argv, env.require_failing_test, env.base_tree, env.scratch_dir,
-                            env.budgets.max_tool_output, clock_},
+            VerifierOptions{env.test_argv, env.require_failing_test, env.write_base_tree,
+                            env.scratch_dir, env.budgets.max_tool_output, clock_},
             [this](const std::vector<std::string>& argv, const std::string& dir) {
               return RunSandboxedIn(argv, dir, RunKind::kTest);
             },

@@ -23,7 +23,8 @@
 //
 // The loop never moves the task's state: RunAgent returns an outcome (finished
 // with a verified change, answered, blocked, failed, interrupted) and the
-// scheduler asks the task's lifecycle (lifecycle.h) for the transition. The one state change during the loop, running
+// scheduler asks the task's lifecycle (lifecycle.h) for the transition. The one state change during
+// the loop, running
 // -> verifying while finish verifies (and back when it fails), is asked of the
 // caller through TaskPhases. A task of kind `question` ends with its answer
 // (finish's summary): no edit, no suite, no commit.
@@ -55,6 +56,7 @@
 #include "orchestrator/secrets.h"
 #include "orchestrator/task_store.h"
 #include "orchestrator/tools.h"
+#include "orchestrator/verifier.h"
 #include "policies/policy.h"
 #include "repos/workspace.h"
 #include "sandbox/executor.h"
@@ -103,10 +105,10 @@ struct AgentEnv {
   // of every sandbox run); masked in everything recorded or shown to the model.
   SecretList secrets;
   // For bugs: the test the agent adds must fail on the base tree and pass on the
-  // branch (FAIL_TO_PASS). `base_tree` is a pristine copy of the worktree taken
-  // when the workspace was created; empty disables the check.
+  // branch (FAIL_TO_PASS), on the base tree `write_base_tree` writes when the
+  // check runs; empty disables the check.
   bool require_failing_test = true;
-  std::string base_tree;
+  BaseTreeWriter write_base_tree;
   std::string scratch_dir;  // where temporary trees for verification are made
   // The data dir's reserve; null: the disk is never checked.
   DiskReserve* disk = nullptr;

@@ -55,10 +55,9 @@ Result<std::unique_ptr<Scheduler>> Scheduler::Start(TaskStore* store, Escalation
                                                     SchedulerOptions options) {
   if (options.agents < 1) return Status::InvalidArgument("agents must be at least 1");
   // The sandbox uid passes through worktrees/ and scratch/ to the trees lent to
-  // it; base/ (pristine copies) is loomd's alone.
+  // it.
   for (auto [sub, access] : {std::pair{"/worktrees", DirAccess::kSandboxTraverses},
-                             std::pair{"/scratch", DirAccess::kSandboxTraverses},
-                             std::pair{"/base", DirAccess::kPrivate}}) {
+                             std::pair{"/scratch", DirAccess::kSandboxTraverses}}) {
     LOOM_RETURN_IF_ERROR(MakePrivateDir(options.data_dir + sub, access));
   }
   LOOM_ASSIGN_OR_RETURN(int recovered, lifecycle->RecoverInterrupted());
@@ -228,13 +227,6 @@ void Scheduler::RunTask(int slot, const Task& task) {
       return fail(s.message());
     }
   }
-  std::string base_tree = options_.data_dir + "/base/" + id;
-  // A pristine copy of the worktree as created, for FAIL_TO_PASS; one made before
-  // a restart is kept.
-  std::error_code ec;
-  if (!fs::exists(base_tree, ec)) {
-    if (Status s = CopyTree(ws.info().path, base_tree); !s.ok()) return fail(s.message());
-  }
 
   AgentEnv env;
   env.store = store_;
@@ -255,7 +247,9 @@ void Scheduler::RunTask(int slot, const Task& task) {
     env.secrets = std::move(*secrets);
   }
   env.require_failing_test = policy.agent.require_failing_test_for_bugs;
-  env.base_tree = base_tree;
+  // FAIL_TO_PASS's pristine tree is exported from the repository when the check
+  // runs, into scratch/, and removed after it: no copy per task stays on disk.
+  env.write_base_tree = ExportFromRepository(record.path);
   env.scratch_dir = options_.data_dir + "/scratch";
   env.stop = &stop_;
   env.cancel = lifecycle_->CancelFlag(task.id);

@@ -42,7 +42,7 @@ namespace loom {
 
 struct SchedulerOptions {
   int agents = 2;
-  std::string data_dir;  // worktrees/, base/ and scratch/ live here
+  std::string data_dir;  // worktrees/ and scratch/ live here
   LlmOptions llm;
   // Per repository: budgets, sandbox limits, paths, test command. A repository
   // not in the set gets the shipped defaults; null: every repository does.

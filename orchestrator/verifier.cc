@@ -1,6 +1,6 @@
 // Verification and the tree copy. See verifier.h.
 //
-// FAIL_TO_PASS copies the base tree to a fresh directory under scratch/, writes
+// FAIL_TO_PASS writes the base tree into a fresh directory under scratch/, writes
 // the agent's added or changed test files into it, and runs the suite there: it
 // must fail. The directory is removed whatever happens.
 #include "orchestrator/verifier.h"
@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include "orchestrator/tools.h"
+#include "repos/maintenance.h"
 
 namespace loom {
 namespace {
@@ -17,6 +18,12 @@ namespace {
 namespace fs = std::filesystem;
 
 }  // namespace
+
+BaseTreeWriter ExportFromRepository(std::string repo_path) {
+  return [repo_path = std::move(repo_path)](const std::string& commit, const std::string& dir) {
+    return repos::ExportTree(repo_path, commit, dir);
+  };
+}
 
 Status CopyTree(const std::string& from, const std::string& to) {
   std::error_code ec;
@@ -66,7 +73,7 @@ Verdict Verifier::Verify(const Task& task, repos::Workspace& ws) {
             "again.\n" +
                 DescribeOutcome(*suite, options_.max_output)};
   }
-  if (task.kind == "bug" && options_.require_failing_test && !options_.base_tree.empty()) {
+  if (task.kind == "bug" && options_.require_failing_test && options_.write_base_tree) {
     return CheckFailToPass(task, ws);
   }
   return {Verdict::Kind::kPassed, ""};
@@ -89,7 +96,7 @@ Verdict Verifier::CheckFailToPass(const Task& task, repos::Workspace& ws) {
   }
   std::string tmp = options_.scratch_dir + "/verify-" + std::to_string(task.id) + "-" +
                     std::to_string(options_.clock->MonotonicNs());
-  Status copied = CopyTree(options_.base_tree, tmp);
+  Status copied = options_.write_base_tree(diff->base_commit, tmp);
   for (const auto& path : tests) {
     if (!copied.ok()) break;
     auto text = ws.ReadFile(path);

@@ -3,9 +3,10 @@
 // holds: the tests the agent added or changed, applied to a pristine copy of the
 // base tree, fail there (they reproduce the bug).
 //
-// Also the one tree copy of the orchestrator: the scheduler makes the pristine
-// base tree of a task with it when its workspace is created, and the verifier
-// makes from that the temporary trees FAIL_TO_PASS runs on.
+// The pristine base tree is made only when FAIL_TO_PASS needs it, straight into
+// a temporary directory under scratch/ (exported from the merge base's commit by
+// the caller's BaseTreeWriter), and removed after the run: no copy per task is
+// kept on disk (issue 25).
 //
 // The verifier runs nothing itself: the sandboxed runs go through the caller's
 // runner (which counts them and records them in the task's log), and the
@@ -36,12 +37,18 @@ Status CopyTree(const std::string& from, const std::string& to);
 // *_test.cc, *.spec.ts, anything under tests/...).
 bool IsTestPath(const std::string& path);
 
+// Writes the pristine tree of commit `commit` (the branch's merge base with the
+// target) into `dir`, which must not exist.
+using BaseTreeWriter = std::function<Status(const std::string& commit, const std::string& dir)>;
+// The BaseTreeWriter of a repository: repos::ExportTree from its objects.
+BaseTreeWriter ExportFromRepository(std::string repo_path);
+
 struct VerifierOptions {
   std::vector<std::string> test_argv;  // the policy's test command
-  // For bugs: the FAIL_TO_PASS check. `base_tree` is the pristine copy of the
-  // worktree (CopyTree); empty disables the check.
+  // For bugs: the FAIL_TO_PASS check, on a base tree `write_base_tree` makes;
+  // empty disables the check.
   bool require_failing_test = true;
-  std::string base_tree;
+  BaseTreeWriter write_base_tree;
   std::string scratch_dir;  // where the temporary trees are made
   size_t max_output = 16 << 10;
   const Clock* clock = SystemClock::Default();  // names the temporary trees

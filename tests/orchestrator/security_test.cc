@@ -197,7 +197,8 @@ TEST_F(SecurityTest, TheDataDirIsPrivateFromTheStart) {
   for (const std::string& dir : {d, d + "/worktrees", d + "/worktrees/calc", d + "/scratch"}) {
     EXPECT_EQ(Mode(dir) & 066, 0u) << dir << " is " << std::oct << Mode(dir);
   }
-  EXPECT_EQ(Mode(d + "/base") & 077, 0u);
+  // No per-task base copy is kept: FAIL_TO_PASS exports its base tree into scratch/.
+  EXPECT_FALSE(fs::exists(d + "/base"));
   for (const auto& e : fs::directory_iterator(d + "/worktrees/calc")) {
     EXPECT_EQ(Mode(e.path()) & 077, 0u) << e.path() << " is " << std::oct << Mode(e.path());
   }

@@ -67,7 +67,10 @@ class VerifierTest : public ::testing::Test {
   Verdict Verify() {
     VerifierOptions options;
     options.test_argv = {"make", "test"};
-    options.base_tree = dir_.File("base");
+    options.write_base_tree = [this](const std::string& commit, const std::string& to) {
+      base_commits_.push_back(commit);
+      return CopyTree(dir_.File("base"), to);
+    };
     options.scratch_dir = dir_.path();
     Verifier verifier(
         options,
@@ -94,6 +97,7 @@ class VerifierTest : public ::testing::Test {
   Task task_;
   int base_exit_ = 1;
   std::vector<std::string> dirs_;
+  std::vector<std::string> base_commits_;  // asked of write_base_tree
   std::string base_test_, base_code_;
   std::vector<Json> evidence_;
 };
@@ -104,6 +108,8 @@ TEST_F(VerifierTest, ABugFixWhoseTestFailsOnTheBaseTreePasses) {
   Verdict v = Verify();
   EXPECT_EQ(v.kind, Verdict::Kind::kPassed) << v.message;
   ASSERT_EQ(dirs_.size(), 2u);  // the branch, then the base tree with the new test
+  // Made when the check needed it, from the branch's merge base.
+  EXPECT_EQ(base_commits_, std::vector<std::string>{workspace_->info().base_commit});
   EXPECT_EQ(base_test_, "assert f() == 2\n");
   EXPECT_EQ(base_code_, "def f():\n    return 1\n");
   ASSERT_EQ(evidence_.size(), 1u);
