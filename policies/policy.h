@@ -95,7 +95,21 @@ struct ReviewPolicy {
   bool require_approval_for_protected = true;
   bool auto_merge = true;  // an approved (hence green) branch merges at once
   bool requester_may_approve = false;
+  // Tasks of the repository waiting in review at once; while this many are, no
+  // queued task of the repository is leased (it stays queued with the reason).
+  int64_t max_waiting = 200;
   bool operator==(const ReviewPolicy&) const = default;
+};
+
+// What a task leaves on disk once it is over (see docs/operator-guide.md,
+// "Retention"): worktrees of merged, rejected, cancelled and answered tasks go
+// at once; a failed task keeps its worktree and branch this long, for a look
+// before a retry.
+struct RetentionPolicy {
+  int64_t failed_hours = 168;
+  bool keep_merged_branch = true;     // the branch stays as a record of the merge
+  bool keep_rejected_branch = false;  // the transcript keeps every edit
+  bool operator==(const RetentionPolicy&) const = default;
 };
 
 struct AgentPolicy {
@@ -113,6 +127,7 @@ struct Policy {
   EscalationsPolicy escalations;
   SecretsPolicy secrets;
   ReviewPolicy review;
+  RetentionPolicy retention;
   AgentPolicy agent;
   bool operator==(const Policy&) const = default;
 };
