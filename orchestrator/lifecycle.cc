@@ -37,8 +37,12 @@ TaskLifecycle::TaskLifecycle(TaskStore* store, EscalationStore* escalations, Rep
 Result<std::optional<Task>> TaskLifecycle::Lease() {
   // Held across the lease, so that a Cancel never sees a running task that no
   // slot has a flag for.
+  std::shared_ptr<const PolicyMap> snapshot =
+      options_.policies ? options_.policies->Snapshot() : std::make_shared<const PolicyMap>();
   MutexLock lock(&mu_);
-  LOOM_ASSIGN_OR_RETURN(std::optional<Task> task, store_->LeaseNext());
+  LOOM_ASSIGN_OR_RETURN(std::optional<Task> task, store_->LeaseNext([&](const std::string& repo) {
+    return PolicyFor(*snapshot, repo).review.max_waiting;
+  }));
   if (task) leased_[task->id] = std::make_shared<std::atomic<bool>>(false);
   return task;
 }

@@ -449,15 +449,50 @@ Status TaskStore::Transition(int64_t id, TaskState from, TaskState to, const std
   return tx.Commit();
 }
 
-Result<std::optional<Task>> TaskStore::LeaseNext() {
+Result<std::optional<Task>> TaskStore::LeaseNext(const ReviewBound& max_waiting) {
   auto lock = db_->Acquire();
   Transaction tx(lock.db());
   LOOM_RETURN_IF_ERROR(tx.Begin());
-  LOOM_ASSIGN_OR_RETURN(
-      std::optional<int64_t> next,
-      lock.db()->QueryOptional("SELECT id FROM tasks WHERE state='queued' ORDER BY id LIMIT 1",
-                               [](const Statement& r) { return r.Int(0); }));
-  if (!next) return std::optional<Task>();
+  // Repositories at their review bound (read by the state index: as many rows
+  // as tasks in review).
+  std::vector<std::string> full;
+  if (max_waiting) {
+    LOOM_ASSIGN_OR_RETURN(
+        Statement * q,
+        lock.db()->Prepare("SELECT repo, COUNT(*) FROM tasks WHERE state='review' GROUP BY repo"));
+    while (true) {
+      LOOM_ASSIGN_OR_RETURN(bool row, q->Step());
+      if (!row) break;
+      std::string repo = q->Text(0);
+      int64_t bound = max_waiting(repo);
+      if (q->Int(1) >= bound) full.push_back(repo);
+    }
+  }
+  std::string sql = "SELECT id FROM tasks WHERE state='queued'";
+  if (!full.empty()) {
+    sql += " AND repo NOT IN (?";
+    for (size_t i = 1; i < full.size(); ++i) sql += ",?";
+    sql += ")";
+  }
+  sql += " ORDER BY id LIMIT 1";
+  LOOM_ASSIGN_OR_RETURN(Statement * pick, lock.db()->Prepare(sql));
+  for (size_t i = 0; i < full.size(); ++i) pick->Bind(static_cast<int>(i) + 1, full[i]);
+  std::optional<int64_t> next;
+  LOOM_ASSIGN_OR_RETURN(bool found, pick->Step());
+  if (found) next = pick->Int(0);
+  pick->Reset();
+  for (const std::string& repo : full) {
+    std::string why = "waiting: " + std::to_string(max_waiting(repo)) + " tasks of " + repo +
+                      " are in review (review.max_waiting); started once reviews drain";
+    LOOM_ASSIGN_OR_RETURN(Statement * held,
+                          lock.db()->Prepare("UPDATE tasks SET reason=?1 WHERE state='queued' AND "
+                                             "repo=?2 AND reason IS NOT ?1"));
+    LOOM_RETURN_IF_ERROR(held->BindAll(why, repo).Run());
+  }
+  if (!next) {
+    LOOM_RETURN_IF_ERROR(tx.Commit());
+    return std::optional<Task>();
+  }
   int64_t id = *next;
   LOOM_RETURN_IF_ERROR(
       TransitionLocked(lock, id, TaskState::kQueued, TaskState::kRunning, "leased", {}));

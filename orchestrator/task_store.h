@@ -16,6 +16,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -126,8 +127,13 @@ class TaskStore {
   // FailedPrecondition when the task is no longer in review.
   Status RecordReview(int64_t id, ReviewDecision decision, const std::string& text,
                       int64_t reviewer, Json extra = Json::object());
+  // The bound on tasks waiting in review of a repository (its policy's
+  // review.max_waiting).
+  using ReviewBound = std::function<int64_t(const std::string& repo)>;
   // The oldest queued task moved to running, or nullopt when none is queued.
-  Result<std::optional<Task>> LeaseNext();
+  // With `max_waiting`, a repository with that many tasks in review or more is
+  // passed over: its queued tasks stay queued, their reason saying why.
+  Result<std::optional<Task>> LeaseNext(const ReviewBound& max_waiting = {});
   // After a restart: running and verifying tasks go back to queued (nothing runs
   // them any more). Returns how many.
   Result<int> RecoverInterrupted();

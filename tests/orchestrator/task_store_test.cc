@@ -231,5 +231,57 @@ TEST_F(TaskStoreTest, AnsweringAnEscalationRequeuesTheBlockedTask) {
   EXPECT_TRUE(answered);
 }
 
+// review.max_waiting: a repository with as many tasks in review as its bound is
+// passed over (its queued tasks say why) until a review ends; others go on.
+TEST_F(TaskStoreTest, ARepositoryAtItsReviewBoundIsPassedOverUntilAReviewEnds) {
+  AddRepo("app");
+  AddRepo("lib");
+  for (int i = 0; i < 4; ++i) {
+    File("app problem " + Word(i), "bug", "app");
+    ASSERT_EQ(store_->Triage()->size(), 1u);
+  }
+  File("lib problem", "bug", "lib");
+  ASSERT_EQ(store_->Triage()->size(), 1u);
+  auto bound = [](const std::string& repo) -> int64_t { return repo == "app" ? 2 : 100; };
+  // Two app tasks go through to review.
+  std::vector<int64_t> in_review;
+  for (int i = 0; i < 2; ++i) {
+    auto t = store_->LeaseNext(bound);
+    ASSERT_TRUE(t.ok() && t->has_value());
+    EXPECT_EQ((*t)->repo, "app");
+    ASSERT_TRUE(store_->Transition((*t)->id, TaskState::kRunning, TaskState::kVerifying, "").ok());
+    ASSERT_TRUE(store_->Transition((*t)->id, TaskState::kVerifying, TaskState::kReview, "").ok());
+    in_review.push_back((*t)->id);
+  }
+  // app is at its bound: the older app tasks wait, the lib task is leased.
+  auto t = store_->LeaseNext(bound);
+  ASSERT_TRUE(t.ok() && t->has_value());
+  EXPECT_EQ((*t)->repo, "lib");
+  t = store_->LeaseNext(bound);
+  ASSERT_TRUE(t.ok());
+  EXPECT_FALSE(t->has_value());
+  auto queued = store_->List(TaskState::kQueued, 0, 10);
+  ASSERT_EQ(queued->size(), 2u);
+  for (const Task& q : *queued) {
+    EXPECT_NE(q.reason.find("2 tasks of app are in review (review.max_waiting)"), std::string::npos)
+        << q.reason;
+  }
+  // A review ends: the next app task is leased.
+  ASSERT_TRUE(store_->RecordReview(in_review[0], ReviewDecision::kRejected, "no", 1).ok());
+  t = store_->LeaseNext(bound);
+  ASSERT_TRUE(t.ok() && t->has_value());
+  EXPECT_EQ((*t)->repo, "app");
+  EXPECT_EQ((*t)->id, (*queued)[0].id);
+  EXPECT_EQ(store_->Get((*t)->id)->reason, "leased");
+  ASSERT_TRUE(store_->Transition((*t)->id, TaskState::kRunning, TaskState::kVerifying, "").ok());
+  ASSERT_TRUE(store_->Transition((*t)->id, TaskState::kVerifying, TaskState::kReview, "").ok());
+  t = store_->LeaseNext(bound);  // at the bound again
+  ASSERT_TRUE(t.ok());
+  EXPECT_FALSE(t->has_value());
+  t = store_->LeaseNext();  // no bound: nothing is held
+  ASSERT_TRUE(t.ok() && t->has_value());
+  EXPECT_EQ((*t)->id, (*queued)[1].id);
+}
+
 }  // namespace
 }  // namespace loom
