@@ -478,8 +478,13 @@ void OrchestratorApi::MergeApproved(const Task& task, const Principal& reviewer,
                                 {{"commit", merged->commit}, {"merge", how}});
   if (!s.ok()) return ex->Respond(ErrorResponse(s));
   CrashPoint("approve.recorded");
-  // The worktree has done its work; the branch stays for the record.
-  (void)(*repo)->RemoveWorkspace(id, repos::BranchDisposition::kKeep);
+  // The worktree has done its work; the branch stays for the record unless the
+  // policy says otherwise (retention.keep_merged_branch).
+  if (PolicyFor(*policies_->Snapshot(), task.repo).retention.keep_merged_branch) {
+    (void)(*repo)->RemoveWorkspace(id, repos::BranchDisposition::kKeep);
+  } else if ((*repo)->RemoveWorkspace(id, repos::BranchDisposition::kDelete).ok()) {
+    (void)store_->ClearBranch(task.id);
+  }
   RespondJson(ex, 200, {{"merged", true}, {"commit", merged->commit}, {"merge", how}});
 }
 
@@ -550,8 +555,15 @@ void OrchestratorApi::Reject(HttpRequest& req, std::shared_ptr<HttpExchange>& ex
   auto who = tokens_->Authenticate(req);
   Status s = lifecycle_->Reject(task->id, who.ok() ? who->token_id : 0, "rejected: " + reason);
   if (!s.ok()) return ex->Respond(ErrorResponse(s));
+  // The worktree goes; the branch too unless retention.keep_rejected_branch.
   if (auto repo = OpenTaskRepo(repos_, *task, data_dir_, *policies_->Snapshot()); repo.ok()) {
-    (void)(*repo)->RemoveWorkspace(std::to_string(task->id), repos::BranchDisposition::kKeep);
+    if (PolicyFor(*policies_->Snapshot(), task->repo).retention.keep_rejected_branch) {
+      (void)(*repo)->RemoveWorkspace(std::to_string(task->id), repos::BranchDisposition::kKeep);
+    } else if ((*repo)
+                   ->RemoveWorkspace(std::to_string(task->id), repos::BranchDisposition::kDelete)
+                   .ok()) {
+      (void)store_->ClearBranch(task->id);
+    }
   }
   RespondJson(ex, 200, store_->Get(task->id).value_or(*task).ToJson());
 }

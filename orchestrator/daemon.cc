@@ -21,6 +21,7 @@
 #include "orchestrator/agent.h"
 #include "orchestrator/api.h"
 #include "orchestrator/llm_client.h"
+#include "orchestrator/maintenance.h"
 #include "orchestrator/repo_policy.h"
 #include "orchestrator/scheduler.h"
 #include "orchestrator/schema.h"
@@ -62,6 +63,9 @@ std::vector<Config::Key> DaemonConfigSchema() {
       {"disk.reserve_mb", T::kInt, "16",
        "Space kept back on the data dir's disk so that a full disk parks tasks with a reason "
        "(an infrastructure escalation) instead of wedging them (0: none)."},
+      {"maintenance.interval_s", T::kInt, "3600",
+       "Seconds between maintenance passes, which remove what finished tasks left (worktrees, "
+       "branches by policy) and pack loose git objects and refs (0: only by hand, loom gc)."},
       {"sandbox.uid", T::kInt, "64000",
        "When loomd runs as root: the unprivileged uid (and gid) sandboxed runs use."},
   };
@@ -249,6 +253,23 @@ class DaemonImpl : public Daemon {
                                                  stores_.repos.get(),
                                                  LifecycleOptions{data_dir_, &policies_});
     LOOM_RETURN_IF_ERROR(StartAgents(config));
+    int64_t interval_s = config.GetInt("maintenance.interval_s");
+    if (interval_s < 0 || interval_s > 30 * 86400) {
+      return Status::InvalidArgument("maintenance.interval_s must be between 0 and 2592000 (got " +
+                                     std::to_string(interval_s) + ")");
+    }
+    MaintenanceOptions maintenance;
+    maintenance.data_dir = data_dir_;
+    maintenance.interval = std::chrono::seconds(interval_s);
+    maintenance.first_delay = std::min(maintenance.interval, std::chrono::seconds(60));
+    maintenance_ =
+        std::make_unique<Maintenance>(stores_.repos.get(), lifecycle_.get(), maintenance);
+    router_.Add("POST", "/v1/admin/gc", [this](HttpRequest& r, std::shared_ptr<HttpExchange> ex) {
+      if (!RequireAdmin(r, ex, "running maintenance")) return;
+      maintenance_->RunByHand([ex](const GcReport& report) {
+        ex->Respond(HttpResponse::Json(200, DumpJson(report.ToJson())));
+      });
+    });
     int64_t blocking_threads = config.GetInt("http.blocking_threads");
     if (blocking_threads < 1 || blocking_threads > 256) {
       return Status::InvalidArgument("http.blocking_threads must be between 1 and 256 (got " +
@@ -290,7 +311,8 @@ class DaemonImpl : public Daemon {
   void Stop(std::chrono::milliseconds drain) override EXCLUDES(stop_mu_) {
     MutexLock lock(&stop_mu_);
     if (server_) server_->Shutdown(drain);
-    if (scheduler_) scheduler_->Stop();  // agents stop at their next step; tasks requeue
+    if (maintenance_) maintenance_->Stop();  // after its pass in progress
+    if (scheduler_) scheduler_->Stop();      // agents stop at their next step; tasks requeue
     feedback_api_.reset();
     feedback_.reset();  // flushes queued submissions
     log::SetMasker(nullptr);
@@ -490,6 +512,7 @@ class DaemonImpl : public Daemon {
   std::unique_ptr<sandbox::Executor> executor_;
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<OrchestratorApi> orchestrator_api_;
+  std::unique_ptr<Maintenance> maintenance_;
   Router router_;
   std::unique_ptr<HttpServer> server_;
   // Serializes Stop() (the signal watcher's and the destructor's); it guards no

@@ -227,7 +227,45 @@ Result<Task> TaskLifecycle::Retry(int64_t id, int64_t by, const RetryBudget& bud
   return store_->Get(id);
 }
 
-void TaskLifecycle::RemoveTaskFiles(const Task& task) {
+Result<TaskLifecycle::Removal> TaskLifecycle::RemoveFilesIfOver(int64_t id, int64_t now_ms) {
+  // Under files_mu_ a failed or cancelled task cannot be retried (and so leased
+  // with a new workspace) while its files go.
+  MutexLock files(&files_mu_);
+  {
+    MutexLock lock(&mu_);
+    if (leased_.count(id)) return Removal{};  // its slot removes them on Release
+  }
+  Result<Task> task = store_->Get(id);
+  if (!task.ok() && task.status().code() == StatusCode::kNotFound) return Removal{};
+  LOOM_RETURN_IF_ERROR(task.status());
+  std::shared_ptr<const PolicyMap> snapshot =
+      options_.policies ? options_.policies->Snapshot() : std::make_shared<const PolicyMap>();
+  const policies::RetentionPolicy& retention = PolicyFor(*snapshot, task->repo).retention;
+  using repos::BranchDisposition;
+  BranchDisposition branch = BranchDisposition::kDelete;
+  switch (task->state) {
+    case TaskState::kMerged:
+      if (retention.keep_merged_branch) branch = BranchDisposition::kKeep;
+      break;
+    case TaskState::kRejected:
+      if (retention.keep_rejected_branch) branch = BranchDisposition::kKeep;
+      break;
+    case TaskState::kCancelled:
+    case TaskState::kAnswered:
+      break;
+    case TaskState::kFailed:
+      if (now_ms - task->updated_at_ms < retention.failed_hours * 3'600'000) return Removal{};
+      break;
+    default:
+      return Removal{};
+  }
+  Removal removal;
+  removal.removed = RemoveTaskFiles(*task, branch);
+  removal.branch_deleted = branch == BranchDisposition::kDelete && task->branch.has_value();
+  return removal;
+}
+
+bool TaskLifecycle::RemoveTaskFiles(const Task& task, repos::BranchDisposition branch) {
   std::string id = std::to_string(task.id);
   std::error_code ec;
   std::filesystem::remove_all(options_.data_dir + "/base/" + id, ec);
@@ -241,18 +279,19 @@ void TaskLifecycle::RemoveTaskFiles(const Task& task) {
         options_.policies ? options_.policies->Snapshot() : std::make_shared<const PolicyMap>();
     auto repo = repos::Repository::Open(RepoRecordFor(*entry, *snapshot),
                                         options_.data_dir + "/worktrees/" + entry->name);
-    s = repo.ok() ? (*repo)->RemoveWorkspace(id, repos::BranchDisposition::kDelete) : repo.status();
+    s = repo.ok() ? (*repo)->RemoveWorkspace(id, branch) : repo.status();
   }
   if (!s.ok() && s.code() != StatusCode::kNotFound) {
     LOOM_LOG(kWarning) << "task " << id
                        << ": cannot remove its worktree and branch: " << s.ToString();
-    return;
+    return false;
   }
-  if (task.branch) {
+  if (task.branch && branch == repos::BranchDisposition::kDelete) {
     if (Status c = store_->ClearBranch(task.id); !c.ok()) {
       LOOM_LOG(kWarning) << "task " << id << ": " << c.ToString();
     }
   }
+  return s.ok();
 }
 
 }  // namespace loom

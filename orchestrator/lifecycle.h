@@ -35,6 +35,7 @@
 #include "orchestrator/repo_policy.h"
 #include "orchestrator/repo_store.h"
 #include "orchestrator/task_store.h"
+#include "repos/workspace.h"
 
 namespace loom {
 
@@ -106,12 +107,29 @@ class TaskLifecycle {
   // that ran a cancelled task is still stopping.
   Result<Task> Retry(int64_t id, int64_t by, const RetryBudget& budget) EXCLUDES(mu_, files_mu_);
 
+  // --- The maintenance pass (maintenance.h).
+  struct Removal {
+    bool removed = false;         // the worktree and snapshot ref went
+    bool branch_deleted = false;  // and the branch
+  };
+  // Removes what a task that is over left on disk, by its repository's
+  // [retention] policy: the worktree and snapshot ref of a merged, rejected,
+  // cancelled or answered task, its branch too unless the policy keeps it
+  // (merged: keep_merged_branch, rejected: keep_rejected_branch); a failed
+  // task's worktree and branch once retention.failed_hours have passed since it
+  // failed (`now_ms`). A task in any other state, or still held by a slot, is
+  // left alone (removed = false), as is an id with no task.
+  Result<Removal> RemoveFilesIfOver(int64_t id, int64_t now_ms) EXCLUDES(mu_, files_mu_);
+
  private:
   // `s`, or Ok when it is FailedPrecondition and the task is cancelled.
   Status CancellationStands(int64_t id, Status s);
-  // Removes the task's worktree, branch and base copy and forgets its branch;
-  // what cannot be removed is logged.
-  void RemoveTaskFiles(const Task& task) REQUIRES(files_mu_);
+  // Removes the task's worktree, snapshot ref and (kDelete) branch, and its
+  // base copy left by an older loomd; forgets a deleted branch. What cannot be
+  // removed is logged. Returns whether the worktree or its refs were there.
+  bool RemoveTaskFiles(const Task& task,
+                       repos::BranchDisposition branch = repos::BranchDisposition::kDelete)
+      REQUIRES(files_mu_);
 
   TaskStore* store_;
   EscalationStore* escalations_;
