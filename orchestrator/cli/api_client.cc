@@ -5,7 +5,8 @@
 namespace loom::cli {
 
 ApiReply CallApi(const GlobalOptions& global, const std::string& method, const std::string& path,
-                 const Json* body, const std::string& idempotency_key) {
+                 const Json* body, const std::string& idempotency_key,
+                 std::chrono::milliseconds timeout) {
   ApiReply reply;
   std::vector<std::pair<std::string, std::string>> headers = {{"Accept", "application/json"}};
   if (!global.token.empty()) headers.emplace_back("Authorization", "Bearer " + global.token);
@@ -14,7 +15,7 @@ ApiReply CallApi(const GlobalOptions& global, const std::string& method, const s
   HttpClient client;
   std::string server = global.server;
   while (!server.empty() && server.back() == '/') server.pop_back();
-  auto r = client.Call(method, server + path, body ? DumpJson(*body) : "", headers);
+  auto r = client.Call(method, server + path, body ? DumpJson(*body) : "", headers, timeout);
   if (!r.ok()) {
     reply.exit_code = kExitUnavailable;
     reply.error = r.status().message() + " (is loomd running? set --server or LOOM_SERVER)";
@@ -85,7 +86,8 @@ std::string TerminalSafe(std::string_view text) {
       out += "\\x";
       out += kHex[c >> 4];
       out += kHex[c & 15];
-    } else if (c == 0xc2 && i + 1 < text.size() && static_cast<unsigned char>(text[i + 1]) >= 0x80 &&
+    } else if (c == 0xc2 && i + 1 < text.size() &&
+               static_cast<unsigned char>(text[i + 1]) >= 0x80 &&
                static_cast<unsigned char>(text[i + 1]) <= 0x9f) {
       unsigned char c1 = static_cast<unsigned char>(text[++i]);  // U+0080..U+009F in UTF-8
       out += "\\u00";

@@ -2,6 +2,7 @@
 // errors turned into a message plus an exit code scripts can rely on.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <string>
 #include <string_view>
@@ -22,8 +23,10 @@ struct ApiReply {
 // Calls loomd at global.server + path. Maps transport failures to
 // kExitUnavailable, 401/403 to kExitAuth, 404 to kExitNotFound, 400/413/422 to
 // kExitUsage and other failures to kExitError.
+// `timeout`: for the whole exchange.
 ApiReply CallApi(const GlobalOptions& global, const std::string& method, const std::string& path,
-                 const Json* body = nullptr, const std::string& idempotency_key = "");
+                 const Json* body = nullptr, const std::string& idempotency_key = "",
+                 std::chrono::milliseconds timeout = std::chrono::seconds(30));
 
 // Prints the error of a failed reply to stderr (or as JSON on stdout with --json)
 // and returns its exit code.

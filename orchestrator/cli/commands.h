@@ -33,6 +33,8 @@ void AddTokenCommands(CLI::App& app, GlobalOptions& global, int& exit_code);
 void AddSandboxCommands(CLI::App& app, GlobalOptions& global, int& exit_code);
 // loom repo, loom task, loom escalations.
 void AddOrchestratorCommands(CLI::App& app, GlobalOptions& global, int& exit_code);
+// loom gc: loomd's maintenance pass by hand, and what it freed.
+void AddGcCommand(CLI::App& app, GlobalOptions& global, int& exit_code);
 // loom demo: the whole loop on examples/, with a replayed (or a real) model.
 void AddDemoCommand(CLI::App& app, GlobalOptions& global, int& exit_code);
 

@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   loom::cli::AddTokenCommands(app, global, exit_code);
   loom::cli::AddSandboxCommands(app, global, exit_code);
   loom::cli::AddOrchestratorCommands(app, global, exit_code);
+  loom::cli::AddGcCommand(app, global, exit_code);
   loom::cli::AddDemoCommand(app, global, exit_code);
   try {
     app.parse(argc, argv);

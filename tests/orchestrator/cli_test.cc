@@ -1,6 +1,9 @@
 // The loom CLI against a real loomd: output, --json and exit codes.
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
+
 #include "common/json.h"
 #include "orchestrator/cli/commands.h"
 #include "tests/support/daemon_fixture.h"
@@ -104,6 +107,28 @@ TEST_F(CliTest, TaskCancelAndRetry) {
   CliRun show_task = Loom("task show " + id, engineer_);
   EXPECT_NE(show_task.out.find("extra budget: 60 steps"), std::string::npos) << show_task.out;
   EXPECT_EQ(Loom("task retry 999", engineer_).exit_code, cli::kExitNotFound);
+}
+
+TEST_F(CliTest, GcRunsTheMaintenancePassAndReportsWhatItFreed) {
+  StartDaemon();
+  std::string repo = RegisterCalc();
+  // What an older loomd left: a per-task base copy.
+  std::filesystem::create_directories(daemon_->data_dir() + "/base/3");
+  std::ofstream(daemon_->data_dir() + "/base/3/calc.py") << std::string(2048, 'x');
+  EXPECT_EQ(Loom("gc", engineer_).exit_code, cli::kExitAuth);
+  CliRun gc = Loom("--json gc", admin_);
+  ASSERT_EQ(gc.exit_code, cli::kExitOk) << gc.out;
+  Json report = ParseJson(gc.out).value();
+  EXPECT_EQ(report["base_copies_removed"], 1);
+  EXPECT_GT(report["loose_objects_packed"].get<int64_t>(), 0);
+  EXPECT_EQ(report["loose_objects_left"], 0);
+  EXPECT_TRUE(report["errors"].empty());
+  EXPECT_FALSE(std::filesystem::exists(daemon_->data_dir() + "/base/3"));
+  EXPECT_EQ(testing::CommandOutput("git -C " + repo + " count-objects | cut -d' ' -f1"), "0\n");
+  CliRun again = Loom("gc", admin_);
+  EXPECT_EQ(again.exit_code, cli::kExitOk);
+  EXPECT_NE(again.out.find("loose objects packed:  0"), std::string::npos) << again.out;
+  EXPECT_NE(again.out.find("bytes freed:"), std::string::npos) << again.out;
 }
 
 TEST_F(CliTest, UnreachableServerIsExitCode5) {
