@@ -21,6 +21,7 @@
 #include "orchestrator/agent.h"
 #include "orchestrator/api.h"
 #include "orchestrator/llm_client.h"
+#include "orchestrator/repo_cache.h"
 #include "orchestrator/repo_policy.h"
 #include "orchestrator/scheduler.h"
 #include "orchestrator/schema.h"
@@ -245,9 +246,12 @@ class DaemonImpl : public Daemon {
     masker_ = secrets_->masker();
     stores_.db->SetMasker(masker_);
     log::SetMasker(masker_);
-    lifecycle_ = std::make_unique<TaskLifecycle>(stores_.tasks.get(), stores_.escalations.get(),
-                                                 stores_.repos.get(),
-                                                 LifecycleOptions{data_dir_, &policies_});
+    // Each registered repository is opened once and kept, for the scheduler, the
+    // API and the lifecycle alike.
+    repo_cache_ = std::make_unique<RepoCache>(stores_.repos.get(), &policies_, data_dir_);
+    lifecycle_ = std::make_unique<TaskLifecycle>(
+        stores_.tasks.get(), stores_.escalations.get(), stores_.repos.get(),
+        LifecycleOptions{data_dir_, &policies_, repo_cache_.get()});
     LOOM_RETURN_IF_ERROR(StartAgents(config));
     int64_t blocking_threads = config.GetInt("http.blocking_threads");
     if (blocking_threads < 1 || blocking_threads > 256) {
@@ -486,6 +490,7 @@ class DaemonImpl : public Daemon {
   PolicySet policies_;
   std::unique_ptr<SecretStore> secrets_;
   std::shared_ptr<const SecretMasker> masker_;
+  std::unique_ptr<RepoCache> repo_cache_;
   std::unique_ptr<TaskLifecycle> lifecycle_;
   std::unique_ptr<sandbox::Executor> executor_;
   std::unique_ptr<Scheduler> scheduler_;
