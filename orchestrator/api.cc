@@ -239,25 +239,16 @@ void OrchestratorApi::RetryTask(HttpRequest& req, std::shared_ptr<HttpExchange>&
 
 namespace {
 
-// The repository of `task`, opened with the scheduler's worktree layout.
-Result<std::unique_ptr<repos::Repository>> OpenTaskRepo(RepoStore* repos, const Task& task,
-                                                        const std::string& data_dir,
-                                                        const PolicyMap& policies) {
-  LOOM_ASSIGN_OR_RETURN(repos::RepoRecord registered, repos->Get(task.repo));
-  repos::RepoRecord record = RepoRecordFor(registered, policies);
-  return repos::Repository::Open(record, data_dir + "/worktrees/" + record.name);
-}
-
-Result<Json> BranchDiffJson(RepoStore* repos, const Task& task, const std::string& data_dir,
-                            const PolicyMap& policies) {
+Result<Json> BranchDiffJson(RepoCache* repos, const Task& task,
+                            const std::shared_ptr<const PolicyMap>& policies) {
   if (!task.branch) {
     return Status::FailedPrecondition("task " + std::to_string(task.id) + " has no branch yet");
   }
-  LOOM_ASSIGN_OR_RETURN(auto repo, OpenTaskRepo(repos, task, data_dir, policies));
+  LOOM_ASSIGN_OR_RETURN(auto repo, repos->Get(task.repo, ProtectedPaths::kRefused, policies));
   LOOM_ASSIGN_OR_RETURN(repos::DiffReport diff, repo->DiffBranch(std::to_string(task.id)));
   // Edits of the policy's protected paths were approved by a person before the
   // agent could make them; the reviewer still sees them called out.
-  const policies::Policy& policy = PolicyFor(policies, task.repo);
+  const policies::Policy& policy = PolicyFor(*policies, task.repo);
   auto is_protected = [&](const std::string& path) {
     for (const std::string& glob : policy.paths.protected_paths) {
       if (!path.empty() && policies::GlobMatch(glob, path)) return true;
@@ -331,7 +322,7 @@ void OrchestratorApi::TaskDiff(HttpRequest& req, std::shared_ptr<HttpExchange>& 
   if (!id.ok()) return ex->Respond(ErrorResponse(id.status()));
   auto task = store_->Get(*id);
   if (!task.ok()) return ex->Respond(ErrorResponse(task.status()));
-  auto diff = BranchDiffJson(repos_, *task, data_dir_, *policies_->Snapshot());
+  auto diff = BranchDiffJson(lifecycle_->repositories(), *task, policies_->Snapshot());
   if (!diff.ok()) return ex->Respond(ErrorResponse(diff.status()));
   RespondJson(ex, 200, *diff);
 }
@@ -360,7 +351,7 @@ void OrchestratorApi::ShowReview(HttpRequest& req, std::shared_ptr<HttpExchange>
   if (!task.ok()) return ex->Respond(ErrorResponse(task.status()));
   auto review = ReviewSummary(store_, *task);
   if (!review.ok()) return ex->Respond(ErrorResponse(review.status()));
-  auto diff = BranchDiffJson(repos_, *task, data_dir_, *policies_->Snapshot());
+  auto diff = BranchDiffJson(lifecycle_->repositories(), *task, policies_->Snapshot());
   if (!diff.ok()) return ex->Respond(ErrorResponse(diff.status()));
   (*review)["diff"] = *diff;
   // What the reporters asked for, in their words (the originals and duplicates
@@ -434,7 +425,7 @@ void OrchestratorApi::Merge(HttpRequest& req, std::shared_ptr<HttpExchange>& ex)
 
 void OrchestratorApi::MergeApproved(const Task& task, const Principal& reviewer,
                                     std::shared_ptr<HttpExchange>& ex) {
-  auto repo = OpenTaskRepo(repos_, task, data_dir_, *policies_->Snapshot());
+  auto repo = lifecycle_->repositories()->Get(task.repo);
   if (!repo.ok()) return ex->Respond(ErrorResponse(repo.status()));
   std::string id = std::to_string(task.id);
   // The intent, before git is touched: a restart that finds it on a task still in
@@ -491,8 +482,7 @@ void OrchestratorApi::MergeApproved(const Task& task, const Principal& reviewer,
 Status OrchestratorApi::FinishInterruptedMerges() {
   LOOM_ASSIGN_OR_RETURN(std::vector<repos::RepoRecord> entries, repos_->List());
   for (const repos::RepoRecord& entry : entries) {
-    auto repo = repos::Repository::Open(RepoRecordFor(entry, *policies_->Snapshot()),
-                                        data_dir_ + "/worktrees/" + entry.name);
+    auto repo = lifecycle_->repositories()->Get(entry.name);
     Status s = repo.ok() ? (*repo)->FinishInterruptedMerge() : repo.status();
     if (!s.ok()) {
       LOOM_LOG(kError) << "repository " << entry.name << ": " << s.ToString();
@@ -512,7 +502,7 @@ Status OrchestratorApi::FinishInterruptedMerges() {
       }
     }
     if (!merging) continue;
-    auto repo = OpenTaskRepo(repos_, task, data_dir_, *policies_->Snapshot());
+    auto repo = lifecycle_->repositories()->Get(task.repo);
     if (!repo.ok()) continue;
     std::string id = std::to_string(task.id);
     auto diff = (*repo)->DiffBranch(id);
@@ -556,7 +546,7 @@ void OrchestratorApi::Reject(HttpRequest& req, std::shared_ptr<HttpExchange>& ex
   Status s = lifecycle_->Reject(task->id, who.ok() ? who->token_id : 0, "rejected: " + reason);
   if (!s.ok()) return ex->Respond(ErrorResponse(s));
   // The worktree goes; the branch too unless retention.keep_rejected_branch.
-  if (auto repo = OpenTaskRepo(repos_, *task, data_dir_, *policies_->Snapshot()); repo.ok()) {
+  if (auto repo = lifecycle_->repositories()->Get(task->repo); repo.ok()) {
     if (PolicyFor(*policies_->Snapshot(), task->repo).retention.keep_rejected_branch) {
       (void)(*repo)->RemoveWorkspace(std::to_string(task->id), repos::BranchDisposition::kKeep);
     } else if ((*repo)

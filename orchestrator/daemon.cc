@@ -22,6 +22,7 @@
 #include "orchestrator/api.h"
 #include "orchestrator/llm_client.h"
 #include "orchestrator/maintenance.h"
+#include "orchestrator/repo_cache.h"
 #include "orchestrator/repo_policy.h"
 #include "orchestrator/scheduler.h"
 #include "orchestrator/schema.h"
@@ -249,9 +250,12 @@ class DaemonImpl : public Daemon {
     masker_ = secrets_->masker();
     stores_.db->SetMasker(masker_);
     log::SetMasker(masker_);
-    lifecycle_ = std::make_unique<TaskLifecycle>(stores_.tasks.get(), stores_.escalations.get(),
-                                                 stores_.repos.get(),
-                                                 LifecycleOptions{data_dir_, &policies_});
+    // Each registered repository is opened once and kept, for the scheduler, the
+    // API and the lifecycle alike.
+    repo_cache_ = std::make_unique<RepoCache>(stores_.repos.get(), &policies_, data_dir_);
+    lifecycle_ = std::make_unique<TaskLifecycle>(
+        stores_.tasks.get(), stores_.escalations.get(), stores_.repos.get(),
+        LifecycleOptions{data_dir_, &policies_, repo_cache_.get()});
     LOOM_RETURN_IF_ERROR(StartAgents(config));
     int64_t interval_s = config.GetInt("maintenance.interval_s");
     if (interval_s < 0 || interval_s > 30 * 86400) {
@@ -508,6 +512,7 @@ class DaemonImpl : public Daemon {
   PolicySet policies_;
   std::unique_ptr<SecretStore> secrets_;
   std::shared_ptr<const SecretMasker> masker_;
+  std::unique_ptr<RepoCache> repo_cache_;
   std::unique_ptr<TaskLifecycle> lifecycle_;
   std::unique_ptr<sandbox::Executor> executor_;
   std::unique_ptr<Scheduler> scheduler_;

@@ -32,7 +32,14 @@ Status NotFrom(const Task& task, const std::string& what, const std::string& all
 
 TaskLifecycle::TaskLifecycle(TaskStore* store, EscalationStore* escalations, RepoStore* repos,
                              LifecycleOptions options)
-    : store_(store), escalations_(escalations), repos_(repos), options_(std::move(options)) {}
+    : store_(store),
+      escalations_(escalations),
+      repos_(repos),
+      options_(std::move(options)),
+      own_repo_cache_(options_.repo_cache ? nullptr
+                                          : std::make_unique<RepoCache>(repos_, options_.policies,
+                                                                        options_.data_dir)),
+      repo_cache_(options_.repo_cache ? options_.repo_cache : own_repo_cache_.get()) {}
 
 Result<std::optional<Task>> TaskLifecycle::Lease() {
   // Held across the lease, so that a Cancel never sees a running task that no
@@ -272,15 +279,8 @@ bool TaskLifecycle::RemoveTaskFiles(const Task& task, repos::BranchDisposition b
   if (ec) {
     LOOM_LOG(kWarning) << "task " << id << ": cannot remove its base copy: " << ec.message();
   }
-  auto entry = repos_->Get(task.repo);
-  Status s = entry.status();
-  if (entry.ok()) {
-    std::shared_ptr<const PolicyMap> snapshot =
-        options_.policies ? options_.policies->Snapshot() : std::make_shared<const PolicyMap>();
-    auto repo = repos::Repository::Open(RepoRecordFor(*entry, *snapshot),
-                                        options_.data_dir + "/worktrees/" + entry->name);
-    s = repo.ok() ? (*repo)->RemoveWorkspace(id, branch) : repo.status();
-  }
+  auto repo = repo_cache_->Get(task.repo);
+  Status s = repo.ok() ? (*repo)->RemoveWorkspace(id, branch) : repo.status();
   if (!s.ok() && s.code() != StatusCode::kNotFound) {
     LOOM_LOG(kWarning) << "task " << id
                        << ": cannot remove its worktree and branch: " << s.ToString();

@@ -32,6 +32,7 @@
 #include "common/status.h"
 #include "orchestrator/agent.h"
 #include "orchestrator/escalation_store.h"
+#include "orchestrator/repo_cache.h"
 #include "orchestrator/repo_policy.h"
 #include "orchestrator/repo_store.h"
 #include "orchestrator/task_store.h"
@@ -46,6 +47,9 @@ struct LifecycleOptions {
   // The repositories' policies (budgets for a retry with more budget). Null: the
   // shipped defaults. REQUIRES: outlives the lifecycle.
   const PolicySet* policies = nullptr;
+  // The open repositories the lifecycle, the scheduler and the API share
+  // (repositories()). Null: the lifecycle keeps its own. REQUIRES: outlives it.
+  RepoCache* repo_cache = nullptr;
 };
 
 // What an engineer adds to a retried task's budget.
@@ -121,6 +125,10 @@ class TaskLifecycle {
   // left alone (removed = false), as is an id with no task.
   Result<Removal> RemoveFilesIfOver(int64_t id, int64_t now_ms) EXCLUDES(mu_, files_mu_);
 
+  // The registered repositories, open (LifecycleOptions::repo_cache, or the
+  // lifecycle's own): what the scheduler and the API open repositories through.
+  RepoCache* repositories() const { return repo_cache_; }
+
  private:
   // `s`, or Ok when it is FailedPrecondition and the task is cancelled.
   Status CancellationStands(int64_t id, Status s);
@@ -135,6 +143,8 @@ class TaskLifecycle {
   EscalationStore* escalations_;
   RepoStore* repos_;
   LifecycleOptions options_;
+  std::unique_ptr<RepoCache> own_repo_cache_;  // when options_.repo_cache is null
+  RepoCache* repo_cache_;
   Mutex mu_;
   std::map<int64_t, std::shared_ptr<std::atomic<bool>>> leased_ GUARDED_BY(mu_);
   // Held while a task's files are removed, and by a retry until it is queued;

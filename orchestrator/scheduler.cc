@@ -179,21 +179,16 @@ void Scheduler::RunTask(int slot, const Task& task) {
                        << " stays running until a restart: cannot fail it: " << s.ToString();
     }
   };
-  auto repo = repos_->Get(task.repo);
-  if (!repo.ok()) return fail(repo.status().message());
   std::shared_ptr<const PolicyMap> snapshot =
       options_.policies ? options_.policies->Snapshot() : std::make_shared<const PolicyMap>();
-  const policies::Policy& policy = PolicyFor(*snapshot, repo->name);
-  repos::RepoRecord record = RepoRecordFor(*repo, *snapshot);
+  const policies::Policy& policy = PolicyFor(*snapshot, task.repo);
+  ProtectedPaths protected_paths = ProtectedPaths::kRefused;
   if (auto approved = ProtectedEditsApproved(task.id); approved.ok() && *approved) {
-    record.settings.protected_globs.clear();
+    protected_paths = ProtectedPaths::kApproved;
   }
-  std::string worktrees = options_.data_dir + "/worktrees/" + repo->name;
-  if (Status s = MakePrivateDir(worktrees, DirAccess::kSandboxTraverses); !s.ok())
-    return fail(s.message());
-  auto repository = repos::Repository::Open(record, worktrees);
-  if (!repository.ok())
-    return fail("cannot open repository " + repo->name + ": " + repository.status().message());
+  auto repository = lifecycle_->repositories()->Get(task.repo, protected_paths, snapshot);
+  if (!repository.ok()) return fail(repository.status().message());
+  const repos::RepoRecord& record = (*repository)->record();
 
   std::string id = std::to_string(task.id);
   // A root loomd that died during a sandboxed run left the worktree lent to the

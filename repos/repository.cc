@@ -1,11 +1,20 @@
 // Repository: task workspaces (branch + linked worktree), branch diffs and merges.
 //
-// Design. The object is immutable after Open and every call opens its own
-// git_repository, because a libgit2 repository handle must not be shared between
-// threads; that makes Repository thread-safe and lets many workspaces be created
-// on one repository at once (their branches, worktree admin dirs and refs are
-// disjoint). git_worktree_add registers the worktree without checking it out;
-// internal/fast_checkout.cc then writes the files in parallel and the index once. Removal deletes
+// Design. The object is immutable after Open except for a small pool of open
+// git_repository handles: a libgit2 handle must not be used by two threads at
+// once, so each call borrows one for its length and gives it back, and the next
+// call finds the configuration, refs and object caches already loaded instead of
+// reading the repository's config, /etc/gitconfig and ~/.gitconfig again. That
+// keeps Repository thread-safe and lets many workspaces be created on one
+// repository at once (their branches, worktree admin dirs and refs are disjoint).
+//
+// No call on a task's workspace reads another task's worktree: the cost of an
+// operation does not grow with the number of worktrees (issue 25). A worktree is
+// registered by writing its admin files here (RegisterWorktree), because
+// git_worktree_add asks git_branch_is_checked_out, which opens every worktree of
+// the repository as a repository of its own; the task branch's worktree is found
+// from its one admin HEAD file. internal/fast_checkout.cc then writes the files in
+// parallel and the index once. Removal deletes
 // the working tree with a walk that never follows symlinks (a test run may plant one) before
 // pruning the admin files. Merges compare-and-swap the target ref, so a target that
 // moved meanwhile is never overwritten.
@@ -45,11 +54,9 @@ using internal::GitError;
 using internal::GitPtr;
 using internal::OidHex;
 
-// Held while this process adds or removes worktree admin files (.git/worktrees/*).
-// git_worktree_add asks whether the branch is checked out by reading every
-// worktree's HEAD, and libgit2 1.5 takes a sibling whose admin files vanish
-// between its listing and its lookup for one that has the branch ("reference is
-// already checked out"). One lock for the process: Repository objects come and go.
+// Held while this process adds or removes worktree admin files (.git/worktrees/*),
+// so that ListWorkspaces, which lists them all, never meets a half-written one. One
+// lock for the process: Repository objects come and go.
 // Constant-initialized (std::mutex's constructor is constexpr), so usable from
 // any static initializer.
 Mutex registration_mu;
@@ -68,17 +75,69 @@ std::filesystem::file_time_type ProcessStart() {
 }
 [[maybe_unused]] const auto kProcessStartAtLoad = ProcessStart();
 
+// Open handles on one repository, lent to one call at a time and kept after it.
+// Thread-safe. At most kMaxIdle are kept; a burst of more concurrent calls opens
+// more, which are closed when given back.
+class HandlePool {
+ public:
+  static constexpr size_t kMaxIdle = 8;
+
+  // One borrowed handle; goes back to the pool when destroyed.
+  class Lease {
+   public:
+    Lease(HandlePool* pool, GitPtr<git_repository> repo) : pool_(pool), repo_(std::move(repo)) {}
+    Lease(Lease&& other) noexcept = default;
+    Lease& operator=(Lease&&) = delete;
+    Lease(const Lease&) = delete;
+    ~Lease() {
+      if (repo_) pool_->Return(std::move(repo_));
+    }
+    git_repository* get() const { return repo_.get(); }
+
+   private:
+    HandlePool* pool_;
+    GitPtr<git_repository> repo_;
+  };
+
+  explicit HandlePool(std::string path) : path_(std::move(path)) {}
+
+  Result<Lease> Acquire() EXCLUDES(mu_) {
+    {
+      MutexLock lock(&mu_);
+      if (!idle_.empty()) {
+        GitPtr<git_repository> repo = std::move(idle_.back());
+        idle_.pop_back();
+        return Lease(this, std::move(repo));
+      }
+    }
+    LOOM_ASSIGN_OR_RETURN(GitPtr<git_repository> repo, internal::OpenRepo(path_));
+    return Lease(this, std::move(repo));
+  }
+
+ private:
+  void Return(GitPtr<git_repository> repo) EXCLUDES(mu_) {
+    MutexLock lock(&mu_);
+    if (idle_.size() < kMaxIdle) idle_.push_back(std::move(repo));
+  }
+
+  const std::string path_;
+  Mutex mu_;
+  std::vector<GitPtr<git_repository>> idle_ GUARDED_BY(mu_);
+};
+
 class RepositoryImpl final : public Repository {
  public:
   RepositoryImpl(RepoRecord record, std::string worktrees_dir)
-      : record_(std::move(record)), worktrees_dir_(std::move(worktrees_dir)) {}
+      : record_(std::move(record)),
+        worktrees_dir_(std::move(worktrees_dir)),
+        handles_(record_.path) {}
 
   const RepoRecord& record() const override { return record_; }
 
   Result<std::unique_ptr<Workspace>> CreateWorkspace(std::string_view task_id,
                                                      std::string_view slug) override {
     LOOM_RETURN_IF_ERROR(internal::ValidateTaskId(task_id));
-    LOOM_ASSIGN_OR_RETURN(GitPtr<git_repository> repo, internal::OpenRepo(record_.path));
+    LOOM_ASSIGN_OR_RETURN(HandlePool::Lease repo, handles_.Acquire());
     const std::string name = internal::WorktreeName(task_id);
     std::string path = worktrees_dir_ + "/" + name;
     const std::string ref_name = internal::SnapshotRefName(task_id);
@@ -140,7 +199,7 @@ class RepositoryImpl final : public Repository {
 
   Result<std::unique_ptr<Workspace>> OpenWorkspace(std::string_view task_id) override {
     LOOM_RETURN_IF_ERROR(internal::ValidateTaskId(task_id));
-    LOOM_ASSIGN_OR_RETURN(GitPtr<git_repository> repo, internal::OpenRepo(record_.path));
+    LOOM_ASSIGN_OR_RETURN(HandlePool::Lease repo, handles_.Acquire());
     LOOM_RETURN_IF_ERROR(CheckOwnWorktree(repo.get(), std::string(task_id)));
     LOOM_ASSIGN_OR_RETURN(WorkspaceInfo info, Describe(repo.get(), std::string(task_id)));
     LOOM_RETURN_IF_ERROR(RemoveStaleLocks(repo.get(), task_id, info.branch));
@@ -159,7 +218,7 @@ class RepositoryImpl final : public Repository {
   }
 
   Result<std::vector<WorkspaceInfo>> ListWorkspaces() override {
-    LOOM_ASSIGN_OR_RETURN(GitPtr<git_repository> repo, internal::OpenRepo(record_.path));
+    LOOM_ASSIGN_OR_RETURN(HandlePool::Lease repo, handles_.Acquire());
     git_strarray names{};
     LOOM_GIT(git_worktree_list(&names, repo.get()), "cannot list worktrees");
     std::vector<WorkspaceInfo> out;
@@ -175,7 +234,7 @@ class RepositoryImpl final : public Repository {
 
   Status RemoveWorkspace(std::string_view task_id, BranchDisposition disposition) override {
     LOOM_RETURN_IF_ERROR(internal::ValidateTaskId(task_id));
-    LOOM_ASSIGN_OR_RETURN(GitPtr<git_repository> repo, internal::OpenRepo(record_.path));
+    LOOM_ASSIGN_OR_RETURN(HandlePool::Lease repo, handles_.Acquire());
     const std::string name = internal::WorktreeName(task_id);
     std::string branch;
     Result<std::string> b = FindBranch(repo.get(), std::string(task_id));
@@ -208,7 +267,7 @@ class RepositoryImpl final : public Repository {
   }
 
   Result<DiffReport> DiffBranch(std::string_view task_id) override {
-    LOOM_ASSIGN_OR_RETURN(GitPtr<git_repository> repo, internal::OpenRepo(record_.path));
+    LOOM_ASSIGN_OR_RETURN(HandlePool::Lease repo, handles_.Acquire());
     LOOM_ASSIGN_OR_RETURN(std::string branch, FindBranch(repo.get(), std::string(task_id)));
     LOOM_ASSIGN_OR_RETURN(git_oid head, internal::BranchHead(repo.get(), branch));
     LOOM_ASSIGN_OR_RETURN(git_oid target,
@@ -219,7 +278,7 @@ class RepositoryImpl final : public Repository {
 
   Result<MergeOutcome> MergeBranch(std::string_view task_id) override {
     MutexLock lock(&merge_mu);
-    LOOM_ASSIGN_OR_RETURN(GitPtr<git_repository> repo, internal::OpenRepo(record_.path));
+    LOOM_ASSIGN_OR_RETURN(HandlePool::Lease repo, handles_.Acquire());
     LOOM_RETURN_IF_ERROR(FinishJournaledMerge(repo.get()));
     LOOM_ASSIGN_OR_RETURN(std::string branch, FindBranch(repo.get(), std::string(task_id)));
     const std::string& target_name = record_.settings.target_branch;
@@ -269,7 +328,7 @@ class RepositoryImpl final : public Repository {
 
   Status FinishInterruptedMerge() override {
     MutexLock lock(&merge_mu);
-    LOOM_ASSIGN_OR_RETURN(GitPtr<git_repository> repo, internal::OpenRepo(record_.path));
+    LOOM_ASSIGN_OR_RETURN(HandlePool::Lease repo, handles_.Acquire());
     return FinishJournaledMerge(repo.get());
   }
 
@@ -515,23 +574,18 @@ class RepositoryImpl final : public Repository {
   }
 
   // The task branch: from the worktree's HEAD when the worktree exists, else the
-  // unique local branch named loom/<task>-*.
+  // unique local branch named loom/<task>-*. The HEAD is read from the one admin
+  // file, not by opening the worktree as a repository (its config and more).
   Result<std::string> FindBranch(git_repository* repo, const std::string& task_id) {
     LOOM_RETURN_IF_ERROR(internal::ValidateTaskId(task_id));
-    git_worktree* wt = nullptr;
-    if (git_worktree_lookup(&wt, repo, internal::WorktreeName(task_id).c_str()) == 0) {
-      GitPtr<git_worktree> owned(wt);
-      git_repository* wraw = nullptr;
-      if (git_repository_open_from_worktree(&wraw, wt) == 0) {
-        GitPtr<git_repository> wrepo(wraw);
-        git_reference* head = nullptr;
-        if (git_reference_lookup(&head, wrepo.get(), "HEAD") == 0) {
-          GitPtr<git_reference> h(head);
-          const char* sym = git_reference_symbolic_target(head);
-          if (sym && std::string_view(sym).starts_with("refs/heads/")) {
-            return std::string(sym + 11);
-          }
-        }
+    if (std::ifstream in(std::string(git_repository_commondir(repo)) + "worktrees/" +
+                         internal::WorktreeName(task_id) + "/HEAD");
+        in) {
+      std::string head;
+      std::getline(in, head);
+      constexpr std::string_view kPrefix = "ref: refs/heads/";
+      if (head.starts_with(kPrefix) && head.size() > kPrefix.size()) {
+        return head.substr(kPrefix.size());
       }
     }
     std::vector<std::string> candidates;
@@ -600,21 +654,71 @@ class RepositoryImpl final : public Repository {
     return info;
   }
 
-  // Registers the worktree (admin files + HEAD) under the registration lock, then
-  // checks it out without the lock; the checkout, the slow part, still runs in
-  // parallel.
-  static Status AddWorktree(git_repository* repo, git_reference* branch, const std::string& name,
-                            const std::string& path) {
+  // Registers the worktree under the registration lock, then checks it out without
+  // the lock; the checkout, the slow part, still runs in parallel.
+  Status AddWorktree(git_repository* repo, git_reference* branch, const std::string& name,
+                     const std::string& path) {
     {
       MutexLock lock(&registration_mu);
-      git_worktree_add_options opts = GIT_WORKTREE_ADD_OPTIONS_INIT;
-      opts.ref = branch;
-      opts.checkout_options.checkout_strategy = GIT_CHECKOUT_NONE;
-      GitPtr<git_worktree> wt;
-      LOOM_GIT(git_worktree_add(Out(wt), repo, name.c_str(), path.c_str(), &opts),
-               "git_worktree_add");
+      LOOM_RETURN_IF_ERROR(RegisterWorktree(repo, branch, name, path));
     }
     return internal::CheckoutIntoEmptyWorktree(path, OidHex(*git_reference_target(branch)), 0);
+  }
+
+  // Writes what `git worktree add --no-checkout` writes: the admin directory
+  // .git/worktrees/<name> with `commondir`, `gitdir` and, last, `HEAD` (admin
+  // files without HEAD are no worktree to libgit2 or git, and CreateWorkspace
+  // cleans them up), and the worktree's `.git` file. Unlike git_worktree_add it
+  // does not open every other worktree to ask whether the branch is checked out
+  // there: a task branch is loomd's own, and the only other place it can be
+  // checked out is the repository's own work tree, which is checked.
+  // REQUIRES: no worktree `name`, and nothing at `path`.
+  Status RegisterWorktree(git_repository* repo, git_reference* branch, const std::string& name,
+                          const std::string& path) REQUIRES(registration_mu) {
+    const char* branch_name = git_reference_name(branch);
+    if (!git_repository_is_bare(repo)) {
+      GitPtr<git_reference> head;
+      if (git_reference_lookup(Out(head), repo, "HEAD") == 0) {
+        const char* sym = git_reference_symbolic_target(head.get());
+        if (sym && std::string_view(sym) == branch_name) {
+          return Status::FailedPrecondition(std::string("branch '") + branch_name +
+                                            "' is checked out in the repository at '" +
+                                            record_.path + "'; check out another branch there");
+        }
+      }
+    }
+    const std::string worktrees = std::string(git_repository_commondir(repo)) + "worktrees";
+    const std::string admin = worktrees + "/" + name;
+    if (::mkdir(worktrees.c_str(), 0755) < 0 && errno != EEXIST) {
+      return Status::FromErrno(errno, "cannot create '" + worktrees + "'");
+    }
+    if (::mkdir(admin.c_str(), 0755) < 0) {
+      return Status::FromErrno(errno, "cannot create '" + admin + "'");
+    }
+    if (::mkdir(path.c_str(), 0755) < 0) {
+      return Status::FromErrno(errno, "cannot create the worktree directory '" + path + "'");
+    }
+    LOOM_RETURN_IF_ERROR(WriteNewFile(path + "/.git", "gitdir: " + admin + "\n"));
+    LOOM_RETURN_IF_ERROR(
+        WriteNewFile(admin + "/commondir", std::string(git_repository_commondir(repo)) + "\n"));
+    LOOM_RETURN_IF_ERROR(WriteNewFile(admin + "/gitdir", path + "/.git\n"));
+    // Whole or absent: written aside, then renamed into place.
+    LOOM_RETURN_IF_ERROR(
+        WriteNewFile(admin + "/HEAD.lock", std::string("ref: ") + branch_name + "\n"));
+    if (::rename((admin + "/HEAD.lock").c_str(), (admin + "/HEAD").c_str()) < 0) {
+      return Status::FromErrno(errno, "cannot write '" + admin + "/HEAD'");
+    }
+    return Status::Ok();
+  }
+
+  static Status WriteNewFile(const std::string& path, const std::string& text) {
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0) return Status::FromErrno(errno, "cannot create '" + path + "'");
+    bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+    int err = errno;
+    ::close(fd);
+    if (!ok) return Status::FromErrno(err, "cannot write '" + path + "'");
+    return Status::Ok();
   }
 
   static Result<bool> HasRef(git_repository* repo, const std::string& name) {
@@ -672,6 +776,7 @@ class RepositoryImpl final : public Repository {
 
   const RepoRecord record_;
   const std::string worktrees_dir_;
+  HandlePool handles_;
 };
 
 }  // namespace

@@ -155,6 +155,38 @@ TEST_F(RepositoryTest, ReportsDamagedWorktreeAndStillRemovesIt) {
   EXPECT_EQ(Git(origin_, "worktree list --porcelain | grep -c '^worktree'"), "1");
 }
 
+// The worktree is registered by loomd itself (not git_worktree_add, which opens
+// every other worktree): git must still take it for an ordinary linked worktree.
+TEST_F(RepositoryTest, GitSeesARegisteredWorktreeAsItsOwn) {
+  ASSERT_TRUE(repo_->CreateWorkspace("g1", "seen by git").ok());
+  Result<std::unique_ptr<Workspace>> ws = repo_->CreateWorkspace("g2", "seen by git");
+  ASSERT_TRUE(ws.ok()) << ws.status().ToString();
+  const std::string path = (*ws)->info().path;
+  EXPECT_EQ(Git(path, "rev-parse --abbrev-ref HEAD"), "loom/g2-seen-by-git");
+  EXPECT_EQ(Git(path, "status --porcelain --untracked-files=all"), "");
+  EXPECT_EQ(Git(origin_, "worktree list --porcelain | grep -c '^worktree'"), "3");
+  ASSERT_TRUE((*ws)->WriteFile("src/a.txt", "changed\n").ok());
+  ASSERT_TRUE((*ws)->CommitToBranch({"change", {}}).ok());
+  EXPECT_EQ(Git(path, "status --porcelain --untracked-files=all"), "");
+  // git refuses to check the task branch out a second time.
+  EXPECT_EQ(Sh("git -C " + origin_ +
+               " checkout -q loom/g2-seen-by-git 2>/dev/null && echo checked-out || echo refused"),
+            "refused\n");
+  EXPECT_EQ(Git(origin_, "rev-parse --abbrev-ref HEAD"), "main");
+}
+
+// The one other place a task branch can be checked out is the repository's own
+// work tree; a workspace is not made on a branch checked out there.
+TEST_F(RepositoryTest, RefusesATaskBranchCheckedOutInTheRepository) {
+  Sh("git -C " + origin_ + " checkout -q -b loom/h1-here");
+  Result<std::unique_ptr<Workspace>> ws = repo_->CreateWorkspace("h1", "here");
+  EXPECT_EQ(ws.status().code(), StatusCode::kFailedPrecondition) << ws.status().ToString();
+  EXPECT_FALSE(Exists(tmp_.path() + "/wts/loom-h1"));
+  EXPECT_FALSE(Exists(origin_ + "/.git/worktrees/loom-h1"));
+  Sh("git -C " + origin_ + " checkout -q main");
+  EXPECT_TRUE(repo_->CreateWorkspace("h1", "here").ok());
+}
+
 TEST_F(RepositoryTest, FastForwardsWhenTargetDidNotMove) {
   std::string head = Branch("m1", {{"src/new.cc", "new\n"}});
   Result<MergeOutcome> m = repo_->MergeBranch("m1");
