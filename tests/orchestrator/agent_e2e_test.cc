@@ -636,6 +636,11 @@ TEST_F(ReviewTest, ApproveMergesAndTheReporterSeesIt) {
             std::string::npos);
   EXPECT_EQ(Get("/v1/tasks/" + std::to_string(task["id"].get<int64_t>()))["state"], "merged");
   EXPECT_EQ(Get("/v1/feedback/" + std::to_string(feedback_id_))["status"], "merged");
+  // Retention by the default policy: the worktree and snapshot ref go, the branch stays.
+  const std::string id = std::to_string(task["id"].get<int64_t>());
+  EXPECT_FALSE(fs::exists(dir_.path() + "/worktrees/calc/loom-" + id));
+  EXPECT_EQ(Git("-C " + repo_ + " for-each-ref refs/loom/snapshots/" + id), "");
+  EXPECT_NE(Git("-C " + repo_ + " branch --list 'loom/" + id + "-*'"), "");
   auto again = Decide(task, "approve", engineer_);
   EXPECT_EQ(again.status, 409) << again.body;
 }
@@ -683,6 +688,12 @@ TEST_F(ReviewTest, RejectClosesTheTaskAndTellsTheReporter) {
   EXPECT_EQ(ParseJson(r.body)->value("state", ""), "rejected");
   EXPECT_EQ(Get("/v1/feedback/" + std::to_string(feedback_id_))["status"], "rejected");
   EXPECT_EQ(Git("-C " + repo_ + " rev-list --count main"), "1\n") << "nothing merged";
+  // Retention by the default policy: worktree, snapshot ref and branch go.
+  const std::string id = std::to_string(task["id"].get<int64_t>());
+  EXPECT_FALSE(fs::exists(dir_.path() + "/worktrees/calc/loom-" + id));
+  EXPECT_EQ(Git("-C " + repo_ + " for-each-ref refs/loom/snapshots/" + id), "");
+  EXPECT_EQ(Git("-C " + repo_ + " branch --list 'loom/*'"), "");
+  EXPECT_FALSE(Get("/v1/tasks/" + id).contains("branch"));
 }
 
 TEST_F(ReviewTest, AMergeConflictSendsTheTaskBackToTheAgent) {
