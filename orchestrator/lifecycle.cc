@@ -69,14 +69,15 @@ void TaskLifecycle::Release(int64_t id) {
     cancelled = it->second->load();
     leased_.erase(it);
   }
-  if (!cancelled) return;
   MutexLock files(&files_mu_);
   auto task = store_->Get(id);
   if (!task.ok()) {
     LOOM_LOG(kError) << "task " << id << ": cannot remove its files: " << task.status().ToString();
     return;
   }
-  RemoveTaskFiles(*task);
+  // A cancelled task, and an answered question (its answer is all it left: no
+  // branch to review), lose their files as soon as the slot lets go.
+  if (cancelled || task->state == TaskState::kAnswered) RemoveTaskFiles(*task);
 }
 
 Result<int> TaskLifecycle::RecoverInterrupted() {

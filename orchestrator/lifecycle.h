@@ -73,7 +73,8 @@ class TaskLifecycle {
   // leased. Valid until Release(id).
   const std::atomic<bool>* CancelFlag(int64_t id) EXCLUDES(mu_);
   // The slot let go of `id` (its workspace closed, its sandbox runs over): a task
-  // cancelled meanwhile has its worktree, base copy and branch removed now.
+  // cancelled meanwhile, or answered (a question), has its worktree and branch
+  // removed now.
   void Release(int64_t id) EXCLUDES(mu_, files_mu_);
   // At start-up, before any lease: running and verifying tasks go back to queued,
   // and cancelled tasks that still have a branch lose it. Returns how many were

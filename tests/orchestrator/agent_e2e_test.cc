@@ -299,11 +299,17 @@ TEST_F(AgentEndToEndTest, AQuestionIsAnsweredWithoutEditsTestsOrACommit) {
   EXPECT_TRUE(results[1]["data"]["error"].get<bool>());
   EXPECT_NE(results[1]["data"]["content"].get<std::string>().find("this task is a question"),
             std::string::npos);
-  // The suite never ran, the worktree kept its code, and the branch has no commit.
+  // The suite never ran, nothing was committed, and once its slot let go the
+  // task left no worktree or branch behind (an answer is all it leaves).
   EXPECT_TRUE(Events(task, "test_run").empty());
   EXPECT_EQ(Events(task, "llm_reply").size(), 3u);
-  std::string branch = task["branch"];
-  EXPECT_EQ(Git("-C " + repo_ + " rev-list --count " + branch), "1\n");
+  for (int i = 0; i < 250 && !Git("-C " + repo_ + " branch --list 'loom/*'").empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(Git("-C " + repo_ + " branch --list 'loom/*'"), "");
+  EXPECT_EQ(Git("-C " + repo_ + " rev-list --count --all"), "1\n") << "no commit was made";
+  EXPECT_FALSE(fs::exists(dir_.path() + "/worktrees/calc/loom-" +
+                          std::to_string(task["id"].get<int64_t>())));
   Json item = Get("/v1/feedback/" + std::to_string(fb));
   EXPECT_EQ(item["status"], "answered");
   EXPECT_EQ(item["resolution"], "average() divides the total by len(values) - 1.")
