@@ -65,6 +65,7 @@ Json GcReport::ToJson() const {
           {"refs_packed", refs_packed},
           {"loose_objects_packed", loose_objects_packed},
           {"loose_objects_left", loose_objects_left},
+          {"packs_merged", packs_merged},
           {"bytes_freed", bytes_freed},
           {"duration_ms", duration_ms},
           {"errors", errors}};
@@ -206,6 +207,15 @@ void Maintenance::CleanRepository(const repos::RepoRecord& repo, Trigger trigger
                            (objects->packed > 0 ? static_cast<int64_t>(objects->pack_bytes) : 0);
   } else {
     report->errors.push_back(what + objects.status().message());
+  }
+  if (auto merged = repos::MergePacks(repo.path, options_.max_packs); merged.ok()) {
+    if (!merged->pack.empty()) {
+      report->packs_merged += merged->packs_before;
+      report->bytes_freed +=
+          static_cast<int64_t>(merged->bytes_before) - static_cast<int64_t>(merged->bytes_after);
+    }
+  } else {
+    report->errors.push_back(what + merged.status().message());
   }
   if (auto left = repos::CountLooseObjects(repo.path); left.ok()) {
     report->loose_objects_left += *left;

@@ -12,7 +12,8 @@
 //      a pass costs what is left over, not the task history;
 //   2. loose refs packed into packed-refs (git_refdb_compress);
 //   3. loose objects packed into one new pack, removed only once the pack is
-//      synced and read back (repos::PackLooseObjects);
+//      synced and read back (repos::PackLooseObjects); more than max_packs packs
+//      merged into one the same way (repos::MergePacks);
 // then data_dir/base/ (per-task base copies an older loomd made; FAIL_TO_PASS
 // now exports its base tree into scratch/) and verification trees a crash left
 // in scratch/ more than a day ago are removed.
@@ -52,6 +53,8 @@ struct MaintenanceOptions {
   // least this many, so that packs stay few (each pass that packs writes one);
   // a pass by hand packs whatever is loose.
   int64_t min_loose_objects = 256;
+  // More packs than this in a repository are merged into one (repos::MergePacks).
+  int max_packs = 8;
   const Clock* clock = SystemClock::Default();  // failed tasks' age
 };
 
@@ -63,6 +66,7 @@ struct GcReport {
   int64_t refs_packed = 0;          // loose refs moved into packed-refs
   int64_t loose_objects_packed = 0;
   int64_t loose_objects_left = 0;  // written while the pass ran
+  int64_t packs_merged = 0;        // packs merged into one (more than max_packs)
   int64_t bytes_freed = 0;         // removed files, less the new packs
   int64_t duration_ms = 0;
   std::vector<std::string> errors;  // what could not be done (the rest was)

@@ -255,6 +255,96 @@ Result<ObjectPackReport> PackLooseObjects(const std::string& repo_path) {
   return report;
 }
 
+Result<PackMergeReport> MergePacks(const std::string& repo_path, int max_packs) {
+  LOOM_ASSIGN_OR_RETURN(GitPtr<git_repository> repo, internal::OpenRepo(repo_path));
+  const std::string pack_dir = CommonDir(repo.get()) + "objects/pack";
+  std::vector<std::string> packs;  // paths without the extension
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(pack_dir, ec)) {
+    std::string path = entry.path().string();
+    if (!path.ends_with(".idx")) continue;
+    std::string base = path.substr(0, path.size() - 4);
+    if (fs::exists(base + ".pack", ec) && !fs::exists(base + ".keep", ec)) packs.push_back(base);
+  }
+  PackMergeReport report;
+  if (static_cast<int>(packs.size()) <= max_packs) return report;
+  report.packs_before = static_cast<int64_t>(packs.size());
+
+  git_packbuilder* pb_raw = nullptr;
+  LOOM_GIT(git_packbuilder_new(&pb_raw, repo.get()), "cannot start a pack");
+  Owned<git_packbuilder> pb(pb_raw);
+  std::vector<git_oid> ids;
+  for (const std::string& base : packs) {
+    report.bytes_before += fs::file_size(base + ".pack", ec) + fs::file_size(base + ".idx", ec);
+    git_odb* raw = nullptr;
+    LOOM_GIT(git_odb_new(&raw), "cannot open an object database");
+    Owned<git_odb> one(raw);
+    git_odb_backend* backend = nullptr;
+    LOOM_GIT(git_odb_backend_one_pack(&backend, (base + ".idx").c_str()),
+             "cannot open the pack " + base + ".idx");
+    if (int rc = git_odb_add_backend(one.get(), backend, 1); rc < 0) {
+      backend->free(backend);
+      return GitError(rc, "cannot open the pack " + base + ".idx");
+    }
+    LOOM_GIT(git_odb_foreach(
+                 one.get(),
+                 [](const git_oid* id, void* payload) {
+                   static_cast<std::vector<git_oid>*>(payload)->push_back(*id);
+                   return 0;
+                 },
+                 &ids),
+             "cannot list the pack " + base + ".idx");
+  }
+  std::sort(ids.begin(), ids.end(),
+            [](const git_oid& a, const git_oid& b) { return git_oid_cmp(&a, &b) < 0; });
+  ids.erase(std::unique(ids.begin(), ids.end(),
+                        [](const git_oid& a, const git_oid& b) { return git_oid_equal(&a, &b); }),
+            ids.end());
+  for (const git_oid& id : ids) {
+    LOOM_GIT(git_packbuilder_insert(pb.get(), &id, nullptr),
+             "cannot pack object " + internal::OidHex(id));
+  }
+  LOOM_GIT(git_packbuilder_write(pb.get(), pack_dir.c_str(), 0, nullptr, nullptr),
+           "cannot write the merged pack");
+  const std::string merged = pack_dir + "/pack-" + git_packbuilder_name(pb.get());
+  for (const char* ext : {".pack", ".idx"}) {
+    LOOM_RETURN_IF_ERROR(SyncPath(merged + ext, false));
+    report.bytes_after += fs::file_size(merged + ext, ec);
+  }
+  LOOM_RETURN_IF_ERROR(SyncPath(pack_dir, true));
+  report.pack = merged + ".pack";
+  report.objects = static_cast<int64_t>(ids.size());
+
+  git_odb* odb_raw = nullptr;
+  LOOM_GIT(git_odb_new(&odb_raw), "cannot open an object database");
+  Owned<git_odb> odb(odb_raw);
+  git_odb_backend* backend = nullptr;
+  LOOM_GIT(git_odb_backend_one_pack(&backend, (merged + ".idx").c_str()),
+           "cannot open the merged pack " + merged + ".idx");
+  if (int rc = git_odb_add_backend(odb.get(), backend, 1); rc < 0) {
+    backend->free(backend);
+    return GitError(rc, "cannot open the merged pack " + merged + ".idx");
+  }
+  for (const git_oid& id : ids) {
+    git_odb_object* obj = nullptr;
+    int rc = git_odb_read(&obj, odb.get(), &id);
+    Owned<git_odb_object> owned(obj);
+    if (rc < 0) {
+      return GitError(rc, "the merged pack " + merged + ".pack does not give back object " +
+                              internal::OidHex(id) + "; no pack was removed");
+    }
+  }
+  for (const std::string& base : packs) {
+    if (base == merged) continue;  // the same objects packed the same way
+    for (const char* ext : {".idx", ".pack", ".rev"}) {
+      if (::unlink((base + ext).c_str()) < 0 && errno != ENOENT) {
+        return Status::FromErrno(errno, "cannot remove the merged pack " + base + ext);
+      }
+    }
+  }
+  return report;
+}
+
 Result<RefPackReport> PackRefs(const std::string& repo_path) {
   LOOM_ASSIGN_OR_RETURN(GitPtr<git_repository> repo, internal::OpenRepo(repo_path));
   const std::string refs = CommonDir(repo.get()) + "refs";

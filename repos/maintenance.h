@@ -44,6 +44,23 @@ struct ObjectPackReport {
 // written meanwhile stay loose until the next call.
 Result<ObjectPackReport> PackLooseObjects(const std::string& repo_path);
 
+struct PackMergeReport {
+  int64_t packs_before = 0;   // packs merged (a pack with a .keep is never touched)
+  int64_t objects = 0;        // objects in the merged pack
+  uint64_t bytes_before = 0;  // of the packs merged, with their indexes
+  uint64_t bytes_after = 0;   // of the merged pack and its index
+  std::string pack;           // the merged pack's path; empty when nothing was merged
+};
+
+// When the repository has more than `max_packs` packs, writes every object of
+// them into one new pack, then removes them: only once the new pack is synced
+// and every object read back from it alone. Each pass of PackLooseObjects adds a
+// pack, and libgit2 looks an object up pack by pack: this keeps the count, and
+// so the lookups, bounded. A reader that still holds an old pack open reads on
+// from it; one that does not finds the object in the new pack (libgit2 skips a
+// pack whose file is gone and rescans the directory on a miss).
+Result<PackMergeReport> MergePacks(const std::string& repo_path, int max_packs);
+
 // The loose objects of the repository (files objects/xx/yyyy...).
 Result<int64_t> CountLooseObjects(const std::string& repo_path);
 

@@ -42,6 +42,7 @@ void AddGcCommand(CLI::App& app, GlobalOptions& global, int& exit_code) {
                 << "refs packed:           " << IntOr(r, "refs_packed", 0) << "\n"
                 << "loose objects packed:  " << IntOr(r, "loose_objects_packed", 0) << " ("
                 << IntOr(r, "loose_objects_left", 0) << " left, written meanwhile)\n"
+                << "packs merged:          " << IntOr(r, "packs_merged", 0) << "\n"
                 << "bytes freed:           " << Bytes(IntOr(r, "bytes_freed", 0)) << "\n"
                 << "took:                  " << IntOr(r, "duration_ms", 0) << " ms\n";
       const Json& errors = r.contains("errors") ? r["errors"] : Json::array();

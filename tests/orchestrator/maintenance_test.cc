@@ -38,6 +38,7 @@ class MaintenanceTest : public testing::StoreFixture {
     options.data_dir = dir_.path();
     options.interval = std::chrono::seconds(0);  // passes only when asked
     options.clock = &clock_;
+    options.max_packs = 1;  // every pass that adds a pack merges them
     maintenance_ = std::make_unique<Maintenance>(stores_.repos.get(), lifecycle_.get(), options);
   }
 
@@ -193,6 +194,8 @@ TEST_F(MaintenanceTest, PacksObjectsAndRefsAndEveryObjectStaysReadable) {
   EXPECT_EQ(report.loose_objects_left, 0);
   EXPECT_GT(report.refs_packed, 0);
   EXPECT_EQ(*repos::CountLooseObjects(repo_), 0);
+  EXPECT_EQ(report.packs_merged, 2);  // the first pass's pack and this one's
+  EXPECT_EQ(testing::CommandOutput("ls " + repo_ + "/.git/objects/pack | grep -c pack$"), "1\n");
   EXPECT_EQ(testing::CommandOutput("find " + repo_ + "/.git/refs -type f | wc -l"), "0\n");
   EXPECT_EQ(testing::CommandOutput("git -C " + repo_ + " rev-list --all --objects | sort"),
             objects);

@@ -97,6 +97,37 @@ TEST_F(MaintenanceTest, PackingLeavesNoLooseObjectAndEveryObjectReadable) {
   Sh("git -C '" + origin_ + "' fsck --full --strict --no-dangling 2>&1");
 }
 
+TEST_F(MaintenanceTest, MergesManyPacksIntoOneAndEveryObjectStaysReadable) {
+  for (std::string id : {"1", "2", "3", "4"}) {
+    Task(id);
+    ASSERT_TRUE(PackLooseObjects(origin_).ok());
+  }
+  auto packs = [&] {
+    return Trimmed(Sh("ls '" + origin_ + "/.git/objects/pack' | grep -c pack$"));
+  };
+  ASSERT_EQ(packs(), "4");
+  std::string before = Sh("git -C '" + origin_ + "' rev-list --all --objects | sort");
+  // At or under the bound: nothing to do.
+  Result<PackMergeReport> none = MergePacks(origin_, 4);
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->pack.empty());
+  // A workspace keeps a handle open across the merge, as loomd's cache does.
+  Result<std::unique_ptr<Workspace>> ws = repo_->OpenWorkspace("2");
+  ASSERT_TRUE(ws.ok()) << ws.status().ToString();
+  Result<PackMergeReport> merged = MergePacks(origin_, 1);
+  ASSERT_TRUE(merged.ok()) << merged.status().ToString();
+  EXPECT_EQ(merged->packs_before, 4);
+  EXPECT_GT(merged->objects, 10);
+  EXPECT_EQ(packs(), "1");
+  EXPECT_TRUE(Exists(merged->pack));
+  Sh("git -C '" + origin_ + "' fsck --full --strict --no-dangling 2>&1");
+  EXPECT_EQ(Sh("git -C '" + origin_ + "' rev-list --all --objects | sort"), before);
+  EXPECT_EQ(*(*ws)->ReadFile("src/task2.cc"), "int f() { return 2; }\n");
+  EXPECT_TRUE((*ws)->WriteFile("src/after.cc", "after\n").ok());
+  EXPECT_TRUE((*ws)->Diff().ok());
+  EXPECT_TRUE(repo_->DiffBranch("3").ok());
+}
+
 TEST_F(MaintenanceTest, PacksLooseRefsAndTheyStillResolve) {
   for (std::string id : {"1", "2"}) Task(id);
   std::string refs_before =
