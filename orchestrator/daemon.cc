@@ -67,6 +67,11 @@ std::vector<Config::Key> DaemonConfigSchema() {
       {"maintenance.interval_s", T::kInt, "3600",
        "Seconds between maintenance passes, which remove what finished tasks left (worktrees, "
        "branches by policy) and pack loose git objects and refs (0: only by hand, loom gc)."},
+      {"maintenance.min_loose_objects", T::kInt, "256",
+       "A periodic pass packs a repository's loose objects only when it has this many (loom gc "
+       "packs whatever is loose)."},
+      {"maintenance.max_packs", T::kInt, "8",
+       "More packs than this in a repository are merged into one by the maintenance pass."},
       {"sandbox.uid", T::kInt, "64000",
        "When loomd runs as root: the unprivileged uid (and gid) sandboxed runs use."},
   };
@@ -266,6 +271,14 @@ class DaemonImpl : public Daemon {
     maintenance.data_dir = data_dir_;
     maintenance.interval = std::chrono::seconds(interval_s);
     maintenance.first_delay = std::min(maintenance.interval, std::chrono::seconds(60));
+    maintenance.min_loose_objects = config.GetInt("maintenance.min_loose_objects");
+    int64_t max_packs = config.GetInt("maintenance.max_packs");
+    if (maintenance.min_loose_objects < 1 || max_packs < 1 || max_packs > 1000) {
+      return Status::InvalidArgument(
+          "maintenance.min_loose_objects must be at least 1 and maintenance.max_packs between 1 "
+          "and 1000");
+    }
+    maintenance.max_packs = static_cast<int>(max_packs);
     maintenance_ =
         std::make_unique<Maintenance>(stores_.repos.get(), lifecycle_.get(), maintenance);
     router_.Add("POST", "/v1/admin/gc", [this](HttpRequest& r, std::shared_ptr<HttpExchange> ex) {
