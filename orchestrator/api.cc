@@ -476,6 +476,7 @@ void OrchestratorApi::MergeApproved(const Task& task, const Principal& reviewer,
   } else if ((*repo)->RemoveWorkspace(id, repos::BranchDisposition::kDelete).ok()) {
     (void)store_->ClearBranch(task.id);
   }
+  if (on_requeue_) on_requeue_();  // a repository at its review bound may lease again
   RespondJson(ex, 200, {{"merged", true}, {"commit", merged->commit}, {"merge", how}});
 }
 
@@ -555,6 +556,7 @@ void OrchestratorApi::Reject(HttpRequest& req, std::shared_ptr<HttpExchange>& ex
       (void)store_->ClearBranch(task->id);
     }
   }
+  if (on_requeue_) on_requeue_();  // a repository at its review bound may lease again
   RespondJson(ex, 200, store_->Get(task->id).value_or(*task).ToJson());
 }
 

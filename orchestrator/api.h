@@ -55,8 +55,9 @@ namespace loom {
 
 class OrchestratorApi {
  public:
-  // `on_requeue` is called after an answer puts a task back in the queue (wakes
-  // the scheduler); may be empty.
+  // `on_requeue` is called after an answer puts a task back in the queue, and
+  // after a merge or a rejection (a place under review.max_waiting is free): it
+  // wakes the scheduler; may be empty.
   // Task worktrees live under `data_dir`/worktrees/<repo> and base trees under
   // `data_dir`/base (the scheduler's layout).
   // `policies` (per repository; REQUIRES: outlives this) decide who may approve.

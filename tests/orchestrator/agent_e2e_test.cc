@@ -549,6 +549,37 @@ TEST_F(AgentEndToEndTest, RetryAndCancelAreRefusedForATaskInReview) {
   EXPECT_NE(Git("-C " + repo_ + " branch --list 'loom/*'"), "");
 }
 
+// review.max_waiting: at the bound, a repository's next task waits in the queue
+// (its reason says why) with slots free, and starts once a review ends.
+TEST_F(AgentEndToEndTest, AtTheReviewBoundTheNextTaskWaitsUntilAReviewEnds) {
+  fs::create_directories(dir_.path() + "/policies");
+  std::ofstream(dir_.path() + "/policies/calc.toml") << "[review]\nmax_waiting = 1\n";
+  Start(Script(Json::array({Step("write_file", {{"path", "NOTES.md"}, {"content", "x\n"}}),
+                            Step("finish", {{"summary", "notes"}})})),
+        {{"agents", "2"}});
+  Json first = WaitSettled(File("feature", "first notes", "x"));
+  ASSERT_EQ(first["state"], "review") << first.dump();
+  int64_t second_fb = File("feature", "second notes", "x");
+  Json second;
+  for (int i = 0; i < 100; ++i) {  // triaged, and then passed over by both slots
+    Json item = Get("/v1/feedback/" + std::to_string(second_fb));
+    if (item.contains("task_id")) {
+      second = Get("/v1/tasks/" + std::to_string(item["task_id"].get<int64_t>()));
+      if (second.value("reason", "").find("review.max_waiting") != std::string::npos) break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(second["state"], "queued") << second.dump();
+  EXPECT_NE(second.value("reason", "").find("1 tasks of calc are in review"), std::string::npos)
+      << second.dump();
+  auto r = Call("POST", "/v1/reviews/" + std::to_string(first["id"].get<int64_t>()) + "/reject",
+                engineer_, R"({"reason": "not now"})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  // The rejection wakes the slots: the waiting task goes through at once.
+  second = WaitSettled(second_fb, std::chrono::seconds(4));
+  EXPECT_EQ(second["state"], "review") << second.dump();
+}
+
 TEST_F(AgentEndToEndTest, TwentyTasksOnFourSlots) {
   Json replies =
       Json::array({Step("write_file", {{"path", "NOTES.md"}, {"content", "x\n"}}),
