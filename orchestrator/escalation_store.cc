@@ -87,12 +87,14 @@ Result<int64_t> EscalationStore::Escalate(std::optional<int64_t> task_id, const 
   return lock.db()->LastInsertRowId();
 }
 
-Result<std::vector<Escalation>> EscalationStore::List(bool open_only) {
+Result<std::vector<Escalation>> EscalationStore::List(bool open_only, int64_t after_id, int limit) {
   auto lock = db_->AcquireReader();
   LOOM_ASSIGN_OR_RETURN(
       Statement * q,
-      lock.db()->Prepare(std::string("SELECT ") + kEscalationColumns + " FROM escalations" +
-                         (open_only ? " WHERE state='open'" : "") + " ORDER BY id"));
+      lock.db()->Prepare(std::string("SELECT ") + kEscalationColumns +
+                         " FROM escalations WHERE id > ?" + (open_only ? " AND state='open'" : "") +
+                         " ORDER BY id LIMIT ?"));
+  q->BindAll(after_id, static_cast<int64_t>(limit));
   std::vector<Escalation> out;
   while (true) {
     LOOM_ASSIGN_OR_RETURN(bool row, q->Step());
