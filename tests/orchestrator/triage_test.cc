@@ -3,11 +3,13 @@
 // their repository is registered; one reporter token's backlog, routable or
 // not, delays another's item by one round at most; and the scheduler's triage
 // thread turns a routable item into a task within a second behind 1,000
-// unroutable ones.
+// unroutable ones. Through loomd's API: the reporter and engineers see an
+// unroutable item and why, and registering its repository routes it.
 #include <gtest/gtest.h>
 
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <mutex>
 #include <thread>
 
@@ -17,6 +19,7 @@
 #include "orchestrator/scheduler.h"
 #include "orchestrator/task_store.h"
 #include "tests/fakes/fake_executor.h"
+#include "tests/support/daemon_fixture.h"
 #include "tests/support/store_fixture.h"
 
 namespace loom {
@@ -219,6 +222,48 @@ TEST_F(TriageTest, TheTriageThreadMakesATaskWithinASecondBehindAThousandUnroutab
   }
   EXPECT_EQ(set_aside, 1000u);
   (*scheduler)->Stop();
+}
+
+class TriageDaemonTest : public testing::DaemonFixture {
+ protected:
+  // Item `id` as `token` sees it, once `done` holds for it (an empty object, and
+  // a failure, after five seconds).
+  Json WaitFor(int64_t id, const std::string& token, const std::function<bool(const Json&)>& done) {
+    auto deadline = steady_clock::now() + std::chrono::seconds(5);
+    while (steady_clock::now() < deadline) {
+      auto r = Call("GET", "/v1/feedback/" + std::to_string(id), token);
+      Json item = ParseJson(r.body).value_or(Json::object());
+      if (r.status == 200 && done(item)) return item;
+      std::this_thread::sleep_for(milliseconds(20));
+    }
+    ADD_FAILURE() << "feedback " << id << " never got there";
+    return Json::object();
+  }
+};
+
+TEST_F(TriageDaemonTest, TheReporterSeesWhyAnItemIsUnroutableAndRegisteringItsRepositoryRoutesIt) {
+  StartDaemon({{"llm.url", "http://127.0.0.1:1/v1"}, {"llm.retries", "0"}});
+  Json fb = {{"kind", "bug"}, {"title", "Wrong total"}, {"body", "2+2=5"}, {"repo", "calc"}};
+  auto filed = Call("POST", "/v1/feedback", reporter_, DumpJson(fb));
+  ASSERT_EQ(filed.status, 201) << filed.body;
+  int64_t id = ParseJson(filed.body)->at("id").get<int64_t>();
+  Json seen = WaitFor(id, reporter_, [](const Json& j) { return j["status"] == "unroutable"; });
+  EXPECT_EQ(seen.value("resolution", ""),
+            "no repository named 'calc' is registered; it is triaged once an admin registers it");
+  EXPECT_FALSE(seen.contains("task_id"));
+  Json listed = Get("/v1/feedback?status=unroutable");
+  ASSERT_EQ(listed["items"].size(), 1u);
+  EXPECT_EQ(listed["items"][0]["id"], id);
+  auto mine = Call("GET", "/v1/feedback?status=unroutable", reporter_);
+  EXPECT_EQ(ParseJson(mine.body)->at("items").size(), 1u);
+  auto theirs = Call("GET", "/v1/feedback?status=unroutable", other_reporter_);
+  EXPECT_TRUE(ParseJson(theirs.body)->at("items").empty());
+
+  RegisterCalc();  // wakes triage, which finds the item back in its queue
+  Json routed = WaitFor(id, reporter_, [](const Json& j) { return j.contains("task_id"); });
+  EXPECT_NE(routed.value("status", ""), "unroutable");
+  EXPECT_EQ(Get("/v1/tasks/" + std::to_string(routed["task_id"].get<int64_t>()))["repo"], "calc");
+  EXPECT_TRUE(Get("/v1/feedback?status=unroutable")["items"].empty());
 }
 
 }  // namespace
