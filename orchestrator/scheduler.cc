@@ -155,9 +155,9 @@ void Scheduler::SlotLoop(int slot) {
 // True once a person approved an approval escalation of this task (the agent's
 // edits of protected paths).
 Result<bool> Scheduler::ProtectedEditsApproved(int64_t task_id) {
-  LOOM_ASSIGN_OR_RETURN(std::vector<Escalation> all, escalations_->List(false));
-  for (const auto& e : all) {
-    if (e.task_id == task_id && e.kind == "approval" && BoolOr(e.answer, "approved", false)) {
+  LOOM_ASSIGN_OR_RETURN(std::vector<Escalation> mine, escalations_->ForTask(task_id));
+  for (const auto& e : mine) {
+    if (e.kind == "approval" && BoolOr(e.answer, "approved", false)) {
       return true;
     }
   }

@@ -143,6 +143,7 @@ const std::vector<Migration> kShippedBeforeTheSplit = {
           WHERE task_id IS NULL AND status IN ('new', 'duplicate');
         CREATE INDEX feedback_task ON feedback(task_id) WHERE task_id IS NOT NULL;
         CREATE INDEX feedback_status ON feedback(status, id);
+        CREATE INDEX escalations_task ON escalations(task_id, id) WHERE task_id IS NOT NULL;
       )sql"},
 };
 
