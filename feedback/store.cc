@@ -22,10 +22,16 @@ constexpr const char* kColumns =
 constexpr const char* kUntriagedWhere =
     " FROM feedback INDEXED BY feedback_untriaged WHERE task_id IS NULL AND status IN ('new', "
     "'duplicate')";
-const std::string kNextTokenSql = std::string("SELECT token_id") + kUntriagedWhere +
-                                  " AND token_id > ? ORDER BY token_id LIMIT 1";
-const std::string kTokenItemsSql = std::string("SELECT ") + kColumns + kUntriagedWhere +
-                                   " AND token_id = ? AND id > ? ORDER BY id LIMIT ?";
+const std::string& NextTokenSql() {
+  static const std::string sql = std::string("SELECT token_id") + kUntriagedWhere +
+                                 " AND token_id > ? ORDER BY token_id LIMIT 1";
+  return sql;
+}
+const std::string& TokenItemsSql() {
+  static const std::string sql = std::string("SELECT ") + kColumns + kUntriagedWhere +
+                                 " AND token_id = ? AND id > ? ORDER BY id LIMIT ?";
+  return sql;
+}
 constexpr const char* kTaskOfSql = "SELECT task_id FROM feedback WHERE id=?";
 constexpr const char* kUnroutableReasonSql =
     "SELECT resolution FROM feedback WHERE id=? AND status='unroutable'";
@@ -346,7 +352,7 @@ Result<std::vector<Item>> TriageQueue::Untriaged(int limit, int64_t* after_token
   // one index search each, at most `limit` of them.
   std::vector<int64_t> tokens;
   {
-    LOOM_ASSIGN_OR_RETURN(Statement * next, db_->Prepare(kNextTokenSql));
+    LOOM_ASSIGN_OR_RETURN(Statement * next, db_->Prepare(NextTokenSql()));
     const int64_t start = *after_token;
     int64_t at = start;
     bool wrapped = false;
@@ -370,7 +376,7 @@ Result<std::vector<Item>> TriageQueue::Untriaged(int limit, int64_t* after_token
   // Each token's oldest items, a fair share of the round each; the places a
   // token leaves (it has fewer) are shared among those that filled theirs.
   std::vector<std::vector<Item>> per_token(tokens.size());
-  LOOM_ASSIGN_OR_RETURN(Statement * items, db_->Prepare(kTokenItemsSql));
+  LOOM_ASSIGN_OR_RETURN(Statement * items, db_->Prepare(TokenItemsSql()));
   std::vector<size_t> open(tokens.size());
   for (size_t i = 0; i < open.size(); ++i) open[i] = i;
   int taken = 0;
@@ -451,7 +457,7 @@ Status TriageQueue::SetTaskStatus(int64_t task_id, std::string_view status,
 }
 
 std::vector<std::string> TriageQueue::StatementsForPlanCheck() {
-  return {kNextTokenSql,   kTokenItemsSql,     kTaskOfSql,  kUnroutableReasonSql,
+  return {NextTokenSql(),  TokenItemsSql(),    kTaskOfSql,  kUnroutableReasonSql,
           kMarkTriagedSql, kMarkUnroutableSql, kRequeueSql, kSetTaskStatusSql};
 }
 
