@@ -2,6 +2,8 @@
 
 #include <charconv>
 
+#include "common/paging.h"
+
 namespace loom::feedback {
 namespace {
 
@@ -106,32 +108,18 @@ void Api::List(HttpRequest& req, std::shared_ptr<HttpExchange> ex) {
   q.status = opt("status");
   q.kind = opt("kind");
   q.repo = opt("repo");
-  if (auto after = opt("after")) {
-    auto v = ParseId(*after);
-    if (!v)
-      return ex->Respond(
-          ErrorResponse(Status::InvalidArgument("after must be an item id"), "after"));
-    q.after_id = *v;
-  }
-  if (auto limit = opt("limit")) {
-    auto v = ParseId(*limit);
-    if (!v || *v > 500) {
-      return ex->Respond(
-          ErrorResponse(Status::InvalidArgument("limit must be between 1 and 500"), "limit"));
-    }
-    q.limit = static_cast<int>(*v);
-  }
+  auto page = ParsePage(req);
+  if (auto* bad = std::get_if<HttpResponse>(&page)) return ex->Respond(std::move(*bad));
+  q.after_id = std::get<Page>(page).after;
+  q.limit = std::get<Page>(page).limit;
   if (!who->AtLeast(Role::kEngineer)) q.token_id = who->token_id;
   auto items = store_->List(q);
   if (!items.ok()) return ex->Respond(ErrorResponse(items.status()));
-  Json out = {{"items", Json::array()}};
-  for (const auto& it : *items) out["items"].push_back(ForCaller(it, *who));
-  if (static_cast<int>(items->size()) == q.limit) {
-    out["next_after"] = items->back().id;
-  } else {
-    out["next_after"] = nullptr;
-  }
-  ex->Respond(HttpResponse::Json(200, DumpJson(out)));
+  Json out = Json::array();
+  for (const auto& it : *items) out.push_back(ForCaller(it, *who));
+  int64_t last = items->empty() ? 0 : items->back().id;
+  ex->Respond(
+      HttpResponse::Json(200, DumpJson(PageJson(std::move(out), std::get<Page>(page), last))));
 }
 
 void Api::Show(HttpRequest& req, std::shared_ptr<HttpExchange> ex) {

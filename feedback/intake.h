@@ -40,7 +40,9 @@ struct Item {
   std::optional<std::string> reporter, app_version, commit, url, logs, stack_trace, repo;
   Json context = Json::object();
   // new | duplicate | triaged (a task was made of it), then its task's progress:
-  // in_progress | in_review | merged | rejected | failed | answered | cancelled
+  // in_progress | in_review | merged | rejected | failed | answered | cancelled;
+  // or unroutable: triage found no repository for it (`resolution` says why) and
+  // set it aside until one is registered.
   std::string status;
   std::string fingerprint;
   std::optional<int64_t> duplicate_of;
@@ -49,7 +51,8 @@ struct Item {
   int64_t created_at_ms = 0;
   std::optional<int64_t> task_id;  // the task triage made of it (or of its original)
   // Why its task ended (failed, rejected, cancelled, merged) or the answer to a
-  // question, written with the status by the task's transition.
+  // question, written with the status by the task's transition; for an
+  // unroutable item, why triage could not route it.
   std::optional<std::string> resolution;
 
   Json ToJson() const;
@@ -106,20 +109,48 @@ struct Counts {
 // makes a task of an item and marks the item in one). The only way anything
 // above feedback/ touches the table. Thread-compatible: the caller serializes
 // its use of `db`.
+//
+// Every statement is an index search (migration 7), so that triage and the task
+// transitions cost the same with 10 items as with 10 million: the untriaged
+// items have a partial index of their own (token, id), and the items of a task
+// an index on task_id.
 class TriageQueue {
  public:
   explicit TriageQueue(Db* db) : db_(db) {}
-  // Items no task was made of yet (status new or duplicate), oldest first.
-  Result<std::vector<Item>> Untriaged(int limit);
+  // Up to `limit` items no task was made of yet (status new or duplicate), fair
+  // across the tokens that filed them: the oldest item of each token first, then
+  // the second oldest of each, and so on, so that one token's backlog delays
+  // another's items by one round at most. Tokens are visited from the one after
+  // `*after_token` on, wrapping around, and `*after_token` is left at the last
+  // one visited: when more tokens wait than a round takes, the next round starts
+  // with those this one left out. The items come back oldest first (an original
+  // before its duplicates). Costs O(limit) index searches, whatever the backlog.
+  Result<std::vector<Item>> Untriaged(int limit, int64_t* after_token);
   // The task item `id` was triaged into; nullopt while it has none.
   Result<std::optional<int64_t>> TaskOf(int64_t id);
+  // Why item `id` is unroutable; nullopt when it is not.
+  Result<std::optional<std::string>> UnroutableReason(int64_t id);
   // Links item `id` to `task_id`: a new item becomes triaged, a duplicate stays one.
   Status MarkTriaged(int64_t id, int64_t task_id);
+  // Sets untriaged item `id` aside: status unroutable, `reason` as its
+  // resolution (shown to the reporter and to engineers). It leaves the queue
+  // until RequeueUnroutable puts it back.
+  Status MarkUnroutable(int64_t id, std::string_view reason);
+  // Puts the unroutable items that name repository `repo` back in the queue
+  // (new, or duplicate for a duplicate; resolution cleared), and, with
+  // kRequeue, those that name none. Returns how many. Called when `repo` is
+  // registered, in the registration's transaction.
+  enum class Unnamed { kStay, kRequeue };
+  Result<int> RequeueUnroutable(std::string_view repo, Unnamed unnamed);
   // The status every item of `task_id` shows its reporter from now on
   // (in_progress, in_review, merged, ...: the task's state as a reporter sees it),
   // and why it ended or the question's answer (`resolution`; none while it runs).
   Status SetTaskStatus(int64_t task_id, std::string_view status,
                        const std::optional<std::string>& resolution = std::nullopt);
+
+  // The SQL of every statement above, for a test that checks with EXPLAIN QUERY
+  // PLAN that none scans the table.
+  static std::vector<std::string> StatementsForPlanCheck();
 
  private:
   Db* db_;

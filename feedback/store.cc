@@ -1,4 +1,5 @@
 // Durable feedback storage with group commit (see intake.h).
+#include <algorithm>
 #include <future>
 
 #include "common/log.h"
@@ -14,6 +15,36 @@ constexpr const char* kColumns =
     "id, kind, title, body, reporter, app_version, commit_sha, url, logs, stack_trace, repo, "
     "context, status, fingerprint, duplicate_of, reporter_count, token_id, created_at, task_id, "
     "resolution";
+
+// TriageQueue's statements. The two reads of the queue name their index: the
+// planner, without statistics, would rather read every new item by status and
+// sort them.
+constexpr const char* kUntriagedWhere =
+    " FROM feedback INDEXED BY feedback_untriaged WHERE task_id IS NULL AND status IN ('new', "
+    "'duplicate')";
+const std::string& NextTokenSql() {
+  static const std::string sql = std::string("SELECT token_id") + kUntriagedWhere +
+                                 " AND token_id > ? ORDER BY token_id LIMIT 1";
+  return sql;
+}
+const std::string& TokenItemsSql() {
+  static const std::string sql = std::string("SELECT ") + kColumns + kUntriagedWhere +
+                                 " AND token_id = ? AND id > ? ORDER BY id LIMIT ?";
+  return sql;
+}
+constexpr const char* kTaskOfSql = "SELECT task_id FROM feedback WHERE id=?";
+constexpr const char* kUnroutableReasonSql =
+    "SELECT resolution FROM feedback WHERE id=? AND status='unroutable'";
+constexpr const char* kMarkTriagedSql =
+    "UPDATE feedback SET task_id=?, status=CASE status WHEN 'new' THEN 'triaged' ELSE status END "
+    "WHERE id=?";
+constexpr const char* kMarkUnroutableSql =
+    "UPDATE feedback SET status='unroutable', resolution=? WHERE id=? AND task_id IS NULL";
+constexpr const char* kRequeueSql =
+    "UPDATE feedback SET status=CASE WHEN duplicate_of IS NULL THEN 'new' ELSE 'duplicate' END, "
+    "resolution=NULL WHERE status='unroutable' AND (repo=? OR (? AND repo IS NULL))";
+constexpr const char* kSetTaskStatusSql =
+    "UPDATE feedback SET status=?, resolution=? WHERE task_id=?";
 
 Item ReadItem(const Statement& r) {
   Item it;
@@ -84,6 +115,14 @@ const std::vector<Migration>& Migrations() {
       {6, R"sql(
         -- Why the item's task ended (failed, rejected, cancelled) or its answer.
         ALTER TABLE feedback ADD COLUMN resolution TEXT;
+      )sql"},
+      // Triage and the task transitions by index (see TriageQueue), and lists
+      // by status (the unroutable items an admin looks at).
+      {7, R"sql(
+        CREATE INDEX feedback_untriaged ON feedback(token_id, id)
+          WHERE task_id IS NULL AND status IN ('new', 'duplicate');
+        CREATE INDEX feedback_task ON feedback(task_id) WHERE task_id IS NOT NULL;
+        CREATE INDEX feedback_status ON feedback(status, id);
       )sql"},
   };
   return kMigrations;
@@ -307,24 +346,80 @@ Result<Counts> Store::CountByStatus() {
   return c;
 }
 
-Result<std::vector<Item>> TriageQueue::Untriaged(int limit) {
-  LOOM_ASSIGN_OR_RETURN(Statement * q,
-                        db_->Prepare(std::string("SELECT ") + kColumns +
-                                     " FROM feedback WHERE task_id IS NULL AND status IN "
-                                     "('new', 'duplicate') ORDER BY id LIMIT ?"));
-  q->Bind(1, static_cast<int64_t>(limit));
-  std::vector<Item> out;
-  while (true) {
-    LOOM_ASSIGN_OR_RETURN(bool row, q->Step());
-    if (!row) break;
-    out.push_back(ReadItem(*q));
+Result<std::vector<Item>> TriageQueue::Untriaged(int limit, int64_t* after_token) {
+  if (limit <= 0) return std::vector<Item>();
+  // The tokens with items waiting, from the cursor on, wrapping around once:
+  // one index search each, at most `limit` of them.
+  std::vector<int64_t> tokens;
+  {
+    LOOM_ASSIGN_OR_RETURN(Statement * next, db_->Prepare(NextTokenSql()));
+    const int64_t start = *after_token;
+    int64_t at = start;
+    bool wrapped = false;
+    while (static_cast<int>(tokens.size()) < limit) {
+      next->Bind(1, at);
+      LOOM_ASSIGN_OR_RETURN(bool row, next->Step());
+      int64_t token = row ? next->Int(0) : 0;
+      next->Reset();
+      if (!row || (wrapped && token > start)) {
+        if (wrapped || start == 0) break;
+        wrapped = true;
+        at = 0;
+        continue;
+      }
+      tokens.push_back(token);
+      at = token;
+    }
   }
+  if (tokens.empty()) return std::vector<Item>();
+  *after_token = tokens.back();
+  // Each token's oldest items, a fair share of the round each; the places a
+  // token leaves (it has fewer) are shared among those that filled theirs.
+  std::vector<std::vector<Item>> per_token(tokens.size());
+  LOOM_ASSIGN_OR_RETURN(Statement * items, db_->Prepare(TokenItemsSql()));
+  std::vector<size_t> open(tokens.size());
+  for (size_t i = 0; i < open.size(); ++i) open[i] = i;
+  int taken = 0;
+  while (taken < limit && !open.empty()) {
+    const int share =
+        (limit - taken + static_cast<int>(open.size()) - 1) / static_cast<int>(open.size());
+    std::vector<size_t> full;
+    for (size_t i : open) {
+      std::vector<Item>& mine = per_token[i];
+      int64_t after = mine.empty() ? 0 : mine.back().id;
+      items->BindAll(tokens[i], after, static_cast<int64_t>(share));
+      int got = 0;
+      while (true) {
+        LOOM_ASSIGN_OR_RETURN(bool row, items->Step());
+        if (!row) break;
+        mine.push_back(ReadItem(*items));
+        ++got;
+      }
+      items->Reset();
+      taken += got;
+      if (got == share) full.push_back(i);
+    }
+    open = std::move(full);
+  }
+  // Rank by rank: every token's oldest, then every token's second oldest, ...
+  std::vector<Item> out;
+  for (size_t rank = 0; static_cast<int>(out.size()) < limit; ++rank) {
+    bool any = false;
+    for (auto& mine : per_token) {
+      if (rank < mine.size() && static_cast<int>(out.size()) < limit) {
+        out.push_back(std::move(mine[rank]));
+        any = true;
+      }
+    }
+    if (!any) break;
+  }
+  std::sort(out.begin(), out.end(), [](const Item& a, const Item& b) { return a.id < b.id; });
   return out;
 }
 
 Result<std::optional<int64_t>> TriageQueue::TaskOf(int64_t id) {
   LOOM_ASSIGN_OR_RETURN(auto task, db_->QueryOptional(
-                                       "SELECT task_id FROM feedback WHERE id=?",
+                                       kTaskOfSql,
                                        [](const Statement& r) {
                                          return r.IsNull(0) ? std::nullopt
                                                             : std::optional<int64_t>(r.Int(0));
@@ -333,19 +428,37 @@ Result<std::optional<int64_t>> TriageQueue::TaskOf(int64_t id) {
   return task ? *task : std::nullopt;
 }
 
+Result<std::optional<std::string>> TriageQueue::UnroutableReason(int64_t id) {
+  return db_->QueryOptional(
+      kUnroutableReasonSql, [](const Statement& r) { return r.Text(0); }, id);
+}
+
 Status TriageQueue::MarkTriaged(int64_t id, int64_t task_id) {
-  LOOM_ASSIGN_OR_RETURN(
-      Statement * q,
-      db_->Prepare("UPDATE feedback SET task_id=?, status=CASE status WHEN 'new' THEN 'triaged' "
-                   "ELSE status END WHERE id=?"));
+  LOOM_ASSIGN_OR_RETURN(Statement * q, db_->Prepare(kMarkTriagedSql));
   return q->BindAll(task_id, id).Run();
+}
+
+Status TriageQueue::MarkUnroutable(int64_t id, std::string_view reason) {
+  LOOM_ASSIGN_OR_RETURN(Statement * q, db_->Prepare(kMarkUnroutableSql));
+  return q->BindAll(reason, id).Run();
+}
+
+Result<int> TriageQueue::RequeueUnroutable(std::string_view repo, Unnamed unnamed) {
+  LOOM_ASSIGN_OR_RETURN(Statement * q, db_->Prepare(kRequeueSql));
+  LOOM_RETURN_IF_ERROR(
+      q->BindAll(repo, static_cast<int64_t>(unnamed == Unnamed::kRequeue ? 1 : 0)).Run());
+  return db_->Changes();
 }
 
 Status TriageQueue::SetTaskStatus(int64_t task_id, std::string_view status,
                                   const std::optional<std::string>& resolution) {
-  LOOM_ASSIGN_OR_RETURN(Statement * q,
-                        db_->Prepare("UPDATE feedback SET status=?, resolution=? WHERE task_id=?"));
+  LOOM_ASSIGN_OR_RETURN(Statement * q, db_->Prepare(kSetTaskStatusSql));
   return q->BindAll(status, resolution, task_id).Run();
+}
+
+std::vector<std::string> TriageQueue::StatementsForPlanCheck() {
+  return {NextTokenSql(),  TokenItemsSql(),    kTaskOfSql,  kUnroutableReasonSql,
+          kMarkTriagedSql, kMarkUnroutableSql, kRequeueSql, kSetTaskStatusSql};
 }
 
 }  // namespace loom::feedback

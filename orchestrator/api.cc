@@ -9,6 +9,7 @@
 #include "common/crash_point.h"
 #include "common/json_reader.h"
 #include "common/log.h"
+#include "common/paging.h"
 #include "orchestrator/repo_policy.h"
 #include "repos/workspace.h"
 
@@ -22,14 +23,9 @@ std::optional<int64_t> ParseInt(std::string_view s) {
   return v;
 }
 
-// The query parameter `name` as a non-negative integer, `fallback` when absent.
-Result<int64_t> QueryInt(const HttpRequest& req, const char* name, int64_t fallback) {
-  auto it = req.query.find(name);
-  if (it == req.query.end() || it->second.empty()) return fallback;
-  auto v = ParseInt(it->second);
-  if (!v) return Status::InvalidArgument(std::string(name) + " must be a non-negative integer");
-  return *v;
-}
+// An event log is read in long runs (a transcript, `loom task log --follow`):
+// its pages are larger than the other lists'.
+constexpr PageBounds kEventPages{500, 5000};
 
 Result<int64_t> PathId(const HttpRequest& req) {
   auto v = ParseInt(req.params.at("id"));
@@ -161,19 +157,7 @@ void OrchestratorApi::ListTasks(HttpRequest& req, std::shared_ptr<HttpExchange>&
     if (!s.ok()) return ex->Respond(ErrorResponse(s.status(), "state"));
     state = *s;
   }
-  auto after = QueryInt(req, "after", 0);
-  if (!after.ok()) return ex->Respond(ErrorResponse(after.status(), "after"));
-  auto limit = QueryInt(req, "limit", 50);
-  if (!limit.ok() || *limit < 1 || *limit > 500) {
-    return ex->Respond(
-        ErrorResponse(Status::InvalidArgument("limit must be between 1 and 500"), "limit"));
-  }
-  auto tasks = store_->List(state, *after, static_cast<int>(*limit));
-  if (!tasks.ok()) return ex->Respond(ErrorResponse(tasks.status()));
-  Json items = Json::array();
-  for (const auto& t : *tasks) items.push_back(t.ToJson());
-  Json next = tasks->size() == static_cast<size_t>(*limit) ? Json(tasks->back().id) : Json();
-  RespondJson(ex, 200, {{"items", items}, {"next_after", next}});
+  RespondTaskPage(req, ex, state);
 }
 
 void OrchestratorApi::ShowTask(HttpRequest& req, std::shared_ptr<HttpExchange>& ex) {
@@ -188,19 +172,15 @@ void OrchestratorApi::TaskEvents(HttpRequest& req, std::shared_ptr<HttpExchange>
   auto id = PathId(req);
   if (!id.ok()) return ex->Respond(ErrorResponse(id.status()));
   if (auto task = store_->Get(*id); !task.ok()) return ex->Respond(ErrorResponse(task.status()));
-  auto after = QueryInt(req, "after", 0);
-  if (!after.ok()) return ex->Respond(ErrorResponse(after.status(), "after"));
-  auto limit = QueryInt(req, "limit", 500);
-  if (!limit.ok() || *limit < 1 || *limit > 5000) {
-    return ex->Respond(
-        ErrorResponse(Status::InvalidArgument("limit must be between 1 and 5000"), "limit"));
-  }
-  auto events = store_->Events(*id, *after, static_cast<int>(*limit));
+  auto parsed = ParsePage(req, kEventPages);
+  if (auto* bad = std::get_if<HttpResponse>(&parsed)) return ex->Respond(std::move(*bad));
+  const Page& page = std::get<Page>(parsed);
+  auto events = store_->Events(*id, page.after, page.limit);
   if (!events.ok()) return ex->Respond(ErrorResponse(events.status()));
   Json items = Json::array();
   for (const auto& e : *events) items.push_back(e.ToJson());
-  Json next = events->empty() ? Json(*after) : Json(events->back().seq);
-  RespondJson(ex, 200, {{"items", items}, {"next_after", next}});
+  int64_t last = events->empty() ? 0 : events->back().seq;
+  RespondJson(ex, 200, PageJson(std::move(items), page, last));
 }
 
 void OrchestratorApi::CancelTask(HttpRequest& req, std::shared_ptr<HttpExchange>& ex) {
@@ -327,12 +307,21 @@ void OrchestratorApi::TaskDiff(HttpRequest& req, std::shared_ptr<HttpExchange>& 
   RespondJson(ex, 200, *diff);
 }
 
-void OrchestratorApi::ListReviews(HttpRequest&, std::shared_ptr<HttpExchange>& ex) {
-  auto tasks = store_->List(TaskState::kReview, 0, 500);
+void OrchestratorApi::ListReviews(HttpRequest& req, std::shared_ptr<HttpExchange>& ex) {
+  RespondTaskPage(req, ex, TaskState::kReview);
+}
+
+// A page of the tasks (in `state`, when given), for GET /v1/tasks and /v1/reviews.
+void OrchestratorApi::RespondTaskPage(HttpRequest& req, std::shared_ptr<HttpExchange>& ex,
+                                      std::optional<TaskState> state) {
+  auto parsed = ParsePage(req);
+  if (auto* bad = std::get_if<HttpResponse>(&parsed)) return ex->Respond(std::move(*bad));
+  const Page& page = std::get<Page>(parsed);
+  auto tasks = store_->List(state, page.after, page.limit);
   if (!tasks.ok()) return ex->Respond(ErrorResponse(tasks.status()));
   Json items = Json::array();
   for (const auto& t : *tasks) items.push_back(t.ToJson());
-  RespondJson(ex, 200, {{"items", items}});
+  RespondJson(ex, 200, PageJson(std::move(items), page, tasks->empty() ? 0 : tasks->back().id));
 }
 
 // The task of a review route, which must be in review.
@@ -566,11 +555,14 @@ void OrchestratorApi::ListEscalations(HttpRequest& req, std::shared_ptr<HttpExch
     return ex->Respond(
         ErrorResponse(Status::InvalidArgument("state must be open or all"), "state"));
   }
-  auto list = escalations_->List(state == "open");
+  auto parsed = ParsePage(req);
+  if (auto* bad = std::get_if<HttpResponse>(&parsed)) return ex->Respond(std::move(*bad));
+  const Page& page = std::get<Page>(parsed);
+  auto list = escalations_->List(state == "open", page.after, page.limit);
   if (!list.ok()) return ex->Respond(ErrorResponse(list.status()));
   Json items = Json::array();
   for (const auto& e : *list) items.push_back(e.ToJson());
-  RespondJson(ex, 200, {{"items", items}});
+  RespondJson(ex, 200, PageJson(std::move(items), page, list->empty() ? 0 : list->back().id));
 }
 
 void OrchestratorApi::ShowEscalation(HttpRequest& req, std::shared_ptr<HttpExchange>& ex) {

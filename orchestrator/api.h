@@ -3,9 +3,13 @@
 //
 //   POST /v1/repos                      admin: register {name, path, test_command, branch?}
 //   GET  /v1/repos                      engineer
+// Every list is paged by one rule (common/paging.h, docs/api.md "Lists"):
+// `after` (a key, 0 = the start) and `limit`, answered {"items", "next_after"}.
+//
 //   GET  /v1/tasks[?state=&after=&limit=]   engineer; oldest first, paged
 //   GET  /v1/tasks/{id}                 engineer
-//   GET  /v1/tasks/{id}/events[?after=&limit=]   engineer; `after` is a seq (for --follow)
+//   GET  /v1/tasks/{id}/events[?after=&limit=]   engineer; `after` is a seq (for --follow);
+//                                       pages of up to 5000 (default 500)
 //   GET  /v1/tasks/{id}/diff            engineer: the branch against its merge base
 //   POST /v1/tasks/{id}/cancel          engineer: {reason?}; a queued, blocked or
 //                                       changes_requested task at once, a running or
@@ -15,7 +19,7 @@
 //   POST /v1/tasks/{id}/retry           engineer: {more_budget?, extra_steps?, extra_tokens?};
 //                                       a failed or cancelled task back to queued with a
 //                                       fresh workspace. 409 otherwise
-//   GET  /v1/reviews                    engineer: tasks in review
+//   GET  /v1/reviews[?after=&limit=]    engineer: tasks in review, paged
 //   GET  /v1/reviews/{id}               engineer: diff (protected paths flagged), the
 //                                       verification and FAIL_TO_PASS runs, the feedback,
 //                                       transcript summary, cost
@@ -24,7 +28,7 @@
 //   POST /v1/reviews/{id}/merge         a merger: merges an approved branch
 //   POST /v1/reviews/{id}/request-changes   engineer: {comment} -> the agent's next instruction
 //   POST /v1/reviews/{id}/reject        engineer: {reason}
-//   GET  /v1/escalations[?state=open|all]        engineer
+//   GET  /v1/escalations[?state=open|all&after=&limit=]   engineer, paged
 //   GET  /v1/escalations/{id}           engineer
 //   POST /v1/escalations/{id}/answer    engineer: one of {text}, {approve: true},
 //        {deny: true, reason}, {secret: {name, value}}; requeues the blocked task.
@@ -90,6 +94,8 @@ class OrchestratorApi {
   void CancelTask(HttpRequest& req, std::shared_ptr<HttpExchange>& ex);
   void RetryTask(HttpRequest& req, std::shared_ptr<HttpExchange>& ex);
   void ListReviews(HttpRequest& req, std::shared_ptr<HttpExchange>& ex);
+  void RespondTaskPage(HttpRequest& req, std::shared_ptr<HttpExchange>& ex,
+                       std::optional<TaskState> state);
   void ShowReview(HttpRequest& req, std::shared_ptr<HttpExchange>& ex);
   void Approve(HttpRequest& req, std::shared_ptr<HttpExchange>& ex);
   void Merge(HttpRequest& req, std::shared_ptr<HttpExchange>& ex);

@@ -51,6 +51,10 @@ const std::vector<Migration>& EscalationStore::Migrations() {
         );
         CREATE INDEX escalations_state ON escalations(state, id);
       )sql"},
+      // A task's escalations (ForTask, a cancel closing them) by index.
+      {7, R"sql(
+        CREATE INDEX escalations_task ON escalations(task_id, id) WHERE task_id IS NOT NULL;
+      )sql"},
   };
   return kMigrations;
 }
@@ -87,12 +91,30 @@ Result<int64_t> EscalationStore::Escalate(std::optional<int64_t> task_id, const 
   return lock.db()->LastInsertRowId();
 }
 
-Result<std::vector<Escalation>> EscalationStore::List(bool open_only) {
+Result<std::vector<Escalation>> EscalationStore::List(bool open_only, int64_t after_id, int limit) {
   auto lock = db_->AcquireReader();
   LOOM_ASSIGN_OR_RETURN(
       Statement * q,
-      lock.db()->Prepare(std::string("SELECT ") + kEscalationColumns + " FROM escalations" +
-                         (open_only ? " WHERE state='open'" : "") + " ORDER BY id"));
+      lock.db()->Prepare(std::string("SELECT ") + kEscalationColumns +
+                         " FROM escalations WHERE id > ?" + (open_only ? " AND state='open'" : "") +
+                         " ORDER BY id LIMIT ?"));
+  q->BindAll(after_id, static_cast<int64_t>(limit));
+  std::vector<Escalation> out;
+  while (true) {
+    LOOM_ASSIGN_OR_RETURN(bool row, q->Step());
+    if (!row) break;
+    out.push_back(ReadEscalation(*q));
+  }
+  q->Reset();
+  return out;
+}
+
+Result<std::vector<Escalation>> EscalationStore::ForTask(int64_t task_id) {
+  auto lock = db_->AcquireReader();
+  LOOM_ASSIGN_OR_RETURN(Statement * q,
+                        lock.db()->Prepare(std::string("SELECT ") + kEscalationColumns +
+                                           " FROM escalations WHERE task_id=? ORDER BY id"));
+  q->Bind(1, task_id);
   std::vector<Escalation> out;
   while (true) {
     LOOM_ASSIGN_OR_RETURN(bool row, q->Step());

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <string>
@@ -41,7 +42,13 @@ class EscalationStore {
   Result<int64_t> Escalate(std::optional<int64_t> task_id, const std::string& kind,
                            const std::string& summary, const std::string& raised_by,
                            std::optional<std::string> secret_name = std::nullopt);
-  Result<std::vector<Escalation>> List(bool open_only);
+  // Oldest first: up to `limit` escalations (open ones only, when `open_only`)
+  // whose id is greater than `after_id` (keyset paging on the state index).
+  Result<std::vector<Escalation>> List(bool open_only, int64_t after_id = 0,
+                                       int limit = std::numeric_limits<int>::max());
+  // Every escalation of task `task_id`, oldest first (by index: it costs the
+  // same whatever the number of escalations ever raised).
+  Result<std::vector<Escalation>> ForTask(int64_t task_id);
   Result<Escalation> Get(int64_t id);
   // Records the answer (masked) with an "escalation_answered" event on its task
   // and requeues the task if it is blocked, in one transaction.

@@ -1,6 +1,8 @@
 // The repos table. See repo_store.h.
 #include "orchestrator/repo_store.h"
 
+#include "feedback/intake.h"
+
 namespace loom {
 namespace {
 
@@ -44,6 +46,8 @@ Result<repos::RepoRecord> RepoStore::Register(repos::RepoRecord record) {
   // libgit2 work, outside the lock.
   LOOM_ASSIGN_OR_RETURN(record, repos::CheckRepository(std::move(record)));
   auto lock = db_->Acquire();
+  Transaction tx(lock.db());
+  LOOM_RETURN_IF_ERROR(tx.Begin());
   LOOM_ASSIGN_OR_RETURN(Statement * q,
                         lock.db()->Prepare("INSERT INTO repos(name, path, target_branch, "
                                            "test_command, created_at) VALUES(?,?,?,?,?)"));
@@ -54,6 +58,13 @@ Result<repos::RepoRecord> RepoStore::Register(repos::RepoRecord record) {
     return Status::AlreadyExists("a repository named '" + record.name + "' is already registered");
   }
   LOOM_RETURN_IF_ERROR(s);
+  LOOM_ASSIGN_OR_RETURN(int64_t registered, Count(lock));
+  using Unnamed = feedback::TriageQueue::Unnamed;
+  LOOM_RETURN_IF_ERROR(
+      feedback::TriageQueue(lock.db())
+          .RequeueUnroutable(record.name, registered == 1 ? Unnamed::kRequeue : Unnamed::kStay)
+          .status());
+  LOOM_RETURN_IF_ERROR(tx.Commit());
   return record;
 }
 
@@ -94,6 +105,11 @@ Result<std::optional<std::string>> RepoStore::OnlyRepository(const StoreDb::Lock
   }
   if (names.size() != 1) return std::optional<std::string>();
   return std::optional<std::string>(names[0]);
+}
+
+Result<int64_t> RepoStore::Count(const StoreDb::Lock& lock) {
+  return lock.db()->QueryOne("SELECT count(*) FROM repos", "no count",
+                             [](const Statement& r) { return r.Int(0); });
 }
 
 }  // namespace loom

@@ -29,7 +29,10 @@ class RepoStore {
   explicit RepoStore(std::shared_ptr<StoreDb> db) : db_(std::move(db)) {}
 
   // Checks the repository (repos::CheckRepository: a good name, a repository
-  // that opens, is not empty and has the target branch) and registers it.
+  // that opens, is not empty and has the target branch) and registers it. In
+  // the same transaction, the feedback items triage had set aside as unroutable
+  // for want of it go back to triage's queue: those that name it, and, when it
+  // is the only repository now, those that name none (the caller wakes triage).
   // Returns the record as registered (its path absolute). AlreadyExists for a
   // name that is taken.
   Result<repos::RepoRecord> Register(repos::RepoRecord record);
@@ -38,10 +41,12 @@ class RepoStore {
   Result<repos::RepoRecord> Get(const std::string& name);
   Result<std::vector<repos::RepoRecord>> List();  // sorted by name
 
-  // Within the caller's lock (triage): whether `name` is registered, and the
-  // name of the only registered repository (nullopt with none or several).
+  // Within the caller's lock (triage): whether `name` is registered, the name
+  // of the only registered repository (nullopt with none or several), and how
+  // many are registered.
   Result<bool> IsRegistered(const StoreDb::Lock& lock, const std::string& name);
   Result<std::optional<std::string>> OnlyRepository(const StoreDb::Lock& lock);
+  Result<int64_t> Count(const StoreDb::Lock& lock);
 
  private:
   std::shared_ptr<StoreDb> db_;

@@ -112,14 +112,23 @@ void Scheduler::Stop() {
   }
 }
 
+// One bounded round at a time, each its own transaction, so that the slots'
+// writes interleave with a long backlog and each round's tasks are leased at
+// once; another round follows at once while the last one moved items.
 void Scheduler::TriageLoop() {
   while (!stop_) {
     uint64_t seen = Wakes();  // before triage: a submission during it is not missed
-    auto created = store_->Triage();
-    if (!created.ok()) {
-      LOOM_LOG(kError) << "triage failed: " << created.status().ToString();
-    } else if (!created->empty()) {
-      Wake();
+    auto round = store_->TriageBatch();
+    if (!round.ok()) {
+      LOOM_LOG(kError) << "triage failed: " << round.status().ToString();
+    } else {
+      if (!round->created.empty()) Wake();
+      if (round->unroutable > 0) {
+        LOOM_LOG(kInfo) << "triage set " << round->unroutable
+                        << " feedback item(s) aside as unroutable (loom feedback list "
+                           "--status unroutable)";
+      }
+      if (round->moved() > 0) continue;
     }
     WaitForWake(seen);
   }
@@ -145,9 +154,9 @@ void Scheduler::SlotLoop(int slot) {
 // True once a person approved an approval escalation of this task (the agent's
 // edits of protected paths).
 Result<bool> Scheduler::ProtectedEditsApproved(int64_t task_id) {
-  LOOM_ASSIGN_OR_RETURN(std::vector<Escalation> all, escalations_->List(false));
-  for (const auto& e : all) {
-    if (e.task_id == task_id && e.kind == "approval" && BoolOr(e.answer, "approved", false)) {
+  LOOM_ASSIGN_OR_RETURN(std::vector<Escalation> mine, escalations_->ForTask(task_id));
+  for (const auto& e : mine) {
+    if (e.kind == "approval" && BoolOr(e.answer, "approved", false)) {
       return true;
     }
   }

@@ -1,7 +1,9 @@
 // The scheduler: N agent slots that lease queued tasks and run them.
 //
 // One triage thread turns new feedback into tasks when woken (a submission, a
-// repository added) and wakes the slots when it made some. Each slot is a worker
+// repository added) and wakes the slots when it made some. It works in bounded
+// rounds, fair across reporter tokens, and sets items it cannot route aside as
+// unroutable (TaskStore::TriageBatch), so no backlog stalls it. Each slot is a worker
 // thread that, when woken, leases the oldest queued task (a compare-and-set
 // transition, so no task runs twice at once), opens or creates its workspace,
 // runs the agent, and records the outcome as the next state: review, answered (a

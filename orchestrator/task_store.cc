@@ -237,29 +237,69 @@ const std::vector<Migration>& TaskStore::Migrations() {
 }
 
 Result<std::vector<int64_t>> TaskStore::Triage() {
-  auto lock = db_->Acquire();
   std::vector<int64_t> created;
+  while (true) {
+    LOOM_ASSIGN_OR_RETURN(TriageRound round, TriageBatch());
+    created.insert(created.end(), round.created.begin(), round.created.end());
+    if (round.moved() == 0) return created;
+  }
+}
+
+Result<TriageRound> TaskStore::TriageBatch(int max_items) {
+  auto lock = db_->Acquire();
+  TriageRound round;
   Transaction tx(lock.db());
   LOOM_RETURN_IF_ERROR(tx.Begin());
   // The single registered repository, if there is exactly one.
   LOOM_ASSIGN_OR_RETURN(std::optional<std::string> only_repo, repos_->OnlyRepository(lock));
   feedback::TriageQueue queue(lock.db());
-  LOOM_ASSIGN_OR_RETURN(std::vector<feedback::Item> pending, queue.Untriaged(200));
+  int64_t cursor = triage_cursor_.load();
+  LOOM_ASSIGN_OR_RETURN(std::vector<feedback::Item> pending, queue.Untriaged(max_items, &cursor));
+  triage_cursor_.store(cursor);
   int64_t now = lock.NowMs();
+  auto set_aside = [&](const feedback::Item& item, const std::string& reason) -> Status {
+    LOOM_RETURN_IF_ERROR(queue.MarkUnroutable(item.id, reason));
+    ++round.unroutable;
+    return Status::Ok();
+  };
   for (const feedback::Item& item : pending) {
     std::optional<int64_t> task_id;
     if (item.duplicate_of) {
       LOOM_ASSIGN_OR_RETURN(task_id, queue.TaskOf(*item.duplicate_of));
-      if (!task_id) continue;  // the original is not triaged yet; next round
+      if (!task_id) {
+        // Its original was set aside: so is it, for the same reason (they name
+        // the same repository). Otherwise the original is still in the queue,
+        // ahead of it (older): a later round links it.
+        LOOM_ASSIGN_OR_RETURN(std::optional<std::string> why,
+                              queue.UnroutableReason(*item.duplicate_of));
+        if (why) {
+          LOOM_RETURN_IF_ERROR(set_aside(item, *why));
+        } else {
+          ++round.waiting;
+        }
+        continue;
+      }
     } else {
       std::optional<std::string> repo = item.repo;
       if (repo) {
         LOOM_ASSIGN_OR_RETURN(bool known, repos_->IsRegistered(lock, *repo));
-        if (!known) continue;  // waits until the repository is registered
-      } else {
+        if (!known) {
+          LOOM_RETURN_IF_ERROR(
+              set_aside(item, "no repository named '" + *repo +
+                                  "' is registered; it is triaged once an admin registers it"));
+          continue;
+        }
+      } else if (only_repo) {
         repo = only_repo;
+      } else {
+        LOOM_ASSIGN_OR_RETURN(int64_t registered, repos_->Count(lock));
+        LOOM_RETURN_IF_ERROR(set_aside(
+            item, registered == 0
+                      ? "no repository is registered yet; it is triaged once one is"
+                      : "it names no repository and " + std::to_string(registered) +
+                            " are registered; file it again with \"repo\" set to one of them"));
+        continue;
       }
-      if (!repo) continue;
       LOOM_ASSIGN_OR_RETURN(
           Statement * ins,
           lock.db()->Prepare(
@@ -269,7 +309,7 @@ Result<std::vector<int64_t>> TaskStore::Triage() {
           ins->BindAll(*repo, item.kind, item.title, Instructions(item), item.token_id, now, now)
               .Run());
       task_id = lock.db()->LastInsertRowId();
-      created.push_back(*task_id);
+      round.created.push_back(*task_id);
       LOOM_RETURN_IF_ERROR(
           AppendEventLocked(lock, *task_id, EventType::kCreated, {{"feedback_id", item.id}}, {})
               .status());
@@ -280,9 +320,10 @@ Result<std::vector<int64_t>> TaskStore::Triage() {
             "INSERT OR IGNORE INTO task_feedback(task_id, feedback_id) VALUES(?,?)"));
     LOOM_RETURN_IF_ERROR(link->BindAll(*task_id, item.id).Run());
     LOOM_RETURN_IF_ERROR(queue.MarkTriaged(item.id, *task_id));
+    ++round.linked;
   }
   LOOM_RETURN_IF_ERROR(tx.Commit());
-  return created;
+  return round;
 }
 
 Result<Task> TaskStore::GetLocked(const StoreDb::Lock& lock, int64_t id) {

@@ -15,6 +15,7 @@
 // under its lock; transactions are short.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -90,6 +91,16 @@ struct Usage {
 
 class RepoStore;
 
+// What one round of triage did.
+struct TriageRound {
+  std::vector<int64_t> created;  // the tasks it made, in order
+  int linked = 0;                // items linked to a task (new ones or their originals')
+  int unroutable = 0;            // items set aside as unroutable
+  int waiting = 0;               // duplicates whose original is not triaged yet
+  // Items that left the queue: when none did, another round now would do nothing.
+  int moved() const { return linked + unroutable; }
+};
+
 class TaskStore {
  public:
   // The migrations of the tasks, task_feedback and events tables (assembled
@@ -99,10 +110,21 @@ class TaskStore {
   // REQUIRES: `repos` works on the same StoreDb and outlives this store.
   TaskStore(std::shared_ptr<StoreDb> db, RepoStore* repos) : db_(std::move(db)), repos_(repos) {}
 
-  // Triage: turns every untriaged feedback item into a task (an original) or
-  // links it to its original's task (a duplicate). Items naming no repository go
-  // to the only registered repository, or wait when there are several. Returns
-  // the ids of the tasks created.
+  // Items one round of triage reads at most.
+  static constexpr int kTriageBatch = 200;
+
+  // One round of triage, in one transaction: up to `max_items` untriaged
+  // feedback items, taken fairly across reporter tokens (TriageQueue::Untriaged),
+  // each turned into a task (an original) or linked to its original's task (a
+  // duplicate). Items naming no repository go to the only registered one. An
+  // item that cannot be routed (the repository it names is not registered; it
+  // names none and none or several are) is set aside as `unroutable` with the
+  // reason, out of the queue, until a repository is registered
+  // (RepoStore::Register); a duplicate of an unroutable item is too. Its cost
+  // does not depend on how many items wait or were ever filed.
+  Result<TriageRound> TriageBatch(int max_items = kTriageBatch);
+  // Rounds of TriageBatch until one moves no item: everything triageable now.
+  // Returns the ids of the tasks created.
   Result<std::vector<int64_t>> Triage();
 
   Result<Task> Get(int64_t id);
@@ -171,6 +193,8 @@ class TaskStore {
  private:
   std::shared_ptr<StoreDb> db_;
   RepoStore* repos_;
+  // The reporter token the last round of triage stopped at (TriageQueue::Untriaged).
+  std::atomic<int64_t> triage_cursor_{0};
 };
 
 }  // namespace loom

@@ -2,6 +2,8 @@
 
 #include <iostream>
 
+#include "common/json_reader.h"
+
 namespace loom::cli {
 
 ApiReply CallApi(const GlobalOptions& global, const std::string& method, const std::string& path,
@@ -52,6 +54,35 @@ ApiReply CallApi(const GlobalOptions& global, const std::string& method, const s
   }
   if (r->status == 401) reply.error += " (pass --token or set LOOM_TOKEN)";
   return reply;
+}
+
+ApiReply GetPages(const GlobalOptions& global, const std::string& path, const PageOptions& page) {
+  const char* sep = path.find('?') == std::string::npos ? "?" : "&";
+  Json items = Json::array();
+  int64_t after = page.after;
+  while (true) {
+    ApiReply r = CallApi(
+        global, "GET",
+        path + sep + "limit=" + std::to_string(page.limit) + "&after=" + std::to_string(after));
+    if (r.exit_code != kExitOk) return r;
+    const Json& got = MemberOrNull(r.body, "items");
+    if (got.is_array()) {
+      for (const auto& it : got) items.push_back(it);
+    }
+    const Json& next = MemberOrNull(r.body, "next_after");
+    if (!page.all || !next.is_number_integer() || next.get<int64_t>() <= after) {
+      r.body = Json{{"items", std::move(items)}, {"next_after", next}};
+      return r;
+    }
+    after = next.get<int64_t>();
+  }
+}
+
+void PrintMore(const Json& body) {
+  const Json& next = MemberOrNull(body, "next_after");
+  if (next.is_number_integer()) {
+    std::cout << "More: the same command with --after " << next.get<int64_t>() << "\n";
+  }
 }
 
 int ReportFailure(const GlobalOptions& global, const ApiReply& reply) {

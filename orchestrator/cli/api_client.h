@@ -28,6 +28,22 @@ ApiReply CallApi(const GlobalOptions& global, const std::string& method, const s
                  const Json* body = nullptr, const std::string& idempotency_key = "",
                  std::chrono::milliseconds timeout = std::chrono::seconds(30));
 
+// Paging through a list (docs/api.md, "Lists"): `limit` items a page, from the
+// key `after`; with `all`, every page to the end.
+struct PageOptions {
+  int limit = 50;
+  int64_t after = 0;
+  bool all = true;
+};
+
+// GETs the list at `path` (with or without a query of its own) page by page.
+// On success the reply's body is {"items": every page's items, "next_after": the
+// last page's}; else the first failed reply.
+ApiReply GetPages(const GlobalOptions& global, const std::string& path, const PageOptions& page);
+
+// Under the human output of a list: how to ask for the next page, when there is one.
+void PrintMore(const Json& body);
+
 // Prints the error of a failed reply to stderr (or as JSON on stdout with --json)
 // and returns its exit code.
 int ReportFailure(const GlobalOptions& global, const ApiReply& reply);

@@ -101,37 +101,31 @@ void AddFeedbackCommands(CLI::App& app, GlobalOptions& global, int& exit_code) {
   list->add_option("--after", largs->after, "Show items after this id");
   list->add_flag("--all", largs->all, "Follow pages to the end");
   list->callback([&global, &exit_code, largs] {
-    Json all = Json::array();
-    int64_t after = largs->after;
-    while (true) {
-      std::string path = "/v1/feedback?limit=" + std::to_string(largs->limit);
-      if (after > 0) path += "&after=" + std::to_string(after);
-      if (!largs->status.empty()) path += "&status=" + UrlEncode(largs->status);
-      if (!largs->kind.empty()) path += "&kind=" + UrlEncode(largs->kind);
-      if (!largs->repo.empty()) path += "&repo=" + UrlEncode(largs->repo);
-      ApiReply r = CallApi(global, "GET", path);
-      if (r.exit_code != kExitOk) {
-        exit_code = ReportFailure(global, r);
-        return;
-      }
-      for (auto& it : r.body["items"]) all.push_back(it);
-      if (!largs->all || r.body["next_after"].is_null()) break;
-      after = r.body["next_after"].get<int64_t>();
+    std::string query;
+    if (!largs->status.empty()) query += "&status=" + UrlEncode(largs->status);
+    if (!largs->kind.empty()) query += "&kind=" + UrlEncode(largs->kind);
+    if (!largs->repo.empty()) query += "&repo=" + UrlEncode(largs->repo);
+    std::string path = "/v1/feedback" + (query.empty() ? "" : "?" + query.substr(1));
+    ApiReply r = GetPages(global, path, {largs->limit, largs->after, largs->all});
+    if (r.exit_code != kExitOk) {
+      exit_code = ReportFailure(global, r);
+      return;
     }
     if (global.json) {
-      std::cout << DumpJson(Json{{"items", all}}) << "\n";
+      std::cout << DumpJson(r.body) << "\n";
       return;
     }
-    if (all.empty()) {
-      std::cout << "No feedback.\n";
-      return;
-    }
+    const Json& all = r.body["items"];
+    if (all.empty()) std::cout << "No feedback.\n";
     for (const auto& it : all) {
       std::string status = Str(it, "status");
       if (it.contains("duplicate_of")) status += " of #" + Str(it, "duplicate_of");
       std::printf("#%-6s %-9s %-18s %3s  %s\n", Str(it, "id").c_str(), Str(it, "kind").c_str(),
                   status.c_str(), Str(it, "reporter_count").c_str(), Str(it, "title").c_str());
+      if (Str(it, "status") == "unroutable")
+        std::printf("        %s\n", Str(it, "resolution").c_str());
     }
+    PrintMore(r.body);
   });
 
   auto show_id = std::make_shared<int64_t>(0);

@@ -15,6 +15,12 @@
 namespace loom::cli {
 namespace {
 
+// --limit and --after on a list command, which pages through from there to the end.
+void AddPageFlags(CLI::App* list, PageOptions* page) {
+  list->add_option("--limit", page->limit, "Items per request (1-500, default 50)");
+  list->add_option("--after", page->after, "Start after this id");
+}
+
 // The first line of `text`, at most `max` bytes, with "..." when cut.
 std::string FirstLine(const std::string& text, size_t max = 100) {
   std::string line = text.substr(0, text.find('\n'));
@@ -90,12 +96,15 @@ int FollowTaskEvents(const GlobalOptions& global, int64_t id, int64_t after, boo
   while (true) {
     ApiReply r = CallApi(global, "GET", base + "/events?after=" + std::to_string(after));
     if (r.exit_code != kExitOk) return ReportFailure(global, r);
-    for (const auto& e : r.body["items"]) {
+    const Json& items = MemberOrNull(r.body, "items");
+    for (const auto& e : ArrayOrEmpty(r.body, "items")) {
       std::cout << (global.json ? DumpJson(e) : FormatEvent(e, full)) << "\n" << std::flush;
+      after = std::max(after, IntOr(e, "seq", after));
     }
-    after = r.body["next_after"].get<int64_t>();
+    // A full page: the next one follows at once (next_after), with or without --follow.
+    if (MemberOrNull(r.body, "next_after").is_number_integer()) continue;
     if (!follow) return kExitOk;
-    if (r.body["items"].empty()) {
+    if (!items.is_array() || items.empty()) {
       ApiReply t = CallApi(global, "GET", base);
       if (t.exit_code != kExitOk) return ReportFailure(global, t);
       std::string state = Str(t.body, "state");
@@ -173,12 +182,14 @@ void AddTaskCommands(CLI::App& app, GlobalOptions& global, int& exit_code) {
   auto* task = app.add_subcommand("task", "Follow what the agents do");
   task->require_subcommand(1);
   auto state = std::make_shared<std::string>();
+  auto task_pages = std::make_shared<PageOptions>();
   auto* list = task->add_subcommand("list", "List tasks (oldest first)");
   list->add_option("--state", *state, "queued, running, blocked, review, failed, ...");
-  list->callback([&global, &exit_code, state] {
-    std::string path = "/v1/tasks?limit=500";
-    if (!state->empty()) path += "&state=" + UrlEncode(*state);
-    PrintReply(global, CallApi(global, "GET", path), exit_code, [](const Json& r) {
+  AddPageFlags(list, task_pages.get());
+  list->callback([&global, &exit_code, state, task_pages] {
+    std::string path = "/v1/tasks";
+    if (!state->empty()) path += "?state=" + UrlEncode(*state);
+    PrintReply(global, GetPages(global, path, *task_pages), exit_code, [](const Json& r) {
       if (r["items"].empty()) std::cout << "No tasks.\n";
       for (const auto& t : r["items"]) {
         std::printf("#%-5s %-8s %-10s %-28s %s\n", Str(t, "id").c_str(), Str(t, "kind").c_str(),
@@ -259,15 +270,18 @@ void AddTaskCommands(CLI::App& app, GlobalOptions& global, int& exit_code) {
 void AddReviewCommands(CLI::App& app, GlobalOptions& global, int& exit_code) {
   auto* review = app.add_subcommand("review", "Review agent branches: approve, send back, reject");
   review->require_subcommand(1);
+  auto review_pages = std::make_shared<PageOptions>();
   auto* list = review->add_subcommand("list", "Tasks waiting for review");
-  list->callback([&global, &exit_code] {
-    PrintReply(global, CallApi(global, "GET", "/v1/reviews"), exit_code, [](const Json& r) {
-      if (r["items"].empty()) std::cout << "Nothing to review.\n";
-      for (const auto& t : r["items"]) {
-        std::printf("#%-5s %-8s %-40s %s\n", Str(t, "id").c_str(), Str(t, "kind").c_str(),
-                    Str(t, "branch").c_str(), Str(t, "title").c_str());
-      }
-    });
+  AddPageFlags(list, review_pages.get());
+  list->callback([&global, &exit_code, review_pages] {
+    PrintReply(
+        global, GetPages(global, "/v1/reviews", *review_pages), exit_code, [](const Json& r) {
+          if (r["items"].empty()) std::cout << "Nothing to review.\n";
+          for (const auto& t : r["items"]) {
+            std::printf("#%-5s %-8s %-40s %s\n", Str(t, "id").c_str(), Str(t, "kind").c_str(),
+                        Str(t, "branch").c_str(), Str(t, "title").c_str());
+          }
+        });
   });
   auto show_id = std::make_shared<int64_t>(0);
   auto* show = review->add_subcommand("show", "Diff, test results, transcript summary and cost");
@@ -349,11 +363,13 @@ void AddEscalationCommands(CLI::App& app, GlobalOptions& global, int& exit_code)
   auto* esc = app.add_subcommand("escalations", "What agents asked people for");
   esc->require_subcommand(1);
   auto all = std::make_shared<bool>(false);
+  auto esc_pages = std::make_shared<PageOptions>();
   auto* list = esc->add_subcommand("list", "List open escalations");
   list->add_flag("--all", *all, "Answered ones too");
-  list->callback([&global, &exit_code, all] {
+  AddPageFlags(list, esc_pages.get());
+  list->callback([&global, &exit_code, all, esc_pages] {
     std::string path = std::string("/v1/escalations?state=") + (*all ? "all" : "open");
-    PrintReply(global, CallApi(global, "GET", path), exit_code, [](const Json& r) {
+    PrintReply(global, GetPages(global, path, *esc_pages), exit_code, [](const Json& r) {
       if (r["items"].empty()) std::cout << "No escalations.\n";
       for (const auto& e : r["items"]) {
         std::printf("#%-5s task #%-5s %-9s %-9s %s\n", Str(e, "id").c_str(),

@@ -132,15 +132,101 @@ class TriageQueueTest : public StoreTest {
     db_ = std::move(*db);
     ASSERT_TRUE(db_->Exec("INSERT INTO tasks(id) VALUES(7)").ok());
   }
-  std::vector<int64_t> UntriagedIds() {
-    auto items = TriageQueue(db_.get()).Untriaged(100);
+  std::vector<int64_t> UntriagedIds(int limit = 100) {
+    auto items = TriageQueue(db_.get()).Untriaged(limit, &cursor_);
     EXPECT_TRUE(items.ok()) << items.status().ToString();
     std::vector<int64_t> ids;
     for (const Item& it : items.ok() ? *items : std::vector<Item>{}) ids.push_back(it.id);
     return ids;
   }
+  // Items filed by token `token`, titled `prefix` + a distinct word each.
+  std::vector<int64_t> FileAs(int64_t token, const std::string& prefix, int n,
+                              std::optional<std::string> repo = std::nullopt) {
+    std::vector<int64_t> ids;
+    for (int i = 0; i < n; ++i) {
+      Item it = MakeItem(prefix + " " + std::string(1, static_cast<char>('a' + i)));
+      it.token_id = token;
+      it.repo = repo;
+      auto r = store_->SubmitAndWait(std::move(it));
+      EXPECT_TRUE(r.ok()) << r.status().ToString();
+      ids.push_back(r.ok() ? r->id : 0);
+    }
+    return ids;
+  }
+  int64_t NewToken() {
+    auto tokens = TokenStore::Open(path_);
+    auto secret = (*tokens)->Create(Role::kReporter, "another");
+    return (*tokens)->Lookup(*secret)->token_id;
+  }
   std::unique_ptr<Db> db_;
+  int64_t cursor_ = 0;
 };
+
+TEST_F(TriageQueueTest, TakesEachTokensOldestItemsRankByRank) {
+  int64_t two = NewToken(), three = NewToken();
+  std::vector<int64_t> a = FileAs(1, "first token", 5);
+  std::vector<int64_t> b = FileAs(two, "second token", 1);
+  std::vector<int64_t> c = FileAs(three, "third token", 2);
+  // Three places: the oldest of each token, however long the first one's backlog.
+  EXPECT_EQ(UntriagedIds(3), (std::vector<int64_t>{a[0], b[0], c[0]}));
+  // Six: two of each token that has them; the place the second token leaves
+  // goes to whoever has more.
+  cursor_ = 0;
+  EXPECT_EQ(UntriagedIds(6), (std::vector<int64_t>{a[0], a[1], a[2], b[0], c[0], c[1]}));
+  cursor_ = 0;
+  EXPECT_EQ(UntriagedIds(100).size(), 8u);
+}
+
+TEST_F(TriageQueueTest, TokensLeftOutOfARoundComeFirstInTheNext) {
+  int64_t two = NewToken(), three = NewToken();
+  std::vector<int64_t> a = FileAs(1, "first token", 3);
+  std::vector<int64_t> b = FileAs(two, "second token", 3);
+  std::vector<int64_t> c = FileAs(three, "third token", 3);
+  EXPECT_EQ(UntriagedIds(2), (std::vector<int64_t>{a[0], b[0]}));
+  EXPECT_EQ(cursor_, two);
+  // Starts after the second token, and wraps around to the first.
+  EXPECT_EQ(UntriagedIds(2), (std::vector<int64_t>{a[0], c[0]}));
+  EXPECT_EQ(cursor_, 1);
+}
+
+TEST_F(TriageQueueTest, UnroutableItemsLeaveTheQueueUntilTheirRepositoryIsRegistered) {
+  std::vector<int64_t> mobile = FileAs(1, "mobile", 2, "mobile");
+  std::vector<int64_t> unnamed = FileAs(1, "unnamed", 1);
+  TriageQueue queue(db_.get());
+  for (int64_t id : {mobile[0], mobile[1], unnamed[0]}) {
+    ASSERT_TRUE(queue.MarkUnroutable(id, "no repository named 'mobile' is registered").ok());
+  }
+  EXPECT_TRUE(UntriagedIds().empty());
+  EXPECT_EQ(store_->Get(mobile[0])->status, "unroutable");
+  EXPECT_EQ(store_->Get(mobile[0])->resolution.value_or(""),
+            "no repository named 'mobile' is registered");
+  EXPECT_EQ(*queue.UnroutableReason(mobile[1]),
+            std::optional<std::string>("no repository named 'mobile' is registered"));
+  EXPECT_EQ(*queue.UnroutableReason(7), std::nullopt);
+  // Another repository: nothing comes back.
+  EXPECT_EQ(*queue.RequeueUnroutable("web", TriageQueue::Unnamed::kStay), 0);
+  EXPECT_EQ(*queue.RequeueUnroutable("mobile", TriageQueue::Unnamed::kStay), 2);
+  EXPECT_EQ(UntriagedIds(), mobile);
+  EXPECT_EQ(store_->Get(mobile[0])->status, "new");
+  EXPECT_EQ(store_->Get(mobile[0])->resolution, std::nullopt);
+  EXPECT_EQ(*queue.RequeueUnroutable("web", TriageQueue::Unnamed::kRequeue), 1);
+  EXPECT_EQ(UntriagedIds(), (std::vector<int64_t>{mobile[0], mobile[1], unnamed[0]}));
+}
+
+TEST_F(TriageQueueTest, NoStatementScansTheTable) {
+  for (const std::string& sql : TriageQueue::StatementsForPlanCheck()) {
+    auto plan = db_->Prepare("EXPLAIN QUERY PLAN " + sql);
+    ASSERT_TRUE(plan.ok()) << sql << ": " << plan.status().ToString();
+    int rows = 0;
+    while (*(*plan)->Step()) {
+      std::string detail = (*plan)->Text(3);
+      ++rows;
+      EXPECT_EQ(detail.find("SCAN"), std::string::npos) << sql << ": " << detail;
+      EXPECT_NE(detail.find("USING"), std::string::npos) << sql << ": " << detail;
+    }
+    EXPECT_GT(rows, 0) << sql;
+  }
+}
 
 TEST_F(TriageQueueTest, MarkingJoinsTheCallersTransaction) {
   auto a = *store_->SubmitAndWait(MakeItem("Crash on save 1", "ann"));

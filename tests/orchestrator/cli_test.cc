@@ -6,6 +6,7 @@
 
 #include "common/json.h"
 #include "orchestrator/cli/commands.h"
+#include "orchestrator/stores.h"
 #include "tests/support/daemon_fixture.h"
 #include "tests/support/subprocess.h"
 
@@ -35,6 +36,43 @@ TEST_F(CliTest, SubmitListShowRoundTrip) {
   EXPECT_NE(list.out.find("Save fails"), std::string::npos) << list.out;
   CliRun show = Loom("--json feedback show " + std::to_string(id), engineer_);
   EXPECT_EQ(ParseJson(show.out).value()["repo"], "app");
+}
+
+TEST_F(CliTest, ListsPageByLimitAndAfter) {
+  StartDaemon({{"agents", "0"}});
+  RegisterCalc();
+  for (const char* title : {"Save fails", "Export hangs", "Total wrong"}) {
+    Json fb = {{"kind", "bug"}, {"title", title}, {"body", "Steps"}};
+    ASSERT_EQ(Call("POST", "/v1/feedback", reporter_, DumpJson(fb)).status, 201);
+  }
+  // One page, and how to ask for the next.
+  CliRun page = Loom("feedback list --limit 2", engineer_);
+  EXPECT_EQ(page.exit_code, 0);
+  EXPECT_NE(page.out.find("Export hangs"), std::string::npos) << page.out;
+  EXPECT_EQ(page.out.find("Total wrong"), std::string::npos) << page.out;
+  EXPECT_NE(page.out.find("--after 2"), std::string::npos) << page.out;
+  CliRun all = Loom("feedback list --limit 2 --all", engineer_);
+  EXPECT_NE(all.out.find("Total wrong"), std::string::npos) << all.out;
+  EXPECT_EQ(all.out.find("--after"), std::string::npos) << all.out;
+  Json rest = ParseJson(Loom("--json feedback list --limit 2 --after 2", engineer_).out).value();
+  ASSERT_EQ(rest["items"].size(), 1u);
+  EXPECT_EQ(rest["items"][0]["title"], "Total wrong");
+  EXPECT_TRUE(rest["next_after"].is_null());
+  // Tasks, reviews and escalations page through to the end from --after.
+  auto stores = OrchestratorStores::Open(DatabasePath(dir_.path()));
+  ASSERT_TRUE(stores.ok());
+  ASSERT_EQ(stores->tasks->Triage()->size(), 3u);
+  CliRun tasks = Loom("task list --limit 1", engineer_);
+  EXPECT_EQ(tasks.exit_code, 0);
+  for (const char* title : {"Save fails", "Export hangs", "Total wrong"}) {
+    EXPECT_NE(tasks.out.find(title), std::string::npos) << tasks.out;
+  }
+  Json later = ParseJson(Loom("--json task list --limit 1 --after 1", engineer_).out).value();
+  EXPECT_EQ(later["items"].size(), 2u);
+  EXPECT_EQ(Loom("review list --limit 2", engineer_).out, "Nothing to review.\n");
+  EXPECT_EQ(Loom("escalations list --all --limit 2", engineer_).out, "No escalations.\n");
+  EXPECT_EQ(Loom("review list --limit 0", engineer_).exit_code, cli::kExitUsage);
+  EXPECT_EQ(Loom("task list --after -1", engineer_).exit_code, cli::kExitUsage);
 }
 
 TEST_F(CliTest, ExitCodesScriptsCanRelyOn) {

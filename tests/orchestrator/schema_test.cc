@@ -138,6 +138,13 @@ const std::vector<Migration> kShippedBeforeTheSplit = {
         ALTER TABLE tasks ADD COLUMN extra_steps INTEGER NOT NULL DEFAULT 0;
         ALTER TABLE tasks ADD COLUMN extra_tokens INTEGER NOT NULL DEFAULT 0;
       )sql"},
+    {7, R"sql(
+        CREATE INDEX feedback_untriaged ON feedback(token_id, id)
+          WHERE task_id IS NULL AND status IN ('new', 'duplicate');
+        CREATE INDEX feedback_task ON feedback(task_id) WHERE task_id IS NOT NULL;
+        CREATE INDEX feedback_status ON feedback(status, id);
+        CREATE INDEX escalations_task ON escalations(task_id, id) WHERE task_id IS NOT NULL;
+      )sql"},
 };
 
 // type/name -> (table, SQL) of every schema object.

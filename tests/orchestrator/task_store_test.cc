@@ -283,5 +283,32 @@ TEST_F(TaskStoreTest, ARepositoryAtItsReviewBoundIsPassedOverUntilAReviewEnds) {
   EXPECT_EQ((*t)->id, (*queued)[1].id);
 }
 
+TEST_F(TaskStoreTest, ATasksEscalationsAreReadByIndex) {
+  AddRepo("app");
+  File("first problem");
+  File("second problem");
+  auto ids = *store_->Triage();
+  ASSERT_EQ(ids.size(), 2u);
+  EscalationStore* escalations = stores_.escalations.get();
+  auto a = escalations->Escalate(ids[0], "approval", "edit setup.py?", "agent");
+  auto b = escalations->Escalate(ids[1], "question", "which file?", "agent");
+  auto c = escalations->Escalate(ids[0], "api_key", "need a key", "agent", "KEY");
+  ASSERT_TRUE(a.ok() && b.ok() && c.ok());
+  auto mine = escalations->ForTask(ids[0]);
+  ASSERT_TRUE(mine.ok()) << mine.status().ToString();
+  ASSERT_EQ(mine->size(), 2u);
+  EXPECT_EQ((*mine)[0].id, *a);
+  EXPECT_EQ((*mine)[1].id, *c);
+  EXPECT_TRUE(escalations->ForTask(12345)->empty());
+  auto db = Db::OpenMigrated(DatabasePath(dir_.path()));
+  ASSERT_TRUE(db.ok());
+  auto plan =
+      (*db)->Prepare("EXPLAIN QUERY PLAN SELECT id FROM escalations WHERE task_id=? ORDER BY id");
+  ASSERT_TRUE(plan.ok());
+  ASSERT_TRUE(*(*plan)->Step());
+  EXPECT_NE((*plan)->Text(3).find("USING COVERING INDEX escalations_task"), std::string::npos)
+      << (*plan)->Text(3);
+}
+
 }  // namespace
 }  // namespace loom
