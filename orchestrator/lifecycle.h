@@ -11,8 +11,8 @@
 // The lifecycle also knows which tasks a slot is running (from Lease until
 // Release) and holds a cancel flag for each: Cancel moves a running or
 // verifying task to cancelled at once and sets its flag, which kills the sandbox
-// run in progress and stops the agent (AgentEnv::cancel); the task's worktree,
-// base copy and branch are removed when its slot lets go (Release). A task that
+// run in progress and stops the agent (AgentEnv::cancel); the task's worktree
+// and branch are removed when its slot lets go (Release). A task that
 // no slot runs has them removed by Cancel itself. A loomd stopped in between
 // removes them at start (RecoverInterrupted), so that a cancelled task never keeps
 // its branch.
@@ -41,8 +41,8 @@
 namespace loom {
 
 struct LifecycleOptions {
-  // Task worktrees live under data_dir/worktrees/<repo>, base copies under
-  // data_dir/base/<id> (the scheduler's layout).
+  // Task worktrees live under data_dir/worktrees/<repo> (the scheduler's
+  // layout); data_dir/base/<id> is where an older loomd kept base copies.
   std::string data_dir;
   // The repositories' policies (budgets for a retry with more budget). Null: the
   // shipped defaults. REQUIRES: outlives the lifecycle.
@@ -106,7 +106,7 @@ class TaskLifecycle {
   // open escalations closed, its feedback told `reason`. FailedPrecondition (a
   // message naming the state) from any other state. Returns the task as cancelled.
   Result<Task> Cancel(int64_t id, const std::string& reason, int64_t by) EXCLUDES(mu_, files_mu_);
-  // failed or cancelled -> queued with a fresh start (its old worktree, base copy
+  // failed or cancelled -> queued with a fresh start (its old worktree
   // and branch removed; a new workspace from the target's head when leased) and
   // `budget` added. FailedPrecondition from any other state, or while the slot
   // that ran a cancelled task is still stopping.
