@@ -206,7 +206,9 @@ Status RemoteFailure(int rc, const Session& s, const std::string& what) {
   if (rc == GIT_ENONFASTFORWARD) {
     return Status::FailedPrecondition(msg + " (not a fast-forward of the remote branch)");
   }
-  if (rc == GIT_ENOTFOUND || Contains(detail, "404")) return Status::NotFound(msg);
+  if (rc == GIT_ENOTFOUND || Contains(detail, "404")) {
+    return Status::NotFound(msg + " (no repository at that URL, or the user may not see it)");
+  }
   if (klass == GIT_ERROR_NET || klass == GIT_ERROR_SSH || klass == GIT_ERROR_HTTP ||
       klass == GIT_ERROR_SSL || klass == GIT_ERROR_OS || klass == GIT_ERROR_CALLBACK) {
     if (Contains(detail, "403")) return Status::PermissionDenied(msg);

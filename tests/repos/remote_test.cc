@@ -80,15 +80,6 @@ class FileRemoteTest : public ::testing::Test {
     ASSERT_EQ(*head, Git(upstream_, "rev-parse main"));
   }
 
-  // A new commit on `branch` of the bare repository `repo` (on `parent`).
-  std::string CommitOn(const std::string& repo, const std::string& branch,
-                       const std::string& parent, const std::string& message) {
-    std::string c =
-        Git(repo, "commit-tree " + parent + "^{tree} -p " + parent + " -m '" + message + "'");
-    Git(repo, "update-ref refs/heads/" + branch + " " + c);
-    return c;
-  }
-
   TempDir tmp_;
   std::string upstream_, url_, clone_;
   RemoteCredentials creds_;
@@ -110,7 +101,7 @@ TEST_F(FileRemoteTest, ClonesBareWithOriginAndTheTargetBranch) {
 
 TEST_F(FileRemoteTest, FetchReportsTheNewHeadAfterUpstreamMoved) {
   std::string before = Git(upstream_, "rev-parse main");
-  std::string moved = CommitOn(upstream_, "main", "main", "upstream moved");
+  std::string moved = CommitOnBranch(upstream_, "main", "main", "upstream moved");
   Result<FetchOutcome> f = FetchBranch(clone_, "main", creds_);
   ASSERT_TRUE(f.ok()) << f.status().ToString();
   EXPECT_EQ(f->commit, moved);
@@ -120,8 +111,8 @@ TEST_F(FileRemoteTest, FetchReportsTheNewHeadAfterUpstreamMoved) {
 
   // A local commit the upstream lacks (a merge made in Loom, not yet pushed)
   // keeps the local branch where it is.
-  std::string local = CommitOn(clone_, "main", "main", "merged in loom");
-  std::string moved_again = CommitOn(upstream_, "main", "main", "upstream again");
+  std::string local = CommitOnBranch(clone_, "main", "main", "merged in loom");
+  std::string moved_again = CommitOnBranch(upstream_, "main", "main", "upstream again");
   f = FetchBranch(clone_, "main", creds_);
   ASSERT_TRUE(f.ok()) << f.status().ToString();
   EXPECT_EQ(f->commit, moved_again);
@@ -133,7 +124,7 @@ TEST_F(FileRemoteTest, FetchReportsTheNewHeadAfterUpstreamMoved) {
 }
 
 TEST_F(FileRemoteTest, PushesFastForwardsAndIsUpToDateWhenNothingChanged) {
-  std::string c1 = CommitOn(clone_, "loom/1-fix", "main", "first");
+  std::string c1 = CommitOnBranch(clone_, "loom/1-fix", "main", "first");
   Result<PushOutcome> p =
       PushBranch(clone_, {"loom/1-fix", "", "", PushMode::kForceWithLease}, creds_);
   ASSERT_TRUE(p.ok()) << p.status().ToString();
@@ -143,7 +134,7 @@ TEST_F(FileRemoteTest, PushesFastForwardsAndIsUpToDateWhenNothingChanged) {
   EXPECT_EQ(Git(upstream_, "rev-parse loom/1-fix"), c1);
   EXPECT_EQ(Git(clone_, "rev-parse refs/remotes/origin/loom/1-fix"), c1);
 
-  std::string c2 = CommitOn(clone_, "loom/1-fix", "loom/1-fix", "second");
+  std::string c2 = CommitOnBranch(clone_, "loom/1-fix", "loom/1-fix", "second");
   p = PushBranch(clone_, {"loom/1-fix", "", c1, PushMode::kFastForwardWithLease}, creds_);
   ASSERT_TRUE(p.ok()) << p.status().ToString();
   EXPECT_EQ(p->previous_commit, c1);
@@ -155,10 +146,10 @@ TEST_F(FileRemoteTest, PushesFastForwardsAndIsUpToDateWhenNothingChanged) {
 }
 
 TEST_F(FileRemoteTest, ARewrittenBranchIsForcePushedOnlyWhileTheLeaseHolds) {
-  std::string c1 = CommitOn(clone_, "loom/2-x", "main", "first");
+  std::string c1 = CommitOnBranch(clone_, "loom/2-x", "main", "first");
   ASSERT_TRUE(PushBranch(clone_, {"loom/2-x", "", "", PushMode::kForceWithLease}, creds_).ok());
   // The agent's revision replaces the commit (not a fast-forward).
-  std::string rewritten = CommitOn(clone_, "loom/2-x", "main", "rewritten");
+  std::string rewritten = CommitOnBranch(clone_, "loom/2-x", "main", "rewritten");
   Result<PushOutcome> ff =
       PushBranch(clone_, {"loom/2-x", "", c1, PushMode::kFastForwardWithLease}, creds_);
   EXPECT_EQ(ff.status().code(), StatusCode::kFailedPrecondition);
@@ -172,10 +163,10 @@ TEST_F(FileRemoteTest, ARewrittenBranchIsForcePushedOnlyWhileTheLeaseHolds) {
 }
 
 TEST_F(FileRemoteTest, RefusesToOverwriteABranchSomeoneElseMoved) {
-  std::string c1 = CommitOn(clone_, "loom/3-y", "main", "ours");
+  std::string c1 = CommitOnBranch(clone_, "loom/3-y", "main", "ours");
   ASSERT_TRUE(PushBranch(clone_, {"loom/3-y", "", "", PushMode::kForceWithLease}, creds_).ok());
-  std::string theirs = CommitOn(upstream_, "loom/3-y", "loom/3-y", "a reviewer fixup");
-  CommitOn(clone_, "loom/3-y", "loom/3-y", "our revision");
+  std::string theirs = CommitOnBranch(upstream_, "loom/3-y", "loom/3-y", "a reviewer fixup");
+  CommitOnBranch(clone_, "loom/3-y", "loom/3-y", "our revision");
 
   Result<PushOutcome> p =
       PushBranch(clone_, {"loom/3-y", "", c1, PushMode::kForceWithLease}, creds_);
@@ -185,8 +176,8 @@ TEST_F(FileRemoteTest, RefusesToOverwriteABranchSomeoneElseMoved) {
   EXPECT_EQ(Git(upstream_, "rev-parse loom/3-y"), theirs);
 
   // Expecting no branch where there is one is refused the same way.
-  CommitOn(clone_, "loom/4-z", "main", "new");
-  CommitOn(upstream_, "loom/4-z", "main", "already there");
+  CommitOnBranch(clone_, "loom/4-z", "main", "new");
+  CommitOnBranch(upstream_, "loom/4-z", "main", "already there");
   EXPECT_EQ(
       PushBranch(clone_, {"loom/4-z", "", "", PushMode::kForceWithLease}, creds_).status().code(),
       StatusCode::kFailedPrecondition);
@@ -197,9 +188,9 @@ TEST_F(FileRemoteTest, RefusesToOverwriteABranchSomeoneElseMoved) {
 }
 
 TEST_F(FileRemoteTest, DeletesARemoteBranchOnlyWhereItWasLastSeen) {
-  std::string c1 = CommitOn(clone_, "loom/5-d", "main", "to delete");
+  std::string c1 = CommitOnBranch(clone_, "loom/5-d", "main", "to delete");
   ASSERT_TRUE(PushBranch(clone_, {"loom/5-d", "", "", PushMode::kForceWithLease}, creds_).ok());
-  std::string moved = CommitOn(upstream_, "loom/5-d", "loom/5-d", "moved by someone");
+  std::string moved = CommitOnBranch(upstream_, "loom/5-d", "loom/5-d", "moved by someone");
 
   Result<std::string> refused = DeleteRemoteBranch(clone_, "loom/5-d", c1, creds_);
   EXPECT_EQ(refused.status().code(), StatusCode::kFailedPrecondition);
