@@ -39,6 +39,7 @@
 #include <string>
 
 #include "common/status.h"
+#include "repos/workspace.h"
 
 namespace loom::repos {
 
@@ -92,6 +93,14 @@ Result<RemoteUrl> ParseRemoteUrl(const std::string& url);
 // is removed. Returns the commit `branch` is at.
 Result<std::string> CloneBare(const std::string& url, const std::string& dest,
                               const std::string& branch, const RemoteCredentials& credentials);
+
+// CloneRepository (repos/workspace.h) with credentials: clones `source` (any URL
+// ParseRemoteUrl accepts) with CloneBare into `record.path` (which must not
+// exist), then checks it as CheckRepository does; a clone that fails is removed.
+// Errors as for CloneBare. Returns the record with its path made absolute and its
+// origin set to `source`.
+Result<RepoRecord> CloneRepository(std::string source, RepoRecord record,
+                                   const RemoteCredentials& credentials);
 
 struct FetchOutcome {
   std::string commit;           // where the remote's branch is now

@@ -118,6 +118,22 @@ TEST_F(HttpRemoteTest, AServerThatIsDownIsUnavailable) {
   EXPECT_EQ(p.status().code(), StatusCode::kUnavailable) << p.status().ToString();
 }
 
+TEST_F(HttpRemoteTest, RegistersAnHttpRemoteWithItsCredentials) {
+  RepoRecord record{"app", tmp_.path() + "/data/app.git", "", "make test", RepoSettings{}};
+  Result<RepoRecord> cloned = CloneRepository(server_.Url("app.git"), record, creds_);
+  ASSERT_TRUE(cloned.ok()) << cloned.status().ToString();
+  EXPECT_EQ(cloned->origin, server_.Url("app.git"));
+  EXPECT_EQ(Git(cloned->path, "rev-parse main"), Git(upstream_, "rev-parse main"));
+  EXPECT_TRUE(CheckRepository(*cloned).ok());
+
+  record.path = tmp_.path() + "/data/other.git";
+  RemoteCredentials wrong = creds_;
+  wrong.password = "wrong-token";
+  EXPECT_EQ(CloneRepository(server_.Url("app.git"), record, wrong).status().code(),
+            StatusCode::kUnauthenticated);
+  EXPECT_FALSE(Exists(record.path));
+}
+
 TEST_F(HttpRemoteTest, AMissingRepositoryIsNotFound) {
   Result<std::string> c =
       CloneBare(server_.Url("nope.git"), tmp_.path() + "/c.git", "main", creds_);
