@@ -6,6 +6,8 @@
 #include <gtest/gtest.h>
 
 #include "orchestrator/schema.h"
+#include "tests/support/git_server.h"
+#include "tests/support/subprocess.h"
 #include "tests/support/temp_dir.h"
 
 namespace loom {
@@ -81,6 +83,46 @@ TEST_F(RemoteCredentialsTest, RefusesSecretsThatDoNotFitTheTransport) {
       StatusCode::kInvalidArgument);
   EXPECT_EQ(CheckRemoteSecretNames(https, {"alice", "lower-case", "", "", "", false}).code(),
             StatusCode::kInvalidArgument);
+}
+
+// The whole path on a real SSH server: the key and known_hosts go into the secret
+// store as the CLI stores a file (final newline dropped), come out by name, and
+// clone; known_hosts naming another key is refused.
+TEST_F(RemoteCredentialsTest, SecretsFromTheStoreCloneOverSsh) {
+  if (std::string missing = testing::GitSshServer::Missing(); !missing.empty()) {
+    GTEST_SKIP() << missing;
+  }
+  testing::GitSshServer server;
+  ASSERT_TRUE(server.Start(dir_.path() + "/ssh")) << server.error();
+  std::string upstream = dir_.path() + "/upstream.git";
+  ASSERT_EQ(
+      testing::RunCommand("git init -q --bare -b main " + upstream + " && git -C " + upstream +
+                          " -c user.name=t -c user.email=t@e commit-tree "
+                          "4b825dc642cb6eb9a060e54bf8d69288fbee4904 -m init "
+                          "| xargs git -C " +
+                          upstream + " update-ref refs/heads/main")
+          .exit_code,
+      0);
+  auto chomp = [](std::string s) {
+    while (!s.empty() && s.back() == '\n') s.pop_back();
+    return s;
+  };
+  ASSERT_TRUE(secrets_->Put("SSH_KEY", chomp(server.client_key())).ok());
+  ASSERT_TRUE(secrets_->Put("SSH_HOSTS", chomp(server.known_hosts())).ok());
+  ASSERT_TRUE(secrets_->Put("OTHER_HOSTS", chomp(server.wrong_known_hosts())).ok());
+
+  std::string url = server.Url(upstream);
+  auto creds =
+      ResolveRemoteCredentials(*secrets_, url, {"", "", "SSH_KEY", "", "SSH_HOSTS", false});
+  ASSERT_TRUE(creds.ok()) << creds.status().ToString();
+  auto head = repos::CloneBare(url, dir_.path() + "/clone.git", "main", *creds);
+  ASSERT_TRUE(head.ok()) << head.status().ToString();
+
+  auto other =
+      ResolveRemoteCredentials(*secrets_, url, {"", "", "SSH_KEY", "", "OTHER_HOSTS", false});
+  ASSERT_TRUE(other.ok()) << other.status().ToString();
+  EXPECT_EQ(repos::CloneBare(url, dir_.path() + "/other.git", "main", *other).status().code(),
+            StatusCode::kPermissionDenied);
 }
 
 }  // namespace
