@@ -1,6 +1,8 @@
 // The repos table. See repo_store.h.
 #include "orchestrator/repo_store.h"
 
+#include <filesystem>
+
 #include "feedback/intake.h"
 
 namespace loom {
@@ -42,9 +44,47 @@ Json RepoJson(const repos::RepoRecord& repo) {
           {"test_command", repo.test_command}};
 }
 
-Result<repos::RepoRecord> RepoStore::Register(repos::RepoRecord record) {
+Result<repos::RepoRecord> RepoStore::Register(repos::RepoRecord record,
+                                              const repos::RemoteCredentials& credentials) {
   // libgit2 work, outside the lock.
-  LOOM_ASSIGN_OR_RETURN(record, repos::CheckRepository(std::move(record)));
+  std::string clone;  // the clone made here, removed if registration fails
+  Result<repos::RemoteUrl> url = repos::ParseRemoteUrl(record.path);
+  if (url.ok() && url->kind != repos::RemoteKind::kLocalPath) {
+    if (clones_dir_.empty()) {
+      return Status::InvalidArgument("this registry cannot clone '" + record.path +
+                                     "': give a local path");
+    }
+    {
+      auto lock = db_->AcquireReader();
+      LOOM_ASSIGN_OR_RETURN(auto taken, lock.db()->QueryOptional(
+                                            "SELECT 1 FROM repos WHERE name=?",
+                                            [](const Statement&) { return true; }, record.name));
+      if (taken.has_value()) {
+        return Status::AlreadyExists("a repository named '" + record.name +
+                                     "' is already registered");
+      }
+    }
+    std::error_code ec;
+    std::filesystem::create_directories(clones_dir_, ec);
+    std::string source = std::move(record.path);
+    record.path = clones_dir_ + "/" + record.name + ".git";
+    LOOM_ASSIGN_OR_RETURN(record, repos::CloneRepository(source, std::move(record), credentials));
+    clone = record.path;
+  } else if (!url.ok() && url.status().code() == StatusCode::kInvalidArgument &&
+             record.path.find("://") != std::string::npos) {
+    return url.status();
+  } else {
+    LOOM_ASSIGN_OR_RETURN(record, repos::CheckRepository(std::move(record)));
+  }
+  Result<repos::RepoRecord> registered = Insert(std::move(record));
+  if (!registered.ok() && !clone.empty()) {
+    std::error_code ec;
+    std::filesystem::remove_all(clone, ec);
+  }
+  return registered;
+}
+
+Result<repos::RepoRecord> RepoStore::Insert(repos::RepoRecord record) {
   auto lock = db_->Acquire();
   Transaction tx(lock.db());
   LOOM_RETURN_IF_ERROR(tx.Begin());

@@ -14,6 +14,7 @@
 #include "common/json.h"
 #include "common/status.h"
 #include "orchestrator/store_db.h"
+#include "repos/remote.h"
 #include "repos/workspace.h"
 
 namespace loom {
@@ -26,16 +27,25 @@ class RepoStore {
   // The migrations of the repos table (assembled in orchestrator/schema.h).
   static const std::vector<Migration>& Migrations();
 
-  explicit RepoStore(std::shared_ptr<StoreDb> db) : db_(std::move(db)) {}
+  // A repository registered by URL is cloned to `<clones_dir>/<name>.git`; with
+  // an empty `clones_dir`, URLs are refused.
+  explicit RepoStore(std::shared_ptr<StoreDb> db, std::string clones_dir = "")
+      : db_(std::move(db)), clones_dir_(std::move(clones_dir)) {}
 
   // Checks the repository (repos::CheckRepository: a good name, a repository
-  // that opens, is not empty and has the target branch) and registers it. In
+  // that opens, is not empty and has the target branch) and registers it. A
+  // `record.path` that is a URL (https://, http://, ssh://, scp-like, file://;
+  // repos::ParseRemoteUrl) is first cloned bare, with `credentials`, to
+  // `<clones_dir>/<name>.git` (repos::CloneRepository), and the clone is what is
+  // registered: the server stays its remote "origin", and no checkout a person
+  // works in is touched. A clone whose registration fails is removed. In
   // the same transaction, the feedback items triage had set aside as unroutable
   // for want of it go back to triage's queue: those that name it, and, when it
   // is the only repository now, those that name none (the caller wakes triage).
   // Returns the record as registered (its path absolute). AlreadyExists for a
   // name that is taken.
-  Result<repos::RepoRecord> Register(repos::RepoRecord record);
+  Result<repos::RepoRecord> Register(repos::RepoRecord record,
+                                     const repos::RemoteCredentials& credentials = {});
   // As registered, before any policy: name, path, test command and
   // settings.target_branch. NotFound when no repository has that name.
   Result<repos::RepoRecord> Get(const std::string& name);
@@ -49,7 +59,11 @@ class RepoStore {
   Result<int64_t> Count(const StoreDb::Lock& lock);
 
  private:
+  // The checked record into the table, and triage's requeue, in one transaction.
+  Result<repos::RepoRecord> Insert(repos::RepoRecord record);
+
   std::shared_ptr<StoreDb> db_;
+  const std::string clones_dir_;
 };
 
 }  // namespace loom

@@ -1,17 +1,15 @@
 // Checks made before a repository is registered (the registry itself is the
-// orchestrator's RepoStore, in loomd's database), and the bare clone.
-#include <git2.h>
+// orchestrator's RepoStore, in loomd's database), and the bare clone (CloneBare in
+// remote.cc does the libgit2 work).
 
 #include <filesystem>
 
 #include "repos/internal/git_util.h"
+#include "repos/remote.h"
 #include "repos/workspace.h"
 
 namespace loom::repos {
 namespace {
-
-using internal::GitError;
-using internal::GitPtr;
 
 Status ValidateName(std::string_view name) {
   bool ok = !name.empty() && name.size() <= 64 && name.front() != '.';
@@ -42,37 +40,17 @@ Result<RepoRecord> CheckRepository(RepoRecord record) {
 }
 
 Result<RepoRecord> CloneRepository(std::string source, RepoRecord record) {
+  return CloneRepository(std::move(source), std::move(record), RemoteCredentials{});
+}
+
+Result<RepoRecord> CloneRepository(std::string source, RepoRecord record,
+                                   const RemoteCredentials& credentials) {
   LOOM_RETURN_IF_ERROR(ValidateName(record.name));
   LOOM_ASSIGN_OR_RETURN(std::string abs, Absolute(record.path));
-  std::error_code ec;
-  if (std::filesystem::exists(abs, ec)) {
-    return Status::AlreadyExists("clone destination '" + abs + "' already exists");
-  }
-  const RepoSettings& settings = record.settings;
-  internal::EnsureLibgit2();
-  git_clone_options opts = GIT_CLONE_OPTIONS_INIT;
-  opts.bare = 1;
-  git_repository* raw = nullptr;
-  int rc = git_clone(&raw, source.c_str(), abs.c_str(), &opts);
-  if (rc < 0) {
-    Status s = GitError(rc, "cannot clone '" + source + "'");
-    std::filesystem::remove_all(abs, ec);
-    return Status::Unavailable(s.message());
-  }
-  GitPtr<git_repository> repo(raw);
-  // A bare clone has a local branch only for the remote's HEAD: add the target.
-  std::string local = "refs/heads/" + settings.target_branch;
-  git_oid oid;
-  if (git_reference_name_to_id(&oid, repo.get(), local.c_str()) == GIT_ENOTFOUND &&
-      git_reference_name_to_id(&oid, repo.get(),
-                               ("refs/remotes/origin/" + settings.target_branch).c_str()) == 0) {
-    GitPtr<git_reference> ref;
-    LOOM_GIT(git_reference_create(Out(ref), repo.get(), local.c_str(), &oid, 0, "loom: target"),
-             "cannot create branch '" + settings.target_branch + "'");
-  }
-  repo.reset();
-  Status valid = internal::ValidateRepository(abs, settings);
+  LOOM_RETURN_IF_ERROR(CloneBare(source, abs, record.settings.target_branch, credentials).status());
+  Status valid = internal::ValidateRepository(abs, record.settings);
   if (!valid.ok()) {
+    std::error_code ec;
     std::filesystem::remove_all(abs, ec);
     return valid.WithContext("cloned '" + source + "'");
   }

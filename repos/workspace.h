@@ -65,7 +65,8 @@ Result<RepoRecord> CheckRepository(RepoRecord record);
 // Clones `source` (a path or URL) into `record.path` as a bare repository, then
 // checks it as CheckRepository does; a clone that fails the check is removed.
 // `record.path` must not exist. A bare clone has no checked-out branch that a
-// merge would leave stale. Returns the record with its origin set.
+// merge would leave stale. Returns the record with its origin set. repos/remote.h
+// has the form with credentials, for https:// and ssh:// servers.
 Result<RepoRecord> CloneRepository(std::string source, RepoRecord record);
 
 struct FileEntry {

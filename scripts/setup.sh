@@ -28,13 +28,15 @@ esac
 packages=(
   build-essential cmake ninja-build pkg-config git ccache
   libboost-dev nlohmann-json3-dev libcli11-dev libtomlplusplus-dev
-  libsqlite3-dev libgit2-dev libcurl4-openssl-dev libssl-dev libseccomp-dev
+  libsqlite3-dev libgit2-dev libssh2-1-dev libcurl4-openssl-dev libssl-dev libseccomp-dev
   libgtest-dev libgmock-dev
   bubblewrap unicode-data python3 curl procps
 )
 if [ "$mode" = tests ]; then
   # clang: the thread-safety analysis test (scripts/thread_safety_check.py).
-  packages+=(wrk clang)
+  # lighttpd, openssh-server: the real git servers on loopback that
+  # tests/repos/remote_server_test.cc starts (tests/support/git_server.h).
+  packages+=(wrk clang lighttpd openssh-server)
 fi
 
 missing=()

@@ -11,6 +11,7 @@
 
 #include "common/json_reader.h"
 #include "orchestrator/cli/api_client.h"
+#include "repos/remote.h"
 
 namespace loom::cli {
 namespace {
@@ -149,13 +150,18 @@ void AddRepoCommands(CLI::App& app, GlobalOptions& global, int& exit_code) {
   auto args = std::make_shared<AddArgs>();
   auto* add = repo->add_subcommand("add", "Register a git repository agents may work on");
   add->add_option("name", args->name, "Name ([A-Za-z0-9._-]+)")->required();
-  add->add_option("path", args->path, "Path of the repository on loomd's machine")->required();
+  add->add_option("path", args->path,
+                  "Path of the repository on loomd's machine, or a URL (https://, ssh://, "
+                  "user@host:path, file://) that loomd clones into its data dir")
+      ->required();
   add->add_option("--test", args->test, "Test command, run in the sandbox")->required();
   add->add_option("--branch", args->branch, "Target branch (default main)");
   add->callback([&global, &exit_code, args] {
     char cwd[4096];
     std::string path = args->path;
-    if (!path.empty() && path[0] != '/' && getcwd(cwd, sizeof cwd))
+    Result<repos::RemoteUrl> url = repos::ParseRemoteUrl(path);
+    bool is_url = url.ok() && url->kind != repos::RemoteKind::kLocalPath;
+    if (!is_url && !path.empty() && path[0] != '/' && getcwd(cwd, sizeof cwd))
       path = std::string(cwd) + "/" + path;
     Json body = {{"name", args->name},
                  {"path", path},

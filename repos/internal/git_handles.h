@@ -27,6 +27,7 @@ struct GitDeleter {
   void operator()(git_reference_iterator* p) const { git_reference_iterator_free(p); }
   void operator()(git_filter_list* p) const { git_filter_list_free(p); }
   void operator()(git_revwalk* p) const { git_revwalk_free(p); }
+  void operator()(git_remote* p) const { git_remote_free(p); }
 };
 
 template <typename T>

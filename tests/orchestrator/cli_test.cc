@@ -38,6 +38,21 @@ TEST_F(CliTest, SubmitListShowRoundTrip) {
   EXPECT_EQ(ParseJson(show.out).value()["repo"], "app");
 }
 
+// `loom repo add NAME URL`: the URL reaches loomd as given (not made a path
+// under the working directory), and loomd registers its own clone in the data dir.
+TEST_F(CliTest, RepoAddWithAUrlRegistersLoomdsOwnClone) {
+  StartDaemon({{"agents", "0"}});
+  std::string upstream = dir_.path() + "/upstream";
+  std::filesystem::create_directories(upstream);
+  std::ofstream(upstream + "/README") << "hi\n";
+  ASSERT_TRUE(repos::InitRepository(upstream, "main", "initial").ok());
+  CliRun r = Loom("repo add app file://" + upstream + " --test true", admin_);
+  ASSERT_EQ(r.exit_code, cli::kExitOk) << r.out;
+  EXPECT_NE(r.out.find(dir_.path() + "/clones/app.git"), std::string::npos) << r.out;
+  CliRun list = Loom("repo list", engineer_);
+  EXPECT_NE(list.out.find("clones/app.git"), std::string::npos) << list.out;
+}
+
 TEST_F(CliTest, ListsPageByLimitAndAfter) {
   StartDaemon({{"agents", "0"}});
   RegisterCalc();

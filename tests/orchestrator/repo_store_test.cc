@@ -77,6 +77,37 @@ TEST_F(RepoStoreTest, RefusesWhatIsNotARepositoryAndRegistersNothing) {
   EXPECT_TRUE(list->empty());
 }
 
+// A repository registered by URL is cloned into the data dir and the clone is
+// registered; the upstream stays its remote "origin" and is never written to.
+TEST_F(RepoStoreTest, RegistersAUrlByCloningItIntoTheDataDir) {
+  std::string upstream = MakeRepo("upstream");
+  std::string url = "file://" + upstream;
+  auto registered = stores_.repos->Register(Record("app", url));
+  ASSERT_TRUE(registered.ok()) << registered.status().ToString();
+  std::string clone = dir_.path() + "/clones/app.git";
+  EXPECT_EQ(registered->path, clone);
+  EXPECT_EQ(registered->origin, url);
+  EXPECT_TRUE(std::filesystem::exists(clone + "/HEAD"));
+  auto got = stores_.repos->Get("app");
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ(got->path, clone);
+  auto fetched = repos::FetchBranch(clone, "main", {});
+  ASSERT_TRUE(fetched.ok()) << fetched.status().ToString();
+
+  // The name is checked before anything is cloned; a failed clone leaves nothing.
+  EXPECT_EQ(stores_.repos->Register(Record("app", url)).status().code(),
+            StatusCode::kAlreadyExists);
+  EXPECT_FALSE(stores_.repos->Register(Record("gone", "file://" + dir_.path() + "/nope.git")).ok());
+  EXPECT_FALSE(std::filesystem::exists(dir_.path() + "/clones/gone.git"));
+  EXPECT_EQ(stores_.repos->Register(Record("ftp", "ftp://host/app.git")).status().code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_FALSE(stores_.repos->Get("gone").ok());
+
+  // A store with nowhere to clone refuses URLs and still takes paths.
+  RepoStore bare(stores_.db);
+  EXPECT_EQ(bare.Register(Record("other", url)).status().code(), StatusCode::kInvalidArgument);
+}
+
 TEST_F(RepoStoreTest, ListsByName) {
   ASSERT_TRUE(stores_.repos->Register(Record("web", MakeRepo("web"))).ok());
   ASSERT_TRUE(stores_.repos->Register(Record("app", MakeRepo("app"))).ok());

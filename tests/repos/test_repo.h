@@ -100,10 +100,21 @@ inline std::string Git(const std::string& dir, const std::string& args) {
   return Trimmed(Sh("git -C '" + dir + "' " + args));
 }
 
+// A new commit on `branch` of the (bare or not) repository `repo`, with the tree of
+// `parent` and `parent` as its parent, made without a work tree; returns its id.
+inline std::string CommitOnBranch(const std::string& repo, const std::string& branch,
+                                  const std::string& parent, const std::string& message) {
+  std::string c =
+      Git(repo, "commit-tree " + parent + "^{tree} -p " + parent + " -m '" + message + "'");
+  Git(repo, "update-ref refs/heads/" + branch + " " + c);
+  return c;
+}
+
 }  // namespace loom::repos::test_util
 
 namespace loom::repos {
 // The helpers by their short names, for this module's tests.
+using test_util::CommitOnBranch;
 using test_util::Exists;
 using test_util::Git;
 using test_util::MakeFixtureRepo;
