@@ -21,6 +21,18 @@ Escalation ReadEscalation(const Statement& r) {
 constexpr const char* kEscalationColumns =
     "id, task_id, kind, summary, secret_name, raised_by, state, answer, created_at";
 
+// Every row of `q`, bound and not yet stepped; resets it.
+Result<std::vector<Escalation>> ReadEscalations(Statement* q) {
+  std::vector<Escalation> out;
+  while (true) {
+    LOOM_ASSIGN_OR_RETURN(bool row, q->Step());
+    if (!row) break;
+    out.push_back(ReadEscalation(*q));
+  }
+  q->Reset();
+  return out;
+}
+
 // On the writer's connection (under its Lock) or the reader's (a ReadLock).
 Result<Escalation> ReadEscalationFrom(Db* db, int64_t id) {
   return db->QueryOne(std::string("SELECT ") + kEscalationColumns + " FROM escalations WHERE id=?",
@@ -99,14 +111,7 @@ Result<std::vector<Escalation>> EscalationStore::List(bool open_only, int64_t af
                          " FROM escalations WHERE id > ?" + (open_only ? " AND state='open'" : "") +
                          " ORDER BY id LIMIT ?"));
   q->BindAll(after_id, static_cast<int64_t>(limit));
-  std::vector<Escalation> out;
-  while (true) {
-    LOOM_ASSIGN_OR_RETURN(bool row, q->Step());
-    if (!row) break;
-    out.push_back(ReadEscalation(*q));
-  }
-  q->Reset();
-  return out;
+  return ReadEscalations(q);
 }
 
 Result<std::vector<Escalation>> EscalationStore::ForTask(int64_t task_id) {
@@ -115,14 +120,7 @@ Result<std::vector<Escalation>> EscalationStore::ForTask(int64_t task_id) {
                         lock.db()->Prepare(std::string("SELECT ") + kEscalationColumns +
                                            " FROM escalations WHERE task_id=? ORDER BY id"));
   q->Bind(1, task_id);
-  std::vector<Escalation> out;
-  while (true) {
-    LOOM_ASSIGN_OR_RETURN(bool row, q->Step());
-    if (!row) break;
-    out.push_back(ReadEscalation(*q));
-  }
-  q->Reset();
-  return out;
+  return ReadEscalations(q);
 }
 
 Result<Escalation> EscalationStore::Get(int64_t id) {
