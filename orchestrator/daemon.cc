@@ -30,6 +30,7 @@
 #include "orchestrator/stores.h"
 #include "policies/policy.h"
 #include "sandbox/executor.h"
+#include "web/static_files.h"
 
 namespace loom {
 
@@ -301,6 +302,7 @@ class DaemonImpl : public Daemon {
         static_cast<int>(blocking_threads));
     LOOM_RETURN_IF_ERROR(orchestrator_api_->FinishInterruptedMerges());
     orchestrator_api_->Register(router_);
+    web::RegisterStaticRoutes(router_);
 
     HttpServerOptions opts;
     LOOM_RETURN_IF_ERROR(ParseListen(config.GetString("listen"), &opts.host, &opts.port));
