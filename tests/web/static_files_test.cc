@@ -21,7 +21,7 @@ std::string ReadSource(const std::string& name) {
 class StaticFilesTest : public testing::DaemonFixture {};
 
 TEST(StaticFiles, EmbedsEveryFileOfWebByteForByte) {
-  for (const char* name : {"index.html", "app.css", "app.js"}) {
+  for (const char* name : {"index.html", "app.css", "app.js", "widget.js"}) {
     const web::StaticFile* f = web::FindStaticFile(name);
     ASSERT_NE(f, nullptr) << name;
     EXPECT_EQ(f->body, ReadSource(name)) << name;
