@@ -34,10 +34,14 @@ packages=(
 )
 if [ "$mode" = tests ]; then
   # clang: the thread-safety analysis test (scripts/thread_safety_check.py).
-  # chromium: the browser the widget's tests drive (tests/web/), with Node.js.
-  packages+=(wrk clang chromium)
-  # Node.js and npm from Debian unless some node and npm are there already (a
-  # nodejs package from elsewhere brings its own npm, which Debian's would fight).
+  packages+=(wrk clang)
+fi
+
+if [ "$mode" = tests ]; then
+  # chromium: the browser the widget's tests drive (tests/web/), with Node.js and
+  # npm from Debian unless some node and npm are there already (a nodejs package
+  # from elsewhere brings its own npm, which Debian's would fight).
+  packages+=(chromium)
   command -v node >/dev/null || packages+=(nodejs)
   command -v npm >/dev/null || packages+=(npm)
 fi
