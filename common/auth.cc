@@ -1,5 +1,8 @@
 #include "common/auth.h"
 
+#include <algorithm>
+#include <cctype>
+
 #include "common/crypto.h"
 
 namespace loom {
@@ -19,6 +22,15 @@ const std::vector<Migration>& TokenMigrations() {
       {4, R"sql(
         ALTER TABLE tokens ADD COLUMN expires_at INTEGER;  -- ms since the epoch; NULL: never
       )sql"},
+      {8, R"sql(
+        -- The web origins whose pages may use a reporter token from a browser (CORS).
+        CREATE TABLE token_origins(
+          token_id INTEGER NOT NULL REFERENCES tokens(id),
+          origin TEXT NOT NULL,                -- normalised: https://app.example[:port]
+          PRIMARY KEY(token_id, origin)
+        ) WITHOUT ROWID;
+        CREATE INDEX token_origins_by_origin ON token_origins(origin);
+      )sql"},
   };
   return kMigrations;
 }
@@ -29,11 +41,112 @@ Result<std::unique_ptr<TokenStore>> TokenStore::Open(const std::string& db_path,
   return std::unique_ptr<TokenStore>(new TokenStore(std::move(db), clock));
 }
 
+Result<std::string> NormalizeOrigin(std::string_view origin) {
+  std::string o(origin);
+  std::transform(o.begin(), o.end(), o.begin(), [](unsigned char c) { return std::tolower(c); });
+  auto bad = [&](std::string_view why) {
+    return Status::InvalidArgument("bad origin '" + std::string(origin) + "': " + std::string(why) +
+                                   " (expected scheme://host[:port], like https://app.example)");
+  };
+  std::string scheme;
+  if (o.starts_with("https://")) {
+    scheme = "https";
+  } else if (o.starts_with("http://")) {
+    scheme = "http";
+  } else {
+    return bad("the scheme must be http or https");
+  }
+  std::string rest = o.substr(scheme.size() + 3);
+  if (!rest.empty() && rest.back() == '/') rest.pop_back();
+  if (rest.empty()) return bad("no host");
+  for (unsigned char c : rest) {
+    if (c == '/' || c == '?' || c == '#') return bad("an origin has no path, query or fragment");
+    if (c == '@') return bad("an origin has no user name or password");
+    if (c == '*') return bad("wildcards are not allowed: list each origin");
+    if (!(std::isalnum(c) || c == '.' || c == '-' || c == ':' || c == '[' || c == ']')) {
+      return bad("the host has a character a host cannot have");
+    }
+  }
+  std::string host = rest, port;
+  if (size_t colon = rest.rfind(':'); colon != std::string::npos && rest.back() != ']') {
+    host = rest.substr(0, colon);
+    port = rest.substr(colon + 1);
+    if (port.empty() || port.size() > 5 ||
+        !std::all_of(port.begin(), port.end(), [](unsigned char c) { return std::isdigit(c); }) ||
+        std::stoi(port) == 0 || std::stoi(port) > 65535) {
+      return bad("the port must be a number from 1 to 65535");
+    }
+    if ((scheme == "https" && port == "443") || (scheme == "http" && port == "80")) port.clear();
+  }
+  if (host.empty()) return bad("no host");
+  return scheme + "://" + host + (port.empty() ? "" : ":" + port);
+}
+
+std::optional<std::string> CrossOrigin(const HttpRequest& request) {
+  std::string_view origin = request.Header("Origin");
+  if (origin.empty()) return std::nullopt;
+  std::string host(request.Header("Host"));
+  std::transform(host.begin(), host.end(), host.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
+  std::string o(origin);
+  std::transform(o.begin(), o.end(), o.begin(), [](unsigned char c) { return std::tolower(c); });
+  if (!host.empty() && (o == "http://" + host || o == "https://" + host)) return std::nullopt;
+  return std::string(origin);
+}
+
+namespace {
+Result<std::vector<std::string>> NormalizeOrigins(Role role,
+                                                  const std::vector<std::string>& origins) {
+  std::vector<std::string> out;
+  for (const std::string& o : origins) {
+    LOOM_ASSIGN_OR_RETURN(std::string n, NormalizeOrigin(o));
+    out.push_back(std::move(n));
+  }
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  if (!out.empty() && role != Role::kReporter) {
+    return Status::InvalidArgument("origins are for reporter tokens (the feedback widget); a " +
+                                   std::string(RoleName(role)) +
+                                   " token is never usable from another site's page");
+  }
+  if (out.size() > 64) return Status::InvalidArgument("at most 64 origins per token");
+  return out;
+}
+}  // namespace
+
+Status TokenStore::WriteOriginsLocked(int64_t id, const std::vector<std::string>& origins) {
+  LOOM_ASSIGN_OR_RETURN(Statement * del,
+                        db_->Prepare("DELETE FROM token_origins WHERE token_id=?"));
+  LOOM_RETURN_IF_ERROR(del->BindAll(id).Run());
+  LOOM_ASSIGN_OR_RETURN(Statement * ins,
+                        db_->Prepare("INSERT INTO token_origins(token_id, origin) VALUES(?,?)"));
+  for (const std::string& o : origins) LOOM_RETURN_IF_ERROR(ins->BindAll(id, o).Run());
+  return Status::Ok();
+}
+
+Result<std::vector<std::string>> TokenStore::OriginsLocked(int64_t id) {
+  LOOM_ASSIGN_OR_RETURN(
+      Statement * q,
+      db_->Prepare("SELECT origin FROM token_origins WHERE token_id=? ORDER BY origin"));
+  q->BindAll(id);
+  std::vector<std::string> out;
+  while (true) {
+    LOOM_ASSIGN_OR_RETURN(bool row, q->Step());
+    if (!row) break;
+    out.push_back(q->Text(0));
+  }
+  return out;
+}
+
 Result<std::string> TokenStore::Create(Role role, std::string_view name,
-                                       std::optional<int64_t> expires_at_ms) {
+                                       std::optional<int64_t> expires_at_ms,
+                                       const std::vector<std::string>& origins) {
+  LOOM_ASSIGN_OR_RETURN(std::vector<std::string> allowed, NormalizeOrigins(role, origins));
   LOOM_ASSIGN_OR_RETURN(std::string secret, RandomHex(32));
   std::string token = "loom_" + secret;
   MutexLock lock(&mu_);
+  Transaction tx(db_.get());
+  LOOM_RETURN_IF_ERROR(tx.Begin());
   LOOM_ASSIGN_OR_RETURN(
       Statement * ins,
       db_->Prepare(
@@ -45,6 +158,8 @@ Result<std::string> TokenStore::Create(Role role, std::string_view name,
     ins->BindNull(5);
   }
   LOOM_RETURN_IF_ERROR(ins->Run());
+  LOOM_RETURN_IF_ERROR(WriteOriginsLocked(db_->LastInsertRowId(), allowed));
+  LOOM_RETURN_IF_ERROR(tx.Commit());
   return token;
 }
 
@@ -91,6 +206,7 @@ Result<Principal> TokenStore::Lookup(std::string_view token) {
     p.role = *role;
     p.name = row->name;
     p.expires_at_ms = row->expires_at_ms;
+    LOOM_ASSIGN_OR_RETURN(p.origins, OriginsLocked(p.token_id));
     cache_[hash] = {p, now};
   }
   if (p.expires_at_ms && now >= *p.expires_at_ms) {
@@ -125,12 +241,43 @@ Result<std::vector<TokenInfo>> TokenStore::List() {
     if (!row) break;
     out.push_back(ReadToken(*q));
   }
+  for (TokenInfo& t : out) {
+    LOOM_ASSIGN_OR_RETURN(t.origins, OriginsLocked(t.id));
+  }
   return out;
 }
 
 Result<TokenInfo> TokenStore::GetLocked(int64_t id) {
-  return db_->QueryOne(std::string("SELECT ") + kTokenColumns + " FROM tokens WHERE id=?",
-                       "no token " + std::to_string(id), ReadToken, id);
+  LOOM_ASSIGN_OR_RETURN(
+      TokenInfo t, db_->QueryOne(std::string("SELECT ") + kTokenColumns + " FROM tokens WHERE id=?",
+                                 "no token " + std::to_string(id), ReadToken, id));
+  LOOM_ASSIGN_OR_RETURN(t.origins, OriginsLocked(id));
+  return t;
+}
+
+Result<TokenInfo> TokenStore::SetOrigins(int64_t id, const std::vector<std::string>& origins) {
+  MutexLock lock(&mu_);
+  LOOM_ASSIGN_OR_RETURN(TokenInfo t, GetLocked(id));
+  LOOM_ASSIGN_OR_RETURN(std::vector<std::string> allowed, NormalizeOrigins(t.role, origins));
+  Transaction tx(db_.get());
+  LOOM_RETURN_IF_ERROR(tx.Begin());
+  LOOM_RETURN_IF_ERROR(WriteOriginsLocked(id, allowed));
+  LOOM_RETURN_IF_ERROR(tx.Commit());
+  std::erase_if(cache_, [id](const auto& entry) { return entry.second.principal.token_id == id; });
+  return GetLocked(id);
+}
+
+Result<bool> TokenStore::AnyTokenAllows(std::string_view origin) {
+  auto normal = NormalizeOrigin(origin);
+  if (!normal.ok()) return false;
+  MutexLock lock(&mu_);
+  LOOM_ASSIGN_OR_RETURN(auto found,
+                        db_->QueryOptional(
+                            "SELECT 1 FROM token_origins o JOIN tokens t ON t.id = o.token_id "
+                            "WHERE o.origin=? AND t.revoked_at IS NULL AND "
+                            "(t.expires_at IS NULL OR t.expires_at > ?) LIMIT 1",
+                            [](const Statement&) { return true; }, *normal, clock_->NowMs()));
+  return found.has_value();
 }
 
 Result<TokenInfo> TokenStore::Get(int64_t id) {
@@ -158,7 +305,17 @@ Result<Principal> TokenStore::Authenticate(const HttpRequest& request) {
   if (h.size() <= kBearer.size() || h.substr(0, kBearer.size()) != kBearer) {
     return Status::Unauthenticated("the Authorization header must be 'Bearer <token>'");
   }
-  return Lookup(h.substr(kBearer.size()));
+  LOOM_ASSIGN_OR_RETURN(Principal p, Lookup(h.substr(kBearer.size())));
+  if (std::optional<std::string> origin = CrossOrigin(request)) {
+    auto normal = NormalizeOrigin(*origin);
+    if (!normal.ok() || !std::binary_search(p.origins.begin(), p.origins.end(), *normal)) {
+      return Status::PermissionDenied("this token may not be used from pages of " + *origin +
+                                      ": an admin can allow that origin with `loom token update " +
+                                      std::to_string(p.token_id) + " --origin " +
+                                      (normal.ok() ? *normal : *origin) + "`");
+    }
+  }
+  return p;
 }
 
 }  // namespace loom

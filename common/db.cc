@@ -75,8 +75,17 @@ Result<std::unique_ptr<Db>> Db::OpenImpl(const std::string& path,
     // Private before SQLite opens it: SQLite gives the -wal and -shm files it
     // makes the database's mode, so they are never readable by others. Files an
     // older version left readable are tightened. Errors surface from the open below.
-    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd >= 0) ::close(fd);
+    // Only a missing file is made here: closing a descriptor of a database file
+    // drops every POSIX lock this process holds on it, the shared lock of its
+    // other connections included, and another process that then closes its last
+    // connection believes it is the last one, checkpoints and deletes the -wal
+    // and -shm files under them: their later reads are stale and their commits
+    // go to an unlinked WAL (SQLite's "How To Corrupt", 2.2).
+    struct stat existing;
+    if (::stat(path.c_str(), &existing) != 0) {
+      int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+      if (fd >= 0) ::close(fd);
+    }
     for (const char* suffix : {"", "-wal", "-shm", "-journal"}) {
       std::string file = path + suffix;
       struct stat st;

@@ -22,7 +22,76 @@ Json ForCaller(const Item& item, const Principal& who) {
   return j;
 }
 
+// Adds `headers` to whatever the wrapped exchange answers.
+class HeaderExchange : public HttpExchange {
+ public:
+  HeaderExchange(std::shared_ptr<HttpExchange> inner,
+                 std::vector<std::pair<std::string, std::string>> headers)
+      : inner_(std::move(inner)), headers_(std::move(headers)) {}
+  void Respond(HttpResponse response) override {
+    response.headers.insert(response.headers.end(), headers_.begin(), headers_.end());
+    inner_->Respond(std::move(response));
+  }
+  void StartStream(int status, std::string content_type,
+                   std::vector<std::pair<std::string, std::string>> headers) override {
+    headers.insert(headers.end(), headers_.begin(), headers_.end());
+    inner_->StartStream(status, std::move(content_type), std::move(headers));
+  }
+  bool Write(std::string data) override { return inner_->Write(std::move(data)); }
+  void Finish() override { inner_->Finish(); }
+  bool ClientGone() const override { return inner_->ClientGone(); }
+
+ private:
+  const std::shared_ptr<HttpExchange> inner_;
+  const std::vector<std::pair<std::string, std::string>> headers_;
+};
+
+std::vector<std::pair<std::string, std::string>> AllowOrigin(const std::string& origin) {
+  return {{"Access-Control-Allow-Origin", origin},
+          {"Vary", "Origin"},
+          {"Access-Control-Expose-Headers", "Retry-After"}};
+}
+
 }  // namespace
+
+Result<Principal> Api::Authenticate(HttpRequest& req, std::shared_ptr<HttpExchange>* ex) {
+  Result<Principal> who = tokens_->Authenticate(req);
+  std::optional<std::string> origin = CrossOrigin(req);
+  if (!origin) return who;
+  bool allowed = who.ok();
+  if (!who.ok() && who.status().code() == StatusCode::kUnauthenticated) {
+    allowed = tokens_->AnyTokenAllows(*origin).value_or(false);
+  }
+  *ex = std::make_shared<HeaderExchange>(
+      std::move(*ex), allowed
+                          ? AllowOrigin(*origin)
+                          : std::vector<std::pair<std::string, std::string>>{{"Vary", "Origin"}});
+  return who;
+}
+
+void Api::Preflight(HttpRequest& req, std::shared_ptr<HttpExchange> ex) {
+  HttpResponse r;
+  r.status = 204;
+  r.headers.emplace_back("Allow", "GET, POST, OPTIONS");
+  std::optional<std::string> origin = CrossOrigin(req);
+  if (!origin) return ex->Respond(std::move(r));
+  auto allowed = tokens_->AnyTokenAllows(*origin);
+  if (!allowed.ok()) return ex->Respond(ErrorResponse(allowed.status()));
+  if (!*allowed) {
+    HttpResponse refused = ErrorResponse(Status::PermissionDenied(
+        "no token allows requests from pages of " + *origin +
+        ": an admin can allow the origin for the app's reporter token with `loom token update "
+        "ID --origin ORIGIN`"));
+    refused.headers.emplace_back("Vary", "Origin");
+    return ex->Respond(std::move(refused));
+  }
+  r.headers = AllowOrigin(*origin);
+  r.headers.emplace_back("Access-Control-Allow-Methods", "GET, POST");
+  r.headers.emplace_back("Access-Control-Allow-Headers",
+                         "Authorization, Content-Type, Idempotency-Key");
+  r.headers.emplace_back("Access-Control-Max-Age", "600");
+  ex->Respond(std::move(r));
+}
 
 Api::Api(Store* store, TokenStore* tokens, RateLimiter* limiter, MetricsRegistry* metrics,
          Limits limits, std::function<void()> on_stored)
@@ -54,10 +123,15 @@ void Api::Register(Router& router) {
              [this](HttpRequest& r, std::shared_ptr<HttpExchange> ex) { List(r, std::move(ex)); });
   router.Add("GET", "/v1/feedback/{id}",
              [this](HttpRequest& r, std::shared_ptr<HttpExchange> ex) { Show(r, std::move(ex)); });
+  for (const char* path : {"/v1/feedback", "/v1/feedback/{id}"}) {
+    router.Add("OPTIONS", path, [this](HttpRequest& r, std::shared_ptr<HttpExchange> ex) {
+      Preflight(r, std::move(ex));
+    });
+  }
 }
 
 void Api::Submit(HttpRequest& req, std::shared_ptr<HttpExchange> ex) {
-  auto who = tokens_->Authenticate(req);
+  auto who = Authenticate(req, &ex);
   if (!who.ok()) {
     rejected_->Add({"auth"});
     return ex->Respond(ErrorResponse(who.status()));
@@ -97,7 +171,7 @@ void Api::Submit(HttpRequest& req, std::shared_ptr<HttpExchange> ex) {
 }
 
 void Api::List(HttpRequest& req, std::shared_ptr<HttpExchange> ex) {
-  auto who = tokens_->Authenticate(req);
+  auto who = Authenticate(req, &ex);
   if (!who.ok()) return ex->Respond(ErrorResponse(who.status()));
   ListQuery q;
   auto opt = [&](const char* name) -> std::optional<std::string> {
@@ -123,7 +197,7 @@ void Api::List(HttpRequest& req, std::shared_ptr<HttpExchange> ex) {
 }
 
 void Api::Show(HttpRequest& req, std::shared_ptr<HttpExchange> ex) {
-  auto who = tokens_->Authenticate(req);
+  auto who = Authenticate(req, &ex);
   if (!who.ok()) return ex->Respond(ErrorResponse(who.status()));
   auto id = ParseId(req.params["id"]);
   if (!id)

@@ -30,6 +30,7 @@
 #include "orchestrator/stores.h"
 #include "policies/policy.h"
 #include "sandbox/executor.h"
+#include "web/static_files.h"
 
 namespace loom {
 
@@ -245,6 +246,9 @@ class DaemonImpl : public Daemon {
                 [this](HttpRequest& r, std::shared_ptr<HttpExchange> ex) { ListTokens(r, ex); });
     router_.Add("POST", "/v1/tokens/{id}/revoke",
                 [this](HttpRequest& r, std::shared_ptr<HttpExchange> ex) { RevokeToken(r, ex); });
+    router_.Add(
+        "PUT", "/v1/tokens/{id}/origins",
+        [this](HttpRequest& r, std::shared_ptr<HttpExchange> ex) { SetTokenOrigins(r, ex); });
     feedback_api_->Register(router_);
 
     LOOM_ASSIGN_OR_RETURN(stores_, OrchestratorStores::Open(db_path, SystemClock::Default()));
@@ -301,6 +305,7 @@ class DaemonImpl : public Daemon {
         static_cast<int>(blocking_threads));
     LOOM_RETURN_IF_ERROR(orchestrator_api_->FinishInterruptedMerges());
     orchestrator_api_->Register(router_);
+    web::RegisterStaticRoutes(router_);
 
     HttpServerOptions opts;
     LOOM_RETURN_IF_ERROR(ParseListen(config.GetString("listen"), &opts.host, &opts.port));
@@ -356,6 +361,8 @@ class DaemonImpl : public Daemon {
     in.String("role", &role_name, Presence::kNonEmpty)
         .String("name", &name)
         .Int("expires_in_s", &expires_in_s, Presence::kOptional, 1, kMaxSeconds);
+    std::vector<std::string> origins;
+    ReadOrigins(in, &origins);
     if (!in.ok()) return ex->Respond(ErrorResponse(in.status(), in.field()));
     auto role = ParseRole(role_name);
     if (!role.ok()) return ex->Respond(ErrorResponse(role.status(), "role"));
@@ -363,11 +370,16 @@ class DaemonImpl : public Daemon {
     if (in.Has("expires_in_s")) {
       expires_at = SystemClock::Default()->NowMs() + expires_in_s * 1000;
     }
-    auto token = tokens_->Create(*role, name, expires_at);
-    if (!token.ok()) return ex->Respond(ErrorResponse(token.status()));
+    auto token = tokens_->Create(*role, name, expires_at, origins);
+    if (!token.ok()) {
+      return ex->Respond(ErrorResponse(token.status(), origins.empty() ? "" : "origins"));
+    }
     auto made = tokens_->Lookup(*token);
     Json reply = {{"token", *token}, {"role", RoleName(*role)}, {"name", name}};
-    if (made.ok()) reply["id"] = made->token_id;
+    if (made.ok()) {
+      reply["id"] = made->token_id;
+      reply["origins"] = made->origins;
+    }
     if (expires_at) reply["expires_at_ms"] = *expires_at;
     ex->Respond(HttpResponse::Json(201, DumpJson(reply)));
   }
@@ -378,8 +390,58 @@ class DaemonImpl : public Daemon {
               {"name", t.name},
               {"created_at_ms", t.created_at_ms},
               {"expires_at_ms", t.expires_at_ms ? Json(*t.expires_at_ms) : Json()},
-              {"revoked_at_ms", t.revoked_at_ms ? Json(*t.revoked_at_ms) : Json()}};
+              {"revoked_at_ms", t.revoked_at_ms ? Json(*t.revoked_at_ms) : Json()},
+              {"origins", t.origins}};
     return j;
+  }
+
+  // Reads an optional "origins": an array of strings (at most 64).
+  static void ReadOrigins(JsonReader& in, std::vector<std::string>* origins) {
+    const Json* list = nullptr;
+    in.Array("origins", &list);
+    if (!in.ok() || list == nullptr) return;
+    if (list->size() > 64) {
+      in.Fail("origins", "at most 64 origins per token");
+      return;
+    }
+    for (const Json& o : *list) {
+      if (!o.is_string()) {
+        in.Fail("origins", "each origin must be a string, like \"https://app.example\"");
+        return;
+      }
+      origins->push_back(o.get<std::string>());
+    }
+  }
+
+  void SetTokenOrigins(HttpRequest& req, std::shared_ptr<HttpExchange> ex) {
+    if (!RequireAdmin(req, ex, "changing a token's origins")) return;
+    auto id = PathId(req);
+    if (!id) {
+      return ex->Respond(
+          ErrorResponse(Status::InvalidArgument("the id in the path must be a positive integer")));
+    }
+    auto body = ParseJson(req.body);
+    if (!body.ok()) return ex->Respond(ErrorResponse(body.status()));
+    std::vector<std::string> origins;
+    JsonReader in(*body);
+    const Json* present = nullptr;
+    in.Array("origins", &present, Presence::kRequired);
+    ReadOrigins(in, &origins);
+    in.NoOtherMembers();
+    if (!in.ok()) return ex->Respond(ErrorResponse(in.status(), in.field()));
+    auto changed = tokens_->SetOrigins(*id, origins);
+    if (!changed.ok()) return ex->Respond(ErrorResponse(changed.status(), "origins"));
+    LOOM_LOG(kInfo) << "token " << *id << " (" << changed->name << ") allows "
+                    << changed->origins.size() << " origin(s)";
+    ex->Respond(HttpResponse::Json(200, DumpJson(TokenJson(*changed))));
+  }
+
+  static std::optional<int64_t> PathId(const HttpRequest& req) {
+    const std::string& text = req.params.at("id");
+    int64_t id = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), id);
+    if (ec != std::errc() || end != text.data() + text.size() || id <= 0) return std::nullopt;
+    return id;
   }
 
   // Admin only; answers the error itself and returns false otherwise.

@@ -39,6 +39,15 @@ if [ "$mode" = tests ]; then
   packages+=(wrk clang lighttpd openssh-server)
 fi
 
+if [ "$mode" = tests ]; then
+  # chromium: the browser the widget's tests drive (tests/web/), with Node.js and
+  # npm from Debian unless some node and npm are there already (a nodejs package
+  # from elsewhere brings its own npm, which Debian's would fight).
+  packages+=(chromium)
+  command -v node >/dev/null || packages+=(nodejs)
+  command -v npm >/dev/null || packages+=(npm)
+fi
+
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -86,5 +95,10 @@ if [ "$mode" = demo ]; then
   echo "setup: built loomd and loom into $build_dir/bin (./scripts/setup.sh --tests builds the rest)"
 else
   cmake --build "$build_dir" -j "$(nproc)"
+  # playwright-core (the version tests/web/package.json pins) drives the system's
+  # chromium; it goes into the build dir, never into the source tree.
+  mkdir -p "$build_dir/web-tests"
+  cp tests/web/package.json "$build_dir/web-tests/package.json"
+  (cd "$build_dir/web-tests" && npm install --no-audit --no-fund --loglevel=error >/dev/null)
   echo "setup: built everything into $build_dir (binaries in $build_dir/bin)"
 fi

@@ -54,6 +54,7 @@ void AddTokenCommands(CLI::App& app, GlobalOptions& global, int& exit_code) {
 
   struct CreateArgs {
     std::string role, name, expires;
+    std::vector<std::string> origins;
   };
   auto args = std::make_shared<CreateArgs>();
   auto* create = tok->add_subcommand("create", "Create a token (needs an admin token)");
@@ -63,8 +64,12 @@ void AddTokenCommands(CLI::App& app, GlobalOptions& global, int& exit_code) {
   create->add_option("--name", args->name, "Who or what the token is for");
   create->add_option("--expires", args->expires,
                      "Lifetime: 90s, 15m, 12h, 30d, 2w (default: until revoked)");
+  create->add_option("--origin", args->origins,
+                     "A web origin whose pages may use this reporter token (the feedback "
+                     "widget), like https://app.example (repeatable)");
   create->callback([&global, &exit_code, args] {
     Json body = {{"role", args->role}, {"name", args->name}};
+    if (!args->origins.empty()) body["origins"] = args->origins;
     if (!args->expires.empty()) {
       int64_t seconds = ParseDuration(args->expires);
       if (seconds <= 0) {
@@ -116,6 +121,46 @@ void AddTokenCommands(CLI::App& app, GlobalOptions& global, int& exit_code) {
         global, CallApi(global, "POST", "/v1/tokens/" + std::to_string(*revoke_id) + "/revoke"),
         exit_code,
         [](const Json& t) { std::cout << "Revoked token #" << t.value("id", int64_t{0}) << "\n"; });
+  });
+
+  struct UpdateArgs {
+    int64_t id = 0;
+    std::vector<std::string> origins;
+    bool no_origins = false;
+  };
+  auto uargs = std::make_shared<UpdateArgs>();
+  auto* update = tok->add_subcommand(
+      "update", "Set the web origins a reporter token may be used from (needs an admin token)");
+  update->add_option("id", uargs->id, "Token id (see loom token list)")->required();
+  auto* origin_opt = update->add_option(
+      "--origin", uargs->origins,
+      "An origin whose pages may use the token, like https://app.example (repeatable; the "
+      "list replaces the token's)");
+  auto* none_opt =
+      update->add_flag("--no-origins", uargs->no_origins, "Allow no origin: browsers are refused");
+  origin_opt->excludes(none_opt);
+  update->callback([&global, &exit_code, uargs] {
+    if (uargs->origins.empty() && !uargs->no_origins) {
+      std::cerr << "loom: give --origin ORIGIN (repeatable) or --no-origins\n";
+      exit_code = kExitUsage;
+      return;
+    }
+    Json body = {{"origins", uargs->origins}};
+    PrintReply(
+        global,
+        CallApi(global, "PUT", "/v1/tokens/" + std::to_string(uargs->id) + "/origins", &body),
+        exit_code, [](const Json& t) {
+          std::cout << "Token #" << t.value("id", int64_t{0});
+          const Json& origins = t.value("origins", Json::array());
+          if (origins.empty()) {
+            std::cout << " may be used from no web origin\n";
+          } else {
+            std::cout << " may be used from pages of:";
+            for (const auto& o : origins)
+              std::cout << " " << (o.is_string() ? o.get<std::string>() : "?");
+            std::cout << "\n";
+          }
+        });
   });
 
   struct BootstrapArgs {

@@ -75,5 +75,76 @@ TEST_F(TokenStoreTest, ListShowsEveryTokenWithoutTheTokenItself) {
   EXPECT_EQ((*all)[1].expires_at_ms, clock_.NowMs() + 1000);
 }
 
+TEST(NormalizeOriginTest, KeepsSchemeHostAndPortAsBrowsersSendThem) {
+  EXPECT_EQ(*NormalizeOrigin("https://App.Example"), "https://app.example");
+  EXPECT_EQ(*NormalizeOrigin("https://app.example:443/"), "https://app.example");
+  EXPECT_EQ(*NormalizeOrigin("http://app.example:80"), "http://app.example");
+  EXPECT_EQ(*NormalizeOrigin("http://127.0.0.1:8080"), "http://127.0.0.1:8080");
+  EXPECT_EQ(*NormalizeOrigin("https://[::1]:8443"), "https://[::1]:8443");
+  for (const char* bad :
+       {"*", "null", "app.example", "ftp://app.example", "https://", "https://app.example/path",
+        "https://app.example?q", "https://u@h", "https://*.example", "https://h:0",
+        "https://h:99999", "https://h:x", "https://h t"}) {
+    EXPECT_EQ(NormalizeOrigin(bad).status().code(), StatusCode::kInvalidArgument) << bad;
+  }
+}
+
+HttpRequest WithOrigin(const std::string& token, const std::string& origin,
+                       const std::string& host = "loom.example:7700") {
+  HttpRequest r;
+  r.headers = {{"Authorization", "Bearer " + token}, {"Host", host}};
+  if (!origin.empty()) r.headers.emplace_back("Origin", origin);
+  return r;
+}
+
+TEST_F(TokenStoreTest, AReporterTokenIsUsableFromItsOriginsOnly) {
+  auto token = store_->Create(Role::kReporter, "app", std::nullopt, {"https://App.Example"});
+  ASSERT_TRUE(token.ok()) << token.status().ToString();
+  EXPECT_TRUE(store_->Authenticate(WithOrigin(*token, "https://app.example")).ok());
+  // No Origin (a server, the CLI) and loomd's own origin are not cross-origin.
+  EXPECT_TRUE(store_->Authenticate(WithOrigin(*token, "")).ok());
+  EXPECT_TRUE(store_->Authenticate(WithOrigin(*token, "http://loom.example:7700")).ok());
+  for (const char* other :
+       {"https://evil.example", "http://app.example", "null", "https://app.example.evil.example"}) {
+    EXPECT_EQ(store_->Authenticate(WithOrigin(*token, other)).status().code(),
+              StatusCode::kPermissionDenied)
+        << other;
+  }
+  EXPECT_TRUE(*store_->AnyTokenAllows("https://app.example"));
+  EXPECT_FALSE(*store_->AnyTokenAllows("https://evil.example"));
+}
+
+TEST_F(TokenStoreTest, OriginsAreForReporterTokensOnly) {
+  for (Role role : {Role::kEngineer, Role::kAdmin}) {
+    EXPECT_EQ(store_->Create(role, "x", std::nullopt, {"https://app.example"}).status().code(),
+              StatusCode::kInvalidArgument);
+  }
+  auto engineer = store_->Create(Role::kEngineer, "eng");
+  ASSERT_TRUE(engineer.ok());
+  EXPECT_EQ(store_->Authenticate(WithOrigin(*engineer, "https://app.example")).status().code(),
+            StatusCode::kPermissionDenied);
+  int64_t id = store_->Lookup(*engineer)->token_id;
+  EXPECT_EQ(store_->SetOrigins(id, {"https://app.example"}).status().code(),
+            StatusCode::kInvalidArgument);
+}
+
+TEST_F(TokenStoreTest, SetOriginsTakesEffectAtOnceAndARevokedTokenAllowsNone) {
+  auto token = store_->Create(Role::kReporter, "app");
+  ASSERT_TRUE(token.ok());
+  int64_t id = store_->Lookup(*token)->token_id;  // cached from here on
+  EXPECT_EQ(store_->Authenticate(WithOrigin(*token, "https://app.example")).status().code(),
+            StatusCode::kPermissionDenied);
+  auto set = store_->SetOrigins(id, {"https://app.example", "https://app.example:443"});
+  ASSERT_TRUE(set.ok()) << set.status().ToString();
+  EXPECT_EQ(set->origins, std::vector<std::string>{"https://app.example"});
+  EXPECT_TRUE(store_->Authenticate(WithOrigin(*token, "https://app.example")).ok());
+  EXPECT_EQ(store_->SetOrigins(id, {"https://a/b"}).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(store_->Get(id)->origins, std::vector<std::string>{"https://app.example"});
+  ASSERT_TRUE(store_->Revoke(id).ok());
+  EXPECT_FALSE(*store_->AnyTokenAllows("https://app.example"));
+  ASSERT_TRUE(store_->SetOrigins(id, {}).ok());
+  EXPECT_TRUE(store_->Get(id)->origins.empty());
+}
+
 }  // namespace
 }  // namespace loom

@@ -1,6 +1,10 @@
 #include "common/db.h"
 
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
 
 #include "tests/support/temp_dir.h"
 
@@ -132,6 +136,43 @@ TEST(DbTest, GarbageFileIsCorruption) {
   auto db = Db::Open(dir.File("bad.db"), kV1);
   ASSERT_FALSE(db.ok());
   EXPECT_NE(db.status().message().find("bad.db"), std::string::npos) << db.status().ToString();
+}
+
+// Opening a second connection must not drop the locks of the first (closing any
+// descriptor of the file drops all of a process's POSIX locks on it): another
+// process that closes its last connection would then take itself for the last
+// one and delete the -wal and -shm files under the first, whose reads go stale.
+TEST(DbTest, AnotherProcessWritesAreSeenAfterASecondConnectionOpens) {
+  testing::TempDir dir;
+  std::string path = dir.File("x.db");
+  auto first = Db::Open(path, kV1);
+  ASSERT_TRUE(first.ok());
+  ASSERT_TRUE((*first)->Exec("INSERT INTO t(name) VALUES('before')").ok());
+  auto name = [&] {
+    return *(*first)->QueryOne("SELECT name FROM t WHERE id=1", "none",
+                               [](const Statement& r) { return r.Text(0); });
+  };
+  EXPECT_EQ(name(), "before");
+  auto second = Db::OpenMigrated(path);
+  ASSERT_TRUE(second.ok());
+  // A process of its own (a forked child would share this one's SQLite state).
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    execlp("python3", "python3", "-c",
+           "import sqlite3, sys\n"
+           "db = sqlite3.connect(sys.argv[1])\n"
+           "db.execute(\"UPDATE t SET name='after'\")\n"
+           "db.commit()\n"
+           "db.close()\n",
+           path.c_str(), nullptr);
+    _exit(127);
+  }
+  int wstatus = 0;
+  ASSERT_EQ(waitpid(child, &wstatus, 0), child);
+  ASSERT_TRUE(WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0);
+  EXPECT_TRUE(std::filesystem::exists(path + "-wal")) << "the other process deleted the WAL";
+  EXPECT_EQ(name(), "after");
 }
 
 }  // namespace

@@ -172,5 +172,100 @@ TEST_F(FeedbackApiTest, MetricsCountRequestsAndFeedback) {
   EXPECT_NE(m.find("loom_http_request_duration_seconds_bucket"), std::string::npos);
 }
 
+// A reporter token for the widget in https://app.example's pages, made by an admin
+// through the API as `loom token create --origin` does; the token.
+std::string WidgetToken(testing::DaemonFixture& f,
+                        std::function<testing::ClientResponse(const std::string&)> post) {
+  (void)f;
+  auto r = post(R"({"role":"reporter","name":"app","origins":["https://App.Example"]})");
+  EXPECT_EQ(r.status, 201) << r.body;
+  Json body = ParseJson(r.body).value_or(Json::object());
+  EXPECT_EQ(body["origins"], Json::array({"https://app.example"}));
+  return body.value("token", std::string());
+}
+
+TEST_F(FeedbackApiTest, PreflightIsAnsweredForAnAllowedOriginOnly) {
+  StartDaemon({{"agents", "0"}});
+  WidgetToken(*this, [&](const std::string& b) { return Call("POST", "/v1/tokens", admin_, b); });
+  std::map<std::string, std::string> preflight = {
+      {"Origin", "https://app.example"},
+      {"Access-Control-Request-Method", "POST"},
+      {"Access-Control-Request-Headers", "authorization,content-type"}};
+  for (const char* path : {"/v1/feedback", "/v1/feedback/7"}) {
+    auto ok = Call("OPTIONS", path, "", "", preflight);
+    EXPECT_EQ(ok.status, 204) << path;
+    EXPECT_EQ(ok.headers["Access-Control-Allow-Origin"], "https://app.example") << path;
+    EXPECT_NE(ok.headers["Access-Control-Allow-Headers"].find("Authorization"), std::string::npos);
+    EXPECT_NE(ok.headers["Access-Control-Allow-Methods"].find("POST"), std::string::npos);
+  }
+  preflight["Origin"] = "https://evil.example";
+  auto refused = Call("OPTIONS", "/v1/feedback", "", "", preflight);
+  EXPECT_EQ(refused.status, 403);
+  EXPECT_EQ(refused.headers.count("Access-Control-Allow-Origin"), 0u);
+  EXPECT_NE(refused.body.find("https://evil.example"), std::string::npos) << refused.body;
+}
+
+TEST_F(FeedbackApiTest, AWidgetTokenFilesFromItsOriginAndIsRefusedFromAnyOther) {
+  StartDaemon({{"agents", "0"}});
+  std::string token = WidgetToken(
+      *this, [&](const std::string& b) { return Call("POST", "/v1/tokens", admin_, b); });
+  auto from = [&](const std::string& origin, const std::string& title) {
+    return Call("POST", "/v1/feedback", token, Bug(title), {{"Origin", origin}});
+  };
+  auto ok = from("https://app.example", "Crash from the app");
+  ASSERT_EQ(ok.status, 201) << ok.body;
+  EXPECT_EQ(ok.headers["Access-Control-Allow-Origin"], "https://app.example");
+  int64_t id = Body(ok)["id"];
+  auto evil = from("https://evil.example", "Spam from elsewhere");
+  EXPECT_EQ(evil.status, 403);
+  EXPECT_EQ(evil.headers.count("Access-Control-Allow-Origin"), 0u);
+  EXPECT_NE(evil.body.find("https://evil.example"), std::string::npos) << evil.body;
+  EXPECT_EQ(CountItems(), 1u);
+  // Reading is bound the same way.
+  auto read = Call("GET", "/v1/feedback/" + std::to_string(id), token, "",
+                   {{"Origin", "https://app.example"}});
+  EXPECT_EQ(read.status, 200);
+  EXPECT_EQ(read.headers["Access-Control-Allow-Origin"], "https://app.example");
+  EXPECT_EQ(Call("GET", "/v1/feedback", token, "", {{"Origin", "https://evil.example"}}).status,
+            403);
+  // A bad token from an allowed origin is told why (readable by the widget).
+  auto bad =
+      Call("POST", "/v1/feedback", "loom_nope", Bug("x"), {{"Origin", "https://app.example"}});
+  EXPECT_EQ(bad.status, 401);
+  EXPECT_EQ(bad.headers["Access-Control-Allow-Origin"], "https://app.example");
+}
+
+TEST_F(FeedbackApiTest, EngineerAndAdminTokensAreRefusedFromOtherOrigins) {
+  StartDaemon({{"agents", "0"}});
+  for (const std::string& token : {engineer_, admin_}) {
+    auto r = Call("GET", "/v1/feedback", token, "", {{"Origin", "https://app.example"}});
+    EXPECT_EQ(r.status, 403);
+    EXPECT_EQ(r.headers.count("Access-Control-Allow-Origin"), 0u);
+  }
+  auto r = Call("POST", "/v1/tokens", admin_,
+                R"({"role":"engineer","name":"x","origins":["https://app.example"]})");
+  EXPECT_EQ(r.status, 400) << r.body;
+}
+
+TEST_F(FeedbackApiTest, AnAdminSetsATokensOriginsLater) {
+  StartDaemon({{"agents", "0"}});
+  auto made = Body(Call("POST", "/v1/tokens", admin_, R"({"role":"reporter","name":"app"})"));
+  std::string token = made["token"];
+  std::string path = "/v1/tokens/" + std::to_string(made["id"].get<int64_t>()) + "/origins";
+  auto call = [&] {
+    return Call("POST", "/v1/feedback", token, Bug("later"), {{"Origin", "http://localhost:3000"}})
+        .status;
+  };
+  EXPECT_EQ(call(), 403);
+  EXPECT_EQ(Call("PUT", path, reporter_, R"({"origins":["http://localhost:3000"]})").status, 403);
+  EXPECT_EQ(Call("PUT", path, admin_, R"({"origins":["localhost:3000"]})").status, 400);
+  EXPECT_EQ(Call("PUT", path, admin_, R"({"origins":[3000]})").status, 400);
+  auto set = Call("PUT", path, admin_, R"({"origins":["http://localhost:3000"]})");
+  ASSERT_EQ(set.status, 200) << set.body;
+  EXPECT_EQ(Body(set)["origins"], Json::array({"http://localhost:3000"}));
+  EXPECT_EQ(call(), 201);
+  EXPECT_EQ(Call("PUT", "/v1/tokens/999/origins", admin_, R"({"origins":[]})").status, 404);
+}
+
 }  // namespace
 }  // namespace loom

@@ -145,6 +145,15 @@ const std::vector<Migration> kShippedBeforeTheSplit = {
         CREATE INDEX feedback_status ON feedback(status, id);
         CREATE INDEX escalations_task ON escalations(task_id, id) WHERE task_id IS NOT NULL;
       )sql"},
+    {8, R"sql(
+        -- The web origins whose pages may use a reporter token from a browser (CORS).
+        CREATE TABLE token_origins(
+          token_id INTEGER NOT NULL REFERENCES tokens(id),
+          origin TEXT NOT NULL,                -- normalised: https://app.example[:port]
+          PRIMARY KEY(token_id, origin)
+        ) WITHOUT ROWID;
+        CREATE INDEX token_origins_by_origin ON token_origins(origin);
+      )sql"},
 };
 
 // type/name -> (table, SQL) of every schema object.
