@@ -37,9 +37,6 @@ if [ "$mode" = tests ]; then
   # lighttpd, openssh-server: the real git servers on loopback that
   # tests/repos/remote_server_test.cc starts (tests/support/git_server.h).
   packages+=(wrk clang lighttpd openssh-server)
-fi
-
-if [ "$mode" = tests ]; then
   # chromium: the browser the widget's tests drive (tests/web/), with Node.js and
   # npm from Debian unless some node and npm are there already (a nodejs package
   # from elsewhere brings its own npm, which Debian's would fight).
