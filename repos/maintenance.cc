@@ -122,6 +122,36 @@ Status WriteFile(const std::string& path, const std::string& content, bool execu
   return Status::Ok();
 }
 
+// An object database of the one pack `base` (its path without the extension).
+Result<Owned<git_odb>> OpenOnePack(const std::string& base, const std::string& what) {
+  git_odb* raw = nullptr;
+  LOOM_GIT(git_odb_new(&raw), "cannot open an object database");
+  Owned<git_odb> odb(raw);
+  git_odb_backend* backend = nullptr;
+  LOOM_GIT(git_odb_backend_one_pack(&backend, (base + ".idx").c_str()),
+           "cannot open " + what + " " + base + ".idx");
+  if (int rc = git_odb_add_backend(odb.get(), backend, 1); rc < 0) {
+    backend->free(backend);
+    return GitError(rc, "cannot open " + what + " " + base + ".idx");
+  }
+  return odb;
+}
+
+// Writes `pb`'s pack into `pack_dir` and syncs it (and the directory) to disk.
+// Returns the new pack's path without the extension; adds its size to `*bytes`.
+Result<std::string> WritePack(git_packbuilder* pb, const std::string& pack_dir, uint64_t* bytes) {
+  LOOM_GIT(git_packbuilder_write(pb, pack_dir.c_str(), 0, nullptr, nullptr),
+           "cannot write the pack");
+  const std::string base = pack_dir + "/pack-" + git_packbuilder_name(pb);
+  std::error_code ec;
+  for (const char* ext : {".pack", ".idx"}) {
+    LOOM_RETURN_IF_ERROR(SyncPath(base + ext, false));
+    *bytes += fs::file_size(base + ext, ec);
+  }
+  LOOM_RETURN_IF_ERROR(SyncPath(pack_dir, true));
+  return base;
+}
+
 }  // namespace
 
 Status ExportTree(const std::string& repo_path, const std::string& commit_hex,
@@ -213,28 +243,12 @@ Result<ObjectPackReport> PackLooseObjects(const std::string& repo_path) {
   const std::string pack_dir = objects + "/pack";
   std::error_code ec;
   fs::create_directories(pack_dir, ec);
-  LOOM_GIT(git_packbuilder_write(pb.get(), pack_dir.c_str(), 0, nullptr, nullptr),
-           "cannot write the pack");
-  const std::string base = pack_dir + "/pack-" + git_packbuilder_name(pb.get());
-  for (const char* ext : {".pack", ".idx"}) {
-    LOOM_RETURN_IF_ERROR(SyncPath(base + ext, false));
-    report.pack_bytes += fs::file_size(base + ext, ec);
-  }
-  LOOM_RETURN_IF_ERROR(SyncPath(pack_dir, true));
+  LOOM_ASSIGN_OR_RETURN(std::string base, WritePack(pb.get(), pack_dir, &report.pack_bytes));
   report.pack = base + ".pack";
 
   // Read every object back from the new pack alone: what is removed below must
   // be readable from it.
-  git_odb* odb_raw = nullptr;
-  LOOM_GIT(git_odb_new(&odb_raw), "cannot open an object database");
-  Owned<git_odb> odb(odb_raw);
-  git_odb_backend* backend = nullptr;
-  LOOM_GIT(git_odb_backend_one_pack(&backend, (base + ".idx").c_str()),
-           "cannot open the new pack " + base + ".idx");
-  if (int rc = git_odb_add_backend(odb.get(), backend, 1); rc < 0) {
-    backend->free(backend);
-    return GitError(rc, "cannot open the new pack " + base + ".idx");
-  }
+  LOOM_ASSIGN_OR_RETURN(Owned<git_odb> odb, OpenOnePack(base, "the new pack"));
   for (const LooseObject* o : inserted) {
     git_odb_object* obj = nullptr;
     int rc = git_odb_read(&obj, odb.get(), &o->id);
@@ -276,16 +290,7 @@ Result<PackMergeReport> MergePacks(const std::string& repo_path, int max_packs) 
   std::vector<git_oid> ids;
   for (const std::string& base : packs) {
     report.bytes_before += fs::file_size(base + ".pack", ec) + fs::file_size(base + ".idx", ec);
-    git_odb* raw = nullptr;
-    LOOM_GIT(git_odb_new(&raw), "cannot open an object database");
-    Owned<git_odb> one(raw);
-    git_odb_backend* backend = nullptr;
-    LOOM_GIT(git_odb_backend_one_pack(&backend, (base + ".idx").c_str()),
-             "cannot open the pack " + base + ".idx");
-    if (int rc = git_odb_add_backend(one.get(), backend, 1); rc < 0) {
-      backend->free(backend);
-      return GitError(rc, "cannot open the pack " + base + ".idx");
-    }
+    LOOM_ASSIGN_OR_RETURN(Owned<git_odb> one, OpenOnePack(base, "the pack"));
     LOOM_GIT(git_odb_foreach(
                  one.get(),
                  [](const git_oid* id, void* payload) {
@@ -304,27 +309,11 @@ Result<PackMergeReport> MergePacks(const std::string& repo_path, int max_packs) 
     LOOM_GIT(git_packbuilder_insert(pb.get(), &id, nullptr),
              "cannot pack object " + internal::OidHex(id));
   }
-  LOOM_GIT(git_packbuilder_write(pb.get(), pack_dir.c_str(), 0, nullptr, nullptr),
-           "cannot write the merged pack");
-  const std::string merged = pack_dir + "/pack-" + git_packbuilder_name(pb.get());
-  for (const char* ext : {".pack", ".idx"}) {
-    LOOM_RETURN_IF_ERROR(SyncPath(merged + ext, false));
-    report.bytes_after += fs::file_size(merged + ext, ec);
-  }
-  LOOM_RETURN_IF_ERROR(SyncPath(pack_dir, true));
+  LOOM_ASSIGN_OR_RETURN(std::string merged, WritePack(pb.get(), pack_dir, &report.bytes_after));
   report.pack = merged + ".pack";
   report.objects = static_cast<int64_t>(ids.size());
 
-  git_odb* odb_raw = nullptr;
-  LOOM_GIT(git_odb_new(&odb_raw), "cannot open an object database");
-  Owned<git_odb> odb(odb_raw);
-  git_odb_backend* backend = nullptr;
-  LOOM_GIT(git_odb_backend_one_pack(&backend, (merged + ".idx").c_str()),
-           "cannot open the merged pack " + merged + ".idx");
-  if (int rc = git_odb_add_backend(odb.get(), backend, 1); rc < 0) {
-    backend->free(backend);
-    return GitError(rc, "cannot open the merged pack " + merged + ".idx");
-  }
+  LOOM_ASSIGN_OR_RETURN(Owned<git_odb> odb, OpenOnePack(merged, "the merged pack"));
   for (const git_oid& id : ids) {
     git_odb_object* obj = nullptr;
     int rc = git_odb_read(&obj, odb.get(), &id);
