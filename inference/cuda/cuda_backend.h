@@ -39,6 +39,15 @@ struct CudaBackendOptions {
   // prove it changes no bit; serving skips them (no launches for nothing).
   bool nccl_at_tp1 = false;
   int32_t max_graph_batch = 256;  // decode batches above this run without a graph
+  // The attention kernel (kernels.h, AttentionShape): 1, or 2, the pipelined one
+  // that combines the context parts itself. Both are checked against the CPU by
+  // the GPU tests; 2 becomes the default once a GPU run has shown it right.
+  int attention_kernel = 1;
+  // Keys per context part when a step's rows x KV heads leave SMs idle. 0: kernel
+  // 1 splits the context evenly over about 2 blocks per SM, kernel 2 into parts of
+  // 256 keys. A value here splits every step's context into parts of this length
+  // (the tests use it to reach the combine on a tiny model).
+  int32_t attention_part_len = 0;
 };
 
 struct CudaBackendStats {
