@@ -8,11 +8,12 @@
 //            PyTorch peers in ../shared/peers;
 //   engine:  the same requests through the Engine (continuous batching,
 //            scheduling, sampling, detokenizer-free events): what loom-infer serves.
-// Decode tokens/s counts the tokens after the first one of every sequence over
-// the time after the last prefill. In the same run it measures the device's
-// copy bandwidth (cudaMemcpy D2D, read + written bytes) and prints the bound:
-// weight bytes (all parameters x 2) / bandwidth, against the measured and the
-// nominal HBM bandwidth, and each batch's ratio to it. Medians of --runs.
+// Decode tokens/s counts the tokens generated after the last prefill (the
+// backend loop: every sequence's tokens after its first; the engine: the tokens
+// that arrived after every request had its first) over that time. In the same run it measures the
+// device's copy bandwidth (cudaMemcpy D2D, read + written bytes) and prints the bound: weight bytes
+// (all parameters x 2) / bandwidth, against the measured and the nominal HBM bandwidth, and each
+// batch's ratio to it. Medians of --runs.
 // --attention 1,2 runs it all once per attention kernel (CudaBackendOptions::
 // attention_kernel), each loaded afresh, so that both are timed in one run.
 //
@@ -140,6 +141,7 @@ Result<double> EngineRun(Engine& engine, int batch, int seed, int64_t vocab) {
   std::mutex mu;
   std::condition_variable cv;
   int first = 0, done = 0;
+  int64_t after = 0;  // tokens generated after every request had its first one
   Clock::time_point all_first;
   for (int s = 0; s < batch; ++s) {
     GenerationRequest r;
@@ -150,6 +152,7 @@ Result<double> EngineRun(Engine& engine, int batch, int seed, int64_t vocab) {
     auto got_first = std::make_shared<bool>(false);
     auto id = engine.Submit(std::move(r), [&, got_first](const GenerationEvent& ev) {
       std::lock_guard lock(mu);
+      if (first == batch) after += static_cast<int64_t>(ev.tokens.size());
       if (!*got_first && !ev.tokens.empty()) {
         *got_first = true;
         if (++first == batch) all_first = Clock::now();
@@ -164,7 +167,9 @@ Result<double> EngineRun(Engine& engine, int batch, int seed, int64_t vocab) {
   }
   std::unique_lock lock(mu);
   cv.wait(lock, [&] { return done == batch; });
-  return double(batch) * (kNew - 1) / Seconds(all_first, Clock::now());
+  // Only what was generated in the timed span: the requests admitted first have
+  // decoded some tokens before the last one got its first.
+  return double(after) / Seconds(all_first, Clock::now());
 }
 
 double NominalBandwidth(const std::string& name) {

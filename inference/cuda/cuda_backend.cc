@@ -450,7 +450,14 @@ Status CudaBackendImpl::Load(const Checkpoint& ck) {
       return Status::ResourceExhausted("no GPU memory is left for the KV cache after the weights");
     }
   }
-  for (auto& r : ranks_) LOOM_RETURN_IF_ERROR(AllocateKvCache(*r));
+  for (auto& r : ranks_) {
+    LOOM_RETURN_IF_ERROR(AllocateKvCache(*r));
+    // The weights went up with cudaMemcpy on the legacy stream, which a pageable
+    // source lets return before the copy ends, and steps run on a non-blocking
+    // stream that does not wait for it.
+    LOOM_CUDA_CHECK(cudaSetDevice(r->device));
+    LOOM_CUDA_CHECK(cudaDeviceSynchronize());
+  }
   if (tp > 1) gang_ = std::make_unique<cpu::ThreadPool>(tp);
 
   cudaDeviceProp prop;
@@ -536,6 +543,7 @@ Status CudaBackendImpl::Reserve(Rank& r, const Plan& p) {
                                                 static_cast<int>(config_.head_dim), p.parts);
   if (r.graph_generation != host_generation_) {
     r.ClearGraphs();
+    r.eager_only.clear();  // a capture that failed may work with the new buffers
     r.graph_generation = host_generation_;
   }
   if (p.T <= s.rows && p.R <= s.logit_rows && p.meta_ints <= s.meta_ints && work <= s.work_floats) {

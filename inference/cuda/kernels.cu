@@ -546,8 +546,10 @@ __global__ void SiluMulKernel(const float* gu, int T, int inter, bf16* act) {
 
 constexpr int kArgmaxThreads = 1024;
 
-// (value, index) pairs: the larger value wins, the lower index on ties.
+// (value, index) pairs: the larger value wins, the lower index on ties; NaN
+// counts as -inf (as in the CPU's Argmax).
 __device__ __forceinline__ void Better(float& v, int& i, float v2, int i2) {
+  if (isnan(v2)) v2 = -INFINITY;
   if (i2 >= 0 && (i < 0 || v2 > v || (v2 == v && i2 < i))) {
     v = v2;
     i = i2;
