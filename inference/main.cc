@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "common/log.h"
+#include "common/version.h"
 #include "inference/model/cpu/cpu_backend.h"
 #include "inference/text/chat_format.h"
 #ifdef LOOM_WITH_CUDA
@@ -34,6 +35,11 @@ double SecondsSince(std::chrono::steady_clock::time_point t) {
 int main(int argc, char** argv) {
   using namespace loom::inference;
   CLI::App app{"loom-infer: an OpenAI-compatible LLM server for Llama and Qwen2 checkpoints"};
+#ifdef LOOM_WITH_CUDA
+  app.set_version_flag("--version", [] { return loom::VersionText("loom-infer", CudaVersions()); });
+#else
+  app.set_version_flag("--version", loom::VersionText("loom-infer"));
+#endif
   std::string model_dir, device = "cpu", host = "127.0.0.1", chat_format = "auto", name;
   int port = 8000, threads = 0, tp = 1, max_batch = 16, kv_blocks = 0, block_size = 16;
   int max_step_tokens = 512, io_threads = 2;

@@ -797,6 +797,23 @@ int CudaDeviceCount() {
   return n;
 }
 
+std::string CudaVersions() {
+  auto dotted = [](int v) {  // 13000 -> "13.0"
+    return std::to_string(v / 1000) + "." + std::to_string(v % 1000 / 10);
+  };
+  int runtime = 0, driver = 0, nccl = 0;
+  cudaRuntimeGetVersion(&runtime);
+  cudaDriverGetVersion(&driver);  // 0 without a driver
+  ncclGetVersion(&nccl);
+  auto nccl_dotted = [](int v) {  // 22703 -> "2.27.3"
+    return std::to_string(v / 10000) + "." + std::to_string(v % 10000 / 100) + "." +
+           std::to_string(v % 100);
+  };
+  return "cuda: runtime " + dotted(runtime) + " (built with " + dotted(CUDART_VERSION) +
+         "), driver " + (driver > 0 ? dotted(driver) : std::string("none")) +
+         "; nccl: " + nccl_dotted(nccl) + " (built with " + nccl_dotted(NCCL_VERSION_CODE) + ")";
+}
+
 Result<std::unique_ptr<CudaBackend>> MakeCudaBackend(const std::string& model_dir,
                                                      const CudaBackendOptions& options) {
   LOOM_ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfig(model_dir));

@@ -65,6 +65,10 @@ class CudaBackend : public Backend {
 // The number of CUDA devices this process can use (0 without a driver or GPU).
 int CudaDeviceCount();
 
+// "cuda: runtime 13.0 (built with 13.0), driver 12.8; nccl: 2.27.3 (built with
+// 2.27.3)" for --version; "driver none" without one.
+std::string CudaVersions();
+
 // Loads `model_dir` onto the GPUs. FailedPrecondition when there are fewer
 // GPUs than tp; ResourceExhausted when the weights or the KV cache do not fit.
 Result<std::unique_ptr<CudaBackend>> MakeCudaBackend(const std::string& model_dir,
