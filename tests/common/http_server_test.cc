@@ -52,6 +52,7 @@ class HttpServerTest : public ::testing::Test {
       ex->Respond(HttpResponse::Json(201, req.body));
     });
     router_.Add("GET", "/later", [this](HttpRequest&, std::shared_ptr<HttpExchange> ex) {
+      later_started_ += 1;
       workers_.emplace_back([ex] {
         std::this_thread::sleep_for(std::chrono::milliseconds(200));
         ex->Respond(HttpResponse::Text(200, "done"));
@@ -94,6 +95,7 @@ class HttpServerTest : public ::testing::Test {
   std::unique_ptr<HttpServer> server_;
   std::vector<std::thread> workers_;
   std::atomic<int> completed_{0};
+  std::atomic<int> later_started_{0};  // /later requests that reached their handler
   std::string last_label_;
   std::atomic<bool> saw_hangup_{false};
 };
@@ -213,7 +215,12 @@ TEST_F(HttpServerTest, ShutdownDrainsInFlightRequests) {
   StartServer();
   ClientResponse r;
   std::thread client([&] { r = HttpCall(server_->port(), "GET", "/later"); });
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  // Shut down once the request is in flight (a fixed sleep lost the race on a
+  // loaded machine: the server stopped before the request arrived).
+  for (int i = 0; i < 1000 && later_started_.load() == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_EQ(later_started_.load(), 1);
   server_->Shutdown(std::chrono::milliseconds(2000));
   client.join();
   EXPECT_EQ(r.status, 200);
