@@ -101,6 +101,7 @@ void OrchestratorApi::Add(Router& router, const char* method, const char* path, 
 void OrchestratorApi::Register(Router& router) {
   Add(router, "POST", "/v1/repos", Role::kAdmin, &OrchestratorApi::AddRepo);
   Add(router, "GET", "/v1/repos", Role::kEngineer, &OrchestratorApi::ListRepos);
+  Add(router, "POST", "/v1/secrets", Role::kAdmin, &OrchestratorApi::PutSecret);
   Add(router, "GET", "/v1/tasks", Role::kEngineer, &OrchestratorApi::ListTasks);
   Add(router, "GET", "/v1/tasks/{id}", Role::kEngineer, &OrchestratorApi::ShowTask);
   Add(router, "GET", "/v1/tasks/{id}/events", Role::kEngineer, &OrchestratorApi::TaskEvents);
@@ -177,6 +178,23 @@ void OrchestratorApi::ListRepos(HttpRequest&, std::shared_ptr<HttpExchange>& ex)
     items.push_back(RepoJson(r, repos_->Remote(r.name).value_or(std::nullopt)));
   }
   RespondJson(ex, 200, {{"items", items}});
+}
+
+void OrchestratorApi::PutSecret(HttpRequest& req, std::shared_ptr<HttpExchange>& ex) {
+  std::string name, value;
+  if (!ReadBody(req, ex, [&](JsonReader& in) {
+        in.String("name", &name, Presence::kNonEmpty).String("value", &value, Presence::kNonEmpty);
+      })) {
+    return;
+  }
+  if (!secrets_) {
+    return ex->Respond(ErrorResponse(Status::FailedPrecondition("this loomd keeps no secrets")));
+  }
+  if (Status s = ValidateSecretName(name); !s.ok()) return ex->Respond(ErrorResponse(s, "name"));
+  if (Status s = secrets_->Put(name, value); !s.ok()) {
+    return ex->Respond(ErrorResponse(s, "value"));
+  }
+  RespondJson(ex, 200, {{"name", name}, {"stored", true}});
 }
 
 void OrchestratorApi::ListTasks(HttpRequest& req, std::shared_ptr<HttpExchange>& ex) {

@@ -198,6 +198,29 @@ void AddRepoCommands(CLI::App& app, GlobalOptions& global, int& exit_code) {
                 << Str(r, "branch") << ")\n";
     });
   });
+  // loom secret set NAME [--from-file PATH]: the value from a file or stdin,
+  // never from argv (the process list).
+  auto* secret = app.add_subcommand("secret", "Store secrets in loomd's secret store");
+  secret->require_subcommand(1);
+  struct SecretArgs {
+    std::string name, file = "-";
+  };
+  auto sargs = std::make_shared<SecretArgs>();
+  auto* set = secret->add_subcommand(
+      "set", "Store a secret (a git server's token, an SSH key or known_hosts lines)");
+  set->add_option("name", sargs->name, "Name ([A-Z_][A-Z0-9_]*)")->required();
+  set->add_option("--from-file", sargs->file, "Read the value from this file (default: stdin)");
+  set->callback([&global, &exit_code, sargs] {
+    auto value = ReadSecretValue(sargs->file);
+    if (!value.ok()) {
+      std::cerr << "loom: " << value.status().message() << "\n";
+      exit_code = kExitError;
+      return;
+    }
+    Json body = {{"name", sargs->name}, {"value", *value}};
+    PrintReply(global, CallApi(global, "POST", "/v1/secrets", &body), exit_code,
+               [](const Json& r) { std::cout << "Stored the secret " << Str(r, "name") << "\n"; });
+  });
   auto* list = repo->add_subcommand("list", "List registered repositories");
   list->callback([&global, &exit_code] {
     PrintReply(global, CallApi(global, "GET", "/v1/repos"), exit_code, [](const Json& r) {
