@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "common/json.h"
+#include "orchestrator/remote_sync.h"
 #include "orchestrator/replay_model.h"
 #include "orchestrator/repo_store.h"
 #include "orchestrator/schema.h"
@@ -416,6 +417,44 @@ TEST_F(RemotePushTest, ApproveMergesIntoTheServersBranchAndPushesIt) {
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_EQ(Upstream("main"), head) << "a fast-forward of the server's main";
   EXPECT_EQ(Get(Path(task))["state"], "merged");
+}
+
+// The same loop over SSH: the key and the server's known_hosts line are secrets
+// the repository names; the branch reaches the server when the task is in review.
+TEST_F(RemotePushTest, PushesOverSshWithAKeyAndKnownHosts) {
+  if (std::string missing = testing::GitSshServer::Missing(); !missing.empty()) {
+    GTEST_SKIP() << missing;
+  }
+  testing::GitSshServer ssh;
+  ASSERT_TRUE(ssh.Start(dir_.path() + "/ssh")) << ssh.error();
+  ASSERT_TRUE(secrets_->Put("DEPLOY_KEY", ssh.client_key()).ok());
+  ASSERT_TRUE(secrets_->Put("GIT_HOSTS", ssh.known_hosts()).ok());
+  Json demo = ReadJsonFile(std::string(LOOM_SOURCE_DIR) + "/examples/calc-demo.json");
+  title_ = demo["feedback"]["title"];
+  auto replay = ReplayModel::Start(demo["replay"]);
+  ASSERT_TRUE(replay.ok());
+  replay_ = std::move(*replay);
+  StartDaemon({{"llm.url", replay_->url()}, {"llm.retries", "1"}});
+  Json body = {{"name", "calc"},
+               {"path", ssh.Url(upstream_)},
+               {"test_command", "python3 -m unittest discover -s tests -t ."},
+               {"ssh_key_secret", "DEPLOY_KEY"},
+               {"known_hosts_secret", "GIT_HOSTS"}};
+  auto r = Call("POST", "/v1/repos", admin_, DumpJson(body));
+  ASSERT_EQ(r.status, 201) << r.body;
+  EXPECT_EQ(r.body.find("BEGIN OPENSSH"), std::string::npos);
+  Json task = InReview();
+  Json pushed = Events(task, "pushed")[0]["data"];
+  EXPECT_EQ(pushed["remote"], ssh.Url(upstream_));
+  EXPECT_EQ(pushed["commit"], Upstream(task["branch"].get<std::string>()));
+}
+
+TEST(UrlWithoutCredentialsTest, DropsTheUserOfAnHttpUrlOnly) {
+  EXPECT_EQ(UrlWithoutCredentials("https://alice@git.example.com/team/app.git"),
+            "https://git.example.com/team/app.git");
+  EXPECT_EQ(UrlWithoutCredentials("http://127.0.0.1:8080/git/app.git"),
+            "http://127.0.0.1:8080/git/app.git");
+  EXPECT_EQ(UrlWithoutCredentials("git@github.com:team/app.git"), "git@github.com:team/app.git");
 }
 
 // Branch and worktree names are owned by the data dir that made them: a new
