@@ -235,6 +235,10 @@ Result<Task> TaskLifecycle::Cancel(int64_t id, const std::string& reason, int64_
       if (running) leased->second->store(true);
     }
     LOOM_LOG(kInfo) << "task " << id << " cancelled: " << reason;
+    // A branch pushed for an earlier review goes from the server too.
+    if (Status s = remote_->DeleteTaskBranch(id); !s.ok()) {
+      LOOM_LOG(kWarning) << "task " << id << ": " << s.ToString();
+    }
     if (!running) {
       MutexLock files(&files_mu_);
       RemoveTaskFiles(task);

@@ -116,7 +116,8 @@ class TaskLifecycle {
   // Records a person's answer; a blocked task goes back to queued.
   Status AnswerEscalation(int64_t escalation_id, const Json& answer, int64_t answered_by);
   // queued, blocked, changes_requested, running or verifying -> cancelled, its
-  // open escalations closed, its feedback told `reason`. FailedPrecondition (a
+  // open escalations closed, its feedback told `reason`, a branch pushed to the
+  // repository's git server (for an earlier review) deleted there. FailedPrecondition (a
   // message naming the state) from any other state. Returns the task as cancelled.
   Result<Task> Cancel(int64_t id, const std::string& reason, int64_t by) EXCLUDES(mu_, files_mu_);
   // failed or cancelled -> queued with a fresh start (its old worktree

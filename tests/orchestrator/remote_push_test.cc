@@ -409,6 +409,22 @@ TEST_F(RemotePushTest, RejectDeletesTheBranchOnTheServer) {
   EXPECT_EQ(deleted[0]["data"]["branch"], branch);
 }
 
+TEST_F(RemotePushTest, CancellingARevisionDeletesTheBranchOnTheServer) {
+  Json revision = Revision();
+  revision[0]["delay_ms"] = 3000;  // the revision is still running when cancelled
+  Start(revision);
+  Json task = InReview();
+  std::string branch = task["branch"];
+  ASSERT_NE(Upstream(branch), "");
+  auto r = Decide(task, "request-changes", R"({"comment": "Say how the mean is computed."})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  WaitFor(task, [](const Json& t) { return t["state"] == "running"; });
+  r = Call("POST", Path(task) + "/cancel", engineer_, R"({"reason": "not needed"})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(Upstream(branch), "");
+  EXPECT_EQ(Events(task, "remote_branch_deleted").size(), 1u);
+}
+
 TEST_F(RemotePushTest, ApproveMergesIntoTheServersBranchAndPushesIt) {
   Start();
   Json task = InReview();
