@@ -102,6 +102,7 @@ void OrchestratorApi::Add(Router& router, const char* method, const char* path, 
 void OrchestratorApi::Register(Router& router) {
   Add(router, "POST", "/v1/repos", Role::kAdmin, &OrchestratorApi::AddRepo);
   Add(router, "GET", "/v1/repos", Role::kEngineer, &OrchestratorApi::ListRepos);
+  Add(router, "POST", "/v1/secrets", Role::kAdmin, &OrchestratorApi::PutSecret);
   Add(router, "GET", "/v1/tasks", Role::kEngineer, &OrchestratorApi::ListTasks);
   Add(router, "GET", "/v1/tasks/{id}", Role::kEngineer, &OrchestratorApi::ShowTask);
   Add(router, "GET", "/v1/tasks/{id}/events", Role::kEngineer, &OrchestratorApi::TaskEvents);
@@ -123,32 +124,78 @@ void OrchestratorApi::Register(Router& router) {
 
 void OrchestratorApi::AddRepo(HttpRequest& req, std::shared_ptr<HttpExchange>& ex) {
   repos::RepoRecord repo;
+  RemoteSecretNames names;  // for a URL: the secrets that reach its server, by name
   if (!ReadBody(req, ex, [&](JsonReader& in) {
         in.String("name", &repo.name, Presence::kNonEmpty)
             .String("path", &repo.path, Presence::kNonEmpty)
             .String("test_command", &repo.test_command, Presence::kNonEmpty)
-            .String("branch", &repo.settings.target_branch);
+            .String("branch", &repo.settings.target_branch)
+            .String("username", &names.username)
+            .String("password_secret", &names.password)
+            .String("ssh_key_secret", &names.ssh_key)
+            .String("ssh_passphrase_secret", &names.ssh_passphrase)
+            .String("known_hosts_secret", &names.known_hosts)
+            .Bool("accept_any_host_key", &names.accept_any_host_key);
       })) {
     return;
   }
   if (repo.settings.target_branch.empty()) repo.settings.target_branch = "main";
+  // The names must fit the URL's transport, and the secrets must be stored: the
+  // clone uses them now, every fetch and push later.
+  repos::RemoteCredentials credentials;
+  bool named = !names.username.empty() || !names.password.empty() || !names.ssh_key.empty() ||
+               !names.ssh_passphrase.empty() || !names.known_hosts.empty() ||
+               names.accept_any_host_key;
+  if (named) {
+    if (Status s = CheckRemoteSecretNames(repo.path, names); !s.ok()) {
+      return ex->Respond(ErrorResponse(s));
+    }
+    if (!secrets_) {
+      return ex->Respond(ErrorResponse(Status::FailedPrecondition("this loomd keeps no secrets")));
+    }
+    auto resolved = ResolveRemoteCredentials(*secrets_, repo.path, names);
+    if (!resolved.ok()) {
+      return ex->Respond(ErrorResponse(Status::InvalidArgument(resolved.status().message())));
+    }
+    credentials = std::move(*resolved);
+  }
   // Checks what an agent will need (the repository opens, is not empty and has
   // the target branch), then registers it.
-  auto registered = repos_->Register(std::move(repo));
+  auto registered = repos_->Register(std::move(repo), credentials, names);
   if (!registered.ok()) {
     Status s = registered.status();
     return ex->Respond(ErrorResponse(s, s.code() == StatusCode::kAlreadyExists ? "name" : "path"));
   }
   if (on_requeue_) on_requeue_();  // feedback that waited for a repository can be triaged
-  RespondJson(ex, 201, RepoJson(*registered));
+  RespondJson(ex, 201,
+              RepoJson(*registered, repos_->Remote(registered->name).value_or(std::nullopt)));
 }
 
 void OrchestratorApi::ListRepos(HttpRequest&, std::shared_ptr<HttpExchange>& ex) {
   auto repos = repos_->List();
   if (!repos.ok()) return ex->Respond(ErrorResponse(repos.status()));
   Json items = Json::array();
-  for (const auto& r : *repos) items.push_back(RepoJson(r));
+  for (const auto& r : *repos) {
+    items.push_back(RepoJson(r, repos_->Remote(r.name).value_or(std::nullopt)));
+  }
   RespondJson(ex, 200, {{"items", items}});
+}
+
+void OrchestratorApi::PutSecret(HttpRequest& req, std::shared_ptr<HttpExchange>& ex) {
+  std::string name, value;
+  if (!ReadBody(req, ex, [&](JsonReader& in) {
+        in.String("name", &name, Presence::kNonEmpty).String("value", &value, Presence::kNonEmpty);
+      })) {
+    return;
+  }
+  if (!secrets_) {
+    return ex->Respond(ErrorResponse(Status::FailedPrecondition("this loomd keeps no secrets")));
+  }
+  if (Status s = ValidateSecretName(name); !s.ok()) return ex->Respond(ErrorResponse(s, "name"));
+  if (Status s = secrets_->Put(name, value); !s.ok()) {
+    return ex->Respond(ErrorResponse(s, "value"));
+  }
+  RespondJson(ex, 200, {{"name", name}, {"stored", true}});
 }
 
 void OrchestratorApi::ListTasks(HttpRequest& req, std::shared_ptr<HttpExchange>& ex) {
@@ -220,13 +267,14 @@ void OrchestratorApi::RetryTask(HttpRequest& req, std::shared_ptr<HttpExchange>&
 
 namespace {
 
-Result<Json> BranchDiffJson(RepoCache* repos, const Task& task,
+Result<Json> BranchDiffJson(TaskLifecycle* lifecycle, const Task& task,
                             const std::shared_ptr<const PolicyMap>& policies) {
+  RepoCache* repos = lifecycle->repositories();
   if (!task.branch) {
     return Status::FailedPrecondition("task " + std::to_string(task.id) + " has no branch yet");
   }
   LOOM_ASSIGN_OR_RETURN(auto repo, repos->Get(task.repo, ProtectedPaths::kRefused, policies));
-  LOOM_ASSIGN_OR_RETURN(repos::DiffReport diff, repo->DiffBranch(std::to_string(task.id)));
+  LOOM_ASSIGN_OR_RETURN(repos::DiffReport diff, repo->DiffBranch(lifecycle->WorkspaceKey(task)));
   // Edits of the policy's protected paths were approved by a person before the
   // agent could make them; the reviewer still sees them called out.
   const policies::Policy& policy = PolicyFor(*policies, task.repo);
@@ -303,7 +351,7 @@ void OrchestratorApi::TaskDiff(HttpRequest& req, std::shared_ptr<HttpExchange>& 
   if (!id.ok()) return ex->Respond(ErrorResponse(id.status()));
   auto task = store_->Get(*id);
   if (!task.ok()) return ex->Respond(ErrorResponse(task.status()));
-  auto diff = BranchDiffJson(lifecycle_->repositories(), *task, policies_->Snapshot());
+  auto diff = BranchDiffJson(lifecycle_, *task, policies_->Snapshot());
   if (!diff.ok()) return ex->Respond(ErrorResponse(diff.status()));
   RespondJson(ex, 200, *diff);
 }
@@ -341,7 +389,7 @@ void OrchestratorApi::ShowReview(HttpRequest& req, std::shared_ptr<HttpExchange>
   if (!task.ok()) return ex->Respond(ErrorResponse(task.status()));
   auto review = ReviewSummary(store_, *task);
   if (!review.ok()) return ex->Respond(ErrorResponse(review.status()));
-  auto diff = BranchDiffJson(lifecycle_->repositories(), *task, policies_->Snapshot());
+  auto diff = BranchDiffJson(lifecycle_, *task, policies_->Snapshot());
   if (!diff.ok()) return ex->Respond(ErrorResponse(diff.status()));
   (*review)["diff"] = *diff;
   // What the reporters asked for, in their words (the originals and duplicates
@@ -417,7 +465,14 @@ void OrchestratorApi::MergeApproved(const Task& task, const Principal& reviewer,
                                     std::shared_ptr<HttpExchange>& ex) {
   auto repo = lifecycle_->repositories()->Get(task.repo);
   if (!repo.ok()) return ex->Respond(ErrorResponse(repo.status()));
-  std::string id = std::to_string(task.id);
+  std::string id = lifecycle_->WorkspaceKey(task);
+  // A repository on a git server: the merge is made on the server's current
+  // target, and pushed (a fast-forward under the lease) before it is recorded.
+  auto fetched = lifecycle_->remote()->FetchTarget(task.repo);
+  if (!fetched.ok()) {
+    return ex->Respond(ErrorResponse(
+        fetched.status().WithContext("cannot merge task " + std::to_string(task.id))));
+  }
   // The intent, before git is touched: a restart that finds it on a task still in
   // review whose branch is in the target finishes recording the merge
   // (FinishInterruptedMerges).
@@ -434,7 +489,7 @@ void OrchestratorApi::MergeApproved(const Task& task, const Principal& reviewer,
     for (const auto& p : merged->conflicting_paths) paths += (paths.empty() ? "" : ", ") + p;
     Status s = (*repo)->RemoveWorkspace(id, repos::BranchDisposition::kDelete);
     std::error_code ec;
-    std::filesystem::remove_all(data_dir_ + "/base/" + id, ec);
+    std::filesystem::remove_all(data_dir_ + "/base/" + std::to_string(task.id), ec);
     if (s.ok()) {
       s = lifecycle_->RequestChanges(task.id, reviewer.token_id,
                                      "Approved, but the merge conflicts with changes made on " +
@@ -454,9 +509,23 @@ void OrchestratorApi::MergeApproved(const Task& task, const Principal& reviewer,
   const char* how = merged->kind == repos::MergeOutcome::Kind::kFastForward   ? "fast-forward"
                     : merged->kind == repos::MergeOutcome::Kind::kMergeCommit ? "merge commit"
                                                                               : "up to date";
+  if (*fetched) {
+    Status pushed = lifecycle_->remote()->PushTarget(task.repo, (*fetched)->commit);
+    if (!pushed.ok()) {
+      return ex->Respond(ErrorResponse(pushed.WithContext(
+          "task " + std::to_string(task.id) + " stays in review: the merge into " +
+          (*repo)->record().settings.target_branch + " could not be pushed to the server")));
+    }
+  }
   Status s = lifecycle_->Merged(task.id, reviewer.token_id,
                                 std::string("approved and merged (") + how + ")",
                                 {{"commit", merged->commit}, {"merge", how}});
+  if (s.code() == StatusCode::kFailedPrecondition && *fetched) {
+    // The remote pass saw the pushed target hold the branch first and recorded
+    // the merge: it is this one.
+    auto now = store_->Get(task.id);
+    if (now.ok() && now->state == TaskState::kMerged) s = Status::Ok();
+  }
   if (!s.ok()) return ex->Respond(ErrorResponse(s));
   CrashPoint("approve.recorded");
   // The worktree has done its work; the branch stays for the record unless the
@@ -495,7 +564,7 @@ Status OrchestratorApi::FinishInterruptedMerges() {
     if (!merging) continue;
     auto repo = lifecycle_->repositories()->Get(task.repo);
     if (!repo.ok()) continue;
-    std::string id = std::to_string(task.id);
+    std::string id = lifecycle_->WorkspaceKey(task);
     auto diff = (*repo)->DiffBranch(id);
     // The merge committed (the target holds the branch) when the branch is its
     // own merge base with the target; otherwise nothing had moved and the task
@@ -548,9 +617,11 @@ void OrchestratorApi::Reject(HttpRequest& req, std::shared_ptr<HttpExchange>& ex
   // The worktree goes; the branch too unless retention.keep_rejected_branch.
   if (auto repo = lifecycle_->repositories()->Get(task->repo); repo.ok()) {
     if (PolicyFor(*policies_->Snapshot(), task->repo).retention.keep_rejected_branch) {
-      (void)(*repo)->RemoveWorkspace(std::to_string(task->id), repos::BranchDisposition::kKeep);
+      (void)(*repo)->RemoveWorkspace(lifecycle_->WorkspaceKey(*task),
+                                     repos::BranchDisposition::kKeep);
     } else if ((*repo)
-                   ->RemoveWorkspace(std::to_string(task->id), repos::BranchDisposition::kDelete)
+                   ->RemoveWorkspace(lifecycle_->WorkspaceKey(*task),
+                                     repos::BranchDisposition::kDelete)
                    .ok()) {
       (void)store_->ClearBranch(task->id);
     }

@@ -88,6 +88,9 @@ class OrchestratorApi {
 
   void AddRepo(HttpRequest& req, std::shared_ptr<HttpExchange>& ex);
   void ListRepos(HttpRequest& req, std::shared_ptr<HttpExchange>& ex);
+  // POST /v1/secrets {name, value}: stores a secret (a git server's token or key,
+  // named by a repository); answers its name, never its value.
+  void PutSecret(HttpRequest& req, std::shared_ptr<HttpExchange>& ex);
   void ListTasks(HttpRequest& req, std::shared_ptr<HttpExchange>& ex);
   void ShowTask(HttpRequest& req, std::shared_ptr<HttpExchange>& ex);
   void TaskEvents(HttpRequest& req, std::shared_ptr<HttpExchange>& ex);

@@ -73,6 +73,14 @@ std::vector<Config::Key> DaemonConfigSchema() {
        "packs whatever is loose)."},
       {"maintenance.max_packs", T::kInt, "8",
        "More packs than this in a repository are merged into one by the maintenance pass."},
+      {"remote.pass_interval_s", T::kInt, "60",
+       "Seconds between passes over repositories on a git server: fetch each target branch, "
+       "mark tasks whose branch was merged there as merged, push again what failed (0: none)."},
+      {"remote.attempts", T::kInt, "4",
+       "Tries of a fetch or push whose git server cannot be reached, before an infrastructure "
+       "escalation."},
+      {"remote.backoff_ms", T::kInt, "500",
+       "Wait before the second try of a fetch or push; doubled before each next one."},
       {"sandbox.uid", T::kInt, "64000",
        "When loomd runs as root: the unprivileged uid (and gid) sandboxed runs use."},
   };
@@ -262,9 +270,21 @@ class DaemonImpl : public Daemon {
     // Each registered repository is opened once and kept, for the scheduler, the
     // API and the lifecycle alike.
     repo_cache_ = std::make_unique<RepoCache>(stores_.repos.get(), &policies_, data_dir_);
-    lifecycle_ = std::make_unique<TaskLifecycle>(
-        stores_.tasks.get(), stores_.escalations.get(), stores_.repos.get(),
-        LifecycleOptions{data_dir_, &policies_, repo_cache_.get()});
+    LifecycleOptions lifecycle{data_dir_, &policies_, repo_cache_.get(), secrets_.get(), {}};
+    int64_t pass_s = config.GetInt("remote.pass_interval_s");
+    int64_t attempts = config.GetInt("remote.attempts");
+    int64_t backoff_ms = config.GetInt("remote.backoff_ms");
+    if (pass_s < 0 || pass_s > 86400 || attempts < 1 || attempts > 20 || backoff_ms < 0 ||
+        backoff_ms > 600000) {
+      return Status::InvalidArgument(
+          "remote.pass_interval_s must be between 0 and 86400, remote.attempts between 1 and 20 "
+          "and remote.backoff_ms between 0 and 600000");
+    }
+    lifecycle.remote.attempts = static_cast<int>(attempts);
+    lifecycle.remote.backoff = std::chrono::milliseconds(backoff_ms);
+    lifecycle_ = std::make_unique<TaskLifecycle>(stores_.tasks.get(), stores_.escalations.get(),
+                                                 stores_.repos.get(), lifecycle);
+    if (pass_s > 0) lifecycle_->StartRemotePasses(std::chrono::seconds(pass_s));
     LOOM_RETURN_IF_ERROR(StartAgents(config));
     int64_t interval_s = config.GetInt("maintenance.interval_s");
     if (interval_s < 0 || interval_s > 30 * 86400) {
@@ -333,8 +353,9 @@ class DaemonImpl : public Daemon {
   void Stop(std::chrono::milliseconds drain) override EXCLUDES(stop_mu_) {
     MutexLock lock(&stop_mu_);
     if (server_) server_->Shutdown(drain);
-    if (maintenance_) maintenance_->Stop();  // after its pass in progress
-    if (scheduler_) scheduler_->Stop();      // agents stop at their next step; tasks requeue
+    if (maintenance_) maintenance_->Stop();        // after its pass in progress
+    if (scheduler_) scheduler_->Stop();            // agents stop at their next step; tasks requeue
+    if (lifecycle_) lifecycle_->remote()->Stop();  // after its pass in progress
     feedback_api_.reset();
     feedback_.reset();  // flushes queued submissions
     log::SetMasker(nullptr);

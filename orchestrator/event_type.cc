@@ -6,7 +6,7 @@
 namespace loom {
 namespace {
 
-constexpr std::array<std::pair<EventType, std::string_view>, 19> kNames = {{
+constexpr std::array<std::pair<EventType, std::string_view>, 23> kNames = {{
     {EventType::kCreated, "created"},
     {EventType::kState, "state"},
     {EventType::kPrompt, "prompt"},
@@ -26,6 +26,10 @@ constexpr std::array<std::pair<EventType, std::string_view>, 19> kNames = {{
     {EventType::kApproved, "approved"},
     {EventType::kMerging, "merging"},
     {EventType::kRetried, "retried"},
+    {EventType::kFetched, "fetched"},
+    {EventType::kPushed, "pushed"},
+    {EventType::kPushFailed, "push_failed"},
+    {EventType::kRemoteBranchDeleted, "remote_branch_deleted"},
 }};
 
 }  // namespace

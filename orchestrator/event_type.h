@@ -22,6 +22,13 @@
 //   merging             an approval began merging
 //   retried             an engineer retried the task: a fresh start {by, extra_steps,
 //                       extra_tokens, steps, tokens, test_runs (the counters then)}
+//   fetched             the target branch fetched from the repository's server
+//                       {purpose: start | verification, remote, branch, commit, previous}
+//   pushed              the task branch pushed to the server (a contract: forge
+//                       integrations act on it) {remote (no credentials), branch,
+//                       commit, previous (hex or null)}
+//   push_failed         a push or remote delete that failed {remote, branch, error, attempt}
+//   remote_branch_deleted  the task branch deleted on the server {remote, branch, commit}
 #pragma once
 
 #include <string_view>
@@ -48,6 +55,10 @@ enum class EventType {
   kApproved,
   kMerging,
   kRetried,
+  kFetched,
+  kPushed,
+  kPushFailed,
+  kRemoteBranchDeleted,
   kUnknown,  // a name this binary does not know (read back, never written)
 };
 

@@ -39,7 +39,27 @@ TaskLifecycle::TaskLifecycle(TaskStore* store, EscalationStore* escalations, Rep
       own_repo_cache_(options_.repo_cache ? nullptr
                                           : std::make_unique<RepoCache>(repos_, options_.policies,
                                                                         options_.data_dir)),
-      repo_cache_(options_.repo_cache ? options_.repo_cache : own_repo_cache_.get()) {}
+      repo_cache_(options_.repo_cache ? options_.repo_cache : own_repo_cache_.get()),
+      instance_(repos_->InstanceId().value_or("")),
+      remote_(std::make_unique<RemoteSync>(store_, escalations_, repos_, options_.secrets,
+                                           repo_cache_, options_.remote)) {}
+
+std::string TaskWorkspaceKey(const Task& task, const std::string& instance) {
+  std::string id = std::to_string(task.id);
+  if (instance.empty() || (task.branch && task.branch->starts_with("loom/" + id + "-"))) return id;
+  return instance + "-" + id;
+}
+
+void TaskLifecycle::StartRemotePasses(std::chrono::milliseconds interval) {
+  remote_->StartPasses(
+      interval,
+      [this](const Task& task, const std::string& commit) {
+        LOOM_LOG(kInfo) << "task " << task.id << ": its branch was merged on the server";
+        return Merged(task.id, 0, "merged on the server (" + task.repo + " holds " + commit + ")",
+                      {{"how", "upstream"}, {"commit", commit}});
+      },
+      [this](const Task& task) { return WorkspaceKey(task); });
+}
 
 Result<std::optional<Task>> TaskLifecycle::Lease() {
   // Held across the lease, so that a Cancel never sees a running task that no
@@ -97,7 +117,16 @@ Result<int> TaskLifecycle::RecoverInterrupted() {
 }
 
 Status TaskLifecycle::BeginVerification(int64_t id, const std::string& reason) {
-  return store_->Transition(id, TaskState::kRunning, TaskState::kVerifying, reason);
+  LOOM_RETURN_IF_ERROR(store_->Transition(id, TaskState::kRunning, TaskState::kVerifying, reason));
+  // The change is verified, and later diffed and merged, against the server's
+  // current target. A server that cannot be reached does not hold the task up:
+  // the target is fetched again before each push and merge.
+  if (auto task = store_->Get(id); task.ok()) {
+    if (auto fetched = remote_->FetchForTask(*task, "verification"); !fetched.ok()) {
+      LOOM_LOG(kWarning) << "task " << id << ": " << fetched.status().ToString();
+    }
+  }
+  return Status::Ok();
 }
 
 Status TaskLifecycle::VerificationFailed(int64_t id, const std::string& reason) {
@@ -109,6 +138,9 @@ Status TaskLifecycle::RecordOutcome(int64_t id, const AgentOutcome& outcome) {
   switch (outcome.result) {
     case AgentResult::kFinished:
       s = store_->Transition(id, TaskState::kVerifying, TaskState::kReview, outcome.reason);
+      // In review: its branch goes to the server (a failure is recorded and
+      // escalated there, and tried again by the remote passes).
+      if (s.ok()) (void)remote_->PushTask(id);
       break;
     case AgentResult::kAnswered:
       s = store_->RecordAnswer(id, TaskState::kRunning, outcome.answer);
@@ -162,7 +194,18 @@ Status TaskLifecycle::RequestChanges(int64_t id, int64_t reviewer, const std::st
 }
 
 Status TaskLifecycle::Reject(int64_t id, int64_t reviewer, const std::string& reason) {
-  return store_->RecordReview(id, ReviewDecision::kRejected, reason, reviewer);
+  LOOM_RETURN_IF_ERROR(store_->RecordReview(id, ReviewDecision::kRejected, reason, reviewer));
+  // The branch pushed to the server goes too, unless the policy keeps rejected
+  // branches (retention.keep_rejected_branch keeps both).
+  auto task = store_->Get(id);
+  std::shared_ptr<const PolicyMap> snapshot =
+      options_.policies ? options_.policies->Snapshot() : std::make_shared<const PolicyMap>();
+  if (task.ok() && !PolicyFor(*snapshot, task->repo).retention.keep_rejected_branch) {
+    if (Status s = remote_->DeleteTaskBranch(id); !s.ok()) {
+      LOOM_LOG(kWarning) << "task " << id << ": " << s.ToString();
+    }
+  }
+  return Status::Ok();
 }
 
 Status TaskLifecycle::AnswerEscalation(int64_t escalation_id, const Json& answer,
@@ -192,6 +235,10 @@ Result<Task> TaskLifecycle::Cancel(int64_t id, const std::string& reason, int64_
       if (running) leased->second->store(true);
     }
     LOOM_LOG(kInfo) << "task " << id << " cancelled: " << reason;
+    // A branch pushed for an earlier review goes from the server too.
+    if (Status s = remote_->DeleteTaskBranch(id); !s.ok()) {
+      LOOM_LOG(kWarning) << "task " << id << ": " << s.ToString();
+    }
     if (!running) {
       MutexLock files(&files_mu_);
       RemoveTaskFiles(task);
@@ -275,13 +322,14 @@ Result<TaskLifecycle::Removal> TaskLifecycle::RemoveFilesIfOver(int64_t id, int6
 
 bool TaskLifecycle::RemoveTaskFiles(const Task& task, repos::BranchDisposition branch) {
   std::string id = std::to_string(task.id);
+  std::string key = WorkspaceKey(task);
   std::error_code ec;
   std::filesystem::remove_all(options_.data_dir + "/base/" + id, ec);
   if (ec) {
     LOOM_LOG(kWarning) << "task " << id << ": cannot remove its base copy: " << ec.message();
   }
   auto repo = repo_cache_->Get(task.repo);
-  Status s = repo.ok() ? (*repo)->RemoveWorkspace(id, branch) : repo.status();
+  Status s = repo.ok() ? (*repo)->RemoveWorkspace(key, branch) : repo.status();
   if (!s.ok() && s.code() != StatusCode::kNotFound) {
     LOOM_LOG(kWarning) << "task " << id
                        << ": cannot remove its worktree and branch: " << s.ToString();

@@ -32,9 +32,11 @@
 #include "common/status.h"
 #include "orchestrator/agent.h"
 #include "orchestrator/escalation_store.h"
+#include "orchestrator/remote_sync.h"
 #include "orchestrator/repo_cache.h"
 #include "orchestrator/repo_policy.h"
 #include "orchestrator/repo_store.h"
+#include "orchestrator/secrets.h"
 #include "orchestrator/task_store.h"
 #include "repos/workspace.h"
 
@@ -50,7 +52,18 @@ struct LifecycleOptions {
   // The open repositories the lifecycle, the scheduler and the API share
   // (repositories()). Null: the lifecycle keeps its own. REQUIRES: outlives it.
   RepoCache* repo_cache = nullptr;
+  // The secret store the credentials of repositories on a git server are read
+  // from (remote_sync.h); null: only servers that need none are reached.
+  SecretStore* secrets = nullptr;
+  RemoteSyncOptions remote = {};
 };
+
+// The name a task's workspace has in its repository (repos::Repository's
+// `task_id`: branch `loom/<key>-<slug>`, worktree `loom-<key>`): the data dir's
+// instance id and the task id, `<instance>-<id>`, so that two data dirs on one
+// repository or upstream never meet; `<id>` for a task whose branch an older
+// loomd made as `loom/<id>-...` (or with no instance id).
+std::string TaskWorkspaceKey(const Task& task, const std::string& instance);
 
 // What an engineer adds to a retried task's budget.
 struct RetryBudget {
@@ -103,7 +116,8 @@ class TaskLifecycle {
   // Records a person's answer; a blocked task goes back to queued.
   Status AnswerEscalation(int64_t escalation_id, const Json& answer, int64_t answered_by);
   // queued, blocked, changes_requested, running or verifying -> cancelled, its
-  // open escalations closed, its feedback told `reason`. FailedPrecondition (a
+  // open escalations closed, its feedback told `reason`, a branch pushed to the
+  // repository's git server (for an earlier review) deleted there. FailedPrecondition (a
   // message naming the state) from any other state. Returns the task as cancelled.
   Result<Task> Cancel(int64_t id, const std::string& reason, int64_t by) EXCLUDES(mu_, files_mu_);
   // failed or cancelled -> queued with a fresh start (its old worktree
@@ -129,6 +143,16 @@ class TaskLifecycle {
   // The registered repositories, open (LifecycleOptions::repo_cache, or the
   // lifecycle's own): what the scheduler and the API open repositories through.
   RepoCache* repositories() const { return repo_cache_; }
+  // The git servers of repositories registered by URL (remote_sync.h).
+  RemoteSync* remote() const { return remote_.get(); }
+  // TaskWorkspaceKey with this data dir's instance id.
+  std::string WorkspaceKey(const Task& task) const { return TaskWorkspaceKey(task, instance_); }
+  // This data dir's instance id (RepoStore::InstanceId).
+  const std::string& instance() const { return instance_; }
+  // Starts the remote passes (RemoteSync::StartPasses): a task in review whose
+  // branch the server's target branch now holds is merged ({how: upstream,
+  // commit}); a push that failed is tried again.
+  void StartRemotePasses(std::chrono::milliseconds interval);
 
  private:
   // `s`, or Ok when it is FailedPrecondition and the task is cancelled.
@@ -146,6 +170,8 @@ class TaskLifecycle {
   LifecycleOptions options_;
   std::unique_ptr<RepoCache> own_repo_cache_;  // when options_.repo_cache is null
   RepoCache* repo_cache_;
+  const std::string instance_;  // RepoStore::InstanceId
+  std::unique_ptr<RemoteSync> remote_;
   Mutex mu_;
   std::map<int64_t, std::shared_ptr<std::atomic<bool>>> leased_ GUARDED_BY(mu_);
   // Held while a task's files are removed, and by a retry until it is queued;

@@ -11,6 +11,7 @@
 
 #include <charconv>
 #include <filesystem>
+#include <map>
 #include <set>
 
 #include "common/log.h"
@@ -36,7 +37,11 @@ int64_t TreeBytes(const std::string& path) {
   return total;
 }
 
-std::optional<int64_t> TaskId(std::string_view text) {
+// The task id of a workspace name: `<id>` (an older loomd's) or `<instance>-<id>`
+// of this data dir's instance (TaskWorkspaceKey); another instance's is none.
+std::optional<int64_t> TaskId(std::string_view text, const std::string& instance) {
+  if (!instance.empty() && text.starts_with(instance + "-"))
+    text.remove_prefix(instance.size() + 1);
   int64_t id = 0;
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), id);
   if (ec != std::errc() || end != text.data() + text.size() || id <= 0) return std::nullopt;
@@ -161,24 +166,29 @@ void Maintenance::CleanRepository(const repos::RepoRecord& repo, Trigger trigger
   const std::string what = "repository " + repo.name + ": ";
   // Candidates: task ids with git state or a worktree directory.
   std::set<int64_t> ids;
+  std::map<int64_t, std::string> names;  // the worktree directory of an id, when there is one
   auto with_state = repos::TaskIdsWithGitState(repo.path);
   if (!with_state.ok()) {
     report->errors.push_back(what + with_state.status().message());
     return;  // a repository that cannot be opened is not packed either
   }
   for (const std::string& id : *with_state) {
-    if (auto n = TaskId(id)) ids.insert(*n);
+    if (auto n = TaskId(id, lifecycle_->instance())) ids.insert(*n);
   }
   const std::string worktrees = options_.data_dir + "/worktrees/" + repo.name;
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(worktrees, ec)) {
     std::string name = entry.path().filename().string();
     if (!name.starts_with("loom-")) continue;
-    if (auto n = TaskId(std::string_view(name).substr(5))) ids.insert(*n);
+    if (auto n = TaskId(std::string_view(name).substr(5), lifecycle_->instance())) {
+      ids.insert(*n);
+      names[*n] = name;
+    }
   }
   const int64_t now = options_.clock->NowMs();
   for (int64_t id : ids) {
-    const std::string path = worktrees + "/loom-" + std::to_string(id);
+    const std::string path =
+        worktrees + "/" + (names.count(id) ? names[id] : "loom-" + std::to_string(id));
     int64_t bytes = TreeBytes(path);
     auto removal = lifecycle_->RemoveFilesIfOver(id, now);
     if (!removal.ok()) {

@@ -13,14 +13,24 @@
 #include "common/db.h"
 #include "common/json.h"
 #include "common/status.h"
+#include "orchestrator/remote_credentials.h"
 #include "orchestrator/store_db.h"
 #include "repos/remote.h"
 #include "repos/workspace.h"
 
 namespace loom {
 
-// {name, path, branch, test_command}: a registered repository as the API shows it.
-Json RepoJson(const repos::RepoRecord& repo);
+// Where a repository registered by URL was cloned from, and the names (never the
+// values) of the secrets that reach that server.
+struct RepoRemote {
+  std::string url;
+  RemoteSecretNames secrets;
+};
+
+// {name, path, branch, test_command[, remote: {url, username, password_secret,
+// ssh_key_secret, ssh_passphrase_secret, known_hosts_secret, accept_any_host_key}]}:
+// a registered repository as the API shows it (secret names only, never values).
+Json RepoJson(const repos::RepoRecord& repo, const std::optional<RepoRemote>& remote = {});
 
 class RepoStore {
  public:
@@ -43,13 +53,25 @@ class RepoStore {
   // for want of it go back to triage's queue: those that name it, and, when it
   // is the only repository now, those that name none (the caller wakes triage).
   // Returns the record as registered (its path absolute). AlreadyExists for a
-  // name that is taken.
+  // name that is taken. `secret_names` (checked by the caller against the URL,
+  // CheckRemoteSecretNames) are stored with a cloned repository: every later
+  // fetch and push resolves them again (Remote()).
   Result<repos::RepoRecord> Register(repos::RepoRecord record,
-                                     const repos::RemoteCredentials& credentials = {});
+                                     const repos::RemoteCredentials& credentials = {},
+                                     const RemoteSecretNames& secret_names = {});
   // As registered, before any policy: name, path, test command and
   // settings.target_branch. NotFound when no repository has that name.
   Result<repos::RepoRecord> Get(const std::string& name);
   Result<std::vector<repos::RepoRecord>> List();  // sorted by name
+  // The server a repository was cloned from and its secret names; nullopt for a
+  // repository registered in place (a local path: nothing to fetch or push).
+  // NotFound when no repository has that name.
+  Result<std::optional<RepoRemote>> Remote(const std::string& name);
+
+  // This data dir's instance id ("i" and 8 hex digits), made once by the
+  // schema's migration 9 and never changed: task branches and worktrees carry it,
+  // so that two data dirs on one upstream never meet (docs/repos.md).
+  Result<std::string> InstanceId();
 
   // Within the caller's lock (triage): whether `name` is registered, the name
   // of the only registered repository (nullopt with none or several), and how
@@ -60,7 +82,7 @@ class RepoStore {
 
  private:
   // The checked record into the table, and triage's requeue, in one transaction.
-  Result<repos::RepoRecord> Insert(repos::RepoRecord record);
+  Result<repos::RepoRecord> Insert(repos::RepoRecord record, const RemoteSecretNames& names);
 
   std::shared_ptr<StoreDb> db_;
   const std::string clones_dir_;

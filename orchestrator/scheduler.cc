@@ -199,7 +199,8 @@ void Scheduler::RunTask(int slot, const Task& task) {
   if (!repository.ok()) return fail(repository.status().message());
   const repos::RepoRecord& record = (*repository)->record();
 
-  std::string id = std::to_string(task.id);
+  // The workspace's name in the repository: this instance's (TaskWorkspaceKey).
+  std::string id = lifecycle_->WorkspaceKey(task);
   // A root loomd that died during a sandboxed run left the worktree lent to the
   // sandbox uid; take it back before libgit2 opens it.
   size_t reclaimed = 0;
@@ -213,6 +214,26 @@ void Scheduler::RunTask(int slot, const Task& task) {
   // NotFound: none yet, or one whose creation was cut short (CreateWorkspace makes
   // that one again). Any other error fails the task rather than lose its snapshots.
   if (!workspace.ok() && workspace.status().code() == StatusCode::kNotFound) {
+    // A repository on a git server: the workspace starts from the server's
+    // current target head (the `fetched` event and base_commit say which). A
+    // server that stays unreachable parks the task with an infrastructure
+    // escalation; answering it queues the task again.
+    auto fetched = lifecycle_->remote()->FetchForTask(task, "start");
+    if (!fetched.ok()) {
+      std::string summary = "task " + std::to_string(task.id) +
+                            " cannot start: " + fetched.status().message() +
+                            ". Check the server and the repository's credential secrets (loom "
+                            "repo list), then answer this escalation to start the task again.";
+      LOOM_LOG(kWarning) << summary;
+      auto esc = escalations_->Escalate(task.id, "infrastructure", summary, "orchestrator");
+      if (!esc.ok()) return fail(summary);
+      Status s = lifecycle_->Park(
+          task.id, "escalation " + std::to_string(*esc) + " (infrastructure): " + summary);
+      if (!s.ok()) {
+        LOOM_LOG(kError) << "task " << task.id << ": " << s.ToString();
+      }
+      return;
+    }
     workspace = (*repository)->CreateWorkspace(id, Slug(task.title));
     created = true;
   }

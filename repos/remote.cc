@@ -567,4 +567,30 @@ Result<std::string> DeleteRemoteBranch(const std::string& repo_path,
   return remote;
 }
 
+Result<std::string> TrackingCommit(const std::string& repo_path, const std::string& branch) {
+  LOOM_RETURN_IF_ERROR(CheckBranchName(branch));
+  LOOM_ASSIGN_OR_RETURN(GitPtr<git_repository> repo, internal::OpenRepo(repo_path));
+  git_oid oid;
+  int rc = git_reference_name_to_id(&oid, repo.get(), ("refs/remotes/origin/" + branch).c_str());
+  if (rc == GIT_ENOTFOUND) return std::string();
+  LOOM_GIT(rc, "cannot read the remote-tracking branch of '" + branch + "'");
+  return OidHex(oid);
+}
+
+Status ResetBranchToTracking(const std::string& repo_path, const std::string& branch) {
+  LOOM_RETURN_IF_ERROR(CheckBranchName(branch));
+  LOOM_ASSIGN_OR_RETURN(GitPtr<git_repository> repo, internal::OpenRepo(repo_path));
+  git_oid oid;
+  int rc = git_reference_name_to_id(&oid, repo.get(), ("refs/remotes/origin/" + branch).c_str());
+  if (rc == GIT_ENOTFOUND) {
+    return Status::NotFound("branch '" + branch + "' was never fetched from the remote");
+  }
+  LOOM_GIT(rc, "cannot read the remote-tracking branch of '" + branch + "'");
+  GitPtr<git_reference> ref;
+  LOOM_GIT(git_reference_create(Out(ref), repo.get(), ("refs/heads/" + branch).c_str(), &oid, 1,
+                                "loom: back to the remote branch"),
+           "cannot move branch '" + branch + "'");
+  return Status::Ok();
+}
+
 }  // namespace loom::repos

@@ -154,4 +154,14 @@ Result<std::string> DeleteRemoteBranch(const std::string& repo_path,
                                        const std::string& expected_remote_commit,
                                        const RemoteCredentials& credentials);
 
+// Where refs/remotes/origin/<branch> of the repository at `repo_path` is: the
+// remote branch as this repository last fetched or pushed it, which is the lease
+// for the next push. Empty when there is no such ref.
+Result<std::string> TrackingCommit(const std::string& repo_path, const std::string& branch);
+
+// Moves the local `branch` back to refs/remotes/origin/<branch>: drops commits
+// Loom made on it that the remote refused (a merge whose push was refused).
+// NotFound when the tracking ref is absent.
+Status ResetBranchToTracking(const std::string& repo_path, const std::string& branch);
+
 }  // namespace loom::repos

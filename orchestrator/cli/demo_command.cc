@@ -22,6 +22,7 @@
 #include "orchestrator/daemon.h"
 #include "orchestrator/replay_model.h"
 #include "orchestrator/schema.h"
+#include "repos/remote.h"
 #include "repos/workspace.h"
 
 namespace loom::cli {
@@ -39,6 +40,9 @@ struct DemoArgs {
   std::string llm_url, llm_model = "default";
   int timeout_s = 600;
   bool dir_given = false;
+  // Register the app by URL: a bare repository in the demo's directory stands in
+  // for the team's git server, and receives the task's branch.
+  bool remote = false;
 };
 
 // examples/ beside the working directory (a checkout), else the source tree
@@ -97,6 +101,31 @@ int Fail(const std::string& what) {
   return kExitError;
 }
 
+// --remote: waits for the task's `pushed` event (the push follows the move to
+// review) and says where the branch went.
+int ShowPush(GlobalOptions& global, int64_t task_id, const std::string& server) {
+  for (int i = 0; i < 100; ++i) {
+    ApiReply events = CallApi(global, "GET", "/v1/tasks/" + std::to_string(task_id) + "/events");
+    if (events.exit_code != kExitOk) return ReportFailure(global, events);
+    for (const auto& e : events.body["items"]) {
+      if (Str(e, "type") == "pushed") {
+        std::cout << "Pushed " << Str(e["data"], "branch") << " at "
+                  << Str(e["data"], "commit").substr(0, 12) << " to " << Str(e["data"], "remote")
+                  << "\n  see it: git -C " << server << " log --oneline -2 "
+                  << Str(e["data"], "branch") << "\n";
+        return kExitOk;
+      }
+      if (Str(e, "type") == "push_failed") {
+        std::cout << "The push failed: " << Str(e["data"], "error") << "\n";
+        return kExitError;
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  std::cout << "The branch was not pushed within 10 s\n";
+  return kExitError;
+}
+
 int RunDemo(GlobalOptions& global, const DemoArgs& args) {
   std::string examples = FindExamples(args.examples);
   auto demo = ReadJsonFile(examples + "/" + args.app + "-demo.json");
@@ -122,6 +151,16 @@ int RunDemo(GlobalOptions& global, const DemoArgs& args) {
             << "  repository  " << repo_dir << " (a copy of examples/" << args.app << ", commit "
             << commit->substr(0, 12) << " on main)\n";
 
+  std::string registered = repo_dir;
+  std::string server;  // --remote: the bare repository standing in for a git server
+  if (args.remote) {
+    server = dir + "/server/" + args.app + ".git";
+    auto cloned = repos::CloneBare("file://" + repo_dir, server, "main", {});
+    if (!cloned.ok()) return Fail(cloned.status().message());
+    registered = "file://" + server;
+    std::cout << "  server      " << registered
+              << " (a bare repository standing in for your git server)\n";
+  }
   std::unique_ptr<ReplayModel> replay;
   std::string llm_url = args.llm_url;
   if (llm_url.empty()) {
@@ -158,7 +197,7 @@ int RunDemo(GlobalOptions& global, const DemoArgs& args) {
   std::cout << "  loomd       " << global.server << " (data in " << dir << "/data, 1 agent)\n\n";
 
   Json repo = {{"name", args.app},
-               {"path", repo_dir},
+               {"path", registered},
                {"test_command", (*demo)["test_command"]},
                {"branch", "main"}};
   ApiReply r = CallApi(global, "POST", "/v1/repos", &repo);
@@ -202,9 +241,11 @@ int RunDemo(GlobalOptions& global, const DemoArgs& args) {
       std::cout << "\n--- verification: " << Str(last_run, "argv") << " ---\n"
                 << Str(last_run["outcome"], "stdout") << Str(last_run["outcome"], "stderr");
     }
-    std::cout << "\nThe branch " << Str(diff.body, "branch") << " of " << repo_dir
+    std::cout << "\nThe branch " << Str(diff.body, "branch") << " of "
+              << (args.remote ? server : repo_dir)
               << " is ready for review (tokens: " << Str(task, "prompt_tokens") << " in, "
               << Str(task, "completion_tokens") << " out).\n";
+    if (args.remote) rc = ShowPush(global, task_id, server);
   } else {
     rc = kExitError;
   }
@@ -227,6 +268,9 @@ void AddDemoCommand(CLI::App& app, GlobalOptions& global, int& exit_code) {
                    "A real OpenAI-compatible endpoint (.../v1) instead of the replay");
   demo->add_option("--llm-model", args->llm_model, "Model name for --llm-url");
   demo->add_option("--timeout", args->timeout_s, "Seconds to wait for the task");
+  demo->add_flag("--remote", args->remote,
+                 "Register the app by URL (a bare repository in --dir standing in for a git "
+                 "server) and show the task's branch pushed to it");
   demo->callback([&global, &exit_code, args] { exit_code = RunDemo(global, *args); });
 }
 

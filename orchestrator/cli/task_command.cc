@@ -147,6 +147,10 @@ void AddRepoCommands(CLI::App& app, GlobalOptions& global, int& exit_code) {
   repo->require_subcommand(1);
   struct AddArgs {
     std::string name, path, test, branch = "main";
+    // The names of secrets in loomd's secret store (loom secret set), never values.
+    std::string username, password_secret, ssh_key_secret, ssh_passphrase_secret,
+        known_hosts_secret;
+    bool accept_any_host_key = false;
   };
   auto args = std::make_shared<AddArgs>();
   auto* add = repo->add_subcommand("add", "Register a git repository agents may work on");
@@ -157,6 +161,19 @@ void AddRepoCommands(CLI::App& app, GlobalOptions& global, int& exit_code) {
       ->required();
   add->add_option("--test", args->test, "Test command, run in the sandbox")->required();
   add->add_option("--branch", args->branch, "Target branch (default main)");
+  add->add_option("--username", args->username,
+                  "HTTPS: the user the token belongs to (GitHub: any; GitLab: oauth2); SSH: the "
+                  "user when the URL names none");
+  add->add_option("--password-secret", args->password_secret,
+                  "HTTPS: the name of the secret holding the password or token");
+  add->add_option("--ssh-key-secret", args->ssh_key_secret,
+                  "SSH: the name of the secret holding the private key");
+  add->add_option("--ssh-passphrase-secret", args->ssh_passphrase_secret,
+                  "SSH: the name of the secret holding the key's passphrase");
+  add->add_option("--known-hosts-secret", args->known_hosts_secret,
+                  "SSH: the name of the secret holding the server's known_hosts lines");
+  add->add_flag("--accept-any-host-key", args->accept_any_host_key,
+                "SSH: do not check the server's host key (never on a network you do not own)");
   add->callback([&global, &exit_code, args] {
     char cwd[4096];
     std::string path = args->path;
@@ -168,10 +185,42 @@ void AddRepoCommands(CLI::App& app, GlobalOptions& global, int& exit_code) {
                  {"path", path},
                  {"test_command", args->test},
                  {"branch", args->branch}};
+    for (const auto& [field, value] :
+         {std::pair{"username", &args->username},
+          std::pair{"password_secret", &args->password_secret},
+          std::pair{"ssh_key_secret", &args->ssh_key_secret},
+          std::pair{"ssh_passphrase_secret", &args->ssh_passphrase_secret},
+          std::pair{"known_hosts_secret", &args->known_hosts_secret}}) {
+      if (!value->empty()) body[field] = *value;
+    }
+    if (args->accept_any_host_key) body["accept_any_host_key"] = true;
     PrintReply(global, CallApi(global, "POST", "/v1/repos", &body), exit_code, [](const Json& r) {
       std::cout << "Registered " << Str(r, "name") << " (" << Str(r, "path") << ", branch "
                 << Str(r, "branch") << ")\n";
     });
+  });
+  // loom secret set NAME [--from-file PATH]: the value from a file or stdin,
+  // never from argv (the process list).
+  auto* secret = app.add_subcommand("secret", "Store secrets in loomd's secret store");
+  secret->require_subcommand(1);
+  struct SecretArgs {
+    std::string name, file = "-";
+  };
+  auto sargs = std::make_shared<SecretArgs>();
+  auto* set = secret->add_subcommand(
+      "set", "Store a secret (a git server's token, an SSH key or known_hosts lines)");
+  set->add_option("name", sargs->name, "Name ([A-Z_][A-Z0-9_]*)")->required();
+  set->add_option("--from-file", sargs->file, "Read the value from this file (default: stdin)");
+  set->callback([&global, &exit_code, sargs] {
+    auto value = ReadSecretValue(sargs->file);
+    if (!value.ok()) {
+      std::cerr << "loom: " << value.status().message() << "\n";
+      exit_code = kExitError;
+      return;
+    }
+    Json body = {{"name", sargs->name}, {"value", *value}};
+    PrintReply(global, CallApi(global, "POST", "/v1/secrets", &body), exit_code,
+               [](const Json& r) { std::cout << "Stored the secret " << Str(r, "name") << "\n"; });
   });
   auto* list = repo->add_subcommand("list", "List registered repositories");
   list->callback([&global, &exit_code] {
@@ -180,6 +229,15 @@ void AddRepoCommands(CLI::App& app, GlobalOptions& global, int& exit_code) {
       for (const auto& it : r["items"]) {
         std::printf("%-20s %-8s %-40s %s\n", Str(it, "name").c_str(), Str(it, "branch").c_str(),
                     Str(it, "path").c_str(), Str(it, "test_command").c_str());
+        if (it.contains("remote") && it["remote"].is_object()) {
+          std::string secrets;
+          for (const char* f : {"password_secret", "ssh_key_secret", "ssh_passphrase_secret",
+                                "known_hosts_secret"}) {
+            if (!Str(it["remote"], f).empty())
+              secrets += std::string(" ") + f + "=" + Str(it["remote"], f);
+          }
+          std::printf("  remote %s%s\n", Str(it["remote"], "url").c_str(), secrets.c_str());
+        }
       }
     });
   });

@@ -51,6 +51,14 @@ Json ReadJsonFile(const std::string& path) {
 
 std::string Git(const std::string& args) { return loom::testing::CommandOutput("git " + args); }
 
+// A task's workspace name in its repository (TaskWorkspaceKey: `<instance>-<id>`),
+// read from its branch `loom/<key>-<slug>`.
+std::string Key(const std::string& branch, int64_t id) {
+  std::string tail = "-" + std::to_string(id) + "-";
+  size_t at = branch.find(tail);
+  return at == std::string::npos ? std::to_string(id) : branch.substr(5, at - 5 + tail.size() - 1);
+}
+
 class AgentEndToEndTest : public testing::DaemonFixture {
  protected:
   // Starts the replay model with `script` (unless `llm_url` is given) and loomd.
@@ -116,7 +124,7 @@ TEST_F(AgentEndToEndTest, FixesABugWithAReproducingTest) {
   std::string branch = task["branch"];
   std::string message = Git("-C " + repo_ + " log -1 --format=%B " + branch);
   EXPECT_NE(message.find("Fix average() dividing by n - 1"), std::string::npos) << message;
-  EXPECT_NE(message.find("Loom-Task: " + std::to_string(task["id"].get<int64_t>())),
+  EXPECT_NE(message.find("Loom-Task: " + Key(branch, task["id"].get<int64_t>())),
             std::string::npos);
   EXPECT_NE(message.find("Loom-Feedback: " + std::to_string(fb)), std::string::npos);
   EXPECT_EQ(Git("-C " + repo_ + " rev-list --count main"), "1\n");
@@ -675,7 +683,7 @@ TEST_F(ReviewTest, ApproveMergesAndTheReporterSeesIt) {
   EXPECT_EQ(Get("/v1/tasks/" + std::to_string(task["id"].get<int64_t>()))["state"], "merged");
   EXPECT_EQ(Get("/v1/feedback/" + std::to_string(feedback_id_))["status"], "merged");
   // Retention by the default policy: the worktree and snapshot ref go, the branch stays.
-  const std::string id = std::to_string(task["id"].get<int64_t>());
+  const std::string id = Key(task["branch"], task["id"].get<int64_t>());
   EXPECT_FALSE(fs::exists(dir_.path() + "/worktrees/calc/loom-" + id));
   EXPECT_EQ(Git("-C " + repo_ + " for-each-ref refs/loom/snapshots/" + id), "");
   EXPECT_NE(Git("-C " + repo_ + " branch --list 'loom/" + id + "-*'"), "");
@@ -816,8 +824,9 @@ TEST_F(ReviewTest, RejectClosesTheTaskAndTellsTheReporter) {
   EXPECT_EQ(Git("-C " + repo_ + " rev-list --count main"), "1\n") << "nothing merged";
   // Retention by the default policy: worktree, snapshot ref and branch go.
   const std::string id = std::to_string(task["id"].get<int64_t>());
-  EXPECT_FALSE(fs::exists(dir_.path() + "/worktrees/calc/loom-" + id));
-  EXPECT_EQ(Git("-C " + repo_ + " for-each-ref refs/loom/snapshots/" + id), "");
+  const std::string key = Key(task["branch"], task["id"].get<int64_t>());
+  EXPECT_FALSE(fs::exists(dir_.path() + "/worktrees/calc/loom-" + key));
+  EXPECT_EQ(Git("-C " + repo_ + " for-each-ref refs/loom/snapshots/" + key), "");
   EXPECT_EQ(Git("-C " + repo_ + " branch --list 'loom/*'"), "");
   EXPECT_FALSE(Get("/v1/tasks/" + id).contains("branch"));
 }

@@ -53,6 +53,31 @@ TEST_F(CliTest, RepoAddWithAUrlRegistersLoomdsOwnClone) {
   EXPECT_NE(list.out.find("clones/app.git"), std::string::npos) << list.out;
 }
 
+// `loom secret set` stores a git server's token from a file (never argv), and
+// `loom repo add` names it; names that do not fit the URL are refused.
+TEST_F(CliTest, SecretSetAndRepoAddWithSecretNames) {
+  StartDaemon({{"agents", "0"}});
+  std::ofstream(dir_.path() + "/token.txt") << "token-value-123456\n";
+  CliRun r = Loom("secret set GIT_TOKEN --from-file " + dir_.path() + "/token.txt", engineer_);
+  EXPECT_EQ(r.exit_code, cli::kExitAuth) << "storing a secret needs an admin";
+  r = Loom("secret set GIT_TOKEN --from-file " + dir_.path() + "/token.txt", admin_);
+  ASSERT_EQ(r.exit_code, cli::kExitOk) << r.out;
+  EXPECT_EQ(r.out.find("token-value"), std::string::npos) << r.out;
+  std::string upstream = dir_.path() + "/upstream";
+  std::filesystem::create_directories(upstream);
+  std::ofstream(upstream + "/README") << "hi\n";
+  ASSERT_TRUE(repos::InitRepository(upstream, "main", "initial").ok());
+  // A file:// remote takes no credentials.
+  r = Loom("repo add app file://" + upstream +
+               " --test true --username alice --password-secret GIT_TOKEN",
+           admin_);
+  EXPECT_EQ(r.exit_code, cli::kExitUsage) << r.out;
+  r = Loom("repo add app file://" + upstream + " --test true", admin_);
+  ASSERT_EQ(r.exit_code, cli::kExitOk) << r.out;
+  CliRun list = Loom("repo list", engineer_);
+  EXPECT_NE(list.out.find("remote file://" + upstream), std::string::npos) << list.out;
+}
+
 TEST_F(CliTest, ListsPageByLimitAndAfter) {
   StartDaemon({{"agents", "0"}});
   RegisterCalc();

@@ -19,10 +19,10 @@ using LoomRun = testing::CommandResult;
 using testing::ShellQuote;
 
 // `loom demo --examples <this source tree's examples> --dir DIR`, stdout and stderr.
-LoomRun Demo(const std::string& dir) {
+LoomRun Demo(const std::string& dir, const std::string& flags = "") {
   return testing::RunCommand(testing::LoomBinary() + " demo --examples " +
                              ShellQuote(std::string(LOOM_SOURCE_DIR) + "/examples") + " --dir " +
-                             ShellQuote(dir) + " 2>&1");
+                             ShellQuote(dir) + flags + " 2>&1");
 }
 
 TEST(DemoTest, FixesTheExampleBugAndShowsTheBranch) {
@@ -45,6 +45,21 @@ TEST(DemoTest, FixesTheExampleBugAndShowsTheBranch) {
   r = Demo(dir.path() + "/mine");
   EXPECT_EQ(r.exit_code, 1) << r.out;
   EXPECT_NE(r.out.find("is not a previous demo's directory"), std::string::npos) << r.out;
+}
+
+TEST(DemoTest, RemoteShowsTheBranchPushedToTheServer) {
+  testing::TempDir dir;
+  ::chmod(dir.path().c_str(), 0711);
+  std::string demo_dir = dir.path() + "/demo";
+  LoomRun r = Demo(demo_dir, " --remote");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  size_t at = r.out.find("Pushed loom/");
+  ASSERT_NE(at, std::string::npos) << r.out;
+  std::string branch = r.out.substr(at + 7, r.out.find(' ', at + 7) - at - 7);
+  std::string server = demo_dir + "/server/calc.git";
+  std::string head = testing::CommandOutput("git -C " + ShellQuote(server) +
+                                            " log -1 --format=%s " + ShellQuote(branch));
+  EXPECT_NE(head.find("average"), std::string::npos) << head << r.out;
 }
 
 TEST(DemoTest, AnUnreachableDirectoryIsRefusedWithTheReason) {

@@ -193,5 +193,20 @@ TEST_F(LifecycleTest, ARestartRemovesWhatACancelledTaskLeftBehind) {
   EXPECT_FALSE(store_->Get(task.id)->branch.has_value());
 }
 
+// A task's workspace is named by this data dir's instance and its id; a task
+// whose branch an older loomd made keeps that name.
+TEST(TaskWorkspaceKeyTest, CarriesTheInstanceUnlessAnOlderLoomdMadeTheBranch) {
+  Task task;
+  task.id = 12;
+  EXPECT_EQ(TaskWorkspaceKey(task, "i0a1b2c3d"), "i0a1b2c3d-12");
+  task.branch = "loom/i0a1b2c3d-12-fix-parser";
+  EXPECT_EQ(TaskWorkspaceKey(task, "i0a1b2c3d"), "i0a1b2c3d-12");
+  task.branch = "loom/12-fix-parser";
+  EXPECT_EQ(TaskWorkspaceKey(task, "i0a1b2c3d"), "12");
+  task.branch = "loom/120-other-task";
+  EXPECT_EQ(TaskWorkspaceKey(task, "i0a1b2c3d"), "i0a1b2c3d-12");
+  EXPECT_EQ(TaskWorkspaceKey(Task{}, ""), "0");
+}
+
 }  // namespace
 }  // namespace loom
