@@ -73,9 +73,12 @@ OrchestratorApi::OrchestratorApi(const OrchestratorStores& stores, TaskLifecycle
       policies_(policies),
       secrets_(secrets),
       on_requeue_(std::move(on_requeue)),
+      streams_(std::make_unique<TaskEventStreams>(store_, TaskEventStreams::Options{})),
       pool_(std::make_unique<BlockingPool>(std::max(1, blocking_threads))) {}
 
 OrchestratorApi::~OrchestratorApi() = default;
+
+void OrchestratorApi::CloseStreams() { streams_->Close(); }
 
 // Every route reads or writes SQLite behind a store's lock, and some run libgit2
 // diffs and merges or read whole event logs: all of it runs on the blocking pool,
@@ -104,6 +107,7 @@ void OrchestratorApi::Register(Router& router) {
   Add(router, "GET", "/v1/tasks", Role::kEngineer, &OrchestratorApi::ListTasks);
   Add(router, "GET", "/v1/tasks/{id}", Role::kEngineer, &OrchestratorApi::ShowTask);
   Add(router, "GET", "/v1/tasks/{id}/events", Role::kEngineer, &OrchestratorApi::TaskEvents);
+  Add(router, "GET", "/v1/tasks/{id}/stream", Role::kEngineer, &OrchestratorApi::TaskStream);
   Add(router, "GET", "/v1/tasks/{id}/diff", Role::kEngineer, &OrchestratorApi::TaskDiff);
   Add(router, "POST", "/v1/tasks/{id}/cancel", Role::kEngineer, &OrchestratorApi::CancelTask);
   Add(router, "POST", "/v1/tasks/{id}/retry", Role::kEngineer, &OrchestratorApi::RetryTask);
@@ -181,6 +185,28 @@ void OrchestratorApi::TaskEvents(HttpRequest& req, std::shared_ptr<HttpExchange>
   for (const auto& e : *events) items.push_back(e.ToJson());
   int64_t last = events->empty() ? 0 : events->back().seq;
   RespondJson(ex, 200, PageJson(std::move(items), page, last));
+}
+
+void OrchestratorApi::TaskStream(HttpRequest& req, std::shared_ptr<HttpExchange>& ex) {
+  auto id = PathId(req);
+  if (!id.ok()) return ex->Respond(ErrorResponse(id.status()));
+  if (auto task = store_->Get(*id); !task.ok()) return ex->Respond(ErrorResponse(task.status()));
+  // A reconnecting EventSource says where it stopped in Last-Event-ID; a first
+  // connection may say it with ?after= (the page has drawn the log up to there).
+  int64_t after = 0;
+  std::string_view resume = req.Header("Last-Event-ID");
+  auto it = req.query.find("after");
+  std::string_view from = !resume.empty() ? resume : it != req.query.end() ? it->second : "";
+  if (!from.empty()) {
+    auto v = ParseInt(from);
+    if (!v) {
+      return ex->Respond(ErrorResponse(
+          Status::InvalidArgument("Last-Event-ID and after must be event sequence numbers"),
+          "after"));
+    }
+    after = *v;
+  }
+  streams_->Add(*id, after, ex);
 }
 
 void OrchestratorApi::CancelTask(HttpRequest& req, std::shared_ptr<HttpExchange>& ex) {

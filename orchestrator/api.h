@@ -10,6 +10,9 @@
 //   GET  /v1/tasks/{id}                 engineer
 //   GET  /v1/tasks/{id}/events[?after=&limit=]   engineer; `after` is a seq (for --follow);
 //                                       pages of up to 5000 (default 500)
+//   GET  /v1/tasks/{id}/stream[?after=]   engineer: the event log as Server-Sent Events,
+//                                       from after `after` or the Last-Event-ID header,
+//                                       then live (orchestrator/event_stream.h)
 //   GET  /v1/tasks/{id}/diff            engineer: the branch against its merge base
 //   POST /v1/tasks/{id}/cancel          engineer: {reason?}; a queued, blocked or
 //                                       changes_requested task at once, a running or
@@ -49,6 +52,7 @@
 #include "common/http_server.h"
 #include "common/mutex.h"
 #include "feedback/intake.h"
+#include "orchestrator/event_stream.h"
 #include "orchestrator/lifecycle.h"
 #include "orchestrator/repo_policy.h"
 #include "orchestrator/secrets.h"
@@ -80,6 +84,8 @@ class OrchestratorApi {
   // in review whose approval had begun merging ("merging" event) is recorded
   // merged when its branch is in the target, else left in review as before.
   Status FinishInterruptedMerges();
+  // Ends every open event stream (before the HTTP server drains). Idempotent.
+  void CloseStreams();
 
  private:
   using Handler = void (OrchestratorApi::*)(HttpRequest&, std::shared_ptr<HttpExchange>&);
@@ -90,6 +96,7 @@ class OrchestratorApi {
   void ListTasks(HttpRequest& req, std::shared_ptr<HttpExchange>& ex);
   void ShowTask(HttpRequest& req, std::shared_ptr<HttpExchange>& ex);
   void TaskEvents(HttpRequest& req, std::shared_ptr<HttpExchange>& ex);
+  void TaskStream(HttpRequest& req, std::shared_ptr<HttpExchange>& ex);
   void TaskDiff(HttpRequest& req, std::shared_ptr<HttpExchange>& ex);
   void CancelTask(HttpRequest& req, std::shared_ptr<HttpExchange>& ex);
   void RetryTask(HttpRequest& req, std::shared_ptr<HttpExchange>& ex);
@@ -127,6 +134,7 @@ class OrchestratorApi {
   // so an answer that is refused (409) has stored nothing, a secret included.
   Mutex answer_mu_;
   std::function<void()> on_requeue_;
+  std::unique_ptr<TaskEventStreams> streams_;
   // Last: destroyed first, so its jobs finish while the rest is alive.
   std::unique_ptr<BlockingPool> pool_;
 };

@@ -27,6 +27,7 @@
 #include "orchestrator/scheduler.h"
 #include "orchestrator/schema.h"
 #include "orchestrator/secrets.h"
+#include "orchestrator/session_api.h"
 #include "orchestrator/stores.h"
 #include "policies/policy.h"
 #include "sandbox/executor.h"
@@ -48,6 +49,8 @@ std::vector<Config::Key> DaemonConfigSchema() {
       {"http.max_body_bytes", T::kInt, "1048576", "Largest accepted request body (413 above)."},
       {"http.header_timeout_ms", T::kInt, "10000", "Time allowed to send a request head."},
       {"http.idle_timeout_ms", T::kInt, "60000", "Keep-alive wait for the next request."},
+      {"http.session_hours", T::kInt, "12",
+       "How long a dashboard sign-in lasts (never past its token's expiry)."},
       {"http.drain_ms", T::kInt, "10000", "On SIGTERM, how long in-flight requests may finish."},
       {"feedback.rate_per_minute", T::kDouble, "600",
        "Submissions allowed per token per minute (0: unlimited)."},
@@ -250,6 +253,12 @@ class DaemonImpl : public Daemon {
         "PUT", "/v1/tokens/{id}/origins",
         [this](HttpRequest& r, std::shared_ptr<HttpExchange> ex) { SetTokenOrigins(r, ex); });
     feedback_api_->Register(router_);
+    int64_t session_hours = config.GetInt("http.session_hours");
+    if (session_hours < 1 || session_hours > 24 * 90) {
+      return Status::InvalidArgument("http.session_hours must be between 1 and 2160 (got " +
+                                     std::to_string(session_hours) + ")");
+    }
+    RegisterSessionRoutes(router_, tokens_.get(), {session_hours * 3600 * 1000});
 
     LOOM_ASSIGN_OR_RETURN(stores_, OrchestratorStores::Open(db_path, SystemClock::Default()));
     LOOM_RETURN_IF_ERROR(LoadPolicies(config));
@@ -332,6 +341,8 @@ class DaemonImpl : public Daemon {
 
   void Stop(std::chrono::milliseconds drain) override EXCLUDES(stop_mu_) {
     MutexLock lock(&stop_mu_);
+    // Event streams never end by themselves: end them, or the drain waits them out.
+    if (orchestrator_api_) orchestrator_api_->CloseStreams();
     if (server_) server_->Shutdown(drain);
     if (maintenance_) maintenance_->Stop();  // after its pass in progress
     if (scheduler_) scheduler_->Stop();      // agents stop at their next step; tasks requeue
