@@ -31,6 +31,9 @@
 //   POST /v1/reviews/{id}/merge         a merger: merges an approved branch
 //   POST /v1/reviews/{id}/request-changes   engineer: {comment} -> the agent's next instruction
 //   POST /v1/reviews/{id}/reject        engineer: {reason}
+//   GET  /v1/fleet                      engineer: agent slots and the tasks they work on,
+//                                       the queue by state, the model endpoint's health
+//                                       (probed), the sandbox
 //   GET  /v1/escalations[?state=open|all&after=&limit=]   engineer, paged
 //   GET  /v1/escalations/{id}           engineer
 //   POST /v1/escalations/{id}/answer    engineer: one of {text}, {approve: true},
@@ -61,6 +64,19 @@
 
 namespace loom {
 
+// What the dashboard's review and fleet pages show beyond the stores: the prices
+// a task's cost is reckoned with, and the fleet's set-up.
+struct DashboardOptions {
+  double usd_per_million_prompt_tokens = 0;
+  double usd_per_million_completion_tokens = 0;
+  double usd_per_cpu_hour = 0;  // sandbox CPU time (user + system)
+  double usd_per_gpu_hour = 0;
+  int agent_slots = 0;
+  std::string llm_url, llm_model;   // probed by GET /v1/fleet (its /models)
+  std::string sandbox;              // "bubblewrap", or why there is none
+  std::function<int()> busy_slots;  // may be empty
+};
+
 class OrchestratorApi {
  public:
   // `on_requeue` is called after an answer puts a task back in the queue, and
@@ -84,6 +100,8 @@ class OrchestratorApi {
   // in review whose approval had begun merging ("merging" event) is recorded
   // merged when its branch is in the target, else left in review as before.
   Status FinishInterruptedMerges();
+  // REQUIRES: called before Register.
+  void SetDashboardOptions(DashboardOptions options) { dashboard_ = std::move(options); }
   // Ends every open event stream (before the HTTP server drains). Idempotent.
   void CloseStreams();
 
@@ -117,6 +135,7 @@ class OrchestratorApi {
     bool approve = false, deny = false, secret = false;
   };
   Result<Json> ParseAnswer(const AnswerRequest& answer, const Escalation& escalation);
+  void Fleet(HttpRequest& req, std::shared_ptr<HttpExchange>& ex);
   void ListEscalations(HttpRequest& req, std::shared_ptr<HttpExchange>& ex);
   void ShowEscalation(HttpRequest& req, std::shared_ptr<HttpExchange>& ex);
   void AnswerEscalation(HttpRequest& req, std::shared_ptr<HttpExchange>& ex) EXCLUDES(answer_mu_);
@@ -135,6 +154,7 @@ class OrchestratorApi {
   Mutex answer_mu_;
   std::function<void()> on_requeue_;
   std::unique_ptr<TaskEventStreams> streams_;
+  DashboardOptions dashboard_;
   // Last: destroyed first, so its jobs finish while the rest is alive.
   std::unique_ptr<BlockingPool> pool_;
 };

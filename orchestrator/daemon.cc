@@ -76,6 +76,12 @@ std::vector<Config::Key> DaemonConfigSchema() {
        "packs whatever is loose)."},
       {"maintenance.max_packs", T::kInt, "8",
        "More packs than this in a repository are merged into one by the maintenance pass."},
+      {"cost.usd_per_million_prompt_tokens", T::kDouble, "0.5",
+       "Price of 1M prompt tokens, for the cost of a task on the review page."},
+      {"cost.usd_per_million_completion_tokens", T::kDouble, "1.5",
+       "Price of 1M completion tokens."},
+      {"cost.usd_per_cpu_hour", T::kDouble, "0.05", "Price of an hour of sandbox CPU time."},
+      {"cost.usd_per_gpu_hour", T::kDouble, "2.0", "Price of an hour of GPU time."},
       {"sandbox.uid", T::kInt, "64000",
        "When loomd runs as root: the unprivileged uid (and gid) sandboxed runs use."},
   };
@@ -312,6 +318,19 @@ class DaemonImpl : public Daemon {
           if (scheduler_) scheduler_->Wake();
         },
         static_cast<int>(blocking_threads));
+    DashboardOptions dashboard;
+    dashboard.usd_per_million_prompt_tokens =
+        config.GetDouble("cost.usd_per_million_prompt_tokens");
+    dashboard.usd_per_million_completion_tokens =
+        config.GetDouble("cost.usd_per_million_completion_tokens");
+    dashboard.usd_per_cpu_hour = config.GetDouble("cost.usd_per_cpu_hour");
+    dashboard.usd_per_gpu_hour = config.GetDouble("cost.usd_per_gpu_hour");
+    dashboard.agent_slots = static_cast<int>(config.GetInt("agents"));
+    dashboard.llm_url = config.GetString("llm.url");
+    dashboard.llm_model = config.GetString("llm.model");
+    dashboard.sandbox = executor_ ? "bubblewrap" : "none (agents = 0)";
+    dashboard.busy_slots = [this] { return scheduler_ ? scheduler_->busy_slots() : 0; };
+    orchestrator_api_->SetDashboardOptions(std::move(dashboard));
     LOOM_RETURN_IF_ERROR(orchestrator_api_->FinishInterruptedMerges());
     orchestrator_api_->Register(router_);
     web::RegisterStaticRoutes(router_);

@@ -246,6 +246,17 @@ TEST_F(StreamTest, EndsCleanlyAndQuicklyWhenLoomdStops) {
   daemon_.reset();
 }
 
+TEST_F(StreamTest, TheFleetShowsSlotsTheQueueTheModelAndTheSandbox) {
+  Json fleet = Get("/v1/fleet");
+  EXPECT_EQ(fleet["agents"]["slots"], 0);
+  EXPECT_EQ(fleet["agents"]["working"], Json::array());
+  EXPECT_EQ(fleet["queue"]["queued"], 1) << fleet.dump();
+  EXPECT_EQ(fleet["queue"]["review"], 0);
+  EXPECT_TRUE(fleet["model"]["healthy"].is_null()) << "no agents, nothing to probe";
+  EXPECT_EQ(fleet["sandbox"]["kind"], "none (agents = 0)");
+  EXPECT_EQ(Call("GET", "/v1/fleet", reporter_).status, 403);
+}
+
 // An exchange that records what is written to it.
 class RecordingExchange : public HttpExchange {
  public:
