@@ -27,6 +27,7 @@
 
 #include "common/json_reader.h"
 #include "common/log.h"
+#include "orchestrator/review_comments.h"
 #include "orchestrator/verifier.h"
 
 namespace loom {
@@ -245,11 +246,7 @@ class AgentLoop : public ToolContext {
         edit_started_[StringOr(d, "tool_call_id")] = static_cast<int>(IntOr(d, "step", 0));
       } else if (e.type == EventType::kReviewComment) {
         verified_ = false;
-        messages_.push_back(
-            {{"role", "user"},
-             {"content", "An engineer reviewed your branch and requested changes:\n" +
-                             StringOr(d, "comment") +
-                             "\nMake them, run the tests and call finish again."}});
+        messages_.push_back({{"role", "user"}, {"content", ReviewTurnText(d)}});
       } else if (e.type == EventType::kRetried) {
         // A fresh start: nothing before counts.
         messages_ = Json::array();

@@ -12,6 +12,7 @@
 #include "common/paging.h"
 #include "orchestrator/http_client.h"
 #include "orchestrator/repo_policy.h"
+#include "orchestrator/review_comments.h"
 #include "repos/workspace.h"
 
 namespace loom {
@@ -578,12 +579,21 @@ void OrchestratorApi::RequestChanges(HttpRequest& req, std::shared_ptr<HttpExcha
   auto task = ReviewedTask(req);
   if (!task.ok()) return ex->Respond(ErrorResponse(task.status()));
   std::string comment;
-  if (!ReadBody(req, ex,
-                [&](JsonReader& in) { in.String("comment", &comment, Presence::kNonEmpty); })) {
+  std::vector<LineComment> comments;
+  if (!ReadBody(req, ex, [&](JsonReader& in) {
+        in.String("comment", &comment);
+        ReadLineComments(in, "comments", &comments);
+        if (in.ok() && comment.empty() && comments.empty()) {
+          in.Fail("comment", "say what to change: a comment, line comments, or both");
+        }
+      })) {
     return;
   }
   auto who = tokens_->Authenticate(req);
-  Status s = lifecycle_->RequestChanges(task->id, who.ok() ? who->token_id : 0, comment);
+  Json extra = Json::object();
+  if (!comments.empty()) extra["comments"] = LineCommentsToJson(comments);
+  Status s =
+      lifecycle_->RequestChanges(task->id, who.ok() ? who->token_id : 0, comment, std::move(extra));
   if (!s.ok()) return ex->Respond(ErrorResponse(s));
   if (on_requeue_) on_requeue_();
   RespondJson(ex, 200, store_->Get(task->id).value_or(*task).ToJson());

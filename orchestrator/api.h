@@ -29,7 +29,8 @@
 //   POST /v1/reviews/{id}/approve       engineer: merge (a conflict sends it back to the agent);
 //                                       with review.auto_merge = false only records the approval
 //   POST /v1/reviews/{id}/merge         a merger: merges an approved branch
-//   POST /v1/reviews/{id}/request-changes   engineer: {comment} -> the agent's next instruction
+//   POST /v1/reviews/{id}/request-changes   engineer: {comment?, comments?: [{path, line,
+//                                       body}]} (one non-empty) -> the agent's next instruction
 //   POST /v1/reviews/{id}/reject        engineer: {reason}
 //   GET  /v1/fleet                      engineer: agent slots and the tasks they work on,
 //                                       the queue by state, the model endpoint's health

@@ -15,7 +15,8 @@
 //   test_run            a sandboxed test run's outcome {argv, tree, outcome, ms}
 //   sandbox_error       the sandbox could not run something
 //   fail_to_pass        the FAIL_TO_PASS check's result
-//   review_comment      an engineer's request for changes {text}
+//   review_comment      an engineer's request for changes {comment, comments?: [{path,
+//                       line, body}], reviewer} (review_comments.h)
 //   escalation_answered a person's answer {escalation_id, answer}
 //   approved            an engineer's approval (review.auto_merge = false)
 //   merging             an approval began merging

@@ -206,13 +206,7 @@ int Main(int argc, char** argv) {
     }
   } cleanup{own_dir ? dir : std::string()};
 
-  bench::SyntheticShape shape;
-  shape.hidden = 2048;
-  shape.inter = 8192;
-  shape.layers = 16;
-  shape.heads = 32;
-  shape.kv_heads = 8;
-  shape.tied = false;
+  const bench::SyntheticShape shape = bench::Llama1B();
   auto t0 = Clock::now();
   Result<int64_t> params = bench::WriteSyntheticModel(dir, shape);
   if (!params.ok()) {

@@ -9,6 +9,17 @@
 
 namespace loom::inference::bench {
 
+SyntheticShape Llama1B(int64_t layers) {
+  SyntheticShape s;
+  s.hidden = 2048;
+  s.inter = 8192;
+  s.layers = layers;
+  s.heads = 32;
+  s.kv_heads = 8;
+  s.tied = false;
+  return s;
+}
+
 Result<int64_t> WriteSyntheticModel(const std::string& dir, const SyntheticShape& s) {
   Json config = {{"model_type", "llama"},
                  {"vocab_size", s.vocab},

@@ -17,6 +17,11 @@ struct SyntheticShape {
   int64_t head_dim() const { return hidden / heads; }
 };
 
+// The CUDA decode benchmark's shape: a Llama of 1.1B parameters (hidden 2048,
+// 32/8 heads of 64, FFN 8192, vocab 32000, untied) with `layers` of its 16
+// layers. The real-shape CPU-vs-CUDA test takes a few layers of it.
+SyntheticShape Llama1B(int64_t layers = 16);
+
 // Writes the checkpoint into `dir` and prints a one-line description; returns
 // the number of parameters (lm_head counted once, even when tied).
 Result<int64_t> WriteSyntheticModel(const std::string& dir, const SyntheticShape& shape);

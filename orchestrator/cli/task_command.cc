@@ -2,6 +2,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -338,13 +339,46 @@ void AddReviewCommands(CLI::App& app, GlobalOptions& global, int& exit_code) {
                            << "): " << Str(b, "commit") << "\n";
                });
   });
-  auto changes = std::make_shared<Decision>();
+  struct ChangesRequest {
+    int64_t id = 0;
+    std::string comment;
+    std::vector<std::string> lines;  // PATH:LINE=TEXT
+  };
+  auto changes = std::make_shared<ChangesRequest>();
   auto* rc = review->add_subcommand("request-changes", "Send the branch back to the agent");
   rc->add_option("id", changes->id, "Task id")->required();
-  rc->add_option("--comment", changes->text, "What to change: the agent's next instruction")
-      ->required();
+  rc->add_option("--comment", changes->comment, "What to change: the agent's next instruction");
+  rc->add_option("--line", changes->lines,
+                 "A comment on one line of the branch, PATH:LINE=TEXT (repeatable)");
   rc->callback([&global, &exit_code, changes] {
-    Json body = {{"comment", changes->text}};
+    if (changes->comment.empty() && changes->lines.empty()) {
+      std::cerr << "loom: give --comment TEXT, --line PATH:LINE=TEXT, or both\n";
+      exit_code = kExitUsage;
+      return;
+    }
+    Json body = Json::object();
+    if (!changes->comment.empty()) body["comment"] = changes->comment;
+    for (const std::string& spec : changes->lines) {
+      // The path may hold ':' and the text '=' and ':'; the first '=' ends
+      // PATH:LINE and the last ':' before it starts LINE.
+      size_t eq = spec.find('=');
+      size_t colon = eq == std::string::npos ? std::string::npos : spec.rfind(':', eq);
+      int64_t line = 0;
+      bool ok = colon != std::string::npos && colon > 0 && colon + 1 < eq && eq + 1 < spec.size();
+      for (size_t i = colon + 1; ok && i < eq; ++i) {
+        ok = std::isdigit(static_cast<unsigned char>(spec[i])) && line < 100'000'000;
+        line = line * 10 + (spec[i] - '0');
+      }
+      if (!ok) {
+        std::cerr << "loom: --line takes PATH:LINE=TEXT (e.g. src/app.py:12=\"check for "
+                     "None\"), not: "
+                  << spec << "\n";
+        exit_code = kExitUsage;
+        return;
+      }
+      body["comments"].push_back(
+          {{"path", spec.substr(0, colon)}, {"line", line}, {"body", spec.substr(eq + 1)}});
+    }
     PrintReply(global,
                CallApi(global, "POST",
                        "/v1/reviews/" + std::to_string(changes->id) + "/request-changes", &body),

@@ -24,10 +24,13 @@
 #include <fstream>
 #include <mutex>
 #include <sstream>
+#include <thread>
 
+#include "bench/inference/synthetic_model.h"
 #include "common/json.h"
 #include "inference/cuda/nccl_communicator.h"
 #include "inference/engine/engine.h"
+#include "inference/engine/sampler.h"
 #include "inference/model/cpu/cpu_backend.h"
 #include "inference/model/safetensors.h"
 #include "tests/inference/fixture_path.h"
@@ -108,9 +111,9 @@ std::unique_ptr<Backend> Cpu() {
   return b.ok() ? std::move(b).value() : nullptr;
 }
 
-// Logits equal within the bf16 tolerances above: the largest and the mean
-// absolute difference.
-::testing::AssertionResult Close(std::span<const float> a, std::span<const float> b) {
+// Logits equal within tolerances: the largest and the mean absolute difference.
+::testing::AssertionResult CloseWithin(std::span<const float> a, std::span<const float> b,
+                                       double max_tol, double mean_tol) {
   if (a.size() != b.size() || a.empty()) {
     return ::testing::AssertionFailure() << "sizes " << a.size() << " and " << b.size();
   }
@@ -121,9 +124,14 @@ std::unique_ptr<Backend> Cpu() {
     sum += d;
   }
   const double mean = sum / double(a.size());
-  if (max <= kMaxTol && mean <= kMeanTol) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << "max |diff| " << max << " (limit " << kMaxTol
-                                       << "), mean " << mean << " (limit " << kMeanTol << ")";
+  if (max <= max_tol && mean <= mean_tol) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "max |diff| " << max << " (limit " << max_tol
+                                       << "), mean " << mean << " (limit " << mean_tol << ")";
+}
+
+// Within the tiny fixture's bf16 tolerances above.
+::testing::AssertionResult Close(std::span<const float> a, std::span<const float> b) {
+  return CloseWithin(a, b, kMaxTol, kMeanTol);
 }
 
 std::vector<int32_t> Blocks(int32_t first, int32_t n) {
@@ -355,6 +363,151 @@ TEST(CudaBackendTest, EngineGreedyGenerationMatchesTheCpuEngine) {
   // which flipped in the bf16 model described at the top.
   const auto& prompt = Prompts()[3];
   EXPECT_EQ(generate(Cuda(), prompt), generate(Cpu(), prompt));
+}
+
+// --- The real shape -------------------------------------------------------
+//
+// The tiny fixture never reaches the code paths the benchmark runs: a GEMV with
+// K > 768, attention with head_dim 64 and 4 query heads per KV head, the context
+// split into parts (at batch 1: 8 KV heads leave SMs idle), the argmax's stride
+// loop (vocab > 1024), and the weight GEMMs for 9-64 rows. These tests run the
+// benchmark's 1.1B shape (bench::Llama1B) with 2 of its 16 layers against the
+// CPU backend.
+//
+// Tolerances measured by scripts/bf16_tolerance_real_shape.py on this very
+// checkpoint and these prompts: rounding the CUDA backend's bf16 activations
+// moves a logit by at most 0.017 and by 0.0025 on average (logits rms 0.52),
+// and none of the tokens with a top-2 margin above 0.05 flipped (12-13 of 16
+// per case). We allow 0.05 and 0.006: a wrong kernel moves logits by about
+// their rms.
+constexpr double kRealMaxTol = 0.05;
+constexpr double kRealMeanTol = 0.006;
+constexpr double kRealMargin = 0.05;
+
+class RealShape {
+ public:
+  RealShape() {
+    auto params = bench::WriteSyntheticModel(dir_.path(), bench::Llama1B(/*layers=*/2));
+    EXPECT_TRUE(params.ok()) << params.status().ToString();
+  }
+  const std::string& dir() const { return dir_.path(); }
+  static constexpr int32_t kVocab = 32000;
+
+ private:
+  loom::testing::TempDir dir_;
+};
+
+const RealShape& RealModel() {
+  static const RealShape* m = new RealShape();
+  return *m;
+}
+
+// The prompts of scripts/bf16_tolerance_real_shape.py: token i of case c.
+std::vector<int32_t> RealPrompt(int c, int length) {
+  std::vector<int32_t> ids(length);
+  for (int i = 0; i < length; ++i) ids[i] = (c * 1000003 + i * 7919) % 31999 + 1;
+  return ids;
+}
+
+std::unique_ptr<Backend> RealCuda() {
+  CudaBackendOptions o;
+  o.num_kv_blocks = 128;
+  auto b = MakeCudaBackend(RealModel().dir(), o);
+  EXPECT_TRUE(b.ok()) << b.status().ToString();
+  return b.ok() ? std::unique_ptr<Backend>(std::move(b).value()) : nullptr;
+}
+
+std::unique_ptr<Backend> RealCpu() {
+  CpuBackendOptions o;
+  o.num_kv_blocks = 128;
+  o.threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  auto b = MakeCpuBackend(RealModel().dir(), o);
+  EXPECT_TRUE(b.ok()) << b.status().ToString();
+  return b.ok() ? std::move(b).value() : nullptr;
+}
+
+// Whether the CPU's top token is clear of the second by more than bf16 can move.
+bool Decisive(std::span<const float> logits) {
+  std::vector<float> sorted(logits.begin(), logits.end());
+  std::partial_sort(sorted.begin(), sorted.begin() + 2, sorted.end(), std::greater<>());
+  return sorted[0] - sorted[1] > kRealMargin;
+}
+
+// Batch 1: a 200-token prompt (its decode attention split into parts) and a
+// 37-token one, then 16 decode steps replayed from graphs. Logits against the
+// CPU at every step; the GPU's argmax (a second backend that keeps the row on
+// the GPU) against the CPU's where the margin is decisive. Both follow the CPU.
+TEST(CudaRealShapeTest, PrefillAndDecodeAtBatchOneMatchTheCpuBackend) {
+  SKIP_WITHOUT_GPU();
+  auto cuda = RealCuda();
+  auto greedy = RealCuda();
+  auto cpu = RealCpu();
+  ASSERT_TRUE(cuda && greedy && cpu);
+  const auto table = Blocks(0, 16);
+  for (auto [c, length] : {std::pair{0, 200}, std::pair{1, 37}}) {
+    SCOPED_TRACE("case " + std::to_string(c));
+    std::vector<int32_t> ids = RealPrompt(c, length);
+    int compared = 0;
+    int32_t start = 0;
+    for (int step = 0; step <= 16; ++step) {
+      std::span<const int32_t> fresh = std::span(ids).subspan(start);
+      SeqStep s = Step(fresh, start, table);
+      SeqStep g = Step(fresh, start, table, false, /*greedy=*/true);
+      StepOutput want = RunStep(*cpu, {&s, 1});
+      StepOutput got = RunStep(*cuda, {&s, 1});
+      StepOutput arg = RunStep(*greedy, {&g, 1});
+      ASSERT_EQ(want.logits.size(), size_t{RealShape::kVocab});
+      EXPECT_TRUE(CloseWithin(got.logits, want.logits, kRealMaxTol, kRealMeanTol))
+          << "step " << step;
+      const int32_t top = Argmax(want.logits);
+      ASSERT_EQ(arg.argmax.size(), 1u);
+      if (Decisive(want.logits)) {
+        EXPECT_EQ(arg.argmax[0], top) << "step " << step;
+        ++compared;
+      }
+      start = static_cast<int32_t>(ids.size());
+      ids.push_back(top);
+    }
+    EXPECT_GE(compared, 8);
+  }
+  const CudaBackendStats st = static_cast<CudaBackend&>(*cuda).stats();
+  EXPECT_GE(st.graph_replays, 1);
+}
+
+// Batch 16 (the weight GEMMs for 9-64 rows): 16 prompts of 20-50 tokens
+// prefilled together, then 4 decode steps of all 16, each row's logits against
+// the CPU's for the same batch.
+TEST(CudaRealShapeTest, DecodeAtBatchSixteenMatchesTheCpuBackend) {
+  SKIP_WITHOUT_GPU();
+  auto cuda = RealCuda();
+  auto cpu = RealCpu();
+  ASSERT_TRUE(cuda && cpu);
+  constexpr int kSeqs = 16;
+  std::vector<std::vector<int32_t>> ids, tables;
+  for (int i = 0; i < kSeqs; ++i) {
+    ids.push_back(RealPrompt(2 + i, 20 + 2 * i));
+    tables.push_back(Blocks(i * 6, 6));
+  }
+  std::vector<int32_t> starts(kSeqs, 0);
+  for (int step = 0; step <= 4; ++step) {
+    std::vector<SeqStep> steps;
+    for (int i = 0; i < kSeqs; ++i) {
+      steps.push_back(Step(std::span(ids[i]).subspan(starts[i]), starts[i], tables[i]));
+    }
+    StepOutput want = RunStep(*cpu, steps);
+    StepOutput got = RunStep(*cuda, steps);
+    ASSERT_EQ(want.logits.size(), size_t{kSeqs} * RealShape::kVocab);
+    ASSERT_EQ(got.logits.size(), want.logits.size());
+    for (int i = 0; i < kSeqs; ++i) {
+      const auto row = [&](const StepOutput& o) {
+        return std::span(o.logits).subspan(size_t(i) * RealShape::kVocab, RealShape::kVocab);
+      };
+      EXPECT_TRUE(CloseWithin(row(got), row(want), kRealMaxTol, kRealMeanTol))
+          << "step " << step << ", sequence " << i;
+      starts[i] = static_cast<int32_t>(ids[i].size());
+      ids[i].push_back(Argmax(row(want)));
+    }
+  }
 }
 
 TEST(NcclCommunicatorTest, OneRankGroupReducesAndGathersOnTheDevice) {

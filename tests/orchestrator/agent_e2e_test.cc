@@ -18,6 +18,7 @@
 
 #include "common/json.h"
 #include "orchestrator/agent.h"
+#include "orchestrator/cli/commands.h"
 #include "orchestrator/replay_model.h"
 #include "repos/workspace.h"
 #include "tests/support/daemon_fixture.h"
@@ -729,6 +730,94 @@ TEST_F(ReviewTest, RequestChangesGivesTheCommentToTheAgentOnTheSameBranch) {
   EXPECT_NE(DumpJson(requests.back()["messages"]).find("how the mean is computed"),
             std::string::npos);
   EXPECT_EQ(Events(task, "review_comment").size(), 1u);
+}
+
+// Line comments (file, line, text) reach the agent's next turn, from the CLI
+// through the API and the "review_comment" event.
+TEST_F(ReviewTest, LineCommentsReachTheAgentWithTheirFileAndLine) {
+  Start(ScriptThen(Json::array(
+      {Step("replace_in_file",
+            {{"path", "calc.py"},
+             {"old", "    \"\"\"The arithmetic mean. Raises ValueError for an empty list.\"\"\""},
+             {"new",
+              "    \"\"\"The arithmetic mean (sum / count). Raises ValueError for an empty "
+              "list.\"\"\""}}),
+       Step("finish", {{"summary", "Say how the mean is computed"}})})));
+  Json task = FixedBug(reporter_);
+  const std::string id = std::to_string(task["id"].get<int64_t>());
+  auto loom = [&](const std::string& args) {
+    return testing::RunCommand("LOOM_SERVER=http://127.0.0.1:" + std::to_string(daemon_->port()) +
+                               " LOOM_TOKEN=" + engineer_ + " " + testing::LoomBinary() + " " +
+                               args + " 2>&1");
+  };
+  // Refused before anything is sent: nothing to say, or a --line without its line.
+  EXPECT_EQ(loom("review request-changes " + id).exit_code, cli::kExitUsage);
+  EXPECT_EQ(loom("review request-changes " + id + " --line calc.py=oops").exit_code,
+            cli::kExitUsage);
+  EXPECT_EQ(loom("review request-changes " + id + " --line calc.py:x=oops").exit_code,
+            cli::kExitUsage);
+  EXPECT_EQ(Get("/v1/tasks/" + id)["state"], "review");
+  auto r = loom("review request-changes " + id +
+                " --comment 'Two things.' --line 'calc.py:4=Say how the mean is computed.'"
+                " --line 'tests/test_calc.py:1=Keep: this import is needed'");
+  ASSERT_EQ(r.exit_code, cli::kExitOk) << r.out;
+  task = WaitSettled(feedback_id_);
+  ASSERT_EQ(task["state"], "review") << task.dump();
+  auto events = Events(task, "review_comment");
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0]["data"]["comment"], "Two things.");
+  EXPECT_EQ(events[0]["data"]["comments"],
+            Json::parse(R"([{"path": "calc.py", "line": 4, "body": "Say how the mean is computed."},
+                            {"path": "tests/test_calc.py", "line": 1,
+                             "body": "Keep: this import is needed"}])"));
+  // The turn after the review: the comment, then each file:line with its text.
+  auto requests = replay_->requests();
+  Json turn;
+  for (const Json& m : requests.back()["messages"]) {
+    if (m.value("role", "") == "user" &&
+        m.value("content", "").find("requested changes") != std::string::npos) {
+      turn = m;
+    }
+  }
+  ASSERT_TRUE(turn.is_object()) << DumpJson(requests.back()["messages"]);
+  std::string text = turn["content"];
+  EXPECT_NE(text.find("Two things."), std::string::npos) << text;
+  EXPECT_NE(text.find("- calc.py:4\n    Say how the mean is computed."), std::string::npos) << text;
+  EXPECT_NE(text.find("- tests/test_calc.py:1\n    Keep: this import is needed"), std::string::npos)
+      << text;
+}
+
+TEST_F(ReviewTest, RequestChangesRefusesLineCommentsItCannotUse) {
+  Start(ScriptThen(Json::array()));
+  Json task = FixedBug(reporter_);
+  struct Case {
+    const char* body;
+    const char* field;
+  };
+  for (const Case& c : std::vector<Case>{
+           {R"({})", "comment"},
+           {R"({"comment": "", "comments": []})", "comment"},
+           {R"({"comments": {}})", "comments"},
+           {R"({"comments": [{"line": 3, "body": "b"}]})", "comments[0].path"},
+           {R"({"comments": [{"path": "a.py", "body": "b"}]})", "comments[0].line"},
+           {R"({"comments": [{"path": "a.py", "line": 0, "body": "b"}]})", "comments[0].line"},
+           {R"({"comments": [{"path": "a.py", "line": "3", "body": "b"}]})", "comments[0].line"},
+           {R"({"comments": [{"path": "a.py", "line": 3, "body": ""}]})", "comments[0].body"},
+           {R"({"comments": [{"path": "a.py", "line": 3}]})", "comments[0].body"},
+           {R"({"comments": [{"path": "/etc/passwd", "line": 3, "body": "b"}]})",
+            "comments[0].path"},
+           {R"({"comments": [{"path": "a/../../x", "line": 3, "body": "b"}]})", "comments[0].path"},
+           {R"({"comments": [{"path": "a.py", "line": 1, "body": "b"},
+                             {"path": "a.py", "line": 1, "body": "b", "side": "LEFT"}]})",
+            "comments[1].side"},
+       }) {
+    auto r = Decide(task, "request-changes", engineer_, c.body);
+    EXPECT_EQ(r.status, 400) << c.body << " -> " << r.body;
+    EXPECT_EQ(ParseJson(r.body).value_or(Json::object())["error"].value("field", ""), c.field)
+        << c.body << " -> " << r.body;
+  }
+  EXPECT_EQ(Get("/v1/tasks/" + std::to_string(task["id"].get<int64_t>()))["state"], "review");
+  EXPECT_EQ(Events(task, "review_comment").size(), 0u);
 }
 
 TEST_F(ReviewTest, RejectClosesTheTaskAndTellsTheReporter) {

@@ -138,7 +138,7 @@ TEST_F(HostileJsonTest, EveryRouteSurvivesEveryHostileValueInEveryField) {
       {"POST", "/v1/repos", {"name", "path", "test_command", "branch"}},
       {"POST", "/v1/escalations/" + e + "/answer",
        {"text", "approve", "deny", "reason", "secret"}},
-      {"POST", "/v1/reviews/1/request-changes", {"comment"}},
+      {"POST", "/v1/reviews/1/request-changes", {"comment", "comments"}},
       {"POST", "/v1/reviews/1/reject", {"reason"}},
       {"POST", "/v1/reviews/1/approve", {}},
       {"POST", "/v1/reviews/1/merge", {}},
