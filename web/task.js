@@ -76,6 +76,7 @@ export async function taskPage(main, id) {
     last = e.seq;
     const node = renderEvent(e);
     if (node) log.append(node);
-    if (e.type === 'state') refresh().catch(() => {});
+    // The head's state, steps and tokens follow the log.
+    if (e.type === 'state' || e.type === 'llm_reply') refresh().catch(() => {});
   };
 }

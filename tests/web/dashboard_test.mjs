@@ -281,6 +281,18 @@ try {
   check(/line-comments/.test(await page.locator('.transcript .msg.reviewer').innerHTML()), 'and shows in the transcript');
   await shot(page, 'd07-back-in-review.png');
 
+  // The review page on a phone, while the task is in review.
+  const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
+  const p2 = await phone.newPage();
+  await signIn(p2, url, engineer);
+  await p2.goto(`${url}/#/review/${taskId}`);
+  await p2.locator('details.file[data-path="calc.py"]').waitFor();
+  await shot(p2, 'd12-phone-review.png');
+  await p2.getByRole('button', { name: 'Approve and merge' }).scrollIntoViewIfNeeded();
+  await shot(p2, 'd13-phone-review-decision.png');
+  const reviewWidth = await p2.evaluate(() => document.documentElement.scrollWidth);
+  check(reviewWidth <= 391, 'the review page fits a phone-width screen', reviewWidth);
+
   // Approve: merged.
   await page.goto(`${url}/#/review/${taskId}`);
   await page.getByRole('button', { name: 'Approve and merge' }).click();
@@ -340,12 +352,9 @@ try {
   const after = await page.evaluate(async () => (await fetch('/v1/tasks')).status);
   check(after === 401, 'signing out ends the session', after);
 
-  // A phone.
-  const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
-  const p2 = await phone.newPage();
+  // The other pages on a phone.
   current = p2;
-  await signIn(p2, url, engineer);
-  for (const [hash, name] of [['#/board', 'd12-phone-board.png'], [`#/review/${taskId}`, 'd13-phone-task.png'], ['#/feedback', 'd14-phone-feedback.png']]) {
+  for (const [hash, name] of [['#/board', 'd14-phone-board.png'], [`#/task/${taskId}`, 'd15-phone-task.png'], ['#/feedback', 'd16-phone-feedback.png'], ['#/escalations?state=all', 'd17-phone-escalations.png']]) {
     await p2.goto(`${url}/${hash}`);
     await p2.locator('main > *').first().waitFor();
     await p2.waitForTimeout(300);
@@ -379,7 +388,7 @@ db.executemany("INSERT INTO tasks(repo, kind, title, instructions, state, steps,
     paints.push(Number(await p3.evaluate(() => document.body.dataset.boardPaintMs)));
   }
   check(await p3.locator('.task-card').count() === 1000, 'the board shows 1,000 tasks');
-  await shot(p3, 'd15-board-1000.png');
+  await shot(p3, 'd18-board-1000.png');
   const best = Math.min(...paints);
   console.log(`board with 1,000 tasks: first paint ${paints.join(', ')} ms after navigation (best ${best})`);
   fs.writeFileSync(path.join(artifacts, 'board-paint-ms.txt'), `${paints.join(' ')}\n`);
