@@ -251,6 +251,10 @@ try {
   await page.locator('details.file[data-path="calc.py"]').waitFor();
   await page.locator('.transcript .msg').first().waitFor();
   await shot(page, 'd04-review.png', true);
+  await page.locator('details.file[data-path="calc.py"]').evaluate((e) => e.scrollIntoView());
+  await shot(page, 'd04b-review-diff.png');
+  await page.locator('.transcript .test-run').first().evaluate((e) => e.scrollIntoView());
+  await shot(page, 'd04c-review-transcript.png');
   check(await page.locator('table.diff tr.line.add').count() > 0 && await page.locator('table.diff tr.line.del').count() > 0, 'the diff shows added and removed lines');
   check(await page.locator('table.diff .tok-kw').count() > 0, 'with syntax colouring');
   check(/2 reporters/.test(await page.locator('.feedback-list').textContent()), 'the feedback it came from, with its reporter count');
@@ -263,6 +267,11 @@ try {
   await shot(page, 'd05-review-split.png');
   await page.getByRole('button', { name: 'Unified' }).click();
 
+  // The API's refusals are shown as it words them.
+  await page.getByRole('button', { name: 'Merge an approved branch' }).click();
+  await page.locator('[role=status] .error').waitFor();
+  check(/not approved yet/.test(await page.locator('[role=status] .error').textContent()), 'a refused decision shows loomd\'s reason');
+
   // A line comment sends it back to the agent.
   const line = 13; // """The arithmetic mean...""" in the branch's calc.py
   await page.getByRole('button', { name: `Comment on calc.py line ${line}`, exact: true }).click();
@@ -270,6 +279,7 @@ try {
   await page.getByRole('button', { name: 'Add line comment' }).click();
   await page.locator('tr.line-comment').waitFor();
   await page.locator('#rc-comment').fill('One small thing on the docstring.');
+  await page.locator('tr.line-comment').evaluate((e) => e.scrollIntoView({ block: 'center' }));
   await shot(page, 'd06-line-comment.png');
   const before = model.requests.length;
   await page.getByRole('button', { name: 'Send back to the agent' }).click();
@@ -311,6 +321,12 @@ try {
   await shot(page, 'd09-feedback.png');
   check((await page.locator(`.feedback-list li[data-id="${fb.json.id}"] .title`).first().textContent()).includes(XSS), 'and in the feedback inbox');
   check(/1 duplicate/.test(await page.locator(`.feedback-list li[data-id="${fb.json.id}"]`).textContent()), 'with its duplicate grouped under it');
+  await page.getByLabel('Kind').selectOption('feature');
+  await page.waitForURL(/kind=feature/);
+  await page.getByText('No feedback matches.').waitFor();
+  await page.getByLabel('Kind').selectOption('bug');
+  await page.locator(`.feedback-list li[data-id="${fb.json.id}"]`).waitFor();
+  check(/kind=bug/.test(page.url()), 'the feedback inbox filters by kind (and repo and status) in its address');
   check(await page.locator('main img, main script').count() === 0 && await page.evaluate(() => window.__pwned) === undefined && dialogs.length === 0, 'nothing executed', { dialogs });
 
   // An escalation answered with a secret.
