@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "common/log.h"
+#include "common/version.h"
 #include "inference/model/cpu/cpu_backend.h"
 #include "inference/text/chat_format.h"
 #ifdef LOOM_WITH_CUDA
@@ -34,12 +35,21 @@ double SecondsSince(std::chrono::steady_clock::time_point t) {
 int main(int argc, char** argv) {
   using namespace loom::inference;
   CLI::App app{"loom-infer: an OpenAI-compatible LLM server for Llama and Qwen2 checkpoints"};
+#ifdef LOOM_WITH_CUDA
+  app.set_version_flag("--version", [] { return loom::VersionText("loom-infer", CudaVersions()); });
+#else
+  app.set_version_flag("--version", loom::VersionText("loom-infer"));
+#endif
   std::string model_dir, device = "cpu", host = "127.0.0.1", chat_format = "auto", name;
   int port = 8000, threads = 0, tp = 1, max_batch = 16, kv_blocks = 0, block_size = 16;
   int max_step_tokens = 512, io_threads = 2;
+  [[maybe_unused]] int cuda_attention = 1;
   app.add_option("--model", model_dir, "Hugging Face model directory")->required();
 #ifdef LOOM_WITH_CUDA
   app.add_option("--device", device, "cpu or cuda (one GPU per tensor-parallel rank)");
+  app.add_option("--cuda-attention", cuda_attention,
+                 "CUDA attention kernel: 1, or 2 (pipelined; not yet checked on a GPU)")
+      ->check(CLI::IsMember({1, 2}));
 #else
   app.add_option("--device", device, "cpu (this build has no CUDA backend)");
 #endif
@@ -102,6 +112,7 @@ int main(int argc, char** argv) {
     co.tp = tp;
     co.block_size = block_size;
     co.num_kv_blocks = kv_blocks;
+    co.attention_kernel = cuda_attention;
     auto cuda = MakeCudaBackend(model_dir, co);
     if (!cuda.ok()) return Fail(cuda.status());
     std::cerr << "loom-infer: on " << (*cuda)->device_name() << "\n";

@@ -7,6 +7,7 @@
 #include <iostream>
 
 #include "common/log.h"
+#include "common/version.h"
 #include "orchestrator/daemon.h"
 
 int main(int argc, char** argv) {
@@ -14,6 +15,7 @@ int main(int argc, char** argv) {
   // copies (the sandbox reaches its trees through directories opened to it).
   ::umask(077);
   CLI::App app{"loomd: the Loom daemon (HTTP API, feedback intake, agents)"};
+  app.set_version_flag("--version", loom::VersionText("loomd"));
   std::string config_path;
   std::vector<std::string> sets;
   bool help_config = false;

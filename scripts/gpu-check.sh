@@ -36,7 +36,8 @@
 #   OUT [./gpu-out]; PYTHON [/opt/torch/.venv/bin/python, else python3];
 #   LOOM_NCCL_ROOT [PyTorch's nvidia/nccl, else the CUDA toolkit's];
 #   LOOM_FIXTURES_DIR [tests/fixtures, else .gpu/fixtures]; PEERS [.gpu/peers];
-#   BENCH_RUNS [3]; LOOM_BENCH_ARGS [none]: more arguments for the benchmark;
+#   BENCH_RUNS [3]; LOOM_GPU_ATTENTION [1,2]: the attention kernels the benchmark
+#   times, one after the other; LOOM_BENCH_ARGS [none]: more arguments for the benchmark;
 #   LOOM_GPU_BUDGET_S [540]: the whole run; LOOM_GPU_T_<STEP>_S: one step's limit;
 #   LOOM_GPU_DIR [.gpu]; LOOM_GPU_BUILD_DIR [build-gpu]; LOOM_GPU_LOGS [build-gpu/gpu-run];
 #   LOOM_GPU_SYSTEM_ROOT [/]: where system headers are looked for.
@@ -99,7 +100,7 @@ export LOOM_FIXTURES_DIR
 TEST_BIN=$BUILD/bin/inference_cuda_backend_test
 BENCH_BIN=$BUILD/bin/inference_cuda_decode_bench
 NCCL_FILTER='*Nccl*:*TensorParallel*'
-MEMCHECK_FILTER=${LOOM_GPU_MEMCHECK_FILTER:-CudaBackendTest.Prefill*:CudaBackendTest.Greedy*:CudaBackendTest.Batched*}
+MEMCHECK_FILTER=${LOOM_GPU_MEMCHECK_FILTER:-*CudaBackendTest.Prefill*:*CudaBackendTest.Greedy*:*CudaBackendTest.Batched*}
 
 mkdir -p "$OUT"
 rm -rf "$LOGS"
@@ -375,7 +376,8 @@ fi
 
 if [ -x "$BENCH_BIN" ]; then
   # shellcheck disable=SC2086  # LOOM_BENCH_ARGS is a list of words
-  run_step bench must "$T_BENCH" "$BENCH_BIN" --runs "${BENCH_RUNS:-3}" --json "$LOGS/loom.json" ${LOOM_BENCH_ARGS:-}
+  run_step bench must "$T_BENCH" "$BENCH_BIN" --runs "${BENCH_RUNS:-3}" \
+    --attention "${LOOM_GPU_ATTENTION:-1,2}" --json "$LOGS/loom.json" ${LOOM_BENCH_ARGS:-}
 else
   skip bench must "no $BENCH_BIN (see build)"
 fi

@@ -8,13 +8,17 @@
 //            PyTorch peers in ../shared/peers;
 //   engine:  the same requests through the Engine (continuous batching,
 //            scheduling, sampling, detokenizer-free events): what loom-infer serves.
-// Decode tokens/s counts the tokens after the first one of every sequence over
-// the time after the last prefill. In the same run it measures the device's
-// copy bandwidth (cudaMemcpy D2D, read + written bytes) and prints the bound:
-// weight bytes (all parameters x 2) / bandwidth, against the measured and the
-// nominal HBM bandwidth, and each batch's ratio to it. Medians of --runs.
+// Decode tokens/s counts the tokens generated after the last prefill (the
+// backend loop: every sequence's tokens after its first; the engine: the tokens
+// that arrived after every request had its first) over that time. In the same run it measures the
+// device's copy bandwidth (cudaMemcpy D2D, read + written bytes) and prints the bound: weight bytes
+// (all parameters x 2) / bandwidth, against the measured and the nominal HBM bandwidth, and each
+// batch's ratio to it. Medians of --runs.
+// --attention 1,2 runs it all once per attention kernel (CudaBackendOptions::
+// attention_kernel), each loaded afresh, so that both are timed in one run.
 //
-//   inference_cuda_decode_bench [--runs N] [--batches 1,16,64] [--json FILE] [--dir DIR]
+//   inference_cuda_decode_bench [--runs N] [--batches 1,16,64] [--attention 1,2]
+//                               [--json FILE] [--dir DIR]
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
@@ -137,6 +141,7 @@ Result<double> EngineRun(Engine& engine, int batch, int seed, int64_t vocab) {
   std::mutex mu;
   std::condition_variable cv;
   int first = 0, done = 0;
+  int64_t after = 0;  // tokens generated after every request had its first one
   Clock::time_point all_first;
   for (int s = 0; s < batch; ++s) {
     GenerationRequest r;
@@ -147,6 +152,7 @@ Result<double> EngineRun(Engine& engine, int batch, int seed, int64_t vocab) {
     auto got_first = std::make_shared<bool>(false);
     auto id = engine.Submit(std::move(r), [&, got_first](const GenerationEvent& ev) {
       std::lock_guard lock(mu);
+      if (first == batch) after += static_cast<int64_t>(ev.tokens.size());
       if (!*got_first && !ev.tokens.empty()) {
         *got_first = true;
         if (++first == batch) all_first = Clock::now();
@@ -161,7 +167,9 @@ Result<double> EngineRun(Engine& engine, int batch, int seed, int64_t vocab) {
   }
   std::unique_lock lock(mu);
   cv.wait(lock, [&] { return done == batch; });
-  return double(batch) * (kNew - 1) / Seconds(all_first, Clock::now());
+  // Only what was generated in the timed span: the requests admitted first have
+  // decoded some tokens before the last one got its first.
+  return double(after) / Seconds(all_first, Clock::now());
 }
 
 double NominalBandwidth(const std::string& name) {
@@ -172,17 +180,25 @@ double NominalBandwidth(const std::string& name) {
 
 int Main(int argc, char** argv) {
   int runs = 3;
-  std::vector<int> batches = {1, 16, 64};
+  std::vector<int> batches = {1, 16, 64}, kernels = {1};
   std::string json_path, dir;
+  auto list = [](const char* arg) {
+    std::vector<int> out;
+    std::stringstream ss(arg);
+    for (std::string b; std::getline(ss, b, ',');) out.push_back(std::atoi(b.c_str()));
+    return out;
+  };
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--runs")) runs = std::max(1, std::atoi(argv[i + 1]));
     if (!std::strcmp(argv[i], "--json")) json_path = argv[i + 1];
     if (!std::strcmp(argv[i], "--dir")) dir = argv[i + 1];
-    if (!std::strcmp(argv[i], "--batches")) {
-      batches.clear();
-      std::stringstream ss(argv[i + 1]);
-      for (std::string b; std::getline(ss, b, ',');) batches.push_back(std::atoi(b.c_str()));
-    }
+    if (!std::strcmp(argv[i], "--batches")) batches = list(argv[i + 1]);
+    if (!std::strcmp(argv[i], "--attention")) kernels = list(argv[i + 1]);
+  }
+  if (kernels.empty() ||
+      std::any_of(kernels.begin(), kernels.end(), [](int k) { return k != 1 && k != 2; })) {
+    std::fprintf(stderr, "inference_cuda_decode_bench: --attention takes 1, 2 or 1,2\n");
+    return 2;
   }
   if (batches.empty() || *std::min_element(batches.begin(), batches.end()) < 1) {
     std::fprintf(stderr,
@@ -214,70 +230,81 @@ int Main(int argc, char** argv) {
     return 1;
   }
   const int max_batch = *std::max_element(batches.begin(), batches.end());
-  CudaBackendOptions opt;
-  opt.num_kv_blocks = (max_batch + 1) * ((kPrompt + kNew + 15) / 16);
-  auto loaded = MakeCudaBackend(dir, opt);
-  if (!loaded.ok()) {
-    std::fprintf(stderr, "%s\n", loaded.status().ToString().c_str());
-    return 1;
-  }
-  std::unique_ptr<CudaBackend> backend = std::move(loaded).value();
-  const std::string gpu = backend->device_name();
-  std::printf("setup (write + load): %.1f s on %s\n", Seconds(t0, Clock::now()), gpu.c_str());
-
   const double weight_bytes = double(*params) * 2;
-  const double bw = CopyBandwidth(), nominal = NominalBandwidth(gpu);
-  std::printf("device copy bandwidth: %.0f GB/s (nominal HBM %.0f GB/s)\n", bw / 1e9,
-              nominal / 1e9);
-  std::printf(
-      "weights per decode step: %.3f GB -> bound %.0f tok/s (measured bw), %.0f tok/s "
-      "(nominal)\n",
-      weight_bytes / 1e9, bw / weight_bytes, nominal / weight_bytes);
-
   Json results = Json::object();
-  results["gpu"] = gpu;
   results["params"] = *params;
-  results["copy_bandwidth_GBps"] = bw / 1e9;
-  results["bound_tok_s_measured_bw"] = bw / weight_bytes;
-  results["bound_tok_s_nominal_bw"] = nominal > 0 ? nominal / weight_bytes : 0;
-  std::printf("\n%-6s %14s %14s %12s\n", "batch", "backend tok/s", "engine tok/s", "b1 / bound");
-  for (int batch : batches) {
-    std::vector<double> direct, through;
-    for (int r = 0; r < runs; ++r) {
-      auto d = BackendRun(*backend, batch, r + 1);
-      if (!d.ok()) {
-        std::fprintf(stderr, "backend run: %s\n", d.status().ToString().c_str());
-        return 1;
-      }
-      direct.push_back(*d);
-    }
-    EngineOptions eo;
-    eo.max_batch = batch;
-    eo.max_step_tokens = 4096;
-    eo.prefix_cache = false;  // every run's prompts are new anyway
-    auto engine = Engine::Start(std::make_unique<Borrowed>(backend.get()), eo);
-    if (!engine.ok()) {
-      std::fprintf(stderr, "%s\n", engine.status().ToString().c_str());
+  for (int kernel : kernels) {
+    CudaBackendOptions opt;
+    opt.num_kv_blocks = (max_batch + 1) * ((kPrompt + kNew + 15) / 16);
+    opt.attention_kernel = kernel;
+    auto t1 = Clock::now();
+    auto loaded = MakeCudaBackend(dir, opt);
+    if (!loaded.ok()) {
+      std::fprintf(stderr, "%s\n", loaded.status().ToString().c_str());
       return 1;
     }
-    for (int r = 0; r < runs; ++r) {
-      auto e = EngineRun(**engine, batch, 100 + r, shape.vocab);
-      if (!e.ok()) {
-        std::fprintf(stderr, "engine run: %s\n", e.status().ToString().c_str());
+    std::unique_ptr<CudaBackend> backend = std::move(loaded).value();
+    const std::string gpu = backend->device_name();
+    std::printf("\nattention kernel %d: setup (write + load) %.1f s on %s\n", kernel,
+                Seconds(kernel == kernels.front() ? t0 : t1, Clock::now()), gpu.c_str());
+    if (kernel == kernels.front()) {
+      const double bw = CopyBandwidth(), nominal = NominalBandwidth(gpu);
+      std::printf("device copy bandwidth: %.0f GB/s (nominal HBM %.0f GB/s)\n", bw / 1e9,
+                  nominal / 1e9);
+      std::printf(
+          "weights per decode step: %.3f GB -> bound %.0f tok/s (measured bw), %.0f tok/s "
+          "(nominal)\n",
+          weight_bytes / 1e9, bw / weight_bytes, nominal / weight_bytes);
+      results["gpu"] = gpu;
+      results["copy_bandwidth_GBps"] = bw / 1e9;
+      results["bound_tok_s_measured_bw"] = bw / weight_bytes;
+      results["bound_tok_s_nominal_bw"] = nominal > 0 ? nominal / weight_bytes : 0;
+    }
+    const double bound = results["bound_tok_s_nominal_bw"].get<double>() > 0
+                             ? results["bound_tok_s_nominal_bw"].get<double>()
+                             : results["bound_tok_s_measured_bw"].get<double>();
+    std::printf("\n%-6s %14s %14s %12s\n", "batch", "backend tok/s", "engine tok/s", "b1 / bound");
+    for (int batch : batches) {
+      std::vector<double> direct, through;
+      for (int r = 0; r < runs; ++r) {
+        auto d = BackendRun(*backend, batch, r + 1);
+        if (!d.ok()) {
+          std::fprintf(stderr, "backend run: %s\n", d.status().ToString().c_str());
+          return 1;
+        }
+        direct.push_back(*d);
+      }
+      EngineOptions eo;
+      eo.max_batch = batch;
+      eo.max_step_tokens = 4096;
+      eo.prefix_cache = false;  // every run's prompts are new anyway
+      auto engine = Engine::Start(std::make_unique<Borrowed>(backend.get()), eo);
+      if (!engine.ok()) {
+        std::fprintf(stderr, "%s\n", engine.status().ToString().c_str());
         return 1;
       }
-      through.push_back(*e);
+      for (int r = 0; r < runs; ++r) {
+        auto e = EngineRun(**engine, batch, 100 + r, shape.vocab);
+        if (!e.ok()) {
+          std::fprintf(stderr, "engine run: %s\n", e.status().ToString().c_str());
+          return 1;
+        }
+        through.push_back(*e);
+      }
+      engine->reset();
+      const double md = Median(direct), me = Median(through);
+      std::printf("%-6d %14.0f %14.0f %12.2f\n", batch, md, me, batch == 1 ? md / bound : 0.0);
+      Json row = {{"batch", batch},
+                  {"attention_kernel", kernel},
+                  {"backend_tok_s", md},
+                  {"engine_tok_s", me}};
+      results["batches"].push_back(row);
     }
-    engine->reset();
-    const double md = Median(direct), me = Median(through);
-    std::printf("%-6d %14.0f %14.0f %12.2f\n", batch, md, me,
-                batch == 1 ? md / (nominal > 0 ? nominal / weight_bytes : bw / weight_bytes) : 0.0);
-    Json row = {{"batch", batch}, {"backend_tok_s", md}, {"engine_tok_s", me}};
-    results["batches"].push_back(row);
+    const CudaBackendStats st = backend->stats();
+    std::printf("graphs: %lld captured, %lld replayed, %lld eager steps\n",
+                (long long)st.graph_captures, (long long)st.graph_replays,
+                (long long)st.eager_steps);
   }
-  const CudaBackendStats st = backend->stats();
-  std::printf("\ngraphs: %lld captured, %lld replayed, %lld eager steps\n",
-              (long long)st.graph_captures, (long long)st.graph_replays, (long long)st.eager_steps);
   if (!json_path.empty()) std::ofstream(json_path) << results.dump(2) << "\n";
   return 0;
 }

@@ -33,6 +33,9 @@ namespace {
 
 using cuda::bf16;
 
+// Keys per context part for attention kernel 2 (a multiple of its 128-key chunk).
+constexpr int kAttentionPartLen = 256;
+
 std::string MiB(size_t bytes) { return std::to_string((bytes + (1 << 20) - 1) >> 20); }
 
 // cudaMalloc'd (or, Pinned, cudaHostAlloc'd) bytes, freed with their owner.
@@ -116,6 +119,7 @@ struct Scratch {
   DeviceArray argmax;  // int32 [logit_rows] (rank 0)
   DeviceArray meta;    // int32 [meta_ints]
   DeviceArray work;    // float: attention parts
+  DeviceArray done;    // int [rows, nkv]: attention kernel 2's finished parts, kept 0
 };
 
 struct Rank : TensorParallelShard {
@@ -355,6 +359,13 @@ Status CudaBackendImpl::Load(const Checkpoint& ck) {
   if (options_.block_size < 1 || options_.num_kv_blocks < 0) {
     return Status::InvalidArgument("block_size must be positive and num_kv_blocks not negative");
   }
+  if (options_.attention_kernel != 1 && options_.attention_kernel != 2) {
+    return Status::InvalidArgument("attention_kernel must be 1 or 2, not " +
+                                   std::to_string(options_.attention_kernel));
+  }
+  if (options_.attention_part_len < 0) {
+    return Status::InvalidArgument("attention_part_len must not be negative");
+  }
   if (!cuda::SupportedHeadDim(static_cast<int>(c.head_dim))) {
     return Status::InvalidArgument("the CUDA backend supports head_dim 16, 32, 64 and 128, not " +
                                    std::to_string(c.head_dim));
@@ -439,7 +450,14 @@ Status CudaBackendImpl::Load(const Checkpoint& ck) {
       return Status::ResourceExhausted("no GPU memory is left for the KV cache after the weights");
     }
   }
-  for (auto& r : ranks_) LOOM_RETURN_IF_ERROR(AllocateKvCache(*r));
+  for (auto& r : ranks_) {
+    LOOM_RETURN_IF_ERROR(AllocateKvCache(*r));
+    // The weights went up with cudaMemcpy on the legacy stream, which a pageable
+    // source lets return before the copy ends, and steps run on a non-blocking
+    // stream that does not wait for it.
+    LOOM_CUDA_CHECK(cudaSetDevice(r->device));
+    LOOM_CUDA_CHECK(cudaDeviceSynchronize());
+  }
   if (tp > 1) gang_ = std::make_unique<cpu::ThreadPool>(tp);
 
   cudaDeviceProp prop;
@@ -473,8 +491,13 @@ Status CudaBackendImpl::MakePlan(std::span<const SeqStep> batch, Plan* p) {
   const int blocks = p->T * static_cast<int>(r0.nkv);
   const int want = 2 * r0.sm_count;
   p->parts = 1;
-  if (blocks < want)
+  if (options_.attention_part_len > 0) {
+    p->parts = (max_context + options_.attention_part_len - 1) / options_.attention_part_len;
+  } else if (blocks < want && options_.attention_kernel == 2) {
+    p->parts = (max_context + kAttentionPartLen - 1) / kAttentionPartLen;
+  } else if (blocks < want) {
     p->parts = std::max(1, std::min((want + blocks - 1) / blocks, (max_context + 63) / 64));
+  }
   p->part_len = (max_context + p->parts - 1) / p->parts;
   p->meta_ints = 4 * static_cast<size_t>(p->T) + p->R + static_cast<size_t>(p->S) * p->W;
 
@@ -520,6 +543,7 @@ Status CudaBackendImpl::Reserve(Rank& r, const Plan& p) {
                                                 static_cast<int>(config_.head_dim), p.parts);
   if (r.graph_generation != host_generation_) {
     r.ClearGraphs();
+    r.eager_only.clear();  // a capture that failed may work with the new buffers
     r.graph_generation = host_generation_;
   }
   if (p.T <= s.rows && p.R <= s.logit_rows && p.meta_ints <= s.meta_ints && work <= s.work_floats) {
@@ -550,6 +574,9 @@ Status CudaBackendImpl::Reserve(Rank& r, const Plan& p) {
   }
   LOOM_RETURN_IF_ERROR(s.meta.Allocate(s.meta_ints * sizeof(int32_t), "step metadata"));
   LOOM_RETURN_IF_ERROR(s.work.Allocate(s.work_floats * sizeof(float), "attention parts"));
+  const size_t done = T * r.nkv * sizeof(int);
+  LOOM_RETURN_IF_ERROR(s.done.Allocate(done, "attention part counters"));
+  LOOM_CUDA_CHECK(cudaMemsetAsync(s.done.get<int>(), 0, done, r.stream));
   return Status::Ok();
 }
 
@@ -594,6 +621,7 @@ Status CudaBackendImpl::Enqueue(Rank& r, const Plan& p) {
   shape.block_size = options_.block_size;
   shape.parts = p.parts;
   shape.part_len = p.part_len;
+  shape.kernel = options_.attention_kernel;
 
   cuda::Embed(tokens, r.embed.get<bf16>(), T, static_cast<int>(H), x, st);
   const float* pending = nullptr;  // the last layer output not yet added to x
@@ -604,7 +632,7 @@ Status CudaBackendImpl::Enqueue(Rank& r, const Plan& p) {
     cuda::RopeKvWrite(qkv, L.bqkv.get<float>(), r.inv_freq.get<float>(), pos, slot, T, shape.nq,
                       shape.nkv, shape.hd, L.k_cache.get<bf16>(), L.v_cache.get<bf16>(), st);
     cuda::PagedAttention(shape, qkv, L.k_cache.get<bf16>(), L.v_cache.get<bf16>(), pos, seq, tables,
-                         s.work.get<float>(), attn, st);
+                         s.work.get<float>(), s.done.get<int>(), attn, st);
     LOOM_RETURN_IF_ERROR(MatMul(r, attn, T, r.nq * hd, L.wo.get<bf16>(), H, delta));
     if (r.comm) LOOM_RETURN_IF_ERROR(r.comm->AllReduceSum(delta, T * H));
     cuda::AddRmsNorm(x, delta, nullptr, T, L.mlp_norm.get<bf16>(), eps, static_cast<int>(H), true,
@@ -767,6 +795,23 @@ int CudaDeviceCount() {
     return 0;
   }
   return n;
+}
+
+std::string CudaVersions() {
+  auto dotted = [](int v) {  // 13000 -> "13.0"
+    return std::to_string(v / 1000) + "." + std::to_string(v % 1000 / 10);
+  };
+  int runtime = 0, driver = 0, nccl = 0;
+  cudaRuntimeGetVersion(&runtime);
+  cudaDriverGetVersion(&driver);  // 0 without a driver
+  ncclGetVersion(&nccl);
+  auto nccl_dotted = [](int v) {  // 22703 -> "2.27.3"
+    return std::to_string(v / 10000) + "." + std::to_string(v % 10000 / 100) + "." +
+           std::to_string(v % 100);
+  };
+  return "cuda: runtime " + dotted(runtime) + " (built with " + dotted(CUDART_VERSION) +
+         "), driver " + (driver > 0 ? dotted(driver) : std::string("none")) +
+         "; nccl: " + nccl_dotted(nccl) + " (built with " + nccl_dotted(NCCL_VERSION_CODE) + ")";
 }
 
 Result<std::unique_ptr<CudaBackend>> MakeCudaBackend(const std::string& model_dir,

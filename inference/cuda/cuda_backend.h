@@ -39,6 +39,15 @@ struct CudaBackendOptions {
   // prove it changes no bit; serving skips them (no launches for nothing).
   bool nccl_at_tp1 = false;
   int32_t max_graph_batch = 256;  // decode batches above this run without a graph
+  // The attention kernel (kernels.h, AttentionShape): 1, or 2, the pipelined one
+  // that combines the context parts itself. Both are checked against the CPU by
+  // the GPU tests; 2 becomes the default once a GPU run has shown it right.
+  int attention_kernel = 1;
+  // Keys per context part when a step's rows x KV heads leave SMs idle. 0: kernel
+  // 1 splits the context evenly over about 2 blocks per SM, kernel 2 into parts of
+  // 256 keys. A value here splits every step's context into parts of this length
+  // (the tests use it to reach the combine on a tiny model).
+  int32_t attention_part_len = 0;
 };
 
 struct CudaBackendStats {
@@ -55,6 +64,10 @@ class CudaBackend : public Backend {
 
 // The number of CUDA devices this process can use (0 without a driver or GPU).
 int CudaDeviceCount();
+
+// "cuda: runtime 13.0 (built with 13.0), driver 12.8; nccl: 2.27.3 (built with
+// 2.27.3)" for --version; "driver none" without one.
+std::string CudaVersions();
 
 // Loads `model_dir` onto the GPUs. FailedPrecondition when there are fewer
 // GPUs than tp; ResourceExhausted when the weights or the KV cache do not fit.

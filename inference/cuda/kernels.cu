@@ -156,6 +156,9 @@ __global__ void RopeKvWriteKernel(float* qkv, const float* bias, const float* in
 }
 
 constexpr int kAttnThreads = 128;  // also the keys scored per chunk
+// AttentionV2Kernel keeps G x HD floats of q, and as many per warp for its final
+// sum, in static shared memory: up to 16 x 64 or 8 x 128.
+constexpr int kMaxV2GroupDims = 1024;
 
 // One thread block per (row t, KV head g, context part p): the G query heads
 // that share KV head g are scored together, so each K/V row is read once for
@@ -297,6 +300,221 @@ __global__ void __launch_bounds__(kAttnThreads)
   }
 }
 
+// The pipelined decode attention (AttentionShape::kernel == 2; review findings
+// 7-10). One thread block per (row t, KV head g, context part p), as above, with
+// the group size G a template parameter (no predicated lanes) and per chunk of
+// kAttnThreads keys:
+//   1. thread i finds key c0 + i's cache row once (kept in shared memory for the
+//      V phase), loads its K row with 16-byte loads all issued before the first
+//      FMA, and scores it against the G queries (q pre-scaled by 1/sqrt(HD));
+//   2. warp w folds heads w, w+4, ... into the running max and sum;
+//   3. thread (dim lane, key lane) owns 8 dims of keys kl, kl + kKeyLanes, ...:
+//      its 16-byte V loads are issued in batches of up to 8 before their FMAs,
+//      so a chunk's V rows are a few DRAM round trips, not one per key.
+// Key lanes are summed with shuffles, then across warps in shared memory.
+// Parts have a fixed length (the host picks it); a part past the row's context
+// exits at once, and the last part of (t, g) to finish combines all of them
+// (an atomic count per (t, g) in `counters`, reset by that block for the next
+// launch), so no combine kernel follows.
+template <int HD, int G>
+__global__ void __launch_bounds__(kAttnThreads)
+    AttentionV2Kernel(AttentionShape sh, const float* __restrict__ qkv,
+                      const bf16* __restrict__ k_cache, const bf16* __restrict__ v_cache,
+                      const int32_t* __restrict__ pos, const int32_t* __restrict__ seq,
+                      const int32_t* __restrict__ tables, float* __restrict__ work,
+                      int* __restrict__ counters, bf16* __restrict__ out) {
+  constexpr int kLanesPerKey = HD / 8;  // threads sharing one key's V row, 8 dims each
+  constexpr int kKeyLanes = kAttnThreads / kLanesPerKey;
+  constexpr int kKeysPerThread = kAttnThreads / kKeyLanes;  // per chunk
+  constexpr int kBatch = kKeysPerThread < 8 ? kKeysPerThread : 8;
+  constexpr int kWarps = kAttnThreads / kWarp;
+  static_assert(kLanesPerKey <= kWarp && kKeysPerThread % kBatch == 0);
+  __shared__ float q_s[G][HD];
+  __shared__ float s_s[G][kAttnThreads];
+  __shared__ size_t row_s[kAttnThreads];
+  __shared__ float m_s[G], l_s[G], c_s[G];
+  __shared__ float red[kWarps][G][HD];
+  __shared__ bool last_s;
+
+  const int t = blockIdx.x, g = blockIdx.y, part = blockIdx.z, tid = threadIdx.x;
+  const int ctx = pos[t] + 1;
+  const int begin = part * sh.part_len;
+  if (begin >= ctx) return;  // past this row's context: nothing to attend, not counted
+  const int end = min(ctx, begin + sh.part_len);
+  const int32_t* table = tables + static_cast<size_t>(seq[t]) * sh.width;
+  const float scale = rsqrtf(static_cast<float>(HD));
+
+  const float* q = qkv + static_cast<size_t>(t) * (sh.nq + 2 * sh.nkv) * HD + g * G * HD;
+  for (int i = tid; i < G * HD; i += kAttnThreads) q_s[i / HD][i % HD] = q[i] * scale;
+  if (tid < G) {
+    m_s[tid] = -INFINITY;
+    l_s[tid] = 0.0f;
+  }
+  const int dl = tid % kLanesPerKey, kl = tid / kLanesPerKey;
+  const int warp = tid / kWarp, lane = tid % kWarp;
+  float acc[G][8];
+#pragma unroll
+  for (int h = 0; h < G; ++h) {
+#pragma unroll
+    for (int e = 0; e < 8; ++e) acc[h][e] = 0.0f;
+  }
+  __syncthreads();
+
+  for (int c0 = begin; c0 < end; c0 += kAttnThreads) {
+    const int n = min(kAttnThreads, end - c0);
+    if (tid < n) {
+      const int j = c0 + tid;
+      const size_t row =
+          ((static_cast<size_t>(table[j / sh.block_size]) * sh.block_size + j % sh.block_size) *
+               sh.nkv +
+           g) *
+          HD;
+      row_s[tid] = row;
+      const uint4* k = reinterpret_cast<const uint4*>(k_cache + row);
+      uint4 kv[HD / 8];
+#pragma unroll
+      for (int v8 = 0; v8 < HD / 8; ++v8) kv[v8] = k[v8];
+      float dot[G];
+#pragma unroll
+      for (int h = 0; h < G; ++h) dot[h] = 0.0f;
+#pragma unroll
+      for (int v8 = 0; v8 < HD / 8; ++v8) {
+        const __nv_bfloat162* k2 = reinterpret_cast<const __nv_bfloat162*>(&kv[v8]);
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const float2 kf = __bfloat1622float2(k2[e]);
+          const int dd = v8 * 8 + e * 2;
+#pragma unroll
+          for (int h = 0; h < G; ++h) dot[h] += q_s[h][dd] * kf.x + q_s[h][dd + 1] * kf.y;
+        }
+      }
+#pragma unroll
+      for (int h = 0; h < G; ++h) s_s[h][tid] = dot[h];
+    }
+    __syncthreads();
+    for (int h = warp; h < G; h += kWarps) {
+      float mx = -INFINITY;
+      for (int i = lane; i < n; i += kWarp) mx = fmaxf(mx, s_s[h][i]);
+      const float m_old = m_s[h], m_new = fmaxf(m_old, WarpMax(mx));
+      float sum = 0.0f;
+      for (int i = lane; i < n; i += kWarp) {
+        const float e = expf(s_s[h][i] - m_new);
+        s_s[h][i] = e;
+        sum += e;
+      }
+      sum = WarpSum(sum);
+      __syncwarp();
+      if (lane == 0) {
+        const float corr = expf(m_old - m_new);  // 0 on the first chunk (m_old = -inf)
+        c_s[h] = corr;
+        l_s[h] = l_s[h] * corr + sum;
+        m_s[h] = m_new;
+      }
+    }
+    __syncthreads();
+#pragma unroll
+    for (int h = 0; h < G; ++h) {
+      const float corr = c_s[h];
+#pragma unroll
+      for (int e = 0; e < 8; ++e) acc[h][e] *= corr;
+    }
+#pragma unroll
+    for (int u0 = 0; u0 < kKeysPerThread; u0 += kBatch) {
+      uint4 vv[kBatch];
+#pragma unroll
+      for (int b = 0; b < kBatch; ++b) {
+        const int i = kl + kKeyLanes * (u0 + b);
+        vv[b] = i < n ? *reinterpret_cast<const uint4*>(v_cache + row_s[i] + dl * 8)
+                      : make_uint4(0, 0, 0, 0);
+      }
+#pragma unroll
+      for (int b = 0; b < kBatch; ++b) {
+        const int i = kl + kKeyLanes * (u0 + b);
+        if (i >= n) break;
+        const __nv_bfloat162* v2 = reinterpret_cast<const __nv_bfloat162*>(&vv[b]);
+        float vf[8];
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const float2 f = __bfloat1622float2(v2[e]);
+          vf[2 * e] = f.x;
+          vf[2 * e + 1] = f.y;
+        }
+#pragma unroll
+        for (int h = 0; h < G; ++h) {
+          const float p = s_s[h][i];
+#pragma unroll
+          for (int e = 0; e < 8; ++e) acc[h][e] = fmaf(p, vf[e], acc[h][e]);
+        }
+      }
+    }
+    __syncthreads();  // s_s and row_s are rewritten by the next chunk
+  }
+
+  // Sum the key lanes: first within the warp, then over the warps.
+#pragma unroll
+  for (int off = kLanesPerKey; off < kWarp; off *= 2) {
+#pragma unroll
+    for (int h = 0; h < G; ++h) {
+#pragma unroll
+      for (int e = 0; e < 8; ++e) acc[h][e] += __shfl_xor_sync(0xffffffffu, acc[h][e], off);
+    }
+  }
+  if (lane < kLanesPerKey) {
+#pragma unroll
+    for (int h = 0; h < G; ++h) {
+#pragma unroll
+      for (int e = 0; e < 8; ++e) red[warp][h][dl * 8 + e] = acc[h][e];
+    }
+  }
+  __syncthreads();
+  const size_t parts_total = static_cast<size_t>(sh.T) * sh.nq * sh.parts;
+  for (int i = tid; i < G * HD; i += kAttnThreads) {
+    const int h = i / HD, dd = i % HD;
+    float sum = 0.0f;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) sum += red[w][h][dd];
+    const int head = g * G + h;
+    if (sh.parts == 1) {
+      out[static_cast<size_t>(t) * sh.nq * HD + head * HD + dd] = __float2bfloat16(sum / l_s[h]);
+    } else {
+      // work: m [T, nq, parts], l [T, nq, parts], then o [T, nq, parts, HD].
+      const size_t part_index = (static_cast<size_t>(t) * sh.nq + head) * sh.parts + part;
+      if (dd == 0) {
+        work[part_index] = m_s[h];
+        work[parts_total + part_index] = l_s[h];
+      }
+      work[2 * parts_total + part_index * HD + dd] = sum;
+    }
+  }
+  if (sh.parts == 1) return;
+
+  // The last of this (t, g)'s parts to finish combines them.
+  __threadfence();  // this part's results are visible to every block before it is counted
+  __syncthreads();
+  const int parts_here = (ctx + sh.part_len - 1) / sh.part_len;
+  if (tid == 0) {
+    int* counter = counters + static_cast<size_t>(t) * sh.nkv + g;
+    last_s = atomicAdd(counter, 1) == parts_here - 1;
+    if (last_s) *counter = 0;  // ready for the next launch
+  }
+  __syncthreads();
+  if (!last_s) return;
+  __threadfence();
+  for (int i = tid; i < G * HD; i += kAttnThreads) {
+    const int h = i / HD, dd = i % HD;
+    const size_t first = (static_cast<size_t>(t) * sh.nq + g * G + h) * sh.parts;
+    float mx = -INFINITY;
+    for (int p = 0; p < parts_here; ++p) mx = fmaxf(mx, __ldcg(&work[first + p]));
+    float l = 0.0f, o = 0.0f;
+    for (int p = 0; p < parts_here; ++p) {
+      const float e = expf(__ldcg(&work[first + p]) - mx);
+      l += __ldcg(&work[parts_total + first + p]) * e;
+      o += __ldcg(&work[2 * parts_total + (first + p) * HD + dd]) * e;
+    }
+    out[static_cast<size_t>(t) * sh.nq * HD + (g * G + h) * HD + dd] = __float2bfloat16(o / l);
+  }
+}
+
 // out[t, head, d] = sum_p o_p[d] e^(m_p - M) / sum_p l_p e^(m_p - M), M = max_p m_p.
 __global__ void CombinePartsKernel(AttentionShape sh, const float* __restrict__ work,
                                    bf16* __restrict__ out) {
@@ -328,8 +546,10 @@ __global__ void SiluMulKernel(const float* gu, int T, int inter, bf16* act) {
 
 constexpr int kArgmaxThreads = 1024;
 
-// (value, index) pairs: the larger value wins, the lower index on ties.
+// (value, index) pairs: the larger value wins, the lower index on ties; NaN
+// counts as -inf (as in the CPU's Argmax).
 __device__ __forceinline__ void Better(float& v, int& i, float v2, int i2) {
+  if (isnan(v2)) v2 = -INFINITY;
   if (i2 >= 0 && (i < 0 || v2 > v || (v2 == v && i2 < i))) {
     v = v2;
     i = i2;
@@ -377,8 +597,27 @@ unsigned Blocks(size_t n, int threads) {
 template <int HD>
 void LaunchAttention(const AttentionShape& sh, const float* qkv, const bf16* k, const bf16* v,
                      const int32_t* pos, const int32_t* seq, const int32_t* tables, float* work,
-                     bf16* out, cudaStream_t s) {
+                     int* counters, bf16* out, cudaStream_t s) {
   const dim3 grid(sh.T, sh.nkv, sh.parts);
+  if (sh.kernel == 2 && AttentionV2Supported(HD, sh.nq / sh.nkv)) {
+    switch (sh.nq / sh.nkv) {
+#define LOOM_ATTENTION_V2_CASE(g)                                                               \
+  case g:                                                                                       \
+    if constexpr (g * HD <= kMaxV2GroupDims) {                                                  \
+      AttentionV2Kernel<HD, g>                                                                  \
+          <<<grid, kAttnThreads, 0, s>>>(sh, qkv, k, v, pos, seq, tables, work, counters, out); \
+    }                                                                                           \
+    return;
+      LOOM_ATTENTION_V2_CASE(1)
+      LOOM_ATTENTION_V2_CASE(2)
+      LOOM_ATTENTION_V2_CASE(4)
+      LOOM_ATTENTION_V2_CASE(8)
+      LOOM_ATTENTION_V2_CASE(16)
+#undef LOOM_ATTENTION_V2_CASE
+      default:
+        break;
+    }
+  }
   AttentionKernel<HD><<<grid, kAttnThreads, 0, s>>>(sh, qkv, k, v, pos, seq, tables, work, out);
   if (sh.parts > 1) CombinePartsKernel<<<dim3(sh.T, sh.nq), HD, 0, s>>>(sh, work, out);
 }
@@ -424,25 +663,36 @@ void RopeKvWrite(float* qkv, const float* bias, const float* inv_freq, const int
                                       v_cache);
 }
 
+bool AttentionV2Supported(int hd, int group) {
+  return SupportedHeadDim(hd) &&
+         (group == 1 || group == 2 || group == 4 || group == 8 || group == 16) &&
+         group * hd <= kMaxV2GroupDims;
+}
+
 size_t AttentionWorkFloats(int T, int nq, int hd, int parts) {
   return parts <= 1 ? 0 : static_cast<size_t>(T) * nq * parts * (hd + 2);
 }
 
 void PagedAttention(const AttentionShape& sh, const float* qkv, const bf16* k_cache,
                     const bf16* v_cache, const int32_t* pos, const int32_t* seq,
-                    const int32_t* block_tables, float* work, bf16* out, cudaStream_t s) {
+                    const int32_t* block_tables, float* work, int* counters, bf16* out,
+                    cudaStream_t s) {
   switch (sh.hd) {
     case 16:
-      LaunchAttention<16>(sh, qkv, k_cache, v_cache, pos, seq, block_tables, work, out, s);
+      LaunchAttention<16>(sh, qkv, k_cache, v_cache, pos, seq, block_tables, work, counters, out,
+                          s);
       break;
     case 32:
-      LaunchAttention<32>(sh, qkv, k_cache, v_cache, pos, seq, block_tables, work, out, s);
+      LaunchAttention<32>(sh, qkv, k_cache, v_cache, pos, seq, block_tables, work, counters, out,
+                          s);
       break;
     case 64:
-      LaunchAttention<64>(sh, qkv, k_cache, v_cache, pos, seq, block_tables, work, out, s);
+      LaunchAttention<64>(sh, qkv, k_cache, v_cache, pos, seq, block_tables, work, counters, out,
+                          s);
       break;
     case 128:
-      LaunchAttention<128>(sh, qkv, k_cache, v_cache, pos, seq, block_tables, work, out, s);
+      LaunchAttention<128>(sh, qkv, k_cache, v_cache, pos, seq, block_tables, work, counters, out,
+                           s);
       break;
     default:
       break;  // rejected at load (SupportedHeadDim)

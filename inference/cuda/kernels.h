@@ -56,16 +56,27 @@ void RopeKvWrite(float* qkv, const float* bias, const float* inv_freq, const int
 // keys attended by separate thread blocks (flash-decoding: a batch-1 decode
 // would otherwise run on nkv blocks of a 100+ SM GPU), whose partial softmax
 // sums are then combined; `work` holds AttentionWorkFloats(T, nq, hd, parts).
+// `counters` holds T x nkv ints, zero when it is first used; kernel 2 leaves
+// them zero again.
+//
+// kernel 1 loads one V element per key at a time and combines the parts in a
+// second kernel; kernel 2 (where AttentionV2Supported, else kernel 1 runs) is
+// pipelined (16-byte K and V loads issued in batches, the group size compiled
+// in) and combines the parts inside itself, so parts past a row's context cost
+// nothing and part_len can be fixed.
 struct AttentionShape {
   int T = 0, nq = 0, nkv = 0, hd = 0;
   int width = 0;       // entries per block-table row
   int block_size = 0;  // tokens per KV block
   int parts = 1, part_len = 0;
+  int kernel = 1;  // 1 or 2, see above
 };
 size_t AttentionWorkFloats(int T, int nq, int hd, int parts);
+bool AttentionV2Supported(int hd, int group);
 void PagedAttention(const AttentionShape& shape, const float* qkv, const bf16* k_cache,
                     const bf16* v_cache, const int32_t* pos, const int32_t* seq,
-                    const int32_t* block_tables, float* work, bf16* out, cudaStream_t s);
+                    const int32_t* block_tables, float* work, int* counters, bf16* out,
+                    cudaStream_t s);
 
 // act[t, i] = bf16(silu(gu[t, i]) * gu[t, inter + i]).
 void SiluMul(const float* gu, int T, int inter, bf16* act, cudaStream_t s);

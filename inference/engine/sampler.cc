@@ -11,9 +11,12 @@
 namespace loom::inference {
 
 int32_t Argmax(std::span<const float> logits) {
+  // NaN counts as -inf, as in the CUDA backend's argmax: a NaN met first must not
+  // win over every number after it.
+  const auto value = [&](size_t i) { return std::isnan(logits[i]) ? -INFINITY : logits[i]; };
   int32_t best = 0;
   for (size_t i = 1; i < logits.size(); ++i) {
-    if (logits[i] > logits[best]) best = static_cast<int32_t>(i);
+    if (value(i) > value(best)) best = static_cast<int32_t>(i);
   }
   return best;
 }

@@ -2,10 +2,12 @@
 #include <CLI/CLI.hpp>
 #include <cstdlib>
 
+#include "common/version.h"
 #include "orchestrator/cli/commands.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"loom: file feedback, manage tokens and run Loom's tools"};
+  app.set_version_flag("--version", loom::VersionText("loom"));
   app.require_subcommand(1);
   loom::cli::GlobalOptions global;
   if (const char* s = std::getenv("LOOM_SERVER")) global.server = s;

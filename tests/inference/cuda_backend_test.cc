@@ -96,7 +96,38 @@ const Bf16Fixture& Fixture() {
   return *f;
 }
 
+// The attention kernel under test (CudaBackendOptions::attention_kernel and
+// attention_part_len): the parameterized tests below run once per variant.
+struct AttentionVariant {
+  int kernel = 1;
+  int32_t part_len = 0;
+  const char* name = "v1";
+};
+AttentionVariant g_attention;
+
+CudaBackendOptions WithAttention(CudaBackendOptions o) {
+  o.attention_kernel = g_attention.kernel;
+  o.attention_part_len = g_attention.part_len;
+  return o;
+}
+
+// Kernel 1 and 2 with the parts the backend picks, and each with every context
+// split into parts of 16 keys, so that the tiny model reaches the combine.
+const AttentionVariant kVariants[] = {
+    {1, 0, "v1"}, {2, 0, "v2"}, {1, 16, "v1_parts16"}, {2, 16, "v2_parts16"}};
+
+class CudaBackendTest : public ::testing::TestWithParam<AttentionVariant> {
+ protected:
+  void SetUp() override { g_attention = GetParam(); }
+  void TearDown() override { g_attention = AttentionVariant{}; }
+};
+
+std::string VariantName(const ::testing::TestParamInfo<AttentionVariant>& info) {
+  return info.param.name;
+}
+
 std::unique_ptr<Backend> Cuda(CudaBackendOptions o = {}) {
+  o = WithAttention(o);
   if (o.num_kv_blocks == 0) o.num_kv_blocks = 64;
   auto b = MakeCudaBackend(Fixture().dir(), o);
   EXPECT_TRUE(b.ok()) << b.status().ToString();
@@ -159,7 +190,7 @@ SeqStep Step(std::span<const int32_t> tokens, int32_t start, std::span<const int
   return s;
 }
 
-TEST(CudaBackendTest, PrefillLogitsOfEveryPositionMatchTheCpuBackend) {
+TEST_P(CudaBackendTest, PrefillLogitsOfEveryPositionMatchTheCpuBackend) {
   SKIP_WITHOUT_GPU();
   auto cuda = Cuda();
   auto cpu = Cpu();
@@ -177,7 +208,7 @@ TEST(CudaBackendTest, PrefillLogitsOfEveryPositionMatchTheCpuBackend) {
 // Greedy decoding with the argmax on the GPU against the CPU's, at every token
 // where the CPU's margin says the order is not a bf16 coin toss (both backends
 // are fed the CPU's tokens). At least 8 of the 24 tokens of each case qualify.
-TEST(CudaBackendTest, GreedyTokensWithTheGpuArgmaxMatchTheCpuBackend) {
+TEST_P(CudaBackendTest, GreedyTokensWithTheGpuArgmaxMatchTheCpuBackend) {
   SKIP_WITHOUT_GPU();
   auto cuda = Cuda();
   auto cpu = Cpu();
@@ -213,7 +244,7 @@ TEST(CudaBackendTest, GreedyTokensWithTheGpuArgmaxMatchTheCpuBackend) {
 
 // Sequences of different lengths in one step (prefill next to decodes) give the
 // logits each gets alone; a greedy step next to a sampled one gets its argmax.
-TEST(CudaBackendTest, BatchedStepEqualsEachSequenceAlone) {
+TEST_P(CudaBackendTest, BatchedStepEqualsEachSequenceAlone) {
   SKIP_WITHOUT_GPU();
   auto cuda = Cuda();
   ASSERT_TRUE(cuda);
@@ -239,7 +270,7 @@ TEST(CudaBackendTest, BatchedStepEqualsEachSequenceAlone) {
 
 // Chunked prefill and a copied block (what the prefix cache does) leave the
 // cache as one whole prefill does.
-TEST(CudaBackendTest, ChunkedPrefillAndCopiedBlocksMatchOnePrefill) {
+TEST_P(CudaBackendTest, ChunkedPrefillAndCopiedBlocksMatchOnePrefill) {
   SKIP_WITHOUT_GPU();
   CudaBackendOptions small_blocks;
   small_blocks.block_size = 4;
@@ -271,13 +302,13 @@ TEST(CudaBackendTest, ChunkedPrefillAndCopiedBlocksMatchOnePrefill) {
 
 // Decode steps replayed from CUDA graphs give what eager steps give, and the
 // graphs are used.
-TEST(CudaBackendTest, GraphReplayedDecodeMatchesEagerDecode) {
+TEST_P(CudaBackendTest, GraphReplayedDecodeMatchesEagerDecode) {
   SKIP_WITHOUT_GPU();
   CudaBackendOptions eager_opts;
   eager_opts.cuda_graphs = false;
   CudaBackendOptions graph_opts;
   graph_opts.num_kv_blocks = 64;
-  auto graphs = MakeCudaBackend(Fixture().dir(), graph_opts);
+  auto graphs = MakeCudaBackend(Fixture().dir(), WithAttention(graph_opts));
   ASSERT_TRUE(graphs.ok()) << graphs.status().ToString();
   auto eager = Cuda(eager_opts);
   ASSERT_TRUE(eager);
@@ -305,7 +336,7 @@ TEST(CudaBackendTest, GraphReplayedDecodeMatchesEagerDecode) {
 }
 
 // TP = 1 through NCCL (an all-reduce over one rank) changes no bit.
-TEST(CudaBackendTest, TensorParallelOneThroughNcclIsBitIdentical) {
+TEST(CudaBackendPlainTest, TensorParallelOneThroughNcclIsBitIdentical) {
   SKIP_WITHOUT_GPU();
   CudaBackendOptions with, without;
   with.nccl_at_tp1 = true;
@@ -319,7 +350,7 @@ TEST(CudaBackendTest, TensorParallelOneThroughNcclIsBitIdentical) {
   }
 }
 
-TEST(CudaBackendTest, TensorParallelBeyondTheGpusIsAClearError) {
+TEST(CudaBackendPlainTest, TensorParallelBeyondTheGpusIsAClearError) {
   SKIP_WITHOUT_GPU();
   CudaBackendOptions o;
   o.tp = 2;
@@ -330,7 +361,7 @@ TEST(CudaBackendTest, TensorParallelBeyondTheGpusIsAClearError) {
       << b.status().ToString();
 }
 
-TEST(CudaBackendTest, EngineGreedyGenerationMatchesTheCpuEngine) {
+TEST_P(CudaBackendTest, EngineGreedyGenerationMatchesTheCpuEngine) {
   SKIP_WITHOUT_GPU();
   auto generate = [](std::unique_ptr<Backend> b, const std::vector<int32_t>& prompt) {
     auto e = Engine::Start(std::move(b), EngineOptions{});
@@ -363,6 +394,18 @@ TEST(CudaBackendTest, EngineGreedyGenerationMatchesTheCpuEngine) {
   // which flipped in the bf16 model described at the top.
   const auto& prompt = Prompts()[3];
   EXPECT_EQ(generate(Cuda(), prompt), generate(Cpu(), prompt));
+}
+
+INSTANTIATE_TEST_SUITE_P(Attention, CudaBackendTest, ::testing::ValuesIn(kVariants), VariantName);
+
+TEST(CudaBackendPlainTest, AnAttentionKernelOtherThanOneOrTwoIsAClearError) {
+  SKIP_WITHOUT_GPU();
+  CudaBackendOptions o;
+  o.attention_kernel = 3;
+  auto b = MakeCudaBackend(Fixture().dir(), o);
+  ASSERT_FALSE(b.ok());
+  EXPECT_NE(b.status().message().find("attention_kernel"), std::string::npos)
+      << b.status().ToString();
 }
 
 // --- The real shape -------------------------------------------------------
@@ -410,7 +453,7 @@ std::vector<int32_t> RealPrompt(int c, int length) {
 }
 
 std::unique_ptr<Backend> RealCuda() {
-  CudaBackendOptions o;
+  CudaBackendOptions o = WithAttention({});
   o.num_kv_blocks = 128;
   auto b = MakeCudaBackend(RealModel().dir(), o);
   EXPECT_TRUE(b.ok()) << b.status().ToString();
@@ -433,11 +476,15 @@ bool Decisive(std::span<const float> logits) {
   return sorted[0] - sorted[1] > kRealMargin;
 }
 
+// Kernels 1 and 2 with the parts the backend picks (the real shape's contexts
+// reach them at batch 1).
+class CudaRealShapeTest : public CudaBackendTest {};
+
 // Batch 1: a 200-token prompt (its decode attention split into parts) and a
 // 37-token one, then 16 decode steps replayed from graphs. Logits against the
 // CPU at every step; the GPU's argmax (a second backend that keeps the row on
 // the GPU) against the CPU's where the margin is decisive. Both follow the CPU.
-TEST(CudaRealShapeTest, PrefillAndDecodeAtBatchOneMatchTheCpuBackend) {
+TEST_P(CudaRealShapeTest, PrefillAndDecodeAtBatchOneMatchTheCpuBackend) {
   SKIP_WITHOUT_GPU();
   auto cuda = RealCuda();
   auto greedy = RealCuda();
@@ -477,7 +524,7 @@ TEST(CudaRealShapeTest, PrefillAndDecodeAtBatchOneMatchTheCpuBackend) {
 // Batch 16 (the weight GEMMs for 9-64 rows): 16 prompts of 20-50 tokens
 // prefilled together, then 4 decode steps of all 16, each row's logits against
 // the CPU's for the same batch.
-TEST(CudaRealShapeTest, DecodeAtBatchSixteenMatchesTheCpuBackend) {
+TEST_P(CudaRealShapeTest, DecodeAtBatchSixteenMatchesTheCpuBackend) {
   SKIP_WITHOUT_GPU();
   auto cuda = RealCuda();
   auto cpu = RealCpu();
@@ -509,6 +556,9 @@ TEST(CudaRealShapeTest, DecodeAtBatchSixteenMatchesTheCpuBackend) {
     }
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Attention, CudaRealShapeTest,
+                         ::testing::Values(kVariants[0], kVariants[1]), VariantName);
 
 TEST(NcclCommunicatorTest, OneRankGroupReducesAndGathersOnTheDevice) {
   SKIP_WITHOUT_GPU();

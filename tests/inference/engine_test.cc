@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <condition_variable>
+#include <limits>
 #include <mutex>
 #include <numeric>
 #include <random>
@@ -441,6 +442,15 @@ TEST(EngineTest, ShutdownCancelsWhatIsQueued) {
   }
   Outcome o = c.Wait();
   EXPECT_EQ(o.finish, FinishReason::kCancelled);
+}
+
+// NaN counts as -inf, as in the CUDA argmax: a NaN first must not win.
+TEST(ArgmaxTest, TakesTheLargestLowestIndexAndNeverANaN) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_EQ(Argmax(std::vector<float>{1, 3, 3, 2}), 1);
+  EXPECT_EQ(Argmax(std::vector<float>{nan, -5, 2, nan, 1}), 2);
+  EXPECT_EQ(Argmax(std::vector<float>{-1, nan}), 0);
+  EXPECT_EQ(Argmax(std::vector<float>{nan, nan}), 0);
 }
 
 }  // namespace
