@@ -274,8 +274,14 @@ try {
 
   // A line comment sends it back to the agent.
   const line = 13; // """The arithmetic mean...""" in the branch's calc.py
-  await page.getByRole('button', { name: `Comment on calc.py line ${line}`, exact: true }).click();
-  await page.getByRole('textbox', { name: `Comment on calc.py line ${line}` }).fill('Say how the mean is computed.');
+  // With the keyboard: the comment button takes focus and Enter opens the form,
+  // whose text box takes the focus.
+  await page.getByRole('button', { name: `Comment on calc.py line ${line}`, exact: true }).focus();
+  await page.keyboard.press('Enter');
+  const box = page.getByRole('textbox', { name: `Comment on calc.py line ${line}` });
+  await box.waitFor();
+  check(await box.evaluate((e) => e === document.activeElement), 'a line comment can be started from the keyboard');
+  await page.keyboard.type('Say how the mean is computed.');
   await page.getByRole('button', { name: 'Add line comment' }).click();
   await page.locator('tr.line-comment').waitFor();
   await page.locator('#rc-comment').fill('One small thing on the docstring.');
