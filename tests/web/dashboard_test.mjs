@@ -66,10 +66,10 @@ function loom(...args) {
   return execFileSync(path.join(binDir, 'loom'), args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
 }
 
-function startLoomd(dataDir, settings, logName) {
+function startLoomd(dataDir, settings, logName, listen = '127.0.0.1:0') {
   return new Promise((resolve, reject) => {
     const log = fs.createWriteStream(path.join(artifacts, logName), { flags: 'a' });
-    const args = ['--data-dir', dataDir, '--listen', '127.0.0.1:0'];
+    const args = ['--data-dir', dataDir, '--listen', listen];
     for (const s of settings) args.push('--set', s);
     const p = spawn(path.join(binDir, 'loomd'), args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let seen = '';
@@ -316,6 +316,23 @@ try {
   await shot(page, 'd08-merged.png');
   check((await api(url, engineer, 'GET', `/v1/tasks/${taskId}`)).json.state === 'merged', 'approving merges the task');
   check(execFileSync('git', ['-C', repo, 'show', 'main:calc.py'], { encoding: 'utf8' }).includes('(sum / count)'), 'with the second turn\'s change on main');
+
+  // The live page across a restart of loomd: the browser reconnects with
+  // Last-Event-ID and gets the events written meanwhile, each once.
+  await page.goto(`${url}/#/task/${taskId}`);
+  await page.locator('.pill.live.on').waitFor();
+  const lastSeq = await page.locator('.transcript .event[data-seq]').last().evaluate((e) => Number(e.dataset.seq));
+  loomd.kill('SIGTERM');
+  await loomd.stopped;
+  await page.locator('.pill.live:not(.on)').waitFor();
+  sql(path.join(dataDir, 'loom.db'), `
+for i in (1, 2):
+    db.execute("INSERT INTO events(task_id, seq, type, data, created_at) VALUES(?,?,?,?,?)", (int(args[0]), int(args[1]) + i, 'note', '{"text": "written while the page was away %d"}' % i, int(time.time()*1000)))`, String(taskId), String(lastSeq));
+  loomd = (await startLoomd(dataDir, ['agents=1', `llm.url=${model.url}`, 'llm.retries=1', 'feedback.rate_per_minute=0'], 'loomd.log', url.replace('http://', ''))).proc;
+  await page.locator('.transcript .event', { hasText: 'written while the page was away 2' }).waitFor({ timeout: 20000 });
+  await page.locator('.pill.live.on').waitFor();
+  const resumed = await page.locator('.transcript .event[data-seq]').evaluateAll((els) => els.map((e) => Number(e.dataset.seq)));
+  check(resumed.slice(-3).join(',') === [lastSeq, lastSeq + 1, lastSeq + 2].join(',') && new Set(resumed).size === resumed.length, 'after a restart the page resumes after Last-Event-ID: nothing missed, nothing twice', resumed.slice(-5));
 
   // The markup in the title and the model's reply is text; nothing ran.
   await page.goto(`${url}/#/task/${taskId}`);
