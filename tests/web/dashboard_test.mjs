@@ -202,7 +202,7 @@ try {
   const dialogs = [];
   const pageErrors = [];
   const cspViolations = [];
-  page.on('dialog', (d) => { dialogs.push(d.message()); d.accept(); });
+  page.on('dialog', (d) => { dialogs.push({ type: d.type(), message: d.message() }); d.accept(); });
   page.on('pageerror', (e) => pageErrors.push(String(e)));
   page.on('console', (m) => { if (/Content Security Policy/i.test(m.text())) cspViolations.push(m.text()); });
 
@@ -334,6 +334,27 @@ for i in (1, 2):
   const resumed = await page.locator('.transcript .event[data-seq]').evaluateAll((els) => els.map((e) => Number(e.dataset.seq)));
   check(resumed.slice(-3).join(',') === [lastSeq, lastSeq + 1, lastSeq + 2].join(',') && new Set(resumed).size === resumed.length, 'after a restart the page resumes after Last-Event-ID: nothing missed, nothing twice', resumed.slice(-5));
 
+  // Stop and retry from the task page.
+  const fb2 = await api(url, reporter, 'POST', '/v1/feedback', { kind: 'bug', title: 'median() of no values crashes', body: 'median([]) raises instead of saying why.', repo: 'calc' });
+  const second = await waitFor('the second task', async () => (await api(url, engineer, 'GET', `/v1/feedback/${fb2.json.id}`)).json.task_id);
+  await page.goto(`${url}/#/task/${second}`);
+  await page.getByRole('button', { name: 'Stop' }).click();
+  await page.locator('.task-head .state-cancelled').waitFor();
+  check(dialogs.some((d) => d.type === 'confirm' && /Stop this task/.test(d.message)), 'Stop asks first, then cancels the task');
+  // While the slot is still stopping, loomd answers 409 "retry it in a moment",
+  // which the page shows; a person clicks again.
+  await waitFor('the retry', async () => {
+    await page.getByRole('button', { name: 'Retry' }).click();
+    await page.locator('.status-line .error, .status-line:text("Queued again.")').first().waitFor();
+    if (await page.getByText('Queued again.').isVisible()) return true;
+    check(/retry it in a moment/.test(await page.locator('.status-line .error').textContent()), 'a retry too early shows loomd\'s reason');
+    await page.waitForTimeout(300);
+    return false;
+  }, 20000);
+  check((await api(url, engineer, 'GET', `/v1/tasks/${second}`)).json.state !== 'cancelled', 'Retry queues it again');
+  await page.getByRole('button', { name: 'Stop' }).click();
+  await page.locator('.task-head .state-cancelled').waitFor();
+
   // The markup in the title and the model's reply is text; nothing ran.
   await page.goto(`${url}/#/task/${taskId}`);
   await page.locator('.transcript .msg.assistant').first().waitFor();
@@ -350,7 +371,7 @@ for i in (1, 2):
   await page.getByLabel('Kind').selectOption('bug');
   await page.locator(`.feedback-list li[data-id="${fb.json.id}"]`).waitFor();
   check(/kind=bug/.test(page.url()), 'the feedback inbox filters by kind (and repo and status) in its address');
-  check(await page.locator('main img, main script').count() === 0 && await page.evaluate(() => window.__pwned) === undefined && dialogs.length === 0, 'nothing executed', { dialogs });
+  check(await page.locator('main img, main script').count() === 0 && await page.evaluate(() => window.__pwned) === undefined && dialogs.every((d) => d.type === 'confirm'), 'nothing executed', { dialogs });
 
   // An escalation answered with a secret.
   sql(path.join(dataDir, 'loom.db'), `db.execute("INSERT INTO escalations(task_id, kind, summary, secret_name, raised_by, created_at) VALUES(NULL, 'api_key', ?, 'RATES_API_KEY', 'orchestrator', ?)", (args[0], int(time.time()*1000)))`, `The exchange-rate service needs an API key ${XSS}`);
