@@ -651,7 +651,12 @@ void OrchestratorApi::Fleet(HttpRequest&, std::shared_ptr<HttpExchange>& ex) {
     // A probe of the OpenAI-compatible endpoint: any answer of /models within 2 s.
     HttpClient client;
     auto started = std::chrono::steady_clock::now();
-    auto r = client.Call("GET", dashboard_.llm_url + "/models", "", {}, std::chrono::seconds(2));
+    std::vector<std::pair<std::string, std::string>> headers;
+    if (!dashboard_.llm_api_key.empty()) {
+      headers.emplace_back("Authorization", "Bearer " + dashboard_.llm_api_key);
+    }
+    auto r =
+        client.Call("GET", dashboard_.llm_url + "/models", "", headers, std::chrono::seconds(2));
     model["latency_ms"] = std::chrono::duration_cast<std::chrono::milliseconds>(
                               std::chrono::steady_clock::now() - started)
                               .count();

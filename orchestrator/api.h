@@ -74,6 +74,7 @@ struct DashboardOptions {
   double usd_per_gpu_hour = 0;
   int agent_slots = 0;
   std::string llm_url, llm_model;   // probed by GET /v1/fleet (its /models)
+  std::string llm_api_key;          // sent with the probe when set
   std::string sandbox;              // "bubblewrap", or why there is none
   std::function<int()> busy_slots;  // may be empty
 };

@@ -328,6 +328,7 @@ class DaemonImpl : public Daemon {
     dashboard.agent_slots = static_cast<int>(config.GetInt("agents"));
     dashboard.llm_url = config.GetString("llm.url");
     dashboard.llm_model = config.GetString("llm.model");
+    dashboard.llm_api_key = config.GetString("llm.api_key");
     dashboard.sandbox = executor_ ? "bubblewrap" : "none (agents = 0)";
     dashboard.busy_slots = [this] { return scheduler_ ? scheduler_->busy_slots() : 0; };
     orchestrator_api_->SetDashboardOptions(std::move(dashboard));

@@ -4,10 +4,11 @@
 let session = null;
 
 export class ApiError extends Error {
-  constructor(status, message, field) {
+  constructor(status, message, field, body) {
     super(message);
     this.status = status;
     this.field = field;
+    this.body = body;
   }
 }
 
@@ -39,7 +40,7 @@ export async function api(method, path, body) {
       session = null;
       window.dispatchEvent(new CustomEvent('loom-signed-out'));
     }
-    throw new ApiError(r.status, err.message || `loomd answered ${r.status}`, err.field);
+    throw new ApiError(r.status, err.message || `loomd answered ${r.status}`, err.field, json);
   }
   return json;
 }

@@ -88,7 +88,11 @@ export async function reviewPage(main, id) {
       const r = await api('POST', `/v1/reviews/${id}/${what}`, body);
       after(r);
     } catch (e) {
-      status.replaceChildren(errorBox(e));
+      // A merge that conflicts with the target's new commits is a 409 that sent
+      // the task back to the agent (docs/api.md).
+      const paths = e.body && Array.isArray(e.body.conflicting_paths) ? e.body.conflicting_paths : null;
+      if (e.status === 409 && paths) done(`The merge conflicts with newer commits in ${paths.join(', ')}: the task went back to the agent to redo its change.`);
+      else status.replaceChildren(errorBox(e));
     }
   };
   const comment = h('textarea', { id: 'rc-comment', rows: 3, placeholder: 'What should the agent change?' });
@@ -103,7 +107,7 @@ export async function reviewPage(main, id) {
             if (r.merged) done(`Merged (${r.merge}) as ${String(r.commit || '').slice(0, 12)}.`);
             else if (r.approved) {
               status.replaceChildren(h('p', { class: 'ok', text: r.message || 'Approved.' }));
-            } else done('The merge conflicted: the task went back to the agent.');
+            } else done('Done.');
           }) }),
         h('button', { type: 'button', text: 'Merge an approved branch',
           onclick: () => decide('merge', {}, (r) => done(`Merged (${r.merge}).`)) }))),
