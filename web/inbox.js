@@ -64,6 +64,8 @@ export async function feedbackPage(main, query) {
     h('p', { class: 'muted', text: `#${item.id} · ${item.repo || 'no repository'} · ${fmtTime(item.created_at)}${item.reporter ? ' · ' + item.reporter : ''}` }),
     h('details', {}, h('summary', { text: 'details' }),
       h('p', { class: 'body', text: item.body }),
+      item.url || item.app_version ? h('p', { class: 'muted', text: [item.url, item.app_version && `version ${item.app_version}`].filter(Boolean).join(' · ') }) : null,
+      item.logs ? h('pre', { class: 'output', text: item.logs }) : null,
       item.stack_trace ? h('pre', { class: 'output', text: item.stack_trace }) : null,
       item.resolution ? h('p', { class: 'resolution', text: item.resolution }) : null),
     dups.length ? h('details', { class: 'dups' }, h('summary', { text: `${dups.length} duplicate${dups.length === 1 ? '' : 's'}` }),
