@@ -4,9 +4,11 @@
 
 #include <CLI/CLI.hpp>
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <iostream>
 #include <thread>
+#include <vector>
 
 #include "common/log.h"
 #include "common/version.h"
@@ -65,7 +67,26 @@ int main(int argc, char** argv) {
   app.add_option("--chat-format", chat_format, "auto | chatml | llama3");
   app.add_option("--served-model-name", name, "Model name in the API (default: the directory)");
   app.add_option("--io-threads", io_threads, "HTTP I/O threads");
-  CLI11_PARSE(app, argc, argv);
+  // As loomd: defaults < the --config file < LOOM_INFER_* variables < flags. The
+  // variable of --served-model-name is LOOM_INFER_SERVED_MODEL_NAME; the file's keys
+  // are the flags' names: `port = 8001`, `served-model-name = "coder"`. CLI11 lets a
+  // config file beat its own variables, so each variable becomes a flag put before
+  // the command line's, and the last of a repeated flag wins.
+  app.set_config("--config", "", "A TOML file of these options (port = 8001, model = \"/m\")");
+  app.footer("Every flag can also be given as LOOM_INFER_<FLAG> (LOOM_INFER_PORT=8001)");
+  std::vector<std::string> args = {argv[0]};
+  for (CLI::Option* o : app.get_options()) {
+    o->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+    const std::string flag = o->get_name(false, true);  // "--port"
+    if (flag.rfind("--", 0) != 0 || flag == "--help" || flag == "--version") continue;
+    std::string env = "LOOM_INFER_" + flag.substr(2);
+    for (char& c : env) c = c == '-' ? '_' : static_cast<char>(std::toupper(c));
+    if (const char* v = std::getenv(env.c_str())) args.insert(args.end(), {flag, v});
+  }
+  args.insert(args.end(), argv + 1, argv + argc);
+  std::vector<char*> arg_ptrs;
+  for (std::string& a : args) arg_ptrs.push_back(a.data());
+  CLI11_PARSE(app, static_cast<int>(arg_ptrs.size()), arg_ptrs.data());
 
 #ifdef LOOM_WITH_CUDA
   if (device != "cpu" && device != "cuda") {

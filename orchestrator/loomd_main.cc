@@ -2,6 +2,7 @@
 // (SIGHUP reloads the repository policies).
 #include <signal.h>
 #include <sys/stat.h>
+#include <systemd/sd-daemon.h>
 
 #include <CLI/CLI.hpp>
 #include <iostream>
@@ -72,17 +73,40 @@ int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
 
   auto daemon = loom::Daemon::Start(config);
-  if (!daemon.ok()) return fail(daemon.status());
+  if (!daemon.ok()) {
+    sd_notifyf(0, "STATUS=failed to start: %s", daemon.status().message().c_str());
+    return fail(daemon.status());
+  }
+  // systemd (Type=notify): ready once the API listens; with WatchdogSec=, a
+  // keep-alive at half the interval from this loop, so a wedged main thread is
+  // restarted. Without NOTIFY_SOCKET these calls do nothing.
+  sd_notifyf(0, "READY=1\nSTATUS=serving on %s", config.GetString("listen").c_str());
+  uint64_t watchdog_usec = 0;
+  const bool watchdog = sd_watchdog_enabled(0, &watchdog_usec) > 0 && watchdog_usec > 0;
   int sig = 0;
   for (;;) {
-    sigwait(&signals, &sig);
+    if (watchdog) {
+      const uint64_t half = watchdog_usec / 2;
+      const timespec wait{static_cast<time_t>(half / 1000000),
+                          static_cast<long>(half % 1000000) * 1000};
+      sig = sigtimedwait(&signals, nullptr, &wait);
+      if (sig < 0) {
+        sd_notify(0, "WATCHDOG=1");
+        continue;
+      }
+    } else {
+      sigwait(&signals, &sig);
+    }
     if (sig != SIGHUP) break;
     LOOM_LOG(kInfo) << "received SIGHUP, reloading the repository policies";
+    sd_notify(0, "RELOADING=1");
     if (auto s = (*daemon)->ReloadPolicies(); !s.ok()) {
       LOOM_LOG(kError) << "the policies were not reloaded, the old ones stay: " << s.message();
     }
+    sd_notify(0, "READY=1");
   }
   LOOM_LOG(kInfo) << "received " << (sig == SIGTERM ? "SIGTERM" : "SIGINT") << ", draining";
+  sd_notify(0, "STOPPING=1\nSTATUS=draining");
   (*daemon)->Stop(std::chrono::milliseconds(config.GetInt("http.drain_ms")));
   LOOM_LOG(kInfo) << "loomd stopped";
   return 0;

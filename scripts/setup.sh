@@ -29,6 +29,7 @@ packages=(
   build-essential cmake ninja-build pkg-config git ccache
   libboost-dev nlohmann-json3-dev libcli11-dev libtomlplusplus-dev
   libsqlite3-dev libgit2-dev libssh2-1-dev libcurl4-openssl-dev libssl-dev libseccomp-dev
+  libsystemd-dev
   libgtest-dev libgmock-dev
   bubblewrap unicode-data python3 curl procps
 )
@@ -37,6 +38,8 @@ if [ "$mode" = tests ]; then
   # lighttpd, openssh-server: the real git servers on loopback that
   # tests/repos/remote_server_test.cc starts (tests/support/git_server.h).
   packages+=(wrk clang lighttpd openssh-server)
+  # systemd: systemd-analyze checks the units in packaging/ (package_test.sh).
+  packages+=(systemd)
   # chromium: the browser the widget's tests drive (tests/web/), with Node.js and
   # npm from Debian unless some node and npm are there already (a nodejs package
   # from elsewhere brings its own npm, which Debian's would fight).

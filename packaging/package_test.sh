@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# The packages, built and checked for real (ctest Packaging.*):
+#   package_test.sh SOURCE_DIR BUILD_DIR
+# 1. cpack builds loom and loom-infer .debs from BUILD_DIR into a temp dir; their
+#    contents, dependencies (Debian names), conffile and maintainer scripts are checked.
+# 2. The systemd units pass `systemd-analyze verify` (pointed at this build's
+#    binaries), and `systemd-analyze security --offline` scores loomd.service.
+# 3. As root (CI): dpkg -i both, the users exist, the installed programs run,
+#    the installed units verify; dpkg -r removes the programs and keeps the
+#    conffile; dpkg --purge removes it. Whatever happens, the packages are purged.
+set -euo pipefail
+src=$1
+build=$2
+work=$(mktemp -d)
+installed=0
+cleanup() {
+  if [ "$installed" = 1 ]; then dpkg --purge loom loom-infer >/dev/null 2>&1 || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+echo "== cpack"
+(cd "$build" && cpack -G DEB -B "$work/pkg" >"$work/cpack.log" 2>&1) || { cat "$work/cpack.log"; fail "cpack"; }
+loom_deb=$(ls "$work"/pkg/loom_*.deb)
+infer_deb=$(ls "$work"/pkg/loom-infer_*.deb)
+
+echo "== contents"
+dpkg-deb -c "$loom_deb" >"$work/loom.list"
+dpkg-deb -c "$infer_deb" >"$work/infer.list"
+for f in ./usr/bin/loomd ./usr/bin/loom ./usr/lib/systemd/system/loomd.service \
+         ./etc/loom/loom.toml ./usr/share/loom/policies/default.toml ./usr/share/doc/loom/operator-guide.md; do
+  grep -q " $f\$" "$work/loom.list" || fail "loom package lacks $f"
+done
+for f in ./usr/bin/loom-infer "./usr/lib/systemd/system/loom-infer@.service"; do
+  grep -q " $f\$" "$work/infer.list" || fail "loom-infer package lacks $f"
+done
+grep -q "loom-infer" "$work/loom.list" && fail "loom package carries loom-infer"
+grep -q "loomd" "$work/infer.list" && fail "loom-infer package carries loomd"
+outside=$(cat "$work/loom.list" "$work/infer.list" | grep -v -E ' \./((usr|etc)/.*)?$' || true)
+[ -z "$outside" ] || fail "files outside /usr and /etc: $outside"
+depends=$(dpkg-deb -f "$loom_deb" Depends)
+echo "loom Depends: $depends"
+for d in libgit2 libsqlite3 libcurl bubblewrap libsystemd; do
+  [[ $depends == *"$d"* ]] || fail "loom does not depend on $d"
+done
+dpkg-deb -e "$loom_deb" "$work/control"
+grep -q -x /etc/loom/loom.toml "$work/control/conffiles" || fail "loom.toml is not a conffile"
+[ -x "$work/control/postinst" ] || fail "no postinst"
+
+echo "== systemd-analyze verify (this build's binaries)"
+mkdir -p "$work/units"
+sed "s|/usr/bin/loomd|$build/bin/loomd|" "$src/packaging/systemd/loomd.service" >"$work/units/loomd.service"
+sed -e "s|/usr/bin/loom-infer|$build/bin/loom-infer|" -e "s|EnvironmentFile=.*|EnvironmentFile=-$work/none.env|" \
+  "$src/packaging/systemd/loom-infer@.service" >"$work/units/loom-infer@.service"
+cp "$work/units/loom-infer@.service" "$work/units/loom-infer@test.service"
+(cd "$work/units" && systemd-analyze verify loomd.service loom-infer@test.service) 2>&1 |
+  tee "$work/verify.log"
+grep -v -E 'is not safe|Special user' "$work/verify.log" | grep -q . && fail "systemd-analyze verify complained"
+
+echo "== systemd-analyze security"
+systemd-analyze security --offline=true "$work/units/loomd.service" >"$work/security.log" 2>&1 || true
+score=$(grep -o 'Overall exposure level for loomd.service: [0-9.]*' "$work/security.log" | awk '{print $NF}')
+echo "loomd.service exposure: ${score:-?} (docs/operator-guide.md records it)"
+[ -n "$score" ] || { cat "$work/security.log"; fail "no score"; }
+awk -v s="$score" 'BEGIN { exit !(s <= 5.0) }' || fail "loomd.service exposure $score is above 5.0"
+
+if [ "$(id -u)" != 0 ]; then
+  echo "== not root: dpkg -i/-r skipped (CI runs them as root)"
+  exit 0
+fi
+if dpkg-query -W -f='${Status}' loom 2>/dev/null | grep -q installed; then
+  echo "== a loom package is installed on this machine already: dpkg -i/-r skipped"
+  exit 0
+fi
+
+echo "== dpkg -i"
+installed=1
+apt-get install -y --no-install-recommends "$loom_deb" "$infer_deb" >"$work/install.log" 2>&1 ||
+  dpkg -i "$loom_deb" "$infer_deb" >>"$work/install.log" 2>&1 || { cat "$work/install.log"; fail "install"; }
+getent passwd loom >/dev/null || fail "no loom user"
+getent passwd loom-infer >/dev/null || fail "no loom-infer user"
+/usr/bin/loomd --version | grep -q '^loomd ' || fail "installed loomd --version"
+/usr/bin/loom --version | grep -q '^loom ' || fail "installed loom --version"
+/usr/bin/loom-infer --version | grep -q '^loom-infer ' || fail "installed loom-infer --version"
+cp /usr/lib/systemd/system/loom-infer@.service "$work/loom-infer@x.service"
+sed -i "s|EnvironmentFile=.*|EnvironmentFile=-$work/none.env|" "$work/loom-infer@x.service"
+systemd-analyze verify /usr/lib/systemd/system/loomd.service "$work/loom-infer@x.service" 2>&1 |
+  tee "$work/verify2.log"
+grep -v -E 'is not safe|Special user' "$work/verify2.log" | grep -q . && fail "installed units do not verify"
+
+echo "== dpkg -r, --purge"
+dpkg -r loom loom-infer >"$work/remove.log" 2>&1 || { cat "$work/remove.log"; fail "remove"; }
+[ ! -e /usr/bin/loomd ] && [ ! -e /usr/bin/loom-infer ] || fail "programs left after dpkg -r"
+[ -e /etc/loom/loom.toml ] || fail "dpkg -r removed the conffile"
+dpkg --purge loom loom-infer >"$work/purge.log" 2>&1 || { cat "$work/purge.log"; fail "purge"; }
+[ ! -e /etc/loom/loom.toml ] || fail "dpkg --purge kept the conffile"
+installed=0
+echo "PASS"
