@@ -1,5 +1,7 @@
 #include "common/auth.h"
 
+#include <strings.h>
+
 #include <algorithm>
 #include <cctype>
 
@@ -30,6 +32,17 @@ const std::vector<Migration>& TokenMigrations() {
           PRIMARY KEY(token_id, origin)
         ) WITHOUT ROWID;
         CREATE INDEX token_origins_by_origin ON token_origins(origin);
+      )sql"},
+      {13, R"sql(
+        -- The dashboard's sign-in sessions: a token exchanged for a cookie.
+        CREATE TABLE sessions(
+          id INTEGER PRIMARY KEY,
+          hash TEXT NOT NULL UNIQUE,           -- sha256 of the cookie's value; never the value
+          token_id INTEGER NOT NULL REFERENCES tokens(id),
+          created_at INTEGER NOT NULL,
+          expires_at INTEGER NOT NULL          -- ms since the epoch
+        );
+        CREATE INDEX sessions_by_expiry ON sessions(expires_at);
       )sql"},
   };
   return kMigrations;
@@ -295,17 +308,125 @@ Result<TokenInfo> TokenStore::Revoke(int64_t id) {
   return GetLocked(id);
 }
 
+std::string_view CookieValue(const HttpRequest& request, std::string_view name) {
+  for (const auto& [key, value] : request.headers) {
+    if (key.size() != 6 || strncasecmp(key.c_str(), "cookie", 6) != 0) continue;
+    std::string_view rest = value;
+    while (!rest.empty()) {
+      size_t semi = rest.find(';');
+      std::string_view pair = rest.substr(0, semi);
+      while (!pair.empty() && pair.front() == ' ') pair.remove_prefix(1);
+      if (pair.size() > name.size() && pair.substr(0, name.size()) == name &&
+          pair[name.size()] == '=') {
+        return pair.substr(name.size() + 1);
+      }
+      if (semi == std::string_view::npos) break;
+      rest.remove_prefix(semi + 1);
+    }
+  }
+  return {};
+}
+
+std::string TokenStore::CsrfFor(std::string_view id) {
+  return Sha256Hex("loom-csrf:" + std::string(id));
+}
+
+Result<Principal> TokenStore::PrincipalLocked(int64_t id) {
+  LOOM_ASSIGN_OR_RETURN(TokenInfo t, GetLocked(id));
+  if (t.revoked_at_ms) return Status::Unauthenticated("the session's token was revoked");
+  if (t.expires_at_ms && clock_->NowMs() >= *t.expires_at_ms) {
+    return Status::Unauthenticated("the session's token has expired: ask an admin for a new one");
+  }
+  Principal p;
+  p.token_id = t.id;
+  p.role = t.role;
+  p.name = t.name;
+  p.expires_at_ms = t.expires_at_ms;
+  p.origins = t.origins;
+  return p;
+}
+
+Result<SessionGrant> TokenStore::CreateSession(std::string_view token, int64_t lifetime_ms) {
+  LOOM_ASSIGN_OR_RETURN(Principal p, Lookup(token));
+  LOOM_ASSIGN_OR_RETURN(std::string id, RandomHex(32));
+  int64_t now = clock_->NowMs();
+  int64_t expires = now + std::max<int64_t>(lifetime_ms, 1);
+  if (p.expires_at_ms) expires = std::min(expires, *p.expires_at_ms);
+  MutexLock lock(&mu_);
+  LOOM_ASSIGN_OR_RETURN(Statement * purge,
+                        db_->Prepare("DELETE FROM sessions WHERE expires_at<=?"));
+  LOOM_RETURN_IF_ERROR(purge->BindAll(now).Run());
+  LOOM_ASSIGN_OR_RETURN(
+      Statement * ins,
+      db_->Prepare("INSERT INTO sessions(hash, token_id, created_at, expires_at) VALUES(?,?,?,?)"));
+  LOOM_RETURN_IF_ERROR(ins->BindAll(Sha256Hex(id), p.token_id, now, expires).Run());
+  return SessionGrant{id, CsrfFor(id), std::move(p), expires};
+}
+
+Result<SessionGrant> TokenStore::LookupSession(std::string_view id) {
+  int64_t now = clock_->NowMs();
+  MutexLock lock(&mu_);
+  struct Row {
+    int64_t token_id, expires_at;
+  };
+  LOOM_ASSIGN_OR_RETURN(std::optional<Row> row,
+                        db_->QueryOptional(
+                            "SELECT token_id, expires_at FROM sessions WHERE hash=?",
+                            [](const Statement& r) {
+                              return Row{r.Int(0), r.Int(1)};
+                            },
+                            Sha256Hex(id)));
+  if (!row) return Status::Unauthenticated("unknown session: sign in again");
+  if (now >= row->expires_at)
+    return Status::Unauthenticated("the session has expired: sign in again");
+  LOOM_ASSIGN_OR_RETURN(Principal p, PrincipalLocked(row->token_id));
+  return SessionGrant{std::string(id), CsrfFor(id), std::move(p), row->expires_at};
+}
+
+Status TokenStore::EndSession(std::string_view id) {
+  MutexLock lock(&mu_);
+  LOOM_ASSIGN_OR_RETURN(Statement * del, db_->Prepare("DELETE FROM sessions WHERE hash=?"));
+  return del->BindAll(Sha256Hex(id)).Run();
+}
+
+namespace {
+bool ChangesState(std::string_view method) {
+  return method != "GET" && method != "HEAD" && method != "OPTIONS";
+}
+
+// Constant-time comparison of two secrets of public length.
+bool SameSecret(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  unsigned char diff = 0;
+  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+  return diff == 0;
+}
+}  // namespace
+
 Result<Principal> TokenStore::Authenticate(const HttpRequest& request) {
   std::string_view h = request.Header("Authorization");
+  Principal p;
   if (h.empty()) {
-    return Status::Unauthenticated(
-        "missing Authorization header: send 'Authorization: Bearer <token>'");
+    std::string_view session = CookieValue(request, kSessionCookie);
+    if (session.empty()) {
+      return Status::Unauthenticated(
+          "missing Authorization header: send 'Authorization: Bearer <token>' (or sign in to the "
+          "dashboard)");
+    }
+    LOOM_ASSIGN_OR_RETURN(SessionGrant grant, LookupSession(session));
+    if (ChangesState(request.method) && !SameSecret(request.Header(kCsrfHeader), grant.csrf)) {
+      return Status::PermissionDenied(
+          "a request made with the session cookie that changes something must carry the "
+          "session's CSRF token in the X-Loom-CSRF header");
+    }
+    p = std::move(grant.principal);
+  } else {
+    constexpr std::string_view kBearer = "Bearer ";
+    if (h.size() <= kBearer.size() || h.substr(0, kBearer.size()) != kBearer) {
+      return Status::Unauthenticated("the Authorization header must be 'Bearer <token>'");
+    }
+    LOOM_ASSIGN_OR_RETURN(p, Lookup(h.substr(kBearer.size())));
   }
-  constexpr std::string_view kBearer = "Bearer ";
-  if (h.size() <= kBearer.size() || h.substr(0, kBearer.size()) != kBearer) {
-    return Status::Unauthenticated("the Authorization header must be 'Bearer <token>'");
-  }
-  LOOM_ASSIGN_OR_RETURN(Principal p, Lookup(h.substr(kBearer.size())));
   if (std::optional<std::string> origin = CrossOrigin(request)) {
     auto normal = NormalizeOrigin(*origin);
     if (!normal.ok() || !std::binary_search(p.origins.begin(), p.origins.end(), *normal)) {

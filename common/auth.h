@@ -13,6 +13,17 @@
 // nor loomd's own host) is refused with PermissionDenied, whatever the route: a
 // token copied out of one app's page works in no other site's. Requests without
 // an Origin header (the CLI, curl, an app's server) are not browsers' and pass.
+//
+// Sessions (the dashboard's sign-in, docs/dashboard.md): a token is exchanged
+// once for a random session id, sent back by the browser as the httpOnly
+// cookie `loom_session`. Only its SHA-256 is stored (the sessions table), with
+// its token and an expiry; a request with the cookie acts with the token's role
+// for as long as both the session and the token are usable (revoking the token
+// ends its sessions). A cookie request that changes state (any method but GET,
+// HEAD and OPTIONS) must also carry the session's CSRF token in `X-Loom-CSRF`
+// (SHA-256 of "loom-csrf:" + the session id: a page of another site can neither
+// read the cookie nor compute it); without it the request is refused (403).
+// Requests with a bearer token are unaffected.
 #pragma once
 
 #include <cstdint>
@@ -45,6 +56,22 @@ struct Principal {
   // True when the role is at least `min`: admin > engineer > reporter.
   bool AtLeast(Role min) const { return static_cast<int>(role) >= static_cast<int>(min); }
 };
+
+// The cookie and header of a browser session.
+inline constexpr std::string_view kSessionCookie = "loom_session";
+inline constexpr std::string_view kCsrfHeader = "X-Loom-CSRF";
+
+// A session as its holder sees it: `id` is the cookie's value (shown once, at
+// creation, and never stored), `csrf` what X-Loom-CSRF must carry.
+struct SessionGrant {
+  std::string id;
+  std::string csrf;
+  Principal principal;
+  int64_t expires_at_ms = 0;
+};
+
+// The value of cookie `name` in the request's Cookie header(s); empty if none.
+std::string_view CookieValue(const HttpRequest& request, std::string_view name);
 
 // What an admin sees of a token (never the token itself).
 struct TokenInfo {
@@ -86,10 +113,23 @@ class TokenStore {
   Result<bool> HasAdmin();
   // Unauthenticated when the token is unknown, revoked or expired.
   Result<Principal> Lookup(std::string_view token);
-  // Reads "Authorization: Bearer <token>": Unauthenticated when it is missing
-  // or not usable; PermissionDenied when a browser sent it from an origin the
-  // token does not allow (CrossOrigin).
+  // Reads "Authorization: Bearer <token>", or without it the session cookie:
+  // Unauthenticated when neither is there or usable; PermissionDenied when a
+  // browser sent it from an origin the token does not allow (CrossOrigin), and
+  // for a cookie request that changes state without the session's CSRF token.
   Result<Principal> Authenticate(const HttpRequest& request);
+
+  // Exchanges `token` for a session that lasts `lifetime_ms` (never past the
+  // token's own expiry). Unauthenticated for an unusable token. Expired sessions
+  // are deleted on the way.
+  Result<SessionGrant> CreateSession(std::string_view token, int64_t lifetime_ms);
+  // The session with cookie value `id`: Unauthenticated when it is unknown,
+  // expired or its token no longer usable.
+  Result<SessionGrant> LookupSession(std::string_view id);
+  // Ends the session (sign-out); ending an unknown one changes nothing.
+  Status EndSession(std::string_view id);
+  // The CSRF token of session `id`.
+  static std::string CsrfFor(std::string_view id);
   // True when some usable token allows `origin` (a CORS preflight, which carries
   // no token, is answered for such an origin only).
   Result<bool> AnyTokenAllows(std::string_view origin);
@@ -112,6 +152,8 @@ class TokenStore {
   };
   TokenStore(std::unique_ptr<Db> db, const Clock* clock) : db_(std::move(db)), clock_(clock) {}
   Result<TokenInfo> GetLocked(int64_t id) REQUIRES(mu_);
+  // The principal of token `id` if it is neither revoked nor expired.
+  Result<Principal> PrincipalLocked(int64_t id) REQUIRES(mu_);
   Result<std::vector<std::string>> OriginsLocked(int64_t id) REQUIRES(mu_);
   Status WriteOriginsLocked(int64_t id, const std::vector<std::string>& origins) REQUIRES(mu_);
 

@@ -10,6 +10,7 @@
 #include "common/json_reader.h"
 #include "common/log.h"
 #include "common/paging.h"
+#include "orchestrator/http_client.h"
 #include "orchestrator/repo_policy.h"
 #include "orchestrator/review_comments.h"
 #include "repos/workspace.h"
@@ -74,9 +75,12 @@ OrchestratorApi::OrchestratorApi(const OrchestratorStores& stores, TaskLifecycle
       policies_(policies),
       secrets_(secrets),
       on_requeue_(std::move(on_requeue)),
+      streams_(std::make_unique<TaskEventStreams>(store_, TaskEventStreams::Options{})),
       pool_(std::make_unique<BlockingPool>(std::max(1, blocking_threads))) {}
 
 OrchestratorApi::~OrchestratorApi() = default;
+
+void OrchestratorApi::CloseStreams() { streams_->Close(); }
 
 // Every route reads or writes SQLite behind a store's lock, and some run libgit2
 // diffs and merges or read whole event logs: all of it runs on the blocking pool,
@@ -106,6 +110,7 @@ void OrchestratorApi::Register(Router& router) {
   Add(router, "GET", "/v1/tasks", Role::kEngineer, &OrchestratorApi::ListTasks);
   Add(router, "GET", "/v1/tasks/{id}", Role::kEngineer, &OrchestratorApi::ShowTask);
   Add(router, "GET", "/v1/tasks/{id}/events", Role::kEngineer, &OrchestratorApi::TaskEvents);
+  Add(router, "GET", "/v1/tasks/{id}/stream", Role::kEngineer, &OrchestratorApi::TaskStream);
   Add(router, "GET", "/v1/tasks/{id}/diff", Role::kEngineer, &OrchestratorApi::TaskDiff);
   Add(router, "POST", "/v1/tasks/{id}/cancel", Role::kEngineer, &OrchestratorApi::CancelTask);
   Add(router, "POST", "/v1/tasks/{id}/retry", Role::kEngineer, &OrchestratorApi::RetryTask);
@@ -116,6 +121,7 @@ void OrchestratorApi::Register(Router& router) {
   Add(router, "POST", "/v1/reviews/{id}/request-changes", Role::kEngineer,
       &OrchestratorApi::RequestChanges);
   Add(router, "POST", "/v1/reviews/{id}/reject", Role::kEngineer, &OrchestratorApi::Reject);
+  Add(router, "GET", "/v1/fleet", Role::kEngineer, &OrchestratorApi::Fleet);
   Add(router, "GET", "/v1/escalations", Role::kEngineer, &OrchestratorApi::ListEscalations);
   Add(router, "GET", "/v1/escalations/{id}", Role::kEngineer, &OrchestratorApi::ShowEscalation);
   Add(router, "POST", "/v1/escalations/{id}/answer", Role::kEngineer,
@@ -231,6 +237,28 @@ void OrchestratorApi::TaskEvents(HttpRequest& req, std::shared_ptr<HttpExchange>
   RespondJson(ex, 200, PageJson(std::move(items), page, last));
 }
 
+void OrchestratorApi::TaskStream(HttpRequest& req, std::shared_ptr<HttpExchange>& ex) {
+  auto id = PathId(req);
+  if (!id.ok()) return ex->Respond(ErrorResponse(id.status()));
+  if (auto task = store_->Get(*id); !task.ok()) return ex->Respond(ErrorResponse(task.status()));
+  // A reconnecting EventSource says where it stopped in Last-Event-ID; a first
+  // connection may say it with ?after= (the page has drawn the log up to there).
+  int64_t after = 0;
+  std::string_view resume = req.Header("Last-Event-ID");
+  auto it = req.query.find("after");
+  std::string_view from = !resume.empty() ? resume : it != req.query.end() ? it->second : "";
+  if (!from.empty()) {
+    auto v = ParseInt(from);
+    if (!v) {
+      return ex->Respond(ErrorResponse(
+          Status::InvalidArgument("Last-Event-ID and after must be event sequence numbers"),
+          "after"));
+    }
+    after = *v;
+  }
+  streams_->Add(*id, after, ex);
+}
+
 void OrchestratorApi::CancelTask(HttpRequest& req, std::shared_ptr<HttpExchange>& ex) {
   auto id = PathId(req);
   if (!id.ok()) return ex->Respond(ErrorResponse(id.status()));
@@ -306,12 +334,47 @@ Result<Json> BranchDiffJson(TaskLifecycle* lifecycle, const Task& task,
 // What a reviewer reads besides the diff: the last verification run and the
 // FAIL_TO_PASS evidence (the agent's tests failing on the base tree), what the
 // agent did (tool calls by name, its finish summary), cost and time.
-Result<Json> ReviewSummary(TaskStore* store, const Task& task) {
+// What a task used and what it cost at the configured prices. Model time is the
+// sum of the model calls' durations; sandbox CPU time the user + system time of
+// every sandboxed run (tests and commands, on the branch and the base tree).
+Json UsageAndCost(const Task& task, int64_t model_ms, int64_t cpu_ms, int64_t wall_ms,
+                  const DashboardOptions& prices) {
+  double tokens = task.prompt_tokens / 1e6 * prices.usd_per_million_prompt_tokens +
+                  task.completion_tokens / 1e6 * prices.usd_per_million_completion_tokens;
+  double cpu = cpu_ms / 3.6e6 * prices.usd_per_cpu_hour;
+  double gpu = 0;  // sandboxed runs get no GPU; the model's own is in its token price
+  return {{"usage",
+           {{"prompt_tokens", task.prompt_tokens},
+            {"completion_tokens", task.completion_tokens},
+            {"model_ms", model_ms},
+            {"sandbox_cpu_ms", cpu_ms},
+            {"sandbox_wall_ms", wall_ms},
+            {"sandbox_gpu_ms", 0}}},
+          {"cost",
+           {{"currency", "USD"},
+            {"tokens", tokens},
+            {"cpu", cpu},
+            {"gpu", gpu},
+            {"total", tokens + cpu + gpu},
+            {"prices",
+             {{"per_million_prompt_tokens", prices.usd_per_million_prompt_tokens},
+              {"per_million_completion_tokens", prices.usd_per_million_completion_tokens},
+              {"per_cpu_hour", prices.usd_per_cpu_hour},
+              {"per_gpu_hour", prices.usd_per_gpu_hour}}}}}};
+}
+
+Result<Json> ReviewSummary(TaskStore* store, const Task& task, const DashboardOptions& prices) {
   LOOM_ASSIGN_OR_RETURN(std::vector<Event> events, store->Events(task.id));
   Json tools = Json::object(), last_run, fail_to_pass, summary;
-  int64_t first_ms = 0, review_ms = 0;
+  int64_t first_ms = 0, review_ms = 0, model_ms = 0, cpu_ms = 0, wall_ms = 0;
   for (const auto& e : events) {
     if (first_ms == 0) first_ms = e.created_at_ms;
+    if (e.type == EventType::kLlmReply) model_ms += std::max<int64_t>(0, IntOr(e.data, "ms", 0));
+    if (e.type == EventType::kTestRun || e.type == EventType::kCommandRun) {
+      const Json& outcome = MemberOrNull(e.data, "outcome");
+      cpu_ms += std::max<int64_t>(0, IntOr(outcome, "cpu_ms", 0));
+      wall_ms += std::max<int64_t>(0, IntOr(outcome, "wall_ms", 0));
+    }
     // Stored events are read tolerantly: a model's finish({"summary": 5}) is in
     // the log for good and must not break this page.
     if (e.type == EventType::kToolResult) {
@@ -334,14 +397,16 @@ Result<Json> ReviewSummary(TaskStore* store, const Task& task) {
       review_ms = e.created_at_ms;
     }
   }
-  return Json{
-      {"task", task.ToJson()},
-      {"summary", summary},
-      {"tool_calls", tools},
-      {"verification", last_run},
-      {"fail_to_pass", fail_to_pass},
-      {"tokens", task.prompt_tokens + task.completion_tokens},
-      {"seconds_to_review", review_ms > 0 ? Json((review_ms - first_ms) / 1000.0) : Json()}};
+  Json out = UsageAndCost(task, model_ms, cpu_ms, wall_ms, prices);
+  out.update(
+      Json{{"task", task.ToJson()},
+           {"summary", summary},
+           {"tool_calls", tools},
+           {"verification", last_run},
+           {"fail_to_pass", fail_to_pass},
+           {"tokens", task.prompt_tokens + task.completion_tokens},
+           {"seconds_to_review", review_ms > 0 ? Json((review_ms - first_ms) / 1000.0) : Json()}});
+  return out;
 }
 
 }  // namespace
@@ -387,7 +452,7 @@ Result<Task> OrchestratorApi::ReviewedTask(HttpRequest& req) {
 void OrchestratorApi::ShowReview(HttpRequest& req, std::shared_ptr<HttpExchange>& ex) {
   auto task = ReviewedTask(req);
   if (!task.ok()) return ex->Respond(ErrorResponse(task.status()));
-  auto review = ReviewSummary(store_, *task);
+  auto review = ReviewSummary(store_, *task, dashboard_);
   if (!review.ok()) return ex->Respond(ErrorResponse(review.status()));
   auto diff = BranchDiffJson(lifecycle_, *task, policies_->Snapshot());
   if (!diff.ok()) return ex->Respond(ErrorResponse(diff.status()));
@@ -628,6 +693,61 @@ void OrchestratorApi::Reject(HttpRequest& req, std::shared_ptr<HttpExchange>& ex
   }
   if (on_requeue_) on_requeue_();  // a repository at its review bound may lease again
   RespondJson(ex, 200, store_->Get(task->id).value_or(*task).ToJson());
+}
+
+void OrchestratorApi::Fleet(HttpRequest&, std::shared_ptr<HttpExchange>& ex) {
+  Json working = Json::array();
+  Json queue = Json::object();
+  for (TaskState state : {TaskState::kQueued, TaskState::kRunning, TaskState::kVerifying,
+                          TaskState::kBlocked, TaskState::kReview}) {
+    auto tasks = store_->List(state, 0, std::numeric_limits<int>::max());
+    if (!tasks.ok()) return ex->Respond(ErrorResponse(tasks.status()));
+    queue[std::string(TaskStateName(state))] = tasks->size();
+    if (state != TaskState::kRunning && state != TaskState::kVerifying) continue;
+    for (const Task& t : *tasks) {
+      working.push_back({{"task_id", t.id},
+                         {"title", t.title},
+                         {"repo", t.repo},
+                         {"state", TaskStateName(t.state)},
+                         {"steps", t.steps},
+                         {"tokens", t.prompt_tokens + t.completion_tokens}});
+    }
+  }
+  int busy = dashboard_.busy_slots ? dashboard_.busy_slots() : static_cast<int>(working.size());
+  Json model = {{"url", dashboard_.llm_url}, {"model", dashboard_.llm_model}};
+  if (dashboard_.agent_slots == 0 || dashboard_.llm_url.empty()) {
+    model["healthy"] = nullptr;
+    model["detail"] = "no agents: loomd takes feedback only (agents = 0)";
+  } else {
+    // A probe of the OpenAI-compatible endpoint: any answer of /models within 2 s.
+    HttpClient client;
+    auto started = std::chrono::steady_clock::now();
+    std::vector<std::pair<std::string, std::string>> headers;
+    if (!dashboard_.llm_api_key.empty()) {
+      headers.emplace_back("Authorization", "Bearer " + dashboard_.llm_api_key);
+    }
+    auto r =
+        client.Call("GET", dashboard_.llm_url + "/models", "", headers, std::chrono::seconds(2));
+    model["latency_ms"] = std::chrono::duration_cast<std::chrono::milliseconds>(
+                              std::chrono::steady_clock::now() - started)
+                              .count();
+    model["healthy"] = r.ok() && r->status == 200;
+    model["detail"] =
+        r.ok() ? "GET /models answered " + std::to_string(r->status) : r.status().message();
+  }
+  // The model's queue as loomd sees it: the tasks whose agents call it, and those
+  // waiting for a slot.
+  model["in_flight"] = working.size();
+  model["waiting"] = queue["queued"];
+  RespondJson(
+      ex, 200,
+      {{"agents", {{"slots", dashboard_.agent_slots}, {"busy", busy}, {"working", working}}},
+       {"queue", queue},
+       {"model", model},
+       {"sandbox",
+        {{"kind", dashboard_.sandbox},
+         {"slots", dashboard_.agent_slots},
+         {"runs_in_progress", working.size()}}}});
 }
 
 void OrchestratorApi::ListEscalations(HttpRequest& req, std::shared_ptr<HttpExchange>& ex) {

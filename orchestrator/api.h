@@ -10,6 +10,9 @@
 //   GET  /v1/tasks/{id}                 engineer
 //   GET  /v1/tasks/{id}/events[?after=&limit=]   engineer; `after` is a seq (for --follow);
 //                                       pages of up to 5000 (default 500)
+//   GET  /v1/tasks/{id}/stream[?after=]   engineer: the event log as Server-Sent Events,
+//                                       from after `after` or the Last-Event-ID header,
+//                                       then live (orchestrator/event_stream.h)
 //   GET  /v1/tasks/{id}/diff            engineer: the branch against its merge base
 //   POST /v1/tasks/{id}/cancel          engineer: {reason?}; a queued, blocked or
 //                                       changes_requested task at once, a running or
@@ -29,6 +32,9 @@
 //   POST /v1/reviews/{id}/request-changes   engineer: {comment?, comments?: [{path, line,
 //                                       body}]} (one non-empty) -> the agent's next instruction
 //   POST /v1/reviews/{id}/reject        engineer: {reason}
+//   GET  /v1/fleet                      engineer: agent slots and the tasks they work on,
+//                                       the queue by state, the model endpoint's health
+//                                       (probed), the sandbox
 //   GET  /v1/escalations[?state=open|all&after=&limit=]   engineer, paged
 //   GET  /v1/escalations/{id}           engineer
 //   POST /v1/escalations/{id}/answer    engineer: one of {text}, {approve: true},
@@ -50,6 +56,7 @@
 #include "common/http_server.h"
 #include "common/mutex.h"
 #include "feedback/intake.h"
+#include "orchestrator/event_stream.h"
 #include "orchestrator/lifecycle.h"
 #include "orchestrator/repo_policy.h"
 #include "orchestrator/secrets.h"
@@ -57,6 +64,20 @@
 #include "policies/policy.h"
 
 namespace loom {
+
+// What the dashboard's review and fleet pages show beyond the stores: the prices
+// a task's cost is reckoned with, and the fleet's set-up.
+struct DashboardOptions {
+  double usd_per_million_prompt_tokens = 0;
+  double usd_per_million_completion_tokens = 0;
+  double usd_per_cpu_hour = 0;  // sandbox CPU time (user + system)
+  double usd_per_gpu_hour = 0;
+  int agent_slots = 0;
+  std::string llm_url, llm_model;   // probed by GET /v1/fleet (its /models)
+  std::string llm_api_key;          // sent with the probe when set
+  std::string sandbox;              // "bubblewrap", or why there is none
+  std::function<int()> busy_slots;  // may be empty
+};
 
 class OrchestratorApi {
  public:
@@ -81,6 +102,10 @@ class OrchestratorApi {
   // in review whose approval had begun merging ("merging" event) is recorded
   // merged when its branch is in the target, else left in review as before.
   Status FinishInterruptedMerges();
+  // REQUIRES: called before Register.
+  void SetDashboardOptions(DashboardOptions options) { dashboard_ = std::move(options); }
+  // Ends every open event stream (before the HTTP server drains). Idempotent.
+  void CloseStreams();
 
  private:
   using Handler = void (OrchestratorApi::*)(HttpRequest&, std::shared_ptr<HttpExchange>&);
@@ -94,6 +119,7 @@ class OrchestratorApi {
   void ListTasks(HttpRequest& req, std::shared_ptr<HttpExchange>& ex);
   void ShowTask(HttpRequest& req, std::shared_ptr<HttpExchange>& ex);
   void TaskEvents(HttpRequest& req, std::shared_ptr<HttpExchange>& ex);
+  void TaskStream(HttpRequest& req, std::shared_ptr<HttpExchange>& ex);
   void TaskDiff(HttpRequest& req, std::shared_ptr<HttpExchange>& ex);
   void CancelTask(HttpRequest& req, std::shared_ptr<HttpExchange>& ex);
   void RetryTask(HttpRequest& req, std::shared_ptr<HttpExchange>& ex);
@@ -114,6 +140,7 @@ class OrchestratorApi {
     bool approve = false, deny = false, secret = false;
   };
   Result<Json> ParseAnswer(const AnswerRequest& answer, const Escalation& escalation);
+  void Fleet(HttpRequest& req, std::shared_ptr<HttpExchange>& ex);
   void ListEscalations(HttpRequest& req, std::shared_ptr<HttpExchange>& ex);
   void ShowEscalation(HttpRequest& req, std::shared_ptr<HttpExchange>& ex);
   void AnswerEscalation(HttpRequest& req, std::shared_ptr<HttpExchange>& ex) EXCLUDES(answer_mu_);
@@ -131,6 +158,8 @@ class OrchestratorApi {
   // so an answer that is refused (409) has stored nothing, a secret included.
   Mutex answer_mu_;
   std::function<void()> on_requeue_;
+  std::unique_ptr<TaskEventStreams> streams_;
+  DashboardOptions dashboard_;
   // Last: destroyed first, so its jobs finish while the rest is alive.
   std::unique_ptr<BlockingPool> pool_;
 };

@@ -27,6 +27,7 @@
 #include "orchestrator/scheduler.h"
 #include "orchestrator/schema.h"
 #include "orchestrator/secrets.h"
+#include "orchestrator/session_api.h"
 #include "orchestrator/stores.h"
 #include "policies/policy.h"
 #include "sandbox/executor.h"
@@ -48,6 +49,8 @@ std::vector<Config::Key> DaemonConfigSchema() {
       {"http.max_body_bytes", T::kInt, "1048576", "Largest accepted request body (413 above)."},
       {"http.header_timeout_ms", T::kInt, "10000", "Time allowed to send a request head."},
       {"http.idle_timeout_ms", T::kInt, "60000", "Keep-alive wait for the next request."},
+      {"http.session_hours", T::kInt, "12",
+       "How long a dashboard sign-in lasts (never past its token's expiry)."},
       {"http.drain_ms", T::kInt, "10000", "On SIGTERM, how long in-flight requests may finish."},
       {"feedback.rate_per_minute", T::kDouble, "600",
        "Submissions allowed per token per minute (0: unlimited)."},
@@ -81,6 +84,12 @@ std::vector<Config::Key> DaemonConfigSchema() {
        "escalation."},
       {"remote.backoff_ms", T::kInt, "500",
        "Wait before the second try of a fetch or push; doubled before each next one."},
+      {"cost.usd_per_million_prompt_tokens", T::kDouble, "0.5",
+       "Price of 1M prompt tokens, for the cost of a task on the review page."},
+      {"cost.usd_per_million_completion_tokens", T::kDouble, "1.5",
+       "Price of 1M completion tokens."},
+      {"cost.usd_per_cpu_hour", T::kDouble, "0.05", "Price of an hour of sandbox CPU time."},
+      {"cost.usd_per_gpu_hour", T::kDouble, "2.0", "Price of an hour of GPU time."},
       {"sandbox.uid", T::kInt, "64000",
        "When loomd runs as root: the unprivileged uid (and gid) sandboxed runs use."},
   };
@@ -258,6 +267,12 @@ class DaemonImpl : public Daemon {
         "PUT", "/v1/tokens/{id}/origins",
         [this](HttpRequest& r, std::shared_ptr<HttpExchange> ex) { SetTokenOrigins(r, ex); });
     feedback_api_->Register(router_);
+    int64_t session_hours = config.GetInt("http.session_hours");
+    if (session_hours < 1 || session_hours > 24 * 90) {
+      return Status::InvalidArgument("http.session_hours must be between 1 and 2160 (got " +
+                                     std::to_string(session_hours) + ")");
+    }
+    RegisterSessionRoutes(router_, tokens_.get(), {session_hours * 3600 * 1000});
 
     LOOM_ASSIGN_OR_RETURN(stores_, OrchestratorStores::Open(db_path, SystemClock::Default()));
     LOOM_RETURN_IF_ERROR(LoadPolicies(config));
@@ -323,6 +338,20 @@ class DaemonImpl : public Daemon {
           if (scheduler_) scheduler_->Wake();
         },
         static_cast<int>(blocking_threads));
+    DashboardOptions dashboard;
+    dashboard.usd_per_million_prompt_tokens =
+        config.GetDouble("cost.usd_per_million_prompt_tokens");
+    dashboard.usd_per_million_completion_tokens =
+        config.GetDouble("cost.usd_per_million_completion_tokens");
+    dashboard.usd_per_cpu_hour = config.GetDouble("cost.usd_per_cpu_hour");
+    dashboard.usd_per_gpu_hour = config.GetDouble("cost.usd_per_gpu_hour");
+    dashboard.agent_slots = static_cast<int>(config.GetInt("agents"));
+    dashboard.llm_url = config.GetString("llm.url");
+    dashboard.llm_model = config.GetString("llm.model");
+    dashboard.llm_api_key = config.GetString("llm.api_key");
+    dashboard.sandbox = executor_ ? "bubblewrap" : "none (agents = 0)";
+    dashboard.busy_slots = [this] { return scheduler_ ? scheduler_->busy_slots() : 0; };
+    orchestrator_api_->SetDashboardOptions(std::move(dashboard));
     LOOM_RETURN_IF_ERROR(orchestrator_api_->FinishInterruptedMerges());
     orchestrator_api_->Register(router_);
     web::RegisterStaticRoutes(router_);
@@ -352,6 +381,8 @@ class DaemonImpl : public Daemon {
 
   void Stop(std::chrono::milliseconds drain) override EXCLUDES(stop_mu_) {
     MutexLock lock(&stop_mu_);
+    // Event streams never end by themselves: end them, or the drain waits them out.
+    if (orchestrator_api_) orchestrator_api_->CloseStreams();
     if (server_) server_->Shutdown(drain);
     if (maintenance_) maintenance_->Stop();        // after its pass in progress
     if (scheduler_) scheduler_->Stop();            // agents stop at their next step; tasks requeue

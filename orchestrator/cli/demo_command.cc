@@ -4,7 +4,13 @@
 // (its own data dir, a free port, one agent) with a replay model serving the
 // recorded conversation of examples/<app>-demo.json (or a real model with
 // --llm-url), files the example's bug as feedback, prints the task's events as
-// they happen, and ends with the branch's diff and its last test run.
+// they happen, and ends with the branch's diff, its last test run and the
+// dashboard's address of its review, with a reviewer's token to sign in with
+// (the admin token that filed the feedback is its requester, who may not
+// approve it). With --serve, loomd goes on serving until SIGINT or SIGTERM, so
+// the task can be reviewed, sent back or merged there.
+#include <pthread.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -43,6 +49,8 @@ struct DemoArgs {
   // Register the app by URL: a bare repository in the demo's directory stands in
   // for the team's git server, and receives the task's branch.
   bool remote = false;
+  bool serve = false;
+  std::string listen = "127.0.0.1:0";
 };
 
 // examples/ beside the working directory (a checkout), else the source tree
@@ -127,6 +135,14 @@ int ShowPush(GlobalOptions& global, int64_t task_id, const std::string& server) 
 }
 
 int RunDemo(GlobalOptions& global, const DemoArgs& args) {
+  // With --serve the demo waits for SIGINT or SIGTERM at its end: blocked here,
+  // before any thread starts, so every thread inherits the mask and sigwait
+  // below is the one to take them.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  if (args.serve) pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   std::string examples = FindExamples(args.examples);
   auto demo = ReadJsonFile(examples + "/" + args.app + "-demo.json");
   if (!demo.ok()) return Fail(demo.status().message());
@@ -178,7 +194,7 @@ int RunDemo(GlobalOptions& global, const DemoArgs& args) {
   Config config(DaemonConfigSchema());
   for (auto [key, value] : std::initializer_list<std::pair<const char*, std::string>>{
            {"data_dir", dir + "/data"},
-           {"listen", "127.0.0.1:0"},
+           {"listen", args.listen},
            {"agents", "1"},
            {"llm.url", llm_url},
            {"llm.model", args.llm_model},
@@ -192,7 +208,11 @@ int RunDemo(GlobalOptions& global, const DemoArgs& args) {
   if (!tokens.ok()) return Fail(tokens.status().message());
   auto token = (*tokens)->Create(Role::kAdmin, "loom demo");
   if (!token.ok()) return Fail(token.status().message());
-  global.server = "http://127.0.0.1:" + std::to_string((*daemon)->port());
+  auto reviewer = (*tokens)->Create(Role::kEngineer, "loom demo reviewer");
+  if (!reviewer.ok()) return Fail(reviewer.status().message());
+  std::string host = args.listen.substr(0, args.listen.rfind(':'));
+  if (host.empty() || host == "0.0.0.0" || host == "[::]") host = "127.0.0.1";
+  global.server = "http://" + host + ":" + std::to_string((*daemon)->port());
   global.token = *token;
   std::cout << "  loomd       " << global.server << " (data in " << dir << "/data, 1 agent)\n\n";
 
@@ -246,6 +266,16 @@ int RunDemo(GlobalOptions& global, const DemoArgs& args) {
               << " is ready for review (tokens: " << Str(task, "prompt_tokens") << " in, "
               << Str(task, "completion_tokens") << " out).\n";
     if (args.remote) rc = ShowPush(global, task_id, server);
+    std::cout << "\nDashboard   " << global.server << "/#/review/" << task_id
+              << "\n  sign in with the reviewer's token " << *reviewer << "\n"
+              << (args.serve ? "  loomd keeps serving until Ctrl-C\n"
+                             : "  (run loom demo --serve to keep loomd up and review it there)\n");
+    std::cout.flush();
+    if (args.serve) {
+      int sig = 0;
+      sigwait(&stop_signals, &sig);
+      std::cout << "\nStopping loomd.\n";
+    }
   } else {
     rc = kExitError;
   }
@@ -271,6 +301,10 @@ void AddDemoCommand(CLI::App& app, GlobalOptions& global, int& exit_code) {
   demo->add_flag("--remote", args->remote,
                  "Register the app by URL (a bare repository in --dir standing in for a git "
                  "server) and show the task's branch pushed to it");
+  demo->add_flag("--serve", args->serve,
+                 "Keep loomd serving after the task reaches review, until Ctrl-C, to review it "
+                 "in the dashboard");
+  demo->add_option("--listen", args->listen, "loomd's address with --serve (default a free port)");
   demo->callback([&global, &exit_code, args] { exit_code = RunDemo(global, *args); });
 }
 

@@ -148,3 +148,110 @@ TEST_F(TokenStoreTest, SetOriginsTakesEffectAtOnceAndARevokedTokenAllowsNone) {
 
 }  // namespace
 }  // namespace loom
+
+namespace loom {
+namespace {
+
+class SessionStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(Db::Open(Path(), TokenMigrations()).ok());
+    auto s = TokenStore::Open(Path(), &clock_);
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    store_ = std::move(*s);
+  }
+  std::string Path() const { return dir_.File("loom.db"); }
+  // A request as a browser sends it with the session cookie.
+  static HttpRequest WithCookie(std::string method, std::string_view session,
+                                std::string_view csrf = {}) {
+    HttpRequest r;
+    r.method = std::move(method);
+    r.headers.emplace_back("Cookie", "theme=dark; loom_session=" + std::string(session));
+    if (!csrf.empty()) r.headers.emplace_back("X-Loom-CSRF", std::string(csrf));
+    return r;
+  }
+  testing::TempDir dir_;
+  FakeClock clock_;
+  std::unique_ptr<TokenStore> store_;
+};
+
+TEST_F(SessionStoreTest, ASessionActsWithItsTokensRoleUntilItExpires) {
+  auto token = store_->Create(Role::kEngineer, "ana");
+  auto s = store_->CreateSession(*token, 60'000);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ(s->principal.role, Role::kEngineer);
+  EXPECT_EQ(s->expires_at_ms, clock_.NowMs() + 60'000);
+  auto who = store_->Authenticate(WithCookie("GET", s->id));
+  ASSERT_TRUE(who.ok()) << who.status().ToString();
+  EXPECT_EQ(who->token_id, s->principal.token_id);
+  clock_.AdvanceMs(60'000);
+  EXPECT_EQ(store_->Authenticate(WithCookie("GET", s->id)).status().code(),
+            StatusCode::kUnauthenticated);
+}
+
+TEST_F(SessionStoreTest, ASessionEndsNoLaterThanItsToken) {
+  auto token = store_->Create(Role::kEngineer, "ana", clock_.NowMs() + 10'000);
+  auto s = store_->CreateSession(*token, 60'000);
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->expires_at_ms, clock_.NowMs() + 10'000);
+  auto other = store_->Create(Role::kEngineer, "bo");
+  auto s2 = store_->CreateSession(*other, 60'000);
+  ASSERT_TRUE(store_->Revoke(s2->principal.token_id).ok());
+  EXPECT_EQ(store_->LookupSession(s2->id).status().code(), StatusCode::kUnauthenticated)
+      << "revoking the token ends its sessions";
+}
+
+TEST_F(SessionStoreTest, ACookieRequestThatChangesStateNeedsTheCsrfToken) {
+  auto token = store_->Create(Role::kAdmin, "ana");
+  auto s = store_->CreateSession(*token, 60'000);
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->csrf, TokenStore::CsrfFor(s->id));
+  EXPECT_NE(s->csrf, s->id);
+  for (const char* method : {"POST", "PUT", "DELETE", "PATCH"}) {
+    EXPECT_EQ(store_->Authenticate(WithCookie(method, s->id)).status().code(),
+              StatusCode::kPermissionDenied)
+        << method;
+    EXPECT_EQ(store_->Authenticate(WithCookie(method, s->id, std::string(64, 'a'))).status().code(),
+              StatusCode::kPermissionDenied)
+        << method;
+    EXPECT_TRUE(store_->Authenticate(WithCookie(method, s->id, s->csrf)).ok()) << method;
+  }
+  EXPECT_TRUE(store_->Authenticate(WithCookie("GET", s->id)).ok());
+  // A bearer request needs no CSRF token.
+  HttpRequest bearer;
+  bearer.method = "POST";
+  bearer.headers.emplace_back("Authorization", "Bearer " + *token);
+  EXPECT_TRUE(store_->Authenticate(bearer).ok());
+}
+
+TEST_F(SessionStoreTest, SignOutEndsTheSessionAndOnlyItsHashIsStored) {
+  auto token = store_->Create(Role::kEngineer, "ana");
+  auto s = store_->CreateSession(*token, 60'000);
+  auto other = store_->CreateSession(*token, 60'000);
+  ASSERT_TRUE(s.ok() && other.ok());
+  ASSERT_TRUE(store_->EndSession(s->id).ok());
+  EXPECT_EQ(store_->LookupSession(s->id).status().code(), StatusCode::kUnauthenticated);
+  EXPECT_TRUE(store_->LookupSession(other->id).ok()) << "other sessions go on";
+  auto db = Db::Open(Path(), TokenMigrations());
+  ASSERT_TRUE(db.ok());
+  auto found = (*db)->QueryOptional(
+      "SELECT 1 FROM sessions WHERE hash=?", [](const Statement&) { return true; }, other->id);
+  ASSERT_TRUE(found.ok());
+  EXPECT_FALSE(found->has_value()) << "the cookie's value is never stored";
+}
+
+TEST_F(SessionStoreTest, AnUnknownOrBrokenCookieIsUnauthenticated) {
+  EXPECT_EQ(store_->Authenticate(WithCookie("GET", "nope")).status().code(),
+            StatusCode::kUnauthenticated);
+  HttpRequest none;
+  none.method = "GET";
+  EXPECT_EQ(store_->Authenticate(none).status().code(), StatusCode::kUnauthenticated);
+  HttpRequest r;
+  r.headers.emplace_back("cookie", "loom_sessionx=1; a=b");
+  EXPECT_EQ(CookieValue(r, "loom_session"), "");
+  r.headers.emplace_back("Cookie", "loom_session=abc");
+  EXPECT_EQ(CookieValue(r, "loom_session"), "abc");
+}
+
+}  // namespace
+}  // namespace loom

@@ -166,6 +166,21 @@ TEST_F(AgentEndToEndTest, TheReviewShowsTheFeedbackAndTheFailToPassEvidence) {
   EXPECT_NE(review["fail_to_pass"]["base"]["exit_code"], 0);
   EXPECT_EQ(review["verification"]["outcome"]["exit_code"], 0);
   EXPECT_EQ(review["diff"]["protected_paths"], Json::array());
+  // What it used and cost, at the default prices (docs/dashboard.md).
+  const Json& usage = review["usage"];
+  EXPECT_EQ(usage["prompt_tokens"], task["prompt_tokens"]);
+  EXPECT_GE(usage["model_ms"].get<int64_t>(), 0);
+  EXPECT_GT(usage["sandbox_cpu_ms"].get<int64_t>(), 0) << "the test runs used CPU";
+  const Json& cost = review["cost"];
+  double expected = task["prompt_tokens"].get<double>() / 1e6 * 0.5 +
+                    task["completion_tokens"].get<double>() / 1e6 * 1.5 +
+                    usage["sandbox_cpu_ms"].get<double>() / 3.6e6 * 0.05;
+  EXPECT_NEAR(cost["total"].get<double>(), expected, 1e-12) << cost.dump();
+  EXPECT_EQ(cost["prices"]["per_gpu_hour"], 2.0);
+  Json fleet = Get("/v1/fleet");
+  EXPECT_EQ(fleet["model"]["healthy"], true) << fleet.dump();
+  EXPECT_EQ(fleet["queue"]["review"], 1);
+  EXPECT_EQ(fleet["sandbox"]["kind"], "bubblewrap");
 
   auto loom = [&](const std::string& args) {
     return testing::RunCommand("LOOM_SERVER=http://127.0.0.1:" + std::to_string(daemon_->port()) +

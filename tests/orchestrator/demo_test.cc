@@ -5,9 +5,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <csignal>
 #include <filesystem>
+#include <fstream>
+#include <regex>
 #include <string>
+#include <thread>
 
+#include "tests/support/http_client.h"
 #include "tests/support/subprocess.h"
 #include "tests/support/temp_dir.h"
 #include "tests/support/test_paths.h"
@@ -36,6 +42,9 @@ TEST(DemoTest, FixesTheExampleBugAndShowsTheBranch) {
   EXPECT_NE(r.out.find("is ready for review"), std::string::npos);
   EXPECT_NE(r.out.find("Ran 9 tests"), std::string::npos);
   EXPECT_NE(r.out.find("\nOK"), std::string::npos);
+  EXPECT_NE(r.out.find("Dashboard   http://127.0.0.1:"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("/#/review/1\n  sign in with the reviewer's token loom_"),
+            std::string::npos);
 
   // A second run replaces the first demo's directory...
   r = Demo(demo_dir);
@@ -60,6 +69,49 @@ TEST(DemoTest, RemoteShowsTheBranchPushedToTheServer) {
   std::string head = testing::CommandOutput("git -C " + ShellQuote(server) +
                                             " log -1 --format=%s " + ShellQuote(branch));
   EXPECT_NE(head.find("average"), std::string::npos) << head << r.out;
+}
+
+// `loom demo --serve`: the printed dashboard address and reviewer token sign in,
+// the task's review opens there, and Ctrl-C (SIGINT) stops it cleanly.
+TEST(DemoTest, ServeKeepsTheDashboardUpForTheReviewUntilInterrupted) {
+  testing::TempDir dir;
+  ::chmod(dir.path().c_str(), 0711);
+  std::string log = dir.path() + "/demo.log";
+  pid_t pid =
+      testing::Spawn({std::string(LOOM_BIN_DIR) + "/loom", "demo", "--serve", "--examples",
+                      std::string(LOOM_SOURCE_DIR) + "/examples", "--dir", dir.path() + "/demo"},
+                     log);
+  ASSERT_GT(pid, 0);
+  std::string out;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (out.find("keeps serving") == std::string::npos &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    std::ifstream in(log);
+    out.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  std::smatch m;
+  bool printed = std::regex_search(
+      out, m,
+      std::regex(
+          R"(Dashboard   http://127\.0\.0\.1:(\d+)/#/review/(\d+)\n  sign in with the reviewer's token (loom_[0-9a-f]+))"));
+  if (!printed) {
+    testing::KillAndWait(pid, SIGKILL);
+    FAIL() << out;
+  }
+  uint16_t port = static_cast<uint16_t>(std::stoi(m[1]));
+  auto signed_in =
+      testing::HttpCall(port, "POST", "/v1/session", "{\"token\": \"" + m[3].str() + "\"}",
+                        {{"Content-Type", "application/json"}});
+  EXPECT_EQ(signed_in.status, 201) << signed_in.body;
+  std::string cookie =
+      signed_in.headers["Set-Cookie"].substr(0, signed_in.headers["Set-Cookie"].find(';'));
+  auto review =
+      testing::HttpCall(port, "GET", "/v1/reviews/" + m[2].str(), "", {{"Cookie", cookie}});
+  EXPECT_EQ(review.status, 200) << review.body.substr(0, 300);
+  EXPECT_EQ(testing::HttpCall(port, "GET", "/", "").status, 200) << "the dashboard is served";
+  int status = testing::KillAndWait(pid, SIGINT);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
 }
 
 TEST(DemoTest, AnUnreachableDirectoryIsRefusedWithTheReason) {

@@ -171,6 +171,18 @@ const std::vector<Migration> kShippedBeforeTheSplit = {
         );
         INSERT INTO instance(id, name) VALUES (1, 'i' || lower(hex(randomblob(4))));
       )sql"},
+    // 10-12 are another branch's (merged beside this one).
+    {13, R"sql(
+        -- The dashboard's sign-in sessions: a token exchanged for a cookie.
+        CREATE TABLE sessions(
+          id INTEGER PRIMARY KEY,
+          hash TEXT NOT NULL UNIQUE,           -- sha256 of the cookie's value; never the value
+          token_id INTEGER NOT NULL REFERENCES tokens(id),
+          created_at INTEGER NOT NULL,
+          expires_at INTEGER NOT NULL          -- ms since the epoch
+        );
+        CREATE INDEX sessions_by_expiry ON sessions(expires_at);
+      )sql"},
 };
 
 // type/name -> (table, SQL) of every schema object.

@@ -11,7 +11,8 @@
 //     and nothing executes;
 //   - a page of an origin the token does not allow is refused (by the preflight
 //     in the browser, with a clear 403 for a direct request);
-//   - the widget fits a phone-width screen.
+//   - the widget fits a phone-width screen;
+//   - what it filed appears in the dashboard's feedback inbox, with its context.
 // Screenshots go to $LOOM_ARTIFACTS. Exit 77 (ctest: skipped) when chromium or
 // playwright-core is missing, except under CI=true, where that is a failure.
 import { spawn, execFileSync } from 'node:child_process';
@@ -275,6 +276,22 @@ try {
   check(direct.status === 403 && !direct.headers['access-control-allow-origin'] && /may not be used from pages of/.test(direct.text), 'a direct request from that origin gets a clear 403 without CORS headers', direct);
   const own = (await api(loomUrl, reporter, 'GET', '/v1/feedback')).json.items.map((i) => i.id).sort();
   check(JSON.stringify(own) === JSON.stringify([id, xssId].sort()), "the reporter token lists only its own items", own);
+
+  // The items filed through the widget, in the dashboard's feedback inbox.
+  const desk = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const dash = await desk.newPage();
+  dash.on('dialog', (d) => { dialogs.push(d.message()); d.dismiss(); });
+  await dash.goto(`${loomUrl}/`);
+  await dash.getByLabel('Token').fill(admin);
+  await dash.getByRole('button', { name: 'Sign in' }).click();
+  await dash.getByRole('navigation', { name: 'Pages' }).waitFor();
+  await dash.goto(`${loomUrl}/#/feedback`);
+  await dash.locator(`.feedback-list li[data-id="${xssId}"]`).waitFor();
+  await dash.locator(`.feedback-list li[data-id="${id}"] summary`).first().click();
+  await shot(dash, '07-dashboard-feedback.png');
+  check(/calc failed/.test(await dash.locator(`.feedback-list li[data-id="${id}"]`).textContent()), 'with the console errors the widget captured');
+  check((await dash.locator(`.feedback-list li[data-id="${id}"] .title`).textContent()) === 'Average of no numbers shows Error', 'what the widget filed appears in the dashboard');
+  check((await dash.locator(`.feedback-list li[data-id="${xssId}"] .title`).textContent()) === XSS && await dash.locator('main img, main script').count() === 0 && dialogs.length === 0, 'its markup title shows there as text and nothing runs');
 
   // A phone.
   const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
