@@ -26,6 +26,7 @@
 #include <algorithm>
 #include <array>
 #include <condition_variable>
+#include <cstring>
 #include <functional>
 #include <regex>
 #include <string>
@@ -449,6 +450,11 @@ Result<std::unique_ptr<Executor>> MakeSlurmExecutor(const SlurmOptions& options)
   if (options.memory_per_step_mb == 0 || options.allocation_minutes == 0 ||
       options.start_timeout.count() <= 0) {
     return Status::InvalidArgument("slurm: memory, allocation time and start timeout must be > 0");
+  }
+  // Slurm's commands retry a missing configuration file for a minute.
+  if (!options.slurm_conf.empty() && access(options.slurm_conf.c_str(), R_OK) != 0) {
+    return Status::FailedPrecondition("slurm: cannot read the configuration " +
+                                      options.slurm_conf + ": " + std::strerror(errno));
   }
   auto executor = std::make_unique<SlurmExecutor>(options);
   LOOM_RETURN_IF_ERROR(executor->Start());
