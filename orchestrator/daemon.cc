@@ -92,6 +92,20 @@ std::vector<Config::Key> DaemonConfigSchema() {
       {"cost.usd_per_gpu_hour", T::kDouble, "2.0", "Price of an hour of GPU time."},
       {"sandbox.uid", T::kInt, "64000",
        "When loomd runs as root: the unprivileged uid (and gid) sandboxed runs use."},
+      {"sandbox.backend", T::kString, "bwrap",
+       "Where sandboxed runs happen: bwrap (this machine) or slurm (job steps in an allocation; "
+       "the data dir must be at the same path on the nodes)."},
+      {"sandbox.partition", T::kString, "", "slurm: the partition (empty: the default)."},
+      {"sandbox.account", T::kString, "", "slurm: the account (empty: the user's default)."},
+      {"sandbox.concurrent_steps", T::kInt, "4",
+       "slurm: runs at once in the allocation (one CPU each)."},
+      {"sandbox.step_memory_mb", T::kInt, "4096", "slurm: memory per step (srun --mem)."},
+      {"sandbox.allocation_minutes", T::kInt, "60",
+       "slurm: the allocation's time limit; a new one is made when it ends."},
+      {"sandbox.slurm_conf", T::kString, "",
+       "slurm: SLURM_CONF for salloc/srun (empty: /etc/slurm/slurm.conf)."},
+      {"sandbox.runner", T::kString, "",
+       "slurm: loom-sandbox-runner on the nodes (empty: next to loomd)."},
   };
 }
 
@@ -582,17 +596,68 @@ class DaemonImpl : public Daemon {
     if (Status s = CheckSandboxCanReach(data_dir_ + "/worktrees", bwrap.run_as_uid); !s.ok()) {
       return s.WithContext("data_dir");
     }
-    if (Status s = sandbox::ProbeBwrap(bwrap); !s.ok()) {
-      return Status::FailedPrecondition("agents run tests in a bubblewrap sandbox, and " +
-                                        s.message() + " (or set agents = 0 for intake only)");
+    const std::string backend = config.GetString("sandbox.backend");
+    if (backend == "bwrap") {
+      if (Status s = sandbox::ProbeBwrap(bwrap); !s.ok()) {
+        return Status::FailedPrecondition("agents run tests in a bubblewrap sandbox, and " +
+                                          s.message() + " (or set agents = 0 for intake only)");
+      }
+      LOOM_RETURN_IF_ERROR(CheckModelEndpoint(opts.llm));
+      LOOM_ASSIGN_OR_RETURN(executor_, sandbox::MakeBwrapExecutor(bwrap));
+    } else if (backend == "slurm") {
+      LOOM_ASSIGN_OR_RETURN(sandbox::SlurmOptions slurm, SlurmOptionsFrom(config, bwrap));
+      LOOM_RETURN_IF_ERROR(CheckModelEndpoint(opts.llm));
+      auto executor = sandbox::MakeSlurmExecutor(slurm);
+      if (!executor.ok()) {
+        return Status::FailedPrecondition("sandbox.backend = slurm, and " +
+                                          executor.status().message() +
+                                          " (or set sandbox.backend = bwrap)");
+      }
+      executor_ = std::move(executor).value();
+    } else {
+      return Status::InvalidArgument("sandbox.backend must be bwrap or slurm (got '" + backend +
+                                     "')");
     }
-    LOOM_RETURN_IF_ERROR(CheckModelEndpoint(opts.llm));
-    LOOM_ASSIGN_OR_RETURN(executor_, sandbox::MakeBwrapExecutor(bwrap));
     LOOM_ASSIGN_OR_RETURN(
         scheduler_, Scheduler::Start(stores_.tasks.get(), stores_.escalations.get(),
                                      stores_.repos.get(), lifecycle_.get(), executor_.get(), opts));
     LOOM_LOG(kInfo) << opts.agents << " agent slot(s), model endpoint " << opts.llm.url;
     return Status::Ok();
+  }
+
+  static Result<sandbox::SlurmOptions> SlurmOptionsFrom(const Config& config,
+                                                        const sandbox::BwrapOptions& bwrap) {
+    sandbox::SlurmOptions o;
+    o.bwrap = bwrap;
+    o.partition = config.GetString("sandbox.partition");
+    o.account = config.GetString("sandbox.account");
+    o.slurm_conf = config.GetString("sandbox.slurm_conf");
+    for (const auto& [key, target, max] :
+         {std::tuple{"sandbox.concurrent_steps", &o.concurrent_steps, int64_t{4096}},
+          std::tuple{"sandbox.allocation_minutes", &o.allocation_minutes, int64_t{525'600}}}) {
+      int64_t v = config.GetInt(key);
+      if (v < 1 || v > max) {
+        return Status::InvalidArgument(std::string(key) + " must be between 1 and " +
+                                       std::to_string(max) + " (got " + std::to_string(v) + ")");
+      }
+      *target = static_cast<uint32_t>(v);
+    }
+    int64_t memory = config.GetInt("sandbox.step_memory_mb");
+    if (memory < 16 || memory > (int64_t{1} << 24)) {
+      return Status::InvalidArgument(
+          "sandbox.step_memory_mb must be between 16 and 16777216 (got " + std::to_string(memory) +
+          ")");
+    }
+    o.memory_per_step_mb = static_cast<uint64_t>(memory);
+    o.runner_path = config.GetString("sandbox.runner");
+    if (o.runner_path.empty()) {
+      std::error_code ec;
+      auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+      if (ec)
+        return Status::FailedPrecondition("cannot find loomd's directory: set sandbox.runner");
+      o.runner_path = (self.parent_path() / "loom-sandbox-runner").string();
+    }
+    return o;
   }
 
   // Before any task is leased: a model endpoint that answers but cannot serve an

@@ -57,6 +57,7 @@
 #include "common/log.h"
 #include "common/posix.h"
 #include "sandbox/executor.h"
+#include "sandbox/internal/bwrap.h"
 #include "sandbox/internal/cgroup.h"
 #include "sandbox/internal/seccomp_filter.h"
 #include "sandbox/internal/worktree.h"

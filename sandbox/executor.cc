@@ -14,11 +14,9 @@
 #include <cstring>
 
 #include "common/posix.h"
+#include "sandbox/internal/bwrap.h"
 
 namespace loom::sandbox {
-namespace internal {
-Result<std::unique_ptr<Executor>> CreateBwrapExecutor(const BwrapOptions& options);
-}  // namespace internal
 
 namespace {
 

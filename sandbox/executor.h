@@ -132,6 +132,46 @@ Status ProbeBwrap(const BwrapOptions& options);
 // A bubblewrap executor, after ProbeBwrap succeeded. Thread-safe.
 Result<std::unique_ptr<Executor>> MakeBwrapExecutor(const BwrapOptions& options);
 
+// A Slurm executor: each run is a job step (`srun --jobid=J --overlap`) inside a
+// long-lived allocation that the executor makes (`salloc --no-shell`) and makes
+// again when it ended (time limit, node failure, scancel). The step runs
+// `runner_path` (loom-sandbox-runner), which runs the command with the bubblewrap
+// executor on the node exactly as a local run would; the request goes on the
+// step's stdin and the outcome comes back on its stdout (sandbox/internal/wire.h),
+// so secrets never travel in an environment (srun runs with --export=NONE and an
+// environment of PATH and SLURM_CONF only). The worktree must be at the same path
+// on the node (a shared filesystem, or the same machine). RunSpec::cancel cancels
+// the step (scancel --signal=TERM J.S, then scancel J.S).
+struct SlurmOptions {
+  std::string partition;  // empty: the cluster's default partition
+  std::string account;    // empty: the user's default account
+  // Steps that may run at once through this executor (the allocation's CPUs, one
+  // per step); further Run() calls wait for a free one.
+  uint32_t concurrent_steps = 4;
+  uint64_t memory_per_step_mb = 4096;  // srun --mem; the allocation has this per step
+  uint32_t allocation_minutes = 60;    // salloc --time: reallocated when it ends
+  // How long salloc may wait for the allocation, and a step for its start, before
+  // the run is an Unavailable error (the pool is busy or down).
+  std::chrono::seconds start_timeout{60};
+  // Where salloc, srun, scancel and squeue are; "" means /usr/bin.
+  std::string slurm_bin_dir;
+  // SLURM_CONF for the Slurm commands; "" means Slurm's default (/etc/slurm/slurm.conf).
+  std::string slurm_conf;
+  // loom-sandbox-runner on the nodes (absolute path).
+  std::string runner_path = "/usr/lib/loom/loom-sandbox-runner";
+  // How the runner sandboxes each run on the node (the same as a local executor's).
+  BwrapOptions bwrap;
+};
+
+// A Slurm executor, after a first allocation was made (an Unavailable error, with
+// Slurm's message, when the cluster cannot be reached or grants nothing in
+// start_timeout). Thread-safe. The allocation is released when it is destroyed.
+// Errors from Run(): Unavailable when Slurm failed to run the step (controller
+// down, allocation lost twice, step killed by Slurm) — the command may or may not
+// have started, but its outcome is never invented; the runner's own errors as it
+// reported them.
+Result<std::unique_ptr<Executor>> MakeSlurmExecutor(const SlurmOptions& options);
+
 // Reads `relative_path` under `worktree` (a report or artifact a run left behind)
 // without following any symlink or leaving the worktree (openat2 RESOLVE_BENEATH |
 // RESOLVE_NO_SYMLINKS), at most `max_bytes`. Use this, never a plain open, on

@@ -44,6 +44,9 @@ if [ "$mode" = tests ]; then
   # npm from Debian unless some node and npm are there already (a nodejs package
   # from elsewhere brings its own npm, which Debian's would fight).
   packages+=(chromium)
+  # slurm-wlm, munge: the single-node Slurm on localhost that the Slurm executor's
+  # tests start (tests/support/slurm_cluster.h; slurmctld, slurmd, munged, srun).
+  packages+=(slurm-wlm munge)
   command -v node >/dev/null || packages+=(nodejs)
   command -v npm >/dev/null || packages+=(npm)
 fi

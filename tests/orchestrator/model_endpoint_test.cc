@@ -1,7 +1,10 @@
 // loomd's checks of its model endpoint at start (a URL it can use, a context
-// that holds an agent's prompt) and its reload of the policies on SIGHUP.
+// that holds an agent's prompt), its choice of sandbox backend (bwrap, or slurm on a
+// real local cluster: tests/support/slurm_cluster.h) and its reload of the policies
+// on SIGHUP.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/stat.h>
 
 #include <chrono>
 #include <filesystem>
@@ -15,6 +18,7 @@
 #include "orchestrator/replay_model.h"
 #include "tests/support/http_client.h"
 #include "tests/support/replay_script.h"
+#include "tests/support/slurm_cluster.h"
 #include "tests/support/subprocess.h"
 #include "tests/support/temp_dir.h"
 #include "tests/support/test_paths.h"
@@ -32,12 +36,15 @@ std::unique_ptr<ReplayModel> StartReplay(Json extra = Json::object()) {
   return replay.ok() ? std::move(*replay) : nullptr;
 }
 
-Result<std::unique_ptr<Daemon>> StartLoomd(const std::string& dir, const std::string& llm_url) {
+Result<std::unique_ptr<Daemon>> StartLoomd(
+    const std::string& dir, const std::string& llm_url,
+    const std::vector<std::pair<std::string, std::string>>& settings = {}) {
   Config config(DaemonConfigSchema());
   EXPECT_TRUE(config.Set("data_dir", dir, "test").ok());
   EXPECT_TRUE(config.Set("listen", "127.0.0.1:0", "test").ok());
   EXPECT_TRUE(config.Set("agents", "1", "test").ok());
   EXPECT_TRUE(config.Set("llm.url", llm_url, "test").ok());
+  for (const auto& [k, v] : settings) EXPECT_TRUE(config.Set(k, v, "test").ok()) << k;
   return Daemon::Start(config);
 }
 
@@ -109,6 +116,56 @@ TEST(ModelEndpointTest, AnEndpointThatFitsOrIsDownLetsLoomdStart) {
       StartLoomd(other.path(), "http://127.0.0.1:" + std::to_string(testing::FreePort()) + "/v1");
   ASSERT_TRUE(down.ok()) << down.status().ToString();
   (*down)->Stop(std::chrono::milliseconds(0));
+}
+
+std::string DownUrl() { return "http://127.0.0.1:" + std::to_string(testing::FreePort()) + "/v1"; }
+
+TEST(SandboxBackendTest, AnUnknownBackendIsRefusedAtStart) {
+  testing::TempDir dir;
+  auto d = StartLoomd(dir.path(), DownUrl(), {{"sandbox.backend", "docker"}});
+  ASSERT_FALSE(d.ok());
+  EXPECT_EQ(d.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(d.status().message().find("sandbox.backend"), std::string::npos)
+      << d.status().message();
+}
+
+TEST(SandboxBackendTest, ASlurmBackendWithoutAClusterIsRefusedWithWhatToDo) {
+  testing::TempDir dir;
+  auto d =
+      StartLoomd(dir.path(), DownUrl(),
+                 {{"sandbox.backend", "slurm"}, {"sandbox.slurm_conf", dir.File("none.conf")}});
+  ASSERT_FALSE(d.ok());
+  EXPECT_NE(d.status().message().find("sandbox.backend = bwrap"), std::string::npos)
+      << d.status().message();
+  auto bad = StartLoomd(dir.path(), DownUrl(),
+                        {{"sandbox.backend", "slurm"}, {"sandbox.concurrent_steps", "0"}});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("sandbox.concurrent_steps"), std::string::npos);
+}
+
+TEST(SandboxBackendTest, LoomdStartsWithTheSlurmBackendOnALocalCluster) {
+  std::string missing = testing::SlurmCluster::Missing();
+  if (!missing.empty()) {
+    const char* ci = getenv("CI");
+    if (ci != nullptr && std::string(ci) == "true") FAIL() << missing;
+    GTEST_SKIP() << "no local Slurm: " << missing;
+  }
+  testing::TempDir cluster_dir;
+  chmod(cluster_dir.path().c_str(), 0755);
+  testing::SlurmCluster cluster;
+  ASSERT_TRUE(cluster.Start(cluster_dir.path())) << cluster.error();
+  testing::TempDir dir;
+  auto d = StartLoomd(dir.path(), DownUrl(),
+                      {{"sandbox.backend", "slurm"},
+                       {"sandbox.slurm_conf", cluster.slurm_conf()},
+                       {"sandbox.concurrent_steps", "1"},
+                       {"sandbox.step_memory_mb", "512"}});
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  std::string jobs =
+      testing::CommandOutput("SLURM_CONF=" + testing::ShellQuote(cluster.slurm_conf()) +
+                             " squeue --noheader --name=loom-sandbox --format=%T");
+  EXPECT_EQ(jobs, "RUNNING\n");
+  (*d)->Stop(std::chrono::milliseconds(0));
 }
 
 std::string ReadFile(const std::string& path) {

@@ -9,6 +9,9 @@
 // that directory cannot simply be the build tree of a clone in /tmp or /root: it is
 // made under the first of $LOOM_TEST_BIND_ROOT, the build directory, /srv, /opt and
 // /mnt that the sandbox may see.
+//
+// Compiled with LOOM_TEST_SANDBOX_THROUGH_SLURM, the executor is the Slurm one on
+// the binary's local cluster (slurm_environment.h): the same tests, every run a job step.
 #pragma once
 
 #include <dirent.h>
@@ -28,6 +31,9 @@
 
 #include "sandbox/executor.h"
 #include "tests/support/test_paths.h"
+#ifdef LOOM_TEST_SANDBOX_THROUGH_SLURM
+#include "tests/sandbox/slurm_environment.h"
+#endif
 
 namespace loom::sandbox::testing {
 
@@ -119,7 +125,14 @@ class SandboxTest : public ::testing::Test {
     options_.run_as_uid = uid_;
     options_.run_as_gid = uid_;
     options_.cgroup_parent = CgroupParent();
+#ifdef LOOM_TEST_SANDBOX_THROUGH_SLURM
+    // The same battery with each run a Slurm job step (hostile_slurm_test).
+    LOOM_REQUIRE_SLURM(cluster);
+    (void)cluster;
+    auto executor = MakeSlurmExecutor(SlurmEnvironment::Options(options_));
+#else
     auto executor = MakeBwrapExecutor(options_);
+#endif
     ASSERT_TRUE(executor.ok()) << executor.status().ToString();
     executor_ = std::move(executor).value();
   }

@@ -1,0 +1,214 @@
+// The Slurm executor through a real local Slurm (slurm_environment.h): every run is
+// a job step in the executor's allocation, the runner's outcome comes back intact,
+// secrets stay off environments, the munge socket stays out of the sandbox, cancel
+// and a lost allocation work, and a run Slurm could not make is an error, never an
+// outcome. Built with LOOM_TEST_SANDBOX_THROUGH_SLURM, so SandboxTest's executor_ is
+// the Slurm one.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <atomic>
+#include <chrono>
+#include <fstream>
+#include <thread>
+
+#include "sandbox/executor.h"
+#include "tests/sandbox/sandbox_fixture.h"
+#include "tests/sandbox/slurm_environment.h"
+#include "tests/support/subprocess.h"
+
+namespace loom::sandbox {
+namespace {
+
+using namespace std::chrono_literals;
+using loom::testing::CommandOutput;
+using loom::testing::ShellQuote;
+using testing::ReadHostFile;
+using testing::SandboxTest;
+using testing::SlurmEnvironment;
+
+class SlurmExecutorTest : public SandboxTest {
+ protected:
+  void SetUp() override {
+    SandboxTest::SetUp();
+    if (IsSkipped() || HasFailure()) return;
+    std::string why;
+    bool must_fail;
+    cluster_ = SlurmEnvironment::Cluster(&why, &must_fail);
+  }
+  // A Slurm command on the test cluster; its stdout and stderr.
+  std::string Slurm(const std::string& command) {
+    return CommandOutput("SLURM_CONF=" + ShellQuote(cluster_->slurm_conf()) + " /usr/bin/" +
+                         command);
+  }
+  // The executor's allocations ("loom-sandbox" jobs) that are running.
+  std::string Allocations() {
+    return Slurm("squeue --noheader --name=loom-sandbox --states=RUNNING --format=%i");
+  }
+  loom::testing::SlurmCluster* cluster_ = nullptr;
+};
+
+TEST_F(SlurmExecutorTest, TheOutcomeComesBackIntactFromAJobStep) {
+  std::atomic<bool> done{false};
+  std::string steps_seen;
+  std::thread watch([&] {
+    while (!done.load() && steps_seen.find("loom-run") == std::string::npos) {
+      steps_seen += Slurm("squeue --noheader --steps --format=%j");
+      std::this_thread::sleep_for(50ms);
+    }
+  });
+  Outcome o = Sh("sleep 1; printf 'a\\377b'; echo err >&2; exit 3");
+  done = true;
+  watch.join();
+  EXPECT_NE(steps_seen.find("loom-run"), std::string::npos) << "no step seen: " << steps_seen;
+  EXPECT_EQ(o.exit_code, 3);
+  EXPECT_FALSE(o.signal.has_value());
+  EXPECT_EQ(o.limit, LimitHit::kNone);
+  EXPECT_EQ(o.stdout_data,
+            "a\xff"
+            "b");
+  EXPECT_EQ(o.stderr_data, "err\n");
+  EXPECT_GE(o.wall_ms, 1000);
+  EXPECT_GT(o.peak_memory_bytes, 0u);
+}
+
+TEST_F(SlurmExecutorTest, LimitsSignalsAndCpuTimeComeBack) {
+  Outcome timeout = Sh("sleep 30", [](RunSpec& s) { s.limits.wall_time = 500ms; });
+  EXPECT_EQ(timeout.limit, LimitHit::kTimeout);
+  EXPECT_EQ(timeout.signal, SIGKILL);
+  EXPECT_LT(timeout.wall_ms, 5000);
+
+  Outcome killed = Sh("kill -TERM $$");
+  EXPECT_EQ(killed.signal, SIGTERM);
+  EXPECT_FALSE(killed.exit_code.has_value());
+
+  Outcome busy = Sh("i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done");
+  EXPECT_TRUE(busy.Succeeded());
+  EXPECT_GT(busy.cpu_ms, 50);
+
+  Outcome memory = Sh("exec python3 -c 'a = []\nwhile True: a.append(b\"x\" * (8 << 20))'",
+                      [](RunSpec& s) { s.limits.memory_bytes = 256 << 20; });
+  EXPECT_FALSE(memory.Succeeded());
+  EXPECT_EQ(memory.limit, LimitHit::kMemory);
+
+  Outcome output = Sh("yes", [](RunSpec& s) { s.limits.max_output_bytes = 1000; });
+  EXPECT_EQ(output.limit, LimitHit::kOutput);
+  EXPECT_EQ(output.stdout_data.size(), 1000u);
+}
+
+TEST_F(SlurmExecutorTest, SecretsNeverTravelInAnEnvironment) {
+  // The runner is wrapped by a script that records the step's environment.
+  std::string wrapper = bind_dir_ + "/runner-wrapper";
+  std::string env_file = root_ + "/step-environ";
+  std::ofstream(wrapper) << "#!/bin/sh\n/usr/bin/env > " << env_file << "\nexec " << LOOM_BIN_DIR
+                         << "/loom-sandbox-runner\n";
+  chmod(wrapper.c_str(), 0755);
+  setenv("LOOM_TEST_DAEMON_SECRET", "daemon-secret-5f1c", 1);
+  executor_.reset();  // its allocation holds the node's CPUs
+  SlurmOptions options = SlurmEnvironment::Options(options_);
+  options.runner_path = wrapper;
+  auto executor = MakeSlurmExecutor(options);
+  unsetenv("LOOM_TEST_DAEMON_SECRET");
+  ASSERT_TRUE(executor.ok()) << executor.status().ToString();
+  RunSpec spec = Spec({"/bin/sh", "-c", "echo $TASK_SECRET"});
+  spec.env.emplace_back("TASK_SECRET", "task-secret-9a2e");
+  auto o = (*executor)->Run(spec);
+  ASSERT_TRUE(o.ok()) << o.status().ToString();
+  EXPECT_EQ(o->stdout_data, "task-secret-9a2e\n");  // the payload gets it
+  std::string step_env = ReadHostFile(env_file);
+  ASSERT_NE(step_env.find("SLURM_JOB_ID="), std::string::npos) << step_env;
+  EXPECT_EQ(step_env.find("task-secret-9a2e"), std::string::npos) << step_env;
+  EXPECT_EQ(step_env.find("daemon-secret-5f1c"), std::string::npos) << step_env;
+  EXPECT_EQ(step_env.find("LOOM_TEST_MARKER"), std::string::npos) << step_env;
+}
+
+TEST_F(SlurmExecutorTest, TheMungeSocketIsInvisibleInTheSandbox) {
+  std::string socket = cluster_->munge_socket();
+  Outcome o = Sh("test -e " + ShellQuote(socket) +
+                 " && echo VISIBLE; ls /run/munge /var/run/munge "
+                 "2>/dev/null; echo done");
+  EXPECT_EQ(o.stdout_data, "done\n");
+  RunSpec bind = Spec({"true"});
+  bind.read_only_paths.push_back(socket.substr(0, socket.rfind('/')));
+  EXPECT_FALSE(executor_->Run(bind).ok()) << "binding the munge directory must be refused";
+}
+
+TEST_F(SlurmExecutorTest, CancelEndsTheStepAndSaysCancelled) {
+  std::atomic<bool> cancel{false};
+  std::thread canceller([&] {
+    std::this_thread::sleep_for(700ms);
+    cancel = true;
+  });
+  auto start = std::chrono::steady_clock::now();
+  Outcome o = Sh("sleep 60", [&](RunSpec& s) { s.cancel = &cancel; });
+  canceller.join();
+  EXPECT_EQ(o.limit, LimitHit::kCancelled);
+  EXPECT_FALSE(o.Succeeded());
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 15s);
+  EXPECT_EQ(Slurm("squeue --noheader --steps --format=%j | grep -c loom-run"), "0\n");
+}
+
+TEST_F(SlurmExecutorTest, ConcurrentRunsShareOneAllocation) {
+  constexpr int kRuns = 4;
+  std::vector<Outcome> outcomes(kRuns);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kRuns; ++i) {
+    threads.emplace_back([&, i] {
+      auto o = executor_->Run(Spec({"/bin/sh", "-c", "sleep 0.5; echo " + std::to_string(i)}));
+      if (o.ok()) outcomes[i] = *o;
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (int i = 0; i < kRuns; ++i) {
+    EXPECT_TRUE(outcomes[i].Succeeded()) << i;
+    EXPECT_EQ(outcomes[i].stdout_data, std::to_string(i) + "\n");
+  }
+  std::string allocations = Allocations();
+  EXPECT_EQ(std::count(allocations.begin(), allocations.end(), '\n'), 1) << allocations;
+}
+
+TEST_F(SlurmExecutorTest, ANewAllocationIsMadeWhenTheOldOneEnds) {
+  std::string before = Allocations();
+  ASSERT_EQ(std::count(before.begin(), before.end(), '\n'), 1) << before;
+  Slurm("scancel " + before);
+  for (int i = 0; i < 100 && !Allocations().empty(); ++i) std::this_thread::sleep_for(50ms);
+  Outcome o = Sh("echo again");
+  EXPECT_TRUE(o.Succeeded());
+  EXPECT_EQ(o.stdout_data, "again\n");
+  std::string after = Allocations();
+  EXPECT_EQ(std::count(after.begin(), after.end(), '\n'), 1) << after;
+  EXPECT_NE(after, before);
+}
+
+TEST_F(SlurmExecutorTest, TheAllocationIsReleasedWithTheExecutor) {
+  ASSERT_FALSE(Allocations().empty());
+  executor_.reset();
+  for (int i = 0; i < 100 && !Allocations().empty(); ++i) std::this_thread::sleep_for(50ms);
+  EXPECT_EQ(Allocations(), "");
+}
+
+// Its own cluster: the controller is stopped.
+TEST_F(SlurmExecutorTest, AnUnreachableControllerIsUnavailableNeverAnOutcome) {
+  loom::testing::TempDir dir;
+  chmod(dir.path().c_str(), 0755);
+  loom::testing::SlurmCluster second;
+  ASSERT_TRUE(second.Start(dir.path())) << second.error();
+  SlurmOptions options = SlurmEnvironment::Options(options_);
+  options.slurm_conf = second.slurm_conf();
+  options.start_timeout = 20s;
+  auto executor = MakeSlurmExecutor(options);
+  ASSERT_TRUE(executor.ok()) << executor.status().ToString();
+  second.StopController();
+
+  auto run = (*executor)->Run(Spec({"/bin/sh", "-c", "echo ran"}));
+  ASSERT_FALSE(run.ok()) << "reported an outcome for a run that cannot have happened";
+  EXPECT_EQ(run.status().code(), StatusCode::kUnavailable) << run.status().ToString();
+
+  auto fresh = MakeSlurmExecutor(options);
+  ASSERT_FALSE(fresh.ok());
+  EXPECT_EQ(fresh.status().code(), StatusCode::kUnavailable) << fresh.status().ToString();
+}
+
+}  // namespace
+}  // namespace loom::sandbox
