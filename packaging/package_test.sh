@@ -29,7 +29,7 @@ echo "== contents"
 dpkg-deb -c "$loom_deb" >"$work/loom.list"
 dpkg-deb -c "$infer_deb" >"$work/infer.list"
 for f in ./usr/bin/loomd ./usr/bin/loom ./usr/lib/systemd/system/loomd.service \
-         ./etc/loom/loom.toml ./usr/share/loom/policies/default.toml ./usr/share/doc/loom/operator-guide.md; do
+         ./usr/bin/loom-sandbox-runner ./etc/loom/loom.toml ./usr/share/loom/policies/default.toml ./usr/share/doc/loom/operator-guide.md; do
   grep -q " $f\$" "$work/loom.list" || fail "loom package lacks $f"
 done
 for f in ./usr/bin/loom-infer "./usr/lib/systemd/system/loom-infer@.service"; do
