@@ -198,7 +198,8 @@ Status RemoteSync::PushTask(int64_t id) {
     case StatusCode::kFailedPrecondition:
       advice =
           "someone else moved the branch on the server; Loom does not overwrite it. Look at the "
-          "remote branch, put it back where Loom pushed it or delete it, then answer";
+          "remote branch and put it back where Loom last pushed it (the error names both "
+          "commits); loomd pushes again on its next pass";
       break;
     default:
       advice = "the server could not be reached; loomd tries again on its next pass";
