@@ -20,6 +20,8 @@
 #include "feedback/intake.h"
 #include "orchestrator/agent.h"
 #include "orchestrator/api.h"
+#include "orchestrator/forge_hooks.h"
+#include "orchestrator/forge_store.h"
 #include "orchestrator/llm_client.h"
 #include "orchestrator/maintenance.h"
 #include "orchestrator/repo_cache.h"
@@ -305,6 +307,22 @@ class DaemonImpl : public Daemon {
         static_cast<int>(blocking_threads));
     LOOM_RETURN_IF_ERROR(orchestrator_api_->FinishInterruptedMerges());
     orchestrator_api_->Register(router_);
+    // Forges: webhooks in (verified by each repository's webhook secret, not a token).
+    forge_store_ = std::make_unique<ForgeStore>(stores_.db);
+    ForgeHooksDeps hooks;
+    hooks.forge = forge_store_.get();
+    hooks.tasks = stores_.tasks.get();
+    hooks.lifecycle = lifecycle_.get();
+    hooks.feedback = feedback_.get();
+    hooks.tokens = tokens_.get();
+    hooks.policies = &policies_;
+    hooks.secrets = secrets_.get();
+    hooks.wake = [this] {
+      if (scheduler_) scheduler_->Wake();
+    };
+    forge_hooks_ = std::make_unique<ForgeHooks>(std::move(hooks));
+    LOOM_RETURN_IF_ERROR(forge_hooks_->ResumeUnfinished());
+    forge_hooks_->Register(router_);
     web::RegisterStaticRoutes(router_);
 
     HttpServerOptions opts;
@@ -336,7 +354,8 @@ class DaemonImpl : public Daemon {
     if (maintenance_) maintenance_->Stop();  // after its pass in progress
     if (scheduler_) scheduler_->Stop();      // agents stop at their next step; tasks requeue
     feedback_api_.reset();
-    feedback_.reset();  // flushes queued submissions
+    forge_hooks_.reset();  // runs the deliveries it holds, which may file feedback
+    feedback_.reset();     // flushes queued submissions
     log::SetMasker(nullptr);
     if (marked_running_) std::remove(RunningMarker(data_dir_).c_str());
     marked_running_ = false;
@@ -592,6 +611,8 @@ class DaemonImpl : public Daemon {
   std::unique_ptr<sandbox::Executor> executor_;
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<OrchestratorApi> orchestrator_api_;
+  std::unique_ptr<ForgeStore> forge_store_;
+  std::unique_ptr<ForgeHooks> forge_hooks_;
   std::unique_ptr<Maintenance> maintenance_;
   Router router_;
   std::unique_ptr<HttpServer> server_;

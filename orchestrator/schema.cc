@@ -6,6 +6,7 @@
 #include "common/auth.h"
 #include "feedback/intake.h"
 #include "orchestrator/escalation_store.h"
+#include "orchestrator/forge_store.h"
 #include "orchestrator/repo_store.h"
 #include "orchestrator/secrets.h"
 #include "orchestrator/task_store.h"
@@ -20,6 +21,7 @@ const std::vector<Migration>& LoomMigrations() {
       TaskStore::Migrations(),
       EscalationStore::Migrations(),
       SecretStore::Migrations(),
+      ForgeStore::Migrations(),
   });
   return kMigrations;
 }
