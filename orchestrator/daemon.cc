@@ -22,6 +22,7 @@
 #include "orchestrator/api.h"
 #include "orchestrator/forge_hooks.h"
 #include "orchestrator/forge_store.h"
+#include "orchestrator/forge_sync.h"
 #include "orchestrator/llm_client.h"
 #include "orchestrator/maintenance.h"
 #include "orchestrator/repo_cache.h"
@@ -323,6 +324,15 @@ class DaemonImpl : public Daemon {
     forge_hooks_ = std::make_unique<ForgeHooks>(std::move(hooks));
     LOOM_RETURN_IF_ERROR(forge_hooks_->ResumeUnfinished());
     forge_hooks_->Register(router_);
+    // Forges: each task's pull/merge request kept in step with the task.
+    ForgeSyncDeps sync;
+    sync.forge = forge_store_.get();
+    sync.tasks = stores_.tasks.get();
+    sync.feedback = feedback_.get();
+    sync.policies = &policies_;
+    sync.secrets = secrets_.get();
+    forge_sync_ = std::make_unique<ForgeSync>(std::move(sync));
+    forge_sync_->Start();
     web::RegisterStaticRoutes(router_);
 
     HttpServerOptions opts;
@@ -355,6 +365,7 @@ class DaemonImpl : public Daemon {
     if (scheduler_) scheduler_->Stop();      // agents stop at their next step; tasks requeue
     feedback_api_.reset();
     forge_hooks_.reset();  // runs the deliveries it holds, which may file feedback
+    forge_sync_.reset();   // after its pass in progress
     feedback_.reset();     // flushes queued submissions
     log::SetMasker(nullptr);
     if (marked_running_) std::remove(RunningMarker(data_dir_).c_str());
@@ -613,6 +624,7 @@ class DaemonImpl : public Daemon {
   std::unique_ptr<OrchestratorApi> orchestrator_api_;
   std::unique_ptr<ForgeStore> forge_store_;
   std::unique_ptr<ForgeHooks> forge_hooks_;
+  std::unique_ptr<ForgeSync> forge_sync_;
   std::unique_ptr<Maintenance> maintenance_;
   Router router_;
   std::unique_ptr<HttpServer> server_;

@@ -6,7 +6,7 @@
 namespace loom {
 namespace {
 
-constexpr std::array<std::pair<EventType, std::string_view>, 19> kNames = {{
+constexpr std::array<std::pair<EventType, std::string_view>, 20> kNames = {{
     {EventType::kCreated, "created"},
     {EventType::kState, "state"},
     {EventType::kPrompt, "prompt"},
@@ -26,6 +26,7 @@ constexpr std::array<std::pair<EventType, std::string_view>, 19> kNames = {{
     {EventType::kApproved, "approved"},
     {EventType::kMerging, "merging"},
     {EventType::kRetried, "retried"},
+    {EventType::kPushed, "pushed"},
 }};
 
 }  // namespace

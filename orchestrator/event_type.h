@@ -22,6 +22,9 @@
 //   merging             an approval began merging
 //   retried             an engineer retried the task: a fresh start {by, extra_steps,
 //                       extra_tokens, steps, tokens, test_runs (the counters then)}
+//   pushed              the task branch pushed to the server (a contract: forge
+//                       integrations act on it) {remote (no credentials), branch,
+//                       commit, previous (hex or null)}
 #pragma once
 
 #include <string_view>
@@ -48,6 +51,7 @@ enum class EventType {
   kApproved,
   kMerging,
   kRetried,
+  kPushed,
   kUnknown,  // a name this binary does not know (read back, never written)
 };
 

@@ -97,6 +97,13 @@ const std::vector<Migration>& ForgeStore::Migrations() {
         CREATE INDEX forge_line_comments_pending ON forge_line_comments(forge, project, number)
           WHERE used_at IS NULL;
       )sql"},
+      {11, R"sql(
+        -- Durable consumers of the task event log: the last event each is done with.
+        CREATE TABLE forge_cursors(
+          consumer TEXT PRIMARY KEY,
+          after_event INTEGER NOT NULL
+        );
+      )sql"},
   };
   return kMigrations;
 }
@@ -216,6 +223,54 @@ Status ForgeStore::MarkIssueCommented(int64_t feedback_id, int64_t task_id) {
       Statement * q,
       lock.db()->Prepare("UPDATE forge_issues SET commented_task_id=? WHERE feedback_id=?"));
   return q->BindAll(task_id, feedback_id).Run();
+}
+
+Result<int64_t> ForgeStore::Cursor(const std::string& consumer) {
+  auto lock = db_->Acquire();
+  LOOM_ASSIGN_OR_RETURN(std::optional<int64_t> at,
+                        lock.db()->QueryOptional(
+                            "SELECT after_event FROM forge_cursors WHERE consumer=?",
+                            [](const Statement& r) { return r.Int(0); }, consumer));
+  return at.value_or(0);
+}
+
+Status ForgeStore::SetCursor(const std::string& consumer, int64_t after_event) {
+  auto lock = db_->Acquire();
+  LOOM_ASSIGN_OR_RETURN(
+      Statement * q,
+      lock.db()->Prepare("INSERT INTO forge_cursors(consumer, after_event) VALUES(?,?) ON "
+                         "CONFLICT(consumer) DO UPDATE SET after_event=excluded.after_event"));
+  return q->BindAll(consumer, after_event).Run();
+}
+
+Result<int64_t> ForgeStore::LastEventId() {
+  auto lock = db_->Acquire();
+  return lock.db()->QueryOne("SELECT COALESCE(MAX(id), 0) FROM events", "no events table",
+                             [](const Statement& r) { return r.Int(0); });
+}
+
+Result<std::vector<LoggedEvent>> ForgeStore::EventsAfter(int64_t after_event,
+                                                         const std::vector<std::string>& types,
+                                                         int limit) {
+  auto lock = db_->Acquire();
+  std::string in;
+  for (size_t i = 0; i < types.size(); ++i) in += i ? ",?" : "?";
+  LOOM_ASSIGN_OR_RETURN(Statement * q,
+                        lock.db()->Prepare("SELECT id, task_id, type, data FROM events WHERE id>? "
+                                           "AND type IN (" +
+                                           in + ") ORDER BY id LIMIT ?"));
+  int index = 1;
+  q->Bind(index++, after_event);
+  for (const std::string& t : types) q->Bind(index++, t);
+  q->Bind(index++, int64_t{limit});
+  std::vector<LoggedEvent> out;
+  while (true) {
+    LOOM_ASSIGN_OR_RETURN(bool row, q->Step());
+    if (!row) break;
+    out.push_back({q->Int(0), q->Int(1), q->Text(2), ParseJson(q->Text(3)).value_or(Json())});
+  }
+  q->Reset();
+  return out;
 }
 
 Status ForgeStore::AddPendingComment(const std::string& forge, const std::string& project,

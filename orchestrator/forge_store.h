@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "common/db.h"
+#include "common/json.h"
 #include "common/status.h"
 #include "orchestrator/review_comments.h"
 #include "orchestrator/store_db.h"
@@ -53,6 +54,14 @@ struct ForgeIssue {
   int64_t number = 0;
   std::string url;
   std::optional<int64_t> commented_task_id;  // the task whose review it was told of
+};
+
+// One event of the task event log, as a consumer reads it.
+struct LoggedEvent {
+  int64_t id = 0;  // the log's global order
+  int64_t task_id = 0;
+  std::string type;
+  Json data;
 };
 
 class ForgeStore {
@@ -94,6 +103,17 @@ class ForgeStore {
   // `taker` (a delivery id): those of `review_id` and those of no review.
   // Comments of other reviews stay. Taking again with the same `taker` (the
   // delivery applied again after a restart) returns the same comments.
+  // A durable consumer's position in the task event log ("pr_sync"): the id
+  // of the last event it is done with; 0 before the first.
+  Result<int64_t> Cursor(const std::string& consumer);
+  Status SetCursor(const std::string& consumer, int64_t after_event);
+  // Up to `limit` events of the task event log after event `after_event`, in
+  // order, of the given types (TaskStore owns the table; this reads it).
+  // The id of the last event in the log now (0 when empty).
+  Result<int64_t> LastEventId();
+  Result<std::vector<LoggedEvent>> EventsAfter(int64_t after_event,
+                                               const std::vector<std::string>& types, int limit);
+
   Result<std::vector<LineComment>> TakePendingComments(const std::string& forge,
                                                        const std::string& project, int64_t number,
                                                        const std::string& review_id,
