@@ -31,6 +31,7 @@
 #include "orchestrator/schema.h"
 #include "orchestrator/secrets.h"
 #include "orchestrator/stores.h"
+#include "orchestrator/webhook_outbox.h"
 #include "policies/policy.h"
 #include "sandbox/executor.h"
 #include "web/static_files.h"
@@ -78,6 +79,14 @@ std::vector<Config::Key> DaemonConfigSchema() {
        "More packs than this in a repository are merged into one by the maintenance pass."},
       {"sandbox.uid", T::kInt, "64000",
        "When loomd runs as root: the unprivileged uid (and gid) sandboxed runs use."},
+      {"webhooks.urls", T::kString, "",
+       "Outbound webhooks: URLs (comma-separated) every task event is POSTed to as JSON "
+       "(docs/forges.md)."},
+      {"webhooks.secret_name", T::kString, "",
+       "The secret (in loomd's secret store) that signs outbound webhooks "
+       "(X-Loom-Signature-256)."},
+      {"webhooks.max_attempts", T::kInt, "20",
+       "Attempts of one outbound webhook delivery, with backoff, before it is marked failed."},
   };
 }
 
@@ -333,6 +342,23 @@ class DaemonImpl : public Daemon {
     sync.secrets = secrets_.get();
     forge_sync_ = std::make_unique<ForgeSync>(std::move(sync));
     forge_sync_->Start();
+    WebhookOutboxOptions outbound;
+    LOOM_ASSIGN_OR_RETURN(outbound.urls, ParseWebhookUrls(config.GetString("webhooks.urls")));
+    outbound.secret_name = config.GetString("webhooks.secret_name");
+    outbound.max_attempts = static_cast<int>(config.GetInt("webhooks.max_attempts"));
+    if (outbound.max_attempts < 1 || outbound.max_attempts > 1000) {
+      return Status::InvalidArgument("webhooks.max_attempts must be between 1 and 1000");
+    }
+    if (!outbound.urls.empty() && outbound.secret_name.empty()) {
+      return Status::InvalidArgument(
+          "webhooks.urls is set without webhooks.secret_name: outbound webhooks are always "
+          "signed; store a secret (loom secrets) and name it");
+    }
+    if (!outbound.urls.empty()) {
+      webhooks_ = std::make_unique<WebhookOutbox>(
+          stores_.db, forge_store_.get(), stores_.tasks.get(), secrets_.get(), std::move(outbound));
+      webhooks_->Start();
+    }
     web::RegisterStaticRoutes(router_);
 
     HttpServerOptions opts;
@@ -366,7 +392,8 @@ class DaemonImpl : public Daemon {
     feedback_api_.reset();
     forge_hooks_.reset();  // runs the deliveries it holds, which may file feedback
     forge_sync_.reset();   // after its pass in progress
-    feedback_.reset();     // flushes queued submissions
+    webhooks_.reset();
+    feedback_.reset();  // flushes queued submissions
     log::SetMasker(nullptr);
     if (marked_running_) std::remove(RunningMarker(data_dir_).c_str());
     marked_running_ = false;
@@ -625,6 +652,7 @@ class DaemonImpl : public Daemon {
   std::unique_ptr<ForgeStore> forge_store_;
   std::unique_ptr<ForgeHooks> forge_hooks_;
   std::unique_ptr<ForgeSync> forge_sync_;
+  std::unique_ptr<WebhookOutbox> webhooks_;
   std::unique_ptr<Maintenance> maintenance_;
   Router router_;
   std::unique_ptr<HttpServer> server_;

@@ -255,10 +255,11 @@ Result<std::vector<LoggedEvent>> ForgeStore::EventsAfter(int64_t after_event,
   auto lock = db_->Acquire();
   std::string in;
   for (size_t i = 0; i < types.size(); ++i) in += i ? ",?" : "?";
-  LOOM_ASSIGN_OR_RETURN(Statement * q,
-                        lock.db()->Prepare("SELECT id, task_id, type, data FROM events WHERE id>? "
-                                           "AND type IN (" +
-                                           in + ") ORDER BY id LIMIT ?"));
+  std::string where = types.empty() ? "" : " AND type IN (" + in + ")";
+  LOOM_ASSIGN_OR_RETURN(
+      Statement * q,
+      lock.db()->Prepare("SELECT id, task_id, type, data, created_at FROM events WHERE id>?" +
+                         where + " ORDER BY id LIMIT ?"));
   int index = 1;
   q->Bind(index++, after_event);
   for (const std::string& t : types) q->Bind(index++, t);
@@ -267,7 +268,8 @@ Result<std::vector<LoggedEvent>> ForgeStore::EventsAfter(int64_t after_event,
   while (true) {
     LOOM_ASSIGN_OR_RETURN(bool row, q->Step());
     if (!row) break;
-    out.push_back({q->Int(0), q->Int(1), q->Text(2), ParseJson(q->Text(3)).value_or(Json())});
+    out.push_back(
+        {q->Int(0), q->Int(1), q->Text(2), ParseJson(q->Text(3)).value_or(Json()), q->Int(4)});
   }
   q->Reset();
   return out;

@@ -62,6 +62,7 @@ struct LoggedEvent {
   int64_t task_id = 0;
   std::string type;
   Json data;
+  int64_t created_at_ms = 0;
 };
 
 class ForgeStore {
@@ -108,7 +109,8 @@ class ForgeStore {
   Result<int64_t> Cursor(const std::string& consumer);
   Status SetCursor(const std::string& consumer, int64_t after_event);
   // Up to `limit` events of the task event log after event `after_event`, in
-  // order, of the given types (TaskStore owns the table; this reads it).
+  // order, of the given types, or of every type when `types` is empty
+  // (TaskStore owns the table; this reads it).
   // The id of the last event in the log now (0 when empty).
   Result<int64_t> LastEventId();
   Result<std::vector<LoggedEvent>> EventsAfter(int64_t after_event,

@@ -10,6 +10,7 @@
 #include "orchestrator/repo_store.h"
 #include "orchestrator/secrets.h"
 #include "orchestrator/task_store.h"
+#include "orchestrator/webhook_outbox.h"
 
 namespace loom {
 
@@ -22,6 +23,7 @@ const std::vector<Migration>& LoomMigrations() {
       EscalationStore::Migrations(),
       SecretStore::Migrations(),
       ForgeStore::Migrations(),
+      WebhookOutbox::Migrations(),
   });
   return kMigrations;
 }
