@@ -152,6 +152,19 @@ class GithubClient : public RestClient {
     return info;
   }
 
+  Result<std::optional<PullRequestInfo>> FindOpenPullRequest(const std::string& head) override {
+    // head=OWNER:BRANCH, the owner being the repository's.
+    std::string owner = options_.project.substr(0, options_.project.find('/'));
+    LOOM_ASSIGN_OR_RETURN(
+        Json list,
+        Send("GET", Repo() + "/pulls?state=open&head=" + PercentEncode(owner + ":" + head),
+             nullptr));
+    if (!list.is_array() || list.empty()) return std::optional<PullRequestInfo>();
+    const Json& pr = list[0];
+    return std::optional<PullRequestInfo>(PullRequestInfo{
+        IntOr(pr, "number", 0), StringOr(pr, "html_url"), BoolOr(pr, "draft", false)});
+  }
+
   Status UpdatePullRequest(int64_t number, const PullRequestSpec& spec, bool was_draft) override {
     Json body = {{"title", spec.title}, {"body", spec.body}};
     LOOM_ASSIGN_OR_RETURN(Json pr, Send("PATCH", Pull(number), &body));
@@ -224,6 +237,17 @@ class GitlabClient : public RestClient {
       return Status::Corruption("GitLab answered the new merge request without its iid");
     }
     return info;
+  }
+
+  Result<std::optional<PullRequestInfo>> FindOpenPullRequest(const std::string& head) override {
+    LOOM_ASSIGN_OR_RETURN(
+        Json list,
+        Send("GET", Project() + "/merge_requests?state=opened&source_branch=" + PercentEncode(head),
+             nullptr));
+    if (!list.is_array() || list.empty()) return std::optional<PullRequestInfo>();
+    const Json& mr = list[0];
+    return std::optional<PullRequestInfo>(
+        PullRequestInfo{IntOr(mr, "iid", 0), StringOr(mr, "web_url"), BoolOr(mr, "draft", false)});
   }
 
   Status UpdatePullRequest(int64_t number, const PullRequestSpec& spec, bool was_draft) override {

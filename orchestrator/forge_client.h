@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "common/status.h"
@@ -67,6 +68,9 @@ class ForgeClient {
   // Opens a pull/merge request from spec.head into spec.base (a draft when
   // spec.draft).
   virtual Result<PullRequestInfo> OpenPullRequest(const PullRequestSpec& spec) = 0;
+  // The open pull/merge request from branch `head`, if there is one (to
+  // recover one opened before loomd could record it).
+  virtual Result<std::optional<PullRequestInfo>> FindOpenPullRequest(const std::string& head) = 0;
   // Replaces its title and body; a draft becomes ready when !spec.draft
   // (`was_draft` says whether it is one now). A ready one is never made a draft.
   virtual Status UpdatePullRequest(int64_t number, const PullRequestSpec& spec, bool was_draft) = 0;

@@ -250,12 +250,26 @@ Status ForgeSync::Pushed(const Task& task, const LoggedEvent& event) {
                         SpecFor(task, branch, StringOr(event.data, "commit")));
   LOOM_ASSIGN_OR_RETURN(std::optional<ForgePull> pull, deps_.forge->PullOfTask(task.id));
   if (!pull) {
-    LOOM_ASSIGN_OR_RETURN(PullRequestInfo opened, client->OpenPullRequest(spec));
-    pull = ForgePull{task.id,       task.repo,  forge.kind, forge.project,
-                     opened.number, opened.url, spec.draft};
+    auto opened = client->OpenPullRequest(spec);
+    if (opened.status().code() == StatusCode::kFailedPrecondition) {
+      // One is open for the branch already: opened before a stop of loomd
+      // let it be recorded. It is this task's.
+      LOOM_ASSIGN_OR_RETURN(std::optional<PullRequestInfo> found,
+                            client->FindOpenPullRequest(branch));
+      if (!found || found->number < 1) return opened.status();
+      opened = *found;
+    }
+    if (!opened.ok()) return opened.status();
+    pull = ForgePull{task.id,        task.repo,   forge.kind,   forge.project,
+                     opened->number, opened->url, opened->draft};
     LOOM_RETURN_IF_ERROR(deps_.forge->PutPull(*pull));
-    LOOM_LOG(kInfo) << "task " << task.id << ": opened " << opened.url
-                    << (spec.draft ? " (draft)" : "");
+    LOOM_LOG(kInfo) << "task " << task.id << ": pull request " << opened->url
+                    << (opened->draft ? " (draft)" : "");
+    if (pull->draft && !spec.draft) {
+      LOOM_RETURN_IF_ERROR(client->UpdatePullRequest(pull->number, spec, true));
+      pull->draft = false;
+      LOOM_RETURN_IF_ERROR(deps_.forge->PutPull(*pull));
+    }
   } else {
     LOOM_RETURN_IF_ERROR(client->UpdatePullRequest(pull->number, spec, pull->draft));
     pull->draft = pull->draft && spec.draft;

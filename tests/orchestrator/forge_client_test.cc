@@ -227,6 +227,30 @@ TEST(GitlabClientTest, AConflictIsAFailedPreconditionWithGitlabsMessage) {
   EXPECT_EQ((*client)->ClosePullRequest(1).code(), StatusCode::kUnauthenticated);
 }
 
+TEST(ForgeClientTest, FindsTheOpenPullRequestOfABranch) {
+  FakeForge forge;
+  forge.Then({200, R"([{"number": 3, "html_url": "https://github.com/acme/calc/pull/3",
+                      "draft": true}])"});
+  forge.Then({200, "[]"});
+  forge.Then({200, R"([{"iid": 4, "web_url": "https://gitlab.example.com/mr/4"}])"});
+  auto github = ForgeClient::Make(Options("github", forge.url()));
+  auto found = (*github)->FindOpenPullRequest("loom/7-fix");
+  ASSERT_TRUE(found.ok() && found->has_value());
+  EXPECT_EQ((*found)->number, 3);
+  EXPECT_TRUE((*found)->draft);
+  found = (*github)->FindOpenPullRequest("loom/8-other");
+  ASSERT_TRUE(found.ok());
+  EXPECT_FALSE(found->has_value());
+  auto gitlab = ForgeClient::Make(Options("gitlab", forge.url()));
+  found = (*gitlab)->FindOpenPullRequest("loom/7-fix");
+  ASSERT_TRUE(found.ok() && found->has_value());
+  EXPECT_EQ((*found)->number, 4);
+  auto seen = forge.seen();
+  EXPECT_EQ(seen[0].target, "/repos/acme/calc/pulls?state=open&head=acme%3Aloom%2F7-fix");
+  EXPECT_EQ(seen[2].target,
+            "/projects/acme%2Flab/merge_requests?state=opened&source_branch=loom%2F7-fix");
+}
+
 TEST(ForgeClientTest, RefusesWhatCannotWork) {
   ForgeClientOptions o = Options("bitbucket", "https://x");
   EXPECT_EQ(ForgeClient::Make(o).status().code(), StatusCode::kInvalidArgument);

@@ -225,11 +225,32 @@ TEST_F(ForgeSyncTest, ARefusalIsPassedOverSoLaterEventsDoNotWait) {
   Pushed(task, "1111111111111111aaaa");
   forge_.Then({422, R"({"message": "Validation Failed",
                       "errors": [{"message": "head: branch does not exist"}]})"});
+  forge_.Then({200, "[]"});  // no pull request open for the branch either
   forge_.Then({201, R"({"number": 33, "html_url": "https://github.com/acme/calc/pull/33"})"});
   forge_.Then({201, R"({"id": 9})"});
   auto sync = Sync();
   ASSERT_TRUE(sync->RunOnce().ok());
   EXPECT_EQ((*forge_store_->PullOfTask(task))->number, 33);
+}
+
+// Opened, then loomd stopped before recording it: the next pass finds it by
+// its branch instead of failing on "already exists".
+TEST_F(ForgeSyncTest, APullRequestOpenedBeforeAStopIsFoundByItsBranch) {
+  int64_t task = TaskInReview();
+  Pushed(task, "0123456789abcdef0123");
+  forge_.Then({422, R"({"message": "Validation Failed", "errors": [{"message":
+                      "A pull request already exists for acme:loom/1-average."}]})"});
+  forge_.Then({200, R"([{"number": 40, "html_url": "https://github.com/acme/calc/pull/40",
+                       "draft": false}])"});
+  forge_.Then({201, R"({"id": 9})"});
+  ASSERT_TRUE(Sync()->RunOnce().ok());
+  auto seen = forge_.seen();
+  ASSERT_EQ(seen.size(), 3u);
+  EXPECT_EQ(seen[1].method, "GET");
+  EXPECT_EQ(seen[1].target, "/repos/acme/calc/pulls?state=open&head=acme%3Aloom%2F" +
+                                std::to_string(task) + "-average");
+  EXPECT_EQ((*forge_store_->PullOfTask(task))->number, 40);
+  EXPECT_EQ(seen[2].target, "/repos/acme/calc/issues/12/comments");
 }
 
 TEST_F(ForgeSyncTest, RepositoriesWithoutAForgeAreLeftAlone) {
