@@ -11,6 +11,12 @@ namespace loom {
 
 // Lower-case hex SHA-256 of `data`.
 std::string Sha256Hex(std::string_view data);
+// Lower-case hex HMAC-SHA256 of `data` under `key` (RFC 2104): what GitHub's
+// X-Hub-Signature-256 and Loom's X-Loom-Signature-256 carry after "sha256=".
+std::string HmacSha256Hex(std::string_view key, std::string_view data);
+// Whether `a` and `b` are equal, in a time that depends on their length only
+// (for comparing a signature or token someone sent with the expected one).
+bool ConstantTimeEquals(std::string_view a, std::string_view b);
 // `bytes` random bytes from the OS CSPRNG, hex-encoded.
 Result<std::string> RandomHex(size_t bytes);
 

@@ -20,6 +20,9 @@
 #include "feedback/intake.h"
 #include "orchestrator/agent.h"
 #include "orchestrator/api.h"
+#include "orchestrator/forge_hooks.h"
+#include "orchestrator/forge_store.h"
+#include "orchestrator/forge_sync.h"
 #include "orchestrator/llm_client.h"
 #include "orchestrator/maintenance.h"
 #include "orchestrator/repo_cache.h"
@@ -29,6 +32,7 @@
 #include "orchestrator/secrets.h"
 #include "orchestrator/session_api.h"
 #include "orchestrator/stores.h"
+#include "orchestrator/webhook_outbox.h"
 #include "policies/policy.h"
 #include "sandbox/executor.h"
 #include "web/static_files.h"
@@ -106,6 +110,14 @@ std::vector<Config::Key> DaemonConfigSchema() {
        "slurm: SLURM_CONF for salloc/srun (empty: /etc/slurm/slurm.conf)."},
       {"sandbox.runner", T::kString, "",
        "slurm: loom-sandbox-runner on the nodes (empty: next to loomd)."},
+      {"webhooks.urls", T::kString, "",
+       "Outbound webhooks: URLs (comma-separated) every task event is POSTed to as JSON "
+       "(docs/forges.md)."},
+      {"webhooks.secret_name", T::kString, "",
+       "The secret (in loomd's secret store) that signs outbound webhooks "
+       "(X-Loom-Signature-256)."},
+      {"webhooks.max_attempts", T::kInt, "20",
+       "Attempts of one outbound webhook delivery, with backoff, before it is marked failed."},
   };
 }
 
@@ -368,6 +380,48 @@ class DaemonImpl : public Daemon {
     orchestrator_api_->SetDashboardOptions(std::move(dashboard));
     LOOM_RETURN_IF_ERROR(orchestrator_api_->FinishInterruptedMerges());
     orchestrator_api_->Register(router_);
+    // Forges: webhooks in (verified by each repository's webhook secret, not a token).
+    forge_store_ = std::make_unique<ForgeStore>(stores_.db);
+    ForgeHooksDeps hooks;
+    hooks.forge = forge_store_.get();
+    hooks.tasks = stores_.tasks.get();
+    hooks.lifecycle = lifecycle_.get();
+    hooks.feedback = feedback_.get();
+    hooks.tokens = tokens_.get();
+    hooks.policies = &policies_;
+    hooks.secrets = secrets_.get();
+    hooks.wake = [this] {
+      if (scheduler_) scheduler_->Wake();
+    };
+    forge_hooks_ = std::make_unique<ForgeHooks>(std::move(hooks));
+    LOOM_RETURN_IF_ERROR(forge_hooks_->ResumeUnfinished());
+    forge_hooks_->Register(router_);
+    // Forges: each task's pull/merge request kept in step with the task.
+    ForgeSyncDeps sync;
+    sync.forge = forge_store_.get();
+    sync.tasks = stores_.tasks.get();
+    sync.feedback = feedback_.get();
+    sync.policies = &policies_;
+    sync.secrets = secrets_.get();
+    forge_sync_ = std::make_unique<ForgeSync>(std::move(sync));
+    forge_sync_->Start();
+    WebhookOutboxOptions outbound;
+    LOOM_ASSIGN_OR_RETURN(outbound.urls, ParseWebhookUrls(config.GetString("webhooks.urls")));
+    outbound.secret_name = config.GetString("webhooks.secret_name");
+    outbound.max_attempts = static_cast<int>(config.GetInt("webhooks.max_attempts"));
+    if (outbound.max_attempts < 1 || outbound.max_attempts > 1000) {
+      return Status::InvalidArgument("webhooks.max_attempts must be between 1 and 1000");
+    }
+    if (!outbound.urls.empty() && outbound.secret_name.empty()) {
+      return Status::InvalidArgument(
+          "webhooks.urls is set without webhooks.secret_name: outbound webhooks are always "
+          "signed; store a secret (loom secrets) and name it");
+    }
+    if (!outbound.urls.empty()) {
+      webhooks_ = std::make_unique<WebhookOutbox>(
+          stores_.db, forge_store_.get(), stores_.tasks.get(), secrets_.get(), std::move(outbound));
+      webhooks_->Start();
+    }
     web::RegisterStaticRoutes(router_);
 
     HttpServerOptions opts;
@@ -402,6 +456,9 @@ class DaemonImpl : public Daemon {
     if (scheduler_) scheduler_->Stop();            // agents stop at their next step; tasks requeue
     if (lifecycle_) lifecycle_->remote()->Stop();  // after its pass in progress
     feedback_api_.reset();
+    forge_hooks_.reset();  // runs the deliveries it holds, which may file feedback
+    forge_sync_.reset();   // after its pass in progress
+    webhooks_.reset();
     feedback_.reset();  // flushes queued submissions
     log::SetMasker(nullptr);
     if (marked_running_) std::remove(RunningMarker(data_dir_).c_str());
@@ -709,6 +766,10 @@ class DaemonImpl : public Daemon {
   std::unique_ptr<sandbox::Executor> executor_;
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<OrchestratorApi> orchestrator_api_;
+  std::unique_ptr<ForgeStore> forge_store_;
+  std::unique_ptr<ForgeHooks> forge_hooks_;
+  std::unique_ptr<ForgeSync> forge_sync_;
+  std::unique_ptr<WebhookOutbox> webhooks_;
   std::unique_ptr<Maintenance> maintenance_;
   Router router_;
   std::unique_ptr<HttpServer> server_;

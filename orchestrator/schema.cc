@@ -6,9 +6,11 @@
 #include "common/auth.h"
 #include "feedback/intake.h"
 #include "orchestrator/escalation_store.h"
+#include "orchestrator/forge_store.h"
 #include "orchestrator/repo_store.h"
 #include "orchestrator/secrets.h"
 #include "orchestrator/task_store.h"
+#include "orchestrator/webhook_outbox.h"
 
 namespace loom {
 
@@ -20,6 +22,8 @@ const std::vector<Migration>& LoomMigrations() {
       TaskStore::Migrations(),
       EscalationStore::Migrations(),
       SecretStore::Migrations(),
+      ForgeStore::Migrations(),
+      WebhookOutbox::Migrations(),
   });
   return kMigrations;
 }

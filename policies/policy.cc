@@ -124,6 +124,38 @@ std::string CheckEmail(std::string_view e) {
   return {};
 }
 
+std::string CheckForgeKind(std::string_view k) {
+  if (k.empty() || k == "github" || k == "gitlab") return {};
+  return "\"" + std::string(k) + "\" is no forge: \"github\", \"gitlab\" or \"\" (none)";
+}
+
+std::string CheckApiUrl(std::string_view u) {
+  if (u.empty()) return {};
+  if (u.size() > 2048) return "longer than 2048 characters";
+  if (HasControl(u, false) || u.find(' ') != std::string_view::npos)
+    return "contains a space or a control character";
+  if (!u.starts_with("https://") && !u.starts_with("http://"))
+    return "must start with https:// (or http:// for a server on this machine)";
+  return {};
+}
+
+std::string CheckProject(std::string_view p) {
+  if (p.size() > 255) return "longer than 255 characters";
+  if (HasControl(p, false) || p.find_first_of(" ?#") != std::string_view::npos)
+    return "contains a space, ?, # or a control character";
+  return {};
+}
+
+std::string CheckOptionalSecretName(std::string_view n) {
+  return n.empty() ? std::string() : CheckSecretName(n);
+}
+
+std::string CheckLabel(std::string_view l) {
+  if (l.size() > 255) return "longer than 255 characters";
+  if (HasControl(l, false)) return "contains a control character";
+  return {};
+}
+
 #define LOOM_FIELD(T, member) +[](Policy& p) -> T& { return p.member; }
 
 const std::vector<Field>& Fields() {
@@ -185,6 +217,15 @@ const std::vector<Field>& Fields() {
        CheckEmail},
       {"agent", "require_failing_test_for_bugs", "boolean",
        LOOM_FIELD(bool, agent.require_failing_test_for_bugs)},
+      {"forge", "kind", "string", LOOM_FIELD(std::string, forge.kind), 0, 0, CheckForgeKind},
+      {"forge", "api_url", "string", LOOM_FIELD(std::string, forge.api_url), 0, 0, CheckApiUrl},
+      {"forge", "project", "string", LOOM_FIELD(std::string, forge.project), 0, 0, CheckProject},
+      {"forge", "token_secret", "string", LOOM_FIELD(std::string, forge.token_secret), 0, 0,
+       CheckOptionalSecretName},
+      {"forge", "webhook_secret", "string", LOOM_FIELD(std::string, forge.webhook_secret), 0, 0,
+       CheckOptionalSecretName},
+      {"forge", "issue_label", "string", LOOM_FIELD(std::string, forge.issue_label), 0, 0,
+       CheckLabel},
   };
   return fields;
 }

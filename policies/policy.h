@@ -119,6 +119,20 @@ struct AgentPolicy {
   bool operator==(const AgentPolicy&) const = default;
 };
 
+// The forge the repository's pull/merge requests live on, and the secrets
+// loomd uses with it (docs/forges.md). Empty `kind`: none.
+struct ForgePolicy {
+  std::string kind;            // "" | "github" | "gitlab"
+  std::string api_url;         // empty: https://api.github.com or https://gitlab.com/api/v4
+  std::string project;         // GitHub "owner/name"; GitLab "group/name" or its numeric id
+  std::string token_secret;    // secret holding the API token
+  std::string webhook_secret;  // secret holding the webhook secret (HMAC key / X-Gitlab-Token)
+  // An issue opened with this label, or given it later, becomes feedback; empty:
+  // every opened issue.
+  std::string issue_label = "loom";
+  bool operator==(const ForgePolicy&) const = default;
+};
+
 struct Policy {
   RepoPolicy repo;
   PathsPolicy paths;
@@ -129,6 +143,7 @@ struct Policy {
   ReviewPolicy review;
   RetentionPolicy retention;
   AgentPolicy agent;
+  ForgePolicy forge;
   bool operator==(const Policy&) const = default;
 };
 

@@ -205,10 +205,20 @@ TEST(SchemaTest, VersionsAreOneToNWithoutGaps) {
   for (size_t i = 0; i < all.size(); ++i) EXPECT_EQ(all[i].version, static_cast<int>(i) + 1);
 }
 
+// The assembled migrations up to the last version shipped before the split
+// (later ones add tables of their own).
+std::vector<Migration> AssembledUpToTheSplit() {
+  std::vector<Migration> out;
+  for (const Migration& m : LoomMigrations()) {
+    if (m.version <= kShippedBeforeTheSplit.back().version) out.push_back(m);
+  }
+  return out;
+}
+
 TEST(SchemaTest, AssembledMigrationsMakeTheSameSchemaAsBeforeTheSplit) {
   testing::TempDir dir;
   ASSERT_TRUE(Db::Open(dir.File("before.db"), kShippedBeforeTheSplit).ok());
-  ASSERT_TRUE(MigrateDatabase(dir.File("after.db")).ok());
+  ASSERT_TRUE(Db::Open(dir.File("after.db"), AssembledUpToTheSplit()).ok());
   auto before = SchemaOf(dir.File("before.db"));
   auto after = SchemaOf(dir.File("after.db"));
   EXPECT_GT(before.size(), 10u);
@@ -230,7 +240,7 @@ TEST(SchemaTest, ADatabaseMadeBeforeTheSplitOpensWithItsRows) {
   ASSERT_TRUE(MigrateDatabase(path).ok());
   auto db = Db::OpenMigrated(path);
   ASSERT_TRUE(db.ok());
-  EXPECT_EQ((*db)->SchemaVersion(), static_cast<int>(kShippedBeforeTheSplit.size()));
+  EXPECT_EQ((*db)->SchemaVersion(), LoomMigrations().back().version);
   auto stores = OrchestratorStores::Open(path);
   ASSERT_TRUE(stores.ok()) << stores.status().ToString();
   auto task = stores->tasks->Get(1);

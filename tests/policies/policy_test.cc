@@ -99,12 +99,13 @@ std::map<std::string, size_t> StructMemberCounts() {
   auto& [v1, v2, v3, v4, v5, v6] = p.review;
   auto& [rt1, rt2, rt3] = p.retention;
   auto& [a1, a2, a3] = p.agent;
-  auto& [t1, t2, t3, t4, t5, t6, t7, t8, t9] = p;
+  auto& [f1, f2, f3, f4, f5, f6] = p.forge;
+  auto& [t1, t2, t3, t4, t5, t6, t7, t8, t9, t10] = p;
   (void)std::tie(r1, r2, r3, pa1, pa2, s1, s2, s3, s4, s5, s6, s7, s8, s9, b1, b2, b3, b4, b5, b6,
-                 b7, b8, e1, se1, v1, v2, v3, v4, v5, v6, rt1, rt2, rt3, a1, a2, a3, t1, t2, t3, t4,
-                 t5, t6, t7, t8, t9);
+                 b7, b8, e1, se1, v1, v2, v3, v4, v5, v6, rt1, rt2, rt3, a1, a2, a3, f1, f2, f3, f4,
+                 f5, f6, t1, t2, t3, t4, t5, t6, t7, t8, t9, t10);
   return {{"repo", 3},    {"paths", 2},  {"sandbox", 9},   {"budgets", 8}, {"escalations", 1},
-          {"secrets", 1}, {"review", 6}, {"retention", 3}, {"agent", 3}};
+          {"secrets", 1}, {"review", 6}, {"retention", 3}, {"agent", 3},   {"forge", 6}};
 }
 
 TEST(PolicyFieldsTest, CountsMatchTheFormat) {
@@ -126,7 +127,10 @@ TEST(PolicyFieldsTest, EveryFieldChangesThePolicyWhenSet) {
     } else if (f.type == "boolean") {
       value = "false";
     } else if (f.type == "string") {
-      value = key == "author_email" ? "\"a@b\"" : "\"x\"";
+      value = key == "author_email" ? "\"a@b\""
+              : key == "kind"         ? "\"github\""
+              : key == "api_url"      ? "\"https://x\""
+                                      : "\"x\"";
     } else if (f.type == "array of roles") {
       value = "[\"admin\"]";
     } else if (f.type == "array of escalation kinds") {
