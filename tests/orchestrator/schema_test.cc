@@ -154,35 +154,6 @@ const std::vector<Migration> kShippedBeforeTheSplit = {
         ) WITHOUT ROWID;
         CREATE INDEX token_origins_by_origin ON token_origins(origin);
       )sql"},
-    {9, R"sql(
-        -- A repository cloned from a server: the URL, and the names of the
-        -- secrets (orchestrator/remote_credentials.h) that reach it.
-        ALTER TABLE repos ADD COLUMN origin TEXT NOT NULL DEFAULT '';
-        ALTER TABLE repos ADD COLUMN remote_username TEXT NOT NULL DEFAULT '';
-        ALTER TABLE repos ADD COLUMN password_secret TEXT NOT NULL DEFAULT '';
-        ALTER TABLE repos ADD COLUMN ssh_key_secret TEXT NOT NULL DEFAULT '';
-        ALTER TABLE repos ADD COLUMN ssh_passphrase_secret TEXT NOT NULL DEFAULT '';
-        ALTER TABLE repos ADD COLUMN known_hosts_secret TEXT NOT NULL DEFAULT '';
-        ALTER TABLE repos ADD COLUMN accept_any_host_key INTEGER NOT NULL DEFAULT 0;
-        -- This data dir's id, made once: task branch and worktree names carry it.
-        CREATE TABLE instance(
-          id INTEGER PRIMARY KEY CHECK (id = 1),
-          name TEXT NOT NULL
-        );
-        INSERT INTO instance(id, name) VALUES (1, 'i' || lower(hex(randomblob(4))));
-      )sql"},
-    // 10-12 are another branch's (merged beside this one).
-    {13, R"sql(
-        -- The dashboard's sign-in sessions: a token exchanged for a cookie.
-        CREATE TABLE sessions(
-          id INTEGER PRIMARY KEY,
-          hash TEXT NOT NULL UNIQUE,           -- sha256 of the cookie's value; never the value
-          token_id INTEGER NOT NULL REFERENCES tokens(id),
-          created_at INTEGER NOT NULL,
-          expires_at INTEGER NOT NULL          -- ms since the epoch
-        );
-        CREATE INDEX sessions_by_expiry ON sessions(expires_at);
-      )sql"},
 };
 
 // type/name -> (table, SQL) of every schema object.
