@@ -25,6 +25,7 @@
 #include "common/config.h"
 #include "common/log.h"
 #include "orchestrator/cli/api_client.h"
+#include "orchestrator/cli/demo_git_server.h"
 #include "orchestrator/daemon.h"
 #include "orchestrator/replay_model.h"
 #include "orchestrator/schema.h"
@@ -169,13 +170,17 @@ int RunDemo(GlobalOptions& global, const DemoArgs& args) {
 
   std::string registered = repo_dir;
   std::string server;  // --remote: the bare repository standing in for a git server
+  std::unique_ptr<DemoGitServer> git_server;
   if (args.remote) {
     server = dir + "/server/" + args.app + ".git";
     auto cloned = repos::CloneBare("file://" + repo_dir, server, "main", {});
     if (!cloned.ok()) return Fail(cloned.status().message());
-    registered = "file://" + server;
-    std::cout << "  server      " << registered
-              << " (a bare repository standing in for your git server)\n";
+    auto started = DemoGitServer::Start(dir + "/server");
+    if (!started.ok()) return Fail("starting the demo's git server: " + started.status().message());
+    git_server = std::move(*started);
+    registered = git_server->url() + "/" + args.app + ".git";
+    std::cout << "  server      " << registered << "\n              (git-http-backend over HTTP, "
+              << "standing in for your git server; its repository is " << server << ")\n";
   }
   std::unique_ptr<ReplayModel> replay;
   std::string llm_url = args.llm_url;

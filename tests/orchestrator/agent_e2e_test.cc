@@ -834,8 +834,9 @@ TEST_F(ReviewTest, RequestChangesRefusesLineCommentsItCannotUse) {
 
 // Issue 15's loop on a forge, with GitHub's API and webhooks played on
 // loopback: an issue webhook files feedback -> the agent (scripted) fixes it ->
-// the branch's `pushed` event (appended here: the git side that pushes is
-// another piece) opens a pull request -> a review requesting changes, with a
+// the branch's `pushed` event (appended here, with no git server;
+// remote_push_test.cc's AForgeIssueBecomesAPushedBranch... runs the same loop
+// with the branch pushed to a real HTTP git server) opens a pull request -> a review requesting changes, with a
 // line comment, sends it back -> the revision's push updates the pull request
 // -> a merged webhook marks the task merged.
 TEST_F(ReviewTest, AnIssueBecomesAPullRequestThatAReviewSendsBackAndAMergeCloses) {

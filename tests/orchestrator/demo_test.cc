@@ -65,6 +65,8 @@ TEST(DemoTest, RemoteShowsTheBranchPushedToTheServer) {
   size_t at = r.out.find("Pushed loom/");
   ASSERT_NE(at, std::string::npos) << r.out;
   std::string branch = r.out.substr(at + 7, r.out.find(' ', at + 7) - at - 7);
+  // Pushed over HTTP, to the git-http-backend the demo serves on loopback.
+  EXPECT_NE(r.out.find(" to http://127.0.0.1:", at), std::string::npos) << r.out;
   std::string server = demo_dir + "/server/calc.git";
   std::string head = testing::CommandOutput("git -C " + ShellQuote(server) +
                                             " log -1 --format=%s " + ShellQuote(branch));

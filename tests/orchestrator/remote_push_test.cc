@@ -16,6 +16,7 @@
 #include <sstream>
 #include <thread>
 
+#include "common/crypto.h"
 #include "common/json.h"
 #include "orchestrator/remote_sync.h"
 #include "orchestrator/replay_model.h"
@@ -24,6 +25,7 @@
 #include "orchestrator/secrets.h"
 #include "repos/workspace.h"
 #include "tests/support/daemon_fixture.h"
+#include "tests/support/fake_forge.h"
 #include "tests/support/git_server.h"
 #include "tests/support/replay_script.h"
 #include "tests/support/subprocess.h"
@@ -254,6 +256,129 @@ TEST_F(RemotePushTest, PushesTheBranchOnReviewAndAgainAfterARevision) {
   EXPECT_EQ(pushed[1]["data"]["previous"], first["commit"]);
   EXPECT_EQ(pushed[1]["data"]["commit"], Upstream(branch));
   EXPECT_NE(pushed[1]["data"]["commit"], first["commit"]);
+  EXPECT_TRUE(OpenInfrastructureEscalations(task).empty());
+}
+
+// Issue 15's loop end to end with the git side for real: an issue webhook
+// files feedback -> the agent (scripted) fixes it -> its branch is pushed to the
+// HTTP git server and that push opens a pull request on a loopback GitHub -> a
+// review requesting changes, with a line comment, sends it back -> the revised
+// branch is pushed under the lease and the pull request updated -> a merged
+// webhook marks the task merged.
+TEST_F(RemotePushTest, AForgeIssueBecomesAPushedBranchAndAPullRequestThroughToMerged) {
+  testing::FakeForge github;
+  const std::string hook_key = "forge-webhook-key-123";
+  fs::create_directories(dir_.path() + "/policies");
+  std::ofstream(dir_.path() + "/policies/calc.toml")
+      << "[forge]\nkind = \"github\"\napi_url = \"" << github.url()
+      << "\"\nproject = \"acme/calc\"\ntoken_secret = \"GH_TOKEN\"\n"
+         "webhook_secret = \"GH_HOOK\"\n";
+  ASSERT_TRUE(secrets_->Put("GH_TOKEN", "ghp_e2e_token_123").ok());
+  ASSERT_TRUE(secrets_->Put("GH_HOOK", hook_key).ok());
+  // GitHub's answers, in the order Loom asks: open the pull request, tell the
+  // issue, then update the pull request after the revision's push.
+  github.Then({201, R"({"number": 7, "html_url": "https://github.com/acme/calc/pull/7",
+                       "draft": false, "node_id": "PR_7"})"});
+  github.Then({201, R"({"id": 1})"});
+  github.Then({200, R"({"number": 7, "node_id": "PR_7", "draft": false})"});
+  Start(Revision());
+  auto webhook = [&](const std::string& event, const std::string& id, const Json& body) {
+    std::string text = DumpJson(body);
+    return Call("POST", "/v1/hooks/github", "", text,
+                {{"X-GitHub-Event", event},
+                 {"X-GitHub-Delivery", id},
+                 {"X-Hub-Signature-256", "sha256=" + HmacSha256Hex(hook_key, text)}});
+  };
+  auto seen_at_least = [&](size_t n) {
+    for (int i = 0; i < 400 && github.seen().size() < n; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return github.seen();
+  };
+  Json repository = {{"full_name", "acme/calc"}};
+
+  // 1. An issue labelled for Loom becomes feedback.
+  Json issue = {{"action", "opened"},
+                {"issue",
+                 {{"number", 12},
+                  {"title", title_},
+                  {"body", "average([2, 4]) is 6"},
+                  {"html_url", "https://github.com/acme/calc/issues/12"},
+                  {"user", {{"login", "octocat"}}},
+                  {"labels", Json::array({{{"name", "loom"}}, {{"name", "bug"}}})}}},
+                {"repository", repository}};
+  auto r = webhook("issues", "e2e-1", issue);
+  ASSERT_EQ(r.status, 200) << r.body;
+  std::string outcome = ParseJson(r.body)->value("outcome", "");
+  ASSERT_EQ(outcome.rfind("feedback ", 0), 0u) << r.body;
+
+  // 2. The agent fixes it; the branch is pushed to the git server.
+  Json task = WaitSettled(std::stoll(outcome.substr(9)));
+  ASSERT_EQ(task["state"], "review") << task.dump();
+  task = WaitFor(task, [&](const Json& t) { return !Events(t, "pushed").empty(); });
+  const std::string branch = task["branch"];
+  const Json first = Events(task, "pushed").at(0)["data"];
+  EXPECT_EQ(first["remote"], server_.Url("calc.git"));
+  EXPECT_EQ(Upstream(branch), first["commit"]) << "the server has the task's branch";
+
+  // 3. That push opens the pull request (ready: verified) and tells the issue.
+  auto seen = seen_at_least(2);
+  ASSERT_GE(seen.size(), 2u);
+  EXPECT_EQ(seen[0].method, "POST");
+  EXPECT_EQ(seen[0].target, "/repos/acme/calc/pulls");
+  Json pr = ParseJson(seen[0].body).value_or(Json::object());
+  EXPECT_EQ(pr["head"], branch);
+  EXPECT_EQ(pr["base"], "main");
+  EXPECT_EQ(seen[1].target, "/repos/acme/calc/issues/12/comments");
+
+  // 4. A review requests changes with a line comment: back to the agent.
+  Json pull = {{"number", 7}, {"html_url", "https://github.com/acme/calc/pull/7"}};
+  r = webhook("pull_request_review_comment", "e2e-2",
+              {{"action", "created"},
+               {"comment",
+                {{"id", 70},
+                 {"pull_request_review_id", 700},
+                 {"path", "calc.py"},
+                 {"line", 4},
+                 {"body", "Say how the mean is computed."}}},
+               {"pull_request", pull},
+               {"repository", repository}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  r = webhook("pull_request_review", "e2e-3",
+              {{"action", "submitted"},
+               {"review",
+                {{"id", 700},
+                 {"state", "changes_requested"},
+                 {"body", "One docstring, please."},
+                 {"user", {{"login", "reviewer"}}}}},
+               {"pull_request", pull},
+               {"repository", repository}});
+  ASSERT_EQ(r.status, 200) << r.body;
+
+  // 5. The revision is pushed again, under the lease, and the pull request updated.
+  task = WaitFor(task, [&](const Json& t) {
+    return t["state"] == "review" && Events(t, "pushed").size() == 2u;
+  });
+  std::string turn = DumpJson(replay_->requests().back()["messages"]);
+  EXPECT_NE(turn.find("- calc.py:4\\n    Say how the mean is computed."), std::string::npos)
+      << turn;
+  const Json second = Events(task, "pushed").at(1)["data"];
+  EXPECT_EQ(second["previous"], first["commit"]);
+  EXPECT_NE(second["commit"], first["commit"]);
+  EXPECT_EQ(Upstream(branch), second["commit"]);
+  seen = seen_at_least(3);
+  ASSERT_GE(seen.size(), 3u);
+  EXPECT_EQ(seen[2].method, "PATCH");
+  EXPECT_EQ(seen[2].target, "/repos/acme/calc/pulls/7");
+
+  // 6. Merged on GitHub: the task is merged.
+  r = webhook("pull_request", "e2e-4",
+              {{"action", "closed"},
+               {"pull_request", {{"number", 7}, {"merged", true}, {"merge_commit_sha", "abc123"}}},
+               {"repository", repository},
+               {"sender", {{"login", "maintainer"}}}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(Get(Path(task))["state"], "merged");
   EXPECT_TRUE(OpenInfrastructureEscalations(task).empty());
 }
 
