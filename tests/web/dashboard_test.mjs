@@ -23,37 +23,8 @@ import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
-import { createRequire } from 'node:module';
 
-const env = process.env;
-const binDir = env.LOOM_BIN_DIR;
-const srcDir = env.LOOM_SOURCE_DIR;
-const artifacts = env.LOOM_ARTIFACTS || fs.mkdtempSync(path.join(os.tmpdir(), 'loom-web-'));
-const chromiumPath = env.LOOM_CHROMIUM || '/usr/bin/chromium';
-
-function skip(why) {
-  if (env.CI === 'true') {
-    console.error(`FAILED: ${why} (under CI=true the browser tests must run)`);
-    process.exit(1);
-  }
-  console.log(`SKIPPED: ${why}`);
-  process.exit(77);
-}
-
-if (!fs.existsSync(chromiumPath)) skip(`no browser at ${chromiumPath}: ./scripts/setup.sh --tests installs Debian's chromium`);
-let chromium;
-try {
-  chromium = createRequire(path.join(env.LOOM_WEB_TEST_MODULES || '.', 'loader.js'))('playwright-core').chromium;
-} catch (e) {
-  skip(`playwright-core is not installed in ${env.LOOM_WEB_TEST_MODULES}: ./scripts/setup.sh --tests installs it`);
-}
-
-let passed = 0;
-function check(cond, what, detail) {
-  if (!cond) throw new Error(`${what}${detail === undefined ? '' : ': ' + (typeof detail === 'string' ? detail : JSON.stringify(detail))}`);
-  passed += 1;
-  console.log(`ok - ${what}`);
-}
+import { env, binDir, srcDir, artifacts, chromiumPath, chromium, check, passed } from './harness.mjs';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'loom-dashboard-test-'));
 // A root loomd's sandbox uid must pass through to the task trees (docs/security.md).
