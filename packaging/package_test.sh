@@ -49,9 +49,12 @@ grep -q -x /etc/loom/loom.toml "$work/control/conffiles" || fail "loom.toml is n
 [ -x "$work/control/postinst" ] || fail "no postinst"
 
 echo "== systemd-analyze verify (this build's binaries)"
-mkdir -p "$work/units"
-sed "s|/usr/bin/loomd|$build/bin/loomd|" "$src/packaging/systemd/loomd.service" >"$work/units/loomd.service"
-sed -e "s|/usr/bin/loom-infer|$build/bin/loom-infer|" -e "s|EnvironmentFile=.*|EnvironmentFile=-$work/none.env|" \
+# Copied to a plain path: a unit's ExecStart= splits at spaces, and the build may
+# live under a path with spaces.
+mkdir -p "$work/units" "$work/bin"
+cp "$build/bin/loomd" "$build/bin/loom-infer" "$work/bin/"
+sed "s|/usr/bin/loomd|$work/bin/loomd|" "$src/packaging/systemd/loomd.service" >"$work/units/loomd.service"
+sed -e "s|/usr/bin/loom-infer|$work/bin/loom-infer|" -e "s|EnvironmentFile=.*|EnvironmentFile=-$work/none.env|" \
   "$src/packaging/systemd/loom-infer@.service" >"$work/units/loom-infer@.service"
 cp "$work/units/loom-infer@.service" "$work/units/loom-infer@test.service"
 (cd "$work/units" && systemd-analyze verify loomd.service loom-infer@test.service) 2>&1 |

@@ -101,8 +101,9 @@ TEST_F(SlurmExecutorTest, SecretsNeverTravelInAnEnvironment) {
   // The runner is wrapped by a script that records the step's environment.
   std::string wrapper = bind_dir_ + "/runner-wrapper";
   std::string env_file = root_ + "/step-environ";
-  std::ofstream(wrapper) << "#!/bin/sh\n/usr/bin/env > " << env_file << "\nexec " << LOOM_BIN_DIR
-                         << "/loom-sandbox-runner\n";
+  // Quoted: the build may live under a path with spaces.
+  std::ofstream(wrapper) << "#!/bin/sh\n/usr/bin/env > " << ShellQuote(env_file) << "\nexec "
+                         << ShellQuote(std::string(LOOM_BIN_DIR) + "/loom-sandbox-runner") << "\n";
   chmod(wrapper.c_str(), 0755);
   setenv("LOOM_TEST_DAEMON_SECRET", "daemon-secret-5f1c", 1);
   executor_.reset();  // its allocation holds the node's CPUs

@@ -90,8 +90,9 @@ TEST(WireTest, TheRunnerAnswersWithTheStepThenTheOutcome) {
   ASSERT_NE(f, nullptr);
   fputs(DumpJson(EncodeRequest(r)).c_str(), f);
   fclose(f);
-  auto result = loom::testing::RunCommand(std::string(LOOM_BIN_DIR) + "/loom-sandbox-runner < " +
-                                          loom::testing::ShellQuote(request));
+  auto result = loom::testing::RunCommand(
+      loom::testing::ShellQuote(std::string(LOOM_BIN_DIR) + "/loom-sandbox-runner") + " < " +
+      loom::testing::ShellQuote(request));
   ASSERT_EQ(result.exit_code, 0) << result.out;
   auto nl = result.out.find('\n');
   ASSERT_NE(nl, std::string::npos);
@@ -105,8 +106,9 @@ TEST(WireTest, TheRunnerAnswersWithTheStepThenTheOutcome) {
 }
 
 TEST(WireTest, TheRunnerReportsABadRequestAsAnError) {
-  auto result = loom::testing::RunCommand("echo '{\"argv\":1}' | " + std::string(LOOM_BIN_DIR) +
-                                          "/loom-sandbox-runner");
+  auto result = loom::testing::RunCommand(
+      "echo '{\"argv\":1}' | " +
+      loom::testing::ShellQuote(std::string(LOOM_BIN_DIR) + "/loom-sandbox-runner"));
   ASSERT_EQ(result.exit_code, 0);
   auto last = ParseJson(result.out.substr(result.out.find('\n') + 1));
   ASSERT_TRUE(last.ok()) << result.out;
