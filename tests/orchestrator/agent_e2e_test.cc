@@ -16,7 +16,6 @@
 #include <sstream>
 #include <thread>
 
-#include "common/crypto.h"
 #include "common/json.h"
 #include "orchestrator/agent.h"
 #include "orchestrator/cli/commands.h"
@@ -25,7 +24,6 @@
 #include "orchestrator/stores.h"
 #include "repos/workspace.h"
 #include "tests/support/daemon_fixture.h"
-#include "tests/support/fake_forge.h"
 #include "tests/support/replay_script.h"
 #include "tests/support/subprocess.h"
 #include "tests/support/test_paths.h"
@@ -830,142 +828,6 @@ TEST_F(ReviewTest, RequestChangesRefusesLineCommentsItCannotUse) {
   }
   EXPECT_EQ(Get("/v1/tasks/" + std::to_string(task["id"].get<int64_t>()))["state"], "review");
   EXPECT_EQ(Events(task, "review_comment").size(), 0u);
-}
-
-// Issue 15's loop on a forge, with GitHub's API and webhooks played on
-// loopback: an issue webhook files feedback -> the agent (scripted) fixes it ->
-// the branch's `pushed` event (appended here, with no git server;
-// remote_push_test.cc's AForgeIssueBecomesAPushedBranch... runs the same loop
-// with the branch pushed to a real HTTP git server) opens a pull request -> a review requesting changes, with a
-// line comment, sends it back -> the revision's push updates the pull request
-// -> a merged webhook marks the task merged.
-TEST_F(ReviewTest, AnIssueBecomesAPullRequestThatAReviewSendsBackAndAMergeCloses) {
-  testing::FakeForge github;
-  const std::string hook_key = "forge-webhook-key-123";
-  std::filesystem::create_directories(dir_.path() + "/policies");
-  std::ofstream(dir_.path() + "/policies/calc.toml")
-      << "[forge]\nkind = \"github\"\napi_url = \"" << github.url()
-      << "\"\nproject = \"acme/calc\"\ntoken_secret = \"GH_TOKEN\"\n"
-         "webhook_secret = \"GH_HOOK\"\n";
-  ASSERT_TRUE(MigrateDatabase(DatabasePath(dir_.path())).ok());
-  {
-    auto secrets = SecretStore::Open(DatabasePath(dir_.path()), dir_.path());
-    ASSERT_TRUE(secrets.ok());
-    ASSERT_TRUE((*secrets)->Put("GH_TOKEN", "ghp_e2e_token_123").ok());
-    ASSERT_TRUE((*secrets)->Put("GH_HOOK", hook_key).ok());
-  }
-  Start(ScriptThen(Json::array(
-      {Step("replace_in_file",
-            {{"path", "calc.py"},
-             {"old", "    \"\"\"The arithmetic mean. Raises ValueError for an empty list.\"\"\""},
-             {"new",
-              "    \"\"\"The arithmetic mean (sum / count). Raises ValueError for an empty "
-              "list.\"\"\""}}),
-       Step("finish", {{"summary", "Say how the mean is computed"}})})));
-  auto webhook = [&](const std::string& event, const std::string& id, const Json& body) {
-    std::string text = DumpJson(body);
-    return Call("POST", "/v1/hooks/github", "", text,
-                {{"X-GitHub-Event", event},
-                 {"X-GitHub-Delivery", id},
-                 {"X-Hub-Signature-256", "sha256=" + HmacSha256Hex(hook_key, text)}});
-  };
-  Json repository = {{"full_name", "acme/calc"}};
-  // 1. The issue.
-  Json issue = {{"action", "opened"},
-                {"issue",
-                 {{"number", 12},
-                  {"title", title_},
-                  {"body", "average([2, 4]) is 6"},
-                  {"html_url", "https://github.com/acme/calc/issues/12"},
-                  {"user", {{"login", "octocat"}}},
-                  {"labels", Json::array({{{"name", "loom"}}, {{"name", "bug"}}})}}},
-                {"repository", repository}};
-  auto r = webhook("issues", "e2e-1", issue);
-  ASSERT_EQ(r.status, 200) << r.body;
-  std::string outcome = ParseJson(r.body)->value("outcome", "");
-  ASSERT_EQ(outcome.rfind("feedback ", 0), 0u) << r.body;
-  feedback_id_ = std::stoll(outcome.substr(9));
-  // 2. The agent fixes it.
-  Json task = WaitSettled(feedback_id_);
-  ASSERT_EQ(task["state"], "review") << task.dump();
-  const int64_t id = task["id"];
-  auto stores = OrchestratorStores::Open(DatabasePath(dir_.path()));
-  ASSERT_TRUE(stores.ok());
-  auto pushed = [&](const std::string& commit) {
-    ASSERT_TRUE(stores->tasks
-                    ->AppendEvent(id, EventType::kPushed,
-                                  {{"remote", "origin"},
-                                   {"branch", task["branch"]},
-                                   {"commit", commit},
-                                   {"previous", nullptr}})
-                    .ok());
-  };
-  auto wait_for = [&](size_t requests) {
-    for (int i = 0; i < 400 && github.seen().size() < requests; ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    return github.seen();
-  };
-  // 3. Pushed: the pull request opens, ready (verified), and the issue is told.
-  github.Then({201, R"({"number": 7, "html_url": "https://github.com/acme/calc/pull/7",
-                       "draft": false, "node_id": "PR_7"})"});
-  github.Then({201, R"({"id": 1})"});
-  pushed(Git("-C " + repo_ + " rev-parse " + std::string(task["branch"])).substr(0, 40));
-  auto seen = wait_for(2);
-  ASSERT_EQ(seen.size(), 2u);
-  EXPECT_EQ(seen[0].target, "/repos/acme/calc/pulls");
-  Json pr = ParseJson(seen[0].body).value();
-  EXPECT_EQ(pr["head"], task["branch"]);
-  EXPECT_EQ(pr["draft"], false);
-  EXPECT_NE(pr["body"].get<std::string>().find("FAIL_TO_PASS: `tests/test_average.py`"),
-            std::string::npos)
-      << pr["body"];
-  EXPECT_EQ(seen[1].target, "/repos/acme/calc/issues/12/comments");
-  // 4. A review requests changes, with a line comment.
-  Json pull = {{"number", 7}, {"html_url", "https://github.com/acme/calc/pull/7"}};
-  r = webhook("pull_request_review_comment", "e2e-2",
-              {{"action", "created"},
-               {"comment",
-                {{"id", 70},
-                 {"pull_request_review_id", 700},
-                 {"path", "calc.py"},
-                 {"line", 4},
-                 {"body", "Say how the mean is computed."}}},
-               {"pull_request", pull},
-               {"repository", repository}});
-  ASSERT_EQ(r.status, 200) << r.body;
-  r = webhook("pull_request_review", "e2e-3",
-              {{"action", "submitted"},
-               {"review",
-                {{"id", 700},
-                 {"state", "changes_requested"},
-                 {"body", "One docstring, please."},
-                 {"user", {{"login", "reviewer"}}}}},
-               {"pull_request", pull},
-               {"repository", repository}});
-  ASSERT_EQ(r.status, 200) << r.body;
-  task = WaitSettled(feedback_id_);
-  ASSERT_EQ(task["state"], "review") << task.dump();
-  std::string turn = DumpJson(replay_->requests().back()["messages"]);
-  EXPECT_NE(turn.find("One docstring, please."), std::string::npos);
-  EXPECT_NE(turn.find("- calc.py:4\\n    Say how the mean is computed."), std::string::npos)
-      << turn;
-  // 5. The revision is pushed: the pull request's body is updated.
-  github.Then({200, R"({"number": 7, "node_id": "PR_7", "draft": false})"});
-  pushed(Git("-C " + repo_ + " rev-parse " + std::string(task["branch"])).substr(0, 40));
-  seen = wait_for(3);
-  ASSERT_EQ(seen.size(), 3u);
-  EXPECT_EQ(seen[2].method, "PATCH");
-  EXPECT_EQ(seen[2].target, "/repos/acme/calc/pulls/7");
-  // 6. Merged on GitHub.
-  r = webhook("pull_request", "e2e-4",
-              {{"action", "closed"},
-               {"pull_request", {{"number", 7}, {"merged", true}, {"merge_commit_sha", "abc123"}}},
-               {"repository", repository},
-               {"sender", {{"login", "maintainer"}}}});
-  ASSERT_EQ(r.status, 200) << r.body;
-  EXPECT_EQ(Get("/v1/tasks/" + std::to_string(id))["state"], "merged");
-  EXPECT_EQ(Get("/v1/feedback/" + std::to_string(feedback_id_))["status"], "merged");
 }
 
 TEST_F(ReviewTest, RejectClosesTheTaskAndTellsTheReporter) {

@@ -18,13 +18,13 @@
 //   - the pages fit a phone-width screen.
 // Screenshots go to $LOOM_ARTIFACTS. Exit 77 (ctest: skipped) when chromium or
 // playwright-core is missing, except under CI=true, where that is a failure.
-import { spawn, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 
-import { env, binDir, srcDir, artifacts, chromiumPath, chromium, check, passed } from './harness.mjs';
+import { env, binDir, srcDir, artifacts, chromiumPath, chromium, check, passed, startLoomd } from './harness.mjs';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'loom-dashboard-test-'));
 // A root loomd's sandbox uid must pass through to the task trees (docs/security.md).
@@ -37,29 +37,6 @@ function loom(...args) {
   return execFileSync(path.join(binDir, 'loom'), args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
 }
 
-function startLoomd(dataDir, settings, logName, listen = '127.0.0.1:0') {
-  return new Promise((resolve, reject) => {
-    const log = fs.createWriteStream(path.join(artifacts, logName), { flags: 'a' });
-    const args = ['--data-dir', dataDir, '--listen', listen];
-    for (const s of settings) args.push('--set', s);
-    const p = spawn(path.join(binDir, 'loomd'), args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let seen = '';
-    const timer = setTimeout(() => reject(new Error('loomd did not start in 20 s:\n' + seen)), 20000);
-    const onData = (d) => {
-      log.write(d);
-      seen += d.toString();
-      const m = seen.match(/listening on (http:\/\/127\.0\.0\.1:\d+)/);
-      if (m) {
-        clearTimeout(timer);
-        resolve({ proc: p, url: m[1] });
-      }
-    };
-    p.stdout.on('data', onData);
-    p.stderr.on('data', onData);
-    p.on('exit', (code) => reject(new Error(`loomd exited with ${code}:\n${seen}`)));
-    p.stopped = new Promise((res) => p.on('exit', res));
-  });
-}
 
 // The scripted model: examples/calc-demo.json's conversation (its first reply
 // holding markup), then the agent's turn after the review's line comment.

@@ -15,13 +15,13 @@
 //   - what it filed appears in the dashboard's feedback inbox, with its context.
 // Screenshots go to $LOOM_ARTIFACTS. Exit 77 (ctest: skipped) when chromium or
 // playwright-core is missing, except under CI=true, where that is a failure.
-import { spawn, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 
-import { env, binDir, srcDir, artifacts, chromiumPath, chromium, check, passed } from './harness.mjs';
+import { env, binDir, srcDir, artifacts, chromiumPath, chromium, check, passed, startLoomd } from './harness.mjs';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'loom-widget-test-'));
 const dataDir = path.join(tmp, 'data');
@@ -31,28 +31,6 @@ function loom(...args) {
   return execFileSync(path.join(binDir, 'loom'), args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
 }
 
-// Starts loomd (intake only) on a free port; resolves with its base URL.
-function startLoomd(listen = '127.0.0.1:0') {
-  return new Promise((resolve, reject) => {
-    const log = fs.createWriteStream(path.join(artifacts, 'loomd.log'), { flags: 'a' });
-    const p = spawn(path.join(binDir, 'loomd'), ['--data-dir', dataDir, '--listen', listen, '--set', 'agents=0'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let seen = '';
-    const timer = setTimeout(() => reject(new Error('loomd did not start in 20 s:\n' + seen)), 20000);
-    const onData = (d) => {
-      log.write(d);
-      seen += d.toString();
-      const m = seen.match(/listening on (http:\/\/127\.0\.0\.1:\d+)/);
-      if (m) {
-        clearTimeout(timer);
-        resolve({ proc: p, url: m[1] });
-      }
-    };
-    p.stdout.on('data', onData);
-    p.stderr.on('data', onData);
-    p.on('exit', (code) => reject(new Error(`loomd exited with ${code}:\n${seen}`)));
-    p.stopped = new Promise((res) => p.on('exit', res));
-  });
-}
 
 // Serves examples/calc-web with the widget's tag pointed at `loomUrl` and `token`.
 function startApp(loomUrl, tokenNow) {
@@ -140,7 +118,7 @@ let app;
 let browser;
 try {
   const admin = loom('token', 'bootstrap', '--data-dir', dataDir);
-  const started = await startLoomd();
+  const started = await startLoomd(dataDir, ['agents=0'], 'loomd.log');
   loomd = started.proc;
   const loomUrl = started.url;
   // Changes the database while loomd is stopped (as its task's progress would
@@ -150,7 +128,7 @@ try {
     loomd.kill('SIGTERM');
     await loomd.stopped;
     change();
-    loomd = (await startLoomd(loomUrl.replace('http://', ''))).proc;
+    loomd = (await startLoomd(dataDir, ['agents=0'], 'loomd.log', loomUrl.replace('http://', ''))).proc;
   };
   let reporter = '';
   app = await startApp(loomUrl, () => reporter);
