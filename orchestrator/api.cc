@@ -86,11 +86,14 @@ void OrchestratorApi::CloseStreams() { streams_->Close(); }
 // diffs and merges or read whole event logs: all of it runs on the blocking pool,
 // never on an HTTP I/O thread (which would stall every connection it serves).
 // The request is copied: the server keeps its own for the access log and metrics.
+// Lines logged on the pool carry the request's id like those of the I/O thread.
 void OrchestratorApi::Add(Router& router, const char* method, const char* path, Role min_role,
                           Handler handler) {
   router.Add(method, path,
              [this, min_role, handler](HttpRequest& request, std::shared_ptr<HttpExchange> ex) {
-               pool_->Post([this, min_role, handler, req = request, ex]() mutable {
+               pool_->Post([this, min_role, handler, req = request, ex,
+                            request_id = log::CurrentField("request_id")]() mutable {
+                 log::Scope request_field("request_id", request_id);
                  auto who = tokens_->Authenticate(req);
                  if (!who.ok()) return ex->Respond(ErrorResponse(who.status()));
                  if (!who->AtLeast(min_role)) {
