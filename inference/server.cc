@@ -424,6 +424,13 @@ class ServerImpl final : public InferenceServer {
     http_latency_ = metrics_.NewHistogram("loom_infer_http_request_seconds",
                                           "HTTP request latency (streams: until the end)",
                                           {"route"}, MetricsRegistry::LatencyBuckets());
+    first_token_ = metrics_.NewHistogram(
+        "loom_infer_time_to_first_token_seconds",
+        "From a generation request's submission (queueing included) to its first token", {},
+        {0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60});
+    inter_token_ = metrics_.NewHistogram(
+        "loom_infer_inter_token_seconds", "Time between a request's consecutive tokens", {},
+        {0.002, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.25, 0.5, 1});
   }
 
   Status Listen() {
@@ -588,8 +595,25 @@ class ServerImpl final : public InferenceServer {
   // Submits `req`; on success the reply owns the exchange from now on.
   void Submit(GenerationRequest req, std::shared_ptr<Reply> reply, HttpExchange& ex,
               std::string_view param) {
-    auto id = engine_->Submit(std::move(req),
-                              [reply](const GenerationEvent& ev) { return reply->OnEvent(ev); });
+    // Token timing, on the engine thread: from submission to the first event with
+    // tokens, then between tokens (the tokens of one event share its gap evenly).
+    using Clock = std::chrono::steady_clock;
+    auto last = std::make_shared<std::pair<Clock::time_point, bool>>(Clock::now(), false);
+    auto id = engine_->Submit(std::move(req), [this, reply, last](const GenerationEvent& ev) {
+      if (!ev.tokens.empty()) {
+        auto now = Clock::now();
+        double gap = std::chrono::duration<double>(now - last->first).count();
+        if (!last->second) {
+          first_token_->Observe({}, gap);
+        } else {
+          for (size_t i = 0; i < ev.tokens.size(); ++i) {
+            inter_token_->Observe({}, gap / static_cast<double>(ev.tokens.size()));
+          }
+        }
+        *last = {now, true};
+      }
+      return reply->OnEvent(ev);
+    });
     if (!id.ok()) {
       ex.Respond(ErrorFor(id.status(), param));
       return;
@@ -724,6 +748,8 @@ class ServerImpl final : public InferenceServer {
   MetricsRegistry metrics_;
   Counter* http_requests_ = nullptr;
   Histogram* http_latency_ = nullptr;
+  Histogram* first_token_ = nullptr;
+  Histogram* inter_token_ = nullptr;
   Router router_;
   std::unique_ptr<HttpServer> http_;
 };

@@ -4,11 +4,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <cctype>
 #include <charconv>
 #include <cstdio>
 #include <filesystem>
 
 #include "common/auth.h"
+#include "common/crypto.h"
 #include "common/http_server.h"
 #include "common/json_reader.h"
 #include "common/log.h"
@@ -25,6 +28,7 @@
 #include "orchestrator/forge_sync.h"
 #include "orchestrator/llm_client.h"
 #include "orchestrator/maintenance.h"
+#include "orchestrator/observability.h"
 #include "orchestrator/repo_cache.h"
 #include "orchestrator/repo_policy.h"
 #include "orchestrator/scheduler.h"
@@ -213,17 +217,36 @@ Status ParseListen(const std::string& listen, std::string* host, uint16_t* port)
   return Status::Ok();
 }
 
-// Answers with every known secret masked: the last stop of every API response.
+// The request's id: the client's X-Request-Id when it is a plausible one (1 to 64
+// letters, digits and "._:-"), else a new random one.
+std::string RequestIdOf(const HttpRequest& request) {
+  std::string_view given = request.Header("X-Request-Id");
+  bool plausible = !given.empty() && given.size() <= 64;
+  for (char c : given) {
+    plausible = plausible && (std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' ||
+                              c == ':' || c == '-');
+  }
+  if (plausible) return std::string(given);
+  static std::atomic<uint64_t> fallback{0};
+  auto made = RandomHex(8);
+  return made.ok() ? *made : "r" + std::to_string(++fallback);
+}
+
+// The last stop of every API response: answers with every known secret masked,
+// and names the request's id (X-Request-Id).
 class MaskingExchange : public HttpExchange {
  public:
-  MaskingExchange(std::shared_ptr<HttpExchange> inner, std::shared_ptr<const SecretMasker> masker)
-      : inner_(std::move(inner)), masker_(std::move(masker)) {}
+  MaskingExchange(std::shared_ptr<HttpExchange> inner, std::shared_ptr<const SecretMasker> masker,
+                  std::string request_id)
+      : inner_(std::move(inner)), masker_(std::move(masker)), request_id_(std::move(request_id)) {}
   void Respond(HttpResponse response) override {
     if (masker_ && !masker_->empty()) response.body = masker_->Mask(response.body);
+    response.headers.emplace_back("X-Request-Id", request_id_);
     inner_->Respond(std::move(response));
   }
   void StartStream(int status, std::string content_type,
                    std::vector<std::pair<std::string, std::string>> headers) override {
+    headers.emplace_back("X-Request-Id", request_id_);
     inner_->StartStream(status, std::move(content_type), std::move(headers));
   }
   bool Write(std::string data) override {
@@ -236,6 +259,7 @@ class MaskingExchange : public HttpExchange {
  private:
   const std::shared_ptr<HttpExchange> inner_;
   const std::shared_ptr<const SecretMasker> masker_;
+  const std::string request_id_;
 };
 
 class DaemonImpl : public Daemon {
@@ -279,6 +303,7 @@ class DaemonImpl : public Daemon {
       ex->Respond(HttpResponse::Json(200, "{\"status\":\"ok\"}"));
     });
     router_.Add("GET", "/metrics", [this](HttpRequest&, std::shared_ptr<HttpExchange> ex) {
+      RefreshGauges();
       HttpResponse r = HttpResponse::Text(200, metrics_.Render());
       r.content_type = "text/plain; version=0.0.4; charset=utf-8";
       ex->Respond(std::move(r));
@@ -301,6 +326,9 @@ class DaemonImpl : public Daemon {
     RegisterSessionRoutes(router_, tokens_.get(), {session_hours * 3600 * 1000});
 
     LOOM_ASSIGN_OR_RETURN(stores_, OrchestratorStores::Open(db_path, SystemClock::Default()));
+    stores_.tasks->Meter(&metrics_);
+    store_gauges_ = std::make_unique<StoreGauges>(stores_.db, &metrics_);
+    slots_ = metrics_.NewGauge("loom_agent_slots", "Agent slots, busy or idle.", {"state"});
     LOOM_RETURN_IF_ERROR(LoadPolicies(config));
     LOOM_ASSIGN_OR_RETURN(secrets_, SecretStore::Open(db_path, data_dir_));
     // The one masker of every stored secret, wherever text is recorded or shown:
@@ -327,6 +355,8 @@ class DaemonImpl : public Daemon {
                                                  stores_.repos.get(), lifecycle);
     if (pass_s > 0) lifecycle_->StartRemotePasses(std::chrono::seconds(pass_s));
     LOOM_RETURN_IF_ERROR(StartAgents(config));
+    readiness_ = std::make_unique<Readiness>(ReadinessChecks(config));
+    readiness_->Register(router_);
     int64_t interval_s = config.GetInt("maintenance.interval_s");
     if (interval_s < 0 || interval_s > 30 * 86400) {
       return Status::InvalidArgument("maintenance.interval_s must be between 0 and 2592000 (got " +
@@ -437,7 +467,10 @@ class DaemonImpl : public Daemon {
     };
     LOOM_ASSIGN_OR_RETURN(
         server_, HttpServer::Start(opts, [this](HttpRequest& r, std::shared_ptr<HttpExchange> ex) {
-          router_.Dispatch(r, std::make_shared<MaskingExchange>(std::move(ex), masker_));
+          std::string request_id = RequestIdOf(r);
+          log::Scope request_field("request_id", request_id);
+          router_.Dispatch(
+              r, std::make_shared<MaskingExchange>(std::move(ex), masker_, std::move(request_id)));
         }));
     LOOM_LOG(kInfo) << "loomd listening on http://" << opts.host << ":" << server_->port()
                     << " (data in " << data_dir_ << ")";
@@ -452,6 +485,7 @@ class DaemonImpl : public Daemon {
     // Event streams never end by themselves: end them, or the drain waits them out.
     if (orchestrator_api_) orchestrator_api_->CloseStreams();
     if (server_) server_->Shutdown(drain);
+    readiness_.reset();  // after its check in progress, which reads the members below
     if (maintenance_) maintenance_->Stop();        // after its pass in progress
     if (scheduler_) scheduler_->Stop();            // agents stop at their next step; tasks requeue
     if (lifecycle_) lifecycle_->remote()->Stop();  // after its pass in progress
@@ -616,8 +650,17 @@ class DaemonImpl : public Daemon {
 
   Status ReloadPolicies() override {
     auto loaded = policies::LoadPolicyDir(policies_dir_);
-    if (!loaded.ok() && loaded.status().code() != StatusCode::kNotFound) return loaded.status();
+    if (!loaded.ok() && loaded.status().code() != StatusCode::kNotFound) {
+      MutexLock lock(&policies_mu_);
+      policies_error_ = loaded.status().message();
+      return loaded.status();
+    }
     PolicyMap next = loaded.ok() ? std::move(*loaded) : PolicyMap{};
+    {
+      MutexLock lock(&policies_mu_);
+      policies_error_.clear();
+      policies_count_ = next.size();
+    }
     LOOM_LOG(kInfo) << next.size() << " repository polic" << (next.size() == 1 ? "y" : "ies")
                     << " from " << policies_dir_;
     policies_.Replace(std::move(next));
@@ -628,6 +671,7 @@ class DaemonImpl : public Daemon {
     SchedulerOptions opts;
     LOOM_RETURN_IF_ERROR(CheckModelUrl(config.GetString("llm.url")));
     opts.agents = static_cast<int>(config.GetInt("agents"));
+    agents_ = opts.agents;
     if (opts.agents == 0) {
       LOOM_LOG(kInfo) << "agents = 0: intake only, no task will be worked on";
       return Status::Ok();
@@ -661,6 +705,10 @@ class DaemonImpl : public Daemon {
       }
       LOOM_RETURN_IF_ERROR(CheckModelEndpoint(opts.llm));
       LOOM_ASSIGN_OR_RETURN(executor_, sandbox::MakeBwrapExecutor(bwrap));
+      sandbox_probe_ = [bwrap]() -> Result<std::string> {
+        LOOM_RETURN_IF_ERROR(sandbox::ProbeBwrap(bwrap));
+        return std::string("bubblewrap runs");
+      };
     } else if (backend == "slurm") {
       LOOM_ASSIGN_OR_RETURN(sandbox::SlurmOptions slurm, SlurmOptionsFrom(config, bwrap));
       LOOM_RETURN_IF_ERROR(CheckModelEndpoint(opts.llm));
@@ -671,10 +719,16 @@ class DaemonImpl : public Daemon {
                                           " (or set sandbox.backend = bwrap)");
       }
       executor_ = std::move(executor).value();
+      sandbox_probe_ = []() -> Result<std::string> {
+        return std::string("slurm (an unreachable cluster shows in the runs' errors)");
+      };
     } else {
       return Status::InvalidArgument("sandbox.backend must be bwrap or slurm (got '" + backend +
                                      "')");
     }
+    executor_ = MeterExecutor(std::move(executor_), &metrics_);
+    opts.metrics = &metrics_;
+    model_probe_ = opts.llm;
     LOOM_ASSIGN_OR_RETURN(
         scheduler_, Scheduler::Start(stores_.tasks.get(), stores_.escalations.get(),
                                      stores_.repos.get(), lifecycle_.get(), executor_.get(), opts));
@@ -717,6 +771,54 @@ class DaemonImpl : public Daemon {
     return o;
   }
 
+  // Sets the gauges read from the database and the slots; before each scrape.
+  void RefreshGauges() {
+    if (store_gauges_) {
+      if (Status s = store_gauges_->Refresh(); !s.ok()) {
+        LOOM_LOG(kWarning) << "metrics: cannot read the database's gauges: " << s.ToString();
+      }
+    }
+    int busy = scheduler_ ? scheduler_->busy_slots() : 0;
+    slots_->Set({"busy"}, busy);
+    slots_->Set({"idle"}, agents_ - busy);
+  }
+
+  // What GET /readyz checks: the database answers, the policies loaded, the
+  // model endpoint answers and the sandbox runs (the last two only with agents).
+  std::vector<ReadinessCheck> ReadinessChecks(const Config& config) {
+    std::vector<ReadinessCheck> checks;
+    checks.push_back({"database", [this]() -> Result<std::string> {
+                        auto reader = stores_.db->AcquireReader();
+                        LOOM_ASSIGN_OR_RETURN(
+                            int64_t n,
+                            reader.db()->QueryOne("SELECT COUNT(*) FROM tasks", "no count",
+                                                  [](const Statement& r) { return r.Int(0); }));
+                        return std::to_string(n) + " tasks";
+                      }});
+    checks.push_back({"policies", [this]() -> Result<std::string> {
+                        MutexLock lock(&policies_mu_);
+                        if (!policies_error_.empty()) {
+                          return Status::FailedPrecondition(
+                              "the last reload failed (the policies before it apply): " +
+                              policies_error_);
+                        }
+                        return std::to_string(policies_count_) + " from " + policies_dir_;
+                      }});
+    if (config.GetInt("agents") == 0) return checks;
+    checks.push_back({"model", [this]() -> Result<std::string> {
+                        LOOM_ASSIGN_OR_RETURN(
+                            ModelEndpointInfo info,
+                            ProbeModelEndpoint(*model_probe_, std::chrono::seconds(2)));
+                        std::string served;
+                        for (const std::string& m : info.models) {
+                          served += (served.empty() ? "" : ", ") + m;
+                        }
+                        return model_probe_->url + " serves " + served;
+                      }});
+    checks.push_back({"sandbox", sandbox_probe_});
+    return checks;
+  }
+
   // Before any task is leased: a model endpoint that answers but cannot serve an
   // agent (its context cannot hold the prompt) stops loomd with what to change.
   // One that does not answer is reported and waited for: each task parks on an
@@ -750,6 +852,15 @@ class DaemonImpl : public Daemon {
   std::string data_dir_;
   bool marked_running_ = false;  // this instance wrote RunningMarker()
   MetricsRegistry metrics_;
+  std::unique_ptr<StoreGauges> store_gauges_;
+  Gauge* slots_ = nullptr;
+  int agents_ = 0;
+  std::optional<LlmOptions> model_probe_;  // what /readyz asks; set with agents
+  std::function<Result<std::string>()> sandbox_probe_;
+  std::unique_ptr<Readiness> readiness_;
+  Mutex policies_mu_;
+  std::string policies_error_ GUARDED_BY(policies_mu_);  // of the last reload; empty: it loaded
+  size_t policies_count_ GUARDED_BY(policies_mu_) = 0;
   Counter* requests_ = nullptr;
   Histogram* latency_ = nullptr;
   std::unique_ptr<TokenStore> tokens_;

@@ -21,6 +21,9 @@ void ReadUsage(const Json& j, ChatReply* reply) {
     // The server's word: a wrong type keeps the count we had, never throws.
     reply->prompt_tokens = IntOr(*u, "prompt_tokens", reply->prompt_tokens);
     reply->completion_tokens = IntOr(*u, "completion_tokens", reply->completion_tokens);
+    if (auto d = u->find("prompt_tokens_details"); d != u->end() && d->is_object()) {
+      reply->cached_tokens = IntOr(*d, "cached_tokens", reply->cached_tokens);
+    }
   }
 }
 

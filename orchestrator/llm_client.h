@@ -32,7 +32,8 @@ struct ChatReply {
   std::string finish_reason;
   int64_t prompt_tokens = 0;
   int64_t completion_tokens = 0;
-  int attempts = 1;  // HTTP attempts it took (retries + 1)
+  int64_t cached_tokens = 0;  // of prompt_tokens, taken from the server's prefix cache
+  int attempts = 1;           // HTTP attempts it took (retries + 1)
 
   // The assistant message to append to the conversation (OpenAI format).
   Json ToMessage() const;

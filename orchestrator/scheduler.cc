@@ -6,6 +6,7 @@
 #include "common/json_reader.h"
 #include "common/log.h"
 #include "common/private_dir.h"
+#include "orchestrator/observability.h"
 #include "orchestrator/repo_policy.h"
 #include "orchestrator/verifier.h"
 #include "repos/workspace.h"
@@ -46,6 +47,7 @@ Scheduler::Scheduler(TaskStore* store, EscalationStore* escalations, RepoStore* 
       executor_(executor),
       options_(std::move(options)) {
   llm_ = MakeOpenAiClient(options_.llm);
+  if (options_.metrics) llm_ = MeterLlmClient(std::move(llm_), options_.metrics);
   disk_ = std::make_unique<DiskReserve>(options_.data_dir, options_.disk_reserve_bytes);
 }
 
@@ -164,6 +166,9 @@ Result<bool> Scheduler::ProtectedEditsApproved(int64_t task_id) {
 }
 
 void Scheduler::RunTask(int slot, const Task& task) {
+  // Every line logged while the task runs on this slot names it.
+  log::Scope task_field("task_id", std::to_string(task.id));
+  log::Scope repo_field("repo", task.repo);
   // Preparing the workspace can meet a full disk too: the task parks then.
   auto fail = [&](const std::string& reason) {
     if (Status full = disk_->Check(); !full.ok()) {

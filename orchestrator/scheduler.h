@@ -56,6 +56,9 @@ struct SchedulerOptions {
   std::chrono::milliseconds idle_recheck{std::chrono::seconds(5)};
   // Space kept free on the data dir's filesystem (see disk_reserve.h); 0: none.
   uint64_t disk_reserve_bytes = 16 << 20;
+  // Where the model calls are counted (observability.h); null: nowhere.
+  // REQUIRES: outlives the scheduler.
+  MetricsRegistry* metrics = nullptr;
 };
 
 class Scheduler {

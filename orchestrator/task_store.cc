@@ -434,6 +434,18 @@ Status TaskStore::TransitionLocked(const StoreDb::Lock& lock, int64_t id, TaskSt
   }
   LOOM_RETURN_IF_ERROR(
       feedback::TriageQueue(lock.db()).SetTaskStatus(id, FeedbackStatusFor(to), resolution));
+  if (transitions_) {
+    // The time in `from`: since the task's last state event, or its creation.
+    LOOM_ASSIGN_OR_RETURN(
+        int64_t since,
+        lock.db()->QueryOne(
+            "SELECT COALESCE((SELECT created_at FROM events WHERE task_id=?1 AND type='state' "
+            "ORDER BY seq DESC LIMIT 1), (SELECT created_at FROM tasks WHERE id=?1))",
+            "no task", [](const Statement& r) { return r.Int(0); }, id));
+    transitions_->Add({std::string(TaskStateName(from)), std::string(TaskStateName(to))});
+    state_seconds_->Observe({std::string(TaskStateName(from))},
+                            std::max<int64_t>(0, lock.NowMs() - since) / 1000.0);
+  }
   extra["from"] = TaskStateName(from);
   extra["to"] = TaskStateName(to);
   extra["reason"] = reason;
@@ -618,6 +630,17 @@ Status TaskStore::RecordRetry(int64_t id, TaskState from, int64_t by, int64_t ex
   return tx.Commit();
 }
 
+void TaskStore::Meter(MetricsRegistry* metrics) {
+  transitions_ = metrics->NewCounter("loom_task_transitions_total",
+                                     "Task state transitions, by the states left and entered.",
+                                     {"from", "to"});
+  state_seconds_ = metrics->NewHistogram(
+      "loom_task_state_duration_seconds", "Time tasks spent in a state, counted when they left it.",
+      {"state"}, {1, 10, 60, 300, 900, 3600, 4 * 3600, 12 * 3600, 86400, 3 * 86400, 7 * 86400});
+  events_ =
+      metrics->NewCounter("loom_task_events_total", "Task events recorded, by type.", {"type"});
+}
+
 Result<int64_t> TaskStore::AppendEventLocked(const StoreDb::Lock& lock, int64_t task_id,
                                              EventType type, const Json& data, const Usage& usage) {
   LOOM_ASSIGN_OR_RETURN(int64_t seq,
@@ -631,6 +654,7 @@ Result<int64_t> TaskStore::AppendEventLocked(const StoreDb::Lock& lock, int64_t 
           "INSERT INTO events(task_id, seq, type, data, created_at) VALUES(?,?,?,?,?)"));
   LOOM_RETURN_IF_ERROR(
       ins->BindAll(task_id, seq, EventTypeName(type), DumpJson(lock.Masked(data)), now).Run());
+  if (events_) events_->Add({std::string(EventTypeName(type))});
   if (usage.steps || usage.prompt_tokens || usage.completion_tokens || usage.test_runs) {
     LOOM_ASSIGN_OR_RETURN(
         Statement * upd,

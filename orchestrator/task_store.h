@@ -25,6 +25,7 @@
 
 #include "common/db.h"
 #include "common/json.h"
+#include "common/metrics.h"
 #include "common/status.h"
 #include "orchestrator/event_type.h"
 #include "orchestrator/store_db.h"
@@ -176,6 +177,14 @@ class TaskStore {
   // Appends an event and adds `usage` to the task's counters in one
   // transaction; returns the event's seq.
   Result<int64_t> AppendEvent(int64_t task_id, EventType type, const Json& data, Usage usage = {});
+
+  // From now on counts into `metrics` (docs/metrics.md): transitions
+  // (loom_task_transitions_total{from,to}), the time a task spent in the state it
+  // leaves (loom_task_state_duration_seconds{state}) and events
+  // (loom_task_events_total{type}; type="created" counts new tasks). Each is counted
+  // when written, inside its transaction (one that then rolls back, which only a
+  // failing disk does, is counted all the same). Call once, before the store is shared.
+  void Meter(MetricsRegistry* metrics);
   Result<std::vector<Event>> Events(int64_t task_id, int64_t after_seq = 0, int limit = 100000);
 
   // Within the caller's lock and transaction (another store's: answering an
@@ -193,6 +202,9 @@ class TaskStore {
  private:
   std::shared_ptr<StoreDb> db_;
   RepoStore* repos_;
+  Counter* transitions_ = nullptr;  // null until Meter()
+  Histogram* state_seconds_ = nullptr;
+  Counter* events_ = nullptr;
   // The reporter token the last round of triage stopped at (TriageQueue::Untriaged).
   std::atomic<int64_t> triage_cursor_{0};
 };

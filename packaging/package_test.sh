@@ -6,14 +6,20 @@
 # 2. The systemd units pass `systemd-analyze verify` (pointed at this build's
 #    binaries), and `systemd-analyze security --offline` scores loomd.service.
 # 3. As root (CI): dpkg -i both, the users exist, the installed programs run,
-#    the installed units verify; dpkg -r removes the programs and keeps the
-#    conffile; dpkg --purge removes it. Whatever happens, the packages are purged.
+#    the installed units verify; the installed pair runs as the units run it
+#    (loom-infer as loom-infer on the tiny test model, loomd as loom with
+#    /etc/loom/loom.toml) until loomd's /readyz says the model and the sandbox are
+#    ready; dpkg -r removes the programs and keeps the conffile; dpkg --purge
+#    removes it. Whatever happens, the packages are purged and the pair stopped.
 set -euo pipefail
 src=$1
 build=$2
 work=$(mktemp -d)
 installed=0
+pids=()
 cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
   if [ "$installed" = 1 ]; then dpkg --purge loom loom-infer >/dev/null 2>&1 || true; fi
   rm -rf "$work"
 }
@@ -91,6 +97,37 @@ sed -i "s|EnvironmentFile=.*|EnvironmentFile=-$work/none.env|" "$work/loom-infer
 systemd-analyze verify /usr/lib/systemd/system/loomd.service "$work/loom-infer@x.service" 2>&1 |
   tee "$work/verify2.log"
 grep -v -E 'is not safe|Special user' "$work/verify2.log" | grep -q . && fail "installed units do not verify"
+
+echo "== the installed pair: loom-infer and loomd, as their units run them"
+chmod 755 "$work"
+install -d -o loom-infer "$work/model" && cp "$src"/tests/fixtures/tiny-llama/* "$work/model/"
+# The tiny model's 512 positions cannot hold an agent's prompt, which loomd refuses
+# at start: give it 8192 (RoPE computes any position; nothing is generated here).
+sed -i 's/"max_position_embeddings": *512/"max_position_embeddings": 8192/' "$work/model/config.json"
+install -d -o loom -g loom -m 700 "$work/data"
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+infer_port=$(free_port)
+loomd_port=$(free_port)
+runuser -u loom-infer -- /usr/bin/loom-infer --model "$work/model" --port "$infer_port" \
+  --served-model-name default >"$work/infer.log" 2>&1 &
+pids+=($!)
+LOOM_DATA_DIR="$work/data" LOOM_LISTEN="127.0.0.1:$loomd_port" \
+  LOOM_LLM_URL="http://127.0.0.1:$infer_port/v1" \
+  runuser -u loom -- /usr/bin/loomd --config /etc/loom/loom.toml >"$work/loomd.log" 2>&1 &
+pids+=($!)
+ready=""
+for _ in $(seq 1 120); do
+  ready=$(curl -s "http://127.0.0.1:$loomd_port/readyz" || true)
+  case "$ready" in *'"status":"ready"'*) break ;; esac
+  sleep 0.5
+done
+case "$ready" in
+  *'"status":"ready"'*) echo "loomd /readyz: $ready" ;;
+  *) cat "$work/infer.log" "$work/loomd.log"; fail "the installed pair never got ready: $ready" ;;
+esac
+for p in "${pids[@]}"; do kill "$p"; done
+for p in "${pids[@]}"; do wait "$p" || true; done
+pids=()
 
 echo "== dpkg -r, --purge"
 dpkg -r loom loom-infer >"$work/remove.log" 2>&1 || { cat "$work/remove.log"; fail "remove"; }

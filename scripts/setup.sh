@@ -47,6 +47,8 @@ if [ "$mode" = tests ]; then
   # slurm-wlm, munge: the single-node Slurm on localhost that the Slurm executor's
   # tests start (tests/support/slurm_cluster.h; slurmctld, slurmd, munged, srun).
   packages+=(slurm-wlm munge)
+  # prometheus: promtool checks and tests the alert rules (tests/monitoring/).
+  packages+=(prometheus)
   command -v node >/dev/null || packages+=(nodejs)
   command -v npm >/dev/null || packages+=(npm)
 fi

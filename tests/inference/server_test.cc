@@ -323,6 +323,12 @@ TEST_F(ServerTest, ModelsHealthAndMetrics) {
                            "loom_infer_generated_tokens_total", "loom_infer_http_requests_total"}) {
     EXPECT_NE(metrics.body.find(name), std::string::npos) << name;
   }
+  // Two requests of 24 greedy tokens: two first tokens, 2 x 23 gaps between tokens.
+  EXPECT_NE(metrics.body.find("loom_infer_time_to_first_token_seconds_count 2\n"),
+            std::string::npos)
+      << metrics.body;
+  EXPECT_NE(metrics.body.find("loom_infer_inter_token_seconds_count 46\n"), std::string::npos)
+      << metrics.body;
   // The repeated 58-token prompt reused (58 - 1) / 16 = 3 blocks.
   EXPECT_NE(metrics.body.find("loom_infer_prefix_cache_hit_tokens_total 48"), std::string::npos)
       << metrics.body;
