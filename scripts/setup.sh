@@ -30,6 +30,7 @@ packages=(
   libboost-dev nlohmann-json3-dev libcli11-dev libtomlplusplus-dev
   libsqlite3-dev libgit2-dev libssh2-1-dev libcurl4-openssl-dev libssl-dev libseccomp-dev
   libsystemd-dev
+  zlib1g-dev libbrotli-dev
   libgtest-dev libgmock-dev
   bubblewrap unicode-data python3 curl procps
 )
@@ -47,6 +48,9 @@ if [ "$mode" = tests ]; then
   # slurm-wlm, munge: the single-node Slurm on localhost that the Slurm executor's
   # tests start (tests/support/slurm_cluster.h; slurmctld, slurmd, munged, srun).
   packages+=(slurm-wlm munge)
+  # python3-sentry-sdk: a real Sentry SDK (it sends gzip to the store endpoint)
+  # for the crash report tests (tests/feedback/sentry_sdk_test.py).
+  packages+=(python3-sentry-sdk)
   command -v node >/dev/null || packages+=(nodejs)
   command -v npm >/dev/null || packages+=(npm)
 fi
