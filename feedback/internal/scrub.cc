@@ -148,6 +148,13 @@ std::string ScrubEmails(std::string_view s) {
     std::string_view domain = s.substr(at + 1, e - at - 1);
     size_t dot = domain.find('.');
     if (b == at || domain.empty() || dot == std::string_view::npos || dot == 0) continue;
+    // The top-level domain is letters ("name@1.2.3" is a version, not an address).
+    std::string_view tld = domain.substr(domain.rfind('.') + 1);
+    if (tld.size() < 2 || !std::all_of(tld.begin(), tld.end(), [](char c) {
+          return std::isalpha(static_cast<unsigned char>(c)) != 0;
+        })) {
+      continue;
+    }
     out.append(s.substr(copied, b - copied));
     out += "[email]";
     copied = e;

@@ -164,6 +164,7 @@ TEST(SentryEnvelopeTest, KeepsTheLastBreadcrumbsAndAcceptsSentrysOtherShapes) {
 TEST(SentryScrubTest, ReplacesPiiInText) {
   ScrubOptions all;
   EXPECT_EQ(ScrubText("mail bob.smith+x@example.co.uk now.", all), "mail [email] now.");
+  EXPECT_EQ(ScrubText("release calc@1.0.3", all), "release calc@1.0.3");
   EXPECT_EQ(ScrubText("from 192.168.1.20:8080 and fe80::1ff:fe23:4567:890a", all),
             "from [ip]:8080 and [ip]");
   EXPECT_EQ(ScrubText("at 12:30:45 version 1.2.3.4.5", all), "at 12:30:45 version 1.2.3.4.5");
