@@ -103,7 +103,9 @@ if [ "$mode" = demo ]; then
 else
   cmake --build "$build_dir" -j "$(nproc)"
   # playwright-core (the version tests/web/package.json pins) drives the system's
-  # chromium; it goes into the build dir, never into the source tree.
+  # chromium; Sentry's SDKs (@sentry/node, @sentry/browser, with esbuild to bundle the
+  # browser one) are the crash report tests' apps. They go into the build dir, never
+  # into the source tree.
   mkdir -p "$build_dir/web-tests"
   cp tests/web/package.json "$build_dir/web-tests/package.json"
   (cd "$build_dir/web-tests" && npm install --no-audit --no-fund --loglevel=error >/dev/null)
