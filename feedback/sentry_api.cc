@@ -4,9 +4,11 @@
 // Every refusal is a 4xx with {"error": ...} and a `detail` Sentry's tools
 // print; nothing is stored for a refused request.
 #include <charconv>
+#include <map>
 
 #include "common/crypto.h"
 #include "common/json_reader.h"
+#include "common/mutex.h"
 #include "feedback/internal/decompress.h"
 #include "feedback/internal/envelope.h"
 #include "feedback/sentry.h"
@@ -101,6 +103,24 @@ struct SentryApi::Impl {
   Counter* requests;  // {endpoint, outcome}
   Counter* items;     // {type, outcome}
 
+  // The DSN's token, read at most once a second per token: a crash storm
+  // must not query the tokens table per event on the I/O threads.
+  Mutex token_mu;
+  std::map<int64_t, std::pair<Result<TokenInfo>, int64_t>> token_cache GUARDED_BY(token_mu);
+
+  Result<TokenInfo> Token(int64_t id) EXCLUDES(token_mu) {
+    const int64_t now = SystemClock::Default()->NowMs();
+    MutexLock lock(&token_mu);
+    auto it = token_cache.find(id);
+    if (it != token_cache.end() && now - it->second.second < TokenStore::kCacheTtlMs) {
+      return it->second.first;
+    }
+    Result<TokenInfo> info = tokens->Get(id);
+    if (token_cache.size() > 10000) token_cache.clear();
+    token_cache.insert_or_assign(id, std::pair(info, now));
+    return info;
+  }
+
   enum class Endpoint { kEnvelope, kStore };
 
   void Ingest(HttpRequest& req, std::shared_ptr<HttpExchange> ex, Endpoint endpoint) {
@@ -139,9 +159,12 @@ struct SentryApi::Impl {
       return refuse(401, "the key does not belong to project " + std::to_string(*project),
                     "bad_key");
     }
-    Result<TokenInfo> token = tokens->Get(dsn->token_id);
-    if (!token.ok() || token->revoked_at_ms) {
-      return refuse(403, "the DSN's reporter token was revoked: an admin makes a new DSN",
+    Result<TokenInfo> token = Token(dsn->token_id);
+    const int64_t now_ms = SystemClock::Default()->NowMs();
+    if (!token.ok() || token->revoked_at_ms ||
+        (token->expires_at_ms && *token->expires_at_ms <= now_ms)) {
+      return refuse(403,
+                    "the DSN's reporter token was revoked or expired: an admin makes a new DSN",
                     "bad_key");
     }
     if (origin && !token->origins.empty() &&
