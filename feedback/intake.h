@@ -25,6 +25,7 @@
 #include "common/json.h"
 #include "common/mutex.h"
 #include "common/status.h"
+#include "feedback/crash.h"
 
 namespace loom::feedback {
 
@@ -54,6 +55,10 @@ struct Item {
   // question, written with the status by the task's transition; for an
   // unroutable item, why triage could not route it.
   std::optional<std::string> resolution;
+  // For an item a crash group filed (Store::SubmitCrash): the group's counts
+  // ({"group", "occurrences", "users", "first_seen", "last_seen", "releases",
+  // "reopened"}); null for other items.
+  Json crash;
 
   Json ToJson() const;
 };
@@ -91,6 +96,7 @@ struct SubmitResult {
   std::optional<int64_t> duplicate_of;
   int64_t original_token_id = 0;  // the token that filed duplicate_of's item
   bool replayed = false;          // an earlier submission with the same idempotency key
+  int64_t crash_group = 0;        // SubmitCrash: the group the crash was counted in
 };
 
 struct ListQuery {
@@ -171,6 +177,16 @@ class Store {
   // retried submission from the same token return the first item.
   void Submit(Item item, std::string idempotency_key, Callback done) EXCLUDES(mu_);
   Result<SubmitResult> SubmitAndWait(Item item, std::string idempotency_key = "");
+  // Queues a crash report (already scrubbed) for the next group commit. It is
+  // counted in its group (same DSN, same CrashFingerprint): occurrences, distinct
+  // users, first/last seen, releases. A new group files a new feedback item
+  // (status "new"); a group whose item's task has ended (merged, rejected, ...)
+  // files a new item when a release it has not seen crashes the same way
+  // (status "reopened"); otherwise the crash is only counted on the group's
+  // item (status "grouped"). An event id seen before from the same DSN counts
+  // nothing (replayed). `done` as for Submit.
+  void SubmitCrash(CrashReport report, Callback done) EXCLUDES(mu_);
+  Result<SubmitResult> SubmitCrashAndWait(CrashReport report);
 
   Result<Item> Get(int64_t id) EXCLUDES(read_mu_);
   Result<std::vector<Item>> List(const ListQuery& query) EXCLUDES(read_mu_);
@@ -181,10 +197,14 @@ class Store {
     Item item;
     std::string idempotency_key;
     Callback done;
+    std::optional<CrashReport> crash;  // set: a crash report instead of `item`
   };
   Store(std::unique_ptr<Db> writer, std::unique_ptr<Db> reader, const Clock* clock);
   void WriterLoop() EXCLUDES(mu_);
   Result<SubmitResult> Insert(Item& item, const std::string& idempotency_key);
+  Result<SubmitResult> InsertCrash(const CrashReport& report);
+  // Fills item.crash for an item a crash group filed.
+  Status AttachCrashStats(Item* item) REQUIRES(read_mu_);
 
   const Clock* const clock_;
   std::unique_ptr<Db> writer_db_;  // writer thread only

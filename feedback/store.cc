@@ -124,6 +124,54 @@ const std::vector<Migration>& Migrations() {
         CREATE INDEX feedback_task ON feedback(task_id) WHERE task_id IS NOT NULL;
         CREATE INDEX feedback_status ON feedback(status, id);
       )sql"},
+      // Crash reports from Sentry SDKs (feedback/sentry.h, crash_store.cc).
+      {14, R"sql(
+        CREATE TABLE sentry_keys(
+          id INTEGER PRIMARY KEY,              -- the DSN's project id
+          public_key TEXT NOT NULL UNIQUE,     -- in the DSN; public by design (it is in apps' pages)
+          token_id INTEGER NOT NULL REFERENCES tokens(id),
+          repo TEXT NOT NULL,
+          created_at INTEGER NOT NULL,
+          revoked_at INTEGER
+        );
+        CREATE TABLE crash_groups(
+          id INTEGER PRIMARY KEY,
+          project_id INTEGER NOT NULL REFERENCES sentry_keys(id),
+          fingerprint TEXT NOT NULL,
+          feedback_id INTEGER NOT NULL REFERENCES feedback(id),  -- the item it files now
+          occurrences INTEGER NOT NULL,
+          users INTEGER NOT NULL,
+          first_seen INTEGER NOT NULL,
+          last_seen INTEGER NOT NULL,
+          reopened INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE UNIQUE INDEX crash_groups_by_fingerprint ON crash_groups(project_id, fingerprint);
+        CREATE TABLE crash_group_items(
+          feedback_id INTEGER PRIMARY KEY REFERENCES feedback(id),
+          group_id INTEGER NOT NULL REFERENCES crash_groups(id)
+        );
+        CREATE TABLE crash_group_users(
+          group_id INTEGER NOT NULL REFERENCES crash_groups(id),
+          user TEXT NOT NULL,                  -- a salted hash, never the app's user id
+          PRIMARY KEY(group_id, user)
+        ) WITHOUT ROWID;
+        CREATE TABLE crash_group_releases(
+          group_id INTEGER NOT NULL REFERENCES crash_groups(id),
+          release TEXT NOT NULL,
+          occurrences INTEGER NOT NULL,
+          first_seen INTEGER NOT NULL,
+          last_seen INTEGER NOT NULL,
+          PRIMARY KEY(group_id, release)
+        ) WITHOUT ROWID;
+        -- Event ids seen, so that an SDK's retry is not counted twice.
+        CREATE TABLE crash_events(
+          project_id INTEGER NOT NULL,
+          event_id TEXT NOT NULL,
+          group_id INTEGER NOT NULL,
+          received_at INTEGER NOT NULL,
+          PRIMARY KEY(project_id, event_id)
+        ) WITHOUT ROWID;
+      )sql"},
   };
   return kMigrations;
 }
@@ -151,6 +199,7 @@ Json Item::ToJson() const {
   opt("stack_trace", stack_trace);
   opt("repo", repo);
   if (duplicate_of) j["duplicate_of"] = *duplicate_of;
+  if (!crash.is_null()) j["crash"] = crash;
   return j;
 }
 
@@ -177,9 +226,26 @@ Store::~Store() {
 void Store::Submit(Item item, std::string idempotency_key, Callback done) {
   {
     MutexLock lock(&mu_);
-    queue_.push_back(Pending{std::move(item), std::move(idempotency_key), std::move(done)});
+    queue_.push_back(
+        Pending{std::move(item), std::move(idempotency_key), std::move(done), std::nullopt});
   }
   cv_.notify_one();
+}
+
+void Store::SubmitCrash(CrashReport report, Callback done) {
+  {
+    MutexLock lock(&mu_);
+    queue_.push_back(Pending{Item{}, std::string(), std::move(done), std::move(report)});
+  }
+  cv_.notify_one();
+}
+
+Result<SubmitResult> Store::SubmitCrashAndWait(CrashReport report) {
+  std::promise<Result<SubmitResult>> promise;
+  auto future = promise.get_future();
+  SubmitCrash(std::move(report),
+              [&promise](Result<SubmitResult> r) { promise.set_value(std::move(r)); });
+  return future.get();
 }
 
 Result<SubmitResult> Store::SubmitAndWait(Item item, std::string idempotency_key) {
@@ -209,8 +275,9 @@ void Store::WriterLoop() {
       for (auto& p : batch) {
         // A savepoint per item: one failing item does not spoil the batch.
         Status sp = writer_db_->Exec("SAVEPOINT item");
-        Result<SubmitResult> r =
-            sp.ok() ? Insert(p.item, p.idempotency_key) : Result<SubmitResult>(sp);
+        Result<SubmitResult> r = !sp.ok()  ? Result<SubmitResult>(sp)
+                                 : p.crash ? InsertCrash(*p.crash)
+                                           : Insert(p.item, p.idempotency_key);
         (void)writer_db_->Exec(r.ok() ? "RELEASE item" : "ROLLBACK TO item; RELEASE item");
         results.push_back(std::move(r));
       }
@@ -304,8 +371,12 @@ Result<SubmitResult> Store::Insert(Item& item, const std::string& idempotency_ke
 
 Result<Item> Store::Get(int64_t id) {
   MutexLock lock(&read_mu_);
-  return reader_db_->QueryOne(std::string("SELECT ") + kColumns + " FROM feedback WHERE id=?",
-                              "no feedback item " + std::to_string(id), ReadItem, id);
+  LOOM_ASSIGN_OR_RETURN(
+      Item item,
+      reader_db_->QueryOne(std::string("SELECT ") + kColumns + " FROM feedback WHERE id=?",
+                           "no feedback item " + std::to_string(id), ReadItem, id));
+  LOOM_RETURN_IF_ERROR(AttachCrashStats(&item));
+  return item;
 }
 
 Result<std::vector<Item>> Store::List(const ListQuery& query) {
@@ -330,6 +401,8 @@ Result<std::vector<Item>> Store::List(const ListQuery& query) {
     if (!row) break;
     out.push_back(ReadItem(*q));
   }
+  q->Reset();
+  for (Item& item : out) LOOM_RETURN_IF_ERROR(AttachCrashStats(&item));
   return out;
 }
 

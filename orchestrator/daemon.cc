@@ -21,6 +21,7 @@
 #include "common/rate_limiter.h"
 #include "feedback/api.h"
 #include "feedback/intake.h"
+#include "feedback/sentry.h"
 #include "orchestrator/agent.h"
 #include "orchestrator/api.h"
 #include "orchestrator/forge_hooks.h"
@@ -63,6 +64,19 @@ std::vector<Config::Key> DaemonConfigSchema() {
       {"feedback.rate_per_minute", T::kDouble, "600",
        "Submissions allowed per token per minute (0: unlimited)."},
       {"feedback.burst", T::kDouble, "60", "Submissions a token may make at once."},
+      {"sentry.rate_per_minute", T::kDouble, "6000",
+       "Crash reports a DSN may send per minute (0: unlimited); 429 with Retry-After above."},
+      {"sentry.burst", T::kDouble, "600", "Crash reports a DSN may send at once."},
+      {"sentry.max_envelope_bytes", T::kInt, "20971520",
+       "Largest envelope once decompressed (413 above; the compressed body is capped by "
+       "http.max_body_bytes)."},
+      {"sentry.max_event_bytes", T::kInt, "1048576", "Largest event in an envelope (413 above)."},
+      {"sentry.breadcrumbs", T::kInt, "20", "Breadcrumbs kept per crash report (the last ones)."},
+      {"sentry.scrub_emails", T::kBool, "true", "Replace email addresses in crash reports."},
+      {"sentry.scrub_ip_addresses", T::kBool, "true", "Replace IPv4/IPv6 addresses."},
+      {"sentry.scrub_secrets", T::kBool, "true",
+       "Replace bearer tokens, API keys, secret-named values and random-looking tokens."},
+      {"sentry.scrub_cards", T::kBool, "true", "Replace card numbers (Luhn-checked)."},
       {"agents", T::kInt, "2", "Agent slots: tasks worked on at once (0: intake only)."},
       {"llm.url", T::kString, "http://127.0.0.1:8000/v1",
        "OpenAI-compatible endpoint the agents think with (loom-infer, vLLM, a hosted API)."},
@@ -298,6 +312,24 @@ class DaemonImpl : public Daemon {
                                                       if (scheduler_) scheduler_->Wake();
                                                     });
     LOOM_RETURN_IF_ERROR(feedback_api_->LoadCounts());
+    LOOM_ASSIGN_OR_RETURN(sentry_keys_, feedback::SentryKeys::Open(db_path));
+    sentry_limiter_ =
+        std::make_unique<RateLimiter>(config.GetDouble("sentry.rate_per_minute") / 60.0,
+                                      config.GetDouble("sentry.burst"), SystemClock::Default());
+    feedback::SentryOptions sentry;
+    sentry.max_envelope_bytes = static_cast<size_t>(config.GetInt("sentry.max_envelope_bytes"));
+    sentry.max_event_bytes = static_cast<size_t>(config.GetInt("sentry.max_event_bytes"));
+    sentry.breadcrumbs =
+        static_cast<size_t>(std::max<int64_t>(0, config.GetInt("sentry.breadcrumbs")));
+    sentry.scrub_emails = config.GetBool("sentry.scrub_emails");
+    sentry.scrub_ip_addresses = config.GetBool("sentry.scrub_ip_addresses");
+    sentry.scrub_secrets = config.GetBool("sentry.scrub_secrets");
+    sentry.scrub_cards = config.GetBool("sentry.scrub_cards");
+    sentry_api_ =
+        std::make_unique<feedback::SentryApi>(feedback_.get(), sentry_keys_.get(), tokens_.get(),
+                                              sentry_limiter_.get(), &metrics_, sentry, [this] {
+                                                if (scheduler_) scheduler_->Wake();
+                                              });
 
     router_.Add("GET", "/healthz", [](HttpRequest&, std::shared_ptr<HttpExchange> ex) {
       ex->Respond(HttpResponse::Json(200, "{\"status\":\"ok\"}"));
@@ -318,6 +350,7 @@ class DaemonImpl : public Daemon {
         "PUT", "/v1/tokens/{id}/origins",
         [this](HttpRequest& r, std::shared_ptr<HttpExchange> ex) { SetTokenOrigins(r, ex); });
     feedback_api_->Register(router_);
+    sentry_api_->Register(router_);
     int64_t session_hours = config.GetInt("http.session_hours");
     if (session_hours < 1 || session_hours > 24 * 90) {
       return Status::InvalidArgument("http.session_hours must be between 1 and 2160 (got " +
@@ -490,6 +523,7 @@ class DaemonImpl : public Daemon {
     if (scheduler_) scheduler_->Stop();            // agents stop at their next step; tasks requeue
     if (lifecycle_) lifecycle_->remote()->Stop();  // after its pass in progress
     feedback_api_.reset();
+    sentry_api_.reset();
     forge_hooks_.reset();  // runs the deliveries it holds, which may file feedback
     forge_sync_.reset();   // after its pass in progress
     webhooks_.reset();
@@ -867,6 +901,9 @@ class DaemonImpl : public Daemon {
   std::unique_ptr<feedback::Store> feedback_;
   std::unique_ptr<RateLimiter> limiter_;
   std::unique_ptr<feedback::Api> feedback_api_;
+  std::unique_ptr<feedback::SentryKeys> sentry_keys_;
+  std::unique_ptr<RateLimiter> sentry_limiter_;
+  std::unique_ptr<feedback::SentryApi> sentry_api_;
   OrchestratorStores stores_;
   std::string policies_dir_;
   PolicySet policies_;

@@ -30,6 +30,7 @@ packages=(
   libboost-dev nlohmann-json3-dev libcli11-dev libtomlplusplus-dev
   libsqlite3-dev libgit2-dev libssh2-1-dev libcurl4-openssl-dev libssl-dev libseccomp-dev
   libsystemd-dev
+  zlib1g-dev libbrotli-dev
   libgtest-dev libgmock-dev
   bubblewrap unicode-data python3 curl procps
 )
@@ -49,6 +50,9 @@ if [ "$mode" = tests ]; then
   packages+=(slurm-wlm munge)
   # prometheus: promtool checks and tests the alert rules (tests/monitoring/).
   packages+=(prometheus)
+  # python3-sentry-sdk: a real Sentry SDK (it sends gzip to the store endpoint)
+  # for the crash report tests (tests/feedback/sentry_sdk_test.py).
+  packages+=(python3-sentry-sdk)
   command -v node >/dev/null || packages+=(nodejs)
   command -v npm >/dev/null || packages+=(npm)
 fi
@@ -101,7 +105,9 @@ if [ "$mode" = demo ]; then
 else
   cmake --build "$build_dir" -j "$(nproc)"
   # playwright-core (the version tests/web/package.json pins) drives the system's
-  # chromium; it goes into the build dir, never into the source tree.
+  # chromium; Sentry's SDKs (@sentry/node, @sentry/browser, with esbuild to bundle the
+  # browser one) are the crash report tests' apps. They go into the build dir, never
+  # into the source tree.
   mkdir -p "$build_dir/web-tests"
   cp tests/web/package.json "$build_dir/web-tests/package.json"
   (cd "$build_dir/web-tests" && npm install --no-audit --no-fund --loglevel=error >/dev/null)

@@ -30,6 +30,8 @@ struct GlobalOptions {
 
 void AddFeedbackCommands(CLI::App& app, GlobalOptions& global, int& exit_code);
 void AddTokenCommands(CLI::App& app, GlobalOptions& global, int& exit_code);
+// loom dsn: DSNs for apps' Sentry SDKs (docs/crash-reports.md).
+void AddDsnCommands(CLI::App& app, GlobalOptions& global, int& exit_code);
 void AddSandboxCommands(CLI::App& app, GlobalOptions& global, int& exit_code);
 // loom repo, loom task, loom escalations.
 void AddOrchestratorCommands(CLI::App& app, GlobalOptions& global, int& exit_code);

@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   int exit_code = loom::cli::kExitOk;
   loom::cli::AddFeedbackCommands(app, global, exit_code);
   loom::cli::AddTokenCommands(app, global, exit_code);
+  loom::cli::AddDsnCommands(app, global, exit_code);
   loom::cli::AddSandboxCommands(app, global, exit_code);
   loom::cli::AddOrchestratorCommands(app, global, exit_code);
   loom::cli::AddGcCommand(app, global, exit_code);
