@@ -67,7 +67,9 @@ std::vector<Config::Key> DaemonConfigSchema() {
       {"llm.model", T::kString, "default", "Model name sent with every request."},
       {"llm.api_key", T::kString, "", "Bearer token for the endpoint (or LOOM_LLM_API_KEY)."},
       {"llm.timeout_ms", T::kInt, "300000", "Time allowed for one model reply."},
-      {"llm.retries", T::kInt, "4", "Retries on 429, 5xx and connection errors, with backoff."},
+      {"llm.retries", T::kInt, "4",
+       "Retries on 429, 5xx and connection errors, with backoff (with several replicas: rounds "
+       "over them; within a round a call goes on to the next replica at once)."},
       {"llm.stream", T::kBool, "false", "Ask for streamed (SSE) replies."},
       {"llm.probe_interval_ms", T::kInt, "10000",
        "How often each model endpoint that is up is probed (GET /models; 0: only a failed "
