@@ -160,7 +160,7 @@ TEST_F(ModelReplicasTest, EveryCallSucceedsWhenAReplicaIsKilledAndTheSurvivorsKe
       }
     });
   }
-  for (int i = 0; i < 2000 && warmed < kTasks; ++i) ::usleep(5000);
+  for (int i = 0; i < 12000 && warmed < kTasks; ++i) ::usleep(5000);  // up to 60 s
   ASSERT_EQ(warmed, kTasks);
   testing::KillAndWait(replicas_[victim].pid, SIGKILL);  // mid-run: calls are in flight
   replicas_[victim].pid = -1;
