@@ -92,7 +92,9 @@ class AgentLoop : public ToolContext {
                                             {{"message", message},
                                              {"prompt_tokens", reply->prompt_tokens},
                                              {"completion_tokens", reply->completion_tokens},
+                                             {"cached_tokens", reply->cached_tokens},
                                              {"attempts", reply->attempts},
+                                             {"endpoint", reply->endpoint},
                                              {"ms", ms}},
                                             usage);
       if (!logged.ok())

@@ -10,7 +10,6 @@
 #include "common/json_reader.h"
 #include "common/log.h"
 #include "common/paging.h"
-#include "orchestrator/http_client.h"
 #include "orchestrator/repo_policy.h"
 #include "orchestrator/review_comments.h"
 #include "repos/workspace.h"
@@ -718,25 +717,42 @@ void OrchestratorApi::Fleet(HttpRequest&, std::shared_ptr<HttpExchange>& ex) {
   }
   int busy = dashboard_.busy_slots ? dashboard_.busy_slots() : static_cast<int>(working.size());
   Json model = {{"url", dashboard_.llm_url}, {"model", dashboard_.llm_model}};
-  if (dashboard_.agent_slots == 0 || dashboard_.llm_url.empty()) {
+  if (dashboard_.agent_slots == 0 || !dashboard_.model_endpoints) {
     model["healthy"] = nullptr;
     model["detail"] = "no agents: loomd takes feedback only (agents = 0)";
   } else {
-    // A probe of the OpenAI-compatible endpoint: any answer of /models within 2 s.
-    HttpClient client;
-    auto started = std::chrono::steady_clock::now();
-    std::vector<std::pair<std::string, std::string>> headers;
-    if (!dashboard_.llm_api_key.empty()) {
-      headers.emplace_back("Authorization", "Bearer " + dashboard_.llm_api_key);
+    // The replicas as the LLM client's probes and requests left them: no probe
+    // here, so the page costs nothing however many replicas there are.
+    std::vector<EndpointStatus> replicas = dashboard_.model_endpoints->Snapshot();
+    Json endpoints = Json::array();
+    int up = 0;
+    int64_t latency = -1;
+    for (const EndpointStatus& e : replicas) {
+      Json j = {{"url", e.url},
+                {"up", e.up},
+                {"requests", e.requests},
+                {"failed_requests", e.failed_requests},
+                {"failed_probes", e.failed_probes},
+                {"last_error", e.last_error}};
+      if (e.since_ms > 0) j["since"] = e.since_ms;
+      if (e.probe_latency_ms >= 0) j["latency_ms"] = e.probe_latency_ms;
+      endpoints.push_back(std::move(j));
+      if (e.up) {
+        ++up;
+        if (e.probe_latency_ms >= 0 && (latency < 0 || e.probe_latency_ms < latency)) {
+          latency = e.probe_latency_ms;
+        }
+      }
     }
-    auto r =
-        client.Call("GET", dashboard_.llm_url + "/models", "", headers, std::chrono::seconds(2));
-    model["latency_ms"] = std::chrono::duration_cast<std::chrono::milliseconds>(
-                              std::chrono::steady_clock::now() - started)
-                              .count();
-    model["healthy"] = r.ok() && r->status == 200;
-    model["detail"] =
-        r.ok() ? "GET /models answered " + std::to_string(r->status) : r.status().message();
+    model["healthy"] = up > 0;
+    if (replicas.size() == 1) {
+      model["detail"] = up ? std::string("answering GET /models") : replicas[0].last_error;
+    } else {
+      model["detail"] = std::to_string(up) + " of " + std::to_string(replicas.size()) +
+                        " replicas up; each task keeps to one";
+    }
+    if (latency >= 0) model["latency_ms"] = latency;
+    model["endpoints"] = std::move(endpoints);
   }
   // The model's queue as loomd sees it: the tasks whose agents call it, and those
   // waiting for a slot.

@@ -58,6 +58,7 @@
 #include "feedback/intake.h"
 #include "orchestrator/event_stream.h"
 #include "orchestrator/lifecycle.h"
+#include "orchestrator/model_endpoints.h"
 #include "orchestrator/repo_policy.h"
 #include "orchestrator/secrets.h"
 #include "orchestrator/stores.h"
@@ -73,8 +74,10 @@ struct DashboardOptions {
   double usd_per_cpu_hour = 0;  // sandbox CPU time (user + system)
   double usd_per_gpu_hour = 0;
   int agent_slots = 0;
-  std::string llm_url, llm_model;   // probed by GET /v1/fleet (its /models)
-  std::string llm_api_key;          // sent with the probe when set
+  std::string llm_url, llm_model;  // llm.url (one URL or a comma-separated list), llm.model
+  // The model replicas and their health, as the LLM client's probes and
+  // requests left it (GET /v1/fleet reads it, never probes); null: none (agents = 0).
+  std::shared_ptr<const ModelEndpoints> model_endpoints;
   std::string sandbox;              // "bubblewrap", or why there is none
   std::function<int()> busy_slots;  // may be empty
 };

@@ -79,12 +79,22 @@ std::vector<Config::Key> DaemonConfigSchema() {
       {"sentry.scrub_cards", T::kBool, "true", "Replace card numbers (Luhn-checked)."},
       {"agents", T::kInt, "2", "Agent slots: tasks worked on at once (0: intake only)."},
       {"llm.url", T::kString, "http://127.0.0.1:8000/v1",
-       "OpenAI-compatible endpoint the agents think with (loom-infer, vLLM, a hosted API)."},
+       "OpenAI-compatible endpoint the agents think with (loom-infer, vLLM, a hosted API), or "
+       "several replicas of one model separated by commas: each task keeps to one replica "
+       "(its prefix cache), and goes to the next when that one is down (docs/scale-out.md)."},
       {"llm.model", T::kString, "default", "Model name sent with every request."},
       {"llm.api_key", T::kString, "", "Bearer token for the endpoint (or LOOM_LLM_API_KEY)."},
       {"llm.timeout_ms", T::kInt, "300000", "Time allowed for one model reply."},
-      {"llm.retries", T::kInt, "4", "Retries on 429, 5xx and connection errors, with backoff."},
+      {"llm.retries", T::kInt, "4",
+       "Retries on 429, 5xx and connection errors, with backoff (with several replicas: rounds "
+       "over them; within a round a call goes on to the next replica at once)."},
       {"llm.stream", T::kBool, "false", "Ask for streamed (SSE) replies."},
+      {"llm.probe_interval_ms", T::kInt, "10000",
+       "How often each model endpoint that is up is probed (GET /models; 0: only a failed "
+       "request marks one down)."},
+      {"llm.down_backoff_ms", T::kInt, "1000",
+       "Wait before a model endpoint that went down is probed again; doubled per failed probe, "
+       "up to a minute."},
       {"policies_dir", T::kString, "",
        "Directory of repository policies, <repo>.toml (default: <data_dir>/policies)."},
       {"disk.reserve_mb", T::kInt, "16",
@@ -362,6 +372,10 @@ class DaemonImpl : public Daemon {
     stores_.tasks->Meter(&metrics_);
     store_gauges_ = std::make_unique<StoreGauges>(stores_.db, &metrics_);
     slots_ = metrics_.NewGauge("loom_agent_slots", "Agent slots, busy or idle.", {"state"});
+    replicas_ = metrics_.NewGauge("loom_model_endpoints",
+                                  "Model endpoints (replicas) up or down, as the health checks "
+                                  "last found them.",
+                                  {"state"});
     LOOM_RETURN_IF_ERROR(LoadPolicies(config));
     LOOM_ASSIGN_OR_RETURN(secrets_, SecretStore::Open(db_path, data_dir_));
     // The one masker of every stored secret, wherever text is recorded or shown:
@@ -436,8 +450,8 @@ class DaemonImpl : public Daemon {
     dashboard.usd_per_gpu_hour = config.GetDouble("cost.usd_per_gpu_hour");
     dashboard.agent_slots = static_cast<int>(config.GetInt("agents"));
     dashboard.llm_url = config.GetString("llm.url");
+    dashboard.model_endpoints = model_endpoints_;
     dashboard.llm_model = config.GetString("llm.model");
-    dashboard.llm_api_key = config.GetString("llm.api_key");
     dashboard.sandbox = executor_ ? "bubblewrap" : "none (agents = 0)";
     dashboard.busy_slots = [this] { return scheduler_ ? scheduler_->busy_slots() : 0; };
     orchestrator_api_->SetDashboardOptions(std::move(dashboard));
@@ -703,7 +717,8 @@ class DaemonImpl : public Daemon {
 
   Status StartAgents(const Config& config) {
     SchedulerOptions opts;
-    LOOM_RETURN_IF_ERROR(CheckModelUrl(config.GetString("llm.url")));
+    LOOM_ASSIGN_OR_RETURN(std::vector<std::string> model_urls,
+                          ModelEndpoints::ParseUrls(config.GetString("llm.url")));
     opts.agents = static_cast<int>(config.GetInt("agents"));
     agents_ = opts.agents;
     if (opts.agents == 0) {
@@ -726,6 +741,17 @@ class DaemonImpl : public Daemon {
     opts.llm.timeout = std::chrono::milliseconds(config.GetInt("llm.timeout_ms"));
     opts.llm.max_retries = static_cast<int>(config.GetInt("llm.retries"));
     opts.llm.stream = config.GetBool("llm.stream");
+    ModelEndpointsOptions health;
+    health.probe_interval = std::chrono::milliseconds(config.GetInt("llm.probe_interval_ms"));
+    health.down_backoff = std::chrono::milliseconds(config.GetInt("llm.down_backoff_ms"));
+    if (health.probe_interval.count() < 0 || health.down_backoff.count() < 1 ||
+        health.down_backoff > health.max_down_backoff) {
+      return Status::InvalidArgument(
+          "llm.probe_interval_ms must be at least 0 and llm.down_backoff_ms between 1 and 60000");
+    }
+    model_endpoints_ = std::make_shared<ModelEndpoints>(
+        std::move(model_urls), MakeModelProber(opts.llm, std::chrono::seconds(2)), health);
+    opts.llm.endpoints = model_endpoints_;
     sandbox::BwrapOptions bwrap;
     bwrap.run_as_uid = bwrap.run_as_gid = static_cast<uint32_t>(config.GetInt("sandbox.uid"));
     if (Status s = CheckSandboxCanReach(data_dir_ + "/worktrees", bwrap.run_as_uid); !s.ok()) {
@@ -737,7 +763,7 @@ class DaemonImpl : public Daemon {
         return Status::FailedPrecondition("agents run tests in a bubblewrap sandbox, and " +
                                           s.message() + " (or set agents = 0 for intake only)");
       }
-      LOOM_RETURN_IF_ERROR(CheckModelEndpoint(opts.llm));
+      LOOM_RETURN_IF_ERROR(CheckModelEndpoints(opts.llm));
       LOOM_ASSIGN_OR_RETURN(executor_, sandbox::MakeBwrapExecutor(bwrap));
       sandbox_probe_ = [bwrap]() -> Result<std::string> {
         LOOM_RETURN_IF_ERROR(sandbox::ProbeBwrap(bwrap));
@@ -745,7 +771,7 @@ class DaemonImpl : public Daemon {
       };
     } else if (backend == "slurm") {
       LOOM_ASSIGN_OR_RETURN(sandbox::SlurmOptions slurm, SlurmOptionsFrom(config, bwrap));
-      LOOM_RETURN_IF_ERROR(CheckModelEndpoint(opts.llm));
+      LOOM_RETURN_IF_ERROR(CheckModelEndpoints(opts.llm));
       auto executor = sandbox::MakeSlurmExecutor(slurm);
       if (!executor.ok()) {
         return Status::FailedPrecondition("sandbox.backend = slurm, and " +
@@ -766,7 +792,10 @@ class DaemonImpl : public Daemon {
     LOOM_ASSIGN_OR_RETURN(
         scheduler_, Scheduler::Start(stores_.tasks.get(), stores_.escalations.get(),
                                      stores_.repos.get(), lifecycle_.get(), executor_.get(), opts));
-    LOOM_LOG(kInfo) << opts.agents << " agent slot(s), model endpoint " << opts.llm.url;
+    model_endpoints_->StartHealthChecks();
+    LOOM_LOG(kInfo) << opts.agents << " agent slot(s), "
+                    << (model_endpoints_->size() == 1 ? "model endpoint " : "model endpoints ")
+                    << opts.llm.url;
     return Status::Ok();
   }
 
@@ -815,6 +844,11 @@ class DaemonImpl : public Daemon {
     int busy = scheduler_ ? scheduler_->busy_slots() : 0;
     slots_->Set({"busy"}, busy);
     slots_->Set({"idle"}, agents_ - busy);
+    if (model_endpoints_) {
+      int up = model_endpoints_->UpCount();
+      replicas_->Set({"up"}, up);
+      replicas_->Set({"down"}, static_cast<double>(model_endpoints_->size()) - up);
+    }
   }
 
   // What GET /readyz checks: the database answers, the policies loaded, the
@@ -839,46 +873,85 @@ class DaemonImpl : public Daemon {
                         return std::to_string(policies_count_) + " from " + policies_dir_;
                       }});
     if (config.GetInt("agents") == 0) return checks;
-    checks.push_back({"model", [this]() -> Result<std::string> {
-                        LOOM_ASSIGN_OR_RETURN(
-                            ModelEndpointInfo info,
-                            ProbeModelEndpoint(*model_probe_, std::chrono::seconds(2)));
-                        std::string served;
-                        for (const std::string& m : info.models) {
-                          served += (served.empty() ? "" : ", ") + m;
-                        }
-                        return model_probe_->url + " serves " + served;
-                      }});
+    // Each replica is asked now (its answer also feeds the routing's health);
+    // ready while at least one answers.
+    checks.push_back(
+        {"model", [this]() -> Result<std::string> {
+           std::string detail, errors;
+           int up = 0;
+           for (size_t i = 0; i < model_endpoints_->size(); ++i) {
+             LlmOptions one = *model_probe_;
+             one.url = model_endpoints_->url(i);
+             auto started = std::chrono::steady_clock::now();
+             auto info = ProbeModelEndpoint(one, std::chrono::seconds(2));
+             model_endpoints_->RecordProbe(i, info.status(),
+                                           std::chrono::duration_cast<std::chrono::milliseconds>(
+                                               std::chrono::steady_clock::now() - started));
+             std::string& out = info.ok() ? detail : errors;
+             out += (out.empty() ? "" : "; ") + one.url;
+             if (!info.ok()) {
+               out += ": " + info.status().message();
+               continue;
+             }
+             ++up;
+             std::string served;
+             for (const std::string& m : info->models) {
+               served += (served.empty() ? "" : ", ") + m;
+             }
+             out += " serves " + served;
+           }
+           if (up == 0) return Status::Unavailable("no model endpoint answers: " + errors);
+           return std::to_string(up) + " of " + std::to_string(model_endpoints_->size()) +
+                  " up: " + detail + (errors.empty() ? "" : "; down: " + errors);
+         }});
     checks.push_back({"sandbox", sandbox_probe_});
     return checks;
   }
 
-  // Before any task is leased: a model endpoint that answers but cannot serve an
-  // agent (its context cannot hold the prompt) stops loomd with what to change.
-  // One that does not answer is reported and waited for: each task parks on an
-  // infrastructure escalation until it does (see llm_client.h).
-  static Status CheckModelEndpoint(const LlmOptions& llm) {
-    auto info = ProbeModelEndpoint(llm, std::chrono::seconds(5));
-    if (!info.ok()) {
-      LOOM_LOG(kWarning) << "the model endpoint " << llm.url
-                         << " does not answer: " << info.status().message()
-                         << "; tasks will wait on an infrastructure escalation until it does";
-      return Status::Ok();
+  // Before any task is leased, each replica is probed once: one that answers
+  // but cannot serve an agent (its context cannot hold the prompt) stops loomd
+  // with what to change. One that does not answer is reported, marked down and
+  // re-probed by the health checks; while none answers, each task parks on an
+  // infrastructure escalation (see llm_client.h). The result is logged, one
+  // line per replica and one for the whole: what operators read at start.
+  Status CheckModelEndpoints(const LlmOptions& llm) {
+    for (size_t i = 0; i < model_endpoints_->size(); ++i) {
+      LlmOptions one = llm;
+      one.url = model_endpoints_->url(i);
+      auto started = std::chrono::steady_clock::now();
+      auto info = ProbeModelEndpoint(one, std::chrono::seconds(5));
+      model_endpoints_->RecordProbe(i, info.status(),
+                                    std::chrono::duration_cast<std::chrono::milliseconds>(
+                                        std::chrono::steady_clock::now() - started));
+      if (info.ok()) LOOM_RETURN_IF_ERROR(CheckModelEndpoint(one, *info));
     }
+    if (model_endpoints_->UpCount() == 0) {
+      LOOM_LOG(kWarning) << (model_endpoints_->size() == 1 ? "the model endpoint does not answer"
+                                                           : "no model endpoint answers")
+                         << "; tasks will wait on an infrastructure escalation until one does";
+    } else if (model_endpoints_->size() > 1) {
+      LOOM_LOG(kInfo) << model_endpoints_->UpCount() << " of " << model_endpoints_->size()
+                      << " model endpoints up; each task keeps to one (prefix affinity), and "
+                         "goes to the next when it is down";
+    }
+    return Status::Ok();
+  }
+
+  static Status CheckModelEndpoint(const LlmOptions& llm, const ModelEndpointInfo& info) {
     std::string served;
     bool found = false;
-    for (const std::string& m : info->models) {
+    for (const std::string& m : info.models) {
       served += (served.empty() ? "" : ", ") + m;
       found = found || m == llm.model;
     }
-    if (!found && llm.model != "default" && !info->models.empty()) {
+    if (!found && llm.model != "default" && !info.models.empty()) {
       LOOM_LOG(kWarning) << "the model endpoint " << llm.url << " serves " << served << ", not '"
                          << llm.model << "' (llm.model): it may refuse every request";
     }
-    LOOM_RETURN_IF_ERROR(CheckContextFits(*info, llm, AgentFixedPromptBytes()));
+    LOOM_RETURN_IF_ERROR(CheckContextFits(info, llm, AgentFixedPromptBytes()));
     LOOM_LOG(kInfo) << "model endpoint " << llm.url << " serves " << served
-                    << (info->max_model_len > 0
-                            ? " (context " + std::to_string(info->max_model_len) + " tokens)"
+                    << (info.max_model_len > 0
+                            ? " (context " + std::to_string(info.max_model_len) + " tokens)"
                             : std::string(" (context size not offered)"));
     return Status::Ok();
   }
@@ -888,6 +961,7 @@ class DaemonImpl : public Daemon {
   MetricsRegistry metrics_;
   std::unique_ptr<StoreGauges> store_gauges_;
   Gauge* slots_ = nullptr;
+  Gauge* replicas_ = nullptr;
   int agents_ = 0;
   std::optional<LlmOptions> model_probe_;  // what /readyz asks; set with agents
   std::function<Result<std::string>()> sandbox_probe_;
@@ -912,6 +986,7 @@ class DaemonImpl : public Daemon {
   std::unique_ptr<RepoCache> repo_cache_;
   std::unique_ptr<TaskLifecycle> lifecycle_;
   std::unique_ptr<sandbox::Executor> executor_;
+  std::shared_ptr<ModelEndpoints> model_endpoints_;  // null with agents = 0
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<OrchestratorApi> orchestrator_api_;
   std::unique_ptr<ForgeStore> forge_store_;

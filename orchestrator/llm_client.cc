@@ -1,4 +1,6 @@
-// OpenAI-compatible chat client over libcurl, with retries and SSE streaming.
+// OpenAI-compatible chat client over libcurl, with retries and SSE streaming,
+// over one endpoint or several replicas (model_endpoints.h routes, this file
+// tries them in the order given and says which could not be reached).
 #include "orchestrator/llm_client.h"
 
 #include <random>
@@ -26,6 +28,12 @@ void ReadUsage(const Json& j, ChatReply* reply) {
     }
   }
 }
+
+// How an attempt ended when it did not bring a reply.
+enum class Reached {
+  kNo,   // the replica could not be reached, or broke off: it is marked down
+  kYes,  // it answered (an error status, a malformed reply): it is up
+};
 
 // Accumulates streamed chat.completion.chunk deltas into a reply.
 class StreamAccumulator {
@@ -98,7 +106,16 @@ class StreamAccumulator {
 class OpenAiClient : public LlmClient {
  public:
   explicit OpenAiClient(LlmOptions options) : options_(std::move(options)) {
-    while (!options_.url.empty() && options_.url.back() == '/') options_.url.pop_back();
+    endpoints_ = options_.endpoints;
+    if (!endpoints_) {
+      // A list loomd would refuse (CheckModelUrl) is kept as one endpoint: its
+      // calls fail with curl's word for it, as they always did.
+      auto urls = ModelEndpoints::ParseUrls(options_.url);
+      endpoints_ = std::make_shared<ModelEndpoints>(
+          urls.ok() ? std::move(*urls) : std::vector<std::string>{options_.url},
+          MakeModelProber(options_, std::chrono::seconds(2)));
+      if (endpoints_->size() > 1) endpoints_->StartHealthChecks();
+    }
   }
 
   Result<ChatReply> Chat(const Json& messages, const Json& tools) override {
@@ -120,39 +137,62 @@ class OpenAiClient : public LlmClient {
         {"Content-Type", "application/json"}};
     if (!options_.api_key.empty())
       headers.emplace_back("Authorization", "Bearer " + options_.api_key);
-    std::string url = options_.url + "/chat/completions";
+    const std::string key = AffinityKey(request["messages"]);
 
     HttpClient http;
     std::mt19937 rng(std::random_device{}());
     Status last;
-    for (int attempt = 0; attempt <= options_.max_retries; ++attempt) {
-      if (attempt > 0) {
-        auto base = options_.backoff * (1 << std::min(attempt - 1, 10));
+    int attempts = 0;
+    for (int round = 0; round <= options_.max_retries; ++round) {
+      if (round > 0) {
+        auto base = options_.backoff * (1 << std::min(round - 1, 10));
         auto jitter = std::chrono::milliseconds(rng() % (base.count() / 2 + 1));
         std::this_thread::sleep_for(base + jitter);
       }
-      Result<ChatReply> r = Attempt(http, url, body, headers);
-      if (r.ok()) {
-        r->attempts = attempt + 1;
-        return r;
+      for (size_t i : endpoints_->Route(key)) {
+        const std::string& base_url = endpoints_->url(i);
+        ++attempts;
+        Reached reached = Reached::kNo;
+        Result<ChatReply> r =
+            Attempt(http, base_url + "/chat/completions", body, headers, &reached);
+        if (r.ok()) {
+          endpoints_->MarkAnswered(i);
+          r->attempts = attempts;
+          r->endpoint = base_url;
+          return r;
+        }
+        last = r.status();
+        if (last.code() != StatusCode::kUnavailable &&
+            last.code() != StatusCode::kDeadlineExceeded) {
+          return last;  // not transient: a bad request or a malformed reply
+        }
+        if (reached == Reached::kNo) endpoints_->MarkDown(i, last.message());
+        LOOM_LOG(kWarning) << "LLM call to " << base_url << " failed (attempt " << attempts
+                           << "): " << last.message();
       }
-      last = r.status();
-      if (last.code() != StatusCode::kUnavailable && last.code() != StatusCode::kDeadlineExceeded) {
-        return last;  // not transient: a bad request or a malformed reply
-      }
-      LOOM_LOG(kWarning) << "LLM call failed (attempt " << attempt + 1 << "): " << last.message();
     }
-    return Status::Unavailable("the model endpoint " + options_.url + " failed " +
+    std::string which = "the model endpoint " + endpoints_->url(0);
+    if (endpoints_->size() > 1) {
+      which = "every model endpoint (";
+      for (size_t i = 0; i < endpoints_->size(); ++i) {
+        which += (i ? ", " : "") + endpoints_->url(i);
+      }
+      which += ")";
+    }
+    return Status::Unavailable(which + " failed, " + std::to_string(attempts) + " times in " +
                                std::to_string(options_.max_retries + 1) +
-                               " times; last error: " + last.message());
+                               " rounds; last error: " + last.message());
   }
 
  private:
+  // `*reached` is set to kYes once the replica answered with a status.
   Result<ChatReply> Attempt(HttpClient& http, const std::string& url, const std::string& body,
-                            const std::vector<std::pair<std::string, std::string>>& headers) {
+                            const std::vector<std::pair<std::string, std::string>>& headers,
+                            Reached* reached) {
     if (!options_.stream) {
       LOOM_ASSIGN_OR_RETURN(HttpResult res,
                             http.Call("POST", url, body, headers, options_.timeout));
+      *reached = Reached::kYes;
       if (res.status == 200) return ParseCompletion(res.body);
       return StatusFor(res.status, res.body);
     }
@@ -169,12 +209,17 @@ class OpenAiClient : public LlmClient {
     });
     if (malformed) return Status::Corruption("the model's stream is not valid server-sent JSON");
     if (!r.ok()) return r.status();
-    if (r->status != 200) return StatusFor(r->status, error_body);
+    if (r->status != 200) {
+      *reached = Reached::kYes;
+      return StatusFor(r->status, error_body);
+    }
     if (acc.events() == 0 && !acc.done()) {
       return Status::Corruption("the model's reply is not an event stream: " +
                                 error_body.substr(0, 200));
     }
+    // Cut short (the replica died mid-reply): Unavailable, left as not reached.
     if (!acc.done()) return Status::Unavailable("the model's stream ended before [DONE]");
+    *reached = Reached::kYes;
     return acc.Take();
   }
 
@@ -187,6 +232,7 @@ class OpenAiClient : public LlmClient {
   }
 
   LlmOptions options_;
+  std::shared_ptr<ModelEndpoints> endpoints_;
 };
 
 }  // namespace
@@ -246,16 +292,27 @@ std::unique_ptr<LlmClient> MakeOpenAiClient(LlmOptions options) {
   return std::make_unique<OpenAiClient>(std::move(options));
 }
 
-Status CheckModelUrl(const std::string& url) {
-  auto scheme_end = url.find("://");
-  std::string scheme = scheme_end == std::string::npos ? "" : url.substr(0, scheme_end);
-  bool has_host =
-      scheme_end != std::string::npos && url.size() > scheme_end + 3 && url[scheme_end + 3] != '/';
-  if ((scheme == "http" || scheme == "https") && has_host) return Status::Ok();
-  return Status::InvalidArgument(
-      "llm.url must be an http:// or https:// URL of an OpenAI-compatible API, e.g. "
-      "http://127.0.0.1:8000/v1 (got '" +
-      url + "')");
+std::string AffinityKey(const Json& messages) {
+  std::string key;
+  if (!messages.is_array()) return key;
+  for (const Json& m : messages) {
+    key += DumpJson(m);
+    key += '\n';
+    if (m.is_object() && m.contains("role") && m["role"] == "user") break;
+  }
+  return key;
+}
+
+ModelEndpoints::Prober MakeModelProber(const LlmOptions& options,
+                                       std::chrono::milliseconds timeout) {
+  LlmOptions probe;
+  probe.api_key = options.api_key;
+  probe.model = options.model;
+  return [probe, timeout](const std::string& url) {
+    LlmOptions one = probe;
+    one.url = url;
+    return ProbeModelEndpoint(one, timeout).status();
+  };
 }
 
 Result<ModelEndpointInfo> ProbeModelEndpoint(const LlmOptions& options,

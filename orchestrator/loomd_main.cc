@@ -26,7 +26,8 @@ int main(int argc, char** argv) {
   std::string data_dir, listen, llm_url;
   app.add_option("--data-dir", data_dir, "Same as --set data_dir=DIR");
   app.add_option("--listen", listen, "Same as --set listen=HOST:PORT");
-  app.add_option("--llm-url", llm_url, "Same as --set llm.url=URL (OpenAI-compatible, .../v1)");
+  app.add_option("--llm-url", llm_url,
+                 "Same as --set llm.url=URL (OpenAI-compatible, .../v1; replicas: URL,URL,...)");
   CLI11_PARSE(app, argc, argv);
 
   loom::Config config(loom::DaemonConfigSchema());

@@ -16,6 +16,7 @@
 #include "orchestrator/daemon.h"
 #include "orchestrator/llm_client.h"
 #include "orchestrator/replay_model.h"
+#include "tests/support/daemon_fixture.h"
 #include "tests/support/http_client.h"
 #include "tests/support/replay_script.h"
 #include "tests/support/slurm_cluster.h"
@@ -119,6 +120,87 @@ TEST(ModelEndpointTest, AnEndpointThatFitsOrIsDownLetsLoomdStart) {
 }
 
 std::string DownUrl() { return "http://127.0.0.1:" + std::to_string(testing::FreePort()) + "/v1"; }
+
+TEST(ModelUrlTest, LoomdRefusesAListWithABadOrRepeatedUrl) {
+  testing::TempDir dir;
+  auto d = StartLoomd(dir.path(), DownUrl() + ",127.0.0.1:8001/v1");
+  ASSERT_FALSE(d.ok());
+  EXPECT_NE(d.status().message().find("'127.0.0.1:8001/v1'"), std::string::npos)
+      << d.status().ToString();
+  std::string url = DownUrl();
+  auto twice = StartLoomd(dir.path(), url + "," + url);
+  ASSERT_FALSE(twice.ok());
+  EXPECT_NE(twice.status().message().find("twice"), std::string::npos) << twice.status().ToString();
+}
+
+// Any replica whose context cannot hold an agent's prompt stops loomd, as one
+// endpoint does: a task routed there would fail at its first step.
+TEST(ModelEndpointTest, AReplicaWithTooSmallAContextIsSaidAtStart) {
+  auto fits = StartReplay({{"max_model_len", 32768}});
+  auto small = StartReplay({{"max_model_len", 4096}});
+  ASSERT_TRUE(fits && small);
+  testing::TempDir dir;
+  auto d = StartLoomd(dir.path(), fits->url() + "," + small->url());
+  ASSERT_FALSE(d.ok());
+  EXPECT_NE(d.status().message().find(small->url()), std::string::npos) << d.status().ToString();
+  fits->Stop();
+  small->Stop();
+}
+
+// GET /v1/fleet shows each replica up or down as loomd's probes find it: one
+// that never answered, one that stops, and one that comes back on its port.
+class ReplicaFleetTest : public testing::DaemonFixture {};
+
+TEST_F(ReplicaFleetTest, TheFleetShowsEachReplicaUpOrDownAsTheProbesFindIt) {
+  auto a = StartReplay({{"max_model_len", 32768}});
+  auto b = StartReplay({{"max_model_len", 32768}});
+  ASSERT_TRUE(a && b);
+  uint16_t c_port = testing::FreePort();
+  std::string c_url = "http://127.0.0.1:" + std::to_string(c_port) + "/v1";
+  StartDaemon({{"llm.url", a->url() + ", " + b->url() + ", " + c_url},
+               {"agents", "1"},
+               {"llm.probe_interval_ms", "100"},
+               {"llm.down_backoff_ms", "50"}});
+  auto fleet_until = [&](const std::function<bool(const Json&)>& done) {
+    Json f;
+    for (int i = 0; i < 200; ++i) {
+      f = Get("/v1/fleet")["model"];
+      if (done(f)) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    }
+    return f;
+  };
+  auto up = [](const Json& m, int i) { return m["endpoints"][i]["up"] == true; };
+
+  Json m = Get("/v1/fleet")["model"];
+  ASSERT_EQ(m["endpoints"].size(), 3u) << m.dump();
+  EXPECT_EQ(m["healthy"], true);
+  EXPECT_TRUE(up(m, 0) && up(m, 1)) << m.dump();
+  EXPECT_FALSE(up(m, 2)) << "nothing listens there: down from loomd's first probe";
+  EXPECT_EQ(m["endpoints"][2]["url"], c_url);
+  EXPECT_NE(m["endpoints"][2]["last_error"].get<std::string>().find("cannot reach"),
+            std::string::npos)
+      << m.dump();
+  EXPECT_NE(m["detail"].get<std::string>().find("2 of 3"), std::string::npos) << m.dump();
+
+  b->Stop();
+  m = fleet_until([&](const Json& f) { return !up(f, 1); });
+  EXPECT_FALSE(up(m, 1)) << m.dump();
+  EXPECT_TRUE(up(m, 0)) << m.dump();
+
+  auto c = ReplayModel::Start(testing::Script(Json::array()), "127.0.0.1", c_port);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  m = fleet_until([&](const Json& f) { return up(f, 2); });
+  EXPECT_TRUE(up(m, 2)) << "a replica that comes back is found by its probes: " << m.dump();
+  EXPECT_GT(m["endpoints"][2]["since"].get<int64_t>(), 0);
+
+  a->Stop();
+  m = fleet_until([&](const Json& f) { return !up(f, 0); });
+  EXPECT_EQ(m["healthy"], true) << "one replica up is enough: " << m.dump();
+  (*c)->Stop();
+  m = fleet_until([&](const Json& f) { return f["healthy"] == false; });
+  EXPECT_EQ(m["healthy"], false) << m.dump();
+}
 
 TEST(SandboxBackendTest, AnUnknownBackendIsRefusedAtStart) {
   testing::TempDir dir;
