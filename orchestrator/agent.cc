@@ -11,6 +11,8 @@
 //   ToolContext (the sandbox, the edit journal, escalations, verification).
 // - Budgets and stuck-loop detection end a task with a reason instead of letting
 //   it spin; a model server that cannot be reached parks it with an escalation.
+// - A sandbox pool that is down (the executor's Unavailable, after its own
+//   retries) parks the task ("infrastructure") after the call that met it.
 // - A full disk parks the task ("infrastructure") rather than failing it or
 //   leaving it running: the disk is checked before each model call and after
 //   each tool call, and a write that fails is checked against it.
@@ -441,6 +443,17 @@ class AgentLoop : public ToolContext {
                             logged.status());
       }
       messages_.push_back({{"role", "tool"}, {"tool_call_id", call.id}, {"content", content}});
+      if (!pool_down_.empty()) {
+        // Unavailable: the executor already retried (the Slurm pool is down).
+        std::string why = std::move(pool_down_);
+        pool_down_.clear();
+        return EscalateOutcome(
+            "infrastructure",
+            "The sandbox pool could not run " + call.name + ": " + why +
+                ". Nothing the task did is lost. Bring the pool back (sinfo shows its nodes; "
+                "slurmctld must answer) or set sandbox.slurm_fallback = local, then answer this "
+                "escalation to resume the task (docs/scale-out.md).");
+      }
       if (sandbox_failures_ >= kMaxSandboxFailures) {
         return EscalateOutcome("infrastructure",
                                "The sandbox failed " + std::to_string(sandbox_failures_) +
@@ -554,6 +567,7 @@ class AgentLoop : public ToolContext {
     Result<sandbox::Outcome> o = RunSandboxedQuietly(argv, dir, kind);
     if (!o.ok()) {
       ++sandbox_failures_;
+      if (o.status().code() == StatusCode::kUnavailable) pool_down_ = o.status().message();
       RecordEvidence(EventType::kSandboxError, {{"error", o.status().message()}});
       return o;
     }
@@ -647,6 +661,9 @@ class AgentLoop : public ToolContext {
   // Sandbox runs that failed to start, in a row: the host, not the agent.
   static constexpr int kMaxSandboxFailures = 3;
   int sandbox_failures_ = 0;
+  // Set when a run was Unavailable (the executor's pool is down after its own
+  // retries): the task parks on an infrastructure escalation after that call.
+  std::string pool_down_;
   time_t last_run_start_s_ = std::time(nullptr);  // of the last sandboxed run (or of the loop)
   std::string last_key_;
   int repeats_ = 0;

@@ -110,6 +110,14 @@ std::vector<Config::Key> DaemonConfigSchema() {
        "slurm: SLURM_CONF for salloc/srun (empty: /etc/slurm/slurm.conf)."},
       {"sandbox.runner", T::kString, "",
        "slurm: loom-sandbox-runner on the nodes (empty: next to loomd)."},
+      {"sandbox.start_attempts", T::kInt, "3",
+       "slurm: tries to start a step (controller unreachable, node drained) before the pool "
+       "counts as down; a step that started and was lost is never run again."},
+      {"sandbox.start_backoff_ms", T::kInt, "2000",
+       "slurm: wait before the second try to start a step; doubled before each next one."},
+      {"sandbox.slurm_fallback", T::kString, "none",
+       "slurm: when the pool is down, none (the task waits on an infrastructure escalation) or "
+       "local (the run happens in bubblewrap on this machine)."},
       {"webhooks.urls", T::kString, "",
        "Outbound webhooks: URLs (comma-separated) every task event is POSTed to as JSON "
        "(docs/forges.md)."},
@@ -663,6 +671,17 @@ class DaemonImpl : public Daemon {
       LOOM_ASSIGN_OR_RETURN(executor_, sandbox::MakeBwrapExecutor(bwrap));
     } else if (backend == "slurm") {
       LOOM_ASSIGN_OR_RETURN(sandbox::SlurmOptions slurm, SlurmOptionsFrom(config, bwrap));
+      const std::string fallback = config.GetString("sandbox.slurm_fallback");
+      if (fallback == "local") {
+        if (Status s = sandbox::ProbeBwrap(bwrap); !s.ok()) {
+          return Status::FailedPrecondition("sandbox.slurm_fallback = local, and " + s.message() +
+                                            " (or set sandbox.slurm_fallback = none)");
+        }
+        LOOM_ASSIGN_OR_RETURN(slurm.fallback, sandbox::MakeBwrapExecutor(bwrap));
+      } else if (fallback != "none") {
+        return Status::InvalidArgument("sandbox.slurm_fallback must be none or local (got '" +
+                                       fallback + "')");
+      }
       LOOM_RETURN_IF_ERROR(CheckModelEndpoint(opts.llm));
       auto executor = sandbox::MakeSlurmExecutor(slurm);
       if (!executor.ok()) {
@@ -699,6 +718,16 @@ class DaemonImpl : public Daemon {
       }
       *target = static_cast<uint32_t>(v);
     }
+    int64_t attempts = config.GetInt("sandbox.start_attempts");
+    int64_t backoff_ms = config.GetInt("sandbox.start_backoff_ms");
+    if (attempts < 1 || attempts > 100 || backoff_ms < 0 || backoff_ms > 3'600'000) {
+      return Status::InvalidArgument(
+          "sandbox.start_attempts must be between 1 and 100 and sandbox.start_backoff_ms between "
+          "0 and 3600000 (got " +
+          std::to_string(attempts) + " and " + std::to_string(backoff_ms) + ")");
+    }
+    o.start_attempts = static_cast<uint32_t>(attempts);
+    o.start_backoff = std::chrono::milliseconds(backoff_ms);
     int64_t memory = config.GetInt("sandbox.step_memory_mb");
     if (memory < 16 || memory > (int64_t{1} << 24)) {
       return Status::InvalidArgument(

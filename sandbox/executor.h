@@ -161,14 +161,30 @@ struct SlurmOptions {
   std::string runner_path = "/usr/lib/loom/loom-sandbox-runner";
   // How the runner sandboxes each run on the node (the same as a local executor's).
   BwrapOptions bwrap;
+  // A run whose step could not start (slurmctld unreachable, no node to allocate
+  // because it is drained or down, srun refused) is tried start_attempts times in
+  // all, waiting start_backoff before the second try and twice as long before each
+  // next one. A step that started and was lost is never run again: that run is an
+  // Unavailable error, whatever the attempts left.
+  uint32_t start_attempts = 3;
+  std::chrono::milliseconds start_backoff{2000};
+  // Where a run goes when its step could not start in start_attempts (the pool is
+  // down): null, nowhere (an Unavailable error; the orchestrator parks the task
+  // with an `infrastructure` escalation); else this executor runs it (the local
+  // bubblewrap one, when the operator allows it: sandbox.slurm_fallback = "local").
+  // With a fallback the executor is handed out even when no first allocation is
+  // made; each run tries Slurm again first.
+  std::shared_ptr<Executor> fallback;
 };
 
 // A Slurm executor, after a first allocation was made (an Unavailable error, with
 // Slurm's message, when the cluster cannot be reached or grants nothing in
-// start_timeout). Thread-safe. The allocation is released when it is destroyed.
-// Errors from Run(): Unavailable when Slurm failed to run the step (controller
-// down, allocation lost twice, step killed by Slurm) — the command may or may not
-// have started, but its outcome is never invented; the runner's own errors as it
+// start_timeout; without that check when a fallback is set). Thread-safe. The
+// allocation is released when it is destroyed. Errors from Run(): Unavailable
+// when Slurm failed to run the step — it could not start in start_attempts (the
+// pool is down; the message says so, and no fallback is set), or it started and
+// was lost (step killed by Slurm, node lost) — the command may or may not have
+// started, but its outcome is never invented; the runner's own errors as it
 // reported them.
 Result<std::unique_ptr<Executor>> MakeSlurmExecutor(const SlurmOptions& options);
 

@@ -14,8 +14,11 @@
 // What comes back is the runner's outcome or error, unchanged. When no outcome
 // came (srun failed, the step was killed, the node died), the run is an
 // Unavailable error with Slurm's message: never an invented outcome, so a run that
-// did not happen is never reported as passed. A step that never started because
-// the allocation is gone is retried once in a new allocation.
+// did not happen is never reported as passed. A step that never started is tried
+// again with backoff (in a new allocation when the old one is gone), up to
+// start_attempts; then the run goes to the fallback executor if there is one, else
+// it is an Unavailable error that says the pool is down. A step that started and
+// was lost is never run again.
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -30,6 +33,7 @@
 #include <functional>
 #include <regex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/json.h"
@@ -195,18 +199,43 @@ class SlurmExecutor final : public Executor {
     internal::RunnerRequest request{spec, options_.bwrap};
     request.spec.cancel = nullptr;
     std::string input = DumpJson(internal::EncodeRequest(request));
-    for (int attempt = 0;; ++attempt) {
-      LOOM_ASSIGN_OR_RETURN(std::string job, CurrentJob());
-      StepResult step = RunStep(job, spec, input);
-      if (step.done) return std::move(step.result);
-      // The step never started: when the allocation is gone, make a new one, once.
-      if (attempt == 0 && !AllocationAlive(job)) {
-        LOOM_LOG(kWarning) << "slurm: allocation " << job << " is gone; allocating again";
-        Forget(job);
-        continue;
+    const auto first_try = Clock::now();
+    const uint32_t attempts = std::max<uint32_t>(1, options_.start_attempts);
+    auto backoff = options_.start_backoff;
+    Status last = Status::Unavailable("no attempt made");
+    for (uint32_t attempt = 1;; ++attempt) {
+      Result<std::string> job = CurrentJob();
+      if (job.ok()) {
+        StepResult step = RunStep(*job, spec, input);
+        if (step.done) return std::move(step.result);
+        last = step.result.status();
+        // The step never started. When the allocation is gone (time limit, node
+        // failure, scancel), the next try makes a new one at once.
+        if (!AllocationAlive(*job)) {
+          LOOM_LOG(kWarning) << "slurm: allocation " << *job << " is gone; allocating again";
+          Forget(*job);
+          if (attempt < attempts) continue;
+        }
+      } else {
+        last = job.status();
       }
-      return step.result.status();
+      if (attempt >= attempts) break;
+      LOOM_LOG(kWarning) << "slurm: a step could not start (try " << attempt << " of " << attempts
+                         << "): " << last.message() << "; trying again in " << backoff.count()
+                         << " ms";
+      if (WaitOrCancelled(spec, backoff)) return CancelledBeforeStart(first_try);
+      backoff *= 2;
     }
+    const auto waited_s =
+        std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - first_try).count();
+    std::string down = "slurm: the pool is down: no step could start in " +
+                       std::to_string(attempts) + " tries over " + std::to_string(waited_s) +
+                       " s; last: " + last.message();
+    if (options_.fallback) {
+      LOOM_LOG(kWarning) << down << "; running it on this machine (the local fallback)";
+      return options_.fallback->Run(spec);
+    }
+    return Status::Unavailable(down);
   }
 
  private:
@@ -418,6 +447,26 @@ class SlurmExecutor final : public Executor {
     return result;
   }
 
+  // Sleeps `wait`, polling the run's cancel flag; true when it was set.
+  static bool WaitOrCancelled(const RunSpec& spec, std::chrono::milliseconds wait) {
+    const auto until = Clock::now() + wait;
+    while (Clock::now() < until) {
+      if (spec.cancel != nullptr && spec.cancel->load()) return true;
+      std::this_thread::sleep_for(
+          std::min<Clock::duration>(until - Clock::now(), std::chrono::milliseconds(20)));
+    }
+    return spec.cancel != nullptr && spec.cancel->load();
+  }
+
+  // The outcome of a run cancelled before any step started: nothing ran.
+  static Outcome CancelledBeforeStart(Clock::time_point since) {
+    Outcome o;
+    o.signal = SIGKILL;
+    o.limit = LimitHit::kCancelled;
+    o.wall_ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - since).count();
+    return o;
+  }
+
   // Closes the step's stdin: the runner takes the EOF as a cancel, kills the
   // payload and reports "cancelled" (a signal to the step would reach the payload
   // too, and race with the runner). Before the step started, interrupts srun,
@@ -453,11 +502,15 @@ Result<std::unique_ptr<Executor>> MakeSlurmExecutor(const SlurmOptions& options)
   }
   // Slurm's commands retry a missing configuration file for a minute.
   if (!options.slurm_conf.empty() && access(options.slurm_conf.c_str(), R_OK) != 0) {
-    return Status::FailedPrecondition("slurm: cannot read the configuration " +
-                                      options.slurm_conf + ": " + std::strerror(errno));
+    return Status::FailedPrecondition("slurm: cannot read the configuration " + options.slurm_conf +
+                                      ": " + std::strerror(errno));
   }
   auto executor = std::make_unique<SlurmExecutor>(options);
-  LOOM_RETURN_IF_ERROR(executor->Start());
+  if (Status started = executor->Start(); !started.ok()) {
+    if (!options.fallback) return started;
+    LOOM_LOG(kWarning) << started.message()
+                       << "; runs go to the local fallback until Slurm grants an allocation";
+  }
   return std::unique_ptr<Executor>(std::move(executor));
 }
 

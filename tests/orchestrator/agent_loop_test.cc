@@ -465,3 +465,30 @@ TEST_F(AgentLoopTest, AnApiKeyThePolicyDoesNotAllowIsRefusedAtOnce) {
 
 }  // namespace
 }  // namespace loom
+
+namespace loom {
+namespace {
+
+// The executor's Unavailable (a Slurm pool down after its own retries) parks the
+// task on an infrastructure escalation after that call, the call's result kept;
+// answering it resumes the task.
+TEST_F(AgentLoopTest, ASandboxPoolThatIsDownParksTheTaskWithAnInfrastructureEscalation) {
+  executor_.set_handler([](const sandbox::RunSpec&) -> Result<sandbox::Outcome> {
+    return Status::Unavailable("slurm: the pool is down: no step could start in 3 tries");
+  });
+  llm_.Add(FakeLlm::Call("run_tests", Json::object()));
+  AgentOutcome outcome = Run("bug");
+  EXPECT_EQ(outcome.result, AgentResult::kBlocked) << outcome.reason;
+  EXPECT_EQ(Reload().state, TaskState::kBlocked);
+  auto open = stores_.escalations->List(true);
+  ASSERT_TRUE(open.ok());
+  ASSERT_EQ(open->size(), 1u);
+  EXPECT_EQ((*open)[0].kind, "infrastructure");
+  EXPECT_EQ((*open)[0].raised_by, "orchestrator");
+  EXPECT_NE((*open)[0].summary.find("the pool is down"), std::string::npos) << (*open)[0].summary;
+  ASSERT_EQ(Results().size(), 1u);  // the call's result is recorded before the task parks
+  EXPECT_EQ(executor_.runs().size(), 1u);
+}
+
+}  // namespace
+}  // namespace loom

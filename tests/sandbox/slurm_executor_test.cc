@@ -11,6 +11,7 @@
 #include <atomic>
 #include <chrono>
 #include <fstream>
+#include <functional>
 #include <thread>
 
 #include "sandbox/executor.h"
@@ -198,6 +199,8 @@ TEST_F(SlurmExecutorTest, AnUnreachableControllerIsUnavailableNeverAnOutcome) {
   SlurmOptions options = SlurmEnvironment::Options(options_);
   options.slurm_conf = second.slurm_conf();
   options.start_timeout = 20s;
+  options.start_attempts = 2;
+  options.start_backoff = 100ms;
   auto executor = MakeSlurmExecutor(options);
   ASSERT_TRUE(executor.ok()) << executor.status().ToString();
   second.StopController();
@@ -205,10 +208,80 @@ TEST_F(SlurmExecutorTest, AnUnreachableControllerIsUnavailableNeverAnOutcome) {
   auto run = (*executor)->Run(Spec({"/bin/sh", "-c", "echo ran"}));
   ASSERT_FALSE(run.ok()) << "reported an outcome for a run that cannot have happened";
   EXPECT_EQ(run.status().code(), StatusCode::kUnavailable) << run.status().ToString();
+  EXPECT_NE(run.status().message().find("the pool is down"), std::string::npos)
+      << run.status().ToString();
 
   auto fresh = MakeSlurmExecutor(options);
   ASSERT_FALSE(fresh.ok());
   EXPECT_EQ(fresh.status().code(), StatusCode::kUnavailable) << fresh.status().ToString();
+}
+
+// Its own cluster: slurmctld is down for longer than one srun waits for it (about
+// 9 s with MessageTimeout=5), then comes back. The step that could not start is
+// tried again after a backoff, in the allocation slurmctld recovered.
+TEST_F(SlurmExecutorTest, AStepThatCouldNotStartIsTriedAgainAfterABackoff) {
+  loom::testing::TempDir dir;
+  chmod(dir.path().c_str(), 0755);
+  loom::testing::SlurmCluster second;
+  ASSERT_TRUE(second.Start(dir.path())) << second.error();
+  executor_.reset();  // its allocation holds the node's CPUs
+  SlurmOptions options = SlurmEnvironment::Options(options_);
+  options.slurm_conf = second.slurm_conf();
+  options.start_timeout = 20s;
+  options.start_attempts = 6;
+  options.start_backoff = 1s;
+  auto executor = MakeSlurmExecutor(options);
+  ASSERT_TRUE(executor.ok()) << executor.status().ToString();
+  second.StopController();
+  std::thread restart([&] {
+    std::this_thread::sleep_for(14s);
+    EXPECT_TRUE(second.StartController()) << second.error();
+  });
+  auto start = std::chrono::steady_clock::now();
+  auto run = (*executor)->Run(Spec({"/bin/sh", "-c", "echo ran"}));
+  auto took = std::chrono::steady_clock::now() - start;
+  restart.join();
+  ASSERT_TRUE(run.ok()) << run.status().ToString();
+  EXPECT_TRUE(run->Succeeded());
+  EXPECT_EQ(run->stdout_data, "ran\n");
+  EXPECT_GE(took, 14s) << "ran before slurmctld was back";
+}
+
+// A drained node grants no allocation: without a fallback that is Unavailable,
+// with the local one the run happens on this machine (no allocation made), and
+// once the node is resumed runs go through Slurm again.
+TEST_F(SlurmExecutorTest, ADrainedNodeGoesToTheLocalFallbackWhenOneIsSet) {
+  executor_.reset();
+  std::string node = cluster_->node();
+  Slurm("scontrol update nodename=" + node + " state=drain reason=loom-test");
+  struct Resume {
+    std::function<void()> f;
+    ~Resume() { f(); }
+  } resume{[&] { Slurm("scontrol update nodename=" + node + " state=resume"); }};
+  SlurmOptions options = SlurmEnvironment::Options(options_);
+  options.start_timeout = 3s;
+  options.start_attempts = 2;
+  options.start_backoff = 200ms;
+  auto strict = MakeSlurmExecutor(options);
+  ASSERT_FALSE(strict.ok()) << "allocated on a drained node";
+  EXPECT_EQ(strict.status().code(), StatusCode::kUnavailable) << strict.status().ToString();
+
+  auto local = MakeBwrapExecutor(options_);
+  ASSERT_TRUE(local.ok()) << local.status().ToString();
+  options.fallback = std::move(local).value();
+  auto executor = MakeSlurmExecutor(options);
+  ASSERT_TRUE(executor.ok()) << executor.status().ToString();
+  auto run = (*executor)->Run(Spec({"/bin/sh", "-c", "echo here"}));
+  ASSERT_TRUE(run.ok()) << run.status().ToString();
+  EXPECT_EQ(run->stdout_data, "here\n");
+  EXPECT_EQ(Allocations(), "");
+
+  Slurm("scontrol update nodename=" + node + " state=resume");
+  auto again = (*executor)->Run(Spec({"/bin/sh", "-c", "echo there"}));
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ(again->stdout_data, "there\n");
+  std::string allocations = Allocations();
+  EXPECT_EQ(std::count(allocations.begin(), allocations.end(), '\n'), 1) << allocations;
 }
 
 }  // namespace

@@ -176,6 +176,27 @@ bool SlurmCluster::Start(const std::string& dir) {
 
 void SlurmCluster::StopController() { StopDaemon(slurmctld_); }
 
+bool SlurmCluster::StartController() {
+  if (slurmctld_ > 0) return true;
+  ::setenv("SLURM_CONF", slurm_conf_.c_str(), 1);
+  slurmctld_ = Spawn({kSlurmctld, "-D", "-f", slurm_conf_}, dir_ + "/log/slurmctld.out");
+  ::unsetenv("SLURM_CONF");
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  std::string state;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (slurmctld_ < 0 || Exited(slurmctld_)) break;
+    state = CommandOutput("SLURM_CONF=" + ShellQuote(slurm_conf_) + " " + kSinfo +
+                          " --noheader --format=%T");
+    if (!state.empty() && state.find("down") == std::string::npos &&
+        state.find("error") == std::string::npos)
+      return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  error_ = "slurmctld did not come back (sinfo: " + state +
+           ")\nslurmctld: " + ReadText(dir_ + "/log/slurmctld.log");
+  return false;
+}
+
 void SlurmCluster::Stop() {
   StopDaemon(slurmctld_);
   StopDaemon(slurmd_);

@@ -38,6 +38,9 @@ class SlurmCluster {
   bool Start(const std::string& dir);
   // Stops slurmctld only (for tests of an unreachable controller).
   void StopController();
+  // Starts slurmctld again after StopController(); it recovers its saved state
+  // (running allocations included). False, with error(), when it does not answer.
+  bool StartController();
   void Stop();
 
   // SLURM_CONF for the commands (srun, salloc, ...).
