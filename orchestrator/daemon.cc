@@ -104,6 +104,8 @@ std::vector<Config::Key> DaemonConfigSchema() {
       {"sandbox.concurrent_steps", T::kInt, "4",
        "slurm: runs at once in the allocation (one CPU each)."},
       {"sandbox.step_memory_mb", T::kInt, "4096", "slurm: memory per step (srun --mem)."},
+      {"sandbox.warm_allocations", T::kInt, "1",
+       "slurm: allocations kept, each of concurrent_steps CPUs; runs spread over them."},
       {"sandbox.allocation_minutes", T::kInt, "60",
        "slurm: the allocation's time limit; a new one is made when it ends."},
       {"sandbox.slurm_conf", T::kString, "",
@@ -710,6 +712,7 @@ class DaemonImpl : public Daemon {
     o.slurm_conf = config.GetString("sandbox.slurm_conf");
     for (const auto& [key, target, max] :
          {std::tuple{"sandbox.concurrent_steps", &o.concurrent_steps, int64_t{4096}},
+          std::tuple{"sandbox.warm_allocations", &o.warm_allocations, int64_t{256}},
           std::tuple{"sandbox.allocation_minutes", &o.allocation_minutes, int64_t{525'600}}}) {
       int64_t v = config.GetInt(key);
       if (v < 1 || v > max) {

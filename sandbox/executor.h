@@ -132,9 +132,9 @@ Status ProbeBwrap(const BwrapOptions& options);
 // A bubblewrap executor, after ProbeBwrap succeeded. Thread-safe.
 Result<std::unique_ptr<Executor>> MakeBwrapExecutor(const BwrapOptions& options);
 
-// A Slurm executor: each run is a job step (`srun --jobid=J --overlap`) inside a
-// long-lived allocation that the executor makes (`salloc --no-shell`) and makes
-// again when it ended (time limit, node failure, scancel). The step runs
+// A Slurm executor: each run is a job step (`srun --jobid=J --overlap`) inside one
+// of the long-lived allocations that the executor makes (`salloc --no-shell`) and
+// makes again when one ended (time limit, node failure, scancel). The step runs
 // `runner_path` (loom-sandbox-runner), which runs the command with the bubblewrap
 // executor on the node exactly as a local run would; the request goes on the
 // step's stdin and the outcome comes back on its stdout (sandbox/internal/wire.h),
@@ -150,6 +150,12 @@ struct SlurmOptions {
   uint32_t concurrent_steps = 4;
   uint64_t memory_per_step_mb = 4096;  // srun --mem; the allocation has this per step
   uint32_t allocation_minutes = 60;    // salloc --time: reallocated when it ends
+  // Allocations kept (each of concurrent_steps CPUs, on one node): up to
+  // warm_allocations × concurrent_steps runs at once, each step in the least busy
+  // allocation. One that ends (time limit, node failure, scancel) is made again
+  // when a run needs it; one with less time left than a run's wall time plus two
+  // minutes takes no new step, and is replaced, then released after its last.
+  uint32_t warm_allocations = 1;
   // How long salloc may wait for the allocation, and a step for its start, before
   // the run is an Unavailable error (the pool is busy or down).
   std::chrono::seconds start_timeout{60};

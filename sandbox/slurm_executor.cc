@@ -1,8 +1,10 @@
 // SlurmExecutor: each run is a job step in a long-lived allocation.
 //
-// The allocation (`salloc --no-shell`, one node, a CPU and memory_per_step_mb per
-// concurrent step) is made on first use and made again when a step fails because
-// it is gone. Each Run() spawns `srun --jobid=J --overlap -n1 -c1 --mem=M
+// The allocations (`salloc --no-shell`, one node, a CPU and memory_per_step_mb per
+// concurrent step; warm_allocations of them) are made at start and made again
+// when a step fails because one is gone, or when one is too near its time limit
+// for the next step (then the old one is released after its last step). Each run
+// goes to the least busy allocation. Each Run() spawns `srun --jobid=J --overlap -n1 -c1 --mem=M
 // --export=NONE -- loom-sandbox-runner`, writes the request on srun's stdin and
 // reads the runner's JSON lines from its stdout (sandbox/internal/wire.h) while
 // polling the cancel flag and two deadlines: the step must start (its first line)
@@ -31,6 +33,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <functional>
+#include <optional>
 #include <regex>
 #include <string>
 #include <thread>
@@ -182,13 +185,25 @@ class SlurmExecutor final : public Executor {
 
   ~SlurmExecutor() override {
     MutexLock lock(&mu_);
-    if (!job_id_.empty()) Command({scancel_, job_id_}, std::chrono::seconds(10));
+    for (const auto* list : {&allocations_, &retiring_}) {
+      for (const Allocation& a : *list) {
+        if (!a.job.empty()) Command({scancel_, a.job}, std::chrono::seconds(10));
+      }
+    }
   }
 
-  // Makes the first allocation: the executor is only handed out once Slurm works.
+  // Makes the warm allocations: the executor is only handed out once Slurm works
+  // (one allocation at least; the others are made when a run needs them).
   Status Start() {
     MutexLock lock(&mu_);
-    return Allocate().status();
+    allocations_.resize(std::max<uint32_t>(1, options_.warm_allocations));
+    Status first = Status::Ok();
+    for (size_t i = 0; i < allocations_.size(); ++i) {
+      Status s = Allocate(i);
+      if (i == 0) first = s;
+      if (!s.ok()) break;
+    }
+    return first;
   }
 
   Result<Outcome> Run(const RunSpec& spec) override {
@@ -196,6 +211,10 @@ class SlurmExecutor final : public Executor {
       return Status::InvalidArgument("no command to run");
     }
     StepSlot slot(this);
+    // Slurm's fence for the step, in whole minutes; an allocation with less time
+    // left than that takes no new step.
+    const auto step_minutes = std::chrono::minutes(
+        std::chrono::duration_cast<std::chrono::minutes>(spec.limits.wall_time).count() + 2);
     internal::RunnerRequest request{spec, options_.bwrap};
     request.spec.cancel = nullptr;
     std::string input = DumpJson(internal::EncodeRequest(request));
@@ -204,9 +223,10 @@ class SlurmExecutor final : public Executor {
     auto backoff = options_.start_backoff;
     Status last = Status::Unavailable("no attempt made");
     for (uint32_t attempt = 1;; ++attempt) {
-      Result<std::string> job = CurrentJob();
+      Result<std::string> job = LeaseAllocation(step_minutes);
       if (job.ok()) {
-        StepResult step = RunStep(*job, spec, input);
+        StepResult step = RunStep(*job, spec, input, step_minutes);
+        ReleaseAllocation(*job);
         if (step.done) return std::move(step.result);
         last = step.result.status();
         // The step never started. When the allocation is gone (time limit, node
@@ -244,7 +264,7 @@ class SlurmExecutor final : public Executor {
    public:
     explicit StepSlot(SlurmExecutor* e) : e_(e) {
       MutexLock lock(&e_->slots_mu_);
-      while (e_->running_ >= std::max<uint32_t>(1, e_->options_.concurrent_steps)) {
+      while (e_->running_ >= e_->TotalSteps()) {
         lock.Wait(&e_->slot_freed_);
       }
       ++e_->running_;
@@ -277,8 +297,13 @@ class SlurmExecutor final : public Executor {
     return Supervise(*child, "", Stdin::kClose, Clock::now() + timeout, nullptr);
   }
 
-  // REQUIRES mu_ held. salloc --no-shell; the job id from its "Granted" line.
-  Result<std::string> Allocate() REQUIRES(mu_) {
+  uint32_t TotalSteps() const {
+    return std::max<uint32_t>(1, options_.concurrent_steps) *
+           std::max<uint32_t>(1, options_.warm_allocations);
+  }
+
+  // salloc --no-shell into allocations_[index]; the job id from its "Granted" line.
+  Status Allocate(size_t index) REQUIRES(mu_) {
     const SlurmOptions& o = options_;
     uint32_t steps = std::max<uint32_t>(1, o.concurrent_steps);
     std::vector<std::string> argv = {salloc_,
@@ -296,9 +321,10 @@ class SlurmExecutor final : public Executor {
     static const std::regex kGranted("Granted job allocation ([0-9]+)");
     std::smatch m;
     if (!f.timed_out && std::regex_search(f.err, m, kGranted)) {
-      job_id_ = m[1];
-      LOOM_LOG(kInfo) << "slurm: allocation " << job_id_ << " granted";
-      return job_id_;
+      allocations_[index] = Allocation{m[1], Clock::now(), 0};
+      LOOM_LOG(kInfo) << "slurm: allocation " << allocations_[index].job << " granted ("
+                      << index + 1 << " of " << allocations_.size() << ")";
+      return Status::Ok();
     }
     return Status::Unavailable(
         "slurm: no allocation (" + salloc_ +
@@ -306,17 +332,69 @@ class SlurmExecutor final : public Executor {
         "; check that slurmctld runs and the partition has a free node (sinfo)");
   }
 
-  Result<std::string> CurrentJob() EXCLUDES(mu_) {
+  // An allocation with room for one more step and at least `step_time` left,
+  // the least busy one (steps spread over the warm allocations); one is made
+  // when none has room. An allocation too close to its end takes no new step: a
+  // new one takes its place, and it is released once its last step is done, so
+  // that Slurm's time limit never cuts a step short. The caller gives the lease
+  // back with ReleaseAllocation.
+  Result<std::string> LeaseAllocation(std::chrono::minutes step_time) EXCLUDES(mu_) {
     MutexLock lock(&mu_);
-    if (!job_id_.empty()) return job_id_;
-    return Allocate();
+    const uint32_t per = std::max<uint32_t>(1, options_.concurrent_steps);
+    const auto now = Clock::now();
+    const auto lifetime = std::chrono::minutes(options_.allocation_minutes);
+    std::optional<size_t> best, empty;
+    for (size_t i = 0; i < allocations_.size(); ++i) {
+      Allocation& a = allocations_[i];
+      const bool near_end = lifetime >= step_time && a.granted + lifetime - now < step_time;
+      if (!a.job.empty() && near_end) {
+        LOOM_LOG(kInfo) << "slurm: allocation " << a.job << " is near its time limit; replacing it";
+        if (a.running == 0) {
+          Command({scancel_, a.job}, std::chrono::seconds(10));
+        } else {
+          retiring_.push_back(a);
+        }
+        a = Allocation{};
+      }
+      if (a.job.empty()) {
+        if (!empty) empty = i;
+        continue;
+      }
+      if (a.running >= per) continue;
+      if (!best || a.running < allocations_[*best].running) best = i;
+    }
+    if (!best) {
+      if (!empty) return Status::Unavailable("slurm: every allocation is busy or near its end");
+      LOOM_RETURN_IF_ERROR(Allocate(*empty));
+      best = empty;
+    }
+    ++allocations_[*best].running;
+    return allocations_[*best].job;
+  }
+
+  void ReleaseAllocation(const std::string& job) EXCLUDES(mu_) {
+    MutexLock lock(&mu_);
+    for (Allocation& a : allocations_) {
+      if (a.job == job && a.running > 0) --a.running;
+    }
+    for (auto it = retiring_.begin(); it != retiring_.end(); ++it) {
+      if (it->job != job) continue;
+      if (it->running > 0) --it->running;
+      if (it->running == 0) {
+        Command({scancel_, job}, std::chrono::seconds(10));
+        retiring_.erase(it);
+      }
+      break;
+    }
   }
 
   void Forget(const std::string& job) EXCLUDES(mu_) {
     MutexLock lock(&mu_);
-    if (job_id_ == job) {
-      Command({scancel_, job}, std::chrono::seconds(10));
-      job_id_.clear();
+    for (Allocation& a : allocations_) {
+      if (a.job == job) {
+        Command({scancel_, job}, std::chrono::seconds(10));
+        a = Allocation{};
+      }
     }
   }
 
@@ -331,11 +409,11 @@ class SlurmExecutor final : public Executor {
     return Trimmed(f.out) == "RUNNING";
   }
 
-  StepResult RunStep(const std::string& job, const RunSpec& spec, const std::string& input) {
+  // One step in `job`, limited by Slurm to `step_minutes` (the runner's exact
+  // limit is inside it).
+  StepResult RunStep(const std::string& job, const RunSpec& spec, const std::string& input,
+                     std::chrono::minutes step_minutes) {
     const SlurmOptions& o = options_;
-    // Slurm's own fence, in whole minutes, above the runner's exact one.
-    auto step_minutes =
-        std::chrono::duration_cast<std::chrono::minutes>(spec.limits.wall_time).count() + 2;
     std::vector<std::string> argv = {srun_,
                                      "--jobid=" + job,
                                      "--overlap",
@@ -343,7 +421,7 @@ class SlurmExecutor final : public Executor {
                                      "--ntasks=1",
                                      "--cpus-per-task=1",
                                      "--mem=" + std::to_string(o.memory_per_step_mb),
-                                     "--time=" + std::to_string(step_minutes),
+                                     "--time=" + std::to_string(step_minutes.count()),
                                      "--export=NONE",
                                      "--chdir=/",
                                      "--job-name=loom-run",
@@ -483,8 +561,17 @@ class SlurmExecutor final : public Executor {
   const SlurmOptions options_;
   std::string salloc_, srun_, scancel_, squeue_;
   std::vector<std::string> env_;
-  Mutex mu_;
-  std::string job_id_ GUARDED_BY(mu_);
+  // One of the warm allocations: its job id ("" until made, or after it was
+  // lost), when it was granted, and the steps running in it now.
+  struct Allocation {
+    std::string job;
+    Clock::time_point granted;
+    uint32_t running = 0;
+  };
+  Mutex mu_;  // held while an allocation is made: runs wait for it
+  std::vector<Allocation> allocations_ GUARDED_BY(mu_);
+  // Replaced near their end, with steps still running: released after the last.
+  std::vector<Allocation> retiring_ GUARDED_BY(mu_);
   Mutex slots_mu_;
   uint32_t running_ GUARDED_BY(slots_mu_) = 0;
   std::condition_variable slot_freed_;

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <fstream>
 #include <functional>
+#include <sstream>
 #include <thread>
 
 #include "sandbox/executor.h"
@@ -214,6 +215,117 @@ TEST_F(SlurmExecutorTest, AnUnreachableControllerIsUnavailableNeverAnOutcome) {
   auto fresh = MakeSlurmExecutor(options);
   ASSERT_FALSE(fresh.ok());
   EXPECT_EQ(fresh.status().code(), StatusCode::kUnavailable) << fresh.status().ToString();
+}
+
+// Two warm allocations of one CPU each: both are made at start, two runs at once
+// go one to each (their steps seen in squeue), and one that is cancelled is made
+// again for the next runs.
+TEST_F(SlurmExecutorTest, StepsSpreadOverTheWarmAllocationsAndALostOneIsMadeAgain) {
+  executor_.reset();
+  SlurmOptions options = SlurmEnvironment::Options(options_);
+  options.concurrent_steps = 1;
+  options.warm_allocations = 2;
+  auto executor = MakeSlurmExecutor(options);
+  ASSERT_TRUE(executor.ok()) << executor.status().ToString();
+  std::string warm = Allocations();
+  ASSERT_EQ(std::count(warm.begin(), warm.end(), '\n'), 2) << warm;
+
+  auto run_two = [&](std::string* steps) {
+    std::atomic<int> done{0};
+    std::vector<Result<Outcome>> outcomes(2, Status::Internal("not run"));
+    std::vector<std::thread> threads;
+    for (int i = 0; i < 2; ++i) {
+      threads.emplace_back([&, i] {
+        outcomes[i] =
+            (*executor)->Run(Spec({"/bin/sh", "-c", "sleep 2; echo " + std::to_string(i)}));
+        ++done;
+      });
+    }
+    while (done.load() < 2) {
+      for (const std::string& line : [&] {
+             std::vector<std::string> lines;
+             std::istringstream in(Slurm("squeue --noheader --steps --name=loom-run --format=%i"));
+             for (std::string l; std::getline(in, l);) lines.push_back(l);
+             return lines;
+           }()) {
+        std::string job = line.substr(0, line.find('.'));
+        if (steps->find(job + "\n") == std::string::npos) *steps += job + "\n";
+      }
+      std::this_thread::sleep_for(100ms);
+    }
+    for (auto& t : threads) t.join();
+    for (int i = 0; i < 2; ++i) {
+      ASSERT_TRUE(outcomes[i].ok()) << outcomes[i].status().ToString();
+      EXPECT_EQ(outcomes[i]->stdout_data, std::to_string(i) + "\n");
+    }
+  };
+  std::string jobs_used;
+  run_two(&jobs_used);
+  EXPECT_EQ(std::count(jobs_used.begin(), jobs_used.end(), '\n'), 2)
+      << "both steps in one allocation: " << jobs_used;
+
+  std::string lost = warm.substr(0, warm.find('\n'));
+  Slurm("scancel " + lost);
+  for (int i = 0; i < 100 && Allocations().find(lost + "\n") != std::string::npos; ++i) {
+    std::this_thread::sleep_for(50ms);
+  }
+  std::string after_used;
+  run_two(&after_used);
+  EXPECT_EQ(std::count(after_used.begin(), after_used.end(), '\n'), 2) << after_used;
+  EXPECT_EQ(after_used.find(lost + "\n"), std::string::npos) << after_used;
+  std::string now = Allocations();
+  EXPECT_EQ(std::count(now.begin(), now.end(), '\n'), 2) << now;
+}
+
+// An allocation with less time left than a run's wall time plus two minutes
+// takes no new step: with allocation_minutes = 3 and runs of one minute, every
+// run needs a fresh allocation. The one replaced while its step still runs is
+// released only after that step, which finishes intact.
+TEST_F(SlurmExecutorTest, AnAllocationNearItsEndIsReplacedAfterItsLastStep) {
+  executor_.reset();
+  SlurmOptions options = SlurmEnvironment::Options(options_);
+  options.concurrent_steps = 1;
+  options.warm_allocations = 2;  // two runs at once, one CPU each
+  options.allocation_minutes = 3;
+  auto executor = MakeSlurmExecutor(options);
+  ASSERT_TRUE(executor.ok()) << executor.status().ToString();
+  std::string first = Allocations();
+  auto minute = [](RunSpec& s) { s.limits.wall_time = std::chrono::minutes(1); };
+  Result<Outcome> slow = Status::Internal("not run");
+  std::thread long_run([&] {
+    RunSpec spec = Spec({"/bin/sh", "-c", "sleep 3; echo slow"});
+    minute(spec);
+    slow = (*executor)->Run(spec);
+  });
+  // Once the slow step runs (in a fresh allocation: the first one was too short).
+  std::string during;
+  for (int i = 0; i < 200; ++i) {
+    during = Slurm("squeue --noheader --steps --name=loom-run --format=%i");
+    if (!during.empty()) break;
+    std::this_thread::sleep_for(50ms);
+  }
+  ASSERT_FALSE(during.empty());
+  RunSpec quick = Spec({"/bin/sh", "-c", "echo quick"});
+  minute(quick);
+  auto q = (*executor)->Run(quick);
+  ASSERT_TRUE(q.ok()) << q.status().ToString();
+  EXPECT_EQ(q->stdout_data, "quick\n");
+  std::string both = Allocations();
+  EXPECT_EQ(std::count(both.begin(), both.end(), '\n'), 2)
+      << "the slow step's allocation kept: " << both;
+  long_run.join();
+  ASSERT_TRUE(slow.ok()) << slow.status().ToString();
+  EXPECT_EQ(slow->stdout_data, "slow\n");
+  std::string left = Allocations();
+  for (int i = 0; i < 100 && std::count(left.begin(), left.end(), '\n') != 1; ++i) {
+    std::this_thread::sleep_for(50ms);
+    left = Allocations();
+  }
+  EXPECT_EQ(std::count(left.begin(), left.end(), '\n'), 1) << left;
+  std::istringstream firsts(first);
+  for (std::string job; std::getline(firsts, job);) {
+    EXPECT_EQ(left.find(job + "\n"), std::string::npos) << "allocation " << job << " was kept";
+  }
 }
 
 // Its own cluster: slurmctld is down for longer than one srun waits for it (about
