@@ -66,6 +66,16 @@ struct RunSpec {
   // the run is killed as a timeout would be and its outcome says `cancelled`.
   // REQUIRES: outlives the run. Null: the run cannot be cancelled.
   const std::atomic<bool>* cancel = nullptr;
+  // GPUs a person granted the task: the Slurm executor runs this run as a job of
+  // its own in SlurmOptions::gpu_partition with `--gres=gpu:<type>:<count>`, for at
+  // most `time_left` (the grant's remaining time). The local executor schedules no
+  // GPUs and ignores it. type: letters, digits, '_' and '-'; count 1..64.
+  struct Gpus {
+    std::string type;
+    uint32_t count = 0;
+    std::chrono::minutes time_left{0};
+  };
+  std::optional<Gpus> gpus;
 };
 
 // Which limit ended the run, if any.
@@ -144,7 +154,9 @@ Result<std::unique_ptr<Executor>> MakeBwrapExecutor(const BwrapOptions& options)
 // the step (scancel --signal=TERM J.S, then scancel J.S).
 struct SlurmOptions {
   std::string partition;  // empty: the cluster's default partition
-  std::string account;    // empty: the user's default account
+  // Where runs with RunSpec::gpus go; empty: `partition`.
+  std::string gpu_partition;
+  std::string account;  // empty: the user's default account
   // Steps that may run at once through this executor (the allocation's CPUs, one
   // per step); further Run() calls wait for a free one.
   uint32_t concurrent_steps = 4;

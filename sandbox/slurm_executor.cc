@@ -210,6 +210,7 @@ class SlurmExecutor final : public Executor {
     if (spec.argv.empty() || spec.argv[0].empty()) {
       return Status::InvalidArgument("no command to run");
     }
+    if (spec.gpus) LOOM_RETURN_IF_ERROR(CheckGpus(*spec.gpus));
     StepSlot slot(this);
     // Slurm's fence for the step, in whole minutes; an allocation with less time
     // left than that takes no new step.
@@ -223,6 +224,16 @@ class SlurmExecutor final : public Executor {
     auto backoff = options_.start_backoff;
     Status last = Status::Unavailable("no attempt made");
     for (uint32_t attempt = 1;; ++attempt) {
+      if (spec.gpus) {
+        // A job of its own in the GPU partition, for the grant's time at most.
+        StepResult step = RunStep("", spec, input, std::min(step_minutes, spec.gpus->time_left));
+        if (step.done) return std::move(step.result);
+        last = step.result.status();
+        if (attempt >= attempts) break;
+        if (WaitOrCancelled(spec, backoff)) return CancelledBeforeStart(first_try);
+        backoff *= 2;
+        continue;
+      }
       Result<std::string> job = LeaseAllocation(step_minutes);
       if (job.ok()) {
         StepResult step = RunStep(*job, spec, input, step_minutes);
@@ -409,25 +420,41 @@ class SlurmExecutor final : public Executor {
     return Trimmed(f.out) == "RUNNING";
   }
 
+  static Status CheckGpus(const RunSpec::Gpus& gpus) {
+    static const std::regex kType("[A-Za-z0-9_-]{1,64}");
+    if (!std::regex_match(gpus.type, kType) || gpus.count < 1 || gpus.count > 64 ||
+        gpus.time_left.count() < 1) {
+      return Status::InvalidArgument(
+          "slurm: a GPU run needs a type of letters, digits, '_' or '-', a count of 1 to 64 and "
+          "a minute or more left (got '" +
+          gpus.type + "', " + std::to_string(gpus.count) + ", " +
+          std::to_string(gpus.time_left.count()) + " min)");
+    }
+    return Status::Ok();
+  }
+
   // One step in `job`, limited by Slurm to `step_minutes` (the runner's exact
-  // limit is inside it).
+  // limit is inside it). An empty `job`: a job of its own for a GPU run
+  // (spec.gpus), in the GPU partition with its gres.
   StepResult RunStep(const std::string& job, const RunSpec& spec, const std::string& input,
                      std::chrono::minutes step_minutes) {
     const SlurmOptions& o = options_;
-    std::vector<std::string> argv = {srun_,
-                                     "--jobid=" + job,
-                                     "--overlap",
-                                     "--nodes=1",
-                                     "--ntasks=1",
-                                     "--cpus-per-task=1",
-                                     "--mem=" + std::to_string(o.memory_per_step_mb),
-                                     "--time=" + std::to_string(step_minutes.count()),
-                                     "--export=NONE",
-                                     "--chdir=/",
-                                     "--job-name=loom-run",
-                                     "--quiet",
-                                     "--",
-                                     o.runner_path};
+    std::vector<std::string> argv = {srun_};
+    if (job.empty()) {
+      const std::string& partition = o.gpu_partition.empty() ? o.partition : o.gpu_partition;
+      if (!partition.empty()) argv.push_back("--partition=" + partition);
+      if (!o.account.empty()) argv.push_back("--account=" + o.account);
+      argv.push_back("--gres=gpu:" + spec.gpus->type + ":" + std::to_string(spec.gpus->count));
+      argv.push_back("--immediate=" + std::to_string(o.start_timeout.count()));
+    } else {
+      argv.insert(argv.end(), {"--jobid=" + job, "--overlap"});
+    }
+    argv.insert(argv.end(),
+                {"--nodes=1", "--ntasks=1", "--cpus-per-task=1",
+                 "--mem=" + std::to_string(o.memory_per_step_mb),
+                 "--time=" + std::to_string(step_minutes.count()), "--export=NONE", "--chdir=/",
+                 job.empty() ? "--job-name=loom-gpu-run" : "--job-name=loom-run", "--quiet", "--",
+                 o.runner_path});
     StepResult result;
     auto child = SpawnChild(argv, env_);
     if (!child.ok()) {
@@ -507,8 +534,9 @@ class SlurmExecutor final : public Executor {
                       : WIFSIGNALED(f.wait_status)
                           ? "srun was killed by signal " + std::to_string(WTERMSIG(f.wait_status))
                           : "srun exited " + std::to_string(WEXITSTATUS(f.wait_status));
-    std::string message =
-        "slurm: step in job " + job + " gave no outcome (" + why + "): " + Trimmed(f.err);
+    std::string message = "slurm: step in " +
+                          (job.empty() ? std::string("a GPU job") : "job " + job) +
+                          " gave no outcome (" + why + "): " + Trimmed(f.err);
     if (cancelled) {
       // Cancelled before the runner could answer: the command did not finish.
       result.done = true;

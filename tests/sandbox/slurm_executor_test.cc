@@ -398,3 +398,53 @@ TEST_F(SlurmExecutorTest, ADrainedNodeGoesToTheLocalFallbackWhenOneIsSet) {
 
 }  // namespace
 }  // namespace loom::sandbox
+
+namespace loom::sandbox {
+namespace {
+
+using namespace std::chrono_literals;
+
+// A run with GPUs (a person's grant) is a job of its own in the GPU partition with
+// the grant's gres: seen in squeue while it runs. The test cluster's GPUs are a
+// gres count over /dev/null and /dev/zero: the scheduling path is real, no GPU is.
+TEST_F(SlurmExecutorTest, AGpuRunIsAJobInTheGpuPartitionWithTheGrantedGres) {
+  executor_.reset();
+  SlurmOptions options = SlurmEnvironment::Options(options_);
+  options.concurrent_steps = 1;
+  options.gpu_partition = "loomgpu";
+  auto executor = MakeSlurmExecutor(options);
+  ASSERT_TRUE(executor.ok()) << executor.status().ToString();
+  std::atomic<bool> done{false};
+  std::string seen;
+  std::thread watch([&] {
+    while (!done.load() && seen.empty()) {
+      seen = Slurm("squeue --noheader --name=loom-gpu-run --format='%P %b %l'");
+      std::this_thread::sleep_for(50ms);
+    }
+  });
+  RunSpec spec = Spec({"/bin/sh", "-c", "sleep 1; echo on-gpu"});
+  spec.limits.wall_time = 10min;  // Slurm's fence would be 12 min; the grant has 5 left
+  spec.gpus = RunSpec::Gpus{"fake", 2, 5min};
+  auto o = (*executor)->Run(spec);
+  done = true;
+  watch.join();
+  ASSERT_TRUE(o.ok()) << o.status().ToString();
+  EXPECT_EQ(o->stdout_data, "on-gpu\n");
+  EXPECT_NE(seen.find("loomgpu"), std::string::npos) << seen;
+  EXPECT_NE(seen.find("gpu:fake:2"), std::string::npos) << seen;
+  EXPECT_NE(seen.find("5:00"), std::string::npos) << "limited to the grant's time left: " << seen;
+
+  // More GPUs than the pool has cannot start: Unavailable, never an outcome.
+  spec.gpus = RunSpec::Gpus{"fake", 3, 5min};
+  options.start_attempts = 1;
+  auto strict = MakeSlurmExecutor(options);
+  ASSERT_TRUE(strict.ok());
+  auto too_many = (*strict)->Run(spec);
+  ASSERT_FALSE(too_many.ok());
+  EXPECT_EQ(too_many.status().code(), StatusCode::kUnavailable) << too_many.status().ToString();
+  spec.gpus = RunSpec::Gpus{"fake;rm", 1, 5min};
+  EXPECT_EQ((*executor)->Run(spec).status().code(), StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace loom::sandbox

@@ -144,10 +144,17 @@ bool SlurmCluster::Start(const std::string& dir) {
        << "SelectType=select/cons_tres\nSelectTypeParameters=CR_Core_Memory\n"
        << "ReturnToService=2\nMpiDefault=none\n"
        << "MessageTimeout=5\n"
+       << "GresTypes=gpu\n"
        << "NodeName=" << node_ << " NodeHostname=" << host << " NodeAddr=127.0.0.1 CPUs=" << cpus_
-       << " RealMemory=4096 State=UNKNOWN\n"
-       << "PartitionName=loom Nodes=" << node_ << " Default=YES MaxTime=INFINITE State=UP\n";
+       << " RealMemory=4096 Gres=gpu:fake:2 State=UNKNOWN\n"
+       << "PartitionName=loom Nodes=" << node_ << " Default=YES MaxTime=INFINITE State=UP\n"
+       << "PartitionName=loomgpu Nodes=" << node_ << " MaxTime=INFINITE State=UP\n";
   WriteText(slurm_conf_, conf.str());
+  // Two "GPUs" that are /dev/null and /dev/zero (slurmd 22.05 counts a gpu gres
+  // without File= as 0 and marks the node invalid); ConstrainDevices is off, so
+  // nothing is fenced: the scheduling path (gres requests, partition) is real.
+  WriteText(dir_ + "/gres.conf",
+            "NodeName=" + node_ + " Name=gpu Type=fake File=/dev/null,/dev/zero\n");
   WriteText(dir_ + "/cgroup.conf", std::string("CgroupPlugin=") +
                                        (Unified() ? "cgroup/v2" : "cgroup/v1") +
                                        "\nCgroupMountpoint=/sys/fs/cgroup\n"
