@@ -582,11 +582,14 @@ class AgentLoop : public ToolContext {
     run.stderr_data =
         MaskSecrets(TruncateMiddle(run.stderr_data, env_.budgets.max_tool_output), env_.secrets);
     int64_t ms = (clock_->MonotonicNs() - started) / 1'000'000;
-    RecordEvidence(kind == RunKind::kTest ? EventType::kTestRun : EventType::kCommandRun,
-                   {{"argv", argv},
-                    {"tree", dir == env_.workspace->info().path ? "branch" : "base"},
-                    {"outcome", run.ToJson()},
-                    {"ms", ms}});
+    Json evidence = {{"argv", argv},
+                     {"tree", dir == env_.workspace->info().path ? "branch" : "base"},
+                     {"outcome", run.ToJson()},
+                     {"ms", ms}};
+    if (last_gpus_) {
+      evidence["gpus"] = {{"type", last_gpus_->type}, {"count", last_gpus_->count}};
+    }
+    RecordEvidence(kind == RunKind::kTest ? EventType::kTestRun : EventType::kCommandRun, evidence);
     return o;
   }
 
@@ -611,8 +614,27 @@ class AgentLoop : public ToolContext {
     spec.limits = env_.limits;
     spec.network = env_.network;
     spec.cancel = env_.cancel;
+    spec.gpus = GrantedGpus();
+    last_gpus_ = spec.gpus;
     last_run_start_s_ = std::time(nullptr);
     return env_.executor->Run(spec);
+  }
+
+  // The GPUs of the task's grant still running (a person answered its gpu
+  // escalation with one), for its time left in whole minutes; none under a minute.
+  std::optional<sandbox::RunSpec::Gpus> GrantedGpus() {
+    if (env_.escalations == nullptr) return std::nullopt;
+    const int64_t now = clock_->NowMs();
+    auto grant = env_.escalations->ActiveGpuGrant(task_.id, now);
+    if (!grant.ok()) {
+      LOOM_LOG(kWarning) << "task " << task_.id
+                         << ": cannot read its GPU grants: " << grant.status().ToString();
+      return std::nullopt;
+    }
+    if (!*grant) return std::nullopt;
+    int64_t minutes = ((*grant)->until_ms - now) / 60'000;
+    if (minutes < 1) return std::nullopt;
+    return sandbox::RunSpec::Gpus{(*grant)->type, (*grant)->count, std::chrono::minutes(minutes)};
   }
 
   // The suite on the final tree (and FAIL_TO_PASS for bugs), then the commit.
@@ -664,7 +686,8 @@ class AgentLoop : public ToolContext {
   // Set when a run was Unavailable (the executor's pool is down after its own
   // retries): the task parks on an infrastructure escalation after that call.
   std::string pool_down_;
-  time_t last_run_start_s_ = std::time(nullptr);  // of the last sandboxed run (or of the loop)
+  std::optional<sandbox::RunSpec::Gpus> last_gpus_;  // of the last sandboxed run
+  time_t last_run_start_s_ = std::time(nullptr);     // of the last sandboxed run (or of the loop)
   std::string last_key_;
   int repeats_ = 0;
   std::map<std::string, int> retries_;  // tool_call_id -> "tool_retry" events

@@ -101,6 +101,9 @@ std::vector<Config::Key> DaemonConfigSchema() {
        "the data dir must be at the same path on the nodes)."},
       {"sandbox.partition", T::kString, "", "slurm: the partition (empty: the default)."},
       {"sandbox.account", T::kString, "", "slurm: the account (empty: the user's default)."},
+      {"sandbox.gpu_partition", T::kString, "",
+       "slurm: where runs of a task with a GPU grant go, as jobs with --gres=gpu:<type>:<n> "
+       "(empty: sandbox.partition)."},
       {"sandbox.concurrent_steps", T::kInt, "4",
        "slurm: runs at once in the allocation (one CPU each)."},
       {"sandbox.step_memory_mb", T::kInt, "4096", "slurm: memory per step (srun --mem)."},
@@ -709,6 +712,7 @@ class DaemonImpl : public Daemon {
     o.bwrap = bwrap;
     o.partition = config.GetString("sandbox.partition");
     o.account = config.GetString("sandbox.account");
+    o.gpu_partition = config.GetString("sandbox.gpu_partition");
     o.slurm_conf = config.GetString("sandbox.slurm_conf");
     for (const auto& [key, target, max] :
          {std::tuple{"sandbox.concurrent_steps", &o.concurrent_steps, int64_t{4096}},
