@@ -572,6 +572,7 @@ class AgentLoop : public ToolContext {
       return o;
     }
     sandbox_failures_ = 0;
+    pool_down_.clear();
     // Every caller (tool results, the fail_to_pass event) gets the outcome masked
     // whole; what is recorded here is cut to size and masked once more.
     o->stdout_data = MaskSecrets(std::move(o->stdout_data), env_.secrets);

@@ -191,7 +191,8 @@ struct SlurmOptions {
   // with an `infrastructure` escalation); else this executor runs it (the local
   // bubblewrap one, when the operator allows it: sandbox.slurm_fallback = "local").
   // With a fallback the executor is handed out even when no first allocation is
-  // made; each run tries Slurm again first.
+  // made; each run tries Slurm again first. A GPU run (RunSpec::gpus) never falls
+  // back: the local executor has no GPUs to give.
   std::shared_ptr<Executor> fallback;
 };
 

@@ -262,7 +262,8 @@ class SlurmExecutor final : public Executor {
     std::string down = "slurm: the pool is down: no step could start in " +
                        std::to_string(attempts) + " tries over " + std::to_string(waited_s) +
                        " s; last: " + last.message();
-    if (options_.fallback) {
+    // A GPU run never falls back: this machine schedules no GPUs.
+    if (options_.fallback && !spec.gpus) {
       LOOM_LOG(kWarning) << down << "; running it on this machine (the local fallback)";
       return options_.fallback->Run(spec);
     }
