@@ -11,6 +11,8 @@
 //   ToolContext (the sandbox, the edit journal, escalations, verification).
 // - Budgets and stuck-loop detection end a task with a reason instead of letting
 //   it spin; a model server that cannot be reached parks it with an escalation.
+// - A sandbox pool that is down (the executor's Unavailable, after its own
+//   retries) parks the task ("infrastructure") after the call that met it.
 // - A full disk parks the task ("infrastructure") rather than failing it or
 //   leaving it running: the disk is checked before each model call and after
 //   each tool call, and a write that fails is checked against it.
@@ -443,6 +445,17 @@ class AgentLoop : public ToolContext {
                             logged.status());
       }
       messages_.push_back({{"role", "tool"}, {"tool_call_id", call.id}, {"content", content}});
+      if (!pool_down_.empty()) {
+        // Unavailable: the executor already retried (the Slurm pool is down).
+        std::string why = std::move(pool_down_);
+        pool_down_.clear();
+        return EscalateOutcome(
+            "infrastructure",
+            "The sandbox pool could not run " + call.name + ": " + why +
+                ". Nothing the task did is lost. Bring the pool back (sinfo shows its nodes; "
+                "slurmctld must answer) or set sandbox.slurm_fallback = local, then answer this "
+                "escalation to resume the task (docs/scale-out.md).");
+      }
       if (sandbox_failures_ >= kMaxSandboxFailures) {
         return EscalateOutcome("infrastructure",
                                "The sandbox failed " + std::to_string(sandbox_failures_) +
@@ -556,10 +569,12 @@ class AgentLoop : public ToolContext {
     Result<sandbox::Outcome> o = RunSandboxedQuietly(argv, dir, kind);
     if (!o.ok()) {
       ++sandbox_failures_;
+      if (o.status().code() == StatusCode::kUnavailable) pool_down_ = o.status().message();
       RecordEvidence(EventType::kSandboxError, {{"error", o.status().message()}});
       return o;
     }
     sandbox_failures_ = 0;
+    pool_down_.clear();
     // Every caller (tool results, the fail_to_pass event) gets the outcome masked
     // whole; what is recorded here is cut to size and masked once more.
     o->stdout_data = MaskSecrets(std::move(o->stdout_data), env_.secrets);
@@ -570,11 +585,14 @@ class AgentLoop : public ToolContext {
     run.stderr_data =
         MaskSecrets(TruncateMiddle(run.stderr_data, env_.budgets.max_tool_output), env_.secrets);
     int64_t ms = (clock_->MonotonicNs() - started) / 1'000'000;
-    RecordEvidence(kind == RunKind::kTest ? EventType::kTestRun : EventType::kCommandRun,
-                   {{"argv", argv},
-                    {"tree", dir == env_.workspace->info().path ? "branch" : "base"},
-                    {"outcome", run.ToJson()},
-                    {"ms", ms}});
+    Json evidence = {{"argv", argv},
+                     {"tree", dir == env_.workspace->info().path ? "branch" : "base"},
+                     {"outcome", run.ToJson()},
+                     {"ms", ms}};
+    if (last_gpus_) {
+      evidence["gpus"] = {{"type", last_gpus_->type}, {"count", last_gpus_->count}};
+    }
+    RecordEvidence(kind == RunKind::kTest ? EventType::kTestRun : EventType::kCommandRun, evidence);
     return o;
   }
 
@@ -599,8 +617,27 @@ class AgentLoop : public ToolContext {
     spec.limits = env_.limits;
     spec.network = env_.network;
     spec.cancel = env_.cancel;
+    spec.gpus = GrantedGpus();
+    last_gpus_ = spec.gpus;
     last_run_start_s_ = std::time(nullptr);
     return env_.executor->Run(spec);
+  }
+
+  // The GPUs of the task's grant still running (a person answered its gpu
+  // escalation with one), for its time left in whole minutes; none under a minute.
+  std::optional<sandbox::RunSpec::Gpus> GrantedGpus() {
+    if (env_.escalations == nullptr) return std::nullopt;
+    const int64_t now = clock_->NowMs();
+    auto grant = env_.escalations->ActiveGpuGrant(task_.id, now);
+    if (!grant.ok()) {
+      LOOM_LOG(kWarning) << "task " << task_.id
+                         << ": cannot read its GPU grants: " << grant.status().ToString();
+      return std::nullopt;
+    }
+    if (!*grant) return std::nullopt;
+    int64_t minutes = ((*grant)->until_ms - now) / 60'000;
+    if (minutes < 1) return std::nullopt;
+    return sandbox::RunSpec::Gpus{(*grant)->type, (*grant)->count, std::chrono::minutes(minutes)};
   }
 
   // The suite on the final tree (and FAIL_TO_PASS for bugs), then the commit.
@@ -649,7 +686,11 @@ class AgentLoop : public ToolContext {
   // Sandbox runs that failed to start, in a row: the host, not the agent.
   static constexpr int kMaxSandboxFailures = 3;
   int sandbox_failures_ = 0;
-  time_t last_run_start_s_ = std::time(nullptr);  // of the last sandboxed run (or of the loop)
+  // Set when a run was Unavailable (the executor's pool is down after its own
+  // retries): the task parks on an infrastructure escalation after that call.
+  std::string pool_down_;
+  std::optional<sandbox::RunSpec::Gpus> last_gpus_;  // of the last sandboxed run
+  time_t last_run_start_s_ = std::time(nullptr);     // of the last sandboxed run (or of the loop)
   std::string last_key_;
   int repeats_ = 0;
   std::map<std::string, int> retries_;  // tool_call_id -> "tool_retry" events

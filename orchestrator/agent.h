@@ -16,6 +16,9 @@
 // after each tool call, or a step that cannot be recorded) parks the task as
 // blocked with an `infrastructure` escalation; the reserve is given up first so
 // that the tool's result, the escalation and the state change can be written.
+// A sandbox run that is Unavailable (a Slurm pool that stays down after the
+// executor's own retries) parks the task the same way once the call's result is
+// recorded.
 //
 // The tools are a table (tools.h): the loop dispatches each call through it and
 // gives the handlers a ToolContext, never itself. Verification (the suite and

@@ -5,7 +5,9 @@
 #include <charconv>
 #include <filesystem>
 #include <limits>
+#include <regex>
 
+#include "common/clock.h"
 #include "common/crash_point.h"
 #include "common/json_reader.h"
 #include "common/log.h"
@@ -221,7 +223,11 @@ void OrchestratorApi::ShowTask(HttpRequest& req, std::shared_ptr<HttpExchange>& 
   if (!id.ok()) return ex->Respond(ErrorResponse(id.status()));
   auto task = store_->Get(*id);
   if (!task.ok()) return ex->Respond(ErrorResponse(task.status()));
-  RespondJson(ex, 200, task->ToJson());
+  Json j = task->ToJson();
+  auto grant = escalations_->ActiveGpuGrant(*id, SystemClock::Default()->NowMs());
+  if (!grant.ok()) return ex->Respond(ErrorResponse(grant.status()));
+  if (*grant) j["gpu_grant"] = (*grant)->ToJson();
+  RespondJson(ex, 200, j);
 }
 
 void OrchestratorApi::TaskEvents(HttpRequest& req, std::shared_ptr<HttpExchange>& ex) {
@@ -815,6 +821,30 @@ Result<Json> OrchestratorApi::ParseAnswer(const AnswerRequest& answer,
         {"text", "The secret " + name + " is now set in the environment of your sandbox runs ($" +
                      name + "); its value is never shown to you."}};
   }
+  if (answer.gpu) {
+    if (escalation.kind != "gpu") {
+      return Status::InvalidArgument("gpu: only a gpu escalation is answered with a GPU grant");
+    }
+    static const std::regex kType("[A-Za-z0-9_-]{1,64}");
+    if (!std::regex_match(answer.gpu_type, kType)) {
+      return Status::InvalidArgument(
+          "gpu.type: the GPU type as the cluster names it (gres gpu:<type>), letters, digits, '_' "
+          "or '-'");
+    }
+    int64_t until = SystemClock::Default()->NowMs() + answer.gpu_minutes * 60'000;
+    std::string what = std::to_string(answer.gpu_count) + " GPU" +
+                       (answer.gpu_count == 1 ? "" : "s") + " of type " + answer.gpu_type +
+                       " for " + std::to_string(answer.gpu_minutes) + " minutes";
+    return Json{{"approved", true},
+                {"gpu",
+                 {{"type", answer.gpu_type},
+                  {"count", answer.gpu_count},
+                  {"minutes", answer.gpu_minutes},
+                  {"until_ms", until}}},
+                {"text", "Granted: " + what +
+                             ". Your sandbox runs (run_tests, run_command) now have them until "
+                             "the grant ends; after that they run without GPUs."}};
+  }
   if (answer.approve) return Json{{"approved", true}, {"text", "Approved."}};
   if (answer.deny) {
     if (answer.reason.empty()) return Status::InvalidArgument("a denial needs a reason");
@@ -832,16 +862,27 @@ void OrchestratorApi::AnswerEscalation(HttpRequest& req, std::shared_ptr<HttpExc
   AnswerRequest request;
   if (!ReadBody(req, ex, [&](JsonReader& in) {
         const Json* secret = nullptr;
+        const Json* gpu = nullptr;
         in.String("text", &request.text)
             .Bool("approve", &request.approve)
             .Bool("deny", &request.deny)
             .String("reason", &request.reason)
-            .Object("secret", &secret);
+            .Object("secret", &secret)
+            .Object("gpu", &gpu);
         if (secret != nullptr && in.ok()) {
           request.secret = true;
           JsonReader sec(*secret, "secret");
           sec.String("name", &request.secret_name).String("value", &request.secret_value);
           in.Include(sec);
+        }
+        if (gpu != nullptr && in.ok()) {
+          request.gpu = true;
+          JsonReader g(*gpu, "gpu");
+          g.String("type", &request.gpu_type, Presence::kNonEmpty)
+              .Int("count", &request.gpu_count, Presence::kRequired, 1, 64)
+              .Int("minutes", &request.gpu_minutes, Presence::kRequired, 1, 7 * 24 * 60)
+              .NoOtherMembers();
+          in.Include(g);
         }
       })) {
     return;

@@ -141,6 +141,9 @@ class OrchestratorApi {
   struct AnswerRequest {
     std::string text, reason, secret_name, secret_value;
     bool approve = false, deny = false, secret = false;
+    bool gpu = false;  // a GPU grant: {"gpu": {"type", "count", "minutes"}}
+    std::string gpu_type;
+    int64_t gpu_count = 0, gpu_minutes = 0;
   };
   Result<Json> ParseAnswer(const AnswerRequest& answer, const Escalation& escalation);
   void Fleet(HttpRequest& req, std::shared_ptr<HttpExchange>& ex);

@@ -129,15 +129,28 @@ std::vector<Config::Key> DaemonConfigSchema() {
        "the data dir must be at the same path on the nodes)."},
       {"sandbox.partition", T::kString, "", "slurm: the partition (empty: the default)."},
       {"sandbox.account", T::kString, "", "slurm: the account (empty: the user's default)."},
+      {"sandbox.gpu_partition", T::kString, "",
+       "slurm: where runs of a task with a GPU grant go, as jobs with --gres=gpu:<type>:<n> "
+       "(empty: sandbox.partition)."},
       {"sandbox.concurrent_steps", T::kInt, "4",
        "slurm: runs at once in the allocation (one CPU each)."},
       {"sandbox.step_memory_mb", T::kInt, "4096", "slurm: memory per step (srun --mem)."},
+      {"sandbox.warm_allocations", T::kInt, "1",
+       "slurm: allocations kept, each of concurrent_steps CPUs; runs spread over them."},
       {"sandbox.allocation_minutes", T::kInt, "60",
        "slurm: the allocation's time limit; a new one is made when it ends."},
       {"sandbox.slurm_conf", T::kString, "",
        "slurm: SLURM_CONF for salloc/srun (empty: /etc/slurm/slurm.conf)."},
       {"sandbox.runner", T::kString, "",
        "slurm: loom-sandbox-runner on the nodes (empty: next to loomd)."},
+      {"sandbox.start_attempts", T::kInt, "3",
+       "slurm: tries to start a step (controller unreachable, node drained) before the pool "
+       "counts as down; a step that started and was lost is never run again."},
+      {"sandbox.start_backoff_ms", T::kInt, "2000",
+       "slurm: wait before the second try to start a step; doubled before each next one."},
+      {"sandbox.slurm_fallback", T::kString, "none",
+       "slurm: when the pool is down, none (the task waits on an infrastructure escalation) or "
+       "local (the run happens in bubblewrap on this machine)."},
       {"webhooks.urls", T::kString, "",
        "Outbound webhooks: URLs (comma-separated) every task event is POSTed to as JSON "
        "(docs/forges.md)."},
@@ -771,6 +784,17 @@ class DaemonImpl : public Daemon {
       };
     } else if (backend == "slurm") {
       LOOM_ASSIGN_OR_RETURN(sandbox::SlurmOptions slurm, SlurmOptionsFrom(config, bwrap));
+      const std::string fallback = config.GetString("sandbox.slurm_fallback");
+      if (fallback == "local") {
+        if (Status s = sandbox::ProbeBwrap(bwrap); !s.ok()) {
+          return Status::FailedPrecondition("sandbox.slurm_fallback = local, and " + s.message() +
+                                            " (or set sandbox.slurm_fallback = none)");
+        }
+        LOOM_ASSIGN_OR_RETURN(slurm.fallback, sandbox::MakeBwrapExecutor(bwrap));
+      } else if (fallback != "none") {
+        return Status::InvalidArgument("sandbox.slurm_fallback must be none or local (got '" +
+                                       fallback + "')");
+      }
       LOOM_RETURN_IF_ERROR(CheckModelEndpoints(opts.llm));
       auto executor = sandbox::MakeSlurmExecutor(slurm);
       if (!executor.ok()) {
@@ -805,9 +829,11 @@ class DaemonImpl : public Daemon {
     o.bwrap = bwrap;
     o.partition = config.GetString("sandbox.partition");
     o.account = config.GetString("sandbox.account");
+    o.gpu_partition = config.GetString("sandbox.gpu_partition");
     o.slurm_conf = config.GetString("sandbox.slurm_conf");
     for (const auto& [key, target, max] :
          {std::tuple{"sandbox.concurrent_steps", &o.concurrent_steps, int64_t{4096}},
+          std::tuple{"sandbox.warm_allocations", &o.warm_allocations, int64_t{256}},
           std::tuple{"sandbox.allocation_minutes", &o.allocation_minutes, int64_t{525'600}}}) {
       int64_t v = config.GetInt(key);
       if (v < 1 || v > max) {
@@ -816,6 +842,16 @@ class DaemonImpl : public Daemon {
       }
       *target = static_cast<uint32_t>(v);
     }
+    int64_t attempts = config.GetInt("sandbox.start_attempts");
+    int64_t backoff_ms = config.GetInt("sandbox.start_backoff_ms");
+    if (attempts < 1 || attempts > 100 || backoff_ms < 0 || backoff_ms > 3'600'000) {
+      return Status::InvalidArgument(
+          "sandbox.start_attempts must be between 1 and 100 and sandbox.start_backoff_ms between "
+          "0 and 3600000 (got " +
+          std::to_string(attempts) + " and " + std::to_string(backoff_ms) + ")");
+    }
+    o.start_attempts = static_cast<uint32_t>(attempts);
+    o.start_backoff = std::chrono::milliseconds(backoff_ms);
     int64_t memory = config.GetInt("sandbox.step_memory_mb");
     if (memory < 16 || memory > (int64_t{1} << 24)) {
       return Status::InvalidArgument(

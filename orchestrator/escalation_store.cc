@@ -123,6 +123,48 @@ Result<std::vector<Escalation>> EscalationStore::ForTask(int64_t task_id) {
   return ReadEscalations(q);
 }
 
+Json GpuGrant::ToJson() const {
+  return {{"escalation_id", escalation_id},
+          {"type", type},
+          {"count", count},
+          {"minutes", minutes},
+          {"until_ms", until_ms}};
+}
+
+std::optional<GpuGrant> GpuGrantOf(const Escalation& escalation) {
+  if (escalation.kind != "gpu" || !escalation.answer.is_object()) return std::nullopt;
+  auto it = escalation.answer.find("gpu");
+  if (it == escalation.answer.end() || !it->is_object()) return std::nullopt;
+  const Json& g = *it;
+  auto type = g.find("type");
+  auto count = g.find("count");
+  auto minutes = g.find("minutes");
+  auto until = g.find("until_ms");
+  if (type == g.end() || !type->is_string() || count == g.end() || !count->is_number_unsigned() ||
+      minutes == g.end() || !minutes->is_number_integer() || until == g.end() ||
+      !until->is_number_integer()) {
+    return std::nullopt;
+  }
+  uint64_t n = count->get<uint64_t>();
+  if (n < 1 || n > 64) return std::nullopt;
+  GpuGrant grant;
+  grant.escalation_id = escalation.id;
+  grant.type = type->get<std::string>();
+  grant.count = static_cast<uint32_t>(n);
+  grant.minutes = minutes->get<int64_t>();
+  grant.until_ms = until->get<int64_t>();
+  return grant;
+}
+
+Result<std::optional<GpuGrant>> EscalationStore::ActiveGpuGrant(int64_t task_id, int64_t now_ms) {
+  LOOM_ASSIGN_OR_RETURN(std::vector<Escalation> all, ForTask(task_id));
+  for (auto it = all.rbegin(); it != all.rend(); ++it) {
+    auto grant = GpuGrantOf(*it);
+    if (grant && grant->until_ms > now_ms) return grant;
+  }
+  return std::optional<GpuGrant>();
+}
+
 Result<Escalation> EscalationStore::Get(int64_t id) {
   auto lock = db_->AcquireReader();
   return ReadEscalationFrom(lock.db(), id);

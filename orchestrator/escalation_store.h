@@ -29,6 +29,24 @@ struct Escalation {
   Json ToJson() const;
 };
 
+// GPUs a person granted a task: the answer to its `gpu` escalation carries
+// {"gpu": {"type", "count", "minutes", "until_ms"}}. Until `until_ms` the task's
+// sandbox runs ask for them (sandbox::RunSpec::gpus: a Slurm job in the GPU
+// partition with --gres=gpu:<type>:<count>).
+struct GpuGrant {
+  int64_t escalation_id = 0;
+  std::string type;
+  uint32_t count = 0;
+  int64_t minutes = 0;
+  int64_t until_ms = 0;
+  // {"escalation_id", "type", "count", "minutes", "until_ms"}
+  Json ToJson() const;
+};
+
+// The grant an escalation's answer holds; nullopt when it holds none, or one that
+// does not read as a grant (answers are stored, and read back whatever they hold).
+std::optional<GpuGrant> GpuGrantOf(const Escalation& escalation);
+
 class EscalationStore {
  public:
   // The migrations of the escalations table (assembled in orchestrator/schema.h).
@@ -50,6 +68,8 @@ class EscalationStore {
   // same whatever the number of escalations ever raised).
   Result<std::vector<Escalation>> ForTask(int64_t task_id);
   Result<Escalation> Get(int64_t id);
+  // The latest GPU grant of task `task_id` still running at `now_ms`, if any.
+  Result<std::optional<GpuGrant>> ActiveGpuGrant(int64_t task_id, int64_t now_ms);
   // Records the answer (masked) with an "escalation_answered" event on its task
   // and requeues the task if it is blocked, in one transaction.
   // FailedPrecondition when the escalation is already answered.

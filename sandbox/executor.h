@@ -66,6 +66,16 @@ struct RunSpec {
   // the run is killed as a timeout would be and its outcome says `cancelled`.
   // REQUIRES: outlives the run. Null: the run cannot be cancelled.
   const std::atomic<bool>* cancel = nullptr;
+  // GPUs a person granted the task: the Slurm executor runs this run as a job of
+  // its own in SlurmOptions::gpu_partition with `--gres=gpu:<type>:<count>`, for at
+  // most `time_left` (the grant's remaining time). The local executor schedules no
+  // GPUs and ignores it. type: letters, digits, '_' and '-'; count 1..64.
+  struct Gpus {
+    std::string type;
+    uint32_t count = 0;
+    std::chrono::minutes time_left{0};
+  };
+  std::optional<Gpus> gpus;
 };
 
 // Which limit ended the run, if any.
@@ -132,9 +142,9 @@ Status ProbeBwrap(const BwrapOptions& options);
 // A bubblewrap executor, after ProbeBwrap succeeded. Thread-safe.
 Result<std::unique_ptr<Executor>> MakeBwrapExecutor(const BwrapOptions& options);
 
-// A Slurm executor: each run is a job step (`srun --jobid=J --overlap`) inside a
-// long-lived allocation that the executor makes (`salloc --no-shell`) and makes
-// again when it ended (time limit, node failure, scancel). The step runs
+// A Slurm executor: each run is a job step (`srun --jobid=J --overlap`) inside one
+// of the long-lived allocations that the executor makes (`salloc --no-shell`) and
+// makes again when one ended (time limit, node failure, scancel). The step runs
 // `runner_path` (loom-sandbox-runner), which runs the command with the bubblewrap
 // executor on the node exactly as a local run would; the request goes on the
 // step's stdin and the outcome comes back on its stdout (sandbox/internal/wire.h),
@@ -144,12 +154,20 @@ Result<std::unique_ptr<Executor>> MakeBwrapExecutor(const BwrapOptions& options)
 // the step (scancel --signal=TERM J.S, then scancel J.S).
 struct SlurmOptions {
   std::string partition;  // empty: the cluster's default partition
-  std::string account;    // empty: the user's default account
+  // Where runs with RunSpec::gpus go; empty: `partition`.
+  std::string gpu_partition;
+  std::string account;  // empty: the user's default account
   // Steps that may run at once through this executor (the allocation's CPUs, one
   // per step); further Run() calls wait for a free one.
   uint32_t concurrent_steps = 4;
   uint64_t memory_per_step_mb = 4096;  // srun --mem; the allocation has this per step
   uint32_t allocation_minutes = 60;    // salloc --time: reallocated when it ends
+  // Allocations kept (each of concurrent_steps CPUs, on one node): up to
+  // warm_allocations × concurrent_steps runs at once, each step in the least busy
+  // allocation. One that ends (time limit, node failure, scancel) is made again
+  // when a run needs it; one with less time left than a run's wall time plus two
+  // minutes takes no new step, and is replaced, then released after its last.
+  uint32_t warm_allocations = 1;
   // How long salloc may wait for the allocation, and a step for its start, before
   // the run is an Unavailable error (the pool is busy or down).
   std::chrono::seconds start_timeout{60};
@@ -161,14 +179,31 @@ struct SlurmOptions {
   std::string runner_path = "/usr/lib/loom/loom-sandbox-runner";
   // How the runner sandboxes each run on the node (the same as a local executor's).
   BwrapOptions bwrap;
+  // A run whose step could not start (slurmctld unreachable, no node to allocate
+  // because it is drained or down, srun refused) is tried start_attempts times in
+  // all, waiting start_backoff before the second try and twice as long before each
+  // next one. A step that started and was lost is never run again: that run is an
+  // Unavailable error, whatever the attempts left.
+  uint32_t start_attempts = 3;
+  std::chrono::milliseconds start_backoff{2000};
+  // Where a run goes when its step could not start in start_attempts (the pool is
+  // down): null, nowhere (an Unavailable error; the orchestrator parks the task
+  // with an `infrastructure` escalation); else this executor runs it (the local
+  // bubblewrap one, when the operator allows it: sandbox.slurm_fallback = "local").
+  // With a fallback the executor is handed out even when no first allocation is
+  // made; each run tries Slurm again first. A GPU run (RunSpec::gpus) never falls
+  // back: the local executor has no GPUs to give.
+  std::shared_ptr<Executor> fallback;
 };
 
 // A Slurm executor, after a first allocation was made (an Unavailable error, with
 // Slurm's message, when the cluster cannot be reached or grants nothing in
-// start_timeout). Thread-safe. The allocation is released when it is destroyed.
-// Errors from Run(): Unavailable when Slurm failed to run the step (controller
-// down, allocation lost twice, step killed by Slurm) — the command may or may not
-// have started, but its outcome is never invented; the runner's own errors as it
+// start_timeout; without that check when a fallback is set). Thread-safe. The
+// allocation is released when it is destroyed. Errors from Run(): Unavailable
+// when Slurm failed to run the step — it could not start in start_attempts (the
+// pool is down; the message says so, and no fallback is set), or it started and
+// was lost (step killed by Slurm, node lost) — the command may or may not have
+// started, but its outcome is never invented; the runner's own errors as it
 // reported them.
 Result<std::unique_ptr<Executor>> MakeSlurmExecutor(const SlurmOptions& options);
 

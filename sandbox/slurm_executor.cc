@@ -1,8 +1,10 @@
 // SlurmExecutor: each run is a job step in a long-lived allocation.
 //
-// The allocation (`salloc --no-shell`, one node, a CPU and memory_per_step_mb per
-// concurrent step) is made on first use and made again when a step fails because
-// it is gone. Each Run() spawns `srun --jobid=J --overlap -n1 -c1 --mem=M
+// The allocations (`salloc --no-shell`, one node, a CPU and memory_per_step_mb per
+// concurrent step; warm_allocations of them) are made at start and made again
+// when a step fails because one is gone, or when one is too near its time limit
+// for the next step (then the old one is released after its last step). Each run
+// goes to the least busy allocation. Each Run() spawns `srun --jobid=J --overlap -n1 -c1 --mem=M
 // --export=NONE -- loom-sandbox-runner`, writes the request on srun's stdin and
 // reads the runner's JSON lines from its stdout (sandbox/internal/wire.h) while
 // polling the cancel flag and two deadlines: the step must start (its first line)
@@ -14,8 +16,11 @@
 // What comes back is the runner's outcome or error, unchanged. When no outcome
 // came (srun failed, the step was killed, the node died), the run is an
 // Unavailable error with Slurm's message: never an invented outcome, so a run that
-// did not happen is never reported as passed. A step that never started because
-// the allocation is gone is retried once in a new allocation.
+// did not happen is never reported as passed. A step that never started is tried
+// again with backoff (in a new allocation when the old one is gone), up to
+// start_attempts; then the run goes to the fallback executor if there is one, else
+// it is an Unavailable error that says the pool is down. A step that started and
+// was lost is never run again.
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -28,8 +33,10 @@
 #include <condition_variable>
 #include <cstring>
 #include <functional>
+#include <optional>
 #include <regex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/json.h"
@@ -178,35 +185,89 @@ class SlurmExecutor final : public Executor {
 
   ~SlurmExecutor() override {
     MutexLock lock(&mu_);
-    if (!job_id_.empty()) Command({scancel_, job_id_}, std::chrono::seconds(10));
+    for (const auto* list : {&allocations_, &retiring_}) {
+      for (const Allocation& a : *list) {
+        if (!a.job.empty()) Command({scancel_, a.job}, std::chrono::seconds(10));
+      }
+    }
   }
 
-  // Makes the first allocation: the executor is only handed out once Slurm works.
+  // Makes the warm allocations: the executor is only handed out once Slurm works
+  // (one allocation at least; the others are made when a run needs them).
   Status Start() {
     MutexLock lock(&mu_);
-    return Allocate().status();
+    allocations_.resize(std::max<uint32_t>(1, options_.warm_allocations));
+    Status first = Status::Ok();
+    for (size_t i = 0; i < allocations_.size(); ++i) {
+      Status s = Allocate(i);
+      if (i == 0) first = s;
+      if (!s.ok()) break;
+    }
+    return first;
   }
 
   Result<Outcome> Run(const RunSpec& spec) override {
     if (spec.argv.empty() || spec.argv[0].empty()) {
       return Status::InvalidArgument("no command to run");
     }
+    if (spec.gpus) LOOM_RETURN_IF_ERROR(CheckGpus(*spec.gpus));
     StepSlot slot(this);
+    // Slurm's fence for the step, in whole minutes; an allocation with less time
+    // left than that takes no new step.
+    const auto step_minutes = std::chrono::minutes(
+        std::chrono::duration_cast<std::chrono::minutes>(spec.limits.wall_time).count() + 2);
     internal::RunnerRequest request{spec, options_.bwrap};
     request.spec.cancel = nullptr;
     std::string input = DumpJson(internal::EncodeRequest(request));
-    for (int attempt = 0;; ++attempt) {
-      LOOM_ASSIGN_OR_RETURN(std::string job, CurrentJob());
-      StepResult step = RunStep(job, spec, input);
-      if (step.done) return std::move(step.result);
-      // The step never started: when the allocation is gone, make a new one, once.
-      if (attempt == 0 && !AllocationAlive(job)) {
-        LOOM_LOG(kWarning) << "slurm: allocation " << job << " is gone; allocating again";
-        Forget(job);
+    const auto first_try = Clock::now();
+    const uint32_t attempts = std::max<uint32_t>(1, options_.start_attempts);
+    auto backoff = options_.start_backoff;
+    Status last = Status::Unavailable("no attempt made");
+    for (uint32_t attempt = 1;; ++attempt) {
+      if (spec.gpus) {
+        // A job of its own in the GPU partition, for the grant's time at most.
+        StepResult step = RunStep("", spec, input, std::min(step_minutes, spec.gpus->time_left));
+        if (step.done) return std::move(step.result);
+        last = step.result.status();
+        if (attempt >= attempts) break;
+        if (WaitOrCancelled(spec, backoff)) return CancelledBeforeStart(first_try);
+        backoff *= 2;
         continue;
       }
-      return step.result.status();
+      Result<std::string> job = LeaseAllocation(step_minutes);
+      if (job.ok()) {
+        StepResult step = RunStep(*job, spec, input, step_minutes);
+        ReleaseAllocation(*job);
+        if (step.done) return std::move(step.result);
+        last = step.result.status();
+        // The step never started. When the allocation is gone (time limit, node
+        // failure, scancel), the next try makes a new one at once.
+        if (!AllocationAlive(*job)) {
+          LOOM_LOG(kWarning) << "slurm: allocation " << *job << " is gone; allocating again";
+          Forget(*job);
+          if (attempt < attempts) continue;
+        }
+      } else {
+        last = job.status();
+      }
+      if (attempt >= attempts) break;
+      LOOM_LOG(kWarning) << "slurm: a step could not start (try " << attempt << " of " << attempts
+                         << "): " << last.message() << "; trying again in " << backoff.count()
+                         << " ms";
+      if (WaitOrCancelled(spec, backoff)) return CancelledBeforeStart(first_try);
+      backoff *= 2;
     }
+    const auto waited_s =
+        std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - first_try).count();
+    std::string down = "slurm: the pool is down: no step could start in " +
+                       std::to_string(attempts) + " tries over " + std::to_string(waited_s) +
+                       " s; last: " + last.message();
+    // A GPU run never falls back: this machine schedules no GPUs.
+    if (options_.fallback && !spec.gpus) {
+      LOOM_LOG(kWarning) << down << "; running it on this machine (the local fallback)";
+      return options_.fallback->Run(spec);
+    }
+    return Status::Unavailable(down);
   }
 
  private:
@@ -215,7 +276,7 @@ class SlurmExecutor final : public Executor {
    public:
     explicit StepSlot(SlurmExecutor* e) : e_(e) {
       MutexLock lock(&e_->slots_mu_);
-      while (e_->running_ >= std::max<uint32_t>(1, e_->options_.concurrent_steps)) {
+      while (e_->running_ >= e_->TotalSteps()) {
         lock.Wait(&e_->slot_freed_);
       }
       ++e_->running_;
@@ -248,8 +309,13 @@ class SlurmExecutor final : public Executor {
     return Supervise(*child, "", Stdin::kClose, Clock::now() + timeout, nullptr);
   }
 
-  // REQUIRES mu_ held. salloc --no-shell; the job id from its "Granted" line.
-  Result<std::string> Allocate() REQUIRES(mu_) {
+  uint32_t TotalSteps() const {
+    return std::max<uint32_t>(1, options_.concurrent_steps) *
+           std::max<uint32_t>(1, options_.warm_allocations);
+  }
+
+  // salloc --no-shell into allocations_[index]; the job id from its "Granted" line.
+  Status Allocate(size_t index) REQUIRES(mu_) {
     const SlurmOptions& o = options_;
     uint32_t steps = std::max<uint32_t>(1, o.concurrent_steps);
     std::vector<std::string> argv = {salloc_,
@@ -267,9 +333,10 @@ class SlurmExecutor final : public Executor {
     static const std::regex kGranted("Granted job allocation ([0-9]+)");
     std::smatch m;
     if (!f.timed_out && std::regex_search(f.err, m, kGranted)) {
-      job_id_ = m[1];
-      LOOM_LOG(kInfo) << "slurm: allocation " << job_id_ << " granted";
-      return job_id_;
+      allocations_[index] = Allocation{m[1], Clock::now(), 0};
+      LOOM_LOG(kInfo) << "slurm: allocation " << allocations_[index].job << " granted ("
+                      << index + 1 << " of " << allocations_.size() << ")";
+      return Status::Ok();
     }
     return Status::Unavailable(
         "slurm: no allocation (" + salloc_ +
@@ -277,17 +344,69 @@ class SlurmExecutor final : public Executor {
         "; check that slurmctld runs and the partition has a free node (sinfo)");
   }
 
-  Result<std::string> CurrentJob() EXCLUDES(mu_) {
+  // An allocation with room for one more step and at least `step_time` left,
+  // the least busy one (steps spread over the warm allocations); one is made
+  // when none has room. An allocation too close to its end takes no new step: a
+  // new one takes its place, and it is released once its last step is done, so
+  // that Slurm's time limit never cuts a step short. The caller gives the lease
+  // back with ReleaseAllocation.
+  Result<std::string> LeaseAllocation(std::chrono::minutes step_time) EXCLUDES(mu_) {
     MutexLock lock(&mu_);
-    if (!job_id_.empty()) return job_id_;
-    return Allocate();
+    const uint32_t per = std::max<uint32_t>(1, options_.concurrent_steps);
+    const auto now = Clock::now();
+    const auto lifetime = std::chrono::minutes(options_.allocation_minutes);
+    std::optional<size_t> best, empty;
+    for (size_t i = 0; i < allocations_.size(); ++i) {
+      Allocation& a = allocations_[i];
+      const bool near_end = lifetime >= step_time && a.granted + lifetime - now < step_time;
+      if (!a.job.empty() && near_end) {
+        LOOM_LOG(kInfo) << "slurm: allocation " << a.job << " is near its time limit; replacing it";
+        if (a.running == 0) {
+          Command({scancel_, a.job}, std::chrono::seconds(10));
+        } else {
+          retiring_.push_back(a);
+        }
+        a = Allocation{};
+      }
+      if (a.job.empty()) {
+        if (!empty) empty = i;
+        continue;
+      }
+      if (a.running >= per) continue;
+      if (!best || a.running < allocations_[*best].running) best = i;
+    }
+    if (!best) {
+      if (!empty) return Status::Unavailable("slurm: every allocation is busy or near its end");
+      LOOM_RETURN_IF_ERROR(Allocate(*empty));
+      best = empty;
+    }
+    ++allocations_[*best].running;
+    return allocations_[*best].job;
+  }
+
+  void ReleaseAllocation(const std::string& job) EXCLUDES(mu_) {
+    MutexLock lock(&mu_);
+    for (Allocation& a : allocations_) {
+      if (a.job == job && a.running > 0) --a.running;
+    }
+    for (auto it = retiring_.begin(); it != retiring_.end(); ++it) {
+      if (it->job != job) continue;
+      if (it->running > 0) --it->running;
+      if (it->running == 0) {
+        Command({scancel_, job}, std::chrono::seconds(10));
+        retiring_.erase(it);
+      }
+      break;
+    }
   }
 
   void Forget(const std::string& job) EXCLUDES(mu_) {
     MutexLock lock(&mu_);
-    if (job_id_ == job) {
-      Command({scancel_, job}, std::chrono::seconds(10));
-      job_id_.clear();
+    for (Allocation& a : allocations_) {
+      if (a.job == job) {
+        Command({scancel_, job}, std::chrono::seconds(10));
+        a = Allocation{};
+      }
     }
   }
 
@@ -302,25 +421,41 @@ class SlurmExecutor final : public Executor {
     return Trimmed(f.out) == "RUNNING";
   }
 
-  StepResult RunStep(const std::string& job, const RunSpec& spec, const std::string& input) {
+  static Status CheckGpus(const RunSpec::Gpus& gpus) {
+    static const std::regex kType("[A-Za-z0-9_-]{1,64}");
+    if (!std::regex_match(gpus.type, kType) || gpus.count < 1 || gpus.count > 64 ||
+        gpus.time_left.count() < 1) {
+      return Status::InvalidArgument(
+          "slurm: a GPU run needs a type of letters, digits, '_' or '-', a count of 1 to 64 and "
+          "a minute or more left (got '" +
+          gpus.type + "', " + std::to_string(gpus.count) + ", " +
+          std::to_string(gpus.time_left.count()) + " min)");
+    }
+    return Status::Ok();
+  }
+
+  // One step in `job`, limited by Slurm to `step_minutes` (the runner's exact
+  // limit is inside it). An empty `job`: a job of its own for a GPU run
+  // (spec.gpus), in the GPU partition with its gres.
+  StepResult RunStep(const std::string& job, const RunSpec& spec, const std::string& input,
+                     std::chrono::minutes step_minutes) {
     const SlurmOptions& o = options_;
-    // Slurm's own fence, in whole minutes, above the runner's exact one.
-    auto step_minutes =
-        std::chrono::duration_cast<std::chrono::minutes>(spec.limits.wall_time).count() + 2;
-    std::vector<std::string> argv = {srun_,
-                                     "--jobid=" + job,
-                                     "--overlap",
-                                     "--nodes=1",
-                                     "--ntasks=1",
-                                     "--cpus-per-task=1",
-                                     "--mem=" + std::to_string(o.memory_per_step_mb),
-                                     "--time=" + std::to_string(step_minutes),
-                                     "--export=NONE",
-                                     "--chdir=/",
-                                     "--job-name=loom-run",
-                                     "--quiet",
-                                     "--",
-                                     o.runner_path};
+    std::vector<std::string> argv = {srun_};
+    if (job.empty()) {
+      const std::string& partition = o.gpu_partition.empty() ? o.partition : o.gpu_partition;
+      if (!partition.empty()) argv.push_back("--partition=" + partition);
+      if (!o.account.empty()) argv.push_back("--account=" + o.account);
+      argv.push_back("--gres=gpu:" + spec.gpus->type + ":" + std::to_string(spec.gpus->count));
+      argv.push_back("--immediate=" + std::to_string(o.start_timeout.count()));
+    } else {
+      argv.insert(argv.end(), {"--jobid=" + job, "--overlap"});
+    }
+    argv.insert(argv.end(),
+                {"--nodes=1", "--ntasks=1", "--cpus-per-task=1",
+                 "--mem=" + std::to_string(o.memory_per_step_mb),
+                 "--time=" + std::to_string(step_minutes.count()), "--export=NONE", "--chdir=/",
+                 job.empty() ? "--job-name=loom-gpu-run" : "--job-name=loom-run", "--quiet", "--",
+                 o.runner_path});
     StepResult result;
     auto child = SpawnChild(argv, env_);
     if (!child.ok()) {
@@ -400,8 +535,9 @@ class SlurmExecutor final : public Executor {
                       : WIFSIGNALED(f.wait_status)
                           ? "srun was killed by signal " + std::to_string(WTERMSIG(f.wait_status))
                           : "srun exited " + std::to_string(WEXITSTATUS(f.wait_status));
-    std::string message =
-        "slurm: step in job " + job + " gave no outcome (" + why + "): " + Trimmed(f.err);
+    std::string message = "slurm: step in " +
+                          (job.empty() ? std::string("a GPU job") : "job " + job) +
+                          " gave no outcome (" + why + "): " + Trimmed(f.err);
     if (cancelled) {
       // Cancelled before the runner could answer: the command did not finish.
       result.done = true;
@@ -416,6 +552,26 @@ class SlurmExecutor final : public Executor {
     result.done = !step_id.empty();
     result.result = Status::Unavailable(message);
     return result;
+  }
+
+  // Sleeps `wait`, polling the run's cancel flag; true when it was set.
+  static bool WaitOrCancelled(const RunSpec& spec, std::chrono::milliseconds wait) {
+    const auto until = Clock::now() + wait;
+    while (Clock::now() < until) {
+      if (spec.cancel != nullptr && spec.cancel->load()) return true;
+      std::this_thread::sleep_for(
+          std::min<Clock::duration>(until - Clock::now(), std::chrono::milliseconds(20)));
+    }
+    return spec.cancel != nullptr && spec.cancel->load();
+  }
+
+  // The outcome of a run cancelled before any step started: nothing ran.
+  static Outcome CancelledBeforeStart(Clock::time_point since) {
+    Outcome o;
+    o.signal = SIGKILL;
+    o.limit = LimitHit::kCancelled;
+    o.wall_ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - since).count();
+    return o;
   }
 
   // Closes the step's stdin: the runner takes the EOF as a cancel, kills the
@@ -434,8 +590,17 @@ class SlurmExecutor final : public Executor {
   const SlurmOptions options_;
   std::string salloc_, srun_, scancel_, squeue_;
   std::vector<std::string> env_;
-  Mutex mu_;
-  std::string job_id_ GUARDED_BY(mu_);
+  // One of the warm allocations: its job id ("" until made, or after it was
+  // lost), when it was granted, and the steps running in it now.
+  struct Allocation {
+    std::string job;
+    Clock::time_point granted;
+    uint32_t running = 0;
+  };
+  Mutex mu_;  // held while an allocation is made: runs wait for it
+  std::vector<Allocation> allocations_ GUARDED_BY(mu_);
+  // Replaced near their end, with steps still running: released after the last.
+  std::vector<Allocation> retiring_ GUARDED_BY(mu_);
   Mutex slots_mu_;
   uint32_t running_ GUARDED_BY(slots_mu_) = 0;
   std::condition_variable slot_freed_;
@@ -453,11 +618,15 @@ Result<std::unique_ptr<Executor>> MakeSlurmExecutor(const SlurmOptions& options)
   }
   // Slurm's commands retry a missing configuration file for a minute.
   if (!options.slurm_conf.empty() && access(options.slurm_conf.c_str(), R_OK) != 0) {
-    return Status::FailedPrecondition("slurm: cannot read the configuration " +
-                                      options.slurm_conf + ": " + std::strerror(errno));
+    return Status::FailedPrecondition("slurm: cannot read the configuration " + options.slurm_conf +
+                                      ": " + std::strerror(errno));
   }
   auto executor = std::make_unique<SlurmExecutor>(options);
-  LOOM_RETURN_IF_ERROR(executor->Start());
+  if (Status started = executor->Start(); !started.ok()) {
+    if (!options.fallback) return started;
+    LOOM_LOG(kWarning) << started.message()
+                       << "; runs go to the local fallback until Slurm grants an allocation";
+  }
   return std::unique_ptr<Executor>(std::move(executor));
 }
 

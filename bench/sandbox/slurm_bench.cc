@@ -2,8 +2,8 @@
 // local bubblewrap executor, measured in one run (interleaved, so both see the same
 // machine load), on a real single-node Slurm that this program starts on localhost
 // (tests/support/slurm_cluster.h; needs root and slurm-wlm + munge). Then the
-// throughput of N runs at once through one allocation (N = the node's CPUs) against
-// the same N runs one after another through it.
+// throughput of M runs through one allocation from 1, 2, 4 and 8 callers at once,
+// and from as many callers as CPUs over that many warm allocations of one CPU.
 //
 //   slurm_bench [--runs N] [--concurrent-runs M]
 //
@@ -49,6 +49,24 @@ bool Timed(loom::sandbox::Executor& e, const loom::sandbox::RunSpec& spec, doubl
     return false;
   }
   return true;
+}
+
+// Runs per second of `total` runs made by `clients` threads at once; -1 on a failure.
+double Throughput(loom::sandbox::Executor& e, const loom::sandbox::RunSpec& spec, int clients,
+                  int total) {
+  auto t0 = Clock::now();
+  std::vector<std::thread> threads;
+  std::atomic<int> next{0}, failed{0};
+  for (int t = 0; t < clients; ++t) {
+    threads.emplace_back([&] {
+      double m;
+      while (next.fetch_add(1) < total) {
+        if (!Timed(e, spec, &m)) failed.fetch_add(1);
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  return failed.load() > 0 ? -1 : total * 1000.0 / MsSince(t0);
 }
 
 }  // namespace
@@ -111,29 +129,29 @@ int main(int argc, char** argv) {
          Percentile(slurm_ms, 0.1), Percentile(slurm_ms, 0.9));
   printf("  slurm / local ratio   %.2f   (added per run %.2f ms)\n", s50 / l50, s50 - l50);
 
-  // Throughput: the same runs one after another, then `cpus` at a time.
-  auto t0 = Clock::now();
-  for (int i = 0; i < concurrent_runs; ++i) {
-    if (!Timed(**slurm, spec, &ms)) return 1;
+  // Throughput of `concurrent_runs` runs through one allocation of `cpus` CPUs,
+  // from 1, 2, ... callers at once (more callers than CPUs wait for a step).
+  printf("throughput, %d runs through one allocation of %d CPUs:\n", concurrent_runs,
+         cluster.cpus());
+  double one = 0;
+  for (int clients : {1, 2, 4, 8}) {
+    double rate = Throughput(**slurm, spec, clients, concurrent_runs);
+    if (rate < 0) return 1;
+    if (clients == 1) one = rate;
+    printf("  %d at a time   %8.1f runs/s  (x%.2f)\n", clients, rate, rate / one);
   }
-  double sequential = MsSince(t0);
-  t0 = Clock::now();
-  std::vector<std::thread> threads;
-  std::atomic<int> next{0}, failed{0};
-  for (int t = 0; t < cluster.cpus(); ++t) {
-    threads.emplace_back([&] {
-      double m;
-      while (next.fetch_add(1) < concurrent_runs) {
-        if (!Timed(**slurm, spec, &m)) failed.fetch_add(1);
-      }
-    });
+  // The same CPUs as warm allocations of one CPU each, runs spread over them.
+  slurm->reset();
+  options.concurrent_steps = 1;
+  options.warm_allocations = static_cast<uint32_t>(cluster.cpus());
+  auto spread = loom::sandbox::MakeSlurmExecutor(options);
+  if (!spread.ok()) {
+    fprintf(stderr, "%s\n", spread.status().ToString().c_str());
+    return 1;
   }
-  for (auto& t : threads) t.join();
-  double parallel = MsSince(t0);
-  if (failed.load() > 0) return 1;
-  printf("throughput, %d runs through one allocation:\n", concurrent_runs);
-  printf("  one at a time   %8.1f runs/s\n", concurrent_runs * 1000.0 / sequential);
-  printf("  %d at a time     %8.1f runs/s  (x%.2f)\n", cluster.cpus(),
-         concurrent_runs * 1000.0 / parallel, sequential / parallel);
+  double rate = Throughput(**spread, spec, cluster.cpus(), concurrent_runs);
+  if (rate < 0) return 1;
+  printf("  %d at a time over %d warm allocations of 1 CPU   %8.1f runs/s  (x%.2f)\n",
+         cluster.cpus(), cluster.cpus(), rate, rate / one);
   return 0;
 }

@@ -52,6 +52,11 @@ struct DemoArgs {
   bool remote = false;
   bool serve = false;
   std::string listen = "127.0.0.1:0";
+  // Where the agent's sandboxed runs happen: bwrap (this machine) or slurm (job
+  // steps on the cluster of slurm_conf; the demo's directory must be at the same
+  // path on its nodes).
+  std::string executor = "bwrap";
+  std::string slurm_conf, partition;
 };
 
 // examples/ beside the working directory (a checkout), else the source tree
@@ -197,13 +202,27 @@ int RunDemo(GlobalOptions& global, const DemoArgs& args) {
   }
 
   Config config(DaemonConfigSchema());
-  for (auto [key, value] : std::initializer_list<std::pair<const char*, std::string>>{
-           {"data_dir", dir + "/data"},
-           {"listen", args.listen},
-           {"agents", "1"},
-           {"llm.url", llm_url},
-           {"llm.model", args.llm_model},
-           {"llm.retries", replay ? "1" : "4"}}) {
+  std::vector<std::pair<std::string, std::string>> settings = {{"data_dir", dir + "/data"},
+                                                               {"listen", args.listen},
+                                                               {"agents", "1"},
+                                                               {"llm.url", llm_url},
+                                                               {"llm.model", args.llm_model},
+                                                               {"llm.retries", replay ? "1" : "4"},
+                                                               {"sandbox.backend", args.executor}};
+  if (args.executor == "slurm") {
+    // One run at a time: one CPU and 1 GiB held on the cluster for the demo.
+    settings.insert(settings.end(), {{"sandbox.slurm_conf", args.slurm_conf},
+                                     {"sandbox.partition", args.partition},
+                                     {"sandbox.concurrent_steps", "1"},
+                                     {"sandbox.step_memory_mb", "1024"},
+                                     {"sandbox.allocation_minutes", "30"}});
+    std::cout << "  sandbox     job steps on Slurm ("
+              << (args.slurm_conf.empty() ? std::string("/etc/slurm/slurm.conf") : args.slurm_conf)
+              << "), each sandboxed in bubblewrap on the node\n";
+  } else if (args.executor != "bwrap") {
+    return Fail("--executor must be bwrap or slurm (got '" + args.executor + "')");
+  }
+  for (const auto& [key, value] : settings) {
     if (Status s = config.Set(key, value, "loom demo"); !s.ok()) return Fail(s.message());
   }
   log::SetLevel(log::Level::kWarning);
@@ -310,6 +329,14 @@ void AddDemoCommand(CLI::App& app, GlobalOptions& global, int& exit_code) {
                  "Keep loomd serving after the task reaches review, until Ctrl-C, to review it "
                  "in the dashboard");
   demo->add_option("--listen", args->listen, "loomd's address with --serve (default a free port)");
+  demo->add_option("--executor", args->executor,
+                   "Where the agent's sandboxed runs happen: bwrap (this machine, the default) or "
+                   "slurm (job steps on a Slurm cluster; --dir must be on a filesystem its nodes "
+                   "share at the same path)");
+  demo->add_option("--slurm-conf", args->slurm_conf,
+                   "With --executor slurm: the cluster's slurm.conf (default Slurm's own)");
+  demo->add_option("--partition", args->partition,
+                   "With --executor slurm: the partition (default the cluster's)");
   demo->callback([&global, &exit_code, args] { exit_code = RunDemo(global, *args); });
 }
 

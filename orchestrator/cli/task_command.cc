@@ -3,8 +3,10 @@
 
 #include <CLI/CLI.hpp>
 #include <cctype>
+#include <charconv>
 #include <chrono>
 #include <cstdio>
+#include <ctime>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -30,6 +32,26 @@ std::string FirstLine(const std::string& text, size_t max = 100) {
   return line.size() < text.size() ? line + " ..." : line;
 }
 
+// "GPU grant: 2 x gpu:a100 for 60 min (until 2026-...Z)" for an escalation or a
+// task that carries one; empty otherwise.
+std::string GrantLine(const Json& j) {
+  const Json* g = nullptr;
+  if (j.contains("gpu_grant") && j["gpu_grant"].is_object()) {
+    g = &j["gpu_grant"];
+  } else if (j.contains("answer") && j["answer"].is_object() && j["answer"].contains("gpu") &&
+             j["answer"]["gpu"].is_object()) {
+    g = &j["answer"]["gpu"];
+  }
+  if (g == nullptr) return "";
+  std::time_t until = static_cast<std::time_t>(g->value("until_ms", int64_t{0}) / 1000);
+  char when[32] = "";
+  std::tm tm{};
+  if (gmtime_r(&until, &tm) != nullptr) std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return "GPU grant: " + std::to_string(g->value("count", int64_t{0})) +
+         " x gpu:" + g->value("type", std::string("?")) + " for " +
+         std::to_string(g->value("minutes", int64_t{0})) + " min (until " + when + ")";
+}
+
 void PrintTask(const Json& t) {
   std::cout << "task #" << Str(t, "id") << "  " << Str(t, "kind") << "  " << Str(t, "state") << "\n"
             << "title:   " << Str(t, "title") << "\n"
@@ -37,6 +59,7 @@ void PrintTask(const Json& t) {
   if (!Str(t, "branch").empty()) std::cout << "branch:  " << Str(t, "branch") << "\n";
   if (!Str(t, "reason").empty()) std::cout << "reason:  " << Str(t, "reason") << "\n";
   if (!Str(t, "answer").empty()) std::cout << "answer:  " << Str(t, "answer") << "\n";
+  if (std::string grant = GrantLine(t); !grant.empty()) std::cout << grant << "\n";
   if (!Str(t, "extra_steps").empty() || !Str(t, "extra_tokens").empty()) {
     std::cout << "extra budget: " << IntOr(t, "extra_steps", 0) << " steps, "
               << IntOr(t, "extra_tokens", 0) << " tokens (retries)\n";
@@ -473,6 +496,9 @@ void AddEscalationCommands(CLI::App& app, GlobalOptions& global, int& exit_code)
         std::printf("#%-5s task #%-5s %-9s %-9s %s\n", Str(e, "id").c_str(),
                     Str(e, "task_id").c_str(), Str(e, "kind").c_str(), Str(e, "state").c_str(),
                     FirstLine(Str(e, "summary")).c_str());
+        if (std::string grant = GrantLine(e); !grant.empty()) {
+          std::printf("       %s\n", grant.c_str());
+        }
       }
     });
   });
@@ -488,11 +514,15 @@ void AddEscalationCommands(CLI::App& app, GlobalOptions& global, int& exit_code)
                            << Str(e, "summary") << "\n";
                  if (!Str(e, "answer").empty())
                    std::cout << "\nanswer: " << Str(e, "answer") << "\n";
+                 if (std::string grant = GrantLine(e); !grant.empty()) {
+                   std::cout << grant << "\n";
+                 }
                });
   });
   struct AnswerArgs {
     int64_t id = 0;
-    std::string text, secret, secret_file, reason;
+    std::string text, secret, secret_file, reason, gpu;
+    int64_t minutes = 60;
     bool approve = false, deny = false;
   };
   auto aargs = std::make_shared<AnswerArgs>();
@@ -508,17 +538,35 @@ void AddEscalationCommands(CLI::App& app, GlobalOptions& global, int& exit_code)
   answer->add_flag("--approve", aargs->approve, "Approve what was asked");
   answer->add_flag("--deny", aargs->deny, "Deny it (with --reason)");
   answer->add_option("--reason", aargs->reason, "Why it is denied");
+  answer->add_option("--gpu", aargs->gpu,
+                     "TYPE:COUNT: grant GPUs (a gpu escalation); the task's runs get them as "
+                     "--gres=gpu:TYPE:COUNT on the Slurm pool");
+  answer->add_option("--minutes", aargs->minutes, "How long a --gpu grant lasts (default 60)");
   answer->callback([&global, &exit_code, aargs] {
     int given = !aargs->text.empty() + !aargs->secret.empty() + !aargs->secret_file.empty() +
-                aargs->approve + aargs->deny;
+                aargs->approve + aargs->deny + !aargs->gpu.empty();
     if (given != 1 || (aargs->deny && aargs->reason.empty())) {
       std::cerr << "loom: give exactly one of --text, --secret NAME=VALUE, --secret-file "
-                   "NAME=PATH, --approve, --deny --reason TEXT\n";
+                   "NAME=PATH, --approve, --deny --reason TEXT, --gpu TYPE:COUNT\n";
       exit_code = kExitUsage;
       return;
     }
     Json body;
-    if (!aargs->secret_file.empty()) {
+    if (!aargs->gpu.empty()) {
+      auto colon = aargs->gpu.rfind(':');
+      int64_t count = 0;
+      std::string digits = colon == std::string::npos ? "" : aargs->gpu.substr(colon + 1);
+      auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), count);
+      if (colon == 0 || digits.empty() || ec != std::errc() ||
+          end != digits.data() + digits.size()) {
+        std::cerr << "loom: --gpu expects TYPE:COUNT (e.g. a100:2)\n";
+        exit_code = kExitUsage;
+        return;
+      }
+      body = {
+          {"gpu",
+           {{"type", aargs->gpu.substr(0, colon)}, {"count", count}, {"minutes", aargs->minutes}}}};
+    } else if (!aargs->secret_file.empty()) {
       auto eq = aargs->secret_file.find('=');
       if (eq == std::string::npos || eq + 1 == aargs->secret_file.size()) {
         std::cerr << "loom: --secret-file expects NAME=PATH (PATH '-' reads stdin)\n";

@@ -1189,3 +1189,71 @@ TEST_F(AgentEndToEndTest, AReloadedPolicyGovernsTheNextTask) {
 
 }  // namespace
 }  // namespace loom
+
+namespace loom {
+namespace {
+
+// A person grants the GPUs an agent asked for: the grant (type, count, minutes)
+// is in the escalation's answer and on the task, and the task's later sandbox
+// runs carry it (recorded with each run; the Slurm backend turns it into
+// --gres=gpu:<type>:<n>, tests/sandbox/slurm_executor_test.cc). Only a gpu
+// escalation takes a grant, and a malformed one is refused field by field.
+TEST_F(AgentEndToEndTest, AGpuGrantIsShownAndGoesWithTheTasksLaterRuns) {
+  Json replies = Json::array(
+      {Step("request_human", {{"kind", "gpu"}, {"summary", "the CUDA suite needs 2 GPUs"}}),
+       Step("run_tests", Json::object()),
+       Step("write_file", {{"path", "NOTES.md"}, {"content", "x\n"}}),
+       Step("finish", {{"summary", "done"}})});
+  Start(Script(replies));
+  int64_t fb = File("feature", "needs a gpu", "x");
+  Json task = WaitSettled(fb);
+  ASSERT_EQ(task["state"], "blocked") << task.dump();
+  Json open = Get("/v1/escalations");
+  ASSERT_EQ(open["items"].size(), 1u);
+  ASSERT_EQ(open["items"][0]["kind"], "gpu");
+  std::string target =
+      "/v1/escalations/" + std::to_string(open["items"][0]["id"].get<int64_t>()) + "/answer";
+  auto bad =
+      Call("POST", target, engineer_, R"({"gpu": {"type": "a100", "count": 0, "minutes": 5}})");
+  EXPECT_EQ(bad.status, 400) << bad.body;
+  EXPECT_NE(bad.body.find("gpu.count"), std::string::npos) << bad.body;
+  auto odd =
+      Call("POST", target, engineer_, R"({"gpu": {"type": "a100;x", "count": 1, "minutes": 5}})");
+  EXPECT_EQ(odd.status, 400) << odd.body;
+  auto r =
+      Call("POST", target, engineer_, R"({"gpu": {"type": "a100", "count": 2, "minutes": 30}})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  Json answered = Json::parse(r.body);
+  EXPECT_EQ(answered["answer"]["gpu"]["type"], "a100");
+  EXPECT_EQ(answered["answer"]["gpu"]["count"], 2);
+  EXPECT_EQ(answered["answer"]["gpu"]["minutes"], 30);
+  task = WaitSettled(fb);
+  ASSERT_EQ(task["state"], "review") << task.dump();
+  Json shown = Get("/v1/tasks/" + std::to_string(task["id"].get<int64_t>()));
+  ASSERT_TRUE(shown.contains("gpu_grant")) << shown.dump();
+  EXPECT_EQ(shown["gpu_grant"]["type"], "a100");
+  EXPECT_EQ(shown["gpu_grant"]["count"], 2);
+  auto runs = Events(task, "test_run");
+  ASSERT_FALSE(runs.empty());
+  for (const auto& run : runs) {
+    EXPECT_EQ(run["data"]["gpus"], Json({{"type", "a100"}, {"count", 2}})) << run.dump();
+  }
+}
+
+TEST_F(AgentEndToEndTest, OnlyAGpuEscalationTakesAGpuGrant) {
+  Json replies =
+      Json::array({Step("request_human", {{"kind", "question"}, {"summary", "which?"}})});
+  Start(Script(replies));
+  Json task = WaitSettled(File("feature", "asks", "x"));
+  ASSERT_EQ(task["state"], "blocked") << task.dump();
+  Json open = Get("/v1/escalations");
+  ASSERT_EQ(open["items"].size(), 1u);
+  auto r =
+      Call("POST",
+           "/v1/escalations/" + std::to_string(open["items"][0]["id"].get<int64_t>()) + "/answer",
+           engineer_, R"({"gpu": {"type": "a100", "count": 1, "minutes": 5}})");
+  EXPECT_EQ(r.status, 400) << r.body;
+}
+
+}  // namespace
+}  // namespace loom

@@ -465,3 +465,66 @@ TEST_F(AgentLoopTest, AnApiKeyThePolicyDoesNotAllowIsRefusedAtOnce) {
 
 }  // namespace
 }  // namespace loom
+
+namespace loom {
+namespace {
+
+// The executor's Unavailable (a Slurm pool down after its own retries) parks the
+// task on an infrastructure escalation after that call, the call's result kept;
+// answering it resumes the task.
+TEST_F(AgentLoopTest, ASandboxPoolThatIsDownParksTheTaskWithAnInfrastructureEscalation) {
+  executor_.set_handler([](const sandbox::RunSpec&) -> Result<sandbox::Outcome> {
+    return Status::Unavailable("slurm: the pool is down: no step could start in 3 tries");
+  });
+  llm_.Add(FakeLlm::Call("run_tests", Json::object()));
+  AgentOutcome outcome = Run("bug");
+  EXPECT_EQ(outcome.result, AgentResult::kBlocked) << outcome.reason;
+  EXPECT_EQ(Reload().state, TaskState::kBlocked);
+  auto open = stores_.escalations->List(true);
+  ASSERT_TRUE(open.ok());
+  ASSERT_EQ(open->size(), 1u);
+  EXPECT_EQ((*open)[0].kind, "infrastructure");
+  EXPECT_EQ((*open)[0].raised_by, "orchestrator");
+  EXPECT_NE((*open)[0].summary.find("the pool is down"), std::string::npos) << (*open)[0].summary;
+  ASSERT_EQ(Results().size(), 1u);  // the call's result is recorded before the task parks
+  EXPECT_EQ(executor_.runs().size(), 1u);
+}
+
+}  // namespace
+}  // namespace loom
+
+namespace loom {
+namespace {
+
+// A granted GPU escalation gives the task's runs its GPUs for the grant's time
+// left (whole minutes, on the injected clock); once it ran out, runs have none.
+TEST_F(AgentLoopTest, RunsCarryTheTasksGpuGrantUntilItEnds) {
+  task_ = Lease("feature");
+  auto esc = stores_.escalations->Escalate(task_.id, "gpu", "CUDA suite", "agent");
+  ASSERT_TRUE(esc.ok());
+  Json grant = {{"approved", true},
+                {"gpu",
+                 {{"type", "h100"},
+                  {"count", 1},
+                  {"minutes", 10},
+                  {"until_ms", clock_.NowMs() + 10 * 60'000}}},
+                {"text", "granted"}};
+  ASSERT_TRUE(stores_.escalations->Answer(*esc, grant, 0).ok());
+  executor_.set_handler([this](const sandbox::RunSpec&) -> Result<sandbox::Outcome> {
+    clock_.AdvanceMs(11 * 60'000);  // the grant ends after the first run
+    return FakeExecutor::Exited(0);
+  });
+  llm_.Add(FakeLlm::Call("run_tests", Json::object()));
+  llm_.Add(FakeLlm::Call("run_tests", {{"args", "-k again"}}));
+  AgentEnv env = Env(task_);
+  RunAgent(task_, env);
+  ASSERT_EQ(executor_.runs().size(), 2u);
+  ASSERT_TRUE(executor_.runs()[0].gpus.has_value());
+  EXPECT_EQ(executor_.runs()[0].gpus->type, "h100");
+  EXPECT_EQ(executor_.runs()[0].gpus->count, 1u);
+  EXPECT_EQ(executor_.runs()[0].gpus->time_left, std::chrono::minutes(10));
+  EXPECT_FALSE(executor_.runs()[1].gpus.has_value());
+}
+
+}  // namespace
+}  // namespace loom

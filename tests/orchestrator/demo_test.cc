@@ -9,11 +9,13 @@
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <regex>
 #include <string>
 #include <thread>
 
 #include "tests/support/http_client.h"
+#include "tests/support/slurm_cluster.h"
 #include "tests/support/subprocess.h"
 #include "tests/support/temp_dir.h"
 #include "tests/support/test_paths.h"
@@ -122,6 +124,47 @@ TEST(DemoTest, AnUnreachableDirectoryIsRefusedWithTheReason) {
   LoomRun r = Demo(dir.path() + "/demo");
   EXPECT_EQ(r.exit_code, 1) << r.out;
   EXPECT_NE(r.out.find(dir.path() + " is mode 0700"), std::string::npos) << r.out;
+}
+
+}  // namespace
+}  // namespace loom
+
+namespace loom {
+namespace {
+
+// An agent's task end to end through Slurm: `loom demo --executor slurm` on a real
+// local cluster (tests/support/slurm_cluster.h). The suite and its verification
+// run as job steps of loomd's allocation (slurmd launched them), sandboxed by the
+// runner on the node, and the task reaches review as it does locally.
+TEST(DemoTest, TheWholeLoopRunsThroughSlurm) {
+  std::string missing = testing::SlurmCluster::Missing();
+  if (!missing.empty()) {
+    const char* ci = getenv("CI");
+    if (ci != nullptr && std::string(ci) == "true") FAIL() << missing;
+    GTEST_SKIP() << "no local Slurm: " << missing;
+  }
+  testing::TempDir cluster_dir;
+  ::chmod(cluster_dir.path().c_str(), 0755);
+  testing::SlurmCluster cluster;
+  ASSERT_TRUE(cluster.Start(cluster_dir.path())) << cluster.error();
+  testing::TempDir dir;
+  ::chmod(dir.path().c_str(), 0711);
+  LoomRun r = Demo(dir.path() + "/demo",
+                   " --executor slurm --slurm-conf " + ShellQuote(cluster.slurm_conf()));
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("job steps on Slurm"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("is ready for review"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("Ran 9 tests"), std::string::npos) << r.out;
+  // The allocation loomd made, and steps slurmd launched in it.
+  std::string jobs = testing::CommandOutput("SLURM_CONF=" + ShellQuote(cluster.slurm_conf()) +
+                                            " scontrol show jobs --oneliner");
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(jobs, m, std::regex("JobId=([0-9]+) JobName=loom-sandbox")))
+      << jobs;
+  std::ifstream slurmd_log(cluster_dir.path() + "/log/slurmd.log");
+  std::string log((std::istreambuf_iterator<char>(slurmd_log)), std::istreambuf_iterator<char>());
+  EXPECT_NE(log.find("StepId=" + m[1].str() + ".0"), std::string::npos) << log;
+  EXPECT_NE(log.find("StepId=" + m[1].str() + ".1"), std::string::npos) << "one step only: " << log;
 }
 
 }  // namespace

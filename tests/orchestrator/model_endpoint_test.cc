@@ -223,6 +223,11 @@ TEST(SandboxBackendTest, ASlurmBackendWithoutAClusterIsRefusedWithWhatToDo) {
                         {{"sandbox.backend", "slurm"}, {"sandbox.concurrent_steps", "0"}});
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find("sandbox.concurrent_steps"), std::string::npos);
+  auto fallback = StartLoomd(dir.path(), DownUrl(),
+                             {{"sandbox.backend", "slurm"}, {"sandbox.slurm_fallback", "cloud"}});
+  ASSERT_FALSE(fallback.ok());
+  EXPECT_NE(fallback.status().message().find("sandbox.slurm_fallback"), std::string::npos)
+      << fallback.status().message();
 }
 
 TEST(SandboxBackendTest, LoomdStartsWithTheSlurmBackendOnALocalCluster) {
@@ -248,6 +253,25 @@ TEST(SandboxBackendTest, LoomdStartsWithTheSlurmBackendOnALocalCluster) {
                              " squeue --noheader --name=loom-sandbox --format=%T");
   EXPECT_EQ(jobs, "RUNNING\n");
   (*d)->Stop(std::chrono::milliseconds(0));
+
+  // The controller down: refused, unless the operator allows the local fallback.
+  cluster.StopController();
+  std::vector<std::pair<std::string, std::string>> down = {
+      {"sandbox.backend", "slurm"},
+      {"sandbox.slurm_conf", cluster.slurm_conf()},
+      {"sandbox.concurrent_steps", "1"},
+      {"sandbox.step_memory_mb", "512"},
+      {"sandbox.start_attempts", "1"}};
+  testing::TempDir strict_dir;
+  auto strict = StartLoomd(strict_dir.path(), DownUrl(), down);
+  ASSERT_FALSE(strict.ok());
+  EXPECT_NE(strict.status().message().find("sandbox.backend = bwrap"), std::string::npos)
+      << strict.status().message();
+  down.emplace_back("sandbox.slurm_fallback", "local");
+  testing::TempDir local_dir;
+  auto local = StartLoomd(local_dir.path(), DownUrl(), down);
+  ASSERT_TRUE(local.ok()) << local.status().ToString();
+  (*local)->Stop(std::chrono::milliseconds(0));
 }
 
 std::string ReadFile(const std::string& path) {

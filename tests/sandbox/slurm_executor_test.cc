@@ -11,6 +11,8 @@
 #include <atomic>
 #include <chrono>
 #include <fstream>
+#include <functional>
+#include <sstream>
 #include <thread>
 
 #include "sandbox/executor.h"
@@ -198,6 +200,8 @@ TEST_F(SlurmExecutorTest, AnUnreachableControllerIsUnavailableNeverAnOutcome) {
   SlurmOptions options = SlurmEnvironment::Options(options_);
   options.slurm_conf = second.slurm_conf();
   options.start_timeout = 20s;
+  options.start_attempts = 2;
+  options.start_backoff = 100ms;
   auto executor = MakeSlurmExecutor(options);
   ASSERT_TRUE(executor.ok()) << executor.status().ToString();
   second.StopController();
@@ -205,10 +209,241 @@ TEST_F(SlurmExecutorTest, AnUnreachableControllerIsUnavailableNeverAnOutcome) {
   auto run = (*executor)->Run(Spec({"/bin/sh", "-c", "echo ran"}));
   ASSERT_FALSE(run.ok()) << "reported an outcome for a run that cannot have happened";
   EXPECT_EQ(run.status().code(), StatusCode::kUnavailable) << run.status().ToString();
+  EXPECT_NE(run.status().message().find("the pool is down"), std::string::npos)
+      << run.status().ToString();
 
   auto fresh = MakeSlurmExecutor(options);
   ASSERT_FALSE(fresh.ok());
   EXPECT_EQ(fresh.status().code(), StatusCode::kUnavailable) << fresh.status().ToString();
+}
+
+// Two warm allocations of one CPU each: both are made at start, two runs at once
+// go one to each (their steps seen in squeue), and one that is cancelled is made
+// again for the next runs.
+TEST_F(SlurmExecutorTest, StepsSpreadOverTheWarmAllocationsAndALostOneIsMadeAgain) {
+  executor_.reset();
+  SlurmOptions options = SlurmEnvironment::Options(options_);
+  options.concurrent_steps = 1;
+  options.warm_allocations = 2;
+  auto executor = MakeSlurmExecutor(options);
+  ASSERT_TRUE(executor.ok()) << executor.status().ToString();
+  std::string warm = Allocations();
+  ASSERT_EQ(std::count(warm.begin(), warm.end(), '\n'), 2) << warm;
+
+  auto run_two = [&](std::string* steps) {
+    std::atomic<int> done{0};
+    std::vector<Result<Outcome>> outcomes(2, Status::Internal("not run"));
+    std::vector<std::thread> threads;
+    for (int i = 0; i < 2; ++i) {
+      threads.emplace_back([&, i] {
+        outcomes[i] =
+            (*executor)->Run(Spec({"/bin/sh", "-c", "sleep 2; echo " + std::to_string(i)}));
+        ++done;
+      });
+    }
+    while (done.load() < 2) {
+      for (const std::string& line : [&] {
+             std::vector<std::string> lines;
+             std::istringstream in(Slurm("squeue --noheader --steps --name=loom-run --format=%i"));
+             for (std::string l; std::getline(in, l);) lines.push_back(l);
+             return lines;
+           }()) {
+        std::string job = line.substr(0, line.find('.'));
+        if (steps->find(job + "\n") == std::string::npos) *steps += job + "\n";
+      }
+      std::this_thread::sleep_for(100ms);
+    }
+    for (auto& t : threads) t.join();
+    for (int i = 0; i < 2; ++i) {
+      ASSERT_TRUE(outcomes[i].ok()) << outcomes[i].status().ToString();
+      EXPECT_EQ(outcomes[i]->stdout_data, std::to_string(i) + "\n");
+    }
+  };
+  std::string jobs_used;
+  run_two(&jobs_used);
+  EXPECT_EQ(std::count(jobs_used.begin(), jobs_used.end(), '\n'), 2)
+      << "both steps in one allocation: " << jobs_used;
+
+  std::string lost = warm.substr(0, warm.find('\n'));
+  Slurm("scancel " + lost);
+  for (int i = 0; i < 100 && Allocations().find(lost + "\n") != std::string::npos; ++i) {
+    std::this_thread::sleep_for(50ms);
+  }
+  std::string after_used;
+  run_two(&after_used);
+  EXPECT_EQ(std::count(after_used.begin(), after_used.end(), '\n'), 2) << after_used;
+  EXPECT_EQ(after_used.find(lost + "\n"), std::string::npos) << after_used;
+  std::string now = Allocations();
+  EXPECT_EQ(std::count(now.begin(), now.end(), '\n'), 2) << now;
+}
+
+// An allocation with less time left than a run's wall time plus two minutes
+// takes no new step: with allocation_minutes = 3 and runs of one minute, every
+// run needs a fresh allocation. The one replaced while its step still runs is
+// released only after that step, which finishes intact.
+TEST_F(SlurmExecutorTest, AnAllocationNearItsEndIsReplacedAfterItsLastStep) {
+  executor_.reset();
+  SlurmOptions options = SlurmEnvironment::Options(options_);
+  options.concurrent_steps = 1;
+  options.warm_allocations = 2;  // two runs at once, one CPU each
+  options.allocation_minutes = 3;
+  auto executor = MakeSlurmExecutor(options);
+  ASSERT_TRUE(executor.ok()) << executor.status().ToString();
+  std::string first = Allocations();
+  auto minute = [](RunSpec& s) { s.limits.wall_time = std::chrono::minutes(1); };
+  Result<Outcome> slow = Status::Internal("not run");
+  std::thread long_run([&] {
+    RunSpec spec = Spec({"/bin/sh", "-c", "sleep 3; echo slow"});
+    minute(spec);
+    slow = (*executor)->Run(spec);
+  });
+  // Once the slow step runs (in a fresh allocation: the first one was too short).
+  std::string during;
+  for (int i = 0; i < 200; ++i) {
+    during = Slurm("squeue --noheader --steps --name=loom-run --format=%i");
+    if (!during.empty()) break;
+    std::this_thread::sleep_for(50ms);
+  }
+  ASSERT_FALSE(during.empty());
+  RunSpec quick = Spec({"/bin/sh", "-c", "echo quick"});
+  minute(quick);
+  auto q = (*executor)->Run(quick);
+  ASSERT_TRUE(q.ok()) << q.status().ToString();
+  EXPECT_EQ(q->stdout_data, "quick\n");
+  std::string both = Allocations();
+  EXPECT_EQ(std::count(both.begin(), both.end(), '\n'), 2)
+      << "the slow step's allocation kept: " << both;
+  long_run.join();
+  ASSERT_TRUE(slow.ok()) << slow.status().ToString();
+  EXPECT_EQ(slow->stdout_data, "slow\n");
+  std::string left = Allocations();
+  for (int i = 0; i < 100 && std::count(left.begin(), left.end(), '\n') != 1; ++i) {
+    std::this_thread::sleep_for(50ms);
+    left = Allocations();
+  }
+  EXPECT_EQ(std::count(left.begin(), left.end(), '\n'), 1) << left;
+  std::istringstream firsts(first);
+  for (std::string job; std::getline(firsts, job);) {
+    EXPECT_EQ(left.find(job + "\n"), std::string::npos) << "allocation " << job << " was kept";
+  }
+}
+
+// Its own cluster: slurmctld is down for longer than one srun waits for it (about
+// 9 s with MessageTimeout=5), then comes back. The step that could not start is
+// tried again after a backoff, in the allocation slurmctld recovered.
+TEST_F(SlurmExecutorTest, AStepThatCouldNotStartIsTriedAgainAfterABackoff) {
+  loom::testing::TempDir dir;
+  chmod(dir.path().c_str(), 0755);
+  loom::testing::SlurmCluster second;
+  ASSERT_TRUE(second.Start(dir.path())) << second.error();
+  executor_.reset();  // its allocation holds the node's CPUs
+  SlurmOptions options = SlurmEnvironment::Options(options_);
+  options.slurm_conf = second.slurm_conf();
+  options.start_timeout = 20s;
+  options.start_attempts = 6;
+  options.start_backoff = 1s;
+  auto executor = MakeSlurmExecutor(options);
+  ASSERT_TRUE(executor.ok()) << executor.status().ToString();
+  second.StopController();
+  std::thread restart([&] {
+    std::this_thread::sleep_for(14s);
+    EXPECT_TRUE(second.StartController()) << second.error();
+  });
+  auto start = std::chrono::steady_clock::now();
+  auto run = (*executor)->Run(Spec({"/bin/sh", "-c", "echo ran"}));
+  auto took = std::chrono::steady_clock::now() - start;
+  restart.join();
+  ASSERT_TRUE(run.ok()) << run.status().ToString();
+  EXPECT_TRUE(run->Succeeded());
+  EXPECT_EQ(run->stdout_data, "ran\n");
+  EXPECT_GE(took, 14s) << "ran before slurmctld was back";
+}
+
+// A drained node grants no allocation: without a fallback that is Unavailable,
+// with the local one the run happens on this machine (no allocation made), and
+// once the node is resumed runs go through Slurm again.
+TEST_F(SlurmExecutorTest, ADrainedNodeGoesToTheLocalFallbackWhenOneIsSet) {
+  executor_.reset();
+  std::string node = cluster_->node();
+  Slurm("scontrol update nodename=" + node + " state=drain reason=loom-test");
+  struct Resume {
+    std::function<void()> f;
+    ~Resume() { f(); }
+  } resume{[&] { Slurm("scontrol update nodename=" + node + " state=resume"); }};
+  SlurmOptions options = SlurmEnvironment::Options(options_);
+  options.start_timeout = 3s;
+  options.start_attempts = 2;
+  options.start_backoff = 200ms;
+  auto strict = MakeSlurmExecutor(options);
+  ASSERT_FALSE(strict.ok()) << "allocated on a drained node";
+  EXPECT_EQ(strict.status().code(), StatusCode::kUnavailable) << strict.status().ToString();
+
+  auto local = MakeBwrapExecutor(options_);
+  ASSERT_TRUE(local.ok()) << local.status().ToString();
+  options.fallback = std::move(local).value();
+  auto executor = MakeSlurmExecutor(options);
+  ASSERT_TRUE(executor.ok()) << executor.status().ToString();
+  auto run = (*executor)->Run(Spec({"/bin/sh", "-c", "echo here"}));
+  ASSERT_TRUE(run.ok()) << run.status().ToString();
+  EXPECT_EQ(run->stdout_data, "here\n");
+  EXPECT_EQ(Allocations(), "");
+
+  Slurm("scontrol update nodename=" + node + " state=resume");
+  auto again = (*executor)->Run(Spec({"/bin/sh", "-c", "echo there"}));
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ(again->stdout_data, "there\n");
+  std::string allocations = Allocations();
+  EXPECT_EQ(std::count(allocations.begin(), allocations.end(), '\n'), 1) << allocations;
+}
+
+}  // namespace
+}  // namespace loom::sandbox
+
+namespace loom::sandbox {
+namespace {
+
+using namespace std::chrono_literals;
+
+// A run with GPUs (a person's grant) is a job of its own in the GPU partition with
+// the grant's gres: seen in squeue while it runs. The test cluster's GPUs are a
+// gres count over /dev/null and /dev/zero: the scheduling path is real, no GPU is.
+TEST_F(SlurmExecutorTest, AGpuRunIsAJobInTheGpuPartitionWithTheGrantedGres) {
+  executor_.reset();
+  SlurmOptions options = SlurmEnvironment::Options(options_);
+  options.concurrent_steps = 1;
+  options.gpu_partition = "loomgpu";
+  auto executor = MakeSlurmExecutor(options);
+  ASSERT_TRUE(executor.ok()) << executor.status().ToString();
+  std::atomic<bool> done{false};
+  std::string seen;
+  std::thread watch([&] {
+    while (!done.load() && seen.empty()) {
+      seen = Slurm("squeue --noheader --name=loom-gpu-run --format='%P %b %l'");
+      std::this_thread::sleep_for(50ms);
+    }
+  });
+  RunSpec spec = Spec({"/bin/sh", "-c", "sleep 1; echo on-gpu"});
+  spec.limits.wall_time = 10min;  // Slurm's fence would be 12 min; the grant has 5 left
+  spec.gpus = RunSpec::Gpus{"fake", 2, 5min};
+  auto o = (*executor)->Run(spec);
+  done = true;
+  watch.join();
+  ASSERT_TRUE(o.ok()) << o.status().ToString();
+  EXPECT_EQ(o->stdout_data, "on-gpu\n");
+  EXPECT_NE(seen.find("loomgpu"), std::string::npos) << seen;
+  EXPECT_NE(seen.find("gpu:fake:2"), std::string::npos) << seen;
+  EXPECT_NE(seen.find("5:00"), std::string::npos) << "limited to the grant's time left: " << seen;
+
+  // More GPUs than the pool has cannot start: Unavailable, never an outcome.
+  spec.gpus = RunSpec::Gpus{"fake", 3, 5min};
+  options.start_attempts = 1;
+  auto strict = MakeSlurmExecutor(options);
+  ASSERT_TRUE(strict.ok());
+  auto too_many = (*strict)->Run(spec);
+  ASSERT_FALSE(too_many.ok());
+  EXPECT_EQ(too_many.status().code(), StatusCode::kUnavailable) << too_many.status().ToString();
+  spec.gpus = RunSpec::Gpus{"fake;rm", 1, 5min};
+  EXPECT_EQ((*executor)->Run(spec).status().code(), StatusCode::kInvalidArgument);
 }
 
 }  // namespace

@@ -144,10 +144,17 @@ bool SlurmCluster::Start(const std::string& dir) {
        << "SelectType=select/cons_tres\nSelectTypeParameters=CR_Core_Memory\n"
        << "ReturnToService=2\nMpiDefault=none\n"
        << "MessageTimeout=5\n"
+       << "GresTypes=gpu\n"
        << "NodeName=" << node_ << " NodeHostname=" << host << " NodeAddr=127.0.0.1 CPUs=" << cpus_
-       << " RealMemory=4096 State=UNKNOWN\n"
-       << "PartitionName=loom Nodes=" << node_ << " Default=YES MaxTime=INFINITE State=UP\n";
+       << " RealMemory=4096 Gres=gpu:fake:2 State=UNKNOWN\n"
+       << "PartitionName=loom Nodes=" << node_ << " Default=YES MaxTime=INFINITE State=UP\n"
+       << "PartitionName=loomgpu Nodes=" << node_ << " MaxTime=INFINITE State=UP\n";
   WriteText(slurm_conf_, conf.str());
+  // Two "GPUs" that are /dev/null and /dev/zero (slurmd 22.05 counts a gpu gres
+  // without File= as 0 and marks the node invalid); ConstrainDevices is off, so
+  // nothing is fenced: the scheduling path (gres requests, partition) is real.
+  WriteText(dir_ + "/gres.conf",
+            "NodeName=" + node_ + " Name=gpu Type=fake File=/dev/null,/dev/zero\n");
   WriteText(dir_ + "/cgroup.conf", std::string("CgroupPlugin=") +
                                        (Unified() ? "cgroup/v2" : "cgroup/v1") +
                                        "\nCgroupMountpoint=/sys/fs/cgroup\n"
@@ -175,6 +182,27 @@ bool SlurmCluster::Start(const std::string& dir) {
 }
 
 void SlurmCluster::StopController() { StopDaemon(slurmctld_); }
+
+bool SlurmCluster::StartController() {
+  if (slurmctld_ > 0) return true;
+  ::setenv("SLURM_CONF", slurm_conf_.c_str(), 1);
+  slurmctld_ = Spawn({kSlurmctld, "-D", "-f", slurm_conf_}, dir_ + "/log/slurmctld.out");
+  ::unsetenv("SLURM_CONF");
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  std::string state;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (slurmctld_ < 0 || Exited(slurmctld_)) break;
+    state = CommandOutput("SLURM_CONF=" + ShellQuote(slurm_conf_) + " " + kSinfo +
+                          " --noheader --format=%T");
+    if (!state.empty() && state.find("down") == std::string::npos &&
+        state.find("error") == std::string::npos)
+      return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  error_ = "slurmctld did not come back (sinfo: " + state +
+           ")\nslurmctld: " + ReadText(dir_ + "/log/slurmctld.log");
+  return false;
+}
 
 void SlurmCluster::Stop() {
   StopDaemon(slurmctld_);

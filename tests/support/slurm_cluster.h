@@ -2,7 +2,8 @@
 // munged with its own key and socket, slurmctld and slurmd from Debian's
 // slurm-wlm (22.05), started directly (no systemd) with configurations generated
 // into the test's directory. The node is this machine under a name of its own
-// ("loomtest<pid>"), its CPUs and 4 GiB; one partition, "loom". Processes are
+// ("loomtest<pid>"), its CPUs, 4 GiB and two "GPUs" that are /dev/null and
+// /dev/zero (gres gpu:fake:2: the scheduling path is real, no GPU is there); two partitions on it, "loom" (the default) and "loomgpu". Processes are
 // tracked and limited with Slurm's cgroup plugin (cgroup/v1 on a hybrid host,
 // cgroup/v2 on a unified one) when /sys/fs/cgroup is writable, else
 // proctrack/linuxproc (Mode() says which). Stop() ends the daemons, every process
@@ -38,6 +39,9 @@ class SlurmCluster {
   bool Start(const std::string& dir);
   // Stops slurmctld only (for tests of an unreachable controller).
   void StopController();
+  // Starts slurmctld again after StopController(); it recovers its saved state
+  // (running allocations included). False, with error(), when it does not answer.
+  bool StartController();
   void Stop();
 
   // SLURM_CONF for the commands (srun, salloc, ...).
