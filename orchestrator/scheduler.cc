@@ -6,6 +6,7 @@
 #include "common/json_reader.h"
 #include "common/log.h"
 #include "common/private_dir.h"
+#include "orchestrator/crash_source.h"
 #include "orchestrator/observability.h"
 #include "orchestrator/repo_policy.h"
 #include "orchestrator/verifier.h"
@@ -287,7 +288,10 @@ void Scheduler::RunTask(int slot, const Task& task) {
   LifecyclePhases phases(lifecycle_, task.id);
   env.phases = &phases;
   LOOM_LOG(kInfo) << "slot " << slot << " runs task " << task.id << " on " << ws.info().branch;
-  AgentOutcome outcome = RunAgent(task, env);
+  // A crash report's frames without source lines get them from the release's commit.
+  Task worked = task;
+  worked.instructions = WithSourceAtCommit(task.instructions, record.path);
+  AgentOutcome outcome = RunAgent(worked, env);
   Status s = lifecycle_->RecordOutcome(task.id, outcome);
   if (!s.ok() && s.code() != StatusCode::kFailedPrecondition) {
     // Not recorded (a full disk, most likely): once more on the reserve, so that

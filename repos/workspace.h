@@ -200,6 +200,12 @@ class Workspace {
 Result<std::string> InitRepository(const std::string& dir, const std::string& branch,
                                    const std::string& message, const RepoSettings& author = {});
 
+// The bytes of `path` (relative to the repository's root) in `commit` (a full or
+// abbreviated id) of the repository at `repo_path`. NotFound when the commit or
+// the file is not there; ResourceExhausted when the file is over `max_bytes`.
+Result<std::string> ReadFileAtCommit(const std::string& repo_path, const std::string& commit,
+                                     const std::string& path, size_t max_bytes = 1 << 20);
+
 // A registered repository. Thread-safe: each call opens its own libgit2 handle.
 class Repository {
  public:
