@@ -42,7 +42,7 @@ int main(int argc, char** argv) {
 #else
   app.set_version_flag("--version", loom::VersionText("loom-infer"));
 #endif
-  std::string model_dir, device = "cpu", host = "127.0.0.1", chat_format = "auto", name;
+  std::string model_dir, device = "cpu", host = "127.0.0.1", chat_format = "auto", name, api_key;
   int port = 8000, threads = 0, tp = 1, max_batch = 16, kv_blocks = 0, block_size = 16;
   int max_step_tokens = 512, io_threads = 2;
   [[maybe_unused]] int cuda_attention = 1;
@@ -65,7 +65,10 @@ int main(int argc, char** argv) {
   app.add_option("--block-size", block_size, "Tokens per KV block");
   app.add_option("--max-step-tokens", max_step_tokens, "Tokens per forward step (prefill budget)");
   app.add_option("--chat-format", chat_format, "auto | chatml | llama3");
-  app.add_option("--served-model-name", name, "Model name in the API (default: the directory)");
+  app.add_option("--served-model-name", name,
+                 "Model name in the API (default: the directory); a,b,c: more names it answers to");
+  app.add_option("--api-key", api_key,
+                 "Require this bearer token on the API (/health and /metrics stay open)");
   app.add_option("--io-threads", io_threads, "HTTP I/O threads");
   // As loomd: defaults < the --config file < LOOM_INFER_* variables < flags. The
   // variable of --served-model-name is LOOM_INFER_SERVED_MODEL_NAME; the file's keys
@@ -157,7 +160,18 @@ int main(int argc, char** argv) {
   so.host = host;
   so.port = static_cast<uint16_t>(port);
   so.io_threads = io_threads;
+  // "coder,qwen": the first is the name responses carry, the rest are aliases.
+  std::vector<std::string> names;
+  for (size_t from = 0; from <= name.size();) {
+    size_t comma = std::min(name.find(',', from), name.size());
+    if (comma > from) names.push_back(name.substr(from, comma - from));
+    from = comma + 1;
+  }
+  if (names.empty()) return Fail(loom::Status::InvalidArgument("--served-model-name is empty"));
+  name = names[0];
   so.model_name = name;
+  so.aliases.assign(names.begin() + 1, names.end());
+  so.api_key = api_key;
   auto server = InferenceServer::Start(so, engine->get(), tok, &*chat);
   if (!server.ok()) return Fail(server.status());
   std::cerr << "loom-infer: serving " << name << " on http://" << host << ":" << (*server)->port()

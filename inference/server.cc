@@ -11,6 +11,7 @@
 #include <atomic>
 #include <cmath>
 #include <random>
+#include <set>
 #include <sstream>
 
 #include "common/http_server.h"
@@ -67,9 +68,54 @@ std::optional<BadRequest> BadFrom(const JsonReader& in) {
   return BadRequest{in.error().message, in.error().field};
 }
 
+// Fields of OpenAI's API this server does not implement yet: a request that asks
+// for them (with anything but their neutral value) is refused, naming the field,
+// rather than answered as if it had not asked.
+std::optional<BadRequest> Unsupported(const Json& body) {
+  auto refuse = [](const char* field) {
+    return BadRequest{
+        std::string(field) + " is not supported by loom-infer yet (docs/inference.md)", field};
+  };
+  auto set = [&](const char* field) -> const Json* {
+    const Json& v = MemberOrNull(body, field);
+    return v.is_null() ? nullptr : &v;
+  };
+  if (const Json* v = set("logprobs"); v && !(v->is_boolean() && !v->get<bool>())) {
+    return refuse("logprobs");
+  }
+  if (set("top_logprobs")) return refuse("top_logprobs");
+  for (const char* penalty : {"presence_penalty", "frequency_penalty"}) {
+    if (const Json* v = set(penalty); v && !(v->is_number() && v->get<double>() == 0.0)) {
+      return refuse(penalty);
+    }
+  }
+  if (const Json* v = set("repetition_penalty");
+      v && !(v->is_number() && v->get<double>() == 1.0)) {
+    return refuse("repetition_penalty");
+  }
+  if (const Json* v = set("logit_bias"); v && !(v->is_object() && v->empty())) {
+    return refuse("logit_bias");
+  }
+  if (const Json* v = set("response_format");
+      v && !(v->is_object() && MemberOrNull(*v, "type") == "text")) {
+    return refuse("response_format");
+  }
+  if (const Json* v = set("best_of"); v && !(v->is_number_integer() && v->get<int64_t>() == 1)) {
+    return refuse("best_of");
+  }
+  if (const Json* v = set("echo"); v && !(v->is_boolean() && !v->get<bool>())) {
+    return refuse("echo");
+  }
+  if (const Json* v = set("suffix"); v && !(v->is_string() && v->get<std::string>().empty())) {
+    return refuse("suffix");
+  }
+  return std::nullopt;
+}
+
 // The sampling fields shared by both generation routes.
 std::optional<BadRequest> ParseSampling(const Json& body, int32_t default_max_tokens,
                                         GenerationRequest* req, bool* stream, bool* include_usage) {
+  if (auto bad = Unsupported(body)) return bad;
   JsonReader in(body);
   double temperature = 1.0, top_p = 1.0;
   int64_t top_k = 0, max_tokens = default_max_tokens, n = 1;
@@ -434,14 +480,17 @@ class ServerImpl final : public InferenceServer {
   }
 
   Status Listen() {
-    router_.Add("GET", "/health", [this](auto& rq, auto ex) { Health(rq, ex); });
-    router_.Add("GET", "/v1/models", [this](auto& rq, auto ex) { Models(rq, ex); });
-    router_.Add("GET", "/metrics", [this](auto& rq, auto ex) { Metrics(rq, ex); });
-    router_.Add("POST", "/tokenize", [this](auto& rq, auto ex) { Tokenize(rq, ex); });
-    router_.Add("POST", "/detokenize", [this](auto& rq, auto ex) { Detokenize(rq, ex); });
-    router_.Add("POST", "/v1/completions", [this](auto& rq, auto ex) { Completions(rq, ex); });
-    router_.Add("POST", "/v1/chat/completions",
-                [this](auto& rq, auto ex) { ChatCompletions(rq, ex); });
+    auto add = [this](const char* method, const char* path, HttpHandler handler) {
+      paths_.insert(path);
+      router_.Add(method, path, std::move(handler));
+    };
+    add("GET", "/health", [this](auto& rq, auto ex) { Health(rq, ex); });
+    add("GET", "/v1/models", [this](auto& rq, auto ex) { Models(rq, ex); });
+    add("GET", "/metrics", [this](auto& rq, auto ex) { Metrics(rq, ex); });
+    add("POST", "/tokenize", [this](auto& rq, auto ex) { Tokenize(rq, ex); });
+    add("POST", "/detokenize", [this](auto& rq, auto ex) { Detokenize(rq, ex); });
+    add("POST", "/v1/completions", [this](auto& rq, auto ex) { Completions(rq, ex); });
+    add("POST", "/v1/chat/completions", [this](auto& rq, auto ex) { ChatCompletions(rq, ex); });
     HttpServerOptions ho;
     ho.host = options_.host;
     ho.port = options_.port;
@@ -453,10 +502,23 @@ class ServerImpl final : public InferenceServer {
       http_requests_->Add({route, std::to_string(status)});
       http_latency_->Observe({route}, std::chrono::duration<double>(latency).count());
     };
-    auto server =
-        HttpServer::Start(std::move(ho), [this](HttpRequest& rq, std::shared_ptr<HttpExchange> ex) {
-          router_.Dispatch(rq, std::move(ex));
-        });
+    auto server = HttpServer::Start(std::move(ho), [this](HttpRequest& rq,
+                                                          std::shared_ptr<HttpExchange> ex) {
+      if (!Authorized(rq)) {
+        return ex->Respond(OpenAiError(401, "a missing or wrong API key (Authorization: Bearer)",
+                                       "invalid_request_error", {}, "invalid_api_key"));
+      }
+      // What no route takes is answered in OpenAI's shape, not the Router's.
+      if (router_.RouteLabel(rq) == "unmatched") {
+        if (paths_.count(rq.path)) {
+          return ex->Respond(OpenAiError(405, rq.method + " is not allowed on " + rq.path,
+                                         "invalid_request_error", {}, "method_not_allowed"));
+        }
+        return ex->Respond(
+            OpenAiError(404, "no route for " + rq.path, "invalid_request_error", {}, "not_found"));
+      }
+      router_.Dispatch(rq, std::move(ex));
+    });
     if (!server.ok()) return server.status();
     http_ = std::move(server).value();
     return Status::Ok();
@@ -470,6 +532,44 @@ class ServerImpl final : public InferenceServer {
   }
 
  private:
+  // With an API key, every route but /health and /metrics needs it as a bearer
+  // token (compared in constant time).
+  bool Authorized(const HttpRequest& rq) const {
+    if (options_.api_key.empty() || rq.path == "/health" || rq.path == "/metrics") return true;
+    std::string_view auth = rq.Header("Authorization");
+    const std::string_view bearer = "Bearer ";
+    if (auth.substr(0, bearer.size()) != bearer) return false;
+    std::string_view given = auth.substr(bearer.size());
+    const std::string& key = options_.api_key;
+    unsigned diff = given.size() == key.size() ? 0 : 1;
+    for (size_t i = 0; i < key.size(); ++i) {
+      diff |= static_cast<unsigned char>(key[i]) ^
+              static_cast<unsigned char>(i < given.size() ? given[i] : 0);
+    }
+    return diff == 0;
+  }
+
+  // True when the body's "model" (if any) names the served model: its name, an
+  // alias or "default"; else answers 404 model_not_found.
+  bool ModelServed(const Json& body, HttpExchange& ex) const {
+    const Json& model = MemberOrNull(body, "model");
+    if (model.is_null()) return true;
+    if (!model.is_string()) {
+      ex.Respond(OpenAiError(400, "model must be a string", "invalid_request_error", "model"));
+      return false;
+    }
+    const std::string& name = model.get_ref<const std::string&>();
+    if (name == options_.model_name || name == "default") return true;
+    for (const std::string& alias : options_.aliases) {
+      if (name == alias) return true;
+    }
+    ex.Respond(OpenAiError(
+        404,
+        "The model `" + name + "` does not exist; this server serves `" + options_.model_name + "`",
+        "invalid_request_error", "model", "model_not_found"));
+    return false;
+  }
+
   // Parses the body as a JSON object, or answers 400 and returns nullopt.
   static std::optional<Json> Body(HttpRequest& rq, HttpExchange& ex) {
     auto j = ParseJson(rq.body);
@@ -490,13 +590,17 @@ class ServerImpl final : public InferenceServer {
   }
 
   void Models(HttpRequest&, std::shared_ptr<HttpExchange> ex) {
-    Json model = {{"id", options_.model_name},
-                  {"object", "model"},
-                  {"created", started_},
-                  {"owned_by", "loom"},
-                  {"max_model_len", engine_->max_context()}};
-    ex->Respond(HttpResponse::Json(
-        200, DumpJson(Json{{"object", "list"}, {"data", Json::array({model})}})));
+    Json data = Json::array();
+    std::vector<std::string> names = {options_.model_name};
+    names.insert(names.end(), options_.aliases.begin(), options_.aliases.end());
+    for (const std::string& name : names) {
+      data.push_back({{"id", name},
+                      {"object", "model"},
+                      {"created", started_},
+                      {"owned_by", "loom"},
+                      {"max_model_len", engine_->max_context()}});
+    }
+    ex->Respond(HttpResponse::Json(200, DumpJson(Json{{"object", "list"}, {"data", data}})));
   }
 
   void Metrics(HttpRequest&, std::shared_ptr<HttpExchange> ex) {
@@ -623,7 +727,7 @@ class ServerImpl final : public InferenceServer {
 
   void Completions(HttpRequest& rq, std::shared_ptr<HttpExchange> ex) {
     auto body = Body(rq, *ex);
-    if (!body) return;
+    if (!body || !ModelServed(*body, *ex)) return;
     GenerationRequest req;
     bool stream = false, include_usage = false, return_ids = false;
     auto bad = ParseSampling(*body, 16, &req, &stream, &include_usage);
@@ -662,7 +766,7 @@ class ServerImpl final : public InferenceServer {
 
   void ChatCompletions(HttpRequest& rq, std::shared_ptr<HttpExchange> ex) {
     auto body = Body(rq, *ex);
-    if (!body) return;
+    if (!body || !ModelServed(*body, *ex)) return;
     auto bad_request = [&](const BadRequest& b) {
       ex->Respond(OpenAiError(400, b.message, "invalid_request_error", b.param));
     };
@@ -751,6 +855,8 @@ class ServerImpl final : public InferenceServer {
   Histogram* first_token_ = nullptr;
   Histogram* inter_token_ = nullptr;
   Router router_;
+  // The routes' paths, to tell a wrong method (405) from an unknown path (404).
+  std::set<std::string> paths_;  // set by Listen()
   std::unique_ptr<HttpServer> http_;
 };
 

@@ -6,7 +6,10 @@
 // (which never blocks); the engine thread streams the result back through the
 // exchange (SSE when "stream": true). A client that goes away cancels its
 // request. Errors use OpenAI's shape: {"error": {"message", "type", "param",
-// "code"}}, with 400 for a malformed request or a prompt longer than the context.
+// "code"}}, with 400 for a malformed request, a prompt longer than the context or
+// a field this server does not support (never silently ignored), 401 for a
+// missing or wrong API key, 404 `model_not_found` for a model it does not serve,
+// and 404/405 for unknown routes and methods.
 //
 // InferenceServer is thread-safe.
 #pragma once
@@ -15,6 +18,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common/status.h"
 #include "inference/engine/engine.h"
@@ -29,6 +33,12 @@ struct ServerOptions {
   uint16_t port = 8000;  // 0 picks a free port
   int io_threads = 2;
   std::string model_name = "loom";  // /v1/models and the "model" of responses
+  // More names a request's "model" may give (besides model_name and "default",
+  // which always names the served model): --served-model-name a,b,c.
+  std::vector<std::string> aliases;
+  // When set, /v1/* and /tokenize, /detokenize need "Authorization: Bearer <key>"
+  // (401 in OpenAI's shape otherwise); /health and /metrics stay open.
+  std::string api_key;
   size_t max_body_bytes = 16 << 20;
 };
 

@@ -92,6 +92,8 @@ struct Stack {
     ServerOptions so;
     so.port = 0;
     so.model_name = "tiny-llama";
+    so.aliases = aliases;
+    so.api_key = api_key;
     auto s = InferenceServer::Start(so, engine.get(), tokenizer.get(), chat.get());
     if (!s.ok()) return s.status();
     server = std::move(s).value();
@@ -105,6 +107,8 @@ struct Stack {
                     {{"Content-Type", "application/json"}});
   }
 
+  std::vector<std::string> aliases;  // set before Start
+  std::string api_key;
   std::unique_ptr<Tokenizer> tokenizer;
   std::unique_ptr<ChatFormat> chat;
   std::unique_ptr<Engine> engine;
@@ -299,6 +303,101 @@ TEST_F(ServerTest, PromptLongerThanTheContextIsA400ThatSaysSo) {
                           {{"messages", {{{"role", "user"}, {"content", long_text}}}}});
   ExpectOpenAiError(chat, 400);
   EXPECT_NE(chat.body.find("context"), std::string::npos) << chat.body;
+}
+
+// What the server does not do yet is refused, naming the field, not ignored;
+// a field's neutral value is not a request for it.
+TEST_F(ServerTest, UnsupportedFieldsAreRefusedNamingThem) {
+  const std::vector<std::pair<std::string, Json>> refused = {
+      {"logprobs", true},
+      {"top_logprobs", 3},
+      {"presence_penalty", 0.5},
+      {"frequency_penalty", -1},
+      {"repetition_penalty", 1.2},
+      {"logit_bias", {{"42", 10}}},
+      {"response_format", {{"type", "json_object"}}},
+      {"best_of", 2},
+      {"echo", true},
+      {"suffix", "}"}};
+  for (const auto& [field, value] : refused) {
+    for (const char* route : {"/v1/completions", "/v1/chat/completions"}) {
+      Json body = {{"prompt", "hi"},
+                   {"messages", {{{"role", "user"}, {"content", "hi"}}}},
+                   {"max_tokens", 2},
+                   {field, value}};
+      auto r = stack_.Post(route, body);
+      ExpectOpenAiError(r, 400);
+      EXPECT_EQ(ParseOk(r.body)["error"]["param"], field) << route << " " << r.body;
+    }
+  }
+  Json neutral = {{"messages", {{{"role", "user"}, {"content", "hi"}}}},
+                  {"max_tokens", 2},
+                  {"logprobs", false},
+                  {"presence_penalty", 0},
+                  {"frequency_penalty", 0.0},
+                  {"repetition_penalty", 1},
+                  {"logit_bias", Json::object()},
+                  {"response_format", {{"type", "text"}}}};
+  auto ok = stack_.Post("/v1/chat/completions", neutral);
+  EXPECT_EQ(ok.status, 200) << ok.body;
+}
+
+TEST_F(ServerTest, AModelItDoesNotServeIsModelNotFound) {
+  for (const char* served : {"tiny-llama", "default"}) {
+    auto r =
+        stack_.Post("/v1/completions", {{"prompt", "hi"}, {"max_tokens", 2}, {"model", served}});
+    EXPECT_EQ(r.status, 200) << served << ": " << r.body;
+  }
+  auto r =
+      stack_.Post("/v1/chat/completions",
+                  {{"messages", {{{"role", "user"}, {"content", "hi"}}}}, {"model", "gpt-4o"}});
+  ExpectOpenAiError(r, 404);
+  EXPECT_EQ(ParseOk(r.body)["error"]["code"], "model_not_found") << r.body;
+  EXPECT_EQ(ParseOk(r.body)["error"]["param"], "model");
+}
+
+TEST_F(ServerTest, UnknownRoutesAndMethodsAnswerInOpenAisShape) {
+  auto port = stack_.server->port();
+  auto missing = HttpCall(port, "GET", "/v1/embeddings");
+  ExpectOpenAiError(missing, 404);
+  EXPECT_EQ(ParseOk(missing.body)["error"]["code"], "not_found");
+  auto wrong = HttpCall(port, "GET", "/v1/chat/completions");
+  ExpectOpenAiError(wrong, 405);
+  EXPECT_EQ(ParseOk(wrong.body)["error"]["code"], "method_not_allowed");
+}
+
+TEST(ServerApiKeyTest, TheApiNeedsTheKeyAndAnswersToEveryServedName) {
+  CpuBackendOptions bo;
+  bo.threads = 1;
+  bo.block_size = 16;
+  bo.num_kv_blocks = 64;
+  auto backend = MakeCpuBackend(FixturePath("tiny-llama"), bo);
+  ASSERT_TRUE(backend.ok()) << backend.status().ToString();
+  Stack stack;
+  stack.api_key = "sk-local-test";
+  stack.aliases = {"coder"};
+  ASSERT_TRUE(stack.Start(std::move(backend).value()).ok());
+  auto port = stack.server->port();
+  for (const char* auth : {"", "Bearer sk-local-tesT", "Bearer sk-local-test-", "sk-local-test"}) {
+    std::map<std::string, std::string> headers;
+    if (*auth) headers["Authorization"] = auth;
+    auto r = HttpCall(port, "GET", "/v1/models", "", headers);
+    ExpectOpenAiError(r, 401);
+    EXPECT_EQ(ParseOk(r.body)["error"]["code"], "invalid_api_key") << auth;
+  }
+  EXPECT_EQ(HttpCall(port, "GET", "/health").status, 200) << "probes need no key";
+  EXPECT_EQ(HttpCall(port, "GET", "/metrics").status, 200);
+  const std::map<std::string, std::string> key = {{"Authorization", "Bearer sk-local-test"}};
+  auto models = HttpCall(port, "GET", "/v1/models", "", key);
+  ASSERT_EQ(models.status, 200) << models.body;
+  Json data = ParseOk(models.body)["data"];
+  ASSERT_EQ(data.size(), 2u);
+  EXPECT_EQ(data[0]["id"], "tiny-llama");
+  EXPECT_EQ(data[1]["id"], "coder");
+  Json body = {{"prompt", "hi"}, {"max_tokens", 2}, {"model", "coder"}};
+  auto headers = key;
+  headers["Content-Type"] = "application/json";
+  EXPECT_EQ(HttpCall(port, "POST", "/v1/completions", DumpJson(body), headers).status, 200);
 }
 
 TEST_F(ServerTest, ModelsHealthAndMetrics) {
