@@ -123,6 +123,27 @@ int main(int argc, char** argv) {
   if (!tokenizer.ok()) return Fail(tokenizer.status());
   auto chat = ChatFormat::ForModel(model_dir, chat_format == "auto" ? "" : chat_format);
   if (!chat.ok()) return Fail(chat.status());
+  ServerOptions so;
+  so.host = host;
+  so.port = static_cast<uint16_t>(port);
+  so.io_threads = io_threads;
+  // "coder,qwen": the first is the name responses carry, the rest are aliases.
+  std::vector<std::string> names;
+  for (size_t from = 0; from <= name.size();) {
+    size_t comma = std::min(name.find(',', from), name.size());
+    if (comma > from) names.push_back(name.substr(from, comma - from));
+    from = comma + 1;
+  }
+  if (names.empty()) return Fail(loom::Status::InvalidArgument("--served-model-name is empty"));
+  name = names[0];
+  so.model_name = name;
+  so.aliases.assign(names.begin() + 1, names.end());
+  so.api_key = api_key;
+  // The port answers at once: /health says 503 "loading" until the weights are in.
+  auto server = InferenceServer::Start(so, nullptr, tokenizer->get(), &*chat);
+  if (!server.ok()) return Fail(server.status());
+  std::cerr << "loom-infer: listening on http://" << host << ":" << (*server)->port()
+            << " (loading)\n";
   std::cerr << "loom-infer: chat format " << chat->name() << "; loading the weights onto " << device
             << " (tp " << tp << ")\n";
   loom::Result<std::unique_ptr<Backend>> backend = loom::Status::Internal("no backend");
@@ -156,24 +177,7 @@ int main(int argc, char** argv) {
   auto engine = Engine::Start(std::move(backend).value(), std::move(eo));
   if (!engine.ok()) return Fail(engine.status());
 
-  ServerOptions so;
-  so.host = host;
-  so.port = static_cast<uint16_t>(port);
-  so.io_threads = io_threads;
-  // "coder,qwen": the first is the name responses carry, the rest are aliases.
-  std::vector<std::string> names;
-  for (size_t from = 0; from <= name.size();) {
-    size_t comma = std::min(name.find(',', from), name.size());
-    if (comma > from) names.push_back(name.substr(from, comma - from));
-    from = comma + 1;
-  }
-  if (names.empty()) return Fail(loom::Status::InvalidArgument("--served-model-name is empty"));
-  name = names[0];
-  so.model_name = name;
-  so.aliases.assign(names.begin() + 1, names.end());
-  so.api_key = api_key;
-  auto server = InferenceServer::Start(so, engine->get(), tok, &*chat);
-  if (!server.ok()) return Fail(server.status());
+  (*server)->Attach(engine->get());
   std::cerr << "loom-infer: serving " << name << " on http://" << host << ":" << (*server)->port()
             << " (context " << (*engine)->max_context() << " tokens)\n";
 

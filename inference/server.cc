@@ -465,6 +465,7 @@ class ServerImpl final : public InferenceServer {
   ServerImpl(ServerOptions options, Engine* engine, const Tokenizer* tokenizer,
              const ChatFormat* chat)
       : options_(std::move(options)), engine_(engine), tokenizer_(tokenizer), chat_(chat) {
+    ready_.store(engine != nullptr, std::memory_order_release);
     http_requests_ = metrics_.NewCounter("loom_infer_http_requests_total",
                                          "HTTP requests by route and status", {"route", "status"});
     http_latency_ = metrics_.NewHistogram("loom_infer_http_request_seconds",
@@ -504,6 +505,13 @@ class ServerImpl final : public InferenceServer {
     };
     auto server = HttpServer::Start(std::move(ho), [this](HttpRequest& rq,
                                                           std::shared_ptr<HttpExchange> ex) {
+      if (!ready_.load(std::memory_order_acquire)) {
+        if (rq.path == "/health") {
+          return ex->Respond(HttpResponse::Json(503, R"({"status":"loading"})"));
+        }
+        return ex->Respond(OpenAiError(503, "the model is still loading; retry shortly",
+                                       "server_error", {}, "model_loading"));
+      }
       if (!Authorized(rq)) {
         return ex->Respond(OpenAiError(401, "a missing or wrong API key (Authorization: Bearer)",
                                        "invalid_request_error", {}, "invalid_api_key"));
@@ -527,6 +535,10 @@ class ServerImpl final : public InferenceServer {
   ~ServerImpl() override { Shutdown(std::chrono::seconds(2)); }
 
   uint16_t port() const override { return http_->port(); }
+  void Attach(Engine* engine) override {
+    engine_ = engine;
+    ready_.store(true, std::memory_order_release);  // publishes engine_ to the I/O threads
+  }
   void Shutdown(std::chrono::milliseconds drain) override {
     if (http_) http_->Shutdown(drain);
   }
@@ -845,7 +857,8 @@ class ServerImpl final : public InferenceServer {
   }
 
   ServerOptions options_;
-  Engine* engine_;
+  Engine* engine_;  // written once, before ready_ turns true
+  std::atomic<bool> ready_{false};
   const Tokenizer* tokenizer_;
   const ChatFormat* chat_;
   int64_t started_ = NowSeconds();
@@ -866,8 +879,8 @@ Result<std::unique_ptr<InferenceServer>> InferenceServer::Start(ServerOptions op
                                                                 Engine* engine,
                                                                 const Tokenizer* tokenizer,
                                                                 const ChatFormat* chat) {
-  if (engine == nullptr || tokenizer == nullptr || chat == nullptr) {
-    return Status::InvalidArgument("the server needs an engine, a tokenizer and a chat format");
+  if (tokenizer == nullptr || chat == nullptr) {
+    return Status::InvalidArgument("the server needs a tokenizer and a chat format");
   }
   auto server = std::make_unique<ServerImpl>(std::move(options), engine, tokenizer, chat);
   LOOM_RETURN_IF_ERROR(server->Listen());

@@ -45,10 +45,16 @@ struct ServerOptions {
 class InferenceServer {
  public:
   // Binds and serves. `engine`, `tokenizer` and `chat` must outlive the server;
-  // the engine's detokenizer should be the tokenizer's Decode.
+  // the engine's detokenizer should be the tokenizer's Decode. `engine` may be
+  // null while the weights load: until Attach() gives it, GET /health answers 503
+  // {"status":"loading"} and every other route 503 (code "model_loading"), so the
+  // port answers from the start.
   static Result<std::unique_ptr<InferenceServer>> Start(ServerOptions options, Engine* engine,
                                                         const Tokenizer* tokenizer,
                                                         const ChatFormat* chat);
+  // The engine of a server started without one; from now on it serves.
+  // REQUIRES: called once, and only when Start had no engine.
+  virtual void Attach(Engine* engine) = 0;
   virtual ~InferenceServer() = default;
 
   virtual uint16_t port() const = 0;

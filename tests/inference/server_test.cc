@@ -400,6 +400,42 @@ TEST(ServerApiKeyTest, TheApiNeedsTheKeyAndAnswersToEveryServedName) {
   EXPECT_EQ(HttpCall(port, "POST", "/v1/completions", DumpJson(body), headers).status, 200);
 }
 
+// The port answers while the weights load: 503 "loading", then the API.
+TEST(ServerLoadingTest, HealthSaysLoadingUntilTheEngineIsAttached) {
+  auto tokenizer = Tokenizer::Load(FixturePath("tiny-llama"));
+  ASSERT_TRUE(tokenizer.ok());
+  auto chat = ChatFormat::ForModel(FixturePath("tiny-llama"), "");
+  ASSERT_TRUE(chat.ok());
+  ServerOptions so;
+  so.port = 0;
+  so.model_name = "tiny-llama";
+  auto server = InferenceServer::Start(so, nullptr, tokenizer->get(), &*chat);
+  ASSERT_TRUE(server.ok()) << server.status().ToString();
+  auto port = (*server)->port();
+  auto health = HttpCall(port, "GET", "/health");
+  EXPECT_EQ(health.status, 503);
+  EXPECT_EQ(ParseOk(health.body)["status"], "loading");
+  auto models = HttpCall(port, "GET", "/v1/models");
+  ExpectOpenAiError(models, 503);
+  EXPECT_EQ(ParseOk(models.body)["error"]["code"], "model_loading");
+
+  CpuBackendOptions bo;
+  bo.threads = 1;
+  bo.block_size = 16;
+  bo.num_kv_blocks = 64;
+  auto backend = MakeCpuBackend(FixturePath("tiny-llama"), bo);
+  ASSERT_TRUE(backend.ok());
+  EngineOptions eo;
+  const Tokenizer* t = tokenizer->get();
+  eo.detokenize = [t](std::span<const int32_t> ids) { return t->Decode(ids); };
+  auto engine = Engine::Start(std::move(backend).value(), std::move(eo));
+  ASSERT_TRUE(engine.ok());
+  (*server)->Attach(engine->get());
+  EXPECT_EQ(HttpCall(port, "GET", "/health").status, 200);
+  EXPECT_EQ(HttpCall(port, "GET", "/v1/models").status, 200);
+  (*server)->Shutdown(std::chrono::seconds(1));
+}
+
 TEST_F(ServerTest, ModelsHealthAndMetrics) {
   auto port = stack_.server->port();
   auto h = HttpCall(port, "GET", "/health");
