@@ -11,6 +11,7 @@
 #include <filesystem>
 
 #include "common/auth.h"
+#include "common/blocking_pool.h"
 #include "common/crypto.h"
 #include "common/http_server.h"
 #include "common/json_reader.h"
@@ -357,11 +358,15 @@ class DaemonImpl : public Daemon {
     router_.Add("GET", "/healthz", [](HttpRequest&, std::shared_ptr<HttpExchange> ex) {
       ex->Respond(HttpResponse::Json(200, "{\"status\":\"ok\"}"));
     });
+    // A scrape reads the database's gauges: on a thread of its own, never on an
+    // I/O thread.
     router_.Add("GET", "/metrics", [this](HttpRequest&, std::shared_ptr<HttpExchange> ex) {
-      RefreshGauges();
-      HttpResponse r = HttpResponse::Text(200, metrics_.Render());
-      r.content_type = "text/plain; version=0.0.4; charset=utf-8";
-      ex->Respond(std::move(r));
+      scrape_pool_->Post([this, ex] {
+        RefreshGauges();
+        HttpResponse r = HttpResponse::Text(200, metrics_.Render());
+        r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+        ex->Respond(std::move(r));
+      });
     });
     router_.Add("POST", "/v1/tokens",
                 [this](HttpRequest& r, std::shared_ptr<HttpExchange> ex) { CreateToken(r, ex); });
@@ -545,7 +550,8 @@ class DaemonImpl : public Daemon {
     // Event streams never end by themselves: end them, or the drain waits them out.
     if (orchestrator_api_) orchestrator_api_->CloseStreams();
     if (server_) server_->Shutdown(drain);
-    readiness_.reset();  // after its check in progress, which reads the members below
+    readiness_.reset();    // after its check in progress, which reads the members below
+    scrape_pool_.reset();  // likewise after its scrape in progress
     if (maintenance_) maintenance_->Stop();        // after its pass in progress
     if (scheduler_) scheduler_->Stop();            // agents stop at their next step; tasks requeue
     if (lifecycle_) lifecycle_->remote()->Stop();  // after its pass in progress
@@ -1002,6 +1008,7 @@ class DaemonImpl : public Daemon {
   std::optional<LlmOptions> model_probe_;  // what /readyz asks; set with agents
   std::function<Result<std::string>()> sandbox_probe_;
   std::unique_ptr<Readiness> readiness_;
+  std::unique_ptr<BlockingPool> scrape_pool_ = std::make_unique<BlockingPool>(1);  // /metrics
   Mutex policies_mu_;
   std::string policies_error_ GUARDED_BY(policies_mu_);  // of the last reload; empty: it loaded
   size_t policies_count_ GUARDED_BY(policies_mu_) = 0;
